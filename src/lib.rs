@@ -1,0 +1,12 @@
+//! casegate — an email-driven ticketing gateway.
+//!
+//! One module per step of a mail's journey:
+//!
+//! - [`parse`]: raw bytes → [`parse::InboundMail`] (never panics, bounded);
+//!   [`parse::reply`] trims quoted history from replies.
+//! - [`classify`]: machine mail (auto-replies, bulk, bounces, our own loops).
+//! - [`address`]: validated addresses and the staff/admin patterns.
+
+pub mod address;
+pub mod classify;
+pub mod parse;

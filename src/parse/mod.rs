@@ -1,0 +1,603 @@
+//! Raw bytes → [`InboundMail`]: everything later steps need, decoded once.
+//!
+//! Built on mail-parser, which never panics and decodes RFC 2047/2231 and the legacy
+//! charsets. This module adds what a ticketing gateway needs on top: validated addresses,
+//! a readable text body (HTML-only mail rendered by `html2text`), every attachment with a
+//! safe display name and its exact decoded bytes, attached messages parsed in turn (bounded
+//! depth), and the delivery-status part of a report so bounces can be recognised.
+
+pub mod reply;
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, TimeZone, Utc};
+use mail_parser::{
+    Encoding, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
+
+use crate::address::{Address, Mailbox};
+
+/// How deep attached messages are followed (a forward of a forward of a forward).
+pub const MAX_ATTACHED_MESSAGE_DEPTH: usize = 3;
+/// Parts beyond this many are not inspected; a mail with more is still processed.
+pub const MAX_PARTS: usize = 1_000;
+/// Longest header value kept for classification (bounds memory on hostile headers).
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+
+/// One mail as the rest of casegate sees it.
+#[derive(Debug, Clone, Default)]
+pub struct InboundMail {
+    /// Message-ID without angle brackets, when the mail has a usable one.
+    pub message_id: Option<String>,
+    pub from: Option<Mailbox>,
+    pub sender: Option<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// Decoded subject, single line (CR/LF and other controls replaced by spaces).
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Top-level headers in order: lower-case name, unfolded raw value (bounded).
+    pub headers: Vec<(String, String)>,
+    /// Top-level `type/subtype`, lower-case (`text/plain` when absent).
+    pub content_type: String,
+    /// `report-type` parameter of a `multipart/report`, lower-case.
+    pub report_type: Option<String>,
+    /// Text of a `message/delivery-status` (or `message/feedback-report`) part, if any.
+    pub delivery_status: Option<String>,
+    /// The readable body: text/plain parts, or HTML rendered as text when there is none.
+    pub text: String,
+    /// The HTML body as sent, when there was one (kept for reply stripping of HTML mail).
+    pub html: Option<String>,
+    /// True when `text` was rendered from HTML.
+    pub text_from_html: bool,
+    pub attachments: Vec<Attachment>,
+    /// Attached messages (message/rfc822), parsed, up to [`MAX_ATTACHED_MESSAGE_DEPTH`].
+    pub attached_messages: Vec<InboundMail>,
+    /// Things that were wrong but did not stop parsing, for the audit log.
+    pub problems: Vec<String>,
+}
+
+/// How a part was presented by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    Attachment,
+    Inline,
+    /// An attached message (message/rfc822), stored as an `.eml`.
+    Message,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Attachment => "attachment",
+            Disposition::Inline => "inline",
+            Disposition::Message => "message",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Decoded and made safe for display: no path, no control or bidi characters, bounded.
+    pub filename: String,
+    /// `type/subtype`, lower-case.
+    pub content_type: String,
+    pub disposition: Disposition,
+    pub content_id: Option<String>,
+    /// The decoded bytes exactly as sent (transfer encoding removed, charset untouched).
+    pub data: Vec<u8>,
+}
+
+impl InboundMail {
+    /// First value of a top-level header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of a top-level header, by case-insensitive name.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The sender's address (From), if valid.
+    pub fn from_address(&self) -> Option<&Address> {
+        self.from.as_ref().map(|m| &m.address)
+    }
+
+    /// Every Message-ID this mail points back to: In-Reply-To first, then References
+    /// newest first. Deduplicated.
+    pub fn ancestors(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for id in self.in_reply_to.iter().chain(self.references.iter().rev()) {
+            if !out.contains(&id.as_str()) {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+/// Parses a raw mail. `None` only when there is nothing resembling a mail (no headers).
+pub fn parse(raw: &[u8]) -> Option<InboundMail> {
+    let message = MessageParser::default().parse(raw)?;
+    if message.headers().is_empty() {
+        return None;
+    }
+    Some(convert(&message, 0))
+}
+
+fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
+    let mut mail = InboundMail {
+        message_id: message.message_id().and_then(clean_message_id),
+        from: first_mailbox(message.from()),
+        sender: first_mailbox(message.sender()),
+        reply_to: mailboxes(message.reply_to()),
+        to: mailboxes(message.to()),
+        cc: mailboxes(message.cc()),
+        subject: one_line(message.subject().unwrap_or_default()),
+        date: message.date().and_then(to_utc),
+        in_reply_to: id_list(message.in_reply_to()),
+        references: id_list(message.references()),
+        ..Default::default()
+    };
+    mail.headers = message
+        .headers_raw()
+        .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
+        .collect();
+    let root = message.root_part();
+    mail.content_type = content_type_of(root).unwrap_or_else(|| "text/plain".into());
+    if mail.content_type == "multipart/report" {
+        mail.report_type = root
+            .content_type()
+            .and_then(|ct| ct.attribute("report-type"))
+            .map(|s| s.to_ascii_lowercase());
+    }
+    if message.parts.len() > MAX_PARTS {
+        mail.problems.push(format!(
+            "mail has {} MIME parts; only the first {MAX_PARTS} were inspected",
+            message.parts.len()
+        ));
+    }
+    if message.parts.iter().any(|p| p.is_encoding_problem) {
+        mail.problems
+            .push("a part could not be decoded cleanly".into());
+    }
+    if message.from().is_some() && mail.from.is_none() {
+        mail.problems.push("From: holds no valid address".into());
+    }
+
+    collect_body(message, &mut mail);
+    collect_report(message, &mut mail);
+    collect_attachments(message, &mut mail, depth);
+    mail
+}
+
+fn collect_body(message: &Message<'_>, mail: &mut InboundMail) {
+    let mut texts = Vec::new();
+    let mut htmls = Vec::new();
+    for &id in message.text_body.iter().take(MAX_PARTS) {
+        match message.parts.get(id as usize).map(|p| &p.body) {
+            Some(PartType::Text(t)) => texts.push(t.as_ref()),
+            Some(PartType::Html(h)) => htmls.push(h.as_ref()),
+            _ => {}
+        }
+    }
+    for &id in message.html_body.iter().take(MAX_PARTS) {
+        if let Some(PartType::Html(h)) = message.parts.get(id as usize).map(|p| &p.body) {
+            if !htmls.contains(&h.as_ref()) {
+                htmls.push(h.as_ref());
+            }
+        }
+    }
+    if !htmls.is_empty() {
+        mail.html = Some(htmls.join("\n"));
+    }
+    if !texts.is_empty() {
+        mail.text = normalise_text(&texts.join("\n\n"));
+    } else if let Some(html) = &mail.html {
+        mail.text = normalise_text(&html_to_text(html));
+        mail.text_from_html = true;
+    }
+}
+
+fn collect_report(message: &Message<'_>, mail: &mut InboundMail) {
+    if mail.content_type != "multipart/report" {
+        return;
+    }
+    for part in message.parts.iter().take(MAX_PARTS) {
+        let ct = content_type_of(part).unwrap_or_default();
+        let is_status = matches!(
+            ct.as_str(),
+            "message/delivery-status"
+                | "message/global-delivery-status"
+                | "message/feedback-report"
+                | "message/disposition-notification"
+        );
+        if is_status {
+            let text = String::from_utf8_lossy(part.contents()).into_owned();
+            mail.delivery_status = Some(text);
+            return;
+        }
+    }
+}
+
+fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usize) {
+    for (index, &id) in message.attachments.iter().take(MAX_PARTS).enumerate() {
+        let Some(part) = message.parts.get(id as usize) else {
+            continue;
+        };
+        let content_type = content_type_of(part);
+        let mut disposition = match part.content_disposition() {
+            Some(d) if d.ctype().eq_ignore_ascii_case("inline") => Disposition::Inline,
+            _ => Disposition::Attachment,
+        };
+        let data: Vec<u8> = match &part.body {
+            PartType::Message(nested) => {
+                disposition = Disposition::Message;
+                if depth < MAX_ATTACHED_MESSAGE_DEPTH {
+                    mail.attached_messages.push(convert(nested, depth + 1));
+                } else {
+                    mail.problems.push(
+                        "attached messages nested too deeply; inner ones kept as files only".into(),
+                    );
+                }
+                nested.raw_message().to_vec()
+            }
+            PartType::Text(_) | PartType::Html(_) => raw_decoded(message, part),
+            PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+            PartType::Multipart(_) => continue,
+        };
+        let content_type = content_type.unwrap_or_else(|| match disposition {
+            Disposition::Message => "message/rfc822".into(),
+            _ if matches!(part.body, PartType::Text(_)) => "text/plain".into(),
+            _ if matches!(part.body, PartType::Html(_)) => "text/html".into(),
+            _ => "application/octet-stream".into(),
+        });
+        let raw_name = part
+            .attachment_name()
+            .map(str::to_string)
+            .or_else(|| match &part.body {
+                PartType::Message(nested) => nested.subject().map(|s| format!("{s}.eml")),
+                _ => None,
+            });
+        let filename = safe_filename(raw_name.as_deref(), &content_type, index + 1);
+        mail.attachments.push(Attachment {
+            filename,
+            content_type,
+            disposition,
+            content_id: part
+                .content_id()
+                .map(|s| s.trim_matches(['<', '>']).to_string()),
+            data,
+        });
+    }
+}
+
+/// A text part's bytes with only the transfer encoding removed, so that a text file
+/// attachment is stored exactly as the sender's program wrote it (same checksum).
+fn raw_decoded(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
+    let raw = message.raw_message();
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let Some(body) = raw.get(start..end.min(raw.len())) else {
+        return part.contents().to_vec();
+    };
+    let decoded = match part.encoding {
+        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
+        Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
+        Encoding::None => Some(body.to_vec()),
+    };
+    decoded.unwrap_or_else(|| part.contents().to_vec())
+}
+
+/// Renders HTML as plain text (tables, lists and quotes kept readable; `> ` marks quotes).
+pub fn html_to_text(html: &str) -> String {
+    // Width is generous so sentences are not hard-wrapped into the thread.
+    html2text::from_read(html.as_bytes(), 10_000).unwrap_or_else(|_| String::new())
+}
+
+/// LF line endings, no trailing whitespace per line, no leading/trailing blank lines.
+pub fn normalise_text(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let start = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(start, |e| e + 1);
+    lines[start..end].join("\n")
+}
+
+fn content_type_of(part: &MessagePart<'_>) -> Option<String> {
+    let ct = part.content_type()?;
+    let sub = ct.subtype().unwrap_or("octet-stream");
+    let value = format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase();
+    // Hostile or broken values (Yahoo once sent filenames in here) are cut to a sane token.
+    let clean: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "/-+.".contains(*c))
+        .take(100)
+        .collect();
+    Some(clean).filter(|c| c.contains('/'))
+}
+
+fn first_mailbox(addr: Option<&mail_parser::Address<'_>>) -> Option<Mailbox> {
+    mailboxes(addr).into_iter().next()
+}
+
+fn mailboxes(addr: Option<&mail_parser::Address<'_>>) -> Vec<Mailbox> {
+    let Some(addr) = addr else { return Vec::new() };
+    let mut out: Vec<Mailbox> = Vec::new();
+    for a in addr.iter() {
+        let Some(address) = a.address().and_then(Address::parse) else {
+            continue;
+        };
+        if out.iter().any(|m| m.address == address) {
+            continue;
+        }
+        let name = a.name().map(one_line).filter(|n| !n.is_empty());
+        out.push(Mailbox { name, address });
+    }
+    out
+}
+
+fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
+    let ids: Vec<&str> = match value {
+        HeaderValue::Text(t) => vec![t.as_ref()],
+        HeaderValue::TextList(list) => list.iter().map(Cow::as_ref).collect(),
+        _ => Vec::new(),
+    };
+    ids.into_iter()
+        .filter_map(clean_message_id)
+        .take(100)
+        .collect()
+}
+
+/// A Message-ID as stored and compared: no brackets or whitespace, bounded, non-empty.
+pub fn clean_message_id(id: &str) -> Option<String> {
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    if id.is_empty() || id.len() > 998 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(id.to_string())
+}
+
+fn to_utc(dt: &mail_parser::DateTime) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(dt.to_timestamp(), 0).single()
+}
+
+fn unfold(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(MAX_HEADER_VALUE));
+    let mut last_space = false;
+    for c in value.chars() {
+        if out.len() >= MAX_HEADER_VALUE {
+            break;
+        }
+        let c = if c == '\r' || c == '\n' || c == '\t' {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        last_space = c == ' ';
+        out.push(c);
+    }
+    out.trim().to_string()
+}
+
+/// One line of display text: controls become spaces, runs of space collapse.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_end().to_string()
+}
+
+/// Longest stored file name, in bytes.
+const MAX_FILENAME: usize = 200;
+
+/// A file name safe to show and to offer for download: the last path component only, no
+/// control or bidirectional-override characters, not hidden, bounded; unnamed parts get
+/// `part-N` with an extension from the content type.
+pub fn safe_filename(raw: Option<&str>, content_type: &str, index: usize) -> String {
+    let is_bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let cleaned: String = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !is_bidi(*c))
+        .collect();
+    let cleaned = one_line(&cleaned);
+    let cleaned = cleaned
+        .trim_start_matches(['.', ' '])
+        .trim_end_matches(['.', ' ']);
+    if cleaned.is_empty() {
+        return format!("part-{index}{}", extension_for(content_type));
+    }
+    if cleaned.len() <= MAX_FILENAME {
+        return cleaned.to_string();
+    }
+    // Keep the extension: "very long name….pdf".
+    let (stem, ext) = match cleaned.rsplit_once('.') {
+        Some((s, e)) if e.len() <= 10 && !s.is_empty() => (s, format!(".{e}")),
+        _ => (cleaned, String::new()),
+    };
+    let mut cut = MAX_FILENAME - ext.len() - '…'.len_utf8();
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…{ext}", &stem[..cut])
+}
+
+fn extension_for(content_type: &str) -> &'static str {
+    match content_type {
+        "text/plain" => ".txt",
+        "text/html" => ".html",
+        "message/rfc822" => ".eml",
+        "image/png" => ".png",
+        "image/jpeg" => ".jpg",
+        "image/gif" => ".gif",
+        "application/pdf" => ".pdf",
+        _ => ".bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> InboundMail {
+        parse(s.as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn decodes_addresses_subject_and_ids() {
+        let m = parse_str(
+            "From: =?UTF-8?Q?J=C3=BCrgen?= <Jurgen@Customer.Example>\r\nTo: support@example.com, Bob <bob@x.example>\r\n\
+             Cc: bad-address, carol@x.example\r\nSubject: =?ISO-8859-1?Q?Gr=FC=DFe?= [CASE-7]\r\n\
+             Message-ID: <abc@host>\r\nIn-Reply-To: <p1@h>\r\nReferences: <p0@h> <p1@h>\r\n\
+             Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n\r\nHello\r\n",
+        );
+        assert_eq!(
+            m.from.as_ref().unwrap().address.as_str(),
+            "jurgen@customer.example"
+        );
+        assert_eq!(m.from.as_ref().unwrap().name.as_deref(), Some("Jürgen"));
+        assert_eq!(m.subject, "Grüße [CASE-7]");
+        assert_eq!(m.message_id.as_deref(), Some("abc@host"));
+        assert_eq!(m.to.len(), 2);
+        assert_eq!(
+            m.cc.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(),
+            ["carol@x.example"]
+        );
+        assert_eq!(m.ancestors(), ["p1@h", "p0@h"]);
+        assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-23T09:00:00+00:00");
+        assert_eq!(m.text, "Hello");
+    }
+
+    #[test]
+    fn html_only_mail_becomes_readable_text() {
+        let m = parse_str(
+            "From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+             <html><body><p>Hello <b>team</b>,</p><ul><li>one</li><li>two</li></ul><script>x()</script></body></html>",
+        );
+        assert!(m.text_from_html);
+        assert!(m.text.contains("Hello"), "{}", m.text);
+        assert!(m.text.contains("one") && m.text.contains("two"));
+        assert!(!m.text.contains("<p>") && !m.text.contains("x()"));
+    }
+
+    #[test]
+    fn subject_with_encoded_newline_cannot_carry_a_header() {
+        let m = parse_str(
+            "From: a@b.example\r\nSubject: =?UTF-8?B?SGkNCkJjYzogZXZpbEB4LmV4YW1wbGU=?=\r\n\r\nx",
+        );
+        assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
+        assert_eq!(m.subject, "Hi Bcc: evil@x.example");
+    }
+
+    #[test]
+    fn attachment_names_are_decoded_and_made_safe() {
+        let m = parse_str(concat!(
+            "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n",
+            "--XX\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+            "--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpass%C3%A9.pdf\r\n",
+            "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n",
+            "--XX\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"evil\u{202E}fdp.exe\"\r\n\r\nMZ\r\n",
+            "--XX\r\nContent-Type: image/png\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw==\r\n",
+            "--XX--\r\n"
+        ));
+        let names: Vec<&str> = m.attachments.iter().map(|a| a.filename.as_str()).collect();
+        assert_eq!(names, ["passé.pdf", "evilfdp.exe", "part-3.png"]);
+        assert_eq!(m.attachments[0].data, b"%PDF-");
+        assert_eq!(m.attachments[0].content_type, "application/pdf");
+        assert_eq!(m.text, "body");
+    }
+
+    #[test]
+    fn safe_filename_keeps_extension_when_truncating() {
+        let long = format!("{}.pdf", "ä".repeat(300));
+        let name = safe_filename(Some(&long), "application/pdf", 1);
+        assert!(
+            name.len() <= MAX_FILENAME && name.ends_with("….pdf"),
+            "{name}"
+        );
+        assert_eq!(safe_filename(Some("..."), "text/plain", 2), "part-2.txt");
+        assert_eq!(
+            safe_filename(Some(".htaccess"), "text/plain", 2),
+            "htaccess"
+        );
+    }
+
+    #[test]
+    fn attached_message_is_parsed_and_kept_as_eml() {
+        let m = parse_str(concat!(
+            "From: admin@example.com\r\nSubject: Fwd: printer\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n",
+            "--B\r\nContent-Type: text/plain\r\n\r\nsee below\r\n",
+            "--B\r\nContent-Type: message/rfc822\r\n\r\n",
+            "From: Cust <cust@customer.example>\r\nSubject: Printer on fire\r\nCc: boss@customer.example\r\n\r\nIt burns.\r\n",
+            "--B--\r\n"
+        ));
+        assert_eq!(m.attached_messages.len(), 1);
+        let inner = &m.attached_messages[0];
+        assert_eq!(
+            inner.from_address().unwrap().as_str(),
+            "cust@customer.example"
+        );
+        assert_eq!(inner.subject, "Printer on fire");
+        assert_eq!(inner.text, "It burns.");
+        assert_eq!(m.attachments[0].disposition, Disposition::Message);
+        assert_eq!(m.attachments[0].filename, "Printer on fire.eml");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for raw in [
+            &b""[..],
+            b"\0\0\0",
+            b"\xff\xfe\r\n\r\n",
+            b"From:\r\n\r\n",
+            b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n--\r\n",
+        ] {
+            let _ = parse(raw);
+        }
+        // Deep multipart nesting.
+        let mut s =
+            String::from("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n");
+        for i in 0..2000 {
+            s.push_str(&format!(
+                "--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
+                i + 1
+            ));
+        }
+        let _ = parse(s.as_bytes());
+    }
+}
