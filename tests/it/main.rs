@@ -1,0 +1,5 @@
+//! The one integration-test binary: every test that runs real programs (the casegate
+//! binary, Dovecot, an SMTP server, a browser) lives in a module here and shares the
+//! harness in `support/`.
+
+mod support;

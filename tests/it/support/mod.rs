@@ -1,0 +1,1 @@
+//! Shared test harness: temporary installations and real servers on 127.0.0.1.
