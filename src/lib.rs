@@ -8,5 +8,13 @@
 //! - [`address`]: validated addresses and the staff/admin patterns.
 
 pub mod address;
+pub mod authorize;
+pub mod case;
 pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod fields;
+pub mod ingest;
 pub mod parse;
+pub mod route;
+pub mod store;

@@ -136,6 +136,16 @@ pub fn parse(raw: &[u8]) -> Option<InboundMail> {
     Some(convert(&message, 0))
 }
 
+/// Parses only the headers (for mail too large to process, so it can still be listed and
+/// deduplicated by Message-ID).
+pub fn parse_headers(raw: &[u8]) -> Option<InboundMail> {
+    let message = MessageParser::default().parse_headers(raw)?;
+    if message.headers().is_empty() {
+        return None;
+    }
+    Some(convert(&message, MAX_ATTACHED_MESSAGE_DEPTH))
+}
+
 fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
     let mut mail = InboundMail {
         message_id: message.message_id().and_then(clean_message_id),

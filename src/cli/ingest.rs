@@ -1,0 +1,141 @@
+//! `casegate ingest [--json] FILE...` — the mail-server pipe and the operator's tool.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::{print_json, UsageError};
+use crate::config::Config;
+use crate::ingest::{Gateway, IngestReport, Origin};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print one JSON object per mail: {"file","message_id","outcome","case","reason"}
+    #[arg(long)]
+    json: bool,
+
+    /// Mail files (RFC 5322). '-' reads one mail from stdin; a directory means every
+    /// file in it (for a Maildir: new/ and cur/), in name order
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+}
+
+/// One line of `ingest --json` output.
+#[derive(Serialize)]
+struct Line<'a> {
+    file: &'a str,
+    message_id: Option<&'a str>,
+    outcome: &'a str,
+    case: Option<String>,
+    reason: Option<&'a str>,
+}
+
+pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
+    let inputs = expand(&args.files)?;
+    let mut gateway = Gateway::open(Arc::clone(&config))?;
+    let mut failures = 0usize;
+    for input in &inputs {
+        let raw = match read_input(input) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // One unreadable file must not stop the others; the exit code tells.
+                eprintln!("casegate: {input}: {e:#}");
+                failures += 1;
+                continue;
+            }
+        };
+        let origin = if input == "-" {
+            Origin {
+                description: "stdin".into(),
+                ..Default::default()
+            }
+        } else {
+            Origin::file(input)
+        };
+        let report = gateway
+            .ingest(&raw, &origin)
+            .with_context(|| format!("processing {input}"))?;
+        print_report(input, &report, &config, args.json)?;
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} inputs could not be read", inputs.len());
+    }
+    Ok(())
+}
+
+fn print_report(
+    input: &str,
+    report: &IngestReport,
+    config: &Config,
+    json: bool,
+) -> anyhow::Result<()> {
+    let case = report.case.map(|c| config.case_token(c));
+    if json {
+        return print_json(&Line {
+            file: input,
+            message_id: report.message_id.as_deref(),
+            outcome: report.outcome.as_str(),
+            case,
+            reason: report.reason.as_deref(),
+        });
+    }
+    let mut line = format!("{input}: {}", report.outcome);
+    if let Some(c) = case {
+        line.push_str(&format!(" {c}"));
+    }
+    if let Some(r) = &report.reason {
+        line.push_str(&format!(" ({r})"));
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// Expands directories into their files, sorted; keeps '-' and plain files as given.
+fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let stdin_count = args.iter().filter(|a| *a == "-").count();
+    if stdin_count > 1 {
+        return Err(
+            UsageError("'-' (stdin) may be given only once: it holds one mail".into()).into(),
+        );
+    }
+    for arg in args {
+        let path = Path::new(arg);
+        if arg != "-" && path.is_dir() {
+            let maildir = path.join("new").is_dir() && path.join("cur").is_dir();
+            let dirs: Vec<PathBuf> = if maildir {
+                vec![path.join("new"), path.join("cur")]
+            } else {
+                vec![path.to_path_buf()]
+            };
+            for dir in dirs {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot list {}", dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                out.extend(files.into_iter().map(|p| p.display().to_string()));
+            }
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn read_input(input: &str) -> anyhow::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    if input == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut raw)
+            .context("cannot read stdin")?;
+    } else {
+        raw = std::fs::read(input).context("cannot read file")?;
+    }
+    Ok(raw)
+}

@@ -1,0 +1,417 @@
+//! Cases, their participants, thread messages, attachment metadata and the Message-IDs
+//! that route replies to them; plus the read models shown by `cases list/show`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
+use crate::parse::Disposition;
+
+/// Fields of a case being opened.
+#[derive(Debug, Clone)]
+pub struct NewCase<'a> {
+    pub subject: &'a str,
+    pub description: &'a str,
+    pub impact: Impact,
+    pub account: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub linked_case: Option<CaseId>,
+}
+
+pub fn insert_case(conn: &Connection, case: &NewCase<'_>, now: &str) -> rusqlite::Result<CaseId> {
+    conn.prepare_cached(
+        "INSERT INTO cases (subject, description, status, impact, account, environment, linked_case, created_at, updated_at)
+         VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?
+    .execute(params![case.subject, case.description, case.impact.as_db(), case.account, case.environment, case.linked_case, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The scalar fields of a case, as the workflow needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRow {
+    pub id: CaseId,
+    pub subject: String,
+    pub status: Status,
+    pub impact: Impact,
+    pub account: Option<String>,
+    pub environment: Option<String>,
+    pub linked_case: Option<CaseId>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub fn case_row(conn: &Connection, id: CaseId) -> rusqlite::Result<Option<CaseRow>> {
+    conn.prepare_cached(
+        "SELECT id, subject, status, impact, account, environment, linked_case, created_at, updated_at FROM cases WHERE id = ?1",
+    )?
+    .query_row([id], row_to_case)
+    .optional()
+}
+
+fn row_to_case(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
+    Ok(CaseRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        status: parse_col(r, 2)?,
+        impact: parse_col(r, 3)?,
+        account: r.get(4)?,
+        environment: r.get(5)?,
+        linked_case: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+fn parse_col<T: std::str::FromStr<Err = String>>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+pub fn set_status(
+    conn: &Connection,
+    id: CaseId,
+    status: Status,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, status.as_db(), now])?;
+    Ok(())
+}
+
+/// Updates one of the editable scalar fields (`impact`, `account`, `environment`, `subject`).
+pub fn set_field(
+    conn: &Connection,
+    id: CaseId,
+    field: &str,
+    value: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<()> {
+    let column = match field {
+        "impact" | "account" | "environment" | "subject" => field,
+        other => return Err(rusqlite::Error::InvalidColumnName(other.to_string())),
+    };
+    conn.execute(
+        &format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"),
+        params![id, value, now],
+    )?;
+    Ok(())
+}
+
+pub fn touch(conn: &Connection, id: CaseId, now: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Adds a participant; returns false when they already held that role (active).
+/// A watcher who had left and is added again becomes active again.
+pub fn add_participant(
+    conn: &Connection,
+    case: CaseId,
+    address: &Address,
+    role: ParticipantRole,
+    via: &str,
+    by: Option<&Address>,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (case_id, role, address) DO UPDATE
+               SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
+             WHERE participants.removed_at IS NOT NULL",
+        )?
+        .execute(params![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now])?;
+    Ok(changed > 0)
+}
+
+/// Marks a participant as gone; returns false when they did not hold that role.
+pub fn remove_participant(
+    conn: &Connection,
+    case: CaseId,
+    address: &Address,
+    role: ParticipantRole,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE participants SET removed_at = ?4 WHERE case_id = ?1 AND address = ?2 AND role = ?3 AND removed_at IS NULL")?
+        .execute(params![case, address.as_str(), role.as_db(), now])?;
+    Ok(changed > 0)
+}
+
+/// Active participants of a case: (address, role), in the order they were added.
+pub fn participants(
+    conn: &Connection,
+    case: CaseId,
+) -> rusqlite::Result<Vec<(Address, ParticipantRole)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
+    )?;
+    let rows = stmt.query_map([case], |r| {
+        Ok((r.get::<_, String>(0)?, parse_col::<ParticipantRole>(r, 1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (addr, role) = row?;
+        // Stored addresses were validated on the way in; skip anything that no longer parses.
+        if let Some(a) = Address::parse(&addr) {
+            out.push((a, role));
+        }
+    }
+    Ok(out)
+}
+
+/// Fields of a thread entry being added.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub case: CaseId,
+    pub mail_id: Option<i64>,
+    pub message_id: Option<&'a str>,
+    pub kind: MessageKind,
+    pub from: Option<&'a Address>,
+    pub body: &'a str,
+}
+
+pub fn insert_message(conn: &Connection, m: &NewMessage<'_>, now: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Attachment metadata as stored and shown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttachmentView {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub disposition: Disposition,
+}
+
+pub fn insert_attachment(
+    conn: &Connection,
+    message: i64,
+    a: &AttachmentView,
+    content_id: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![message, a.filename, a.content_type, a.disposition.as_str(), content_id, a.size as i64, a.sha256])?;
+    Ok(())
+}
+
+/// Remembers that a Message-ID belongs to a case (first writer wins).
+pub fn link_message_id(
+    conn: &Connection,
+    message_id: &str,
+    case: CaseId,
+    outbound: bool,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction) VALUES (?1, ?2, ?3)")?
+        .execute(params![message_id, case, if outbound { "out" } else { "in" }])?;
+    Ok(())
+}
+
+pub fn case_for_message_id(
+    conn: &Connection,
+    message_id: &str,
+) -> rusqlite::Result<Option<CaseId>> {
+    conn.prepare_cached("SELECT case_id FROM case_message_ids WHERE message_id = ?1")?
+        .query_row([message_id], |r| r.get(0))
+        .optional()
+}
+
+/// Message-IDs of a case's thread, oldest first (for References of outgoing mail).
+pub fn thread_message_ids(
+    conn: &Connection,
+    case: CaseId,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id FROM (SELECT message_id, rowid FROM case_message_ids WHERE case_id = ?1 ORDER BY rowid DESC LIMIT ?2) ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map(params![case, limit as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Read models for `cases list` / `cases show`.
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    pub id: String,
+    pub number: CaseId,
+    pub status: Status,
+    pub subject: String,
+    pub impact: Impact,
+    pub account: Option<String>,
+    pub environment: Option<String>,
+    pub reported_by: Option<String>,
+    pub contact: Option<String>,
+    pub watchers: Vec<String>,
+    pub linked_case: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Only in `cases show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageView>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub kind: MessageKind,
+    pub body: String,
+    pub created_at: String,
+    pub attachments: Vec<AttachmentView>,
+}
+
+fn view_of(row: CaseRow, prefix: &str, people: &[(String, String)]) -> CaseView {
+    let first = |role: &str| {
+        people
+            .iter()
+            .find(|(_, r)| r == role)
+            .map(|(a, _)| a.clone())
+    };
+    let mut watchers: Vec<String> = people
+        .iter()
+        .filter(|(_, r)| r == "watcher")
+        .map(|(a, _)| a.clone())
+        .collect();
+    watchers.sort();
+    CaseView {
+        id: format!("{prefix}-{}", row.id),
+        number: row.id,
+        status: row.status,
+        subject: row.subject,
+        impact: row.impact,
+        account: row.account,
+        environment: row.environment,
+        reported_by: first("requester"),
+        contact: first("contact"),
+        watchers,
+        linked_case: row.linked_case.map(|c| format!("{prefix}-{c}")),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        description: None,
+        messages: None,
+    }
+}
+
+/// All cases (optionally of one status), newest first.
+pub fn list_cases(
+    conn: &Connection,
+    prefix: &str,
+    status: Option<Status>,
+) -> rusqlite::Result<Vec<CaseView>> {
+    let mut people: std::collections::HashMap<CaseId, Vec<(String, String)>> =
+        std::collections::HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT case_id, address, role FROM participants WHERE removed_at IS NULL ORDER BY added_at, address",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, CaseId>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (case, addr, role) = row?;
+        people.entry(case).or_default().push((addr, role));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, subject, status, impact, account, environment, linked_case, created_at, updated_at FROM cases
+         WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC",
+    )?;
+    let rows = stmt.query_map([status.map(Status::as_db)], row_to_case)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        let p = people.remove(&row.id).unwrap_or_default();
+        out.push(view_of(row, prefix, &p));
+    }
+    Ok(out)
+}
+
+/// One case with its description and whole thread.
+pub fn show_case(
+    conn: &Connection,
+    prefix: &str,
+    id: CaseId,
+) -> rusqlite::Result<Option<CaseView>> {
+    let Some(row) = case_row(conn, id)? else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
+    )?;
+    let people: Vec<(String, String)> = stmt
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut view = view_of(row, prefix, &people);
+    view.description = Some(conn.query_row(
+        "SELECT description FROM cases WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )?);
+
+    let mut stmt = conn.prepare(
+        "SELECT id, message_id, from_addr, kind, body, created_at FROM messages WHERE case_id = ?1 ORDER BY id",
+    )?;
+    let mut messages: Vec<MessageView> = stmt
+        .query_map([id], |r| {
+            Ok(MessageView {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                from: r.get(2)?,
+                kind: parse_col(r, 3)?,
+                body: r.get(4)?,
+                created_at: r.get(5)?,
+                attachments: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT a.message, a.filename, a.content_type, a.size, a.sha256, a.disposition FROM attachments a
+         JOIN messages m ON m.id = a.message WHERE m.case_id = ?1 ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let disposition: String = r.get(5)?;
+        Ok((
+            r.get::<_, i64>(0)?,
+            AttachmentView {
+                filename: r.get(1)?,
+                content_type: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                sha256: r.get(4)?,
+                disposition: match disposition.as_str() {
+                    "inline" => Disposition::Inline,
+                    "message" => Disposition::Message,
+                    _ => Disposition::Attachment,
+                },
+            },
+        ))
+    })?;
+    for row in rows {
+        let (message, att) = row?;
+        if let Some(m) = messages.iter_mut().find(|m| m.id == message) {
+            m.attachments.push(att);
+        }
+    }
+    view.messages = Some(messages);
+    Ok(Some(view))
+}

@@ -1,0 +1,214 @@
+//! The processed-mail journal, raw mails, quarantine and the audit log.
+//!
+//! The journal is what makes ingest exactly-once: each distinct mail has one row, found
+//! again by its source position (IMAP UID, file) or by its dedupe key (Message-ID, or a
+//! content hash when there is none).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::case::{CaseId, Outcome};
+
+/// A journal row, as needed to answer "did we see this mail already, and what became of it?"
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MailRecord {
+    pub id: i64,
+    pub message_id: Option<String>,
+    pub outcome: Outcome,
+    pub case_id: Option<CaseId>,
+    pub reason: Option<String>,
+    pub raw_sha256: String,
+    pub origin: String,
+}
+
+const MAIL_COLUMNS: &str = "id, message_id, outcome, case_id, reason, raw_sha256, origin";
+
+fn row_to_mail(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailRecord> {
+    let outcome: String = r.get(2)?;
+    Ok(MailRecord {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        outcome: Outcome::parse_db(&outcome).unwrap_or(Outcome::Quarantined),
+        case_id: r.get(3)?,
+        reason: r.get(4)?,
+        raw_sha256: r.get(5)?,
+        origin: r.get(6)?,
+    })
+}
+
+pub fn find_by_position(
+    conn: &Connection,
+    source: &str,
+    key: &str,
+) -> rusqlite::Result<Option<MailRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MAIL_COLUMNS} FROM mails WHERE source = ?1 AND source_key = ?2"
+    ))?
+    .query_row([source, key], row_to_mail)
+    .optional()
+}
+
+pub fn find_by_dedupe_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<MailRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MAIL_COLUMNS} FROM mails WHERE dedupe_key = ?1"
+    ))?
+    .query_row([key], row_to_mail)
+    .optional()
+}
+
+pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRecord>> {
+    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE id = ?1"))?
+        .query_row([id], row_to_mail)
+        .optional()
+}
+
+/// Stores raw bytes once per content.
+pub fn store_raw(conn: &Connection, sha256: &str, raw: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![sha256, raw.len() as i64, raw])?;
+    Ok(())
+}
+
+pub fn raw(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?
+        .query_row([sha256], |r| r.get(0))
+        .optional()
+}
+
+/// A journal row being written.
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    pub origin: &'a str,
+    pub source: Option<&'a str>,
+    pub source_key: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub dedupe_key: &'a str,
+    pub raw_sha256: &'a str,
+    pub from: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub outcome: Outcome,
+    pub case_id: Option<CaseId>,
+    pub reason: Option<&'a str>,
+}
+
+pub fn insert_mail(conn: &Connection, m: &NewMail<'_>, now: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        now, m.origin, m.source, m.source_key, m.message_id, m.dedupe_key, m.raw_sha256, m.from, m.subject,
+        m.outcome.as_str(), m.case_id, m.reason
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records the final outcome of a journal row (used when a mail's case is only known
+/// after the row exists, and when a quarantined mail is released).
+pub fn set_outcome(
+    conn: &Connection,
+    id: i64,
+    outcome: Outcome,
+    case: Option<CaseId>,
+    reason: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1")?
+        .execute(params![id, outcome.as_str(), case, reason])?;
+    Ok(())
+}
+
+/// Appends to the audit log.
+pub fn audit(
+    conn: &Connection,
+    mail: Option<i64>,
+    case: Option<CaseId>,
+    actor: Option<&str>,
+    action: &str,
+    detail: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![now, mail, case, actor, action, detail])?;
+    Ok(())
+}
+
+pub fn quarantine(
+    conn: &Connection,
+    mail: i64,
+    reason: &str,
+    detail: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![mail, reason, detail, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// One quarantined mail, for `quarantine list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineView {
+    pub id: i64,
+    pub mail_id: i64,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub origin: String,
+    pub size: i64,
+    pub created_at: String,
+    pub released_at: Option<String>,
+    pub released_outcome: Option<String>,
+}
+
+pub fn list_quarantine(
+    conn: &Connection,
+    include_released: bool,
+) -> rusqlite::Result<Vec<QuarantineView>> {
+    let mut stmt = conn.prepare(
+        "SELECT q.id, q.mail_id, q.reason, q.detail, m.message_id, m.from_addr, m.subject, m.origin, r.size, q.created_at,
+                q.released_at, q.released_outcome
+         FROM quarantine q JOIN mails m ON m.id = q.mail_id JOIN raw_mails r ON r.sha256 = m.raw_sha256
+         WHERE ?1 OR q.released_at IS NULL ORDER BY q.id",
+    )?;
+    let rows = stmt.query_map([include_released], |r| {
+        Ok(QuarantineView {
+            id: r.get(0)?,
+            mail_id: r.get(1)?,
+            reason: r.get(2)?,
+            detail: r.get(3)?,
+            message_id: r.get(4)?,
+            from: r.get(5)?,
+            subject: r.get(6)?,
+            origin: r.get(7)?,
+            size: r.get(8)?,
+            created_at: r.get(9)?,
+            released_at: r.get(10)?,
+            released_outcome: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn get_quarantine(conn: &Connection, id: i64) -> rusqlite::Result<Option<QuarantineView>> {
+    Ok(list_quarantine(conn, true)?
+        .into_iter()
+        .find(|q| q.id == id))
+}
+
+pub fn mark_released(
+    conn: &Connection,
+    id: i64,
+    outcome: Outcome,
+    now: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, now, outcome.as_str()])?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The schema, as an ordered list of migrations applied by the program itself.
+//!
+//! `PRAGMA user_version` records how many have been applied. A migration is never edited
+//! once released: changes are new entries at the end. Each runs in its own transaction.
+
+use rusqlite::Connection;
+
+/// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core tables.
+    r#"
+    -- Every mail that reached casegate, once per distinct mail: the processed-mail journal.
+    CREATE TABLE mails (
+        id            INTEGER PRIMARY KEY,
+        received_at   TEXT NOT NULL,
+        origin        TEXT NOT NULL,              -- human-readable: file path, imap mailbox/uid...
+        source        TEXT,                       -- mailbox name, for source-position lookups
+        source_key    TEXT,                       -- position within the source, e.g. "uidvalidity:uid"
+        message_id    TEXT,
+        dedupe_key    TEXT NOT NULL UNIQUE,       -- "mid:<Message-ID>" or "sha256:<hex of raw>"
+        raw_sha256    TEXT NOT NULL REFERENCES raw_mails(sha256),
+        from_addr     TEXT,
+        subject       TEXT,
+        outcome       TEXT NOT NULL CHECK (outcome IN ('created','replied','command','ignored','quarantined')),
+        case_id       INTEGER REFERENCES cases(id),
+        reason        TEXT
+    );
+    CREATE UNIQUE INDEX mails_by_position ON mails(source, source_key) WHERE source IS NOT NULL;
+    CREATE INDEX mails_by_case ON mails(case_id);
+
+    -- Raw mails as received, deduplicated by content, so any decision can be replayed.
+    CREATE TABLE raw_mails (
+        sha256  TEXT PRIMARY KEY,
+        size    INTEGER NOT NULL,
+        data    BLOB NOT NULL
+    );
+
+    CREATE TABLE cases (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject      TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('new','open','resolved','closed')),
+        impact       TEXT NOT NULL CHECK (impact IN ('high','medium','low')),
+        account      TEXT,
+        environment  TEXT,
+        linked_case  INTEGER REFERENCES cases(id),  -- the closed case this one follows up
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX cases_by_status ON cases(status);
+
+    -- Requester, contact and watchers; how and by whom each was added. Watchers who
+    -- leave keep their row with removed_at set, for the audit trail.
+    CREATE TABLE participants (
+        case_id     INTEGER NOT NULL REFERENCES cases(id),
+        address     TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('requester','contact','watcher')),
+        added_via   TEXT NOT NULL,      -- sender, to, cc, forward, command, cli, contact-line
+        added_by    TEXT,
+        added_at    TEXT NOT NULL,
+        removed_at  TEXT,
+        PRIMARY KEY (case_id, role, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX participants_by_address ON participants(address);
+
+    -- The thread of a case.
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        case_id     INTEGER NOT NULL REFERENCES cases(id),
+        mail_id     INTEGER REFERENCES mails(id),   -- NULL for entries not from a mail
+        message_id  TEXT,                           -- RFC 5322 Message-ID, if any
+        kind        TEXT NOT NULL CHECK (kind IN ('customer','staff','note','system','auto')),
+        from_addr   TEXT,
+        body        TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_case ON messages(case_id);
+
+    -- Attachment metadata; the bytes are files under data_dir/blobs named by SHA-256.
+    CREATE TABLE attachments (
+        id            INTEGER PRIMARY KEY,
+        message       INTEGER NOT NULL REFERENCES messages(id),
+        filename      TEXT NOT NULL,
+        content_type  TEXT NOT NULL,
+        disposition   TEXT NOT NULL CHECK (disposition IN ('attachment','inline','message')),
+        content_id    TEXT,
+        size          INTEGER NOT NULL,
+        sha256        TEXT NOT NULL
+    );
+    CREATE INDEX attachments_by_message ON attachments(message);
+
+    -- Every Message-ID known to belong to a case, inbound and outbound, for routing
+    -- replies whose subject lost the token.
+    CREATE TABLE case_message_ids (
+        message_id  TEXT PRIMARY KEY,
+        case_id     INTEGER NOT NULL REFERENCES cases(id),
+        direction   TEXT NOT NULL CHECK (direction IN ('in','out'))
+    ) WITHOUT ROWID;
+
+    -- Mail that could not be applied, kept raw with its reason until released.
+    CREATE TABLE quarantine (
+        id             INTEGER PRIMARY KEY,
+        mail_id        INTEGER NOT NULL REFERENCES mails(id),
+        reason         TEXT NOT NULL,
+        detail         TEXT,
+        created_at     TEXT NOT NULL,
+        released_at    TEXT,
+        released_outcome TEXT
+    );
+    CREATE INDEX quarantine_open ON quarantine(released_at);
+
+    -- Notifications to send, written in the same transaction as the event that causes them.
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY,
+        case_id          INTEGER REFERENCES cases(id),
+        event            TEXT NOT NULL,
+        recipients       TEXT NOT NULL,          -- JSON array of addresses
+        subject          TEXT NOT NULL,
+        message_id       TEXT NOT NULL UNIQUE,
+        payload          BLOB,                   -- the rendered RFC 5322 mail
+        status           TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued','sent','failed')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        next_attempt_at  TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        sent_at          TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+
+    -- Per IMAP folder: the UIDVALIDITY seen and the highest UID whose mail is committed.
+    CREATE TABLE mailbox_state (
+        source       TEXT PRIMARY KEY,
+        uidvalidity  INTEGER NOT NULL,
+        last_uid     INTEGER NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+
+    -- Every decision, in order: what happened to which mail and case, and why.
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY,
+        at       TEXT NOT NULL,
+        mail_id  INTEGER,
+        case_id  INTEGER,
+        actor    TEXT,
+        action   TEXT NOT NULL,
+        detail   TEXT
+    );
+    CREATE INDEX audit_by_case ON audit(case_id);
+    "#,
+];
+
+/// Brings the database up to the newest schema. Returns (from, to) versions.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<(usize, usize)> {
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?
+        .try_into()
+        .unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {current}, newer than this casegate knows ({}); upgrade casegate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "Database schema migrated");
+    }
+    Ok((current, MIGRATIONS.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_an_empty_file_to_the_newest_version_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), (0, MIGRATIONS.len()));
+        drop(conn);
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            (MIGRATIONS.len(), MIGRATIONS.len())
+        );
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('mails','raw_mails','cases','participants','messages','attachments','case_message_ids','quarantine','outbox','mailbox_state','audit')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 11);
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_casegate() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("upgrade casegate"), "{err}");
+    }
+}

@@ -1,0 +1,69 @@
+//! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
+//! processed-mail journal, raw mails, quarantine and audit ([`mails`]), and attachment
+//! bytes on disk ([`blobs`]).
+//!
+//! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
+//! async runtime's workers), and the CLI calls it directly. Query functions take a
+//! `&rusqlite::Connection`, so they work the same inside a transaction.
+
+pub mod blobs;
+pub mod cases;
+pub mod mails;
+pub mod migrations;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rusqlite::Connection;
+
+use crate::config::Config;
+pub use blobs::BlobStore;
+
+/// An open database plus the blob directory beside it.
+pub struct Store {
+    pub conn: Connection,
+    pub blobs: BlobStore,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database under `config.data_dir`.
+    pub fn open(config: &Config) -> anyhow::Result<Store> {
+        Store::open_dir(&config.data_dir, config.fsync)
+    }
+
+    pub fn open_dir(data_dir: &Path, fsync: bool) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        let db_path = data_dir.join("casegate.db");
+        let mut conn = Connection::open(&db_path)
+            .with_context(|| format!("cannot open database {}", db_path.display()))?;
+        configure(&conn, fsync)
+            .with_context(|| format!("cannot configure database {}", db_path.display()))?;
+        migrations::migrate(&mut conn)
+            .with_context(|| format!("cannot migrate database {}", db_path.display()))?;
+        let blobs = BlobStore::open(&data_dir.join("blobs"), fsync).with_context(|| {
+            format!("cannot create blob directory under {}", data_dir.display())
+        })?;
+        Ok(Store { conn, blobs })
+    }
+}
+
+fn configure(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
+    // Another casegate process (an `ingest` beside the daemon) may hold the write lock
+    // briefly; wait for it rather than fail.
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // In WAL mode NORMAL never corrupts and loses nothing on a process crash; only a power
+    // cut can lose the last commits. FULL closes that gap at the cost of an fsync per commit.
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Current time as stored: RFC 3339, UTC, milliseconds (sorts as text).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
