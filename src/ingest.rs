@@ -21,7 +21,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rusqlite::{Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use crate::address::Address;
@@ -36,6 +36,10 @@ use crate::store::blobs::sha256_hex;
 use crate::store::cases::{self as case_store, AttachmentView, NewCase, NewMessage};
 use crate::store::mails::{self, MailRecord, NewMail};
 use crate::store::{self, Store};
+
+/// Mails per transaction in bulk ingest: large enough that commits are cheap, small
+/// enough that a batch commits within a few tens of milliseconds.
+pub const DEFAULT_BATCH: usize = 100;
 
 /// Where a mail came from.
 #[derive(Debug, Clone, Default)]
@@ -142,9 +146,32 @@ impl Gateway {
     /// Processes one mail. `Err` only for failures of casegate itself (database, disk);
     /// anything wrong with the mail ends as a quarantined or ignored outcome instead.
     pub fn ingest(&mut self, raw: &[u8], origin: &Origin) -> anyhow::Result<IngestReport> {
-        let report = self.process(raw, Journal::New(origin))?;
-        log_report(&report, &origin.description, &self.config);
-        Ok(report)
+        let mut reports = self.ingest_batch(&[(raw, origin)])?;
+        Ok(reports.pop().expect("one report per mail"))
+    }
+
+    /// Processes several mails in one database transaction, each in its own savepoint:
+    /// every mail is applied atomically (all of its effects or none), and the batch
+    /// becomes durable at once, which is what makes bulk ingest fast. The reports are
+    /// returned only after the commit, so a caller may then mark the mails processed at
+    /// their source. On `Err` nothing of the batch was committed.
+    pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
+        // Parsing happens before the write lock is taken: it is the expensive, pure part.
+        let prepared: Vec<(String, Parsed)> = mails.iter().map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw))).collect();
+        let config = Arc::clone(&self.config);
+        let tokens = self.tokens.clone();
+        let blobs = self.store.blobs.clone();
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut reports = Vec::with_capacity(mails.len());
+        for ((raw, origin), (sha, parsed)) in mails.iter().zip(&prepared) {
+            let step = Step { config: &config, tokens: &tokens, blobs: &blobs, raw, sha, journal: Journal::New(origin) };
+            reports.push(step.run(&mut tx, parsed)?);
+        }
+        tx.commit()?;
+        for ((_, origin), report) in mails.iter().zip(&reports) {
+            log_report(report, &origin.description, &config);
+        }
+        Ok(reports)
     }
 
     /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
@@ -155,43 +182,20 @@ impl Gateway {
         if let Some(at) = &q.released_at {
             anyhow::bail!("quarantined mail #{quarantine_id} was already released at {at}");
         }
-        let record = mails::find_by_id(&self.store.conn, q.mail_id)?
-            .context("journal row of a quarantined mail is missing")?;
-        let raw = mails::raw(&self.store.conn, &record.raw_sha256)?
-            .context("raw copy of a quarantined mail is missing")?;
-        let report = self.process(&raw, Journal::Replay { mail_id: record.id })?;
-        let now = store::now();
-        mails::mark_released(&self.store.conn, quarantine_id, report.outcome, &now)?;
-        log_report(
-            &report,
-            &format!("quarantine #{quarantine_id}"),
-            &self.config,
-        );
+        let record = mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
+        let raw = mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
+        let sha = sha256_hex(&raw);
+        let parsed = self.parse_guarded(&raw);
+        let config = Arc::clone(&self.config);
+        let tokens = self.tokens.clone();
+        let blobs = self.store.blobs.clone();
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let step = Step { config: &config, tokens: &tokens, blobs: &blobs, raw: &raw, sha: &sha, journal: Journal::Replay { mail_id: record.id } };
+        let report = step.run(&mut tx, &parsed)?;
+        mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
+        tx.commit()?;
+        log_report(&report, &format!("quarantine #{quarantine_id}"), &config);
         Ok(report)
-    }
-
-    fn process(&mut self, raw: &[u8], journal: Journal<'_>) -> anyhow::Result<IngestReport> {
-        let sha = sha256_hex(raw);
-        // Parsing happens before the write lock is taken: it is the expensive, pure part.
-        let parsed = self.parse_guarded(raw);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.apply_in_transaction(raw, &sha, &parsed, journal)
-        }));
-        match result {
-            Ok(r) => r,
-            Err(panic) => {
-                // A bug in casegate must not lose the mail or stop the daemon: the
-                // transaction was rolled back while unwinding; quarantine the mail instead.
-                let what = panic_message(&panic);
-                tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
-                let failed = Parsed::Rejected {
-                    code: reasons::INTERNAL_ERROR,
-                    detail: format!("casegate failed on this mail: {what}"),
-                    headers: parsed.headers().cloned().map(Box::new),
-                };
-                self.apply_in_transaction(raw, &sha, &failed, journal)
-            }
-        }
     }
 
     fn parse_guarded(&self, raw: &[u8]) -> Parsed {
@@ -199,10 +203,7 @@ impl Gateway {
         if raw.len() > limit {
             return Parsed::Rejected {
                 code: reasons::TOO_LARGE,
-                detail: format!(
-                    "{} bytes, over limits.max_message_bytes = {limit}",
-                    raw.len()
-                ),
+                detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
                 headers: parse::parse_headers(raw).map(Box::new),
             };
         }
@@ -210,11 +211,7 @@ impl Gateway {
         // load-bearing for the daemon.
         match panic::catch_unwind(|| parse::parse(raw)) {
             Ok(Some(mail)) => Parsed::Mail(Box::new(mail)),
-            Ok(None) => Parsed::Rejected {
-                code: reasons::UNPARSEABLE,
-                detail: "no mail headers found".into(),
-                headers: None,
-            },
+            Ok(None) => Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None },
             Err(panic) => Parsed::Rejected {
                 code: reasons::UNPARSEABLE,
                 detail: format!("the MIME parser failed: {}", panic_message(&panic)),
@@ -222,69 +219,75 @@ impl Gateway {
             },
         }
     }
+}
 
-    fn apply_in_transaction(
-        &mut self,
-        raw: &[u8],
-        sha: &str,
-        parsed: &Parsed,
-        journal: Journal<'_>,
-    ) -> anyhow::Result<IngestReport> {
-        let config = Arc::clone(&self.config);
-        let tokens = self.tokens.clone();
-        let blobs = self.store.blobs.clone();
-        let tx = self
-            .store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let headers = parsed.headers();
-        let message_id = headers.and_then(|m| m.message_id.clone());
+/// One mail's passage through the open transaction.
+struct Step<'a> {
+    config: &'a Config,
+    tokens: &'a TokenMatcher,
+    blobs: &'a store::BlobStore,
+    raw: &'a [u8],
+    sha: &'a str,
+    journal: Journal<'a>,
+}
 
-        if let Journal::New(origin) = journal {
-            if let Some(found) = find_duplicate(&tx, origin, message_id.as_deref(), sha)? {
-                // Nothing is written for a duplicate: the database stays exactly as it was.
-                return Ok(duplicate_report(found, message_id, &config));
+impl Step<'_> {
+    /// Applies the mail inside its own savepoint. A panic (a bug in casegate) rolls the
+    /// savepoint back and quarantines the mail instead: it is neither lost nor allowed to
+    /// stop the daemon. A database error aborts the whole batch.
+    fn run(&self, tx: &mut Transaction<'_>, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+        let sp = tx.savepoint()?;
+        match panic::catch_unwind(AssertUnwindSafe(|| self.apply(&sp, parsed))) {
+            Ok(Ok(report)) => {
+                sp.commit()?;
+                Ok(report)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                drop(sp);
+                let what = panic_message(&panic);
+                tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
+                let failed = Parsed::Rejected {
+                    code: reasons::INTERNAL_ERROR,
+                    detail: format!("casegate failed on this mail: {what}"),
+                    headers: parsed.headers().cloned().map(Box::new),
+                };
+                let sp = tx.savepoint()?;
+                let report = self.apply(&sp, &failed)?;
+                sp.commit()?;
+                Ok(report)
             }
         }
+    }
 
-        let mut w = Writer {
-            tx: &tx,
-            config: &config,
-            now: store::now(),
-            events: Vec::new(),
-        };
-        let report = match parsed {
+    fn apply(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+        let headers = parsed.headers();
+        let message_id = headers.and_then(|m| m.message_id.clone());
+        if let Journal::New(origin) = self.journal {
+            if let Some(found) = find_duplicate(conn, origin, message_id.as_deref(), self.sha)? {
+                // Nothing is written for a duplicate: the database stays exactly as it was.
+                return Ok(duplicate_report(found, message_id, self.config));
+            }
+        }
+        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
+        let (raw, sha, journal) = (self.raw, self.sha, self.journal);
+        match parsed {
             Parsed::Rejected { code, detail, .. } => {
-                let mail_id = w.journal(
-                    journal,
-                    raw,
-                    sha,
-                    headers,
-                    Outcome::Quarantined,
-                    None,
-                    Some(&format!("{code}: {detail}")),
-                )?;
-                w.quarantine(mail_id, None, code, detail)?
+                let reason = format!("{code}: {detail}");
+                let mail_id = w.journal(journal, raw, sha, headers, Outcome::Quarantined, None, Some(&reason))?;
+                let mut report = w.quarantine(mail_id, None, code, detail)?;
+                report.message_id = message_id;
+                Ok(report)
             }
             Parsed::Mail(mail) => {
                 let origin_account = match journal {
-                    Journal::New(o) => o.account.clone(),
+                    Journal::New(o) => o.account.as_deref(),
                     Journal::Replay { .. } => None,
                 };
-                let decision = decide(&tx, &config, &tokens, mail)?;
-                w.apply(
-                    decision,
-                    mail,
-                    journal,
-                    raw,
-                    sha,
-                    origin_account.as_deref(),
-                    &blobs,
-                )?
+                let decision = decide(conn, self.config, self.tokens, mail)?;
+                w.apply(decision, mail, journal, raw, sha, origin_account, self.blobs)
             }
-        };
-        tx.commit()?;
-        Ok(report)
+        }
     }
 }
 
@@ -317,7 +320,7 @@ pub fn dedupe_key(message_id: Option<&str>, sha: &str) -> String {
 }
 
 fn find_duplicate(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     origin: &Origin,
     message_id: Option<&str>,
     sha: &str,
@@ -365,7 +368,7 @@ fn duplicate_report(
 
 /// Classify, route and authorize: what should happen to this mail.
 fn decide(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     config: &Config,
     tokens: &TokenMatcher,
     mail: &InboundMail,
@@ -441,14 +444,14 @@ fn decide(
 }
 
 /// Writes the consequences of a decision inside the open transaction.
-struct Writer<'t, 'c> {
-    tx: &'t Transaction<'c>,
+struct Writer<'t> {
+    tx: &'t Connection,
     config: &'t Config,
     now: String,
     events: Vec<Event>,
 }
 
-impl Writer<'_, '_> {
+impl Writer<'_> {
     #[allow(clippy::too_many_arguments)]
     fn journal(
         &mut self,
