@@ -797,21 +797,24 @@ fn ses_notification(mail: &InboundMail) -> Option<Verdict> {
     )
 }
 
-/// Subjects of delivery failure (and delay) notices, matched anywhere in the subject.
+/// Words of delivery failure (and delay) subjects, matched anywhere in the subject:
+/// "Undelivered Mail Returned to Sender", "Undeliverable: ...", "Delivery Status
+/// Notification (Failure)", "Mail delivery failed: returning message to sender",
+/// "DELIVERY FAILURE: ...", "Returned mail: see transcript for details", "failure notice",
+/// "Warning: could not send message for past 4 hours", ...
 const BOUNCE_SUBJECTS: &[&str] = &[
-    "undelivered mail returned to sender",
+    "undeliver",
     "delivery status notification (failure)",
     "delivery status notification (delay)",
-    "mail delivery failed",
-    "delivery failure",
-    "delivery failed",
+    "delivery notification",
+    "delivery fail",
     "delivery has failed",
+    "delivery problem",
+    "not delivered",
     "returned mail",
     "returned to sender",
-    "undeliverable",
-    "undelivered mail",
     "non-delivery",
-    "nondeliverable",
+    "nondeliver",
     "failure notice",
     "could not send message",
     "mail system error",
@@ -1313,6 +1316,60 @@ mod tests {
                 "{headers:?}"
             );
             assert_eq!(v.map(|v| v.reason).as_deref(), reason, "{headers:?}");
+        }
+    }
+
+    /// Real subjects of delivery failure notices; every word of [`BOUNCE_SUBJECTS`] must be
+    /// needed by one of them.
+    const BOUNCE_SUBJECT_CASES: &[&str] = &[
+        "Undelivered Mail Returned to Sender",
+        "Undeliverable: Printer on fire",
+        "Delivery Status Notification (Failure)",
+        "Delivery Status Notification (Delay)",
+        "Delivery Notification: Delivery has failed",
+        "Mail delivery failed: returning message to sender",
+        "DELIVERY FAILURE: User ann not listed in Domino Directory",
+        "Message delivery has failed",
+        "Delivery problem (retrying)",
+        "Message not delivered",
+        "Returned mail: see transcript for details",
+        "Returned to sender",
+        "Non-delivery report",
+        "Nondeliverable mail",
+        "failure notice",
+        "Warning: could not send message for past 4 hours",
+        "Mail System Error - Returned Mail",
+    ];
+
+    #[test]
+    fn delivery_failure_subjects_from_a_postmaster_are_bounces() {
+        for subject in BOUNCE_SUBJECT_CASES {
+            let headers = format!("From: postmaster@mx.example\nSubject: {subject}");
+            assert_eq!(kind(&headers, "x"), Some(Bounce), "{subject:?}");
+        }
+        for word in BOUNCE_SUBJECTS {
+            assert!(
+                BOUNCE_SUBJECT_CASES
+                    .iter()
+                    .any(|s| s.to_lowercase().contains(word)),
+                "no case needs {word:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_auto_reply_subject_is_a_sign() {
+        for prefix in AUTO_REPLY_SUBJECTS {
+            // Capitalised as programs write them; matching ignores case.
+            let mut chars = prefix.chars();
+            let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+            let subject = format!(
+                "{}{} Printer on fire",
+                first.unwrap_or_default(),
+                chars.as_str()
+            );
+            let headers = format!("Subject: {subject}\nReturn-Path: <>");
+            assert_eq!(kind(&headers, "Away."), Some(AutoReply), "{subject:?}");
         }
     }
 
