@@ -36,8 +36,9 @@
 //! quotes the value, so the two stay apart in the log.
 //!
 //! The body is read only for challenge-response wording, and only when the mail already
-//! looks automatic (or in the delivery-status part): a person who writes "out of office",
-//! "undelivered" or "auto-reply" in a message is still a person.
+//! looks automatic (multipart/report, null return path, `Auto-Submitted`, a `noreply@`
+//! sender), and for the type of an SES notification that SNS sent: a person who writes
+//! "out of office", "undelivered" or "auto-reply" in a message is still a person.
 //!
 //! Deliberately *not* machine evidence on its own, though each stops
 //! [`auto_response_allowed`]: a `noreply@` sender (contact forms send as `noreply@` with
