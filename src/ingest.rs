@@ -155,16 +155,32 @@ impl Gateway {
     /// becomes durable at once, which is what makes bulk ingest fast. The reports are
     /// returned only after the commit, so a caller may then mark the mails processed at
     /// their source. On `Err` nothing of the batch was committed.
-    pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
+    pub fn ingest_batch(
+        &mut self,
+        mails: &[(&[u8], &Origin)],
+    ) -> anyhow::Result<Vec<IngestReport>> {
         // Parsing happens before the write lock is taken: it is the expensive, pure part.
-        let prepared: Vec<(String, Parsed)> = mails.iter().map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw))).collect();
+        let prepared: Vec<(String, Parsed)> = mails
+            .iter()
+            .map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw)))
+            .collect();
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
-        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self
+            .store
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut reports = Vec::with_capacity(mails.len());
         for ((raw, origin), (sha, parsed)) in mails.iter().zip(&prepared) {
-            let step = Step { config: &config, tokens: &tokens, blobs: &blobs, raw, sha, journal: Journal::New(origin) };
+            let step = Step {
+                config: &config,
+                tokens: &tokens,
+                blobs: &blobs,
+                raw,
+                sha,
+                journal: Journal::New(origin),
+            };
             reports.push(step.run(&mut tx, parsed)?);
         }
         tx.commit()?;
@@ -182,15 +198,27 @@ impl Gateway {
         if let Some(at) = &q.released_at {
             anyhow::bail!("quarantined mail #{quarantine_id} was already released at {at}");
         }
-        let record = mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
-        let raw = mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
+        let record = mails::find_by_id(&self.store.conn, q.mail_id)?
+            .context("journal row of a quarantined mail is missing")?;
+        let raw = mails::raw(&self.store.conn, &record.raw_sha256)?
+            .context("raw copy of a quarantined mail is missing")?;
         let sha = sha256_hex(&raw);
         let parsed = self.parse_guarded(&raw);
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
-        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let step = Step { config: &config, tokens: &tokens, blobs: &blobs, raw: &raw, sha: &sha, journal: Journal::Replay { mail_id: record.id } };
+        let mut tx = self
+            .store
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let step = Step {
+            config: &config,
+            tokens: &tokens,
+            blobs: &blobs,
+            raw: &raw,
+            sha: &sha,
+            journal: Journal::Replay { mail_id: record.id },
+        };
         let report = step.run(&mut tx, &parsed)?;
         mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
         tx.commit()?;
@@ -203,7 +231,10 @@ impl Gateway {
         if raw.len() > limit {
             return Parsed::Rejected {
                 code: reasons::TOO_LARGE,
-                detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
+                detail: format!(
+                    "{} bytes, over limits.max_message_bytes = {limit}",
+                    raw.len()
+                ),
                 headers: parse::parse_headers(raw).map(Box::new),
             };
         }
@@ -211,7 +242,11 @@ impl Gateway {
         // load-bearing for the daemon.
         match panic::catch_unwind(|| parse::parse(raw)) {
             Ok(Some(mail)) => Parsed::Mail(Box::new(mail)),
-            Ok(None) => Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None },
+            Ok(None) => Parsed::Rejected {
+                code: reasons::UNPARSEABLE,
+                detail: "no mail headers found".into(),
+                headers: None,
+            },
             Err(panic) => Parsed::Rejected {
                 code: reasons::UNPARSEABLE,
                 detail: format!("the MIME parser failed: {}", panic_message(&panic)),
@@ -269,12 +304,25 @@ impl Step<'_> {
                 return Ok(duplicate_report(found, message_id, self.config));
             }
         }
-        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
+        let mut w = Writer {
+            tx: conn,
+            config: self.config,
+            now: store::now(),
+            events: Vec::new(),
+        };
         let (raw, sha, journal) = (self.raw, self.sha, self.journal);
         match parsed {
             Parsed::Rejected { code, detail, .. } => {
                 let reason = format!("{code}: {detail}");
-                let mail_id = w.journal(journal, raw, sha, headers, Outcome::Quarantined, None, Some(&reason))?;
+                let mail_id = w.journal(
+                    journal,
+                    raw,
+                    sha,
+                    headers,
+                    Outcome::Quarantined,
+                    None,
+                    Some(&reason),
+                )?;
                 let mut report = w.quarantine(mail_id, None, code, detail)?;
                 report.message_id = message_id;
                 Ok(report)
@@ -285,7 +333,15 @@ impl Step<'_> {
                     Journal::Replay { .. } => None,
                 };
                 let decision = decide(conn, self.config, self.tokens, mail)?;
-                w.apply(decision, mail, journal, raw, sha, origin_account, self.blobs)
+                w.apply(
+                    decision,
+                    mail,
+                    journal,
+                    raw,
+                    sha,
+                    origin_account,
+                    self.blobs,
+                )
             }
         }
     }

@@ -129,7 +129,7 @@ impl InboundMail {
 
 /// Parses a raw mail. `None` only when there is nothing resembling a mail (no headers).
 pub fn parse(raw: &[u8]) -> Option<InboundMail> {
-    let message = MessageParser::default().parse(raw)?;
+    let message = MessageParser::default().parse(skip_preamble(raw))?;
     if message.headers().is_empty() {
         return None;
     }
@@ -139,11 +139,67 @@ pub fn parse(raw: &[u8]) -> Option<InboundMail> {
 /// Parses only the headers (for mail too large to process, so it can still be listed and
 /// deduplicated by Message-ID).
 pub fn parse_headers(raw: &[u8]) -> Option<InboundMail> {
-    let message = MessageParser::default().parse_headers(raw)?;
+    let message = MessageParser::default().parse_headers(skip_preamble(raw))?;
     if message.headers().is_empty() {
         return None;
     }
     Some(convert(&message, MAX_ATTACHED_MESSAGE_DEPTH))
+}
+
+/// A header sent as raw 8-bit bytes that are not UTF-8 (RFC 5322 forbids it, old clients
+/// do it). mail-parser can only replace such bytes; decode them instead with a charset the
+/// mail declares elsewhere, else with the encoding `chardetng` (Firefox's detector) guesses.
+/// `None` when the header is ASCII, valid UTF-8, or uses encoded-words.
+fn raw_8bit_header(message: &Message<'_>, name: &str) -> Option<String> {
+    let raw = message.raw_message();
+    let header = message
+        .root_part()
+        .headers
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let bytes = raw.get(header.offset_start as usize..header.offset_end as usize)?;
+    if bytes.is_ascii()
+        || std::str::from_utf8(bytes).is_ok()
+        || bytes.windows(2).any(|w| w == b"=?")
+    {
+        return None;
+    }
+    let declared = message
+        .parts
+        .iter()
+        .filter_map(|p| p.content_type()?.attribute("charset"));
+    for label in declared {
+        if let Some(enc) = encoding_rs::Encoding::for_label(label.as_bytes()) {
+            if let Some(text) = enc.decode_without_bom_handling_and_without_replacement(bytes) {
+                return Some(text.into_owned());
+            }
+        }
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, true);
+    let (text, _) = detector
+        .guess(None, true)
+        .decode_without_bom_handling(bytes);
+    Some(text.into_owned())
+}
+
+/// Skips what some stores put before the headers: blank or whitespace-only lines, and an
+/// mbox `From sender date` separator line. The parser would otherwise see no headers.
+fn skip_preamble(raw: &[u8]) -> &[u8] {
+    let mut rest = raw;
+    loop {
+        let line_end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let line = &rest[..line_end];
+        let blank = line.iter().all(|b| b.is_ascii_whitespace());
+        let mbox_separator = line.starts_with(b"From ") && rest.len() > line_end;
+        if line_end == 0 || !(blank || mbox_separator) || line_end == rest.len() {
+            return rest;
+        }
+        rest = &rest[line_end..];
+    }
 }
 
 fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
@@ -160,6 +216,11 @@ fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
         references: id_list(message.references()),
         ..Default::default()
     };
+    if let Some(subject) = raw_8bit_header(message, "subject") {
+        mail.subject = one_line(&subject);
+        mail.problems
+            .push("Subject: raw 8-bit text without a declared charset; charset guessed".into());
+    }
     mail.headers = message
         .headers_raw()
         .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
@@ -182,8 +243,22 @@ fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
         mail.problems
             .push("a part could not be decoded cleanly".into());
     }
-    if message.from().is_some() && mail.from.is_none() {
-        mail.problems.push("From: holds no valid address".into());
+    if mail.from.is_none() {
+        // `From: "Name" <>` happens (mass mailers, some webmail); the address to answer is
+        // then the Sender or Reply-To. Noted as a problem so the audit log shows it.
+        mail.from = mail
+            .sender
+            .clone()
+            .or_else(|| mail.reply_to.first().cloned());
+        if message.from().is_some() {
+            let used = mail
+                .from
+                .as_ref()
+                .map_or("none".to_string(), |m| m.address.to_string());
+            mail.problems.push(format!(
+                "From: holds no valid address; sender taken from Sender/Reply-To: {used}"
+            ));
+        }
     }
 
     collect_body(message, &mut mail);
@@ -280,6 +355,9 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
                 PartType::Message(nested) => nested.subject().map(|s| format!("{s}.eml")),
                 _ => None,
             });
+        // mail-parser decodes RFC 2231 continuations piece by piece, which garbles a
+        // multi-byte character split across pieces; reassemble those names from the raw header.
+        let raw_name = continued_filename(message, part).or(raw_name);
         let filename = safe_filename(raw_name.as_deref(), &content_type, index + 1);
         mail.attachments.push(Attachment {
             filename,
@@ -291,6 +369,114 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
             data,
         });
     }
+}
+
+/// The file name of a part whose `filename*N*`/`name*N*` parameters (RFC 2231 section 3/4)
+/// are split over several pieces: the pieces' bytes are joined first, then decoded with the
+/// charset named in the first piece. `None` when the part has no such continuation.
+fn continued_filename(message: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    let raw = message.raw_message();
+    for header in &part.headers {
+        let name = header.name.as_str();
+        let param = if name.eq_ignore_ascii_case("content-disposition") {
+            "filename"
+        } else if name.eq_ignore_ascii_case("content-type") {
+            "name"
+        } else {
+            continue;
+        };
+        let value = raw.get(header.offset_start as usize..header.offset_end as usize)?;
+        if let Some(name) = join_rfc2231_pieces(&String::from_utf8_lossy(value), param) {
+            return Some(name);
+        }
+    }
+    None
+}
+
+fn join_rfc2231_pieces(value: &str, param: &str) -> Option<String> {
+    let mut pieces: Vec<(u32, bool, String)> = Vec::new();
+    for item in split_params(value) {
+        let Some((key, val)) = item.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let Some(rest) = key.strip_prefix(param).and_then(|r| r.strip_prefix('*')) else {
+            continue;
+        };
+        let (number, encoded) = match rest.strip_suffix('*') {
+            Some(n) => (n, true),
+            None => (rest, false),
+        };
+        let Ok(number) = number.parse::<u32>() else {
+            continue;
+        };
+        pieces.push((number, encoded, val.trim().trim_matches('"').to_string()));
+    }
+    if pieces.len() < 2 {
+        return None;
+    }
+    pieces.sort_by_key(|p| p.0);
+    let mut charset = String::from("us-ascii");
+    let mut bytes = Vec::new();
+    for (i, (_, encoded, val)) in pieces.iter().enumerate() {
+        let mut val = val.as_str();
+        if i == 0 && *encoded {
+            // charset'language'value
+            let mut parts = val.splitn(3, '\'');
+            if let (Some(cs), Some(_lang), Some(v)) = (parts.next(), parts.next(), parts.next()) {
+                charset = cs.to_string();
+                val = v;
+            }
+        }
+        if *encoded {
+            bytes.extend(percent_decode(val));
+        } else {
+            bytes.extend_from_slice(val.as_bytes());
+        }
+    }
+    let decode = mail_parser::decoders::charsets::map::charset_decoder(charset.as_bytes());
+    Some(match decode {
+        Some(f) => f(&bytes),
+        None => String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// Splits `a=1; b="x;y"; c=2` at semicolons outside quotes.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            // Byte-wise: the text may hold non-ASCII right after a '%'.
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 /// A text part's bytes with only the transfer encoding removed, so that a text file
@@ -415,17 +601,20 @@ fn unfold(value: &str) -> String {
     out.trim().to_string()
 }
 
-/// One line of display text: controls become spaces, runs of space collapse.
+/// One line of display text: CR, LF, tabs and other controls become a single space (so a
+/// folded or hostile value cannot span lines); the sender's own spacing is kept otherwise.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
-            continue;
+        if c.is_control() {
+            if !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
         }
-        out.push(c);
     }
-    out.trim_end().to_string()
+    out.trim().to_string()
 }
 
 /// Longest stored file name, in bytes.
@@ -550,6 +739,51 @@ mod tests {
         assert_eq!(m.attachments[0].data, b"%PDF-");
         assert_eq!(m.attachments[0].content_type, "application/pdf");
         assert_eq!(m.text, "body");
+    }
+
+    #[test]
+    fn split_rfc2231_names_are_joined_before_decoding() {
+        // "Отчёт об ошибке (полный).docx" split in the middle of "ы" (D1 8B).
+        let m = parse_str(concat!(
+            "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nx\r\n",
+            "--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n",
+            "\tfilename*0*=UTF-8''%D0%9E%D1%82%D1%87%D1%91%D1%82%20%D0%BE;\r\n\tfilename*1*=%D0%B1%20%D0%BE%D1%88%D0%B8%D0%B1%D0%BA;\r\n",
+            "\tfilename*2*=%D0%B5%20%28%D0%BF%D0%BE%D0%BB%D0%BD%D1;\r\n\tfilename*3*=%8B%D0%B9%29.docx\r\n\r\ndata\r\n--B--\r\n"
+        ));
+        assert_eq!(m.attachments[0].filename, "Отчёт об ошибке (полный).docx");
+        let m = parse_str(concat!(
+            "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nx\r\n",
+            "--B\r\nContent-Type: application/pdf; name*0*=iso-8859-1''Gr%FC; name*1=\"n.pdf\"\r\n\r\ndata\r\n--B--\r\n"
+        ));
+        assert_eq!(m.attachments[0].filename, "Grün.pdf");
+        assert_eq!(percent_decode("%é%4"), "%é%4".as_bytes());
+    }
+
+    #[test]
+    fn raw_8bit_subjects_are_decoded_with_a_declared_or_detected_charset() {
+        let mut raw = b"From: a@b.example\r\nSubject: Gr".to_vec();
+        raw.extend_from_slice(
+            b"\xfc\xdfe\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nx\r\n",
+        );
+        assert_eq!(parse(&raw).unwrap().subject, "Grüße");
+        // Shift_JIS "ツール" in a mail that declares only iso-2022-jp (7-bit) for its body.
+        let mut raw = b"From: a@b.example\r\nSubject: ".to_vec();
+        raw.extend_from_slice(b"\x83\x63\x81\x5b\x83\x8b\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n");
+        assert_eq!(parse(&raw).unwrap().subject, "ツール");
+    }
+
+    #[test]
+    fn leading_blank_lines_and_mbox_separator_are_skipped() {
+        let m = parse_str(&format!(
+            "{}\nFrom: a@b.example\nSubject: hi\n\nbody",
+            " ".repeat(255)
+        ));
+        assert_eq!(m.subject, "hi");
+        let m = parse_str(
+            "From a@b.example  Thu May  3 12:04:29 2012\nFrom: a@b.example\nSubject: mbox\n\nbody",
+        );
+        assert_eq!(m.subject, "mbox");
+        assert_eq!(m.from_address().unwrap().as_str(), "a@b.example");
     }
 
     #[test]

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use casegate::classify::{auto_response_allowed, classify, Context, MachineKind, Verdict};
 use serde_json::Value;
@@ -35,13 +34,7 @@ const FACTS: &[&str] = &[
 
 /// Expected facts that do not hold, each with the reason: (file, fact, why). Every entry
 /// must still disagree, so fixing the cause forces its entry out of this list.
-const ALLOWED_MISMATCHES: &[(&str, &str, &str)] = &[(
-    "flanker/messages/iphone.eml",
-    "parses",
-    "the file opens with a line of 255 spaces (an mbox export artefact), so mail-parser \
-     finds no header block and parse() returns None; a parse concern, not a classification \
-     one (the mail would be quarantined, never taken for a bounce)",
-)];
+const ALLOWED_MISMATCHES: &[(&str, &str, &str)] = &[];
 
 struct Mismatch {
     file: String,
@@ -52,13 +45,8 @@ struct Mismatch {
 
 #[test]
 fn corpus_machine_mail_facts_hold() {
-    let Some(root) = corpus_root() else {
-        println!(
-            "skipping: corpus not found at {}",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/corpus")
-                .display()
-        );
+    let Some(root) = crate::support::corpus::root() else {
+        println!("{}", crate::support::corpus::skipping());
         return;
     };
     let index = root.join("expected.jsonl");
@@ -210,19 +198,6 @@ fn corpus_machine_mail_facts_hold() {
 
 /// `$CASEGATE_CORPUS` when set; else `../shared/corpus` beside the repository, or two
 /// levels up for a git worktree kept in a folder beside the main checkout (`wt/<name>`).
-fn corpus_root() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = match std::env::var_os("CASEGATE_CORPUS") {
-        Some(dir) => vec![PathBuf::from(dir)],
-        None => vec![
-            manifest.join("../shared/corpus"),
-            manifest.join("../../shared/corpus"),
-        ],
-    };
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("expected.jsonl").is_file())
-}
 
 fn describe(verdict: Option<&Verdict>) -> String {
     match verdict {

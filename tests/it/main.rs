@@ -3,4 +3,7 @@
 //! harness in `support/`.
 
 mod classify_corpus;
+mod corpus_ingest;
+mod ingest;
+mod scenarios;
 mod support;

@@ -1,0 +1,165 @@
+//! A throw-away casegate installation: a temp directory with a config file, and the real
+//! `casegate` binary run against it (black-box, as an operator or a mail server would).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The configuration most tests start from (the scenario fixtures' installation). Only
+/// top-level keys and inline tables, so that tests can append keys and tables after it.
+pub const BASE_CONFIG: &str = r#"
+system_addresses = ["support@example.com", "help@example.com"]
+staff = ["@support.example.com"]
+admins = ["admin@example.com"]
+case = { token_prefix = "CASE" }
+accounts = { "customer.example" = "Customer Inc", "acme.example" = "ACME" }
+"#;
+
+pub struct Installation {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Installation {
+    /// A fresh installation whose data lives in `<tmp>/var`; `extra` is appended to the
+    /// base config (later keys and tables may extend it).
+    pub fn new(extra: &str) -> Installation {
+        Installation::with_config(&format!("data_dir = \"var\"\n{BASE_CONFIG}\n{extra}"))
+    }
+
+    pub fn with_config(text: &str) -> Installation {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("casegate.toml");
+        std::fs::write(&config, text).expect("write config");
+        Installation { dir, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `casegate --config <ours> ARGS...` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_casegate"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("CASEGATE_CONFIG")
+            .env_remove("RUST_LOG");
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn casegate");
+        if let Some(data) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(data)
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("wait for casegate")
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "casegate {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs a `--json` command that must succeed; returns the parsed value.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("casegate {args:?} printed invalid JSON ({e}):\n{out}"))
+    }
+
+    /// `ingest --json` of files; one parsed line per mail.
+    pub fn ingest(&self, files: &[&Path]) -> Vec<Value> {
+        let mut args = vec!["ingest", "--json"];
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        args.extend(names.iter().map(String::as_str));
+        self.ok(&args)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ingest --json line"))
+            .collect()
+    }
+
+    /// `ingest --json` of one raw mail given as bytes (written to a file first).
+    pub fn ingest_bytes(&self, name: &str, raw: &[u8]) -> Value {
+        let path = self.path().join(name);
+        std::fs::write(&path, raw).expect("write mail");
+        self.ingest(&[&path]).remove(0)
+    }
+
+    pub fn case(&self, id: &str) -> Value {
+        self.json(&["cases", "show", id, "--json"])
+    }
+
+    /// The SQLite database, opened read-only, for assertions on what was really stored.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.path().join("var/casegate.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open database")
+    }
+}
+
+/// Checks that `expected` is contained in `actual`: objects as subsets, arrays element by
+/// element with equal length, scalars equal. Returns the path and reason of the first
+/// difference.
+pub fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                let av = a.get(k).ok_or_else(|| {
+                    format!(
+                        "{path}.{k}: missing (have keys {:?})",
+                        a.keys().collect::<Vec<_>>()
+                    )
+                })?;
+                contains(av, ev, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                return Err(format!(
+                    "{path}: expected {} elements, found {}: {}",
+                    e.len(),
+                    a.len(),
+                    Value::Array(a.clone())
+                ));
+            }
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                contains(av, ev, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (e, a) if e == a => Ok(()),
+        (e, a) => Err(format!("{path}: expected {e}, found {a}")),
+    }
+}
+
+/// The repository's fixture directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
