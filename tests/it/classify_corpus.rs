@@ -196,9 +196,6 @@ fn corpus_machine_mail_facts_hold() {
     );
 }
 
-/// `$CASEGATE_CORPUS` when set; else `../shared/corpus` beside the repository, or two
-/// levels up for a git worktree kept in a folder beside the main checkout (`wt/<name>`).
-
 fn describe(verdict: Option<&Verdict>) -> String {
     match verdict {
         Some(v) => format!("{} ({})", v.kind.as_str(), v.reason),

@@ -175,7 +175,7 @@ fn check_attachments(record: &corpus::Record, raw: &[u8], problems: &mut Vec<Str
         }
     }
     if let Some(ct) = e["attachment_content_type"].as_str() {
-        if !ours.first().is_some_and(|(_, _, c, _)| c == ct) {
+        if ours.first().is_none_or(|(_, _, c, _)| c != ct) {
             problems.push(format!(
                 "{}: first attachment type should be {ct}; ours: {ours:?}",
                 record.file
