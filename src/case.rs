@@ -169,9 +169,34 @@ pub enum Event {
         value: String,
         by: Option<Address>,
     },
+    /// A direct, short answer to the sender of a mail (never to machine mail): why it
+    /// could not be applied, or what they asked for. `in_reply_to` is the mail's Message-ID.
+    Notice {
+        to: Address,
+        case: Option<CaseId>,
+        notice: Notice,
+        in_reply_to: Option<String>,
+    },
+}
+
+/// What a direct answer says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// The mail was quarantined (e.g. `sender-not-participant`); `reason` is the code.
+    NotApplied { reason: String },
+    /// The mail was about a closed case, so a new case (the event's `case`) was opened
+    /// that links the closed one.
+    FollowUpOpened { closed: CaseId },
+    /// A command could not be carried out: what was asked and what went wrong.
+    CommandRefused { command: String, problem: String },
+    /// `#reject` without a reason: the solution stays proposed, the sender is asked why.
+    ReasonRequired,
+    /// The sender asked for the cases they take part in ("My cases" by mail).
+    CaseList,
 }
 
 impl Event {
+    /// The case the event concerns (0 for a notice not tied to a case).
     pub fn case(&self) -> CaseId {
         match self {
             Event::Created { case, .. }
@@ -180,6 +205,7 @@ impl Event {
             | Event::WatcherRemoved { case, .. }
             | Event::StatusChanged { case, .. }
             | Event::FieldChanged { case, .. } => *case,
+            Event::Notice { case, .. } => case.unwrap_or(0),
         }
     }
 }

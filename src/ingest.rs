@@ -26,10 +26,11 @@ use serde::Serialize;
 
 use crate::address::Address;
 use crate::authorize::{self, Standing};
-use crate::case::{CaseId, Event, Impact, MessageKind, Outcome, ParticipantRole, Status};
+use crate::case::{CaseId, Event, Impact, MessageKind, Notice, Outcome, ParticipantRole, Status};
 use crate::classify;
 use crate::config::Config;
 use crate::fields;
+use crate::notify;
 use crate::parse::{self, reply, InboundMail};
 use crate::route::{self, Route, TokenMatcher};
 use crate::store::blobs::sha256_hex;
@@ -333,7 +334,7 @@ impl Step<'_> {
                     Journal::Replay { .. } => None,
                 };
                 let decision = decide(conn, self.config, self.tokens, mail)?;
-                w.apply(
+                let report = w.apply(
                     decision,
                     mail,
                     journal,
@@ -341,7 +342,11 @@ impl Step<'_> {
                     sha,
                     origin_account,
                     self.blobs,
-                )
+                )?;
+                // Notifications are rows of the same savepoint: they exist exactly when
+                // the change they announce was committed.
+                notify::enqueue(conn, self.config, &report.events, Some(mail))?;
+                Ok(report)
             }
         }
     }
@@ -615,6 +620,14 @@ impl Writer<'_> {
                     case,
                     Some(&reason),
                 )?;
+                if let (Some(to), Ok(())) = (sender, classify::auto_response_allowed(mail)) {
+                    self.events.push(Event::Notice {
+                        to: to.clone(),
+                        case,
+                        notice: Notice::NotApplied { reason: code.to_string() },
+                        in_reply_to: mail.message_id.clone(),
+                    });
+                }
                 self.quarantine(mail_id, case, code, &detail)?
             }
             Decision::Ignore { reason } => {
@@ -789,6 +802,14 @@ impl Writer<'_> {
         };
         let message = self.add_message(case, mail_id, mail, kind, text, blobs)?;
         self.events.push(Event::Created { case, message });
+        if let Some(closed) = linked {
+            self.events.push(Event::Notice {
+                to: sender.clone(),
+                case: Some(case),
+                notice: Notice::FollowUpOpened { closed },
+                in_reply_to: mail.message_id.clone(),
+            });
+        }
         self.add_watchers(case, mail, sender, "cc")?;
         let detail = match &note {
             Some(n) => format!("opened by {sender}; {n}"),

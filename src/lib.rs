@@ -18,3 +18,4 @@ pub mod ingest;
 pub mod parse;
 pub mod route;
 pub mod store;
+pub mod notify;
