@@ -770,6 +770,21 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_file_loads_without_unknown_keys() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(c.unknown_keys.is_empty(), "{}: unknown keys {:?}", path.display(), c.unknown_keys);
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected casegate.example.toml and demo.toml in {}", dir.display());
+    }
+
+    #[test]
     fn staff_and_account_lookups() {
         let c = load("system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\nadmins = [\"boss@example.com\"]\n[accounts]\n\"Customer.Example\" = \"Customer Inc\"").unwrap();
         let a = |s: &str| Address::parse(s).unwrap();
