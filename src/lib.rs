@@ -19,3 +19,5 @@ pub mod parse;
 pub mod route;
 pub mod store;
 pub mod notify;
+pub mod workflow;
+pub mod commands;
