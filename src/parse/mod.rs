@@ -6,6 +6,7 @@
 //! safe display name and its exact decoded bytes, attached messages parsed in turn (bounded
 //! depth), and the delivery-status part of a report so bounces can be recognised.
 
+pub mod forward;
 pub mod reply;
 
 use std::borrow::Cow;

@@ -5,5 +5,6 @@
 mod classify_corpus;
 mod corpus_ingest;
 mod ingest;
+mod reply_corpus;
 mod scenarios;
 mod support;
