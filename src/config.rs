@@ -175,6 +175,9 @@ pub struct Config {
     pub token_prefix: String,
     /// Sender domain → account name.
     pub accounts: BTreeMap<String, String>,
+    /// Who may name which accounts in an `Account:` line (besides staff and admins, who
+    /// may name any): address or `@domain` → account names.
+    pub account_access: Vec<(AddressPattern, Vec<String>)>,
     pub max_message_bytes: usize,
     /// fsync attachment files and use synchronous=FULL (survives power loss, slower).
     pub fsync: bool,
@@ -204,6 +207,7 @@ struct RawConfig {
     templates_dir: Option<String>,
     case: RawCase,
     accounts: BTreeMap<String, String>,
+    account_access: BTreeMap<String, Vec<String>>,
     limits: RawLimits,
     storage: RawStorage,
     mailbox: Vec<RawMailbox>,
@@ -359,6 +363,28 @@ impl Config {
         self.accounts.get(address.domain()).map(String::as_str)
     }
 
+    /// The accounts `address` may name in an `Account:` line (its own domain's account,
+    /// and those granted under `[account_access]`). Staff and admins may name any.
+    pub fn accounts_of(&self, address: &Address) -> Vec<&str> {
+        let mut out: Vec<&str> = self.account_for(address).into_iter().collect();
+        for (pattern, names) in &self.account_access {
+            if pattern.matches(address) {
+                out.extend(names.iter().map(String::as_str));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The account as configured, matched case-insensitively (`customer inc` → `Customer Inc`).
+    pub fn known_account(&self, name: &str) -> Option<&str> {
+        self.accounts
+            .values()
+            .find(|a| a.eq_ignore_ascii_case(name.trim()))
+            .map(String::as_str)
+    }
+
     /// The database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("casegate.db")
@@ -460,6 +486,27 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
         accounts.insert(probe.domain().to_string(), account.trim().to_string());
+    }
+
+    let mut account_access = Vec::new();
+    for (who, names) in raw.account_access {
+        let key = format!("account_access.{who:?}");
+        let pattern = AddressPattern::parse(&who).ok_or_else(|| {
+            invalid(
+                &key,
+                "the key must be an address or an @domain entry".into(),
+            )
+        })?;
+        let known: Vec<&String> = accounts.values().collect();
+        for name in &names {
+            if !known.contains(&name) {
+                return Err(invalid(
+                    &key,
+                    format!("{name:?} is not an account listed under [accounts]"),
+                ));
+            }
+        }
+        account_access.push((pattern, names));
     }
 
     let max_message_bytes = raw.limits.max_message_bytes.unwrap_or(25 * 1024 * 1024);
@@ -683,6 +730,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         instance_id,
         token_prefix,
         accounts,
+        account_access,
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
         fsync: raw.storage.fsync,
         from,
@@ -777,11 +825,20 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                assert!(c.unknown_keys.is_empty(), "{}: unknown keys {:?}", path.display(), c.unknown_keys);
+                assert!(
+                    c.unknown_keys.is_empty(),
+                    "{}: unknown keys {:?}",
+                    path.display(),
+                    c.unknown_keys
+                );
                 seen += 1;
             }
         }
-        assert!(seen >= 2, "expected casegate.example.toml and demo.toml in {}", dir.display());
+        assert!(
+            seen >= 2,
+            "expected casegate.example.toml and demo.toml in {}",
+            dir.display()
+        );
     }
 
     #[test]
@@ -795,5 +852,22 @@ mod tests {
             Some("Customer Inc")
         );
         assert!(c.is_system_address(&a("SUPPORT@example.com")));
+    }
+
+    #[test]
+    fn account_access_grants_named_accounts_and_rejects_unknown_ones() {
+        let c = load("system_addresses = [\"s@example.com\"]\n[accounts]\n\"customer.example\" = \"Customer Inc\"\n\"acme.example\" = \"ACME\"\n[account_access]\n\"@partner.example\" = [\"ACME\", \"Customer Inc\"]").unwrap();
+        let a = |s: &str| Address::parse(s).unwrap();
+        assert_eq!(
+            c.accounts_of(&a("pat@partner.example")),
+            ["ACME", "Customer Inc"]
+        );
+        assert_eq!(c.accounts_of(&a("jane@customer.example")), ["Customer Inc"]);
+        assert_eq!(c.known_account("acme"), Some("ACME"));
+        let err = load("system_addresses = [\"s@example.com\"]\n[account_access]\n\"@partner.example\" = [\"Nope\"]").unwrap_err().to_string();
+        assert!(
+            err.contains("account_access") && err.contains("Nope"),
+            "{err}"
+        );
     }
 }

@@ -24,19 +24,23 @@ use anyhow::Context as _;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 
-use crate::address::Address;
+use crate::address::{Address, Mailbox};
 use crate::authorize::{self, Standing};
 use crate::case::{CaseId, Event, Impact, MessageKind, Notice, Outcome, ParticipantRole, Status};
+use crate::casework;
 use crate::classify;
+use crate::commands::{self, Commands};
 use crate::config::Config;
 use crate::fields;
 use crate::notify;
+use crate::parse::forward::{self, ForwardStyle, Forwarded};
 use crate::parse::{self, reply, InboundMail};
 use crate::route::{self, Route, TokenMatcher};
 use crate::store::blobs::sha256_hex;
-use crate::store::cases::{self as case_store, AttachmentView, NewCase, NewMessage};
+use crate::store::cases::{self as case_store, CaseRow, NewCase, NewMessage};
 use crate::store::mails::{self, MailRecord, NewMail};
 use crate::store::{self, Store};
+use crate::workflow::Refusal;
 
 /// Mails per transaction in bulk ingest: large enough that commits are cheap, small
 /// enough that a batch commits within a few tens of milliseconds.
@@ -87,6 +91,8 @@ pub mod reasons {
     pub const NO_SENDER: &str = "no-sender";
     pub const SENDER_NOT_PARTICIPANT: &str = "sender-not-participant";
     pub const INTERNAL_ERROR: &str = "internal-error";
+    pub const ACCOUNT_NOT_ALLOWED: &str = "account-not-allowed";
+    pub const BAD_FIELD: &str = "bad-field";
 }
 
 /// What to do with a parsed mail; decided from the mail and the database, then applied.
@@ -97,6 +103,12 @@ enum Decision {
         code: &'static str,
         detail: String,
     },
+    /// A new case that cannot be opened as asked (a field it may not set).
+    Refused {
+        code: &'static str,
+        field: String,
+        problem: String,
+    },
     Ignore {
         reason: String,
     },
@@ -105,14 +117,32 @@ enum Decision {
         case: CaseId,
         reason: String,
     },
-    NewCase {
-        note: Option<String>,
-        linked: Option<CaseId>,
-    },
-    Reply {
-        case: CaseId,
+    NewCase(Box<NewCasePlan>),
+    /// A reply, note or commands on an existing, open case.
+    OnCase {
+        case: CaseRow,
         standing: Standing,
+        commands: Commands,
     },
+    /// "cases" by mail: answer with the sender's cases.
+    ListCases,
+}
+
+/// Who a new case is for and the fields it starts with.
+#[derive(Debug)]
+struct NewCasePlan {
+    /// Why it is new although the mail pointed at a case (unknown token, closed case).
+    note: Option<String>,
+    /// The closed case this one follows up.
+    linked: Option<CaseId>,
+    contact: Address,
+    /// The sender is (authenticated) staff or an admin.
+    staff_side: bool,
+    account: Option<String>,
+    impact: Option<Impact>,
+    environment: Option<String>,
+    /// The customer's mail an admin or analyst forwarded.
+    forwarded: Option<Forwarded>,
 }
 
 /// How the journal row is written: a new mail, or a released one re-processed.
@@ -465,13 +495,25 @@ fn decide(
             detail: "the mail has no valid From address".into(),
         });
     };
+    let authenticated = authorize::is_authenticated(config, mail);
     match route {
-        Route::New { note } => Ok(Decision::NewCase { note, linked: None }),
+        Route::New { note } => {
+            if is_case_list_request(&mail.subject) {
+                return Ok(Decision::ListCases);
+            }
+            Ok(plan_new_case(
+                config,
+                mail,
+                sender,
+                authenticated,
+                note,
+                None,
+            ))
+        }
         Route::Existing { case, .. } => {
             let row =
                 case_store::case_row(tx, case)?.expect("routing only returns cases that exist");
             let people = case_store::participants(tx, case)?;
-            let authenticated = authorize::is_authenticated(config, mail);
             let standing = authorize::standing(
                 config,
                 sender,
@@ -489,19 +531,122 @@ fn decide(
                     ),
                 });
             }
-            if row.status == Status::Closed {
+            let new_text = reply::new_text_of(mail);
+            let commands = commands::parse(&mail.subject, &new_text);
+            // New words on a closed case open a follow-up case; bare commands (an
+            // #unwatch from a notification link, a second #accept) are answered instead.
+            let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();
+            if row.status == Status::Closed && has_text && !commands.has("unwatch") {
                 let note = format!(
                     "{} is closed; a new case was opened that links it",
                     config.case_token(case)
                 );
-                return Ok(Decision::NewCase {
-                    note: Some(note),
-                    linked: Some(case),
-                });
+                return Ok(plan_new_case(
+                    config,
+                    mail,
+                    sender,
+                    authenticated,
+                    Some(note),
+                    Some(case),
+                ));
             }
-            Ok(Decision::Reply { case, standing })
+            Ok(Decision::OnCase {
+                case: row,
+                standing,
+                commands,
+            })
         }
     }
+}
+
+/// A mail to the system address whose subject asks for the sender's cases.
+fn is_case_list_request(subject: &str) -> bool {
+    let s = subject.trim().trim_start_matches('#').trim();
+    s.eq_ignore_ascii_case("cases") || s.eq_ignore_ascii_case("my cases")
+}
+
+/// Works out who a new case is for and which fields it gets: normally the sender's own;
+/// for staff and admins, on a customer's behalf — from a forwarded mail (the original
+/// sender becomes the contact) or a `Contact:` line. `Account:` lines are checked against
+/// what the sender may use.
+fn plan_new_case(
+    config: &Config,
+    mail: &InboundMail,
+    sender: &Address,
+    authenticated: bool,
+    note: Option<String>,
+    linked: Option<CaseId>,
+) -> Decision {
+    let (staff, admin) = authorize::privileges(config, sender, authenticated);
+    let staff_side = staff || admin;
+    let forwarded = if staff_side && linked.is_none() {
+        forward::find_forwarded(mail)
+    } else {
+        None
+    };
+    // Field lines are read from what the sender wrote: above a forwarded part, or the text.
+    let field_text = forwarded
+        .as_ref()
+        .map_or(mail.text.as_str(), |f| f.preamble.as_str());
+
+    let contact = if let Some(original) = forwarded.as_ref().and_then(|f| f.from.as_ref()) {
+        original.address.clone()
+    } else if let (true, Some(line)) = (staff_side, fields::labelled_line(field_text, "contact")) {
+        match Address::parse(line.split_whitespace().last().unwrap_or_default()) {
+            Some(a) => a,
+            None => {
+                return Decision::Refused {
+                    code: reasons::BAD_FIELD,
+                    field: format!("Contact: {line}"),
+                    problem: "the Contact: line must hold one email address".into(),
+                }
+            }
+        }
+    } else {
+        sender.clone()
+    };
+    if config.is_system_address(&contact) {
+        return Decision::Refused {
+            code: reasons::BAD_FIELD,
+            field: format!("Contact: {contact}"),
+            problem: "a support address cannot be the contact of a case".into(),
+        };
+    }
+
+    let account = match fields::labelled_line(field_text, "account") {
+        Some(name) => {
+            let allowed = config.accounts_of(sender);
+            match config.known_account(name) {
+                Some(known) if staff_side || allowed.contains(&known) => Some(known.to_string()),
+                _ => {
+                    let yours = if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    };
+                    return Decision::Refused {
+                        code: reasons::ACCOUNT_NOT_ALLOWED,
+                        field: format!("Account: {name}"),
+                        problem: format!("you may not open cases for the account {name:?}; your accounts: {yours}"),
+                    };
+                }
+            }
+        }
+        None => config
+            .account_for(&contact)
+            .or_else(|| config.account_for(sender))
+            .map(str::to_string),
+    };
+    Decision::NewCase(Box::new(NewCasePlan {
+        note,
+        linked,
+        contact,
+        staff_side,
+        account,
+        impact: fields::impact_of(mail, field_text),
+        environment: fields::environment_of(field_text),
+        forwarded,
+    }))
 }
 
 /// Writes the consequences of a decision inside the open transaction.
@@ -596,6 +741,18 @@ impl Writer<'_> {
         }
     }
 
+    /// Answers the sender directly, unless the mail says not to (or is from a robot).
+    fn notice(&mut self, mail: &InboundMail, case: Option<CaseId>, notice: Notice) {
+        if let (Some(to), Ok(())) = (mail.from_address(), classify::auto_response_allowed(mail)) {
+            self.events.push(Event::Notice {
+                to: to.clone(),
+                case,
+                notice,
+                in_reply_to: mail.message_id.clone(),
+            });
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
@@ -608,6 +765,7 @@ impl Writer<'_> {
         blobs: &store::BlobStore,
     ) -> anyhow::Result<IngestReport> {
         let sender = mail.from_address();
+        let actor = sender.map(Address::as_str);
         let mut report = match decision {
             Decision::Quarantine { case, code, detail } => {
                 let reason = format!("{code}: {detail}");
@@ -620,15 +778,40 @@ impl Writer<'_> {
                     case,
                     Some(&reason),
                 )?;
-                if let (Some(to), Ok(())) = (sender, classify::auto_response_allowed(mail)) {
-                    self.events.push(Event::Notice {
-                        to: to.clone(),
-                        case,
-                        notice: Notice::NotApplied { reason: code.to_string() },
-                        in_reply_to: mail.message_id.clone(),
-                    });
-                }
+                self.notice(
+                    mail,
+                    case,
+                    Notice::NotApplied {
+                        reason: code.to_string(),
+                    },
+                );
                 self.quarantine(mail_id, case, code, &detail)?
+            }
+            Decision::Refused {
+                code,
+                field,
+                problem,
+            } => {
+                let detail = format!("{field}: {problem}");
+                let reason = format!("{code}: {detail}");
+                let mail_id = self.journal(
+                    journal,
+                    raw,
+                    sha,
+                    Some(mail),
+                    Outcome::Quarantined,
+                    None,
+                    Some(&reason),
+                )?;
+                self.notice(
+                    mail,
+                    None,
+                    Notice::CommandRefused {
+                        command: field,
+                        problem,
+                    },
+                );
+                self.quarantine(mail_id, None, code, &detail)?
             }
             Decision::Ignore { reason } => {
                 let mail_id = self.journal(
@@ -644,7 +827,7 @@ impl Writer<'_> {
                     self.tx,
                     Some(mail_id),
                     None,
-                    sender.map(Address::as_str),
+                    actor,
                     "ignored",
                     Some(&reason),
                     &self.now,
@@ -664,25 +847,55 @@ impl Writer<'_> {
                 // Recorded for the analysts, but the case itself does not change: no status,
                 // watcher or updated_at change, and no notification.
                 let body = reply::new_text_of(mail);
-                self.add_message(case, mail_id, mail, MessageKind::Auto, &body, blobs)?;
+                let entry = NewMessage {
+                    case,
+                    mail_id: Some(mail_id),
+                    message_id: mail.message_id.as_deref(),
+                    kind: MessageKind::Auto,
+                    from: sender,
+                    body: &body,
+                };
+                casework::add_message(self.tx, blobs, &entry, &mail.attachments, &self.now)?;
                 mails::audit(
                     self.tx,
                     Some(mail_id),
                     Some(case),
-                    sender.map(Address::as_str),
+                    actor,
                     "auto-recorded",
                     Some(&reason),
                     &self.now,
                 )?;
                 self.report(mail_id, Outcome::Replied, Some(case), Some(reason))
             }
-            Decision::NewCase { note, linked } => {
+            Decision::ListCases => {
+                let reason = "list of cases requested".to_string();
+                let mail_id = self.journal(
+                    journal,
+                    raw,
+                    sha,
+                    Some(mail),
+                    Outcome::Command,
+                    None,
+                    Some(&reason),
+                )?;
+                self.notice(mail, None, Notice::CaseList);
+                mails::audit(
+                    self.tx,
+                    Some(mail_id),
+                    None,
+                    actor,
+                    "case-list-requested",
+                    None,
+                    &self.now,
+                )?;
+                self.report(mail_id, Outcome::Command, None, Some(reason))
+            }
+            Decision::NewCase(plan) => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
                 self.new_case(
                     mail,
                     sender,
-                    note,
-                    linked,
+                    *plan,
                     journal,
                     raw,
                     sha,
@@ -690,47 +903,159 @@ impl Writer<'_> {
                     blobs,
                 )?
             }
-            Decision::Reply { case, standing } => {
+            Decision::OnCase {
+                case,
+                standing,
+                commands,
+            } => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Replied,
-                    Some(case),
-                    None,
-                )?;
-                let kind = if standing.staff {
-                    MessageKind::Staff
-                } else {
-                    MessageKind::Customer
-                };
-                let body = reply::new_text_of(mail);
-                let message = self.add_message(case, mail_id, mail, kind, &body, blobs)?;
-                self.events.push(Event::Replied {
-                    case,
-                    message,
-                    kind,
-                    from: Some(sender.clone()),
-                });
-                self.add_watchers(case, mail, sender, "cc")?;
-                case_store::touch(self.tx, case, &self.now)?;
-                let detail = format!("{} replied as {}", sender, standing.role_name());
-                mails::audit(
-                    self.tx,
-                    Some(mail_id),
-                    Some(case),
-                    Some(sender.as_str()),
-                    "replied",
-                    Some(&detail),
-                    &self.now,
-                )?;
-                self.report(mail_id, Outcome::Replied, Some(case), None)
+                self.on_case(
+                    mail, sender, &case, &standing, commands, journal, raw, sha, blobs,
+                )?
             }
         };
         report.message_id = mail.message_id.clone();
         Ok(report)
+    }
+
+    /// A reply, note or command on an existing case, through the workflow.
+    #[allow(clippy::too_many_arguments)]
+    fn on_case(
+        &mut self,
+        mail: &InboundMail,
+        sender: &Address,
+        case: &CaseRow,
+        standing: &Standing,
+        commands: Commands,
+        journal: Journal<'_>,
+        raw: &[u8],
+        sha: &str,
+        blobs: &store::BlobStore,
+    ) -> anyhow::Result<IngestReport> {
+        let mail_id = self.journal(
+            journal,
+            raw,
+            sha,
+            Some(mail),
+            Outcome::Replied,
+            Some(case.id),
+            None,
+        )?;
+        if commands.list_cases {
+            self.notice(mail, None, Notice::CaseList);
+        }
+        // Unknown words or bad arguments: nothing is applied, the sender learns why.
+        if !commands.problems.is_empty() {
+            let reason = commands
+                .problems
+                .iter()
+                .map(|(w, p)| format!("{w}: {p}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            for (command, problem) in commands.problems {
+                self.notice(
+                    mail,
+                    Some(case.id),
+                    Notice::CommandRefused { command, problem },
+                );
+            }
+            return self.finish_refused(mail_id, case.id, sender, reason);
+        }
+        let copied: Vec<Address> = mail
+            .to
+            .iter()
+            .chain(&mail.cc)
+            .map(|m| m.address.clone())
+            .filter(|a| a != sender && !self.config.is_system_address(a))
+            .collect();
+        let request = casework::Request {
+            actions: commands.actions,
+            text: &commands.text,
+            mail_id: Some(mail_id),
+            message_id: mail.message_id.as_deref(),
+            attachments: &mail.attachments,
+            copied,
+            channel: "mail",
+        };
+        match casework::act(
+            self.tx,
+            self.config,
+            blobs,
+            case,
+            sender,
+            standing,
+            &request,
+            &self.now,
+        )? {
+            Ok(done) => {
+                self.events.extend(done.events);
+                if done.applied.is_empty() {
+                    Ok(self.report(mail_id, Outcome::Replied, Some(case.id), None))
+                } else {
+                    let reason = format!(
+                        "applied: {}",
+                        done.applied
+                            .iter()
+                            .map(|w| format!("#{w}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    mails::set_outcome(
+                        self.tx,
+                        mail_id,
+                        Outcome::Command,
+                        Some(case.id),
+                        Some(&reason),
+                    )?;
+                    Ok(self.report(mail_id, Outcome::Command, Some(case.id), Some(reason)))
+                }
+            }
+            Err(refusals) => {
+                let reason = refusals
+                    .iter()
+                    .map(|(w, r)| format!("{w}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                for (command, refusal) in refusals {
+                    let notice = match refusal {
+                        Refusal::ReasonRequired => Notice::ReasonRequired,
+                        other => Notice::CommandRefused {
+                            command,
+                            problem: other.to_string(),
+                        },
+                    };
+                    self.notice(mail, Some(case.id), notice);
+                }
+                self.finish_refused(mail_id, case.id, sender, reason)
+            }
+        }
+    }
+
+    fn finish_refused(
+        &mut self,
+        mail_id: i64,
+        case: CaseId,
+        sender: &Address,
+        reason: String,
+    ) -> anyhow::Result<IngestReport> {
+        let reason = format!("refused: {reason}");
+        mails::set_outcome(
+            self.tx,
+            mail_id,
+            Outcome::Command,
+            Some(case),
+            Some(&reason),
+        )?;
+        mails::audit(
+            self.tx,
+            Some(mail_id),
+            Some(case),
+            Some(sender.as_str()),
+            "command-refused",
+            Some(&reason),
+            &self.now,
+        )?;
+        Ok(self.report(mail_id, Outcome::Command, Some(case), Some(reason)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -738,31 +1063,59 @@ impl Writer<'_> {
         &mut self,
         mail: &InboundMail,
         sender: &Address,
-        note: Option<String>,
-        linked: Option<CaseId>,
+        plan: NewCasePlan,
         journal: Journal<'_>,
         raw: &[u8],
         sha: &str,
         origin_account: Option<&str>,
         blobs: &store::BlobStore,
     ) -> anyhow::Result<IngestReport> {
-        let text = mail.text.as_str();
-        let subject = if mail.subject.trim().is_empty() {
-            "(no subject)"
-        } else {
-            mail.subject.as_str()
+        // What the case is about: the forwarded original, or the mail itself.
+        let (subject, description, attachments, copied): (
+            String,
+            &str,
+            &[parse::Attachment],
+            Vec<&Mailbox>,
+        ) = match &plan.forwarded {
+            Some(f) => {
+                let attached = (f.style == ForwardStyle::Attached)
+                    .then(|| mail.attached_messages.first())
+                    .flatten();
+                let subject = f
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| strip_forward_prefixes(&mail.subject).to_string());
+                let attachments =
+                    attached.map_or(mail.attachments.as_slice(), |m| m.attachments.as_slice());
+                (
+                    subject,
+                    f.body.as_str(),
+                    attachments,
+                    f.to.iter().chain(&f.cc).collect(),
+                )
+            }
+            None => (
+                mail.subject.clone(),
+                mail.text.as_str(),
+                mail.attachments.as_slice(),
+                mail.to.iter().chain(&mail.cc).collect(),
+            ),
         };
-        let account = self.config.account_for(sender).or(origin_account);
-        let environment = fields::environment_of(text);
+        let subject = if subject.trim().is_empty() {
+            "(no subject)".to_string()
+        } else {
+            subject
+        };
+        let account = plan.account.as_deref().or(origin_account);
         let case = case_store::insert_case(
             self.tx,
             &NewCase {
-                subject,
-                description: text,
-                impact: fields::impact_of(mail, text).unwrap_or(Impact::Medium),
+                subject: &subject,
+                description,
+                impact: plan.impact.unwrap_or(Impact::Medium),
                 account,
-                environment: environment.as_deref(),
-                linked_case: linked,
+                environment: plan.environment.as_deref(),
+                linked_case: plan.linked,
             },
             &self.now,
         )?;
@@ -773,8 +1126,9 @@ impl Writer<'_> {
             Some(mail),
             Outcome::Created,
             Some(case),
-            note.as_deref(),
+            plan.note.as_deref(),
         )?;
+        let on_behalf = plan.contact != *sender;
         case_store::add_participant(
             self.tx,
             case,
@@ -784,37 +1138,91 @@ impl Writer<'_> {
             None,
             &self.now,
         )?;
+        let via = if plan.forwarded.is_some() {
+            "forward"
+        } else if on_behalf {
+            "contact-line"
+        } else {
+            "sender"
+        };
         case_store::add_participant(
             self.tx,
             case,
-            sender,
+            &plan.contact,
             ParticipantRole::Contact,
-            "sender",
-            None,
+            via,
+            Some(sender),
             &self.now,
         )?;
-        let authenticated = authorize::is_authenticated(self.config, mail);
-        let (staff, _) = authorize::privileges(self.config, sender, authenticated);
-        let kind = if staff {
-            MessageKind::Staff
-        } else {
-            MessageKind::Customer
+
+        // The first thread entry: the customer's words (from the original when forwarded).
+        let first = match &plan.forwarded {
+            Some(_) => NewMessage {
+                case,
+                mail_id: Some(mail_id),
+                message_id: mail.message_id.as_deref(),
+                kind: MessageKind::Customer,
+                from: Some(&plan.contact),
+                body: description,
+            },
+            None => NewMessage {
+                case,
+                mail_id: Some(mail_id),
+                message_id: mail.message_id.as_deref(),
+                kind: if plan.staff_side {
+                    MessageKind::Staff
+                } else {
+                    MessageKind::Customer
+                },
+                from: Some(sender),
+                body: description,
+            },
         };
-        let message = self.add_message(case, mail_id, mail, kind, text, blobs)?;
+        let message = casework::add_message(self.tx, blobs, &first, attachments, &self.now)?;
         self.events.push(Event::Created { case, message });
-        if let Some(closed) = linked {
-            self.events.push(Event::Notice {
-                to: sender.clone(),
-                case: Some(case),
-                notice: Notice::FollowUpOpened { closed },
-                in_reply_to: mail.message_id.clone(),
-            });
+        // What the forwarder wrote above the forwarded part stays internal.
+        if let Some(f) = &plan.forwarded {
+            let preamble = strip_field_lines(&f.preamble);
+            if !preamble.is_empty() {
+                let note = NewMessage {
+                    case,
+                    mail_id: Some(mail_id),
+                    message_id: None,
+                    kind: MessageKind::Note,
+                    from: Some(sender),
+                    body: &preamble,
+                };
+                casework::add_message(self.tx, blobs, &note, &[], &self.now)?;
+            }
         }
-        self.add_watchers(case, mail, sender, "cc")?;
-        let detail = match &note {
-            Some(n) => format!("opened by {sender}; {n}"),
-            None => format!("opened by {sender}"),
-        };
+        if let Some(closed) = plan.linked {
+            self.notice(mail, Some(case), Notice::FollowUpOpened { closed });
+        }
+        for mb in copied {
+            if mb.address != plan.contact {
+                casework::add_watcher(
+                    self.tx,
+                    self.config,
+                    case,
+                    &mb.address,
+                    sender,
+                    if plan.forwarded.is_some() {
+                        "forward"
+                    } else {
+                        "cc"
+                    },
+                    &mut self.events,
+                    &self.now,
+                )?;
+            }
+        }
+        let mut detail = format!("opened by {sender}");
+        if on_behalf {
+            detail.push_str(&format!(" for {}", plan.contact));
+        }
+        if let Some(n) = &plan.note {
+            detail.push_str(&format!("; {n}"));
+        }
         mails::audit(
             self.tx,
             Some(mail_id),
@@ -824,100 +1232,41 @@ impl Writer<'_> {
             Some(&detail),
             &self.now,
         )?;
-        Ok(self.report(mail_id, Outcome::Created, Some(case), note))
+        Ok(self.report(mail_id, Outcome::Created, Some(case), plan.note))
     }
+}
 
-    /// Adds a thread entry with its attachments and links its Message-ID to the case.
-    fn add_message(
-        &mut self,
-        case: CaseId,
-        mail_id: i64,
-        mail: &InboundMail,
-        kind: MessageKind,
-        body: &str,
-        blobs: &store::BlobStore,
-    ) -> anyhow::Result<i64> {
-        let message = case_store::insert_message(
-            self.tx,
-            &NewMessage {
-                case,
-                mail_id: Some(mail_id),
-                message_id: mail.message_id.as_deref(),
-                kind,
-                from: mail.from_address(),
-                body,
-            },
-            &self.now,
-        )?;
-        for a in &mail.attachments {
-            let sha256 = blobs
-                .put(&a.data)
-                .with_context(|| format!("cannot store attachment {:?}", a.filename))?;
-            let view = AttachmentView {
-                filename: a.filename.clone(),
-                content_type: a.content_type.clone(),
-                size: a.data.len() as u64,
-                sha256,
-                disposition: a.disposition,
-            };
-            case_store::insert_attachment(self.tx, message, &view, a.content_id.as_deref())?;
-        }
-        if let Some(id) = &mail.message_id {
-            case_store::link_message_id(self.tx, id, case, false)?;
-        }
-        Ok(message)
+/// "Fwd: FW: subject" → "subject".
+fn strip_forward_prefixes(subject: &str) -> &str {
+    let mut s = subject.trim();
+    loop {
+        let lower = s.to_ascii_lowercase();
+        let Some(p) = ["fwd:", "fw:", "wg:", "tr:", "rv:", "vs:", "doorst:"]
+            .iter()
+            .find(|p| lower.starts_with(**p))
+        else {
+            return s;
+        };
+        s = s[p.len()..].trim_start();
     }
+}
 
-    /// To/Cc addresses other than system addresses, the sender and existing participants
-    /// become watchers, added by the sender.
-    fn add_watchers(
-        &mut self,
-        case: CaseId,
-        mail: &InboundMail,
-        sender: &Address,
-        via: &str,
-    ) -> rusqlite::Result<()> {
-        let existing = case_store::participants(self.tx, case)?;
-        for mb in mail.to.iter().chain(mail.cc.iter()) {
-            let a = &mb.address;
-            if a == sender
-                || self.config.is_system_address(a)
-                || existing.iter().any(|(p, _)| p == a)
-            {
-                continue;
-            }
-            let via = if mail.cc.iter().any(|c| &c.address == a) {
-                via
-            } else {
-                "to"
-            };
-            if case_store::add_participant(
-                self.tx,
-                case,
-                a,
-                ParticipantRole::Watcher,
-                via,
-                Some(sender),
-                &self.now,
-            )? {
-                self.events.push(Event::WatcherAdded {
-                    case,
-                    address: a.clone(),
-                    by: Some(sender.clone()),
-                });
-                mails::audit(
-                    self.tx,
-                    None,
-                    Some(case),
-                    Some(sender.as_str()),
-                    "watcher-added",
-                    Some(&format!("{a} via {via}")),
-                    &self.now,
-                )?;
-            }
-        }
-        Ok(())
-    }
+/// The forwarder's text without the `Impact:`/`Account:`/`Environment:`/`Contact:` lines
+/// that set fields.
+fn strip_field_lines(text: &str) -> String {
+    let is_field = |l: &str| {
+        let l = l.trim().trim_start_matches(['*', '_']).to_ascii_lowercase();
+        ["impact:", "account:", "environment:", "contact:"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    parse::normalise_text(
+        &text
+            .lines()
+            .filter(|l| !is_field(l))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 fn log_report(report: &IngestReport, origin: &str, config: &Config) {

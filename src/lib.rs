@@ -10,14 +10,15 @@
 pub mod address;
 pub mod authorize;
 pub mod case;
+pub mod casework;
 pub mod classify;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod fields;
 pub mod ingest;
+pub mod notify;
 pub mod parse;
 pub mod route;
 pub mod store;
-pub mod notify;
 pub mod workflow;
-pub mod commands;

@@ -13,7 +13,12 @@ use crate::parse::InboundMail;
 /// Writes the outbox rows the events call for. `trigger` is the mail that caused them,
 /// when there is one (its Message-ID threads direct answers; its headers say whether an
 /// automatic answer is allowed).
-pub fn enqueue(conn: &Connection, config: &Config, events: &[Event], trigger: Option<&InboundMail>) -> anyhow::Result<()> {
+pub fn enqueue(
+    conn: &Connection,
+    config: &Config,
+    events: &[Event],
+    trigger: Option<&InboundMail>,
+) -> anyhow::Result<()> {
     let _ = (conn, config, events, trigger);
     Ok(())
 }
