@@ -8,7 +8,7 @@
 //! assertions — so each is translated into casegate's `ReplyParts`: the new text, and the
 //! message's lines grouped into new, quoted and signature fragments.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use casegate::parse::reply::{self, Part, ReplyParts};
 use casegate::parse::{self, html_to_text, normalise_text, InboundMail};
@@ -19,34 +19,11 @@ use serde_json::Value;
 /// listed here that starts passing fails the test so the list cannot go stale.
 const ALLOWED_FAILURES: &[(&str, &str)] = &[];
 
-/// The corpus folder: `$CASEGATE_CORPUS_DIR`, else `../shared/corpus` beside the checkout.
-/// A git worktree sits one level deeper than the main checkout, so one level further up is
-/// tried as well.
-fn corpus_dir() -> Result<PathBuf, PathBuf> {
-    if let Some(dir) = std::env::var_os("CASEGATE_CORPUS_DIR") {
-        let dir = PathBuf::from(dir);
-        return if dir.join("expected.jsonl").is_file() {
-            Ok(dir)
-        } else {
-            Err(dir)
-        };
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let beside = manifest.join("../shared/corpus");
-    [beside.clone(), manifest.join("../../shared/corpus")]
-        .into_iter()
-        .find(|dir| dir.join("expected.jsonl").is_file())
-        .ok_or(beside)
-}
-
 #[test]
 fn reply_stripping_matches_the_facts_of_the_shared_corpus() {
-    let dir = match corpus_dir() {
-        Ok(dir) => dir,
-        Err(missing) => {
-            eprintln!("skipping: corpus not found at {}", missing.display());
-            return;
-        }
+    let Some(dir) = crate::support::corpus::root() else {
+        println!("{}", crate::support::corpus::skipping());
+        return;
     };
     let index =
         std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl is readable");
