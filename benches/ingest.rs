@@ -13,10 +13,7 @@ use casegate::config::Config;
 use casegate::ingest::{Gateway, Origin};
 
 fn main() {
-    let count: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let count: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let mails_dir = dir.path().join("mails");
     std::fs::create_dir_all(&mails_dir).unwrap();
@@ -41,9 +38,7 @@ fn main() {
     let t = Instant::now();
     let mut parsed = 0;
     for raw in &raws {
-        parsed += casegate::parse::parse(raw)
-            .map(|m| m.attachments.len())
-            .unwrap_or(0);
+        parsed += casegate::parse::parse(raw).map(|m| m.attachments.len()).unwrap_or(0);
     }
     let parse_rate = count as f64 / t.elapsed().as_secs_f64();
     println!("parse only:      {parse_rate:>9.0} mails/s  ({parsed} attachments)");
@@ -53,16 +48,11 @@ fn main() {
     let mut gateway = Gateway::open(Arc::new(config)).expect("open store");
     let t = Instant::now();
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
-    let batch: usize = std::env::var("BATCH")
-        .ok()
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(casegate::ingest::DEFAULT_BATCH);
+    let batch: usize =
+        std::env::var("BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(casegate::ingest::DEFAULT_BATCH);
     for (n, chunk) in files.chunks(batch).enumerate() {
         let raws: Vec<Vec<u8>> = chunk.iter().map(|p| std::fs::read(p).unwrap()).collect();
-        let origins: Vec<Origin> = chunk
-            .iter()
-            .map(|p| Origin::file(&p.display().to_string()))
-            .collect();
+        let origins: Vec<Origin> = chunk.iter().map(|p| Origin::file(&p.display().to_string())).collect();
         let items: Vec<(&[u8], &Origin)> = raws.iter().map(Vec::as_slice).zip(&origins).collect();
         for report in gateway.ingest_batch(&items).expect("ingest") {
             *outcomes.entry(report.outcome.as_str()).or_default() += 1;
@@ -72,13 +62,12 @@ fn main() {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("ingest (stored, batches of {batch}): {:>9.0} mails/s  ({count} mails in {secs:.2} s; outcomes {outcomes:?})", count as f64 / secs);
-    let db = std::fs::metadata(dir.path().join("var/casegate.db"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-        + std::fs::metadata(dir.path().join("var/casegate.db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    println!(
+        "ingest (stored, batches of {batch}): {:>9.0} mails/s  ({count} mails in {secs:.2} s; outcomes {outcomes:?})",
+        count as f64 / secs
+    );
+    let db = std::fs::metadata(dir.path().join("var/casegate.db")).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(dir.path().join("var/casegate.db-wal")).map(|m| m.len()).unwrap_or(0);
     println!("database: {:.1} MB", db as f64 / 1e6);
 }
 
@@ -116,9 +105,7 @@ const WORDS: &[&str] = &[
 
 /// A deterministic pseudo-random mail: case opener or token reply, ~5 KB, 1 in 10 with an attachment.
 fn generate(i: usize) -> Vec<u8> {
-    let mut seed = (i as u64)
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut seed = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut next = || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -126,11 +113,7 @@ fn generate(i: usize) -> Vec<u8> {
         seed
     };
     let customer = i % 500;
-    let reply_to_case = if i >= 10 && i % 10 < 3 {
-        Some((i / 10 * 7) % (i * 7 / 10).max(1) + 1)
-    } else {
-        None
-    };
+    let reply_to_case = if i >= 10 && i % 10 < 3 { Some((i / 10 * 7) % (i * 7 / 10).max(1) + 1) } else { None };
     let subject = match reply_to_case {
         Some(c) => format!("Re: [CASE-{c}] Problem report {c}"),
         None => format!(
@@ -178,11 +161,7 @@ fn base64_lines(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for (n, chunk) in data.chunks(3).enumerate() {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for k in 0..4 {
             if k <= chunk.len() {

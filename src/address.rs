@@ -38,10 +38,7 @@ impl Address {
             return None;
         }
         let bad_char = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\".contains(c);
-        if local
-            .chars()
-            .any(|c| c.is_control() || c == '<' || c == '>' || c == '\n')
-        {
+        if local.chars().any(|c| c.is_control() || c == '<' || c == '>' || c == '\n') {
             return None;
         }
         if !local.starts_with('"') && local.chars().any(bad_char) {
@@ -103,8 +100,7 @@ impl AddressPattern {
         let s = input.trim();
         if let Some(domain) = s.strip_prefix('@') {
             // Validate the domain by validating a probe address on it.
-            return Address::parse(&format!("x@{domain}"))
-                .map(|a| AddressPattern::Domain(a.domain().to_string()));
+            return Address::parse(&format!("x@{domain}")).map(|a| AddressPattern::Domain(a.domain().to_string()));
         }
         Address::parse(s).map(AddressPattern::Exact)
     }
@@ -132,20 +128,9 @@ mod tests {
 
     #[test]
     fn parses_and_lowercases_plain_and_bracketed_addresses() {
-        assert_eq!(
-            Address::parse(" <Jane.Doe@Example.COM> ").unwrap().as_str(),
-            "jane.doe@example.com"
-        );
-        assert_eq!(
-            Address::parse("mailto:a@b.example?subject=x")
-                .unwrap()
-                .as_str(),
-            "a@b.example"
-        );
-        assert_eq!(
-            Address::parse("redacted@redacted").unwrap().domain(),
-            "redacted"
-        );
+        assert_eq!(Address::parse(" <Jane.Doe@Example.COM> ").unwrap().as_str(), "jane.doe@example.com");
+        assert_eq!(Address::parse("mailto:a@b.example?subject=x").unwrap().as_str(), "a@b.example");
+        assert_eq!(Address::parse("redacted@redacted").unwrap().domain(), "redacted");
     }
 
     #[test]

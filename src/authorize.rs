@@ -29,12 +29,7 @@ pub struct Standing {
 impl Standing {
     /// May take part in the case's thread (and add watchers by Cc).
     pub fn is_participant(&self) -> bool {
-        self.requester
-            || self.contact
-            || self.watcher
-            || self.same_account
-            || self.staff
-            || self.admin
+        self.requester || self.contact || self.watcher || self.same_account || self.staff || self.admin
     }
 
     /// The single word for logs and the permission table, strongest first.
@@ -103,10 +98,7 @@ pub fn is_authenticated(config: &Config, mail: &InboundMail) -> bool {
 }
 
 fn authserv_id_of(value: &str) -> Option<&str> {
-    value
-        .split(';')
-        .next()
-        .map(|s| s.split_whitespace().next().unwrap_or_default())
+    value.split(';').next().map(|s| s.split_whitespace().next().unwrap_or_default())
 }
 
 /// Looks for `dmarc=pass … header.from=<domain>` or `dkim=pass … header.d=<aligned>`.
@@ -116,17 +108,11 @@ fn passes_for(results: &str, from_domain: &str) -> bool {
         let mut words = clause.split_whitespace();
         let Some(method) = words.next() else { continue };
         let props: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
-        let prop = |name: &str| {
-            props
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.trim_matches('"'))
-        };
+        let prop = |name: &str| props.iter().find(|(k, _)| *k == name).map(|(_, v)| v.trim_matches('"'));
         match method {
             "dmarc=pass" if prop("header.from").is_none_or(|d| d == from_domain) => return true,
             "dkim=pass" => {
-                let signer = prop("header.d")
-                    .or_else(|| prop("header.i").map(|i| i.rsplit('@').next().unwrap_or(i)));
+                let signer = prop("header.d").or_else(|| prop("header.i").map(|i| i.rsplit('@').next().unwrap_or(i)));
                 if signer.is_some_and(|d| aligned(d, from_domain)) {
                     return true;
                 }
@@ -192,11 +178,9 @@ mod tests {
         let c = config("authserv_id = \"mx.example.com\"");
         let ok = "From: ann@support.example.com\r\nAuthentication-Results: mx.example.com; spf=pass smtp.mailfrom=support.example.com; dkim=pass (good) header.d=support.example.com; dmarc=pass (p=reject) header.from=support.example.com";
         assert!(is_authenticated(&c, &mail(ok)));
-        let dkim_only = "From: ann@support.example.com\r\nAuthentication-Results: mx.example.com; dkim=pass header.i=@example.com";
-        assert!(
-            is_authenticated(&c, &mail(dkim_only)),
-            "parent-domain signature is aligned (relaxed)"
-        );
+        let dkim_only =
+            "From: ann@support.example.com\r\nAuthentication-Results: mx.example.com; dkim=pass header.i=@example.com";
+        assert!(is_authenticated(&c, &mail(dkim_only)), "parent-domain signature is aligned (relaxed)");
         let forged = "From: ann@support.example.com\r\nAuthentication-Results: mx.example.com; dmarc=fail header.from=support.example.com";
         assert!(!is_authenticated(&c, &mail(forged)));
         let other_server = "From: ann@support.example.com\r\nAuthentication-Results: evil.example; dmarc=pass header.from=support.example.com";
@@ -216,35 +200,14 @@ mod tests {
             (a("jane@customer.example"), ParticipantRole::Requester),
             (a("w@other.example"), ParticipantRole::Watcher),
         ];
-        let s = standing(
-            &c,
-            &a("jane@customer.example"),
-            true,
-            &people,
-            Some("Customer Inc"),
-        );
+        let s = standing(&c, &a("jane@customer.example"), true, &people, Some("Customer Inc"));
         assert!(s.requester && s.same_account && !s.staff && s.role_name() == "requester");
-        let s = standing(
-            &c,
-            &a("bob@customer.example"),
-            true,
-            &people,
-            Some("Customer Inc"),
-        );
+        let s = standing(&c, &a("bob@customer.example"), true, &people, Some("Customer Inc"));
         assert!(s.is_participant() && s.role_name() == "same-account");
-        let s = standing(
-            &c,
-            &a("eve@other.example"),
-            true,
-            &people,
-            Some("Customer Inc"),
-        );
+        let s = standing(&c, &a("eve@other.example"), true, &people, Some("Customer Inc"));
         assert!(!s.is_participant() && s.role_name() == "stranger");
         let s = standing(&c, &a("ann@support.example.com"), false, &people, None);
-        assert!(
-            !s.is_participant(),
-            "unauthenticated staff address is a stranger"
-        );
+        assert!(!s.is_participant(), "unauthenticated staff address is a stranger");
         let s = standing(&c, &a("admin@example.com"), true, &people, None);
         assert!(s.admin && s.role_name() == "admin");
     }

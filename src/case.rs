@@ -140,43 +140,18 @@ pub enum Event {
     /// A case was opened; `message` is its first thread entry.
     Created { case: CaseId, message: i64 },
     /// A thread entry was added (customer, watcher or staff reply, or an internal note).
-    Replied {
-        case: CaseId,
-        message: i64,
-        kind: MessageKind,
-        from: Option<Address>,
-    },
+    Replied { case: CaseId, message: i64, kind: MessageKind, from: Option<Address> },
     /// Someone became a watcher.
-    WatcherAdded {
-        case: CaseId,
-        address: Address,
-        by: Option<Address>,
-    },
+    WatcherAdded { case: CaseId, address: Address, by: Option<Address> },
     /// Someone stopped watching.
     WatcherRemoved { case: CaseId, address: Address },
     /// The status changed.
-    StatusChanged {
-        case: CaseId,
-        from: Status,
-        to: Status,
-        by: Option<Address>,
-        message: Option<i64>,
-    },
+    StatusChanged { case: CaseId, from: Status, to: Status, by: Option<Address>, message: Option<i64> },
     /// A field other than status changed (impact, account, environment, contact).
-    FieldChanged {
-        case: CaseId,
-        field: &'static str,
-        value: String,
-        by: Option<Address>,
-    },
+    FieldChanged { case: CaseId, field: &'static str, value: String, by: Option<Address> },
     /// A direct, short answer to the sender of a mail (never to machine mail): why it
     /// could not be applied, or what they asked for. `in_reply_to` is the mail's Message-ID.
-    Notice {
-        to: Address,
-        case: Option<CaseId>,
-        notice: Notice,
-        in_reply_to: Option<String>,
-    },
+    Notice { to: Address, case: Option<CaseId>, notice: Notice, in_reply_to: Option<String> },
 }
 
 /// What a direct answer says.
@@ -221,10 +196,7 @@ mod tests {
         assert_eq!("High".parse::<Impact>().unwrap().as_db(), "high");
         let err = "urgent".parse::<Impact>().unwrap_err();
         assert!(err.contains("High, Medium, Low"), "{err}");
-        assert_eq!(
-            serde_json::to_string(&MessageKind::Note).unwrap(),
-            "\"note\""
-        );
+        assert_eq!(serde_json::to_string(&MessageKind::Note).unwrap(), "\"note\"");
         assert_eq!(Outcome::parse_db("duplicate"), Some(Outcome::Duplicate));
     }
 }

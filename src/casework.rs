@@ -101,12 +101,7 @@ pub fn act(
             now,
         )?;
         done.message = Some(message);
-        done.events.push(Event::Replied {
-            case: case.id,
-            message,
-            kind,
-            from: Some(actor.clone()),
-        });
+        done.events.push(Event::Replied { case: case.id, message, kind, from: Some(actor.clone()) });
         mails::audit(
             conn,
             req.mail_id,
@@ -140,29 +135,11 @@ pub fn act(
                     now,
                 )?;
             }
-            Action::Watch(who) => add_watcher(
-                conn,
-                config,
-                case.id,
-                who,
-                actor,
-                "command",
-                &mut done.events,
-                now,
-            )?,
+            Action::Watch(who) => add_watcher(conn, config, case.id, who, actor, "command", &mut done.events, now)?,
             Action::Unwatch(who) => {
                 let who = who.as_ref().unwrap_or(actor);
-                if case_store::remove_participant(
-                    conn,
-                    case.id,
-                    who,
-                    ParticipantRole::Watcher,
-                    now,
-                )? {
-                    done.events.push(Event::WatcherRemoved {
-                        case: case.id,
-                        address: who.clone(),
-                    });
+                if case_store::remove_participant(conn, case.id, who, ParticipantRole::Watcher, now)? {
+                    done.events.push(Event::WatcherRemoved { case: case.id, address: who.clone() });
                     mails::audit(
                         conn,
                         req.mail_id,
@@ -182,16 +159,7 @@ pub fn act(
     // Watchers from To/Cc, for senders who may add watchers.
     if workflow::allowed(workflow::Kind::Watch, standing) {
         for who in &req.copied {
-            add_watcher(
-                conn,
-                config,
-                case.id,
-                who,
-                actor,
-                "cc",
-                &mut done.events,
-                now,
-            )?;
+            add_watcher(conn, config, case.id, who, actor, "cc", &mut done.events, now)?;
         }
     }
 
@@ -207,15 +175,7 @@ pub fn act(
             message: done.message,
         });
         let detail = format!("{} -> {}", case.status, status);
-        mails::audit(
-            conn,
-            req.mail_id,
-            Some(case.id),
-            Some(actor.as_str()),
-            "status-changed",
-            Some(&detail),
-            now,
-        )?;
+        mails::audit(conn, req.mail_id, Some(case.id), Some(actor.as_str()), "status-changed", Some(&detail), now)?;
     } else {
         case_store::touch(conn, case.id, now)?;
     }
@@ -232,13 +192,9 @@ fn kind_action(kind: MessageKind) -> &'static str {
 
 fn status_line(from: Status, to: Status, actor: &Address, actions: &[Action]) -> String {
     let what = match (from, to) {
-        (_, Status::Closed) if actions.contains(&Action::Accept) => {
-            "accepted the solution; the case is closed"
-        }
+        (_, Status::Closed) if actions.contains(&Action::Accept) => "accepted the solution; the case is closed",
         (_, Status::Closed) => "closed the case",
-        (Status::Resolved, Status::Open)
-            if actions.iter().any(|a| matches!(a, Action::Reject { .. })) =>
-        {
+        (Status::Resolved, Status::Open) if actions.iter().any(|a| matches!(a, Action::Reject { .. })) => {
             "rejected the solution; the case is open again"
         }
         (Status::Resolved, Status::Open) => "re-opened the case",
@@ -259,14 +215,7 @@ pub fn system_entry(
 ) -> rusqlite::Result<i64> {
     case_store::insert_message(
         conn,
-        &NewMessage {
-            case,
-            mail_id,
-            message_id: None,
-            kind: MessageKind::System,
-            from: None,
-            body: line,
-        },
+        &NewMessage { case, mail_id, message_id: None, kind: MessageKind::System, from: None, body: line },
         now,
     )
 }
@@ -286,26 +235,11 @@ pub fn add_watcher(
     if config.is_system_address(who) || who == by {
         return Ok(());
     }
-    if case_store::participants(conn, case)?
-        .iter()
-        .any(|(a, _)| a == who)
-    {
+    if case_store::participants(conn, case)?.iter().any(|(a, _)| a == who) {
         return Ok(());
     }
-    if case_store::add_participant(
-        conn,
-        case,
-        who,
-        ParticipantRole::Watcher,
-        via,
-        Some(by),
-        now,
-    )? {
-        events.push(Event::WatcherAdded {
-            case,
-            address: who.clone(),
-            by: Some(by.clone()),
-        });
+    if case_store::add_participant(conn, case, who, ParticipantRole::Watcher, via, Some(by), now)? {
+        events.push(Event::WatcherAdded { case, address: who.clone(), by: Some(by.clone()) });
         mails::audit(
             conn,
             None,
@@ -330,9 +264,7 @@ pub fn add_message(
 ) -> anyhow::Result<i64> {
     let message = case_store::insert_message(conn, m, now)?;
     for a in attachments {
-        let sha256 = blobs
-            .put(&a.data)
-            .with_context(|| format!("cannot store attachment {:?}", a.filename))?;
+        let sha256 = blobs.put(&a.data).with_context(|| format!("cannot store attachment {:?}", a.filename))?;
         let view = AttachmentView {
             filename: a.filename.clone(),
             content_type: a.content_type.clone(),

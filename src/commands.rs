@@ -97,9 +97,7 @@ pub fn parse(subject: &str, text: &str) -> Commands {
 /// `#word rest` → (word, rest), for a line that is a command.
 fn command_line(line: &str) -> Option<(String, &str)> {
     let body = line.strip_prefix('#')?.trim_start();
-    let end = body
-        .find(|c: char| !c.is_ascii_alphabetic())
-        .unwrap_or(body.len());
+    let end = body.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(body.len());
     if end == 0 {
         return None;
     }
@@ -108,13 +106,7 @@ fn command_line(line: &str) -> Option<(String, &str)> {
     Some((word, rest))
 }
 
-fn apply_word(
-    out: &mut Commands,
-    word: &str,
-    rest: &str,
-    args_text: &mut Vec<String>,
-    in_subject: bool,
-) {
+fn apply_word(out: &mut Commands, word: &str, rest: &str, args_text: &mut Vec<String>, in_subject: bool) {
     let text_arg = |args_text: &mut Vec<String>| {
         if !rest.is_empty() {
             args_text.push(cut(rest));
@@ -127,9 +119,7 @@ fn apply_word(
         }
         "reject" | "rejected" => {
             text_arg(args_text);
-            Action::Reject {
-                reason: Some(cut(rest)).filter(|r| !r.is_empty()),
-            }
+            Action::Reject { reason: Some(cut(rest)).filter(|r| !r.is_empty()) }
         }
         "close" | "closed" => {
             text_arg(args_text);
@@ -160,24 +150,19 @@ fn apply_word(
             for token in rest.split([' ', ',', ';', '\t']).filter(|t| !t.is_empty()) {
                 match Address::parse(token) {
                     Some(a) => addresses.push(a),
-                    None => out.problems.push((
-                        format!("#{word} {token}"),
-                        format!("{token:?} is not an email address"),
-                    )),
+                    None => {
+                        out.problems.push((format!("#{word} {token}"), format!("{token:?} is not an email address")))
+                    }
                 }
             }
             if word == "unwatch" {
                 if addresses.is_empty() {
                     out.actions.push(Action::Unwatch(None));
                 }
-                out.actions
-                    .extend(addresses.into_iter().map(|a| Action::Unwatch(Some(a))));
+                out.actions.extend(addresses.into_iter().map(|a| Action::Unwatch(Some(a))));
             } else if addresses.is_empty() {
                 if !in_subject && rest.is_empty() {
-                    out.problems.push((
-                        "#watch".into(),
-                        "name the address to add, e.g. #watch bob@example.com".into(),
-                    ));
+                    out.problems.push(("#watch".into(), "name the address to add, e.g. #watch bob@example.com".into()));
                 }
             } else {
                 out.actions.extend(addresses.into_iter().map(Action::Watch));
@@ -219,20 +204,14 @@ mod tests {
 
     #[test]
     fn plain_mail_has_no_commands() {
-        let c = parse(
-            "Re: [CASE-1] printer",
-            "Thanks, still broken.\n#accept later maybe",
-        );
+        let c = parse("Re: [CASE-1] printer", "Thanks, still broken.\n#accept later maybe");
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(c.text, "Thanks, still broken.\n#accept later maybe");
     }
 
     #[test]
     fn commands_on_the_first_lines_case_insensitively() {
-        let c = parse(
-            "Re: [CASE-1] x",
-            "  #ACCEPT\n\n# close: done\nThanks for the help!",
-        );
+        let c = parse("Re: [CASE-1] x", "  #ACCEPT\n\n# close: done\nThanks for the help!");
         assert_eq!(c.actions, vec![Action::Accept, Action::Close]);
         assert_eq!(c.text, "done\n\nThanks for the help!");
     }
@@ -240,19 +219,9 @@ mod tests {
     #[test]
     fn reject_takes_its_reason_from_the_line_or_the_text_below() {
         let c = parse("", "#reject the error is still there");
-        assert_eq!(
-            c.actions,
-            vec![Action::Reject {
-                reason: Some("the error is still there".into())
-            }]
-        );
+        assert_eq!(c.actions, vec![Action::Reject { reason: Some("the error is still there".into()) }]);
         let c = parse("Re: [CASE-1] #reject", "It still fails\nevery morning.");
-        assert_eq!(
-            c.actions,
-            vec![Action::Reject {
-                reason: Some("It still fails\nevery morning.".into())
-            }]
-        );
+        assert_eq!(c.actions, vec![Action::Reject { reason: Some("It still fails\nevery morning.".into()) }]);
         let c = parse("", "#reject");
         assert_eq!(c.actions, vec![Action::Reject { reason: None }]);
     }
@@ -270,10 +239,7 @@ mod tests {
     #[test]
     fn staff_commands_and_arguments() {
         let c = parse("", "#impact high\n#resolve\nRestart the spooler.\n\nAnn");
-        assert_eq!(
-            c.actions,
-            vec![Action::Impact(Impact::High), Action::Resolve]
-        );
+        assert_eq!(c.actions, vec![Action::Impact(Impact::High), Action::Resolve]);
         assert_eq!(c.text, "Restart the spooler.\n\nAnn");
         let c = parse("", "#note customer called, waiting for logs");
         assert_eq!(c.actions, vec![Action::Note]);
@@ -294,9 +260,6 @@ mod tests {
         let c = parse("", "#impact urgent\n#frobnicate\n#watch not-an-address");
         assert!(c.actions.is_empty());
         let words: Vec<&str> = c.problems.iter().map(|(w, _)| w.as_str()).collect();
-        assert_eq!(
-            words,
-            ["#impact urgent", "#frobnicate", "#watch not-an-address"]
-        );
+        assert_eq!(words, ["#impact urgent", "#frobnicate", "#watch not-an-address"]);
     }
 }

@@ -26,18 +26,11 @@ pub const CONFIG_ENV: &str = "CASEGATE_CONFIG";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {error}\n  hint: pass --config FILE or set ${CONFIG_ENV}; config/casegate.example.toml documents every key")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: key `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: String, message: String },
 }
 
 /// Where a secret comes from: an environment variable or a file (first line, trimmed).
@@ -56,9 +49,7 @@ impl Secret {
             Secret::Env { var, key } => std::env::var(var).map_err(|_| ConfigError::Invalid {
                 path: config_path.to_path_buf(),
                 key: key.clone(),
-                message: format!(
-                    "environment variable {var} is not set; export it or use a *_file key"
-                ),
+                message: format!("environment variable {var} is not set; export it or use a *_file key"),
             }),
             Secret::File { path, key } => std::fs::read_to_string(path)
                 .map(|s| s.lines().next().unwrap_or_default().trim().to_string())
@@ -319,10 +310,8 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
         Config::from_toml(&text, path)
     }
 
@@ -334,8 +323,7 @@ impl Config {
         };
         let de = toml::de::Deserializer::parse(text).map_err(syntax)?;
         let mut unknown_keys = Vec::new();
-        let raw: RawConfig =
-            serde_ignored::deserialize(de, |p| unknown_keys.push(p.to_string())).map_err(syntax)?;
+        let raw: RawConfig = serde_ignored::deserialize(de, |p| unknown_keys.push(p.to_string())).map_err(syntax)?;
         let mut config = validate(raw, path)?;
         config.unknown_keys = unknown_keys;
         Ok(config)
@@ -379,10 +367,7 @@ impl Config {
 
     /// The account as configured, matched case-insensitively (`customer inc` → `Customer Inc`).
     pub fn known_account(&self, name: &str) -> Option<&str> {
-        self.accounts
-            .values()
-            .find(|a| a.eq_ignore_ascii_case(name.trim()))
-            .map(String::as_str)
+        self.accounts.values().find(|a| a.eq_ignore_ascii_case(name.trim())).map(String::as_str)
     }
 
     /// The database file.
@@ -392,9 +377,7 @@ impl Config {
 
     /// The address outgoing mail is sent from: `smtp.from`, else the first system address.
     pub fn from_header(&self) -> String {
-        self.from
-            .clone()
-            .unwrap_or_else(|| self.system_addresses[0].to_string())
+        self.from.clone().unwrap_or_else(|| self.system_addresses[0].to_string())
     }
 }
 
@@ -411,11 +394,8 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        message,
-    };
+    let invalid =
+        |key: &str, message: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), message };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: &str| -> PathBuf {
         let p = PathBuf::from(p);
@@ -436,12 +416,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     }
     let mut system_addresses = Vec::new();
     for (i, s) in raw.system_addresses.iter().enumerate() {
-        let a = Address::parse(s).ok_or_else(|| {
-            invalid(
-                &format!("system_addresses[{i}]"),
-                format!("{s:?} is not an email address"),
-            )
-        })?;
+        let a = Address::parse(s)
+            .ok_or_else(|| invalid(&format!("system_addresses[{i}]"), format!("{s:?} is not an email address")))?;
         system_addresses.push(a);
     }
     let patterns = |key: &str, list: &[String]| -> Result<Vec<AddressPattern>, ConfigError> {
@@ -449,10 +425,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             .enumerate()
             .map(|(i, s)| {
                 AddressPattern::parse(s).ok_or_else(|| {
-                    invalid(
-                        &format!("{key}[{i}]"),
-                        format!("{s:?} is neither an address nor an @domain entry"),
-                    )
+                    invalid(&format!("{key}[{i}]"), format!("{s:?} is neither an address nor an @domain entry"))
                 })
             })
             .collect()
@@ -461,10 +434,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let admins = patterns("admins", &raw.admins)?;
 
     let token_prefix = raw.case.token_prefix.unwrap_or_else(|| "CASE".into());
-    if token_prefix.is_empty()
-        || token_prefix.len() > 16
-        || !token_prefix.chars().all(|c| c.is_ascii_alphanumeric())
-    {
+    if token_prefix.is_empty() || token_prefix.len() > 16 || !token_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(invalid(
             "case.token_prefix",
             format!("{token_prefix:?} must be 1-16 ASCII letters or digits, e.g. \"CASE\""),
@@ -480,10 +450,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             )
         })?;
         if account.trim().is_empty() {
-            return Err(invalid(
-                &format!("accounts.{domain:?}"),
-                "the account name is empty".into(),
-            ));
+            return Err(invalid(&format!("accounts.{domain:?}"), "the account name is empty".into()));
         }
         accounts.insert(probe.domain().to_string(), account.trim().to_string());
     }
@@ -491,19 +458,12 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut account_access = Vec::new();
     for (who, names) in raw.account_access {
         let key = format!("account_access.{who:?}");
-        let pattern = AddressPattern::parse(&who).ok_or_else(|| {
-            invalid(
-                &key,
-                "the key must be an address or an @domain entry".into(),
-            )
-        })?;
+        let pattern = AddressPattern::parse(&who)
+            .ok_or_else(|| invalid(&key, "the key must be an address or an @domain entry".into()))?;
         let known: Vec<&String> = accounts.values().collect();
         for name in &names {
             if !known.contains(&name) {
-                return Err(invalid(
-                    &key,
-                    format!("{name:?} is not an account listed under [accounts]"),
-                ));
+                return Err(invalid(&key, format!("{name:?} is not an account listed under [accounts]")));
             }
         }
         account_access.push((pattern, names));
@@ -523,10 +483,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
                   env: Option<String>,
                   file: Option<String>|
      -> Result<Option<Secret>, ConfigError> {
-        let given = [inline.is_some(), env.is_some(), file.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let given = [inline.is_some(), env.is_some(), file.is_some()].iter().filter(|b| **b).count();
         if given > 1 {
             return Err(invalid(
                 &format!("{prefix}{name}"),
@@ -534,15 +491,9 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
         Ok(if let Some(var) = env {
-            Some(Secret::Env {
-                var,
-                key: format!("{prefix}{name}_env"),
-            })
+            Some(Secret::Env { var, key: format!("{prefix}{name}_env") })
         } else if let Some(f) = file {
-            Some(Secret::File {
-                path: resolve(&f),
-                key: format!("{prefix}{name}_file"),
-            })
+            Some(Secret::File { path: resolve(&f), key: format!("{prefix}{name}_file") })
         } else {
             inline.map(|value| Secret::Inline { value })
         })
@@ -551,27 +502,14 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut mailboxes = Vec::new();
     for (i, m) in raw.mailbox.into_iter().enumerate() {
         let key = |k: &str| format!("mailbox[{i}].{k}");
-        let host = m
-            .host
-            .ok_or_else(|| invalid(&key("host"), "is required".into()))?;
-        let username = m
-            .username
-            .ok_or_else(|| invalid(&key("username"), "is required".into()))?;
+        let host = m.host.ok_or_else(|| invalid(&key("host"), "is required".into()))?;
+        let username = m.username.ok_or_else(|| invalid(&key("username"), "is required".into()))?;
         let tls = m.tls.unwrap_or(Tls::Tls);
         let port = m.port.unwrap_or(if tls == Tls::Tls { 993 } else { 143 });
-        let password = secret(
-            &format!("mailbox[{i}]."),
-            "password",
-            m.password,
-            m.password_env,
-            m.password_file,
-        )?
-        .ok_or_else(|| {
-            invalid(
-                &key("password_env"),
-                "one of password_env, password_file or password is required".into(),
-            )
-        })?;
+        let password = secret(&format!("mailbox[{i}]."), "password", m.password, m.password_env, m.password_file)?
+            .ok_or_else(|| {
+                invalid(&key("password_env"), "one of password_env, password_file or password is required".into())
+            })?;
         let folder = m.folder.unwrap_or_else(|| "INBOX".into());
         let batch_size = m.batch_size.unwrap_or(500);
         if batch_size == 0 {
@@ -599,9 +537,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
 
     let mut maildirs = Vec::new();
     for (i, m) in raw.maildir.into_iter().enumerate() {
-        let p = m
-            .path
-            .ok_or_else(|| invalid(&format!("maildir[{i}].path"), "is required".into()))?;
+        let p = m.path.ok_or_else(|| invalid(&format!("maildir[{i}].path"), "is required".into()))?;
         maildirs.push(MaildirConfig {
             name: m.name.unwrap_or_else(|| format!("maildir:{p}")),
             path: resolve(&p),
@@ -615,35 +551,22 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let smtp = match raw.smtp {
         None => None,
         Some(s) => {
-            let host = s
-                .host
-                .ok_or_else(|| invalid("smtp.host", "is required when [smtp] is present".into()))?;
+            let host = s.host.ok_or_else(|| invalid("smtp.host", "is required when [smtp] is present".into()))?;
             let tls = s.tls.unwrap_or(Tls::Starttls);
             let port = s.port.unwrap_or(match tls {
                 Tls::Tls => 465,
                 Tls::Starttls => 587,
                 Tls::None => 25,
             });
-            let password = secret(
-                "smtp.",
-                "password",
-                s.password,
-                s.password_env,
-                s.password_file,
-            )?;
+            let password = secret("smtp.", "password", s.password, s.password_env, s.password_file)?;
             if password.is_some() && s.username.is_none() {
-                return Err(invalid(
-                    "smtp.username",
-                    "is required when a password is configured".into(),
-                ));
+                return Err(invalid("smtp.username", "is required when a password is configured".into()));
             }
             if let Some(f) = &s.from {
                 if f.contains(['\r', '\n']) || !f.contains('@') {
                     return Err(invalid(
                         "smtp.from",
-                        format!(
-                            "{f:?} must be an address such as \"Support <support@example.com>\""
-                        ),
+                        format!("{f:?} must be an address such as \"Support <support@example.com>\""),
                     ));
                 }
                 from = Some(f.clone());
@@ -676,48 +599,24 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             .trim_end_matches('/')
             .to_string(),
         listen: raw.survey.listen.unwrap_or_else(|| "127.0.0.1:8025".into()),
-        secret: secret(
-            "survey.",
-            "secret",
-            raw.survey.secret,
-            raw.survey.secret_env,
-            raw.survey.secret_file,
-        )?,
+        secret: secret("survey.", "secret", raw.survey.secret, raw.survey.secret_env, raw.survey.secret_file)?,
         delay: Duration::from_secs(raw.survey.delay_secs.unwrap_or(0)),
         link_valid: Duration::from_secs(raw.survey.link_valid_days.unwrap_or(30) * 86_400),
-        resolved_after: raw
-            .survey
-            .resolved_after_days
-            .map(|d| Duration::from_secs(d * 86_400)),
+        resolved_after: raw.survey.resolved_after_days.map(|d| Duration::from_secs(d * 86_400)),
     };
     if !(survey.base_url.starts_with("http://") || survey.base_url.starts_with("https://")) {
-        return Err(invalid(
-            "survey.base_url",
-            format!("{:?} must start with http:// or https://", survey.base_url),
-        ));
+        return Err(invalid("survey.base_url", format!("{:?} must start with http:// or https://", survey.base_url)));
     }
     if survey.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(invalid(
             "survey.listen",
-            format!(
-                "{:?} must be an address and port such as \"127.0.0.1:8025\"",
-                survey.listen
-            ),
+            format!("{:?} must be an address and port such as \"127.0.0.1:8025\"", survey.listen),
         ));
     }
 
-    let instance_id = raw
-        .instance_id
-        .unwrap_or_else(|| system_addresses[0].domain().to_string());
-    if instance_id.is_empty()
-        || !instance_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-    {
-        return Err(invalid(
-            "instance_id",
-            "use letters, digits, '-', '.' or '_'".into(),
-        ));
+    let instance_id = raw.instance_id.unwrap_or_else(|| system_addresses[0].domain().to_string());
+    if instance_id.is_empty() || !instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+        return Err(invalid("instance_id", "use letters, digits, '-', '.' or '_'".into()));
     }
 
     Ok(Config {
@@ -766,39 +665,24 @@ mod tests {
     #[test]
     fn errors_name_the_file_and_the_key() {
         let err =
-            load("system_addresses = [\"support@example.com\"]\nstaff = [\"not an address\"]")
-                .unwrap_err()
-                .to_string();
-        assert!(
-            err.contains("/etc/casegate/casegate.toml") && err.contains("staff[0]"),
-            "{err}"
-        );
+            load("system_addresses = [\"support@example.com\"]\nstaff = [\"not an address\"]").unwrap_err().to_string();
+        assert!(err.contains("/etc/casegate/casegate.toml") && err.contains("staff[0]"), "{err}");
         let err = load("system_addresses = []").unwrap_err().to_string();
         assert!(err.contains("system_addresses"), "{err}");
-        let err = load("system_addresses = [\"a@b.c\"]\n[limits]\nmax_message_bytes = \"big\"")
+        let err =
+            load("system_addresses = [\"a@b.c\"]\n[limits]\nmax_message_bytes = \"big\"").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("max_message_bytes"), "{err}");
+        let err = load("system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"127.0.0.1\"\nusername = \"u\"")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("line 3") && err.contains("max_message_bytes"),
-            "{err}"
-        );
-        let err = load(
-            "system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"127.0.0.1\"\nusername = \"u\"",
-        )
-        .unwrap_err()
-        .to_string();
         assert!(err.contains("mailbox[0].password_env"), "{err}");
-        let err = load("system_addresses = [\"a@b.c\"]\n[case]\ntoken_prefix = \"CA SE\"")
-            .unwrap_err()
-            .to_string();
+        let err = load("system_addresses = [\"a@b.c\"]\n[case]\ntoken_prefix = \"CA SE\"").unwrap_err().to_string();
         assert!(err.contains("case.token_prefix"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_collected_not_fatal() {
-        let mut c =
-            load("system_addresses = [\"a@b.c\"]\nsystem_adresses = []\n[case]\nprefix = \"X\"")
-                .unwrap();
+        let mut c = load("system_addresses = [\"a@b.c\"]\nsystem_adresses = []\n[case]\nprefix = \"X\"").unwrap();
         c.unknown_keys.sort();
         assert_eq!(c.unknown_keys, ["case.prefix", "system_adresses"]);
     }
@@ -806,15 +690,8 @@ mod tests {
     #[test]
     fn secrets_are_read_lazily_and_name_their_key() {
         let c = load("system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"h\"\nusername = \"u\"\npassword_env = \"CASEGATE_TEST_UNSET_VAR\"").unwrap();
-        let err = c.mailboxes[0]
-            .password
-            .read(&c.path)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("mailbox[0].password_env") && err.contains("CASEGATE_TEST_UNSET_VAR"),
-            "{err}"
-        );
+        let err = c.mailboxes[0].password.read(&c.path).unwrap_err().to_string();
+        assert!(err.contains("mailbox[0].password_env") && err.contains("CASEGATE_TEST_UNSET_VAR"), "{err}");
     }
 
     #[test]
@@ -825,20 +702,11 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                assert!(
-                    c.unknown_keys.is_empty(),
-                    "{}: unknown keys {:?}",
-                    path.display(),
-                    c.unknown_keys
-                );
+                assert!(c.unknown_keys.is_empty(), "{}: unknown keys {:?}", path.display(), c.unknown_keys);
                 seen += 1;
             }
         }
-        assert!(
-            seen >= 2,
-            "expected casegate.example.toml and demo.toml in {}",
-            dir.display()
-        );
+        assert!(seen >= 2, "expected casegate.example.toml and demo.toml in {}", dir.display());
     }
 
     #[test]
@@ -847,10 +715,7 @@ mod tests {
         let a = |s: &str| Address::parse(s).unwrap();
         assert!(c.is_staff(&a("ann@support.example.com")) && !c.is_staff(&a("ann@example.com")));
         assert!(c.is_admin(&a("boss@example.com")));
-        assert_eq!(
-            c.account_for(&a("jane@customer.example")),
-            Some("Customer Inc")
-        );
+        assert_eq!(c.account_for(&a("jane@customer.example")), Some("Customer Inc"));
         assert!(c.is_system_address(&a("SUPPORT@example.com")));
     }
 
@@ -858,16 +723,12 @@ mod tests {
     fn account_access_grants_named_accounts_and_rejects_unknown_ones() {
         let c = load("system_addresses = [\"s@example.com\"]\n[accounts]\n\"customer.example\" = \"Customer Inc\"\n\"acme.example\" = \"ACME\"\n[account_access]\n\"@partner.example\" = [\"ACME\", \"Customer Inc\"]").unwrap();
         let a = |s: &str| Address::parse(s).unwrap();
-        assert_eq!(
-            c.accounts_of(&a("pat@partner.example")),
-            ["ACME", "Customer Inc"]
-        );
+        assert_eq!(c.accounts_of(&a("pat@partner.example")), ["ACME", "Customer Inc"]);
         assert_eq!(c.accounts_of(&a("jane@customer.example")), ["Customer Inc"]);
         assert_eq!(c.known_account("acme"), Some("ACME"));
-        let err = load("system_addresses = [\"s@example.com\"]\n[account_access]\n\"@partner.example\" = [\"Nope\"]").unwrap_err().to_string();
-        assert!(
-            err.contains("account_access") && err.contains("Nope"),
-            "{err}"
-        );
+        let err = load("system_addresses = [\"s@example.com\"]\n[account_access]\n\"@partner.example\" = [\"Nope\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("account_access") && err.contains("Nope"), "{err}");
     }
 }

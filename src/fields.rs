@@ -23,9 +23,7 @@ pub fn labelled_line<'a>(text: &'a str, label: &str) -> Option<&'a str> {
         if !head.eq_ignore_ascii_case(label) {
             continue;
         }
-        let rest = unstarred[label.len()..]
-            .trim_start_matches(['*', '_'])
-            .trim_start();
+        let rest = unstarred[label.len()..].trim_start_matches(['*', '_']).trim_start();
         let Some(value) = rest.strip_prefix(':') else {
             continue;
         };
@@ -52,10 +50,7 @@ fn truncate(s: &str, max: usize) -> &str {
 /// `None` when the mail says nothing (the caller applies the default, Medium).
 pub fn impact_of(mail: &InboundMail, text: &str) -> Option<Impact> {
     if let Some(v) = labelled_line(text, "impact") {
-        let word = v
-            .split(|c: char| !c.is_alphanumeric())
-            .next()
-            .unwrap_or_default();
+        let word = v.split(|c: char| !c.is_alphanumeric()).next().unwrap_or_default();
         if let Ok(impact) = word.parse::<Impact>() {
             return Some(impact);
         }
@@ -99,8 +94,7 @@ mod tests {
     use super::*;
 
     fn mail(headers: &str) -> InboundMail {
-        crate::parse::parse(format!("From: a@b.example\r\n{headers}\r\n\r\nbody").as_bytes())
-            .unwrap()
+        crate::parse::parse(format!("From: a@b.example\r\n{headers}\r\n\r\nbody").as_bytes()).unwrap()
     }
 
     #[test]
@@ -117,14 +111,8 @@ mod tests {
         let m = mail("Importance: high");
         assert_eq!(impact_of(&m, "Impact: low"), Some(Impact::Low));
         assert_eq!(impact_of(&m, "no line"), Some(Impact::High));
-        assert_eq!(
-            impact_of(&mail("X-Priority: 5 (Lowest)"), ""),
-            Some(Impact::Low)
-        );
-        assert_eq!(
-            impact_of(&mail("X-Priority: 1 (Highest)"), ""),
-            Some(Impact::High)
-        );
+        assert_eq!(impact_of(&mail("X-Priority: 5 (Lowest)"), ""), Some(Impact::Low));
+        assert_eq!(impact_of(&mail("X-Priority: 1 (Highest)"), ""), Some(Impact::High));
         assert_eq!(impact_of(&mail("X-Priority: 3"), ""), None);
         assert_eq!(impact_of(&mail("Priority: urgent"), ""), Some(Impact::High));
         assert_eq!(impact_of(&mail(""), "Impact: catastrophic"), None);

@@ -61,10 +61,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn file(path: &str) -> Origin {
-        Origin {
-            description: format!("file:{path}"),
-            ..Default::default()
-        }
+        Origin { description: format!("file:{path}"), ..Default::default() }
     }
 }
 
@@ -131,6 +128,7 @@ enum Decision {
 /// Who a new case is for and the fields it starts with.
 #[derive(Debug)]
 struct NewCasePlan {
+    subject: String,
     /// Why it is new although the mail pointed at a case (unknown token, closed case).
     note: Option<String>,
     /// The closed case this one follows up.
@@ -167,11 +165,7 @@ impl Gateway {
 
     pub fn with_store(config: Arc<Config>, store: Store) -> Gateway {
         let tokens = TokenMatcher::new(&config.token_prefix);
-        Gateway {
-            config,
-            store,
-            tokens,
-        }
+        Gateway { config, store, tokens }
     }
 
     /// Processes one mail. `Err` only for failures of casegate itself (database, disk);
@@ -186,32 +180,18 @@ impl Gateway {
     /// becomes durable at once, which is what makes bulk ingest fast. The reports are
     /// returned only after the commit, so a caller may then mark the mails processed at
     /// their source. On `Err` nothing of the batch was committed.
-    pub fn ingest_batch(
-        &mut self,
-        mails: &[(&[u8], &Origin)],
-    ) -> anyhow::Result<Vec<IngestReport>> {
+    pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
         // Parsing happens before the write lock is taken: it is the expensive, pure part.
-        let prepared: Vec<(String, Parsed)> = mails
-            .iter()
-            .map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw)))
-            .collect();
+        let prepared: Vec<(String, Parsed)> =
+            mails.iter().map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw))).collect();
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
-        let mut tx = self
-            .store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut reports = Vec::with_capacity(mails.len());
         for ((raw, origin), (sha, parsed)) in mails.iter().zip(&prepared) {
-            let step = Step {
-                config: &config,
-                tokens: &tokens,
-                blobs: &blobs,
-                raw,
-                sha,
-                journal: Journal::New(origin),
-            };
+            let step =
+                Step { config: &config, tokens: &tokens, blobs: &blobs, raw, sha, journal: Journal::New(origin) };
             reports.push(step.run(&mut tx, parsed)?);
         }
         tx.commit()?;
@@ -224,24 +204,22 @@ impl Gateway {
     /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
     /// or a limit was raised). The same journal row gets the new outcome.
     pub fn release(&mut self, quarantine_id: i64) -> anyhow::Result<IngestReport> {
-        let q = mails::get_quarantine(&self.store.conn, quarantine_id)?
-            .with_context(|| format!("there is no quarantined mail #{quarantine_id}; `casegate quarantine list` shows them"))?;
+        let q = mails::get_quarantine(&self.store.conn, quarantine_id)?.with_context(|| {
+            format!("there is no quarantined mail #{quarantine_id}; `casegate quarantine list` shows them")
+        })?;
         if let Some(at) = &q.released_at {
             anyhow::bail!("quarantined mail #{quarantine_id} was already released at {at}");
         }
-        let record = mails::find_by_id(&self.store.conn, q.mail_id)?
-            .context("journal row of a quarantined mail is missing")?;
-        let raw = mails::raw(&self.store.conn, &record.raw_sha256)?
-            .context("raw copy of a quarantined mail is missing")?;
+        let record =
+            mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
+        let raw =
+            mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
         let sha = sha256_hex(&raw);
         let parsed = self.parse_guarded(&raw);
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
-        let mut tx = self
-            .store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let step = Step {
             config: &config,
             tokens: &tokens,
@@ -262,10 +240,7 @@ impl Gateway {
         if raw.len() > limit {
             return Parsed::Rejected {
                 code: reasons::TOO_LARGE,
-                detail: format!(
-                    "{} bytes, over limits.max_message_bytes = {limit}",
-                    raw.len()
-                ),
+                detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
                 headers: parse::parse_headers(raw).map(Box::new),
             };
         }
@@ -273,11 +248,9 @@ impl Gateway {
         // load-bearing for the daemon.
         match panic::catch_unwind(|| parse::parse(raw)) {
             Ok(Some(mail)) => Parsed::Mail(Box::new(mail)),
-            Ok(None) => Parsed::Rejected {
-                code: reasons::UNPARSEABLE,
-                detail: "no mail headers found".into(),
-                headers: None,
-            },
+            Ok(None) => {
+                Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None }
+            }
             Err(panic) => Parsed::Rejected {
                 code: reasons::UNPARSEABLE,
                 detail: format!("the MIME parser failed: {}", panic_message(&panic)),
@@ -335,25 +308,12 @@ impl Step<'_> {
                 return Ok(duplicate_report(found, message_id, self.config));
             }
         }
-        let mut w = Writer {
-            tx: conn,
-            config: self.config,
-            now: store::now(),
-            events: Vec::new(),
-        };
+        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
         let (raw, sha, journal) = (self.raw, self.sha, self.journal);
         match parsed {
             Parsed::Rejected { code, detail, .. } => {
                 let reason = format!("{code}: {detail}");
-                let mail_id = w.journal(
-                    journal,
-                    raw,
-                    sha,
-                    headers,
-                    Outcome::Quarantined,
-                    None,
-                    Some(&reason),
-                )?;
+                let mail_id = w.journal(journal, raw, sha, headers, Outcome::Quarantined, None, Some(&reason))?;
                 let mut report = w.quarantine(mail_id, None, code, detail)?;
                 report.message_id = message_id;
                 Ok(report)
@@ -364,15 +324,7 @@ impl Step<'_> {
                     Journal::Replay { .. } => None,
                 };
                 let decision = decide(conn, self.config, self.tokens, mail)?;
-                let report = w.apply(
-                    decision,
-                    mail,
-                    journal,
-                    raw,
-                    sha,
-                    origin_account,
-                    self.blobs,
-                )?;
+                let report = w.apply(decision, mail, journal, raw, sha, origin_account, self.blobs)?;
                 // Notifications are rows of the same savepoint: they exist exactly when
                 // the change they announce was committed.
                 notify::enqueue(conn, self.config, &report.events, Some(mail))?;
@@ -434,11 +386,7 @@ fn find_duplicate(
     }))
 }
 
-fn duplicate_report(
-    (found, why): (MailRecord, &str),
-    message_id: Option<String>,
-    config: &Config,
-) -> IngestReport {
+fn duplicate_report((found, why): (MailRecord, &str), message_id: Option<String>, config: &Config) -> IngestReport {
     let case = found.case_id.map(|c| config.case_token(c));
     let first = match &case {
         Some(c) => format!("{} ({c})", found.outcome),
@@ -449,25 +397,14 @@ fn duplicate_report(
         message_id: message_id.or(found.message_id),
         outcome: Outcome::Duplicate,
         case: found.case_id,
-        reason: Some(format!(
-            "{why}: mail #{} from {}, outcome {first}",
-            found.id, found.origin
-        )),
+        reason: Some(format!("{why}: mail #{} from {}, outcome {first}", found.id, found.origin)),
         events: Vec::new(),
     }
 }
 
 /// Classify, route and authorize: what should happen to this mail.
-fn decide(
-    tx: &Connection,
-    config: &Config,
-    tokens: &TokenMatcher,
-    mail: &InboundMail,
-) -> rusqlite::Result<Decision> {
-    let ctx = classify::Context {
-        system_addresses: &config.system_addresses,
-        instance_id: &config.instance_id,
-    };
+fn decide(tx: &Connection, config: &Config, tokens: &TokenMatcher, mail: &InboundMail) -> rusqlite::Result<Decision> {
+    let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
     let machine = classify::classify(mail, &ctx);
     let route = route::route(
         mail,
@@ -501,34 +438,25 @@ fn decide(
             if is_case_list_request(&mail.subject) {
                 return Ok(Decision::ListCases);
             }
-            Ok(plan_new_case(
-                config,
-                mail,
-                sender,
-                authenticated,
-                note,
-                None,
-            ))
+            Ok(plan_new_case(config, tokens, mail, sender, authenticated, note, None))
         }
         Route::Existing { case, .. } => {
-            let row =
-                case_store::case_row(tx, case)?.expect("routing only returns cases that exist");
+            let mut row = case_store::case_row(tx, case)?.expect("routing only returns cases that exist");
+            // Mail on a closed case that already has an open follow-up goes to the follow-up,
+            // so a customer who keeps answering the old thread opens one new case, not many.
+            if row.status == Status::Closed {
+                if let Some(next) = case_store::open_follow_up(tx, case)? {
+                    row = case_store::case_row(tx, next)?.expect("follow-up exists");
+                }
+            }
+            let case = row.id;
             let people = case_store::participants(tx, case)?;
-            let standing = authorize::standing(
-                config,
-                sender,
-                authenticated,
-                &people,
-                row.account.as_deref(),
-            );
+            let standing = authorize::standing(config, sender, authenticated, &people, row.account.as_deref());
             if !standing.is_participant() {
                 return Ok(Decision::Quarantine {
                     case: Some(case),
                     code: reasons::SENDER_NOT_PARTICIPANT,
-                    detail: format!(
-                        "{sender} is not a participant of {}",
-                        config.case_token(case)
-                    ),
+                    detail: format!("{sender} is not a participant of {}", config.case_token(case)),
                 });
             }
             let new_text = reply::new_text_of(mail);
@@ -537,24 +465,10 @@ fn decide(
             // #unwatch from a notification link, a second #accept) are answered instead.
             let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();
             if row.status == Status::Closed && has_text && !commands.has("unwatch") {
-                let note = format!(
-                    "{} is closed; a new case was opened that links it",
-                    config.case_token(case)
-                );
-                return Ok(plan_new_case(
-                    config,
-                    mail,
-                    sender,
-                    authenticated,
-                    Some(note),
-                    Some(case),
-                ));
+                let note = format!("{} is closed; a new case was opened that links it", config.case_token(case));
+                return Ok(plan_new_case(config, tokens, mail, sender, authenticated, Some(note), Some(case)));
             }
-            Ok(Decision::OnCase {
-                case: row,
-                standing,
-                commands,
-            })
+            Ok(Decision::OnCase { case: row, standing, commands })
         }
     }
 }
@@ -571,6 +485,7 @@ fn is_case_list_request(subject: &str) -> bool {
 /// what the sender may use.
 fn plan_new_case(
     config: &Config,
+    tokens: &TokenMatcher,
     mail: &InboundMail,
     sender: &Address,
     authenticated: bool,
@@ -579,15 +494,9 @@ fn plan_new_case(
 ) -> Decision {
     let (staff, admin) = authorize::privileges(config, sender, authenticated);
     let staff_side = staff || admin;
-    let forwarded = if staff_side && linked.is_none() {
-        forward::find_forwarded(mail)
-    } else {
-        None
-    };
+    let forwarded = if staff_side && linked.is_none() { forward::find_forwarded(mail) } else { None };
     // Field lines are read from what the sender wrote: above a forwarded part, or the text.
-    let field_text = forwarded
-        .as_ref()
-        .map_or(mail.text.as_str(), |f| f.preamble.as_str());
+    let field_text = forwarded.as_ref().map_or(mail.text.as_str(), |f| f.preamble.as_str());
 
     let contact = if let Some(original) = forwarded.as_ref().and_then(|f| f.from.as_ref()) {
         original.address.clone()
@@ -619,11 +528,7 @@ fn plan_new_case(
             match config.known_account(name) {
                 Some(known) if staff_side || allowed.contains(&known) => Some(known.to_string()),
                 _ => {
-                    let yours = if allowed.is_empty() {
-                        "none".to_string()
-                    } else {
-                        allowed.join(", ")
-                    };
+                    let yours = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
                     return Decision::Refused {
                         code: reasons::ACCOUNT_NOT_ALLOWED,
                         field: format!("Account: {name}"),
@@ -632,12 +537,17 @@ fn plan_new_case(
                 }
             }
         }
-        None => config
-            .account_for(&contact)
-            .or_else(|| config.account_for(sender))
-            .map(str::to_string),
+        None => config.account_for(&contact).or_else(|| config.account_for(sender)).map(str::to_string),
+    };
+    // A follow-up of a closed case must not carry the old token (replies would go there);
+    // a forwarded mail is about the original's subject.
+    let subject = match forwarded.as_ref() {
+        Some(f) => f.subject.clone().unwrap_or_else(|| tokens.clean_subject(&mail.subject)),
+        None if linked.is_some() => tokens.clean_subject(&mail.subject),
+        None => mail.subject.clone(),
     };
     Decision::NewCase(Box::new(NewCasePlan {
+        subject,
         note,
         linked,
         contact,
@@ -707,30 +617,11 @@ impl Writer<'_> {
         detail: &str,
     ) -> rusqlite::Result<IngestReport> {
         mails::quarantine(self.tx, mail_id, code, Some(detail), &self.now)?;
-        mails::audit(
-            self.tx,
-            Some(mail_id),
-            case,
-            None,
-            "quarantined",
-            Some(&format!("{code}: {detail}")),
-            &self.now,
-        )?;
-        Ok(self.report(
-            mail_id,
-            Outcome::Quarantined,
-            case,
-            Some(format!("{code}: {detail}")),
-        ))
+        mails::audit(self.tx, Some(mail_id), case, None, "quarantined", Some(&format!("{code}: {detail}")), &self.now)?;
+        Ok(self.report(mail_id, Outcome::Quarantined, case, Some(format!("{code}: {detail}"))))
     }
 
-    fn report(
-        &mut self,
-        mail_id: i64,
-        outcome: Outcome,
-        case: Option<CaseId>,
-        reason: Option<String>,
-    ) -> IngestReport {
+    fn report(&mut self, mail_id: i64, outcome: Outcome, case: Option<CaseId>, reason: Option<String>) -> IngestReport {
         IngestReport {
             mail_id: Some(mail_id),
             message_id: None,
@@ -744,12 +635,7 @@ impl Writer<'_> {
     /// Answers the sender directly, unless the mail says not to (or is from a robot).
     fn notice(&mut self, mail: &InboundMail, case: Option<CaseId>, notice: Notice) {
         if let (Some(to), Ok(())) = (mail.from_address(), classify::auto_response_allowed(mail)) {
-            self.events.push(Event::Notice {
-                to: to.clone(),
-                case,
-                notice,
-                in_reply_to: mail.message_id.clone(),
-            });
+            self.events.push(Event::Notice { to: to.clone(), case, notice, in_reply_to: mail.message_id.clone() });
         }
     }
 
@@ -769,81 +655,25 @@ impl Writer<'_> {
         let mut report = match decision {
             Decision::Quarantine { case, code, detail } => {
                 let reason = format!("{code}: {detail}");
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Quarantined,
-                    case,
-                    Some(&reason),
-                )?;
-                self.notice(
-                    mail,
-                    case,
-                    Notice::NotApplied {
-                        reason: code.to_string(),
-                    },
-                );
+                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Quarantined, case, Some(&reason))?;
+                self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
                 self.quarantine(mail_id, case, code, &detail)?
             }
-            Decision::Refused {
-                code,
-                field,
-                problem,
-            } => {
+            Decision::Refused { code, field, problem } => {
                 let detail = format!("{field}: {problem}");
                 let reason = format!("{code}: {detail}");
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Quarantined,
-                    None,
-                    Some(&reason),
-                )?;
-                self.notice(
-                    mail,
-                    None,
-                    Notice::CommandRefused {
-                        command: field,
-                        problem,
-                    },
-                );
+                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Quarantined, None, Some(&reason))?;
+                self.notice(mail, None, Notice::CommandRefused { command: field, problem });
                 self.quarantine(mail_id, None, code, &detail)?
             }
             Decision::Ignore { reason } => {
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Ignored,
-                    None,
-                    Some(&reason),
-                )?;
-                mails::audit(
-                    self.tx,
-                    Some(mail_id),
-                    None,
-                    actor,
-                    "ignored",
-                    Some(&reason),
-                    &self.now,
-                )?;
+                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Ignored, None, Some(&reason))?;
+                mails::audit(self.tx, Some(mail_id), None, actor, "ignored", Some(&reason), &self.now)?;
                 self.report(mail_id, Outcome::Ignored, None, Some(reason))
             }
             Decision::Auto { case, reason } => {
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Replied,
-                    Some(case),
-                    Some(&reason),
-                )?;
+                let mail_id =
+                    self.journal(journal, raw, sha, Some(mail), Outcome::Replied, Some(case), Some(&reason))?;
                 // Recorded for the analysts, but the case itself does not change: no status,
                 // watcher or updated_at change, and no notification.
                 let body = reply::new_text_of(mail);
@@ -856,62 +686,23 @@ impl Writer<'_> {
                     body: &body,
                 };
                 casework::add_message(self.tx, blobs, &entry, &mail.attachments, &self.now)?;
-                mails::audit(
-                    self.tx,
-                    Some(mail_id),
-                    Some(case),
-                    actor,
-                    "auto-recorded",
-                    Some(&reason),
-                    &self.now,
-                )?;
+                mails::audit(self.tx, Some(mail_id), Some(case), actor, "auto-recorded", Some(&reason), &self.now)?;
                 self.report(mail_id, Outcome::Replied, Some(case), Some(reason))
             }
             Decision::ListCases => {
                 let reason = "list of cases requested".to_string();
-                let mail_id = self.journal(
-                    journal,
-                    raw,
-                    sha,
-                    Some(mail),
-                    Outcome::Command,
-                    None,
-                    Some(&reason),
-                )?;
+                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Command, None, Some(&reason))?;
                 self.notice(mail, None, Notice::CaseList);
-                mails::audit(
-                    self.tx,
-                    Some(mail_id),
-                    None,
-                    actor,
-                    "case-list-requested",
-                    None,
-                    &self.now,
-                )?;
+                mails::audit(self.tx, Some(mail_id), None, actor, "case-list-requested", None, &self.now)?;
                 self.report(mail_id, Outcome::Command, None, Some(reason))
             }
             Decision::NewCase(plan) => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
-                self.new_case(
-                    mail,
-                    sender,
-                    *plan,
-                    journal,
-                    raw,
-                    sha,
-                    origin_account,
-                    blobs,
-                )?
+                self.new_case(mail, sender, *plan, journal, raw, sha, origin_account, blobs)?
             }
-            Decision::OnCase {
-                case,
-                standing,
-                commands,
-            } => {
+            Decision::OnCase { case, standing, commands } => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
-                self.on_case(
-                    mail, sender, &case, &standing, commands, journal, raw, sha, blobs,
-                )?
+                self.on_case(mail, sender, &case, &standing, commands, journal, raw, sha, blobs)?
             }
         };
         report.message_id = mail.message_id.clone();
@@ -932,32 +723,15 @@ impl Writer<'_> {
         sha: &str,
         blobs: &store::BlobStore,
     ) -> anyhow::Result<IngestReport> {
-        let mail_id = self.journal(
-            journal,
-            raw,
-            sha,
-            Some(mail),
-            Outcome::Replied,
-            Some(case.id),
-            None,
-        )?;
+        let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Replied, Some(case.id), None)?;
         if commands.list_cases {
             self.notice(mail, None, Notice::CaseList);
         }
         // Unknown words or bad arguments: nothing is applied, the sender learns why.
         if !commands.problems.is_empty() {
-            let reason = commands
-                .problems
-                .iter()
-                .map(|(w, p)| format!("{w}: {p}"))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let reason = commands.problems.iter().map(|(w, p)| format!("{w}: {p}")).collect::<Vec<_>>().join("; ");
             for (command, problem) in commands.problems {
-                self.notice(
-                    mail,
-                    Some(case.id),
-                    Notice::CommandRefused { command, problem },
-                );
+                self.notice(mail, Some(case.id), Notice::CommandRefused { command, problem });
             }
             return self.finish_refused(mail_id, case.id, sender, reason);
         }
@@ -977,16 +751,7 @@ impl Writer<'_> {
             copied,
             channel: "mail",
         };
-        match casework::act(
-            self.tx,
-            self.config,
-            blobs,
-            case,
-            sender,
-            standing,
-            &request,
-            &self.now,
-        )? {
+        match casework::act(self.tx, self.config, blobs, case, sender, standing, &request, &self.now)? {
             Ok(done) => {
                 self.events.extend(done.events);
                 if done.applied.is_empty() {
@@ -994,35 +759,18 @@ impl Writer<'_> {
                 } else {
                     let reason = format!(
                         "applied: {}",
-                        done.applied
-                            .iter()
-                            .map(|w| format!("#{w}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
+                        done.applied.iter().map(|w| format!("#{w}")).collect::<Vec<_>>().join(" ")
                     );
-                    mails::set_outcome(
-                        self.tx,
-                        mail_id,
-                        Outcome::Command,
-                        Some(case.id),
-                        Some(&reason),
-                    )?;
+                    mails::set_outcome(self.tx, mail_id, Outcome::Command, Some(case.id), Some(&reason))?;
                     Ok(self.report(mail_id, Outcome::Command, Some(case.id), Some(reason)))
                 }
             }
             Err(refusals) => {
-                let reason = refusals
-                    .iter()
-                    .map(|(w, r)| format!("{w}: {r}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let reason = refusals.iter().map(|(w, r)| format!("{w}: {r}")).collect::<Vec<_>>().join("; ");
                 for (command, refusal) in refusals {
                     let notice = match refusal {
                         Refusal::ReasonRequired => Notice::ReasonRequired,
-                        other => Notice::CommandRefused {
-                            command,
-                            problem: other.to_string(),
-                        },
+                        other => Notice::CommandRefused { command, problem: other.to_string() },
                     };
                     self.notice(mail, Some(case.id), notice);
                 }
@@ -1039,13 +787,7 @@ impl Writer<'_> {
         reason: String,
     ) -> anyhow::Result<IngestReport> {
         let reason = format!("refused: {reason}");
-        mails::set_outcome(
-            self.tx,
-            mail_id,
-            Outcome::Command,
-            Some(case),
-            Some(&reason),
-        )?;
+        mails::set_outcome(self.tx, mail_id, Outcome::Command, Some(case), Some(&reason))?;
         mails::audit(
             self.tx,
             Some(mail_id),
@@ -1071,41 +813,16 @@ impl Writer<'_> {
         blobs: &store::BlobStore,
     ) -> anyhow::Result<IngestReport> {
         // What the case is about: the forwarded original, or the mail itself.
-        let (subject, description, attachments, copied): (
-            String,
-            &str,
-            &[parse::Attachment],
-            Vec<&Mailbox>,
-        ) = match &plan.forwarded {
+        let (description, attachments, copied): (&str, &[parse::Attachment], Vec<&Mailbox>) = match &plan.forwarded {
             Some(f) => {
-                let attached = (f.style == ForwardStyle::Attached)
-                    .then(|| mail.attached_messages.first())
-                    .flatten();
-                let subject = f
-                    .subject
-                    .clone()
-                    .unwrap_or_else(|| strip_forward_prefixes(&mail.subject).to_string());
-                let attachments =
-                    attached.map_or(mail.attachments.as_slice(), |m| m.attachments.as_slice());
-                (
-                    subject,
-                    f.body.as_str(),
-                    attachments,
-                    f.to.iter().chain(&f.cc).collect(),
-                )
+                let attached = (f.style == ForwardStyle::Attached).then(|| mail.attached_messages.first()).flatten();
+                let attachments = attached.map_or(mail.attachments.as_slice(), |m| m.attachments.as_slice());
+                (f.body.as_str(), attachments, f.to.iter().chain(&f.cc).collect())
             }
-            None => (
-                mail.subject.clone(),
-                mail.text.as_str(),
-                mail.attachments.as_slice(),
-                mail.to.iter().chain(&mail.cc).collect(),
-            ),
+            None => (mail.text.as_str(), mail.attachments.as_slice(), mail.to.iter().chain(&mail.cc).collect()),
         };
-        let subject = if subject.trim().is_empty() {
-            "(no subject)".to_string()
-        } else {
-            subject
-        };
+        let subject = plan.subject.clone();
+        let subject = if subject.trim().is_empty() { "(no subject)".to_string() } else { subject };
         let account = plan.account.as_deref().or(origin_account);
         let case = case_store::insert_case(
             self.tx,
@@ -1119,25 +836,10 @@ impl Writer<'_> {
             },
             &self.now,
         )?;
-        let mail_id = self.journal(
-            journal,
-            raw,
-            sha,
-            Some(mail),
-            Outcome::Created,
-            Some(case),
-            plan.note.as_deref(),
-        )?;
+        let mail_id =
+            self.journal(journal, raw, sha, Some(mail), Outcome::Created, Some(case), plan.note.as_deref())?;
         let on_behalf = plan.contact != *sender;
-        case_store::add_participant(
-            self.tx,
-            case,
-            sender,
-            ParticipantRole::Requester,
-            "sender",
-            None,
-            &self.now,
-        )?;
+        case_store::add_participant(self.tx, case, sender, ParticipantRole::Requester, "sender", None, &self.now)?;
         let via = if plan.forwarded.is_some() {
             "forward"
         } else if on_behalf {
@@ -1169,11 +871,7 @@ impl Writer<'_> {
                 case,
                 mail_id: Some(mail_id),
                 message_id: mail.message_id.as_deref(),
-                kind: if plan.staff_side {
-                    MessageKind::Staff
-                } else {
-                    MessageKind::Customer
-                },
+                kind: if plan.staff_side { MessageKind::Staff } else { MessageKind::Customer },
                 from: Some(sender),
                 body: description,
             },
@@ -1206,11 +904,7 @@ impl Writer<'_> {
                     case,
                     &mb.address,
                     sender,
-                    if plan.forwarded.is_some() {
-                        "forward"
-                    } else {
-                        "cc"
-                    },
+                    if plan.forwarded.is_some() { "forward" } else { "cc" },
                     &mut self.events,
                     &self.now,
                 )?;
@@ -1236,37 +930,14 @@ impl Writer<'_> {
     }
 }
 
-/// "Fwd: FW: subject" → "subject".
-fn strip_forward_prefixes(subject: &str) -> &str {
-    let mut s = subject.trim();
-    loop {
-        let lower = s.to_ascii_lowercase();
-        let Some(p) = ["fwd:", "fw:", "wg:", "tr:", "rv:", "vs:", "doorst:"]
-            .iter()
-            .find(|p| lower.starts_with(**p))
-        else {
-            return s;
-        };
-        s = s[p.len()..].trim_start();
-    }
-}
-
 /// The forwarder's text without the `Impact:`/`Account:`/`Environment:`/`Contact:` lines
 /// that set fields.
 fn strip_field_lines(text: &str) -> String {
     let is_field = |l: &str| {
         let l = l.trim().trim_start_matches(['*', '_']).to_ascii_lowercase();
-        ["impact:", "account:", "environment:", "contact:"]
-            .iter()
-            .any(|p| l.starts_with(p))
+        ["impact:", "account:", "environment:", "contact:"].iter().any(|p| l.starts_with(p))
     };
-    parse::normalise_text(
-        &text
-            .lines()
-            .filter(|l| !is_field(l))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+    parse::normalise_text(&text.lines().filter(|l| !is_field(l)).collect::<Vec<_>>().join("\n"))
 }
 
 fn log_report(report: &IngestReport, origin: &str, config: &Config) {

@@ -92,15 +92,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Requester,
-        Role::Contact,
-        Role::Watcher,
-        Role::SameAccount,
-        Role::Staff,
-        Role::Admin,
-        Role::Stranger,
-    ];
+    pub const ALL: [Role; 7] =
+        [Role::Requester, Role::Contact, Role::Watcher, Role::SameAccount, Role::Staff, Role::Admin, Role::Stranger];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -167,10 +160,7 @@ pub fn allowed(kind: Kind, standing: &Standing) -> bool {
     let Some((_, _, cells)) = PERMISSIONS.iter().find(|(k, _, _)| *k == kind) else {
         return false;
     };
-    Role::ALL
-        .iter()
-        .zip(cells)
-        .any(|(role, &ok)| ok && role.held_by(standing))
+    Role::ALL.iter().zip(cells).any(|(role, &ok)| ok && role.held_by(standing))
 }
 
 /// What an allowed action does to the case.
@@ -183,55 +173,40 @@ pub struct Effect {
 /// Why an action was not taken; phrased for the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    NotAllowed {
-        action: &'static str,
-        role: &'static str,
-    },
-    WrongStatus {
-        action: &'static str,
-        status: Status,
-        hint: &'static str,
-    },
+    NotAllowed { action: &'static str, role: &'static str },
+    WrongStatus { action: &'static str, status: Status, hint: &'static str },
     ReasonRequired,
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::NotAllowed { action, role } => write!(
-                f,
-                "#{action} is not available to you (you are a {role} on this case)"
-            ),
-            Refusal::WrongStatus {
-                action,
-                status,
-                hint,
-            } => write!(
-                f,
-                "#{action} does not apply to a case that is {status}; {hint}"
-            ),
-            Refusal::ReasonRequired => write!(
-                f,
-                "#reject needs a reason, e.g. \"#reject the error still appears\""
-            ),
+            Refusal::NotAllowed { action, role } => {
+                let who = match *role {
+                    "requester" => "the requester of",
+                    "contact" => "the contact of",
+                    "watcher" => "a watcher of",
+                    "same-account" => "a member of the account of",
+                    "staff" => "staff on",
+                    "admin" => "an admin on",
+                    _ => "not a participant of",
+                };
+                write!(f, "#{action} is not available to you (you are {who} this case)")
+            }
+            Refusal::WrongStatus { action, status, hint } => {
+                write!(f, "#{action} does not apply to a case that is {status}; {hint}")
+            }
+            Refusal::ReasonRequired => write!(f, "#reject needs a reason, e.g. \"#reject the error still appears\""),
         }
     }
 }
 
 /// Decides an action on a case in `status` by a sender with `standing`.
-pub fn decide(
-    status: Status,
-    action: &Action,
-    sender: &Address,
-    standing: &Standing,
-) -> Result<Effect, Refusal> {
+pub fn decide(status: Status, action: &Action, sender: &Address, standing: &Standing) -> Result<Effect, Refusal> {
     let kind = action.kind(sender);
     let word = action.word();
     if !allowed(kind, standing) {
-        return Err(Refusal::NotAllowed {
-            action: word,
-            role: standing.role_name(),
-        });
+        return Err(Refusal::NotAllowed { action: word, role: standing.role_name() });
     }
     // Closed is final; the ingest path turns mail on a closed case into a follow-up case
     // before it gets here, so this guards the CLI and commands.
@@ -245,10 +220,11 @@ pub fn decide(
     let staff_side = standing.staff || standing.admin;
     let to = match (kind, status) {
         // Any action by staff on a New case picks it up.
-        (
-            Kind::Reply | Kind::Note | Kind::Impact | Kind::Watch | Kind::UnwatchOther | Kind::Open,
-            Status::New,
-        ) if staff_side => Some(Status::Open),
+        (Kind::Reply | Kind::Note | Kind::Impact | Kind::Watch | Kind::UnwatchOther | Kind::Open, Status::New)
+            if staff_side =>
+        {
+            Some(Status::Open)
+        }
         (Kind::Open, Status::Resolved) => Some(Status::Open),
         (Kind::Open, _) => None,
         (Kind::Resolve, Status::New | Status::Open) => Some(Status::Resolved),
@@ -274,9 +250,7 @@ pub fn decide(
         (Kind::Close, _) => Some(Status::Closed),
         _ => None,
     };
-    Ok(Effect {
-        status: to.filter(|t| *t != status),
-    })
+    Ok(Effect { status: to.filter(|t| *t != status) })
 }
 
 #[cfg(test)]
@@ -309,21 +283,13 @@ mod tests {
             (Kind::Note, Action::Note),
             (Kind::Resolve, Action::Resolve),
             (Kind::Accept, Action::Accept),
-            (
-                Kind::Reject,
-                Action::Reject {
-                    reason: Some("still broken".into()),
-                },
-            ),
+            (Kind::Reject, Action::Reject { reason: Some("still broken".into()) }),
             (Kind::Close, Action::Close),
             (Kind::Open, Action::Open),
             (Kind::Impact, Action::Impact(Impact::High)),
             (Kind::Watch, Action::Watch(addr("w@x.example"))),
             (Kind::UnwatchSelf, Action::Unwatch(None)),
-            (
-                Kind::UnwatchOther,
-                Action::Unwatch(Some(addr("w@x.example"))),
-            ),
+            (Kind::UnwatchOther, Action::Unwatch(Some(addr("w@x.example")))),
         ];
         assert_eq!(actions.len(), PERMISSIONS.len());
         for (kind, action) in &actions {
@@ -352,158 +318,63 @@ mod tests {
         let me = addr("me@x.example");
         let staff = standing(Role::Staff);
         let req = standing(Role::Requester);
-        let to = |status, action: Action, s: &Standing| {
-            decide(status, &action, &me, s).map(|e| e.status)
-        };
+        let to = |status, action: Action, s: &Standing| decide(status, &action, &me, s).map(|e| e.status);
         // New → Open when staff first acts.
-        assert_eq!(
-            to(Status::New, Action::Reply, &staff),
-            Ok(Some(Status::Open))
-        );
-        assert_eq!(
-            to(Status::New, Action::Note, &staff),
-            Ok(Some(Status::Open))
-        );
-        assert_eq!(
-            to(Status::New, Action::Open, &staff),
-            Ok(Some(Status::Open))
-        );
-        assert_eq!(
-            to(Status::New, Action::Reply, &req),
-            Ok(None),
-            "a customer reply does not pick the case up"
-        );
+        assert_eq!(to(Status::New, Action::Reply, &staff), Ok(Some(Status::Open)));
+        assert_eq!(to(Status::New, Action::Note, &staff), Ok(Some(Status::Open)));
+        assert_eq!(to(Status::New, Action::Open, &staff), Ok(Some(Status::Open)));
+        assert_eq!(to(Status::New, Action::Reply, &req), Ok(None), "a customer reply does not pick the case up");
         assert_eq!(to(Status::Open, Action::Reply, &staff), Ok(None));
         // Open → Resolved.
-        assert_eq!(
-            to(Status::Open, Action::Resolve, &staff),
-            Ok(Some(Status::Resolved))
-        );
-        assert_eq!(
-            to(Status::New, Action::Resolve, &staff),
-            Ok(Some(Status::Resolved))
-        );
-        assert!(matches!(
-            to(Status::Resolved, Action::Resolve, &staff),
-            Err(Refusal::WrongStatus { .. })
-        ));
+        assert_eq!(to(Status::Open, Action::Resolve, &staff), Ok(Some(Status::Resolved)));
+        assert_eq!(to(Status::New, Action::Resolve, &staff), Ok(Some(Status::Resolved)));
+        assert!(matches!(to(Status::Resolved, Action::Resolve, &staff), Err(Refusal::WrongStatus { .. })));
         // Resolved → Closed on accept, → Open on reject with a reason.
+        assert_eq!(to(Status::Resolved, Action::Accept, &req), Ok(Some(Status::Closed)));
+        assert_eq!(to(Status::Resolved, Action::Reject { reason: Some("no".into()) }, &req), Ok(Some(Status::Open)));
+        assert_eq!(to(Status::Resolved, Action::Reject { reason: None }, &req), Err(Refusal::ReasonRequired));
         assert_eq!(
-            to(Status::Resolved, Action::Accept, &req),
-            Ok(Some(Status::Closed))
-        );
-        assert_eq!(
-            to(
-                Status::Resolved,
-                Action::Reject {
-                    reason: Some("no".into())
-                },
-                &req
-            ),
-            Ok(Some(Status::Open))
-        );
-        assert_eq!(
-            to(Status::Resolved, Action::Reject { reason: None }, &req),
+            to(Status::Resolved, Action::Reject { reason: Some("  ".into()) }, &req),
             Err(Refusal::ReasonRequired)
         );
-        assert_eq!(
-            to(
-                Status::Resolved,
-                Action::Reject {
-                    reason: Some("  ".into())
-                },
-                &req
-            ),
-            Err(Refusal::ReasonRequired)
-        );
+        assert!(matches!(to(Status::Open, Action::Accept, &req), Err(Refusal::WrongStatus { .. })));
         assert!(matches!(
-            to(Status::Open, Action::Accept, &req),
-            Err(Refusal::WrongStatus { .. })
-        ));
-        assert!(matches!(
-            to(
-                Status::New,
-                Action::Reject {
-                    reason: Some("x".into())
-                },
-                &req
-            ),
+            to(Status::New, Action::Reject { reason: Some("x".into()) }, &req),
             Err(Refusal::WrongStatus { .. })
         ));
         // Staff re-opens a resolved case.
-        assert_eq!(
-            to(Status::Resolved, Action::Open, &staff),
-            Ok(Some(Status::Open))
-        );
+        assert_eq!(to(Status::Resolved, Action::Open, &staff), Ok(Some(Status::Open)));
         // Close from New, Open and Resolved; Closed is final.
         for s in [Status::New, Status::Open, Status::Resolved] {
             assert_eq!(to(s, Action::Close, &req), Ok(Some(Status::Closed)));
             assert_eq!(to(s, Action::Close, &staff), Ok(Some(Status::Closed)));
         }
-        for action in [
-            Action::Reply,
-            Action::Close,
-            Action::Open,
-            Action::Resolve,
-            Action::Note,
-        ] {
+        for action in [Action::Reply, Action::Close, Action::Open, Action::Resolve, Action::Note] {
             assert!(matches!(
                 to(Status::Closed, action, &staff),
-                Err(Refusal::WrongStatus {
-                    status: Status::Closed,
-                    ..
-                })
+                Err(Refusal::WrongStatus { status: Status::Closed, .. })
             ));
         }
-        assert_eq!(
-            to(
-                Status::Closed,
-                Action::Unwatch(None),
-                &standing(Role::Watcher)
-            ),
-            Ok(None)
-        );
+        assert_eq!(to(Status::Closed, Action::Unwatch(None), &standing(Role::Watcher)), Ok(None));
     }
 
     #[test]
     fn anyone_may_unwatch_themselves_but_only_staff_others() {
         let me = addr("me@x.example");
         let stranger = standing(Role::Stranger);
-        assert!(decide(
-            Status::Open,
-            &Action::Unwatch(Some(me.clone())),
-            &me,
-            &stranger
-        )
-        .is_ok());
-        assert!(decide(
-            Status::Open,
-            &Action::Unwatch(Some(addr("o@x.example"))),
-            &me,
-            &standing(Role::Watcher)
-        )
-        .is_err());
-        assert!(decide(
-            Status::Open,
-            &Action::Unwatch(Some(addr("o@x.example"))),
-            &me,
-            &standing(Role::Staff)
-        )
-        .is_ok());
+        assert!(decide(Status::Open, &Action::Unwatch(Some(me.clone())), &me, &stranger).is_ok());
+        assert!(
+            decide(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Watcher)).is_err()
+        );
+        assert!(decide(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Staff)).is_ok());
     }
 
     #[test]
     fn refusals_read_as_sentences() {
         assert_eq!(
-            Refusal::NotAllowed {
-                action: "resolve",
-                role: "requester"
-            }
-            .to_string(),
-            "#resolve is not available to you (you are a requester on this case)"
+            Refusal::NotAllowed { action: "resolve", role: "requester" }.to_string(),
+            "#resolve is not available to you (you are the requester of this case)"
         );
-        assert!(Refusal::ReasonRequired
-            .to_string()
-            .contains("#reject needs a reason"));
+        assert!(Refusal::ReasonRequired.to_string().contains("#reject needs a reason"));
     }
 }

@@ -48,16 +48,11 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
             }
         };
         let origin = if input == "-" {
-            Origin {
-                description: "stdin".into(),
-                ..Default::default()
-            }
+            Origin { description: "stdin".into(), ..Default::default() }
         } else {
             Origin::file(input)
         };
-        let report = gateway
-            .ingest(&raw, &origin)
-            .with_context(|| format!("processing {input}"))?;
+        let report = gateway.ingest(&raw, &origin).with_context(|| format!("processing {input}"))?;
         print_report(input, &report, &config, args.json)?;
     }
     if failures > 0 {
@@ -66,12 +61,7 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(
-    input: &str,
-    report: &IngestReport,
-    config: &Config,
-    json: bool,
-) -> anyhow::Result<()> {
+fn print_report(input: &str, report: &IngestReport, config: &Config, json: bool) -> anyhow::Result<()> {
     let case = report.case.map(|c| config.case_token(c));
     if json {
         return print_json(&Line {
@@ -98,19 +88,14 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     let stdin_count = args.iter().filter(|a| *a == "-").count();
     if stdin_count > 1 {
-        return Err(
-            UsageError("'-' (stdin) may be given only once: it holds one mail".into()).into(),
-        );
+        return Err(UsageError("'-' (stdin) may be given only once: it holds one mail".into()).into());
     }
     for arg in args {
         let path = Path::new(arg);
         if arg != "-" && path.is_dir() {
             let maildir = path.join("new").is_dir() && path.join("cur").is_dir();
-            let dirs: Vec<PathBuf> = if maildir {
-                vec![path.join("new"), path.join("cur")]
-            } else {
-                vec![path.to_path_buf()]
-            };
+            let dirs: Vec<PathBuf> =
+                if maildir { vec![path.join("new"), path.join("cur")] } else { vec![path.to_path_buf()] };
             for dir in dirs {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                     .with_context(|| format!("cannot list {}", dir.display()))?
@@ -130,10 +115,7 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
 fn read_input(input: &str) -> anyhow::Result<Vec<u8>> {
     let mut raw = Vec::new();
     if input == "-" {
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut raw)
-            .context("cannot read stdin")?;
+        std::io::stdin().lock().read_to_end(&mut raw).context("cannot read stdin")?;
     } else {
         raw = std::fs::read(input).context("cannot read file")?;
     }

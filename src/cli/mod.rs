@@ -4,6 +4,7 @@
 //! Each command family lives in its own file and works through the library, exactly as
 //! the daemon does.
 
+mod case;
 mod cases;
 mod ingest;
 mod quarantine;
@@ -39,6 +40,9 @@ pub enum Command {
     /// List and show cases
     #[command(subcommand)]
     Cases(cases::Command),
+    /// Work a case as an analyst (same workflow and notifications as mail)
+    #[command(subcommand)]
+    Case(case::Command),
     /// Mail that could not be applied, kept with its reason
     #[command(subcommand)]
     Quarantine(quarantine::Command),
@@ -81,31 +85,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(config, args),
         Command::Cases(cmd) => cases::run(config, cmd),
         Command::Quarantine(cmd) => quarantine::run(config, cmd),
+        Command::Case(cmd) => case::run(config, cmd),
     }
 }
 
 /// Parses `CASE-42`, `[CASE-42]`, `case-42` or `42` into a case number.
 pub fn parse_case_id(input: &str, prefix: &str) -> Result<i64, UsageError> {
-    let s = input
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim();
+    let s = input.trim().trim_start_matches('[').trim_end_matches(']').trim();
     let digits = match s.get(..prefix.len()) {
-        Some(head) if head.eq_ignore_ascii_case(prefix) => {
-            s[prefix.len()..].trim_start_matches(['-', '#'])
-        }
+        Some(head) if head.eq_ignore_ascii_case(prefix) => s[prefix.len()..].trim_start_matches(['-', '#']),
         _ => s,
     };
     digits
         .parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{input:?} is not a case id; write it as {prefix}-42 or 42"
-            ))
-        })
+        .ok_or_else(|| UsageError(format!("{input:?} is not a case id; write it as {prefix}-42 or 42")))
 }
 
 /// Prints JSON on stdout, one value per line.
@@ -131,10 +126,7 @@ mod tests {
     #[test]
     fn usage_and_config_errors_exit_2_others_1() {
         assert_eq!(exit_code(&anyhow::Error::new(UsageError("x".into()))), 2);
-        let cfg = ConfigError::Syntax {
-            path: "c.toml".into(),
-            message: "bad".into(),
-        };
+        let cfg = ConfigError::Syntax { path: "c.toml".into(), message: "bad".into() };
         assert_eq!(exit_code(&anyhow::Error::new(cfg)), 2);
         assert_eq!(exit_code(&anyhow::anyhow!("disk full")), 1);
     }

@@ -46,31 +46,19 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
                 .map(|q| {
                     vec![
                         q.id.to_string(),
-                        q.created_at
-                            .get(..16)
-                            .unwrap_or(&q.created_at)
-                            .replace('T', " "),
+                        q.created_at.get(..16).unwrap_or(&q.created_at).replace('T', " "),
                         q.reason.clone(),
                         q.from.clone().unwrap_or_else(|| "-".into()),
                         q.subject.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table::render(
-                    &["ID", "SINCE (UTC)", "REASON", "FROM", "SUBJECT"],
-                    &rows,
-                    50
-                )
-            );
+            print!("{}", table::render(&["ID", "SINCE (UTC)", "REASON", "FROM", "SUBJECT"], &rows, 50));
             Ok(())
         }
         Command::Release { id, json } => {
             let id: i64 = id.trim().trim_start_matches('#').parse().map_err(|_| {
-                UsageError(format!(
-                    "{id:?} is not a quarantine id; `casegate quarantine list` shows them"
-                ))
+                UsageError(format!("{id:?} is not a quarantine id; `casegate quarantine list` shows them"))
             })?;
             let mut gateway = Gateway::open(Arc::clone(&config))?;
             let report = gateway.release(id)?;

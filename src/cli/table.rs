@@ -59,19 +59,12 @@ mod tests {
     fn aligns_columns_and_cuts_long_cells() {
         let t = render(
             &["ID", "SUBJECT"],
-            &[
-                vec!["CASE-1".into(), "x".repeat(100)],
-                vec!["CASE-10".into(), "日本語".into()],
-            ],
+            &[vec!["CASE-1".into(), "x".repeat(100)], vec!["CASE-10".into(), "日本語".into()]],
             20,
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "ID       SUBJECT");
-        assert!(
-            lines[1].starts_with("CASE-1   xxx")
-                && lines[1].ends_with('…')
-                && lines[1].width() == 9 + 20
-        );
+        assert!(lines[1].starts_with("CASE-1   xxx") && lines[1].ends_with('…') && lines[1].width() == 9 + 20);
         assert_eq!(lines[2], "CASE-10  日本語");
         assert_eq!(cut("a\u{1b}[2Jb", 10), "a [2Jb");
     }

@@ -25,7 +25,10 @@ pub fn enqueue(
 
 /// The outbox sender as a long-running task: sends what is due, waits, repeats, until
 /// `shutdown` is cancelled. `casegate run` spawns it beside the mailbox watchers.
-pub async fn run_worker(config: std::sync::Arc<Config>, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+pub async fn run_worker(
+    config: std::sync::Arc<Config>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let _ = config;
     shutdown.cancelled().await;
     Ok(())

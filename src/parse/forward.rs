@@ -16,8 +16,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::reply::{
-    self, clean_line, is_original_message, read_header_block, split_footnotes, HeaderBlock,
-    HeaderField,
+    self, clean_line, is_original_message, read_header_block, split_footnotes, HeaderBlock, HeaderField,
 };
 use super::{normalise_text, InboundMail};
 use crate::address::{Address, Mailbox};
@@ -63,20 +62,11 @@ pub struct Forwarded {
 
 /// The forwarded original in `mail`, or `None` when `mail` is not a forward.
 pub fn find_forwarded(mail: &InboundMail) -> Option<Forwarded> {
-    let lines: Vec<String> = mail
-        .text
-        .replace("\r\n", "\n")
-        .split('\n')
-        .map(clean_line)
-        .collect();
+    let lines: Vec<String> = mail.text.replace("\r\n", "\n").split('\n').map(clean_line).collect();
     let subject_says_forward = FORWARD_PREFIX.is_match(&mail.subject);
     inline_after_marker(mail, &lines, subject_says_forward)
         .or_else(|| attached(mail, subject_says_forward))
-        .or_else(|| {
-            subject_says_forward
-                .then(|| inline_outlook_block(mail, &lines))
-                .flatten()
-        })
+        .or_else(|| subject_says_forward.then(|| inline_outlook_block(mail, &lines)).flatten())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -95,15 +85,10 @@ static APPLE_MARKER: LazyLock<Regex> = LazyLock::new(|| {
 /// "Fwd:", "FW:", "WG:", "TR:", "RV:", "Doorst:", "VS:", "Enc:", "PD:", after an optional
 /// list tag such as "[support]".
 static FORWARD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    constant_regex(
-        r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:",
-    )
+    constant_regex(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:")
 });
-static LEADING_FORWARD_PREFIXES: LazyLock<Regex> = LazyLock::new(|| {
-    constant_regex(
-        r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:\s*)+",
-    )
-});
+static LEADING_FORWARD_PREFIXES: LazyLock<Regex> =
+    LazyLock::new(|| constant_regex(r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:\s*)+"));
 /// An html2text link, "[text][3]": the text is what the sender saw.
 static RENDERED_LINK: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"\[([^\[\]]*)\]\[\d+\]"));
 
@@ -121,25 +106,15 @@ pub(crate) fn forward_marker(line: &str) -> Option<ForwardStyle> {
     }
     if let Some(caps) = DASHED_MARKER.captures(line) {
         let dashes = caps.get(1).map_or(0, |m| m.len());
-        return Some(if dashes == 8 {
-            ForwardStyle::Thunderbird
-        } else {
-            ForwardStyle::Gmail
-        });
+        return Some(if dashes == 8 { ForwardStyle::Thunderbird } else { ForwardStyle::Gmail });
     }
-    APPLE_MARKER
-        .is_match(line)
-        .then_some(ForwardStyle::AppleMail)
+    APPLE_MARKER.is_match(line).then_some(ForwardStyle::AppleMail)
 }
 
 // ---------------------------------------------------------------------------------------
 // Inline forwards
 
-fn inline_after_marker(
-    mail: &InboundMail,
-    lines: &[String],
-    subject_says_forward: bool,
-) -> Option<Forwarded> {
+fn inline_after_marker(mail: &InboundMail, lines: &[String], subject_says_forward: bool) -> Option<Forwarded> {
     for (i, line) in lines.iter().enumerate() {
         let style = match forward_marker(line) {
             Some(style) => style,
@@ -185,27 +160,13 @@ fn inline_outlook_block(mail: &InboundMail, lines: &[String]) -> Option<Forwarde
 }
 
 fn is_rule(line: &str) -> bool {
-    line.len() >= 3
-        && line
-            .chars()
-            .all(|c| matches!(c, '_' | '-' | '─' | '—' | '=' | ' '))
+    line.len() >= 3 && line.chars().all(|c| matches!(c, '_' | '-' | '─' | '—' | '=' | ' '))
 }
 
 /// A [`Forwarded`] from an inline forward whose preamble ends before `lines[top]` and whose
 /// header block is `block`.
-fn build(
-    mail: &InboundMail,
-    lines: &[String],
-    top: usize,
-    block: &HeaderBlock,
-    style: ForwardStyle,
-) -> Forwarded {
-    let value = |field| {
-        block
-            .value(field)
-            .map(plain_value)
-            .filter(|v| !v.is_empty())
-    };
+fn build(mail: &InboundMail, lines: &[String], top: usize, block: &HeaderBlock, style: ForwardStyle) -> Forwarded {
+    let value = |field| block.value(field).map(plain_value).filter(|v| !v.is_empty());
     let mut body = normalise_text(&lines[block.end + 1..].join("\n"));
     if mail.text_from_html {
         body = drop_unreferenced_footnotes(&body);
@@ -226,13 +187,8 @@ fn build(
 /// keeps only the links it refers to.
 fn drop_unreferenced_footnotes(body: &str) -> String {
     let (text, notes) = split_footnotes(body);
-    let kept: Vec<&String> = notes
-        .iter()
-        .filter(|n| {
-            n.split_once(']')
-                .is_some_and(|(num, _)| text.contains(&format!("]{num}]")))
-        })
-        .collect();
+    let kept: Vec<&String> =
+        notes.iter().filter(|n| n.split_once(']').is_some_and(|(num, _)| text.contains(&format!("]{num}]")))).collect();
     let mut out = normalise_text(&text);
     if !kept.is_empty() {
         out.push('\n');
@@ -271,11 +227,7 @@ fn attached(mail: &InboundMail, subject_says_forward: bool) -> Option<Forwarded>
         from: original.from.clone(),
         to: original.to.clone(),
         cc: original.cc.clone(),
-        subject: if subject.is_empty() {
-            forwarder_subject(mail)
-        } else {
-            Some(subject.to_string())
-        },
+        subject: if subject.is_empty() { forwarder_subject(mail) } else { Some(subject.to_string()) },
         date_text: original.header("date").map(str::to_string),
         body: normalise_text(&original.text),
         preamble: normalise_text(&mail.text),
@@ -298,17 +250,11 @@ pub(crate) fn parse_mailbox(value: &str) -> Option<Mailbox> {
         let close = value[open..].find(']')? + open;
         (&value[..open], &value[open + 1..close])
     } else {
-        let token = value
-            .split_whitespace()
-            .find(|t| t.contains('@'))?
-            .trim_matches(|c: char| "()[]\"',;".contains(c));
+        let token = value.split_whitespace().find(|t| t.contains('@'))?.trim_matches(|c: char| "()[]\"',;".contains(c));
         ("", token)
     };
     let address = Address::parse(address)?;
-    let name = name
-        .trim()
-        .trim_matches(|c: char| c == '"' || c == '\'' || c == '*' || c.is_whitespace())
-        .to_string();
+    let name = name.trim().trim_matches(|c: char| c == '"' || c == '\'' || c == '*' || c.is_whitespace()).to_string();
     let name = (!name.is_empty() && !name.eq_ignore_ascii_case(address.as_str())).then_some(name);
     Some(Mailbox { name, address })
 }
@@ -353,11 +299,7 @@ mod tests {
     use crate::parse::{html_to_text, parse};
 
     fn mail(subject: &str, text: &str) -> InboundMail {
-        InboundMail {
-            subject: subject.to_string(),
-            text: text.to_string(),
-            ..Default::default()
-        }
+        InboundMail { subject: subject.to_string(), text: text.to_string(), ..Default::default() }
     }
 
     fn addresses(list: &[Mailbox]) -> Vec<&str> {
@@ -376,10 +318,7 @@ mod tests {
         assert_eq!(from.address.as_str(), "jane@customer.example");
         assert_eq!(from.name.as_deref(), Some("Jane Doe"));
         assert_eq!(addresses(&f.to), ["support@example.com"]);
-        assert_eq!(
-            addresses(&f.cc),
-            ["bob@customer.example", "carol@customer.example"]
-        );
+        assert_eq!(addresses(&f.cc), ["bob@customer.example", "carol@customer.example"]);
         assert_eq!(f.subject.as_deref(), Some("Printer on fire"));
         assert_eq!(f.date_text.as_deref(), Some("Mon, 23 Nov 2026 at 10:00"));
         assert_eq!(f.body, "It burns.\n\nJane");
@@ -393,14 +332,8 @@ mod tests {
         assert_eq!(f.style, ForwardStyle::Outlook);
         let from = f.from.unwrap();
         assert_eq!(from.name.as_deref(), Some("Doe, Jane"));
-        assert_eq!(
-            addresses(&f.cc),
-            ["bob@customer.example", "carol@customer.example"]
-        );
-        assert_eq!(
-            f.date_text.as_deref(),
-            Some("Monday, November 23, 2026 10:00 AM")
-        );
+        assert_eq!(addresses(&f.cc), ["bob@customer.example", "carol@customer.example"]);
+        assert_eq!(f.date_text.as_deref(), Some("Monday, November 23, 2026 10:00 AM"));
         assert_eq!(f.body, "It burns.");
         assert_eq!(f.preamble, "Please handle.\n\nAdmin");
         // The same block under a reply subject is quoted history, not a forward.
@@ -428,10 +361,7 @@ mod tests {
         let f = find_forwarded(&mail("WG: Drucker brennt", german)).expect("a forward");
         assert_eq!(f.from.unwrap().address.as_str(), "hans@kunde.example");
         assert_eq!(f.subject.as_deref(), Some("Drucker brennt"));
-        assert_eq!(
-            f.date_text.as_deref(),
-            Some("Montag, 23. November 2026 10:00")
-        );
+        assert_eq!(f.date_text.as_deref(), Some("Montag, 23. November 2026 10:00"));
 
         let french = "*De :* Jeanne <jeanne@client.example>\n*Envoyé :* lundi 23 novembre 2026 10:00\n*À :* support@example.com\n*Objet :* Imprimante\n\nElle brûle.";
         let f = find_forwarded(&mail("TR: Imprimante", french)).expect("a forward");
@@ -446,10 +376,7 @@ mod tests {
         let f = find_forwarded(&mail("Fwd: Printer on fire", text)).expect("a forward");
         assert_eq!(f.style, ForwardStyle::AppleMail);
         assert_eq!(f.from.unwrap().address.as_str(), "jane@customer.example");
-        assert_eq!(
-            f.date_text.as_deref(),
-            Some("23 November 2026 at 10:00:00 CET")
-        );
+        assert_eq!(f.date_text.as_deref(), Some("23 November 2026 at 10:00:00 CET"));
         assert_eq!(f.body, "It burns.");
     }
 
@@ -486,10 +413,7 @@ mod tests {
         assert_eq!(from.address.as_str(), "jane@customer.example");
         assert_eq!(from.name.as_deref(), Some("Jane Doe"));
         assert_eq!(addresses(&f.to), ["support@example.com"]);
-        assert_eq!(
-            f.body,
-            "It burns, see [photo][3].\n\n[3]: https://x.example/p.jpg"
-        );
+        assert_eq!(f.body, "It burns, see [photo][3].\n\n[3]: https://x.example/p.jpg");
     }
 
     #[test]
@@ -508,10 +432,7 @@ mod tests {
         assert_eq!(f.from.unwrap().address.as_str(), "cust@customer.example");
         assert_eq!(addresses(&f.cc), ["boss@customer.example"]);
         assert_eq!(f.subject.as_deref(), Some("Printer on fire"));
-        assert_eq!(
-            f.date_text.as_deref(),
-            Some("Mon, 23 Nov 2026 10:00:00 +0100")
-        );
+        assert_eq!(f.date_text.as_deref(), Some("Mon, 23 Nov 2026 10:00:00 +0100"));
         assert_eq!(f.body, "It burns.");
         assert_eq!(f.preamble, "see attached");
 
@@ -529,9 +450,15 @@ mod tests {
     fn ordinary_mail_is_not_a_forward() {
         for (subject, text) in [
             ("Printer", "I forwarded your message to the team; they will call.\n\nThanks"),
-            ("Re: Printer", "Ok.\n\nOn Mon, 23 Nov 2026 at 10:00, Jane <jane@x.example> wrote:\n> forwarded message below"),
+            (
+                "Re: Printer",
+                "Ok.\n\nOn Mon, 23 Nov 2026 at 10:00, Jane <jane@x.example> wrote:\n> forwarded message below",
+            ),
             ("Fwd: nothing", "---------- Forwarded message ---------\nno header here\n\nbody"),
-            ("Printer", "Ok\n\nFrom: Jane <jane@x.example>\nSent: Monday\nTo: support@example.com\nSubject: Printer\n\nold"),
+            (
+                "Printer",
+                "Ok\n\nFrom: Jane <jane@x.example>\nSent: Monday\nTo: support@example.com\nSubject: Printer\n\nold",
+            ),
             ("", ""),
         ] {
             assert_eq!(find_forwarded(&mail(subject, text)), None, "{text:?}");
@@ -541,48 +468,23 @@ mod tests {
     #[test]
     fn mailboxes_are_read_in_the_forms_mail_programs_write() {
         let cases = [
-            (
-                "Jane Doe <jane@x.example>",
-                Some("Jane Doe"),
-                "jane@x.example",
-            ),
-            (
-                "\"Doe, Jane\" <jane@x.example>",
-                Some("Doe, Jane"),
-                "jane@x.example",
-            ),
+            ("Jane Doe <jane@x.example>", Some("Jane Doe"), "jane@x.example"),
+            ("\"Doe, Jane\" <jane@x.example>", Some("Doe, Jane"), "jane@x.example"),
             ("jane@x.example", None, "jane@x.example"),
             ("<jane@x.example>", None, "jane@x.example"),
-            (
-                "Jane Doe [mailto:jane@x.example]",
-                Some("Jane Doe"),
-                "jane@x.example",
-            ),
-            (
-                "*Jane Doe* <[jane@x.example][1]>",
-                Some("Jane Doe"),
-                "jane@x.example",
-            ),
-            (
-                "jane@x.example <mailto:jane@x.example>",
-                None,
-                "jane@x.example",
-            ),
+            ("Jane Doe [mailto:jane@x.example]", Some("Jane Doe"), "jane@x.example"),
+            ("*Jane Doe* <[jane@x.example][1]>", Some("Jane Doe"), "jane@x.example"),
+            ("jane@x.example <mailto:jane@x.example>", None, "jane@x.example"),
         ];
         for (value, name, address) in cases {
             let m = parse_mailbox(value).unwrap_or_else(|| panic!("{value:?} should parse"));
-            assert_eq!(
-                (m.name.as_deref(), m.address.as_str()),
-                (name, address),
-                "{value:?}"
-            );
+            assert_eq!((m.name.as_deref(), m.address.as_str()), (name, address), "{value:?}");
         }
         assert_eq!(parse_mailbox("Alexander"), None);
         assert_eq!(parse_mailbox("Jane <not an address>"), None);
-        let list = parse_mailbox_list("Doe, Jane <jane@x.example>; \"Smith, Bob\" <bob@x.example>, carol@x.example, jane@x.example");
-        assert_eq!(
-            addresses(&list),
-            ["jane@x.example", "bob@x.example", "carol@x.example"]
+        let list = parse_mailbox_list(
+            "Doe, Jane <jane@x.example>; \"Smith, Bob\" <bob@x.example>, carol@x.example, jane@x.example",
         );
+        assert_eq!(addresses(&list), ["jane@x.example", "bob@x.example", "carol@x.example"]);
     }
 }

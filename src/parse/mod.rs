@@ -12,9 +12,7 @@ pub mod reply;
 use std::borrow::Cow;
 
 use chrono::{DateTime, TimeZone, Utc};
-use mail_parser::{
-    Encoding, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
-};
+use mail_parser::{Encoding, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use crate::address::{Address, Mailbox};
 
@@ -96,18 +94,12 @@ pub struct Attachment {
 impl InboundMail {
     /// First value of a top-level header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// All values of a top-level header, by case-insensitive name.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The sender's address (From), if valid.
@@ -153,22 +145,12 @@ pub fn parse_headers(raw: &[u8]) -> Option<InboundMail> {
 /// `None` when the header is ASCII, valid UTF-8, or uses encoded-words.
 fn raw_8bit_header(message: &Message<'_>, name: &str) -> Option<String> {
     let raw = message.raw_message();
-    let header = message
-        .root_part()
-        .headers
-        .iter()
-        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let header = message.root_part().headers.iter().find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
     let bytes = raw.get(header.offset_start as usize..header.offset_end as usize)?;
-    if bytes.is_ascii()
-        || std::str::from_utf8(bytes).is_ok()
-        || bytes.windows(2).any(|w| w == b"=?")
-    {
+    if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() || bytes.windows(2).any(|w| w == b"=?") {
         return None;
     }
-    let declared = message
-        .parts
-        .iter()
-        .filter_map(|p| p.content_type()?.attribute("charset"));
+    let declared = message.parts.iter().filter_map(|p| p.content_type()?.attribute("charset"));
     for label in declared {
         if let Some(enc) = encoding_rs::Encoding::for_label(label.as_bytes()) {
             if let Some(text) = enc.decode_without_bom_handling_and_without_replacement(bytes) {
@@ -178,9 +160,7 @@ fn raw_8bit_header(message: &Message<'_>, name: &str) -> Option<String> {
     }
     let mut detector = chardetng::EncodingDetector::new();
     detector.feed(bytes, true);
-    let (text, _) = detector
-        .guess(None, true)
-        .decode_without_bom_handling(bytes);
+    let (text, _) = detector.guess(None, true).decode_without_bom_handling(bytes);
     Some(text.into_owned())
 }
 
@@ -189,10 +169,7 @@ fn raw_8bit_header(message: &Message<'_>, name: &str) -> Option<String> {
 fn skip_preamble(raw: &[u8]) -> &[u8] {
     let mut rest = raw;
     loop {
-        let line_end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1);
+        let line_end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
         let line = &rest[..line_end];
         let blank = line.iter().all(|b| b.is_ascii_whitespace());
         let mbox_separator = line.starts_with(b"From ") && rest.len() > line_end;
@@ -219,46 +196,29 @@ fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
     };
     if let Some(subject) = raw_8bit_header(message, "subject") {
         mail.subject = one_line(&subject);
-        mail.problems
-            .push("Subject: raw 8-bit text without a declared charset; charset guessed".into());
+        mail.problems.push("Subject: raw 8-bit text without a declared charset; charset guessed".into());
     }
-    mail.headers = message
-        .headers_raw()
-        .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
-        .collect();
+    mail.headers = message.headers_raw().map(|(name, value)| (name.to_ascii_lowercase(), unfold(value))).collect();
     let root = message.root_part();
     mail.content_type = content_type_of(root).unwrap_or_else(|| "text/plain".into());
     if mail.content_type == "multipart/report" {
-        mail.report_type = root
-            .content_type()
-            .and_then(|ct| ct.attribute("report-type"))
-            .map(|s| s.to_ascii_lowercase());
+        mail.report_type =
+            root.content_type().and_then(|ct| ct.attribute("report-type")).map(|s| s.to_ascii_lowercase());
     }
     if message.parts.len() > MAX_PARTS {
-        mail.problems.push(format!(
-            "mail has {} MIME parts; only the first {MAX_PARTS} were inspected",
-            message.parts.len()
-        ));
+        mail.problems
+            .push(format!("mail has {} MIME parts; only the first {MAX_PARTS} were inspected", message.parts.len()));
     }
     if message.parts.iter().any(|p| p.is_encoding_problem) {
-        mail.problems
-            .push("a part could not be decoded cleanly".into());
+        mail.problems.push("a part could not be decoded cleanly".into());
     }
     if mail.from.is_none() {
         // `From: "Name" <>` happens (mass mailers, some webmail); the address to answer is
         // then the Sender or Reply-To. Noted as a problem so the audit log shows it.
-        mail.from = mail
-            .sender
-            .clone()
-            .or_else(|| mail.reply_to.first().cloned());
+        mail.from = mail.sender.clone().or_else(|| mail.reply_to.first().cloned());
         if message.from().is_some() {
-            let used = mail
-                .from
-                .as_ref()
-                .map_or("none".to_string(), |m| m.address.to_string());
-            mail.problems.push(format!(
-                "From: holds no valid address; sender taken from Sender/Reply-To: {used}"
-            ));
+            let used = mail.from.as_ref().map_or("none".to_string(), |m| m.address.to_string());
+            mail.problems.push(format!("From: holds no valid address; sender taken from Sender/Reply-To: {used}"));
         }
     }
 
@@ -333,9 +293,7 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
                 if depth < MAX_ATTACHED_MESSAGE_DEPTH {
                     mail.attached_messages.push(convert(nested, depth + 1));
                 } else {
-                    mail.problems.push(
-                        "attached messages nested too deeply; inner ones kept as files only".into(),
-                    );
+                    mail.problems.push("attached messages nested too deeply; inner ones kept as files only".into());
                 }
                 nested.raw_message().to_vec()
             }
@@ -349,13 +307,10 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
             _ if matches!(part.body, PartType::Html(_)) => "text/html".into(),
             _ => "application/octet-stream".into(),
         });
-        let raw_name = part
-            .attachment_name()
-            .map(str::to_string)
-            .or_else(|| match &part.body {
-                PartType::Message(nested) => nested.subject().map(|s| format!("{s}.eml")),
-                _ => None,
-            });
+        let raw_name = part.attachment_name().map(str::to_string).or_else(|| match &part.body {
+            PartType::Message(nested) => nested.subject().map(|s| format!("{s}.eml")),
+            _ => None,
+        });
         // mail-parser decodes RFC 2231 continuations piece by piece, which garbles a
         // multi-byte character split across pieces; reassemble those names from the raw header.
         let raw_name = continued_filename(message, part).or(raw_name);
@@ -364,9 +319,7 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
             filename,
             content_type,
             disposition,
-            content_id: part
-                .content_id()
-                .map(|s| s.trim_matches(['<', '>']).to_string()),
+            content_id: part.content_id().map(|s| s.trim_matches(['<', '>']).to_string()),
             data,
         });
     }
@@ -490,9 +443,7 @@ fn raw_decoded(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
     };
     let decoded = match part.encoding {
         Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
-        Encoding::QuotedPrintable => {
-            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
-        }
+        Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(body),
         Encoding::None => Some(body.to_vec()),
     };
     decoded.unwrap_or_else(|| part.contents().to_vec())
@@ -508,14 +459,8 @@ pub fn html_to_text(html: &str) -> String {
 pub fn normalise_text(text: &str) -> String {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    let start = lines
-        .iter()
-        .position(|l| !l.is_empty())
-        .unwrap_or(lines.len());
-    let end = lines
-        .iter()
-        .rposition(|l| !l.is_empty())
-        .map_or(start, |e| e + 1);
+    let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
+    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(start, |e| e + 1);
     lines[start..end].join("\n")
 }
 
@@ -524,11 +469,7 @@ fn content_type_of(part: &MessagePart<'_>) -> Option<String> {
     let sub = ct.subtype().unwrap_or("octet-stream");
     let value = format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase();
     // Hostile or broken values (Yahoo once sent filenames in here) are cut to a sane token.
-    let clean: String = value
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "/-+.".contains(*c))
-        .take(100)
-        .collect();
+    let clean: String = value.chars().filter(|c| c.is_ascii_alphanumeric() || "/-+.".contains(*c)).take(100).collect();
     Some(clean).filter(|c| c.contains('/'))
 }
 
@@ -558,19 +499,12 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
         HeaderValue::TextList(list) => list.iter().map(Cow::as_ref).collect(),
         _ => Vec::new(),
     };
-    ids.into_iter()
-        .filter_map(clean_message_id)
-        .take(100)
-        .collect()
+    ids.into_iter().filter_map(clean_message_id).take(100).collect()
 }
 
 /// A Message-ID as stored and compared: no brackets or whitespace, bounded, non-empty.
 pub fn clean_message_id(id: &str) -> Option<String> {
-    let id = id
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
     if id.is_empty() || id.len() > 998 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return None;
     }
@@ -588,11 +522,7 @@ fn unfold(value: &str) -> String {
         if out.len() >= MAX_HEADER_VALUE {
             break;
         }
-        let c = if c == '\r' || c == '\n' || c == '\t' {
-            ' '
-        } else {
-            c
-        };
+        let c = if c == '\r' || c == '\n' || c == '\t' { ' ' } else { c };
         if c == ' ' && last_space {
             continue;
         }
@@ -636,9 +566,7 @@ pub fn safe_filename(raw: Option<&str>, content_type: &str, index: usize) -> Str
         .filter(|c| !is_bidi(*c))
         .collect();
     let cleaned = one_line(&cleaned);
-    let cleaned = cleaned
-        .trim_start_matches(['.', ' '])
-        .trim_end_matches(['.', ' ']);
+    let cleaned = cleaned.trim_start_matches(['.', ' ']).trim_end_matches(['.', ' ']);
     if cleaned.is_empty() {
         return format!("part-{index}{}", extension_for(content_type));
     }
@@ -686,18 +614,12 @@ mod tests {
              Message-ID: <abc@host>\r\nIn-Reply-To: <p1@h>\r\nReferences: <p0@h> <p1@h>\r\n\
              Date: Mon, 23 Nov 2026 10:00:00 +0100\r\n\r\nHello\r\n",
         );
-        assert_eq!(
-            m.from.as_ref().unwrap().address.as_str(),
-            "jurgen@customer.example"
-        );
+        assert_eq!(m.from.as_ref().unwrap().address.as_str(), "jurgen@customer.example");
         assert_eq!(m.from.as_ref().unwrap().name.as_deref(), Some("Jürgen"));
         assert_eq!(m.subject, "Grüße [CASE-7]");
         assert_eq!(m.message_id.as_deref(), Some("abc@host"));
         assert_eq!(m.to.len(), 2);
-        assert_eq!(
-            m.cc.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(),
-            ["carol@x.example"]
-        );
+        assert_eq!(m.cc.iter().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["carol@x.example"]);
         assert_eq!(m.ancestors(), ["p1@h", "p0@h"]);
         assert_eq!(m.date.unwrap().to_rfc3339(), "2026-11-23T09:00:00+00:00");
         assert_eq!(m.text, "Hello");
@@ -717,9 +639,7 @@ mod tests {
 
     #[test]
     fn subject_with_encoded_newline_cannot_carry_a_header() {
-        let m = parse_str(
-            "From: a@b.example\r\nSubject: =?UTF-8?B?SGkNCkJjYzogZXZpbEB4LmV4YW1wbGU=?=\r\n\r\nx",
-        );
+        let m = parse_str("From: a@b.example\r\nSubject: =?UTF-8?B?SGkNCkJjYzogZXZpbEB4LmV4YW1wbGU=?=\r\n\r\nx");
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
         assert_eq!(m.subject, "Hi Bcc: evil@x.example");
     }
@@ -763,26 +683,21 @@ mod tests {
     #[test]
     fn raw_8bit_subjects_are_decoded_with_a_declared_or_detected_charset() {
         let mut raw = b"From: a@b.example\r\nSubject: Gr".to_vec();
-        raw.extend_from_slice(
-            b"\xfc\xdfe\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nx\r\n",
-        );
+        raw.extend_from_slice(b"\xfc\xdfe\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nx\r\n");
         assert_eq!(parse(&raw).unwrap().subject, "Grüße");
         // Shift_JIS "ツール" in a mail that declares only iso-2022-jp (7-bit) for its body.
         let mut raw = b"From: a@b.example\r\nSubject: ".to_vec();
-        raw.extend_from_slice(b"\x83\x63\x81\x5b\x83\x8b\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n");
+        raw.extend_from_slice(
+            b"\x83\x63\x81\x5b\x83\x8b\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n",
+        );
         assert_eq!(parse(&raw).unwrap().subject, "ツール");
     }
 
     #[test]
     fn leading_blank_lines_and_mbox_separator_are_skipped() {
-        let m = parse_str(&format!(
-            "{}\nFrom: a@b.example\nSubject: hi\n\nbody",
-            " ".repeat(255)
-        ));
+        let m = parse_str(&format!("{}\nFrom: a@b.example\nSubject: hi\n\nbody", " ".repeat(255)));
         assert_eq!(m.subject, "hi");
-        let m = parse_str(
-            "From a@b.example  Thu May  3 12:04:29 2012\nFrom: a@b.example\nSubject: mbox\n\nbody",
-        );
+        let m = parse_str("From a@b.example  Thu May  3 12:04:29 2012\nFrom: a@b.example\nSubject: mbox\n\nbody");
         assert_eq!(m.subject, "mbox");
         assert_eq!(m.from_address().unwrap().as_str(), "a@b.example");
     }
@@ -791,15 +706,9 @@ mod tests {
     fn safe_filename_keeps_extension_when_truncating() {
         let long = format!("{}.pdf", "ä".repeat(300));
         let name = safe_filename(Some(&long), "application/pdf", 1);
-        assert!(
-            name.len() <= MAX_FILENAME && name.ends_with("….pdf"),
-            "{name}"
-        );
+        assert!(name.len() <= MAX_FILENAME && name.ends_with("….pdf"), "{name}");
         assert_eq!(safe_filename(Some("..."), "text/plain", 2), "part-2.txt");
-        assert_eq!(
-            safe_filename(Some(".htaccess"), "text/plain", 2),
-            "htaccess"
-        );
+        assert_eq!(safe_filename(Some(".htaccess"), "text/plain", 2), "htaccess");
     }
 
     #[test]
@@ -813,10 +722,7 @@ mod tests {
         ));
         assert_eq!(m.attached_messages.len(), 1);
         let inner = &m.attached_messages[0];
-        assert_eq!(
-            inner.from_address().unwrap().as_str(),
-            "cust@customer.example"
-        );
+        assert_eq!(inner.from_address().unwrap().as_str(), "cust@customer.example");
         assert_eq!(inner.subject, "Printer on fire");
         assert_eq!(inner.text, "It burns.");
         assert_eq!(m.attachments[0].disposition, Disposition::Message);
@@ -835,13 +741,9 @@ mod tests {
             let _ = parse(raw);
         }
         // Deep multipart nesting.
-        let mut s =
-            String::from("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n");
+        let mut s = String::from("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n");
         for i in 0..2000 {
-            s.push_str(&format!(
-                "--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n",
-                i + 1
-            ));
+            s.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=b{}\r\n\r\n", i + 1));
         }
         let _ = parse(s.as_bytes());
     }

@@ -86,12 +86,7 @@ impl ReplyParts {
     }
 
     fn joined(&self, part: Part) -> Option<String> {
-        let texts: Vec<&str> = self
-            .fragments
-            .iter()
-            .filter(|f| f.part == part)
-            .map(|f| f.text.as_str())
-            .collect();
+        let texts: Vec<&str> = self.fragments.iter().filter(|f| f.part == part).map(|f| f.text.as_str()).collect();
         (!texts.is_empty()).then(|| texts.join("\n\n"))
     }
 }
@@ -176,9 +171,7 @@ fn classify(text: &str) -> Vec<Line<'_>> {
     let fences: Vec<usize> = lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| {
-            l.kind == Kind::Text && (l.clean.starts_with("```") || l.clean.starts_with("~~~"))
-        })
+        .filter(|(_, l)| l.kind == Kind::Text && (l.clean.starts_with("```") || l.clean.starts_with("~~~")))
         .map(|(i, _)| i)
         .collect();
     for pair in fences.chunks_exact(2) {
@@ -222,8 +215,7 @@ fn ends_sentence(line: &str) -> bool {
         return false;
     }
     // "Nov.", "So.", "Fr.": an abbreviation inside a date, not the end of a sentence.
-    let abbreviation =
-        word.chars().next().is_some_and(char::is_uppercase) && word.chars().count() <= 4;
+    let abbreviation = word.chars().next().is_some_and(char::is_uppercase) && word.chars().count() <= 4;
     !abbreviation
 }
 
@@ -239,14 +231,11 @@ static START: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^(?:on|at|am|le|el|il|op|em|den|dne|dnia|dňa|w\s+dniu|på|в|στις|pada|vào|ngày|in\s+message|in\s+data)\b",
     )
 });
-static WROTE_AT_END: LazyLock<Regex> =
-    LazyLock::new(|| regex(&format!(r"(?i)\b(?:{WROTE})\s*[:：]?$")));
+static WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"(?i)\b(?:{WROTE})\s*[:：]?$")));
 static CJK_WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| regex(r"(?:写道|寫道)\s*[:：]?$"));
 /// "Am 18.09.2013 um 16:24 schrieb Name <x@y>:" — the verb before the name.
 static WROTE_IN_MIDDLE: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"(?i)\b(?:schrieb|schreef|skrev|wrote|escribió|escreveu|a\s+écrit|ha\s+scritto|napisał|написал|kirjoitti)\b",
-    )
+    regex(r"(?i)\b(?:schrieb|schreef|skrev|wrote|escribió|escreveu|a\s+écrit|ha\s+scritto|napisał|написал|kirjoitti)\b")
 });
 /// "Name <x@y> schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:" — name first.
 static WROTE_ON: LazyLock<Regex> = LazyLock::new(|| {
@@ -255,20 +244,16 @@ static WROTE_ON: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static EMAIL_BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\[mailto:[^\[\]\s]+\]|\[[^\[\]\s]+@[^\[\]\s]+\]",
-    )
+    regex(r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\[mailto:[^\[\]\s]+\]|\[[^\[\]\s]+@[^\[\]\s]+\]")
 });
 static EMAIL_ANY: LazyLock<Regex> = LazyLock::new(|| regex(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"));
 /// A time, a year or a numeric date: what separates "On 3 May 2021, Bob wrote:" from
 /// "On 3 occasions Bob wrote:".
-static DATEISH: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"\d{1,2}[:.]\d{2}|\b(?:19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b")
-});
+static DATEISH: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\d{1,2}[:.]\d{2}|\b(?:19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b"));
 /// Gmail in some locales: "2016/3/3 Name <x@y>" and "2015-10-18 0:17 GMT+03:00 Name <x@y>:".
-static DATE_THEN_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"^\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b.{0,120}<[^<>\s]+@[^<>\s]+>\s*[:：]?$")
-});
+static DATE_THEN_EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b.{0,120}<[^<>\s]+@[^<>\s]+>\s*[:：]?$"));
 static ISO_DATE_GMT: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2}\s+GMT[+-]\d{1,2}:?\d{2}\b"));
 /// The first line of an attribution wrapped over several lines, when it has no start word:
@@ -341,8 +326,7 @@ fn attribution_strength(s: &str) -> Option<Strength> {
 
 /// Every attribution, in order and not overlapping.
 fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
-    let usable =
-        |l: &Line<'_>| l.kind == Kind::Text && l.clean.chars().count() <= MAX_ATTRIBUTION_LINE;
+    let usable = |l: &Line<'_>| l.kind == Kind::Text && l.clean.chars().count() <= MAX_ATTRIBUTION_LINE;
     let mut spans = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -354,8 +338,7 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
         // Only a line that starts like an attribution may be continued on the next lines,
         // and never past the end of a sentence; otherwise the prose above an attribution
         // would be swallowed into it.
-        let starts =
-            START.is_match(first) || WRAPPED_START.is_match(first) || WROTE_ON.is_match(first);
+        let starts = START.is_match(first) || WRAPPED_START.is_match(first) || WROTE_ON.is_match(first);
         let extra = if starts { MAX_ATTRIBUTION_LINES - 1 } else { 0 };
         let mut joined = first.to_string();
         let mut found = None;
@@ -374,11 +357,7 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
                 }
             }
             if let Some(strength) = attribution_strength(&joined) {
-                found = Some(Span {
-                    start: i,
-                    end: j,
-                    strength,
-                });
+                found = Some(Span { start: i, end: j, strength });
                 break;
             }
         }
@@ -411,9 +390,9 @@ pub(crate) enum HeaderField {
 fn field_named(name: &str) -> Option<HeaderField> {
     use HeaderField::*;
     Some(match name {
-        "from" | "von" | "de" | "van" | "da" | "fra" | "från" | "od" | "от" | "lähettäjä"
-        | "kimden" | "feladó" | "absender" | "expéditeur" | "remitente" | "afzender"
-        | "avsändare" | "发件人" | "發件人" | "寄件者" | "差出人" => From,
+        "from" | "von" | "de" | "van" | "da" | "fra" | "från" | "od" | "от" | "lähettäjä" | "kimden" | "feladó"
+        | "absender" | "expéditeur" | "remitente" | "afzender" | "avsändare" | "发件人" | "發件人" | "寄件者"
+        | "差出人" => From,
         "sent"
         | "date"
         | "datum"
@@ -450,14 +429,14 @@ fn field_named(name: &str) -> Option<HeaderField> {
         | "日付"
         | "寄件日期"
         | "傳送時間" => Date,
-        "to" | "an" | "à" | "a" | "para" | "aan" | "till" | "til" | "do" | "кому"
-        | "vastaanottaja" | "kime" | "címzett" | "komu" | "destinataire" | "empfänger"
-        | "收件人" | "收件者" | "宛先" => To,
-        "cc" | "kopie" | "copie" | "copie à" | "cópia" | "copia" | "kopia" | "dw" | "копия"
-        | "kopio" | "bilgi" | "másolat" | "抄送" | "副本" => Cc,
-        "subject" | "betreff" | "objet" | "asunto" | "assunto" | "oggetto" | "onderwerp"
-        | "ämne" | "emne" | "temat" | "тема" | "aihe" | "konu" | "tárgy" | "předmět" | "sujet"
-        | "主题" | "主旨" | "件名" => Subject,
+        "to" | "an" | "à" | "a" | "para" | "aan" | "till" | "til" | "do" | "кому" | "vastaanottaja" | "kime"
+        | "címzett" | "komu" | "destinataire" | "empfänger" | "收件人" | "收件者" | "宛先" => To,
+        "cc" | "kopie" | "copie" | "copie à" | "cópia" | "copia" | "kopia" | "dw" | "копия" | "kopio" | "bilgi"
+        | "másolat" | "抄送" | "副本" => Cc,
+        "subject" | "betreff" | "objet" | "asunto" | "assunto" | "oggetto" | "onderwerp" | "ämne" | "emne"
+        | "temat" | "тема" | "aihe" | "konu" | "tárgy" | "předmět" | "sujet" | "主题" | "主旨" | "件名" => {
+            Subject
+        }
         "reply-to" | "antwort an" | "répondre à" | "responder a" => ReplyTo,
         _ => return None,
     })
@@ -467,19 +446,13 @@ fn field_named(name: &str) -> Option<HeaderField> {
 /// `**Sent:** x`, `De : x`, `Envoyé le :x`. Returns the field and its value.
 pub(crate) fn header_field(line: &str) -> Option<(HeaderField, &str)> {
     let s = line.trim().trim_start_matches(['*', '_']).trim_start();
-    let (colon, colon_char) = s
-        .char_indices()
-        .take(32)
-        .find(|(_, c)| *c == ':' || *c == '：')?;
+    let (colon, colon_char) = s.char_indices().take(32).find(|(_, c)| *c == ':' || *c == '：')?;
     let name = s[..colon].trim().trim_end_matches(['*', '_']).trim_end();
     if name.is_empty() {
         return None;
     }
     let field = field_named(&name.to_lowercase())?;
-    let value = s[colon + colon_char.len_utf8()..]
-        .trim_start()
-        .trim_start_matches(['*', '_'])
-        .trim();
+    let value = s[colon + colon_char.len_utf8()..].trim_start().trim_start_matches(['*', '_']).trim();
     Some((field, value))
 }
 
@@ -493,10 +466,7 @@ pub(crate) struct HeaderBlock {
 
 impl HeaderBlock {
     pub(crate) fn value(&self, field: HeaderField) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str())
     }
 
     fn has(&self, field: HeaderField) -> bool {
@@ -516,17 +486,10 @@ impl HeaderBlock {
     /// Whether this block introduces an earlier message rather than being prose that
     /// happens to contain "From:" and "To:" (an itinerary, say).
     fn introduces_history(&self, after_separator: bool) -> bool {
-        let from_has_address = self
-            .value(HeaderField::From)
-            .is_some_and(|v| v.contains('@'));
-        let dated = self
-            .value(HeaderField::Date)
-            .is_some_and(|v| DATEISH.is_match(v));
+        let from_has_address = self.value(HeaderField::From).is_some_and(|v| v.contains('@'));
+        let dated = self.value(HeaderField::Date).is_some_and(|v| DATEISH.is_match(v));
         let from = self.has(HeaderField::From);
-        if self.distinct() >= 3
-            && from
-            && (self.has(HeaderField::Subject) || from_has_address || dated)
-        {
+        if self.distinct() >= 3 && from && (self.has(HeaderField::Subject) || from_has_address || dated) {
             return true;
         }
         after_separator && self.distinct() >= 2 && (from || self.has(HeaderField::Date))
@@ -538,10 +501,7 @@ impl HeaderBlock {
 /// line between fields is allowed when a new field follows it.
 pub(crate) fn read_header_block<S: AsRef<str>>(lines: &[S], start: usize) -> Option<HeaderBlock> {
     let (field, value) = header_field(lines.get(start)?.as_ref())?;
-    let mut block = HeaderBlock {
-        end: start,
-        fields: vec![(field, value.to_string())],
-    };
+    let mut block = HeaderBlock { end: start, fields: vec![(field, value.to_string())] };
     let mut blanks = 0;
     let mut wrapped = 0;
     for (k, line) in lines.iter().enumerate().skip(start + 1) {
@@ -600,8 +560,7 @@ pub(crate) fn is_original_message(clean: &str) -> bool {
 
 /// "-------- Some words --------": above a header block, the title of the quoted message in
 /// a language the list above does not know.
-static DASHED_TITLE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^[-=_*]{2,}\s*[\p{L}\p{M}' ]{2,40}?\s*[-=_*]{2,}$"));
+static DASHED_TITLE: LazyLock<Regex> = LazyLock::new(|| regex(r"^[-=_*]{2,}\s*[\p{L}\p{M}' ]{2,40}?\s*[-=_*]{2,}$"));
 
 // ---------------------------------------------------------------------------------------
 // Phone footers
@@ -626,26 +585,19 @@ static OUTLOOK_APP_FOOTER: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 /// A link as html2text renders it ("[text][1]"), or a bare URL in brackets at the end.
-static LINK_DECORATION: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"\[([^\[\]]*)\]\[\d+\]|\s*[<\[(]\s*(?:https?|mailto):[^\s>\])]*\s*[>\])]")
-});
+static LINK_DECORATION: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\[([^\[\]]*)\]\[\d+\]|\s*[<\[(]\s*(?:https?|mailto):[^\s>\])]*\s*[>\])]"));
 
 /// A footer line without its link ("Get Outlook for iOS<https://aka.ms/…>").
 fn footer_text(clean: &str) -> String {
     let plain = LINK_DECORATION.replace_all(clean, "$1");
-    plain
-        .trim()
-        .trim_end_matches(['>', ')', ']'])
-        .trim()
-        .to_string()
+    plain.trim().trim_end_matches(['>', ')', ']']).trim().to_string()
 }
 
 fn is_phone_footer(clean: &str) -> bool {
     let plain = footer_text(clean);
     plain.split_whitespace().count() <= MAX_FOOTER_WORDS
-        && (FOOTER.is_match(&plain)
-            || SHORT_FOOTER.is_match(&plain)
-            || OUTLOOK_APP_FOOTER.is_match(&plain))
+        && (FOOTER.is_match(&plain) || SHORT_FOOTER.is_match(&plain) || OUTLOOK_APP_FOOTER.is_match(&plain))
 }
 
 fn is_outlook_app_footer(clean: &str) -> bool {
@@ -720,8 +672,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             continue;
         }
         if let Some(span) = span_starting[i] {
-            let quote_follows =
-                next_non_blank(lines, span.end + 1).is_some_and(|k| lines[k].kind == Kind::Quote);
+            let quote_follows = next_non_blank(lines, span.end + 1).is_some_and(|k| lines[k].kind == Kind::Quote);
             if quote_follows {
                 introductions.push(span);
                 i = span.end + 1;
@@ -746,8 +697,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             seen_own_text = true;
             i = match next_non_blank(lines, i + 1) {
                 Some(k) if lines[k].kind == Kind::Text => {
-                    read_header_block(&clean_lines_from(lines, k), 0)
-                        .map_or(i + 1, |b| k + b.end + 1)
+                    read_header_block(&clean_lines_from(lines, k), 0).map_or(i + 1, |b| k + b.end + 1)
                 }
                 _ => i + 1,
             };
@@ -793,14 +743,11 @@ fn decide(lines: &[Line<'_>]) -> Fates {
     }
     // The first line that is the sender's own: nothing above it may be cut as a signature
     // or trailing quote, or the message would vanish.
-    let first_own =
-        (0..cut).find(|&k| fates[k] == Part::New && !introduces[k] && is_own_text(&lines[k]));
+    let first_own = (0..cut).find(|&k| fates[k] == Part::New && !introduces[k] && is_own_text(&lines[k]));
 
     // 2. A signature delimiter, if its tail is short enough to be a signature.
     if let Some(delimiter) = (0..cut).find(|&k| {
-        lines[k].kind == Kind::Text
-            && is_signature_delimiter(&lines[k].clean)
-            && first_own.is_some_and(|f| f < k)
+        lines[k].kind == Kind::Text && is_signature_delimiter(&lines[k].clean) && first_own.is_some_and(|f| f < k)
     }) {
         let limit = if lines[delimiter].raw.trim_start().starts_with("-- ") {
             MAX_SIGNATURE_LINES
@@ -808,17 +755,11 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             MAX_BARE_DASH_SIGNATURE_LINES
         };
         let tail = (delimiter + 1..cut)
-            .filter(|&k| {
-                lines[k].kind != Kind::Blank && lines[k].kind != Kind::Quote && !introduces[k]
-            })
+            .filter(|&k| lines[k].kind != Kind::Blank && lines[k].kind != Kind::Quote && !introduces[k])
             .count();
         if tail <= limit {
             for k in delimiter..cut {
-                fates[k] = if lines[k].kind == Kind::Quote || introduces[k] {
-                    Part::Quoted
-                } else {
-                    Part::Signature
-                };
+                fates[k] = if lines[k].kind == Kind::Quote || introduces[k] { Part::Quoted } else { Part::Signature };
             }
             cut = delimiter;
         }
@@ -853,9 +794,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             start -= 1;
         }
         let above = prev_non_blank(lines, start);
-        if above.is_some_and(|k| {
-            lines[k].kind == Kind::Text && forward_marker(&lines[k].clean).is_some()
-        }) {
+        if above.is_some_and(|k| lines[k].kind == Kind::Text && forward_marker(&lines[k].clean).is_some()) {
             // "Begin forwarded message:" followed by a quoted message (Apple Mail): keep.
             break;
         }
@@ -880,12 +819,8 @@ fn decide(lines: &[Line<'_>]) -> Fates {
                 end += 1;
             }
             let rest = end..cut;
-            let more_quotes = rest
-                .clone()
-                .any(|k| lines[k].kind == Kind::Quote && fates[k] == Part::New);
-            let own_text = rest
-                .clone()
-                .any(|k| fates[k] == Part::New && is_own_text(&lines[k]));
+            let more_quotes = rest.clone().any(|k| lines[k].kind == Kind::Quote && fates[k] == Part::New);
+            let own_text = rest.clone().any(|k| fates[k] == Part::New && is_own_text(&lines[k]));
             if own_text && !more_quotes {
                 for fate in &mut fates[first..end] {
                     *fate = Part::Quoted;
@@ -906,11 +841,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
 
 /// Cleaned lines from `start`, at most a header block's worth (bounds the work per line).
 fn clean_lines_from<'a>(lines: &'a [Line<'_>], start: usize) -> Vec<&'a str> {
-    lines[start..]
-        .iter()
-        .take(64)
-        .map(|l| l.clean.as_str())
-        .collect()
+    lines[start..].iter().take(64).map(|l| l.clean.as_str()).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -938,12 +869,7 @@ fn tidy(text: &str) -> String {
 }
 
 fn assemble(lines: &[Line<'_>], fates: &[Part]) -> ReplyParts {
-    let new: Vec<&str> = lines
-        .iter()
-        .zip(fates)
-        .filter(|(_, f)| **f == Part::New)
-        .map(|(l, _)| l.raw)
-        .collect();
+    let new: Vec<&str> = lines.iter().zip(fates).filter(|(_, f)| **f == Part::New).map(|(l, _)| l.raw).collect();
     let text = tidy(&new.join("\n"));
     if text.is_empty() {
         let all: Vec<&str> = lines.iter().map(|l| l.raw).collect();
@@ -951,16 +877,9 @@ fn assemble(lines: &[Line<'_>], fates: &[Part]) -> ReplyParts {
         let fragments = if whole.trim().is_empty() {
             Vec::new()
         } else {
-            vec![Fragment {
-                part: Part::New,
-                text: trim_blank_lines(&whole),
-            }]
+            vec![Fragment { part: Part::New, text: trim_blank_lines(&whole) }]
         };
-        return ReplyParts {
-            text: tidy(&whole),
-            fragments,
-            kept_whole: true,
-        };
+        return ReplyParts { text: tidy(&whole), fragments, kept_whole: true };
     }
 
     // Group lines by fate; blank lines belong to the run they sit in.
@@ -979,10 +898,7 @@ fn assemble(lines: &[Line<'_>], fates: &[Part]) -> ReplyParts {
             }
             _ => {
                 if let Some((part, body)) = current.take() {
-                    fragments.push(Fragment {
-                        part,
-                        text: trim_blank_lines(&body.join("\n")),
-                    });
+                    fragments.push(Fragment { part, text: trim_blank_lines(&body.join("\n")) });
                 }
                 pending_blanks.clear();
                 current = Some((*fate, vec![line.raw]));
@@ -990,29 +906,16 @@ fn assemble(lines: &[Line<'_>], fates: &[Part]) -> ReplyParts {
         }
     }
     if let Some((part, body)) = current {
-        fragments.push(Fragment {
-            part,
-            text: trim_blank_lines(&body.join("\n")),
-        });
+        fragments.push(Fragment { part, text: trim_blank_lines(&body.join("\n")) });
     }
-    ReplyParts {
-        text,
-        fragments,
-        kept_whole: false,
-    }
+    ReplyParts { text, fragments, kept_whole: false }
 }
 
 /// Removes leading and trailing blank lines, keeping every other character as written.
 fn trim_blank_lines(text: &str) -> String {
     let lines: Vec<&str> = text.split('\n').collect();
-    let start = lines
-        .iter()
-        .position(|l| !l.trim().is_empty())
-        .unwrap_or(lines.len());
-    let end = lines
-        .iter()
-        .rposition(|l| !l.trim().is_empty())
-        .map_or(start, |e| e + 1);
+    let start = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(lines.len());
+    let end = lines.iter().rposition(|l| !l.trim().is_empty()).map_or(start, |e| e + 1);
     lines[start..end].join("\n")
 }
 
@@ -1068,10 +971,7 @@ fn parts_of_html(html: &str, container: Option<Container>) -> ReplyParts {
     // html2text lists link targets at the end; keep those the new text still refers to.
     let referenced: Vec<&str> = footnotes
         .iter()
-        .filter(|note| {
-            note.split_once(']')
-                .is_some_and(|(num, _)| result.text.contains(&format!("]{num}]")))
-        })
+        .filter(|note| note.split_once(']').is_some_and(|(num, _)| result.text.contains(&format!("]{num}]"))))
         .map(String::as_str)
         .collect();
     if !referenced.is_empty() {
@@ -1111,46 +1011,25 @@ fn quote_container_lines(body: &str) -> String {
             let Some(at) = rest.find(token) else { break };
             // What shares the marker's line is kept only if it is more than a quote prefix.
             let piece = &rest[..at];
-            if !piece
-                .trim_matches(|c: char| c == '>' || c.is_whitespace())
-                .is_empty()
-            {
+            if !piece.trim_matches(|c: char| c == '>' || c.is_whitespace()).is_empty() {
                 sections[section].push(piece);
             }
             rest = &rest[at + token.len()..];
             section += 1;
             split = true;
         }
-        if !split
-            || !rest
-                .trim_matches(|c: char| c == '>' || c.is_whitespace())
-                .is_empty()
-        {
+        if !split || !rest.trim_matches(|c: char| c == '>' || c.is_whitespace()).is_empty() {
             sections[section].push(rest);
         }
     }
     let [before, inside, after] = sections;
-    let last_before = before
-        .iter()
-        .rev()
-        .map(|l| clean_line(l))
-        .find(|l| !l.is_empty());
-    let first_inside = inside
-        .iter()
-        .map(|l| clean_line(l.trim_start_matches(['>', ' '])))
-        .find(|l| !l.is_empty());
-    let forwarded = [last_before, first_inside]
-        .iter()
-        .flatten()
-        .any(|l| forward_marker(l).is_some());
+    let last_before = before.iter().rev().map(|l| clean_line(l)).find(|l| !l.is_empty());
+    let first_inside = inside.iter().map(|l| clean_line(l.trim_start_matches(['>', ' ']))).find(|l| !l.is_empty());
+    let forwarded = [last_before, first_inside].iter().flatten().any(|l| forward_marker(l).is_some());
     let mut out: Vec<String> = before.iter().map(|l| l.to_string()).collect();
     for line in inside {
         let quoted = line.trim_start().starts_with('>') || line.trim().is_empty();
-        out.push(if forwarded || quoted {
-            line.to_string()
-        } else {
-            format!("> {line}")
-        });
+        out.push(if forwarded || quoted { line.to_string() } else { format!("> {line}") });
     }
     out.extend(after.iter().map(|l| l.to_string()));
     out.join("\n")
@@ -1191,10 +1070,7 @@ fn find_quote_container(html: &str) -> Option<Container> {
                 end
             }
         };
-        return Some(Container {
-            inner_start,
-            inner_end,
-        });
+        return Some(Container { inner_start, inner_end });
     }
     None
 }
@@ -1204,14 +1080,8 @@ fn container_reach(tag: &Tag<'_>) -> Option<Reach> {
     let class = lower("class");
     let id = lower("id");
     let name = tag.name.to_ascii_lowercase();
-    let element_classes = [
-        "gmail_quote",
-        "yahoo_quoted",
-        "protonmail_quote",
-        "moz-cite-prefix",
-        "zmail_extra",
-        "ik_mail_quote",
-    ];
+    let element_classes =
+        ["gmail_quote", "yahoo_quoted", "protonmail_quote", "moz-cite-prefix", "zmail_extra", "ik_mail_quote"];
     if element_classes.iter().any(|c| class.contains(c)) || id.starts_with("yahoo_quoted") {
         return Some(Reach::Element);
     }
@@ -1248,10 +1118,8 @@ fn container_reach(tag: &Tag<'_>) -> Option<Reach> {
 }
 
 fn is_void(name: &str) -> bool {
-    const VOID: [&str; 14] = [
-        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-        "source", "track", "wbr",
-    ];
+    const VOID: [&str; 14] =
+        ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
     VOID.iter().any(|v| v.eq_ignore_ascii_case(name))
 }
 
@@ -1328,11 +1196,7 @@ struct Tags<'a> {
 
 impl<'a> Tags<'a> {
     fn new(html: &'a str) -> Self {
-        Tags {
-            html,
-            lower: html.to_ascii_lowercase(),
-            pos: 0,
-        }
+        Tags { html, lower: html.to_ascii_lowercase(), pos: 0 }
     }
 
     /// Offset just after the `>` that ends a tag whose attributes start at `from`; a `>`
@@ -1370,20 +1234,14 @@ impl<'a> Iterator for Tags<'a> {
             let start = self.pos + html.get(self.pos..)?.find('<')?;
             let rest = &html[start..];
             if let Some(comment) = rest.strip_prefix("<!--") {
-                self.pos = comment
-                    .find("-->")
-                    .map_or(html.len(), |e| start + 4 + e + 3);
+                self.pos = comment.find("-->").map_or(html.len(), |e| start + 4 + e + 3);
                 continue;
             }
             if rest.starts_with("<!") || rest.starts_with("<?") {
                 self.pos = rest.find('>').map_or(html.len(), |e| start + e + 1);
                 continue;
             }
-            let (closing, name_at) = if rest.starts_with("</") {
-                (true, 2)
-            } else {
-                (false, 1)
-            };
+            let (closing, name_at) = if rest.starts_with("</") { (true, 2) } else { (false, 1) };
             let after = &rest[name_at..];
             if !after.starts_with(|c: char| c.is_ascii_alphabetic()) {
                 self.pos = start + 1;
@@ -1395,30 +1253,15 @@ impl<'a> Iterator for Tags<'a> {
             let name = &after[..name_len];
             let attrs_start = start + name_at + name_len;
             let end = self.tag_end(attrs_start);
-            let attrs_end = if html[..end].ends_with('>') {
-                end - 1
-            } else {
-                end
-            };
+            let attrs_end = if html[..end].ends_with('>') { end - 1 } else { end };
             let attrs = &html[attrs_start..attrs_end.max(attrs_start)];
             self.pos = end;
-            let raw_text = [
-                "script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes",
-            ];
+            let raw_text = ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"];
             if !closing && raw_text.iter().any(|r| r.eq_ignore_ascii_case(name)) {
                 let close = format!("</{}", name.to_ascii_lowercase());
-                self.pos = self.lower[end..]
-                    .find(&close)
-                    .map_or(html.len(), |e| end + e);
+                self.pos = self.lower[end..].find(&close).map_or(html.len(), |e| end + e);
             }
-            return Some(Tag {
-                name,
-                start,
-                end,
-                closing,
-                self_closing: attrs.trim_end().ends_with('/'),
-                attrs,
-            });
+            return Some(Tag { name, start, end, closing, self_closing: attrs.trim_end().ends_with('/'), attrs });
         }
     }
 }
@@ -1441,7 +1284,8 @@ mod tests {
     fn attribution_wrapped_over_two_or_three_lines_is_cut() {
         let two = "Done.\n\nOn Tue, 16 Nov 2021, 12:34 pm John - Acme <john@acme.example>\nwrote:\n\nOld text here.";
         assert_eq!(cut(two), "Done.");
-        let three = "Done.\nOn Tue, 16 Nov 2021 at 12:34,\nJohn Smith from Acme Corporation\n<john@acme.example> wrote:\n> old";
+        let three =
+            "Done.\nOn Tue, 16 Nov 2021 at 12:34,\nJohn Smith from Acme Corporation\n<john@acme.example> wrote:\n> old";
         assert_eq!(cut(three), "Done.");
     }
 
@@ -1449,10 +1293,7 @@ mod tests {
     fn prose_above_a_wrapped_attribution_is_not_swallowed() {
         // No blank line between the reply and a Dutch attribution wrapped over two lines.
         let text = "I can test this in 2 weeks. I will let you know then...\nOp 16 aug. 2014 05:13 schreef \"Jan\" <jan@x.example> het\nvolgende geschreven:\n\n> Hmm, we need to fix that.\n";
-        assert_eq!(
-            cut(text),
-            "I can test this in 2 weeks. I will let you know then..."
-        );
+        assert_eq!(cut(text), "I can test this in 2 weeks. I will let you know then...");
     }
 
     #[test]
@@ -1483,7 +1324,8 @@ mod tests {
 
     #[test]
     fn attribution_followed_by_unquoted_history_cuts_everything_below() {
-        let text = "Before.\n\nOn Wed, Sep 25, 2013, at 03:57 PM, richard wrote:\n\nRichard> embedded\n\nMore old text.";
+        let text =
+            "Before.\n\nOn Wed, Sep 25, 2013, at 03:57 PM, richard wrote:\n\nRichard> embedded\n\nMore old text.";
         let p = parts(text);
         assert_eq!(p.text, "Before.");
         assert!(p.quoted().unwrap().starts_with("On Wed"));
@@ -1511,13 +1353,9 @@ mod tests {
         let german = "Antwort.\n\nVon: Hans <hans@x.example>\nGesendet: Montag, 23. November 2026 10:00\nAn: support@x.example\nBetreff: Drucker\n\nAlt.";
         let french = "Réponse.\r\n\r\n   De : Company<mailto:q@company.example>\r\n   Envoyé le :jeudi 15 décembre 2016 09:35\r\n   À : someone@x.example\r\n   Objet :Question\r\n\r\nAncien.";
         let wrapped = "Reply.\n\nFrom: Alexander [mailto:a@x.example]\nSent: Friday, June 27, 2014 12:06\nPM\nTo: Alexander\nSubject: Test";
-        for (text, want) in [
-            (plain, "Reply."),
-            (bold, "Reply."),
-            (german, "Antwort."),
-            (french, "Réponse."),
-            (wrapped, "Reply."),
-        ] {
+        for (text, want) in
+            [(plain, "Reply."), (bold, "Reply."), (german, "Antwort."), (french, "Réponse."), (wrapped, "Reply.")]
+        {
             assert_eq!(cut(text), want, "{text:?}");
         }
     }
@@ -1538,10 +1376,7 @@ mod tests {
     #[test]
     fn leading_attribution_without_quote_is_dropped_and_the_rest_kept() {
         let text = "On 15 May 2017 19:32, \"Sprite\" <s@x.example> wrote:\n\nThe intent was X.\n\nOn 8 May 2017 6:51 pm, \"Andy\" <a@x.example> wrote:\n\n> It should be Y.\n>\nAh, yes.\n\nCheers";
-        assert_eq!(
-            cut(text),
-            "The intent was X.\n\n> It should be Y.\n>\nAh, yes.\n\nCheers"
-        );
+        assert_eq!(cut(text), "The intent was X.\n\n> It should be Y.\n>\nAh, yes.\n\nCheers");
     }
 
     #[test]
@@ -1556,7 +1391,8 @@ mod tests {
 
     #[test]
     fn signature_followed_by_quoted_history_is_removed_with_it() {
-        let text = "Ok, will do.\n\n> Il 26 marzo 2016 alle 13.16 Sam <s@x.example> ha scritto:\n> old\n\n--\nStefano\nEditor";
+        let text =
+            "Ok, will do.\n\n> Il 26 marzo 2016 alle 13.16 Sam <s@x.example> ha scritto:\n> old\n\n--\nStefano\nEditor";
         let p = parts(text);
         assert_eq!(p.text, "Ok, will do.");
         assert!(p.signature().unwrap().starts_with("--\nStefano"));
@@ -1564,19 +1400,12 @@ mod tests {
 
     #[test]
     fn phone_footers_are_removed_only_as_trailing_lines() {
-        assert_eq!(
-            cut("Here is another email\n\nSent from my BlackBerry"),
-            "Here is another email"
-        );
+        assert_eq!(cut("Here is another email\n\nSent from my BlackBerry"), "Here is another email");
         assert_eq!(cut("Ok\n\nSent from my iPhone\n\nOn 1 May 2020, at 10:00, Bob <b@x.example> wrote:\n\n> q"), "Ok");
-        assert_eq!(
-            cut("Ok\n\nGet Outlook for iOS<https://aka.ms/o0ukef>"),
-            "Ok"
-        );
+        assert_eq!(cut("Ok\n\nGet Outlook for iOS<https://aka.ms/o0ukef>"), "Ok");
         assert_eq!(cut("Ok\n\nVon meinem iPhone gesendet"), "Ok");
         assert_eq!(cut("Ok\n\nEnvoyé de mon iPhone"), "Ok");
-        let sentence =
-            "Here is another email\n\nSent from my desk, is much easier then my mobile phone.";
+        let sentence = "Here is another email\n\nSent from my desk, is much easier then my mobile phone.";
         assert_eq!(cut(sentence), sentence);
         let middle = "Sent from my iPhone\nbut the bug is on the desktop too.";
         assert_eq!(cut(middle), middle);
@@ -1600,8 +1429,7 @@ mod tests {
         let text = "On 04/02/2012 06:26 PM, Megan One wrote:\n> Hi\nHello\n";
         assert_eq!(cut(text), "Hello");
         // With several quoted blocks it is an inline reply, and the quotes stay.
-        let inline =
-            "On 15 Dec 2024, at 14:00, Jane <j@x.example> wrote:\n> A?\n\nYes.\n\n> B?\n\nNo.";
+        let inline = "On 15 Dec 2024, at 14:00, Jane <j@x.example> wrote:\n> A?\n\nYes.\n\n> B?\n\nNo.";
         assert_eq!(cut(inline), "> A?\n\nYes.\n\n> B?\n\nNo.");
     }
 
@@ -1693,12 +1521,12 @@ mod tests {
 
     #[test]
     fn fragments_cover_every_line_in_order() {
-        let p = parts("Awesome!\n\nOn Aug 22, 2011, at 7:37 PM, defunkt<reply@x.example> wrote:\n\n> Loader works.\n\n-- \nsig");
+        let p = parts(
+            "Awesome!\n\nOn Aug 22, 2011, at 7:37 PM, defunkt<reply@x.example> wrote:\n\n> Loader works.\n\n-- \nsig",
+        );
         let parts_seen: Vec<Part> = p.fragments.iter().map(|f| f.part).collect();
         assert_eq!(parts_seen, [Part::New, Part::Quoted, Part::Signature]);
-        assert!(
-            p.fragments[1].text.starts_with("On Aug 22") && p.fragments[1].text.contains("Loader")
-        );
+        assert!(p.fragments[1].text.starts_with("On Aug 22") && p.fragments[1].text.contains("Loader"));
     }
 
     fn html_mail(html: &str, text: Option<&str>) -> InboundMail {
@@ -1723,19 +1551,13 @@ mod tests {
         assert_eq!(new_text_of(&html_mail(html, None)), "Done, see attached.");
         let border = "<p>Yes.</p><div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in\"><p><b>From:</b> Jan</p></div><p>Old question</p>";
         // The mail also has a text part; the HTML marks the quote, so it is used.
-        assert_eq!(
-            new_text_of(&html_mail(border, Some("Yes.\n\nFrom: Jan\nOld question"))),
-            "Yes."
-        );
+        assert_eq!(new_text_of(&html_mail(border, Some("Yes.\n\nFrom: Jan\nOld question"))), "Yes.");
     }
 
     #[test]
     fn html_inline_reply_keeps_text_after_the_blockquote() {
         let html = "<blockquote type=\"cite\">Which version?</blockquote><div>4.2</div><blockquote type=\"cite\">Thanks</blockquote>";
-        assert_eq!(
-            new_text_of(&html_mail(html, None)),
-            "> Which version?\n\n4.2"
-        );
+        assert_eq!(new_text_of(&html_mail(html, None)), "> Which version?\n\n4.2");
     }
 
     #[test]
@@ -1816,18 +1638,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..3000 {
             let len = rng.gen_range(0..40);
-            let input: String = (0..len)
-                .map(|_| pieces[rng.gen_range(0..pieces.len())])
-                .collect();
+            let input: String = (0..len).map(|_| pieces[rng.gen_range(0..pieces.len())]).collect();
             let out = new_text(&input);
             assert!(!out.contains('\r') && !out.contains("\n\n\n"), "{input:?}");
             assert_eq!(out, out.trim());
             assert_eq!(out.is_empty(), input.trim().is_empty(), "{input:?}");
             for line in out.lines() {
-                assert!(
-                    input.contains(line.trim()),
-                    "invented {line:?} from {input:?}"
-                );
+                assert!(input.contains(line.trim()), "invented {line:?} from {input:?}");
             }
             let _ = new_text_of(&html_mail(&input, None));
         }
@@ -1836,15 +1653,11 @@ mod tests {
     #[test]
     fn large_inputs_are_handled_in_one_pass() {
         // Quadratic behaviour would make this test take minutes rather than milliseconds.
-        let block =
-            "On Mon, 1 Jan 2024 at 10:00, Bob <b@x.example> wrote:\n> quoted\nanswer\nFrom: x\n";
+        let block = "On Mon, 1 Jan 2024 at 10:00, Bob <b@x.example> wrote:\n> quoted\nanswer\nFrom: x\n";
         let text = block.repeat(20_000);
         assert!(new_text(&text).starts_with("> quoted\nanswer"));
         // A signature delimiter above thousands of attributed quotes.
-        let signed = format!(
-            "Hi\n-- \n{}",
-            "On 1 Jan 2024 at 10:00, B <b@x.example> wrote:\n> q\n".repeat(20_000)
-        );
+        let signed = format!("Hi\n-- \n{}", "On 1 Jan 2024 at 10:00, B <b@x.example> wrote:\n> q\n".repeat(20_000));
         assert_eq!(new_text(&signed), "Hi");
         let html = "<p>x</p>".repeat(50_000) + &"<blockquote>q</blockquote>".repeat(20_000);
         let _ = new_text_of(&html_mail(&html, Some("x")));

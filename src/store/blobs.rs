@@ -25,10 +25,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 impl BlobStore {
     pub fn open(root: &Path, fsync: bool) -> io::Result<BlobStore> {
         fs::create_dir_all(root.join("tmp"))?;
-        Ok(BlobStore {
-            root: root.to_path_buf(),
-            fsync,
-        })
+        Ok(BlobStore { root: root.to_path_buf(), fsync })
     }
 
     /// Where the blob with this hash lives (whether or not it exists).
@@ -44,9 +41,7 @@ impl BlobStore {
         if path.metadata().is_ok_and(|m| m.len() == data.len() as u64) {
             return Ok(sha);
         }
-        let dir = path
-            .parent()
-            .expect("blob paths always have a two-letter parent");
+        let dir = path.parent().expect("blob paths always have a two-letter parent");
         fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
         tmp.write_all(data)?;
@@ -74,16 +69,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path(), false).unwrap();
         let a = blobs.put(b"hello").unwrap();
-        assert_eq!(
-            a,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(a, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_eq!(blobs.put(b"hello").unwrap(), a);
         assert_eq!(blobs.get(&a).unwrap(), b"hello");
-        let files: usize = walk(dir.path())
-            .iter()
-            .filter(|p| !p.starts_with(dir.path().join("tmp")))
-            .count();
+        let files: usize = walk(dir.path()).iter().filter(|p| !p.starts_with(dir.path().join("tmp"))).count();
         assert_eq!(files, 1, "identical content is stored once");
     }
 

@@ -64,49 +64,32 @@ fn row_to_case(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     })
 }
 
-fn parse_col<T: std::str::FromStr<Err = String>>(
-    r: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<T> {
+fn parse_col<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
     let s: String = r.get(i)?;
-    s.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
+    s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))
 }
 
-pub fn set_status(
-    conn: &Connection,
-    id: CaseId,
-    status: Status,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, status.as_db(), now])?;
+pub fn set_status(conn: &Connection, id: CaseId, status: Status, now: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
+        id,
+        status.as_db(),
+        now
+    ])?;
     Ok(())
 }
 
 /// Updates one of the editable scalar fields (`impact`, `account`, `environment`, `subject`).
-pub fn set_field(
-    conn: &Connection,
-    id: CaseId,
-    field: &str,
-    value: Option<&str>,
-    now: &str,
-) -> rusqlite::Result<()> {
+pub fn set_field(conn: &Connection, id: CaseId, field: &str, value: Option<&str>, now: &str) -> rusqlite::Result<()> {
     let column = match field {
         "impact" | "account" | "environment" | "subject" => field,
         other => return Err(rusqlite::Error::InvalidColumnName(other.to_string())),
     };
-    conn.execute(
-        &format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"),
-        params![id, value, now],
-    )?;
+    conn.execute(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), params![id, value, now])?;
     Ok(())
 }
 
 pub fn touch(conn: &Connection, id: CaseId, now: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+    conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
     Ok(())
 }
 
@@ -147,16 +130,11 @@ pub fn remove_participant(
 }
 
 /// Active participants of a case: (address, role), in the order they were added.
-pub fn participants(
-    conn: &Connection,
-    case: CaseId,
-) -> rusqlite::Result<Vec<(Address, ParticipantRole)>> {
+pub fn participants(conn: &Connection, case: CaseId) -> rusqlite::Result<Vec<(Address, ParticipantRole)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
     )?;
-    let rows = stmt.query_map([case], |r| {
-        Ok((r.get::<_, String>(0)?, parse_col::<ParticipantRole>(r, 1)?))
-    })?;
+    let rows = stmt.query_map([case], |r| Ok((r.get::<_, String>(0)?, parse_col::<ParticipantRole>(r, 1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (addr, role) = row?;
@@ -210,33 +188,28 @@ pub fn insert_attachment(
     Ok(())
 }
 
+/// The newest case that follows up a closed one and is not closed itself.
+pub fn open_follow_up(conn: &Connection, closed: CaseId) -> rusqlite::Result<Option<CaseId>> {
+    conn.prepare_cached("SELECT id FROM cases WHERE linked_case = ?1 AND status <> 'closed' ORDER BY id DESC LIMIT 1")?
+        .query_row([closed], |r| r.get(0))
+        .optional()
+}
+
 /// Remembers that a Message-ID belongs to a case (first writer wins).
-pub fn link_message_id(
-    conn: &Connection,
-    message_id: &str,
-    case: CaseId,
-    outbound: bool,
-) -> rusqlite::Result<()> {
+pub fn link_message_id(conn: &Connection, message_id: &str, case: CaseId, outbound: bool) -> rusqlite::Result<()> {
     conn.prepare_cached("INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction) VALUES (?1, ?2, ?3)")?
         .execute(params![message_id, case, if outbound { "out" } else { "in" }])?;
     Ok(())
 }
 
-pub fn case_for_message_id(
-    conn: &Connection,
-    message_id: &str,
-) -> rusqlite::Result<Option<CaseId>> {
+pub fn case_for_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<CaseId>> {
     conn.prepare_cached("SELECT case_id FROM case_message_ids WHERE message_id = ?1")?
         .query_row([message_id], |r| r.get(0))
         .optional()
 }
 
 /// Message-IDs of a case's thread, oldest first (for References of outgoing mail).
-pub fn thread_message_ids(
-    conn: &Connection,
-    case: CaseId,
-    limit: usize,
-) -> rusqlite::Result<Vec<String>> {
+pub fn thread_message_ids(conn: &Connection, case: CaseId, limit: usize) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT message_id FROM (SELECT message_id, rowid FROM case_message_ids WHERE case_id = ?1 ORDER BY rowid DESC LIMIT ?2) ORDER BY rowid",
     )?;
@@ -281,17 +254,8 @@ pub struct MessageView {
 }
 
 fn view_of(row: CaseRow, prefix: &str, people: &[(String, String)]) -> CaseView {
-    let first = |role: &str| {
-        people
-            .iter()
-            .find(|(_, r)| r == role)
-            .map(|(a, _)| a.clone())
-    };
-    let mut watchers: Vec<String> = people
-        .iter()
-        .filter(|(_, r)| r == "watcher")
-        .map(|(a, _)| a.clone())
-        .collect();
+    let first = |role: &str| people.iter().find(|(_, r)| r == role).map(|(a, _)| a.clone());
+    let mut watchers: Vec<String> = people.iter().filter(|(_, r)| r == "watcher").map(|(a, _)| a.clone()).collect();
     watchers.sort();
     CaseView {
         id: format!("{prefix}-{}", row.id),
@@ -313,23 +277,12 @@ fn view_of(row: CaseRow, prefix: &str, people: &[(String, String)]) -> CaseView 
 }
 
 /// All cases (optionally of one status), newest first.
-pub fn list_cases(
-    conn: &Connection,
-    prefix: &str,
-    status: Option<Status>,
-) -> rusqlite::Result<Vec<CaseView>> {
-    let mut people: std::collections::HashMap<CaseId, Vec<(String, String)>> =
-        std::collections::HashMap::new();
+pub fn list_cases(conn: &Connection, prefix: &str, status: Option<Status>) -> rusqlite::Result<Vec<CaseView>> {
+    let mut people: std::collections::HashMap<CaseId, Vec<(String, String)>> = std::collections::HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT case_id, address, role FROM participants WHERE removed_at IS NULL ORDER BY added_at, address",
     )?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, CaseId>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
+    for row in stmt.query_map([], |r| Ok((r.get::<_, CaseId>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
         let (case, addr, role) = row?;
         people.entry(case).or_default().push((addr, role));
     }
@@ -348,26 +301,17 @@ pub fn list_cases(
 }
 
 /// One case with its description and whole thread.
-pub fn show_case(
-    conn: &Connection,
-    prefix: &str,
-    id: CaseId,
-) -> rusqlite::Result<Option<CaseView>> {
+pub fn show_case(conn: &Connection, prefix: &str, id: CaseId) -> rusqlite::Result<Option<CaseView>> {
     let Some(row) = case_row(conn, id)? else {
         return Ok(None);
     };
     let mut stmt = conn.prepare(
         "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
     )?;
-    let people: Vec<(String, String)> = stmt
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let people: Vec<(String, String)> =
+        stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut view = view_of(row, prefix, &people);
-    view.description = Some(conn.query_row(
-        "SELECT description FROM cases WHERE id = ?1",
-        [id],
-        |r| r.get(0),
-    )?);
+    view.description = Some(conn.query_row("SELECT description FROM cases WHERE id = ?1", [id], |r| r.get(0))?);
 
     let mut stmt = conn.prepare(
         "SELECT id, message_id, from_addr, kind, body, created_at FROM messages WHERE case_id = ?1 ORDER BY id",

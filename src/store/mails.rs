@@ -36,24 +36,16 @@ fn row_to_mail(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailRecord> {
     })
 }
 
-pub fn find_by_position(
-    conn: &Connection,
-    source: &str,
-    key: &str,
-) -> rusqlite::Result<Option<MailRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MAIL_COLUMNS} FROM mails WHERE source = ?1 AND source_key = ?2"
-    ))?
-    .query_row([source, key], row_to_mail)
-    .optional()
+pub fn find_by_position(conn: &Connection, source: &str, key: &str) -> rusqlite::Result<Option<MailRecord>> {
+    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE source = ?1 AND source_key = ?2"))?
+        .query_row([source, key], row_to_mail)
+        .optional()
 }
 
 pub fn find_by_dedupe_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<MailRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MAIL_COLUMNS} FROM mails WHERE dedupe_key = ?1"
-    ))?
-    .query_row([key], row_to_mail)
-    .optional()
+    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE dedupe_key = ?1"))?
+        .query_row([key], row_to_mail)
+        .optional()
 }
 
 pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRecord>> {
@@ -64,17 +56,13 @@ pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRec
 
 /// Stores raw bytes once per content.
 pub fn store_raw(conn: &Connection, sha256: &str, raw: &[u8]) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![sha256, raw.len() as i64, raw])?;
+    conn.prepare_cached("INSERT OR IGNORE INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![sha256, raw.len() as i64, raw])?;
     Ok(())
 }
 
 pub fn raw(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?
-        .query_row([sha256], |r| r.get(0))
-        .optional()
+    conn.prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?.query_row([sha256], |r| r.get(0)).optional()
 }
 
 /// A journal row being written.
@@ -114,8 +102,12 @@ pub fn set_outcome(
     case: Option<CaseId>,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1")?
-        .execute(params![id, outcome.as_str(), case, reason])?;
+    conn.prepare_cached("UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1")?.execute(params![
+        id,
+        outcome.as_str(),
+        case,
+        reason
+    ])?;
     Ok(())
 }
 
@@ -129,8 +121,10 @@ pub fn audit(
     detail: Option<&str>,
     now: &str,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![now, mail, case, actor, action, detail])?;
+    conn.prepare_cached(
+        "INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![now, mail, case, actor, action, detail])?;
     Ok(())
 }
 
@@ -141,10 +135,8 @@ pub fn quarantine(
     detail: Option<&str>,
     now: &str,
 ) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![mail, reason, detail, now])?;
+    conn.prepare_cached("INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![mail, reason, detail, now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -165,10 +157,7 @@ pub struct QuarantineView {
     pub released_outcome: Option<String>,
 }
 
-pub fn list_quarantine(
-    conn: &Connection,
-    include_released: bool,
-) -> rusqlite::Result<Vec<QuarantineView>> {
+pub fn list_quarantine(conn: &Connection, include_released: bool) -> rusqlite::Result<Vec<QuarantineView>> {
     let mut stmt = conn.prepare(
         "SELECT q.id, q.mail_id, q.reason, q.detail, m.message_id, m.from_addr, m.subject, m.origin, r.size, q.created_at,
                 q.released_at, q.released_outcome
@@ -195,20 +184,11 @@ pub fn list_quarantine(
 }
 
 pub fn get_quarantine(conn: &Connection, id: i64) -> rusqlite::Result<Option<QuarantineView>> {
-    Ok(list_quarantine(conn, true)?
-        .into_iter()
-        .find(|q| q.id == id))
+    Ok(list_quarantine(conn, true)?.into_iter().find(|q| q.id == id))
 }
 
-pub fn mark_released(
-    conn: &Connection,
-    id: i64,
-    outcome: Outcome,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1",
-    )?
-    .execute(params![id, now, outcome.as_str()])?;
+pub fn mark_released(conn: &Connection, id: i64, outcome: Outcome, now: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1")?
+        .execute(params![id, now, outcome.as_str()])?;
     Ok(())
 }

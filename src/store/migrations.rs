@@ -151,10 +151,7 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<(usize, usize)> {
-    let current: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?
-        .try_into()
-        .unwrap_or(0);
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.try_into().unwrap_or(0);
     if current > MIGRATIONS.len() {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "the database has schema version {current}, newer than this casegate knows ({}); upgrade casegate",
@@ -183,10 +180,7 @@ mod tests {
         assert_eq!(migrate(&mut conn).unwrap(), (0, MIGRATIONS.len()));
         drop(conn);
         let mut conn = Connection::open(&path).unwrap();
-        assert_eq!(
-            migrate(&mut conn).unwrap(),
-            (MIGRATIONS.len(), MIGRATIONS.len())
-        );
+        assert_eq!(migrate(&mut conn).unwrap(), (MIGRATIONS.len(), MIGRATIONS.len()));
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('mails','raw_mails','cases','participants','messages','attachments','case_message_ids','quarantine','outbox','mailbox_state','audit')", [], |r| r.get(0))
             .unwrap();

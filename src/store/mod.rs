@@ -33,18 +33,14 @@ impl Store {
     }
 
     pub fn open_dir(data_dir: &Path, fsync: bool) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
         let db_path = data_dir.join("casegate.db");
-        let mut conn = Connection::open(&db_path)
-            .with_context(|| format!("cannot open database {}", db_path.display()))?;
-        configure(&conn, fsync)
-            .with_context(|| format!("cannot configure database {}", db_path.display()))?;
-        migrations::migrate(&mut conn)
-            .with_context(|| format!("cannot migrate database {}", db_path.display()))?;
-        let blobs = BlobStore::open(&data_dir.join("blobs"), fsync).with_context(|| {
-            format!("cannot create blob directory under {}", data_dir.display())
-        })?;
+        let mut conn =
+            Connection::open(&db_path).with_context(|| format!("cannot open database {}", db_path.display()))?;
+        configure(&conn, fsync).with_context(|| format!("cannot configure database {}", db_path.display()))?;
+        migrations::migrate(&mut conn).with_context(|| format!("cannot migrate database {}", db_path.display()))?;
+        let blobs = BlobStore::open(&data_dir.join("blobs"), fsync)
+            .with_context(|| format!("cannot create blob directory under {}", data_dir.display()))?;
         Ok(Store { conn, blobs })
     }
 }

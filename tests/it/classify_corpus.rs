@@ -50,10 +50,7 @@ fn corpus_machine_mail_facts_hold() {
         return;
     };
     let index = root.join("expected.jsonl");
-    let ctx = Context {
-        system_addresses: &[],
-        instance_id: "test",
-    };
+    let ctx = Context { system_addresses: &[], instance_id: "test" };
     let index = std::fs::read_to_string(&index).expect("expected.jsonl is readable");
 
     let mut mismatches = Vec::new();
@@ -63,30 +60,21 @@ fn corpus_machine_mail_facts_hold() {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("expected.jsonl line {}: {e}", line_no + 1));
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("expected.jsonl line {}: {e}", line_no + 1));
         if record["input_kind"] != "rfc822" {
             continue;
         }
-        let file = record["file"]
-            .as_str()
-            .expect("record has a file")
-            .to_string();
+        let file = record["file"].as_str().expect("record has a file").to_string();
         let expected = &record["expected"];
-        let negative = record["behaviours"]
-            .as_array()
-            .is_some_and(|b| b.iter().any(|x| x == "negative"));
-        let facts: Vec<(&str, bool)> = FACTS
-            .iter()
-            .filter_map(|f| expected[*f].as_bool().map(|v| (*f, v)))
-            .collect();
+        let negative = record["behaviours"].as_array().is_some_and(|b| b.iter().any(|x| x == "negative"));
+        let facts: Vec<(&str, bool)> = FACTS.iter().filter_map(|f| expected[*f].as_bool().map(|v| (*f, v))).collect();
         let verbose = std::env::var_os("CASEGATE_CORPUS_VERBOSE").is_some();
         if facts.is_empty() && !negative && !verbose {
             continue;
         }
 
-        let raw = std::fs::read(root.join(&file))
-            .unwrap_or_else(|e| panic!("{file} listed in expected.jsonl: {e}"));
+        let raw = std::fs::read(root.join(&file)).unwrap_or_else(|e| panic!("{file} listed in expected.jsonl: {e}"));
         let parsed = casegate::parse::parse(&raw);
         if facts.is_empty() && !negative {
             // Verbose only: what casegate makes of the corpus's ordinary mail, unchecked.
@@ -96,12 +84,7 @@ fn corpus_machine_mail_facts_hold() {
         }
         records_checked += 1;
         let Some(mail) = parsed else {
-            mismatches.push(Mismatch {
-                file,
-                fact: "parses".into(),
-                expected: "a mail".into(),
-                got: "nothing".into(),
-            });
+            mismatches.push(Mismatch { file, fact: "parses".into(), expected: "a mail".into(), got: "nothing".into() });
             continue;
         };
         let verdict = classify(&mail, &ctx);
@@ -115,12 +98,7 @@ fn corpus_machine_mail_facts_hold() {
         let mut check = |fact: &str, expected: String, holds: bool, got: String| {
             facts_checked += 1;
             if !holds {
-                mismatches.push(Mismatch {
-                    file: file.clone(),
-                    fact: fact.into(),
-                    expected,
-                    got,
-                });
+                mismatches.push(Mismatch { file: file.clone(), fact: fact.into(), expected, got });
             }
         };
         for (fact, want) in facts {
@@ -130,9 +108,7 @@ fn corpus_machine_mail_facts_hold() {
                     (kind == Some(MachineKind::AutoReply)) == want
                 }
                 "is_auto_generated" => kind.is_some() == want,
-                "is_delivery_notification" => {
-                    matches!(kind, Some(MachineKind::Bounce | MachineKind::Report)) == want
-                }
+                "is_delivery_notification" => matches!(kind, Some(MachineKind::Bounce | MachineKind::Report)) == want,
                 "send_auto_response" => allowed.is_ok() == want,
                 other => unreachable!("FACTS lists only known facts, not {other}"),
             };
@@ -147,12 +123,7 @@ fn corpus_machine_mail_facts_hold() {
             check(fact, want.to_string(), holds, got);
         }
         if negative {
-            check(
-                "negative",
-                "not a bounce".into(),
-                kind != Some(MachineKind::Bounce),
-                describe(verdict.as_ref()),
-            );
+            check("negative", "not a bounce".into(), kind != Some(MachineKind::Bounce), describe(verdict.as_ref()));
         }
     }
 
@@ -162,14 +133,9 @@ fn corpus_machine_mail_facts_hold() {
         "only {records_checked} corpus records ({facts_checked} facts) were checked"
     );
 
-    let allowed: BTreeSet<(&str, &str)> = ALLOWED_MISMATCHES
-        .iter()
-        .map(|(f, fact, _)| (*f, *fact))
-        .collect();
-    let stale: Vec<_> = allowed
-        .iter()
-        .filter(|(f, fact)| !mismatches.iter().any(|m| m.file == *f && m.fact == *fact))
-        .collect();
+    let allowed: BTreeSet<(&str, &str)> = ALLOWED_MISMATCHES.iter().map(|(f, fact, _)| (*f, *fact)).collect();
+    let stale: Vec<_> =
+        allowed.iter().filter(|(f, fact)| !mismatches.iter().any(|m| m.file == *f && m.fact == *fact)).collect();
     mismatches.retain(|m| !allowed.contains(&(m.file.as_str(), m.fact.as_str())));
     println!(
         "corpus: {records_checked} records, {facts_checked} facts checked, {} mismatches, {} allowed",
@@ -179,21 +145,14 @@ fn corpus_machine_mail_facts_hold() {
 
     let mut table = String::new();
     for m in &mismatches {
-        let _ = writeln!(
-            table,
-            "| {} | {} | expected {} | got {} |",
-            m.file, m.fact, m.expected, m.got
-        );
+        let _ = writeln!(table, "| {} | {} | expected {} | got {} |", m.file, m.fact, m.expected, m.got);
     }
     assert!(
         mismatches.is_empty(),
         "{} corpus facts do not hold:\n| file | fact | expected | got |\n{table}",
         mismatches.len()
     );
-    assert!(
-        stale.is_empty(),
-        "ALLOWED_MISMATCHES entries that now hold (remove them): {stale:?}"
-    );
+    assert!(stale.is_empty(), "ALLOWED_MISMATCHES entries that now hold (remove them): {stale:?}");
 }
 
 fn describe(verdict: Option<&Verdict>) -> String {

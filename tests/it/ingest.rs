@@ -7,10 +7,7 @@ use serde_json::Value;
 use crate::support::casegate::Installation;
 
 fn mail(headers: &str, body: &str) -> Vec<u8> {
-    format!(
-        "{headers}\r\nMIME-Version: 1.0\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
+    format!("{headers}\r\nMIME-Version: 1.0\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n").into_bytes()
 }
 
 fn opener() -> Vec<u8> {
@@ -24,11 +21,7 @@ fn opener() -> Vec<u8> {
 fn a_mail_piped_on_stdin_opens_a_case() {
     let install = Installation::new("");
     let out = install.run_with_stdin(&["ingest", "--json", "-"], Some(&opener()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["file"], "-");
     assert_eq!(line["outcome"], "created");
@@ -46,14 +39,8 @@ fn an_oversized_mail_is_quarantined_listed_and_releasable_after_raising_the_limi
     );
     let line = install.ingest_bytes("big.eml", &big);
     assert_eq!(line["outcome"], "quarantined");
-    assert!(
-        line["reason"].as_str().unwrap().starts_with("too-large:"),
-        "{line}"
-    );
-    assert_eq!(
-        line["message_id"], "big-1@customer.example",
-        "the Message-ID is still read from the headers"
-    );
+    assert!(line["reason"].as_str().unwrap().starts_with("too-large:"), "{line}");
+    assert_eq!(line["message_id"], "big-1@customer.example", "the Message-ID is still read from the headers");
 
     let listed = install.json(&["quarantine", "list", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
@@ -71,10 +58,7 @@ fn an_oversized_mail_is_quarantined_listed_and_releasable_after_raising_the_limi
     let released = install.json(&["quarantine", "release", &id, "--json"]);
     assert_eq!(released["outcome"], "created", "{released}");
     assert_eq!(install.case("CASE-1")["subject"], "Logs attached");
-    assert_eq!(
-        install.json(&["quarantine", "list", "--json"]),
-        Value::Array(vec![])
-    );
+    assert_eq!(install.json(&["quarantine", "list", "--json"]), Value::Array(vec![]));
     let again = install.run(&["quarantine", "release", &id]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already released"));
@@ -98,37 +82,15 @@ fn garbage_and_headerless_input_is_quarantined_not_dropped() {
     }
     assert_eq!(outcomes[0]["outcome"], "quarantined");
     assert_eq!(outcomes[1]["outcome"], "quarantined");
-    assert!(
-        outcomes[1]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("unparseable"),
-        "{}",
-        outcomes[1]
-    );
+    assert!(outcomes[1]["reason"].as_str().unwrap().starts_with("unparseable"), "{}", outcomes[1]);
     assert_eq!(outcomes[2]["outcome"], "quarantined");
-    assert!(
-        outcomes[2]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("no-sender"),
-        "{}",
-        outcomes[2]
-    );
+    assert!(outcomes[2]["reason"].as_str().unwrap().starts_with("no-sender"), "{}", outcomes[2]);
     // Broken MIME still has a sender and a subject: it becomes a case, best effort.
     assert_eq!(outcomes[3]["outcome"], "created", "{}", outcomes[3]);
     let db = install.db();
-    let journal: i64 = db
-        .query_row("SELECT count(*) FROM mails", [], |r| r.get(0))
-        .unwrap();
-    let raws: i64 = db
-        .query_row("SELECT count(*) FROM raw_mails", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(
-        (journal, raws),
-        (4, 4),
-        "every input is journalled with its raw bytes"
-    );
+    let journal: i64 = db.query_row("SELECT count(*) FROM mails", [], |r| r.get(0)).unwrap();
+    let raws: i64 = db.query_row("SELECT count(*) FROM raw_mails", [], |r| r.get(0)).unwrap();
+    assert_eq!((journal, raws), (4, 4), "every input is journalled with its raw bytes");
 }
 
 #[test]
@@ -141,11 +103,7 @@ fn header_injection_in_the_subject_stays_one_line() {
     assert_eq!(install.ingest_bytes("inj.eml", &raw)["outcome"], "created");
     let case = install.case("CASE-1");
     assert_eq!(case["subject"], "Help Bcc: evil@other.example");
-    assert_eq!(
-        case["watchers"],
-        Value::Array(vec![]),
-        "an injected Bcc must not become a watcher"
-    );
+    assert_eq!(case["watchers"], Value::Array(vec![]), "an injected Bcc must not become a watcher");
 }
 
 #[test]
@@ -159,26 +117,13 @@ fn hostile_attachment_names_are_made_safe_and_bytes_stored_by_hash() {
          --X\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"{}.txt\"\r\n\r\nlong\r\n--X--\r\n",
         "a".repeat(400)
     );
-    assert_eq!(
-        install.ingest_bytes("files.eml", raw.as_bytes())["outcome"],
-        "created"
-    );
+    assert_eq!(install.ingest_bytes("files.eml", raw.as_bytes())["outcome"], "created");
     let case = install.case("CASE-1");
     let atts = case["messages"][0]["attachments"].as_array().unwrap();
-    let names: Vec<&str> = atts
-        .iter()
-        .map(|a| a["filename"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = atts.iter().map(|a| a["filename"].as_str().unwrap()).collect();
     assert_eq!(names[0], "passwd");
-    assert_eq!(
-        names[1], "invoicefdp.exe",
-        "bidi override removed, so the real extension shows"
-    );
-    assert!(
-        names[2].len() <= 200 && names[2].ends_with(".txt"),
-        "{}",
-        names[2]
-    );
+    assert_eq!(names[1], "invoicefdp.exe", "bidi override removed, so the real extension shows");
+    assert!(names[2].len() <= 200 && names[2].ends_with(".txt"), "{}", names[2]);
     let sha = atts[0]["sha256"].as_str().unwrap();
     let stored = std::fs::read(install.path().join("var/blobs").join(&sha[..2]).join(sha)).unwrap();
     assert_eq!(stored, b"root:x:0:0");
@@ -188,17 +133,14 @@ fn hostile_attachment_names_are_made_safe_and_bytes_stored_by_hash() {
 #[test]
 fn mail_from_our_own_address_never_opens_a_case() {
     let install = Installation::new("");
-    let raw = mail("From: support@example.com\r\nTo: support@example.com\r\nSubject: ping\r\nMessage-ID: <loop@example.com>", "loop");
+    let raw = mail(
+        "From: support@example.com\r\nTo: support@example.com\r\nSubject: ping\r\nMessage-ID: <loop@example.com>",
+        "loop",
+    );
     let line = install.ingest_bytes("loop.eml", &raw);
     assert_eq!(line["outcome"], "ignored");
-    assert!(
-        line["reason"].as_str().unwrap().starts_with("loop"),
-        "{line}"
-    );
-    assert_eq!(
-        install.json(&["cases", "list", "--json"]),
-        Value::Array(vec![])
-    );
+    assert!(line["reason"].as_str().unwrap().starts_with("loop"), "{line}");
+    assert_eq!(install.json(&["cases", "list", "--json"]), Value::Array(vec![]));
 }
 
 #[test]
@@ -212,23 +154,14 @@ fn forged_staff_mail_is_treated_as_a_customers_when_authentication_is_required()
     );
     let line = install.ingest_bytes("forged.eml", &forged);
     assert_eq!(line["outcome"], "quarantined");
-    assert!(
-        line["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("sender-not-participant"),
-        "{line}"
-    );
+    assert!(line["reason"].as_str().unwrap().starts_with("sender-not-participant"), "{line}");
     // The same address, authenticated by our server, is staff.
     let real = mail(
         "From: ann@support.example.com\r\nTo: support@example.com\r\nSubject: Re: [CASE-1] VPN drops\r\nMessage-ID: <real@support.example.com>\r\n\
          Authentication-Results: mx.example.com; dkim=pass header.d=support.example.com; dmarc=pass header.from=support.example.com",
         "We are looking into it.",
     );
-    assert_eq!(
-        install.ingest_bytes("real.eml", &real)["outcome"],
-        "replied"
-    );
+    assert_eq!(install.ingest_bytes("real.eml", &real)["outcome"], "replied");
     let case = install.case("CASE-1");
     assert_eq!(case["messages"][1]["kind"], "staff");
 }
@@ -239,8 +172,7 @@ fn a_reply_to_a_closed_case_opens_a_new_case_that_links_it() {
     install.ingest_bytes("open.eml", &opener());
     install.db();
     let db = rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
-    db.execute("UPDATE cases SET status = 'closed' WHERE id = 1", [])
-        .unwrap();
+    db.execute("UPDATE cases SET status = 'closed' WHERE id = 1", []).unwrap();
     drop(db);
     let reply = mail(
         "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Re: [CASE-1] VPN drops\r\nMessage-ID: <after-close@customer.example>",
@@ -249,18 +181,9 @@ fn a_reply_to_a_closed_case_opens_a_new_case_that_links_it() {
     let line = install.ingest_bytes("reply.eml", &reply);
     assert_eq!(line["outcome"], "created");
     assert_eq!(line["case"], "CASE-2");
-    assert!(
-        line["reason"]
-            .as_str()
-            .unwrap()
-            .contains("CASE-1 is closed"),
-        "{line}"
-    );
+    assert!(line["reason"].as_str().unwrap().contains("CASE-1 is closed"), "{line}");
     assert_eq!(install.case("CASE-2")["linked_case"], "CASE-1");
-    assert_eq!(
-        install.case("CASE-1")["messages"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(install.case("CASE-1")["messages"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -274,33 +197,19 @@ fn errors_say_what_is_wrong_with_exit_codes_1_and_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.eml"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created CASE-1"));
     // Usage errors: exit code 2.
-    assert_eq!(
-        install.run(&["cases", "show", "TICKET-1"]).status.code(),
-        Some(2)
-    );
-    assert_eq!(
-        install
-            .run(&["cases", "list", "--status", "Pending"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(install.run(&["cases", "show", "TICKET-1"]).status.code(), Some(2));
+    assert_eq!(install.run(&["cases", "list", "--status", "Pending"]).status.code(), Some(2));
     assert_eq!(install.run(&["ingest"]).status.code(), Some(2));
     // A case that does not exist: a runtime failure with a hint.
     let out = install.run(&["cases", "show", "CASE-9"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no case CASE-9"));
     // A bad config names the file and the key, exit code 2.
-    let bad = Installation::with_config(
-        "system_addresses = [\"support@example.com\"]\nstaff = [\"not-an-address\"]\n",
-    );
+    let bad = Installation::with_config("system_addresses = [\"support@example.com\"]\nstaff = [\"not-an-address\"]\n");
     let out = bad.run(&["cases", "list"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("casegate.toml") && err.contains("staff[0]"),
-        "{err}"
-    );
+    assert!(err.contains("casegate.toml") && err.contains("staff[0]"), "{err}");
 }
 
 #[test]
@@ -315,9 +224,6 @@ fn help_is_available_for_every_command() {
     ] {
         let out = install.run(args);
         assert!(out.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{args:?}");
     }
 }

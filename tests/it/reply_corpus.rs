@@ -25,17 +25,11 @@ fn reply_stripping_matches_the_facts_of_the_shared_corpus() {
         println!("{}", crate::support::corpus::skipping());
         return;
     };
-    let index =
-        std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl is readable");
+    let index = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl is readable");
     let mut checked = Vec::new();
     let mut failures = Vec::new();
-    for (number, line) in index
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let record: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", number + 1));
+    for (number, line) in index.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", number + 1));
         let behaviours = record["behaviours"].as_array().cloned().unwrap_or_default();
         if !behaviours.iter().any(|b| b == "reply-stripping") {
             continue;
@@ -53,25 +47,11 @@ fn reply_stripping_matches_the_facts_of_the_shared_corpus() {
     assert!(total > 0, "no reply-stripping records in {}", dir.display());
 
     let allowed = |id: &str| ALLOWED_FAILURES.iter().any(|(a, _)| *a == id);
-    let unexpected: Vec<String> = failures
-        .iter()
-        .filter(|(id, _)| !allowed(id))
-        .map(|(id, why)| format!("{id}: {why}"))
-        .collect();
-    let stale: Vec<&str> = checked
-        .iter()
-        .map(String::as_str)
-        .filter(|id| allowed(id))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "records failing:\n{}",
-        unexpected.join("\n\n")
-    );
-    assert!(
-        stale.is_empty(),
-        "allow-listed records now pass, remove them: {stale:?}"
-    );
+    let unexpected: Vec<String> =
+        failures.iter().filter(|(id, _)| !allowed(id)).map(|(id, why)| format!("{id}: {why}")).collect();
+    let stale: Vec<&str> = checked.iter().map(String::as_str).filter(|id| allowed(id)).collect();
+    assert!(unexpected.is_empty(), "records failing:\n{}", unexpected.join("\n\n"));
+    assert!(stale.is_empty(), "allow-listed records now pass, remove them: {stale:?}");
 }
 
 /// Runs the record's input through the code a real mail takes.
@@ -113,10 +93,7 @@ enum Comparison {
 }
 
 fn comparison_for(record: &Value) -> Comparison {
-    let note = record["compare"]
-        .as_str()
-        .unwrap_or_default()
-        .to_lowercase();
+    let note = record["compare"].as_str().unwrap_or_default().to_lowercase();
     if note.contains("whitespace removed") {
         Comparison::NoWhitespace
     } else if note.contains("whitespace-normalised") || note.contains("whitespace-normalized") {
@@ -146,47 +123,27 @@ fn canonical(text: &str, how: Comparison) -> String {
 }
 
 fn check(dir: &Path, record: &Value, parts: &ReplyParts) -> Result<(), String> {
-    let expected = record["expected"]
-        .as_object()
-        .ok_or("record without expected facts")?;
+    let expected = record["expected"].as_object().ok_or("record without expected facts")?;
     let mut facts = 0;
     let mut problems = Vec::new();
     let how = comparison_for(record);
 
     // discourse keeps the trimmed text in a file; when it is not shipped, reply_text has it.
-    let from_file = expected
-        .get("expected_file")
-        .and_then(Value::as_str)
-        .and_then(|f| std::fs::read_to_string(dir.join(f)).ok());
-    let reply_text = from_file.or_else(|| {
-        expected
-            .get("reply_text")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let reply_text = reply_text.or_else(|| {
-        expected
-            .get("reply_text_trimmed")
-            .and_then(Value::as_str)
-            .map(|t| t.trim().to_string())
-    });
+    let from_file =
+        expected.get("expected_file").and_then(Value::as_str).and_then(|f| std::fs::read_to_string(dir.join(f)).ok());
+    let reply_text = from_file.or_else(|| expected.get("reply_text").and_then(Value::as_str).map(str::to_string));
+    let reply_text =
+        reply_text.or_else(|| expected.get("reply_text_trimmed").and_then(Value::as_str).map(|t| t.trim().to_string()));
     if let Some(want) = reply_text {
         facts += 1;
         if canonical(&parts.text, how) != canonical(&want, how) {
-            problems.push(format!(
-                "new text ({how:?})\n--- got:\n{}\n--- want:\n{want}",
-                parts.text
-            ));
+            problems.push(format!("new text ({how:?})\n--- got:\n{}\n--- want:\n{want}", parts.text));
         }
     }
     if let Some(n) = expected.get("fragments").and_then(Value::as_u64) {
         facts += 1;
         if parts.fragments.len() as u64 != n {
-            problems.push(format!(
-                "{} fragments, want {n}: {:?}",
-                parts.fragments.len(),
-                parts.fragments
-            ));
+            problems.push(format!("{} fragments, want {n}: {:?}", parts.fragments.len(), parts.fragments));
         }
     }
     for (key, part_test) in [
@@ -205,26 +162,14 @@ fn check(dir: &Path, record: &Value, parts: &ReplyParts) -> Result<(), String> {
             }
         }
     }
-    for pattern in expected
-        .get("fragment_matches")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for pattern in expected.get("fragment_matches").and_then(Value::as_array).into_iter().flatten() {
         facts += 1;
-        let pattern = pattern
-            .as_str()
-            .ok_or("fragment_matches entry is not a string")?;
+        let pattern = pattern.as_str().ok_or("fragment_matches entry is not a string")?;
         if let Err(why) = check_fragment_match(parts, pattern) {
             problems.push(why);
         }
     }
-    for assertion in expected
-        .get("assertions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for assertion in expected.get("assertions").and_then(Value::as_array).into_iter().flatten() {
         facts += 1;
         let assertion = assertion.as_str().ok_or("assertion is not a string")?;
         if let Err(why) = check_js_assertion(parts, assertion) {
@@ -232,9 +177,7 @@ fn check(dir: &Path, record: &Value, parts: &ReplyParts) -> Result<(), String> {
         }
     }
     if facts == 0 {
-        return Err(format!(
-            "no fact this test knows how to check in {expected:?}"
-        ));
+        return Err(format!("no fact this test knows how to check in {expected:?}"));
     }
     if problems.is_empty() {
         Ok(())
@@ -259,12 +202,8 @@ fn regex(pattern: &str) -> Result<Regex, String> {
 /// `(1) ^On ... contains "Loader"` (starts with `On`, contains `Loader`).
 fn check_fragment_match(parts: &ReplyParts, spec: &str) -> Result<(), String> {
     let shape = regex(r#"^(?:\((\d+)\)\s+)?(.*?)(?:\s+\.\.\.\s+contains\s+"(.*)")?$"#)?;
-    let caps = shape
-        .captures(spec)
-        .ok_or_else(|| format!("unreadable fragment_matches {spec:?}"))?;
-    let index = caps.get(1).map_or(Ok(0), |m| {
-        m.as_str().parse::<usize>().map_err(|e| e.to_string())
-    })?;
+    let caps = shape.captures(spec).ok_or_else(|| format!("unreadable fragment_matches {spec:?}"))?;
+    let index = caps.get(1).map_or(Ok(0), |m| m.as_str().parse::<usize>().map_err(|e| e.to_string()))?;
     let text = fragment(parts, index)?;
     let head = caps.get(2).map_or("", |m| m.as_str());
     if !regex(head)?.is_match(text) {
@@ -272,10 +211,7 @@ fn check_fragment_match(parts: &ReplyParts, spec: &str) -> Result<(), String> {
     }
     if let Some(needle) = caps.get(3) {
         if !text.contains(needle.as_str()) {
-            return Err(format!(
-                "fragment {index} {text:?} does not contain {:?}",
-                needle.as_str()
-            ));
+            return Err(format!("fragment {index} {text:?} does not contain {:?}", needle.as_str()));
         }
     }
     Ok(())
@@ -286,49 +222,28 @@ fn check_fragment_match(parts: &ReplyParts, spec: &str) -> Result<(), String> {
 fn check_js_assertion(parts: &ReplyParts, assertion: &str) -> Result<(), String> {
     let count = regex(r"^test\.equal\((\d+),\s*fragments\.length\);$")?;
     let at_least = regex(r"^test\.equal\(true,\s*fragments\.length\s*>=\s*(\d+)\);$")?;
-    let flag = regex(
-        r"^test\.equal\((true|false),\s*fragments\[(\d+)\]\.(isQuoted|isSignature|isHidden)\(\)\);$",
-    )?;
-    let matches =
-        regex(r"^test\.equal\(true,\s*/(.*)/\.test\(fragments\[(\d+)\](?:\.toString\(\))?\)\);$")?;
-    let some_signature =
-        regex(r"^test\.equal\(true,\s*fragments\.some\(f\s*=>\s*f\.isSignature\(\)\)\);$")?;
+    let flag = regex(r"^test\.equal\((true|false),\s*fragments\[(\d+)\]\.(isQuoted|isSignature|isHidden)\(\)\);$")?;
+    let matches = regex(r"^test\.equal\(true,\s*/(.*)/\.test\(fragments\[(\d+)\](?:\.toString\(\))?\)\);$")?;
+    let some_signature = regex(r"^test\.equal\(true,\s*fragments\.some\(f\s*=>\s*f\.isSignature\(\)\)\);$")?;
     let failed = |detail: String| Err(format!("{assertion}: {detail}"));
     if let Some(c) = count.captures(assertion) {
-        let want: usize = c[1]
-            .parse()
-            .map_err(|e: std::num::ParseIntError| e.to_string())?;
+        let want: usize = c[1].parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
         if parts.fragments.len() != want {
-            return failed(format!(
-                "{} fragments: {:?}",
-                parts.fragments.len(),
-                parts.fragments
-            ));
+            return failed(format!("{} fragments: {:?}", parts.fragments.len(), parts.fragments));
         }
         return Ok(());
     }
     if let Some(c) = at_least.captures(assertion) {
-        let want: usize = c[1]
-            .parse()
-            .map_err(|e: std::num::ParseIntError| e.to_string())?;
+        let want: usize = c[1].parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
         if parts.fragments.len() < want {
-            return failed(format!(
-                "{} fragments: {:?}",
-                parts.fragments.len(),
-                parts.fragments
-            ));
+            return failed(format!("{} fragments: {:?}", parts.fragments.len(), parts.fragments));
         }
         return Ok(());
     }
     if let Some(c) = flag.captures(assertion) {
-        let index: usize = c[2]
-            .parse()
-            .map_err(|e: std::num::ParseIntError| e.to_string())?;
-        let part = parts
-            .fragments
-            .get(index)
-            .map(|f| f.part)
-            .ok_or_else(|| format!("{assertion}: no fragment {index}"))?;
+        let index: usize = c[2].parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
+        let part =
+            parts.fragments.get(index).map(|f| f.part).ok_or_else(|| format!("{assertion}: no fragment {index}"))?;
         let got = match &c[3] {
             "isQuoted" => part == Part::Quoted,
             "isSignature" => part == Part::Signature,
@@ -340,9 +255,7 @@ fn check_js_assertion(parts: &ReplyParts, assertion: &str) -> Result<(), String>
         return Ok(());
     }
     if let Some(c) = matches.captures(assertion) {
-        let index: usize = c[2]
-            .parse()
-            .map_err(|e: std::num::ParseIntError| e.to_string())?;
+        let index: usize = c[2].parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
         let text = fragment(parts, index)?;
         if !regex(&c[1])?.is_match(text) {
             return failed(format!("fragment {index} is {text:?}"));

@@ -19,11 +19,7 @@ fn scenario_dirs() -> Vec<PathBuf> {
         .filter(|p| p.join("expected.json").is_file())
         .collect();
     dirs.sort();
-    assert!(
-        !dirs.is_empty(),
-        "no scenarios found under {}",
-        root.display()
-    );
+    assert!(!dirs.is_empty(), "no scenarios found under {}", root.display());
     dirs
 }
 
@@ -41,20 +37,13 @@ fn mails_of(dir: &Path) -> Vec<PathBuf> {
 fn run_scenario(dir: &Path, lf: bool) -> Result<(), String> {
     let config = std::fs::read_to_string(fixtures().join("scenarios/casegate.toml")).unwrap();
     let install = Installation::with_config(&config);
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
 
     let mut inputs = Vec::new();
     for mail in mails_of(dir) {
         let target = install.path().join(mail.file_name().unwrap());
         let raw = std::fs::read(&mail).unwrap();
-        let raw = if lf {
-            String::from_utf8_lossy(&raw)
-                .replace("\r\n", "\n")
-                .into_bytes()
-        } else {
-            raw
-        };
+        let raw = if lf { String::from_utf8_lossy(&raw).replace("\r\n", "\n").into_bytes() } else { raw };
         // ISO-2022-JP and other 7-bit encodings survive the lossy round-trip; 8-bit files are copied as is.
         let raw = if lf && std::str::from_utf8(&std::fs::read(&mail).unwrap()).is_err() {
             std::fs::read(&mail).unwrap()
@@ -68,11 +57,7 @@ fn run_scenario(dir: &Path, lf: bool) -> Result<(), String> {
     let mut lines = install.ingest(&refs);
     for line in &mut lines {
         // Compare by base name, as the fixture README says.
-        let base = Path::new(line["file"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let base = Path::new(line["file"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
         line["file"] = json!(base);
     }
 
@@ -80,11 +65,7 @@ fn run_scenario(dir: &Path, lf: bool) -> Result<(), String> {
     let mut problem = None;
     let expected_lines = expected["ingest"].as_array().expect("ingest array");
     if expected_lines.len() != lines.len() {
-        problem = Some(format!(
-            "expected {} ingest lines, got {}",
-            expected_lines.len(),
-            lines.len()
-        ));
+        problem = Some(format!("expected {} ingest lines, got {}", expected_lines.len(), lines.len()));
     }
     for (i, (e, a)) in expected_lines.iter().zip(&lines).enumerate() {
         let mut e = e.clone();
@@ -92,9 +73,7 @@ fn run_scenario(dir: &Path, lf: bool) -> Result<(), String> {
         if let Some(want) = e.as_object_mut().and_then(|o| o.remove("reason")) {
             let have = a["reason"].as_str().unwrap_or_default();
             if problem.is_none() && !have.contains(want.as_str().unwrap_or_default()) {
-                problem = Some(format!(
-                    "ingest[{i}].reason: expected to contain {want}, found {have:?}"
-                ));
+                problem = Some(format!("ingest[{i}].reason: expected to contain {want}, found {have:?}"));
             }
         }
         if problem.is_none() {
@@ -134,12 +113,7 @@ fn every_scenario_matches_its_golden_expectations() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} scenario(s) failed:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} scenario(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
 #[test]
@@ -175,16 +149,11 @@ fn ingesting_the_same_files_twice_leaves_the_database_unchanged() {
             "outbox",
             "audit",
         ] {
-            let mut stmt = db
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
+            let mut stmt = db.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
             let n = stmt.column_count();
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((0..n)
-                        .map(|c| format!("{:?}", r.get_ref(c).unwrap()))
-                        .collect::<Vec<_>>()
-                        .join("|"))
+                    Ok((0..n).map(|c| format!("{:?}", r.get_ref(c).unwrap())).collect::<Vec<_>>().join("|"))
                 })
                 .unwrap();
             out.extend(rows.map(|r| format!("{table}: {}", r.unwrap())));
@@ -195,15 +164,7 @@ fn ingesting_the_same_files_twice_leaves_the_database_unchanged() {
     let second = install.ingest(&refs);
     assert_eq!(second.len(), first.len());
     for (a, b) in first.iter().zip(&second) {
-        assert_eq!(
-            b["outcome"], "duplicate",
-            "second ingest of {} was {b}",
-            a["file"]
-        );
+        assert_eq!(b["outcome"], "duplicate", "second ingest of {} was {b}", a["file"]);
     }
-    assert_eq!(
-        snapshot(&install),
-        before,
-        "the second ingest changed the database"
-    );
+    assert_eq!(snapshot(&install), before, "the second ingest changed the database");
 }

@@ -53,21 +53,12 @@ impl Installation {
             .current_dir(self.path())
             .env_remove("CASEGATE_CONFIG")
             .env_remove("RUST_LOG");
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn casegate");
         if let Some(data) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("piped stdin")
-                .write_all(data)
-                .expect("write stdin");
+            child.stdin.take().expect("piped stdin").write_all(data).expect("write stdin");
         }
         child.wait_with_output().expect("wait for casegate")
     }
@@ -87,8 +78,7 @@ impl Installation {
     /// Runs a `--json` command that must succeed; returns the parsed value.
     pub fn json(&self, args: &[&str]) -> Value {
         let out = self.ok(args);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("casegate {args:?} printed invalid JSON ({e}):\n{out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("casegate {args:?} printed invalid JSON ({e}):\n{out}"))
     }
 
     /// `ingest --json` of files; one parsed line per mail.
@@ -96,10 +86,7 @@ impl Installation {
         let mut args = vec!["ingest", "--json"];
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         args.extend(names.iter().map(String::as_str));
-        self.ok(&args)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("ingest --json line"))
-            .collect()
+        self.ok(&args).lines().map(|l| serde_json::from_str(l).expect("ingest --json line")).collect()
     }
 
     /// `ingest --json` of one raw mail given as bytes (written to a file first).
@@ -130,12 +117,9 @@ pub fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), Stri
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
-                let av = a.get(k).ok_or_else(|| {
-                    format!(
-                        "{path}.{k}: missing (have keys {:?})",
-                        a.keys().collect::<Vec<_>>()
-                    )
-                })?;
+                let av = a
+                    .get(k)
+                    .ok_or_else(|| format!("{path}.{k}: missing (have keys {:?})", a.keys().collect::<Vec<_>>()))?;
                 contains(av, ev, &format!("{path}.{k}"))?;
             }
             Ok(())

@@ -19,29 +19,21 @@ pub fn root() -> Option<PathBuf> {
     let candidates = match std::env::var_os("CASEGATE_CORPUS") {
         Some(dir) => vec![PathBuf::from(dir)],
         // From a git worktree the shared folder sits one level further up.
-        None => vec![
-            manifest.join("../shared/corpus"),
-            manifest.join("../../shared/corpus"),
-        ],
+        None => vec![manifest.join("../shared/corpus"), manifest.join("../../shared/corpus")],
     };
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("expected.jsonl").is_file())
+    candidates.into_iter().find(|dir| dir.join("expected.jsonl").is_file())
 }
 
 /// The message a test prints when it skips for lack of a corpus.
 pub fn skipping() -> String {
     format!(
         "skipping: corpus not found at {} (set CASEGATE_CORPUS to its folder)",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/corpus")
-            .display()
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").display()
     )
 }
 
 pub fn records(root: &Path) -> Vec<Record> {
-    let text =
-        std::fs::read_to_string(root.join("expected.jsonl")).expect("expected.jsonl is readable");
+    let text = std::fs::read_to_string(root.join("expected.jsonl")).expect("expected.jsonl is readable");
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {

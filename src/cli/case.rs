@@ -1,0 +1,188 @@
+//! `casegate case reply|note|resolve|close|open|impact|watch|unwatch ID …` — analysts
+//! working a case from a terminal, through the same workflow and notifications as mail.
+//!
+//! The acting analyst is `--as ADDRESS` (or `$CASEGATE_ANALYST`) and must be listed under
+//! `staff` or `admins`: terminal access is trusted, mail is not.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use rusqlite::TransactionBehavior;
+
+use super::{parse_case_id, print_json, UsageError};
+use crate::address::Address;
+use crate::authorize;
+use crate::case::Impact;
+use crate::casework::{self, Request};
+use crate::config::Config;
+use crate::notify;
+use crate::store::{self, cases as case_store, Store};
+use crate::workflow::Action;
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Case id, e.g. CASE-42 or 42
+    id: String,
+    /// The analyst acting (an address listed under staff or admins)
+    #[arg(long = "as", env = "CASEGATE_ANALYST", value_name = "ADDRESS")]
+    actor: String,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WithText {
+    #[command(flatten)]
+    common: Common,
+    /// The text; '-' reads it from stdin
+    #[arg(short, long, value_name = "TEXT")]
+    message: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Public reply: mailed to the requester, contact and watchers
+    Reply(WithText),
+    /// Internal note, never sent to customers
+    Note(WithText),
+    /// Propose a solution (the message); the customer may accept or reject it
+    Resolve(WithText),
+    /// Close the case (optionally with a final message)
+    Close(WithText),
+    /// Pick the case up, or re-open a resolved case
+    Open(Common),
+    /// Set the impact: high, medium or low
+    Impact {
+        #[command(flatten)]
+        common: Common,
+        level: String,
+    },
+    /// Add watchers
+    Watch {
+        #[command(flatten)]
+        common: Common,
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+    },
+    /// Remove watchers
+    Unwatch {
+        #[command(flatten)]
+        common: Common,
+        #[arg(required = true, value_name = "ADDRESS")]
+        addresses: Vec<String>,
+    },
+}
+
+pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
+    let (common, actions, text) = match cmd {
+        Command::Reply(w) => {
+            let text = required_text(&w, "reply")?;
+            (w.common, vec![], text)
+        }
+        Command::Note(w) => {
+            let text = required_text(&w, "note")?;
+            (w.common, vec![Action::Note], text)
+        }
+        Command::Resolve(w) => {
+            let text = required_text(&w, "solution")?;
+            (w.common, vec![Action::Resolve], text)
+        }
+        Command::Close(w) => {
+            let text = optional_text(&w)?;
+            (w.common, vec![Action::Close], text)
+        }
+        Command::Open(c) => (c, vec![Action::Open], String::new()),
+        Command::Impact { common, level } => {
+            let level: Impact = level.parse().map_err(|e| UsageError(format!("impact: {e}")))?;
+            (common, vec![Action::Impact(level)], String::new())
+        }
+        Command::Watch { common, addresses } => {
+            let list = addresses_of(&addresses)?;
+            (common, list.into_iter().map(Action::Watch).collect(), String::new())
+        }
+        Command::Unwatch { common, addresses } => {
+            let list = addresses_of(&addresses)?;
+            (common, list.into_iter().map(|a| Action::Unwatch(Some(a))).collect(), String::new())
+        }
+    };
+
+    let number = parse_case_id(&common.id, &config.token_prefix)?;
+    let actor = Address::parse(&common.actor)
+        .ok_or_else(|| UsageError(format!("--as {:?} is not an email address", common.actor)))?;
+    if !config.is_staff(&actor) && !config.is_admin(&actor) {
+        return Err(UsageError(format!(
+            "{actor} is not listed under staff or admins in {}; analysts act under their own address",
+            config.path.display()
+        ))
+        .into());
+    }
+
+    let mut store = Store::open(&config)?;
+    let blobs = store.blobs.clone();
+    let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let case = case_store::case_row(&tx, number)?.ok_or_else(|| {
+        anyhow::anyhow!("there is no case {}; `casegate cases list` shows the cases", config.case_token(number))
+    })?;
+    let people = case_store::participants(&tx, number)?;
+    let standing = authorize::standing(&config, &actor, true, &people, case.account.as_deref());
+    let request = Request {
+        actions,
+        text: &text,
+        mail_id: None,
+        message_id: None,
+        attachments: &[],
+        copied: vec![],
+        channel: "cli",
+    };
+    let now = store::now();
+    match casework::act(&tx, &config, &blobs, &case, &actor, &standing, &request, &now)? {
+        Ok(done) => {
+            notify::enqueue(&tx, &config, &done.events, None)?;
+            tx.commit()?;
+            let after = case_store::case_row(&store.conn, number)?.expect("the case exists");
+            let token = config.case_token(number);
+            if common.json {
+                return print_json(&serde_json::json!({
+                    "case": token, "status": after.status, "impact": after.impact, "events": done.events.len(),
+                }));
+            }
+            if after.status != case.status {
+                println!("{token}: {} → {}", case.status, after.status);
+            } else {
+                println!("{token}: done ({})", after.status);
+            }
+            Ok(())
+        }
+        Err(refusals) => {
+            let why: Vec<String> = refusals.iter().map(|(_, r)| r.to_string()).collect();
+            anyhow::bail!("{}: nothing changed: {}", config.case_token(number), why.join("; "))
+        }
+    }
+}
+
+fn required_text(w: &WithText, what: &str) -> anyhow::Result<String> {
+    let text = optional_text(w)?;
+    if text.trim().is_empty() {
+        return Err(
+            UsageError(format!("the {what} text is missing: pass -m TEXT, or -m - to read it from stdin")).into()
+        );
+    }
+    Ok(text)
+}
+
+fn optional_text(w: &WithText) -> anyhow::Result<String> {
+    match w.message.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            Ok(s.trim().to_string())
+        }
+        Some(t) => Ok(t.trim().to_string()),
+        None => Ok(String::new()),
+    }
+}
+
+fn addresses_of(list: &[String]) -> Result<Vec<Address>, UsageError> {
+    list.iter().map(|s| Address::parse(s).ok_or_else(|| UsageError(format!("{s:?} is not an email address")))).collect()
+}
