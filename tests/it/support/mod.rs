@@ -1,1 +1,3 @@
 //! Shared test harness: temporary installations and real servers on 127.0.0.1.
+
+pub mod mailstack;
