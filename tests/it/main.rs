@@ -2,4 +2,5 @@
 //! binary, Dovecot, an SMTP server, a browser) lives in a module here and shares the
 //! harness in `support/`.
 
+mod mailstack_smoke;
 mod support;
