@@ -207,6 +207,12 @@ struct LaunchError {
     message: String,
 }
 
+/// Whether a server's log says its bind failed with EADDRINUSE. Dovecot writes "Address
+/// already in use", Python's asyncio lower-cases it: "address already in use".
+fn mentions_port_in_use(log: &str) -> bool {
+    log.to_ascii_lowercase().contains("address already in use")
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS: a tiny CA and a leaf for localhost / 127.0.0.1
 // ---------------------------------------------------------------------------------------
@@ -782,7 +788,7 @@ service auth {{
             if let Ok(Some(status)) = child.try_wait() {
                 let log = self.log_tail();
                 return Err(LaunchError {
-                    port_in_use: log.contains("Address already in use"),
+                    port_in_use: mentions_port_in_use(&log),
                     message: format!(
                         "dovecot exited at start ({status}); ports {:?}\n{log}",
                         self.ports
@@ -1043,7 +1049,8 @@ fn greets(port: u16, tag: &str) -> bool {
     let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    // Short: a stranger on the port may never speak, and a slow Dovecot is asked again.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
     let mut line = String::new();
     let _ = BufReader::new(stream).read_line(&mut line);
     line.starts_with("* OK") && line.contains(tag)
@@ -1486,7 +1493,7 @@ impl SmtpSink {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(LaunchError {
-                    port_in_use: this_run.contains("Address already in use"),
+                    port_in_use: mentions_port_in_use(&this_run),
                     message: format!(
                         "SMTP sink on 127.0.0.1:{} exited at start ({status})\n{}",
                         self.port,

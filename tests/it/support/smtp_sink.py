@@ -24,15 +24,25 @@ when its parent (the test process) goes away, so a killed test run leaves no ser
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import smtplib
+import socket
 import ssl
 import sys
 import time
+import warnings
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+# aiosmtpd counts only STARTTLS as TLS, so with implicit TLS it warns that AUTH runs
+# without TLS, and its own AUTH code trips its login_data deprecation: noise in the log.
+warnings.filterwarnings('ignore', message='Requiring AUTH while not requiring TLS')
+logging.getLogger('mail.log').addFilter(
+    lambda record: not any(noise in record.getMessage() for noise in (
+        'auth_require_tls == False', 'Session.login_data is deprecated')))
+
+from aiosmtpd.controller import Controller  # noqa: E402 (after the filters above)
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword  # noqa: E402
 
 
 class TolerantSMTP(SMTP):
@@ -48,6 +58,11 @@ class TolerantSMTP(SMTP):
 class TolerantController(Controller):
     def factory(self):
         return TolerantSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def log(message):
+    # One line per decision, so a failing test's panic (which shows this log) says why.
+    print(time.strftime('%H:%M:%S'), message, file=sys.stderr, flush=True)
 
 
 def _write_atomically(path, data):
@@ -102,6 +117,7 @@ class Handler:
         if fault.get('mode') == 'reject_rcpt':
             rejected = {r.lower() for r in fault.get('recipients', [])}
             if address.lower() in rejected:
+                log(f'fault reject_rcpt: 550 for <{address}>')
                 return f'550 5.1.1 <{address}>: Recipient address rejected (test fault)'
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -111,9 +127,11 @@ class Handler:
         fault = getattr(envelope, 'fault', None) or {}
         mode = fault.get('mode')
         if mode == 'tempfail' and self.take_one(fault):
+            log(f'fault tempfail: 451 for <{envelope.mail_from}> -> {envelope.rcpt_tos}')
             return '451 4.3.0 Temporary failure (test fault), try again later'
         if mode == 'drop' and self.take_one(fault):
             # No reply at all: the client sees the connection die after sending DATA.
+            log(f'fault drop: connection closed for <{envelope.mail_from}> -> {envelope.rcpt_tos}')
             server.transport.abort()
             return '421 4.4.2 dropped (test fault)'
         data = envelope.original_content
@@ -124,10 +142,13 @@ class Handler:
                                         envelope.rcpt_tos, data)
             except smtplib.SMTPRecipientsRefused as e:
                 code, msg = next(iter(e.recipients.values()))
+                log(f'LMTP refused {envelope.rcpt_tos}: {code} {msg!r}')
                 return f'{code} {msg.decode(errors="replace")}'
             except smtplib.SMTPResponseException as e:
+                log(f'LMTP refused: {e.smtp_code} {e.smtp_error!r}')
                 return f'{e.smtp_code} {e.smtp_error.decode(errors="replace")}'
             except OSError as e:
+                log(f'LMTP relay failed: {e}')
                 return f'451 4.4.0 LMTP relay failed: {e}'
         number = self.next_number
         self.next_number += 1
@@ -137,6 +158,8 @@ class Handler:
                          'mail_options': envelope.mail_options}
         # The sidecar is written last: its presence means the message is complete.
         _write_atomically(base + '.json', json.dumps(envelope_json).encode())
+        log(f'stored {number:06}: <{envelope.mail_from}> -> {envelope.rcpt_tos}, {len(data)} bytes'
+            + (' (also delivered by LMTP)' if self.lmtp_port else ''))
         return f'250 2.0.0 OK stored as {number:06}'
 
 
@@ -183,6 +206,17 @@ def main():
                   auth_require_tls=a.tls == 'starttls')
     else:
         kw.update(auth_require_tls=False)
+
+    # aiosmtpd reports a failed bind only after its 5 s ready_timeout: find out at once
+    # (same SO_REUSEADDR as asyncio, so a port in TIME_WAIT after a restart still counts as free).
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(('127.0.0.1', a.port))
+    except OSError as e:
+        sys.exit(f'cannot listen on 127.0.0.1:{a.port}: {e.strerror}')
+    finally:
+        probe.close()
 
     controller = TolerantController(Handler(a.dir, a.lmtp), **kw)
     controller.start()
