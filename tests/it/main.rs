@@ -5,6 +5,7 @@
 mod classify_corpus;
 mod corpus_ingest;
 mod ingest;
+mod mailstack_smoke;
 mod reply_corpus;
 mod scenarios;
 mod support;

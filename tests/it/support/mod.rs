@@ -2,3 +2,4 @@
 
 pub mod casegate;
 pub mod corpus;
+pub mod mailstack;
