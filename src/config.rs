@@ -150,6 +150,18 @@ pub struct OutboxConfig {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How often the daemon's outbox worker looks for due notifications (other processes,
+    /// such as a piped `casegate ingest`, add rows too).
+    pub poll_interval: Duration,
+}
+
+/// Who is told what (see `notify::recipients`); the templates live under `templates_dir`.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Where staff alerts (new case, customer reply, internal note, re-opened, closed) go.
+    /// `staff` may name whole domains, which cannot be mailed; default: the exact
+    /// addresses listed under `staff`.
+    pub staff_recipients: Vec<Address>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +190,7 @@ pub struct Config {
     pub maildirs: Vec<MaildirConfig>,
     pub smtp: Option<SmtpConfig>,
     pub outbox: OutboxConfig,
+    pub notify: NotifyConfig,
     pub survey: SurveyConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
@@ -205,6 +218,7 @@ struct RawConfig {
     maildir: Vec<RawMaildir>,
     smtp: Option<RawSmtp>,
     outbox: RawOutbox,
+    notify: RawNotify,
     survey: RawSurvey,
 }
 
@@ -281,6 +295,13 @@ struct RawOutbox {
     max_attempts: Option<u32>,
     retry_base_secs: Option<u64>,
     retry_max_secs: Option<u64>,
+    poll_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawNotify {
+    staff_recipients: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -588,7 +609,34 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         max_attempts: raw.outbox.max_attempts.unwrap_or(12).max(1),
         retry_base: Duration::from_secs(raw.outbox.retry_base_secs.unwrap_or(30).max(1)),
         retry_max: Duration::from_secs(raw.outbox.retry_max_secs.unwrap_or(3600).max(1)),
+        poll_interval: Duration::from_millis(raw.outbox.poll_interval_ms.unwrap_or(1000).max(10)),
     };
+
+    let staff_recipients = match raw.notify.staff_recipients {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Address::parse(s).ok_or_else(|| {
+                    invalid(&format!("notify.staff_recipients[{i}]"), format!("{s:?} is not an email address"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => staff
+            .iter()
+            .filter_map(|p| match p {
+                AddressPattern::Exact(a) => Some(a.clone()),
+                AddressPattern::Domain(_) => None,
+            })
+            .collect(),
+    };
+    if let Some(a) = staff_recipients.iter().find(|a| system_addresses.contains(a)) {
+        return Err(invalid(
+            "notify.staff_recipients",
+            format!("{a} is a system address; mail to it would open cases, not reach an analyst"),
+        ));
+    }
+    let notify = NotifyConfig { staff_recipients };
 
     let survey = SurveyConfig {
         enabled: raw.survey.enabled.unwrap_or(true),
@@ -638,6 +686,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         maildirs,
         smtp,
         outbox,
+        notify,
         survey,
         unknown_keys: Vec::new(),
     })
@@ -717,6 +766,27 @@ mod tests {
         assert!(c.is_admin(&a("boss@example.com")));
         assert_eq!(c.account_for(&a("jane@customer.example")), Some("Customer Inc"));
         assert!(c.is_system_address(&a("SUPPORT@example.com")));
+    }
+
+    #[test]
+    fn staff_recipients_default_to_the_exact_staff_addresses_and_refuse_system_addresses() {
+        let c = load(
+            "system_addresses = [\"support@example.com\"]\nstaff = [\"Ann@example.com\", \"@support.example.com\"]",
+        )
+        .unwrap();
+        assert_eq!(c.notify.staff_recipients, [Address::parse("ann@example.com").unwrap()]);
+        let c = load("system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n[notify]\nstaff_recipients = [\"queue@support.example.com\"]").unwrap();
+        assert_eq!(c.notify.staff_recipients[0].as_str(), "queue@support.example.com");
+        let err = load(
+            "system_addresses = [\"support@example.com\"]\n[notify]\nstaff_recipients = [\"support@example.com\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify.staff_recipients"), "{err}");
+        let err = load("system_addresses = [\"support@example.com\"]\n[notify]\nstaff_recipients = [\"@x.example\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("notify.staff_recipients[0]"), "{err}");
     }
 
     #[test]

@@ -217,6 +217,93 @@ pub fn thread_message_ids(conn: &Connection, case: CaseId, limit: usize) -> rusq
     rows.collect()
 }
 
+/// The Message-IDs of the people's mail on a case's thread (customer and staff entries,
+/// in thread order), for the References of outgoing mail: the first one (the thread's
+/// root) and up to `recent` of the newest. Left out: our own notifications (each went to
+/// one recipient; the others never saw it), internal notes, and automatic replies.
+pub fn inbound_thread_ids(conn: &Connection, case: CaseId, recent: usize) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH thread AS (SELECT id, message_id FROM messages
+                         WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff'))
+         SELECT message_id FROM thread
+         WHERE id = (SELECT min(id) FROM thread) OR id IN (SELECT id FROM thread ORDER BY id DESC LIMIT ?2)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![case, recent as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// One thread entry, as a notification shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageEntry {
+    pub kind: MessageKind,
+    pub from: Option<String>,
+    pub body: String,
+    /// File names of its attachments.
+    pub attachments: Vec<String>,
+}
+
+pub fn message_entry(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageEntry>> {
+    let Some((kind, from, body)) = conn
+        .prepare_cached("SELECT kind, from_addr, body FROM messages WHERE id = ?1")?
+        .query_row([id], |r| Ok((parse_col::<MessageKind>(r, 0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached("SELECT filename FROM attachments WHERE message = ?1 ORDER BY id")?;
+    let attachments = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(Some(MessageEntry { kind, from, body, attachments }))
+}
+
+/// What a case was opened with.
+pub fn description(conn: &Connection, case: CaseId) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT description FROM cases WHERE id = ?1")?.query_row([case], |r| r.get(0)).optional()
+}
+
+/// A case someone takes part in (for the list of their cases).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseOfPerson {
+    pub case: CaseId,
+    /// Their strongest role: requester, then contact, then watcher.
+    pub role: ParticipantRole,
+    pub status: Status,
+    pub subject: String,
+    pub updated_at: String,
+}
+
+/// The cases `address` takes part in (as requester, contact or watcher), most recently
+/// active first, at most `limit`.
+pub fn cases_of(conn: &Connection, address: &Address, limit: usize) -> rusqlite::Result<Vec<CaseOfPerson>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, p.role, c.status, c.subject, c.updated_at FROM cases c
+         JOIN participants p ON p.case_id = c.id AND p.address = ?1 AND p.removed_at IS NULL
+         ORDER BY c.updated_at DESC, c.id DESC",
+    )?;
+    let rows = stmt.query_map([address.as_str()], |r| {
+        Ok(CaseOfPerson {
+            case: r.get(0)?,
+            role: parse_col(r, 1)?,
+            status: parse_col(r, 2)?,
+            subject: r.get(3)?,
+            updated_at: r.get(4)?,
+        })
+    })?;
+    let rank = |role: ParticipantRole| ParticipantRole::ALL.iter().position(|r| *r == role);
+    let mut out: Vec<CaseOfPerson> = Vec::new();
+    for row in rows {
+        let row = row?;
+        if let Some(seen) = out.iter_mut().find(|o| o.case == row.case) {
+            if rank(row.role) < rank(seen.role) {
+                seen.role = row.role;
+            }
+        } else if out.len() < limit {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------
 // Read models for `cases list` / `cases show`.
 

@@ -147,6 +147,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_case ON audit(case_id);
     "#,
+    // 2: notifications hold one recipient per row (`recipients` is a one-element array),
+    // and answers to a sender are rate-limited by looking up what they were sent lately.
+    r#"
+    CREATE INDEX outbox_by_recipient ON outbox(recipients, event, created_at);
+    "#,
 ];
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.

@@ -1,6 +1,6 @@
 //! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
-//! processed-mail journal, raw mails, quarantine and audit ([`mails`]), and attachment
-//! bytes on disk ([`blobs`]).
+//! processed-mail journal, raw mails, quarantine and audit ([`mails`]), notifications
+//! waiting to be sent ([`outbox`]), and attachment bytes on disk ([`blobs`]).
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod cases;
 pub mod mails;
 pub mod migrations;
+pub mod outbox;
 
 use std::path::Path;
 use std::time::Duration;

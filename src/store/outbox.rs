@@ -1,0 +1,282 @@
+//! The outbox: notifications written in the same transaction as the event that causes
+//! them, then claimed, sent and marked by the outbox worker (`notify::send`).
+//!
+//! One row is one mail to one recipient (`recipients` is a one-element JSON array), so a
+//! refused recipient fails alone and "who got what" is one row each. Every row carries its
+//! Message-ID and the rendered mail from the start: a resend after a crash is the same mail.
+//!
+//! Rows are *claimed* before they are sent: the claim moves `next_attempt_at` a lease into
+//! the future inside a write transaction, so the daemon's worker and an operator's
+//! `outbox flush` never send the same row at once. Should a sender die mid-send, the lease
+//! runs out and the row is sent again, with the same Message-ID.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::case::CaseId;
+
+/// A timestamp as the database stores it (same format as [`super::now`]), so that text
+/// comparison orders times.
+pub fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A notification being written.
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub case: Option<CaseId>,
+    /// What it is about: the template name (`acknowledgement`, `reply`, `resolved`...).
+    pub event: &'a str,
+    pub to: &'a Address,
+    pub subject: &'a str,
+    pub message_id: &'a str,
+    /// The whole RFC 5322 mail; `None` only for a notification that could not be built
+    /// (then `error` says why and it is stored as failed, for the operator to see).
+    pub payload: Option<&'a [u8]>,
+    pub error: Option<&'a str>,
+}
+
+pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite::Result<i64> {
+    let recipients = recipients_json(n.to);
+    let status = if n.payload.is_some() { "queued" } else { "failed" };
+    conn.prepare_cached(
+        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, status, last_error, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?
+    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, n.payload, status, n.error, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn recipients_json(to: &Address) -> String {
+    // An array of one string cannot fail to serialise; the exact text (no spaces) is what
+    // `answered_since` compares against.
+    serde_json::to_string(&[to.as_str()]).expect("a string array serialises")
+}
+
+/// Whether `to` was already sent (or is about to be sent) a notification of this kind
+/// about this case (or about no case) since `since`. Used to answer a sender at most once
+/// a day, so a forged or looping sender cannot make casegate a source of backscatter.
+pub fn answered_since(
+    conn: &Connection,
+    to: &Address,
+    event: &str,
+    case: Option<CaseId>,
+    since: &str,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM outbox WHERE recipients = ?1 AND event = ?2 AND case_id IS ?3 AND created_at >= ?4 LIMIT 1",
+    )?
+    .query_row(params![recipients_json(to), event, case, since], |_| Ok(()))
+    .optional()
+    .map(|found| found.is_some())
+}
+
+/// A claimed notification, ready to send.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub recipients: Vec<String>,
+    pub message_id: String,
+    pub payload: Vec<u8>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// Claims up to `limit` queued notifications due at `now` (oldest first) until
+/// `lease_until`, in one write transaction.
+pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usize) -> rusqlite::Result<Vec<Due>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut due = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, recipients, message_id, payload, attempts FROM outbox
+             WHERE status = 'queued' AND next_attempt_at <= ?1 AND payload IS NOT NULL
+             ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now, limit as i64], |r| {
+            let recipients: String = r.get(1)?;
+            Ok(Due {
+                id: r.get(0)?,
+                // Written by `insert` as a JSON array of strings; anything else is a row
+                // someone edited by hand, sent to nobody and failed by the sender.
+                recipients: serde_json::from_str(&recipients).unwrap_or_default(),
+                message_id: r.get(2)?,
+                payload: r.get(3)?,
+                attempts: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
+            })
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+        let mut claim = tx.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
+        for d in &due {
+            claim.execute(params![d.id, lease_until])?;
+        }
+    }
+    tx.commit()?;
+    Ok(due)
+}
+
+/// What became of one send attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// A transient failure: try again at `at`.
+    Retry {
+        at: String,
+        error: String,
+    },
+    /// Permanent: the server refused it, or it ran out of attempts.
+    Failed {
+        error: String,
+    },
+}
+
+/// Records the outcome of attempts, all in one transaction.
+pub fn record(conn: &mut Connection, results: &[(i64, Attempt)], now: &str) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut sent = tx.prepare_cached(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
+        )?;
+        let mut retry = tx.prepare_cached(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+        )?;
+        let mut failed = tx.prepare_cached(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+        )?;
+        for (id, attempt) in results {
+            match attempt {
+                Attempt::Sent => sent.execute(params![id, now])?,
+                Attempt::Retry { at, error } => retry.execute(params![id, at, error])?,
+                Attempt::Failed { error } => failed.execute(params![id, error])?,
+            };
+        }
+    }
+    tx.commit()
+}
+
+/// When the next queued notification falls due (it may be in the past).
+pub fn next_due_at(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued' AND payload IS NOT NULL")?
+        .query_row([], |r| r.get(0))
+}
+
+/// A notification as `outbox list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutboxView {
+    pub id: i64,
+    pub case: Option<String>,
+    pub event: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: String,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+/// Every notification (optionally of one status), oldest first.
+pub fn list(conn: &Connection, prefix: &str, status: Option<&str>) -> rusqlite::Result<Vec<OutboxView>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, case_id, event, recipients, subject, message_id, status, attempts, last_error, next_attempt_at, created_at, sent_at
+         FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([status], |r| {
+        let recipients: String = r.get(3)?;
+        Ok(OutboxView {
+            id: r.get(0)?,
+            case: r.get::<_, Option<CaseId>>(1)?.map(|c| format!("{prefix}-{c}")),
+            event: r.get(2)?,
+            to: serde_json::from_str(&recipients).unwrap_or_default(),
+            subject: r.get(4)?,
+            message_id: r.get(5)?,
+            status: r.get(6)?,
+            attempts: r.get::<_, i64>(7)?.try_into().unwrap_or(0),
+            last_error: r.get(8)?,
+            next_attempt_at: r.get(9)?,
+            created_at: r.get(10)?,
+            sent_at: r.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::migrations;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn add(conn: &Connection, to: &str, id: &str, now: &str) -> i64 {
+        let to = Address::parse(to).unwrap();
+        let n = NewNotification {
+            case: None,
+            event: "not-applied",
+            to: &to,
+            subject: "s",
+            message_id: id,
+            payload: Some(b"mail"),
+            error: None,
+        };
+        insert(conn, &n, now).unwrap()
+    }
+
+    #[test]
+    fn claimed_rows_are_not_due_again_until_their_lease_ends() {
+        let mut conn = db();
+        let a = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
+        let b = add(&conn, "b@x.example", "2@x", "2026-01-01T00:00:00.000Z");
+        let now = "2026-01-01T00:00:01.000Z";
+        let lease = "2026-01-01T00:05:00.000Z";
+        let first = claim_due(&mut conn, now, lease, 1).unwrap();
+        assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), [a]);
+        assert_eq!(first[0].recipients, ["a@x.example"]);
+        let second = claim_due(&mut conn, now, lease, 10).unwrap();
+        assert_eq!(second.iter().map(|d| d.id).collect::<Vec<_>>(), [b]);
+        assert!(claim_due(&mut conn, now, lease, 10).unwrap().is_empty());
+        assert_eq!(claim_due(&mut conn, "2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn outcomes_are_recorded_with_attempts_and_errors() {
+        let mut conn = db();
+        let a = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
+        let b = add(&conn, "b@x.example", "2@x", "2026-01-01T00:00:00.000Z");
+        let c = add(&conn, "c@x.example", "3@x", "2026-01-01T00:00:00.000Z");
+        let results = [
+            (a, Attempt::Sent),
+            (b, Attempt::Retry { at: "2026-01-01T01:00:00.000Z".into(), error: "451 later".into() }),
+            (c, Attempt::Failed { error: "550 no such user".into() }),
+        ];
+        record(&mut conn, &results, "2026-01-01T00:00:02.000Z").unwrap();
+        let rows = list(&conn, "CASE", None).unwrap();
+        assert_eq!((rows[0].status.as_str(), rows[0].attempts, rows[0].sent_at.is_some()), ("sent", 1, true));
+        assert_eq!((rows[1].status.as_str(), rows[1].last_error.as_deref()), ("queued", Some("451 later")));
+        assert_eq!(rows[1].next_attempt_at, "2026-01-01T01:00:00.000Z");
+        assert_eq!((rows[2].status.as_str(), rows[2].last_error.as_deref()), ("failed", Some("550 no such user")));
+        assert_eq!(next_due_at(&conn).unwrap().as_deref(), Some("2026-01-01T01:00:00.000Z"));
+        assert_eq!(list(&conn, "CASE", Some("failed")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn answers_are_found_by_recipient_kind_case_and_time() {
+        let conn = db();
+        add(&conn, "a@x.example", "1@x", "2026-01-01T10:00:00.000Z");
+        let a = Address::parse("A@x.example").unwrap();
+        assert!(answered_since(&conn, &a, "not-applied", None, "2026-01-01T00:00:00.000Z").unwrap());
+        assert!(!answered_since(&conn, &a, "not-applied", None, "2026-01-01T11:00:00.000Z").unwrap());
+        assert!(!answered_since(&conn, &a, "not-applied", Some(3), "2026-01-01T00:00:00.000Z").unwrap());
+        assert!(!answered_since(&conn, &a, "case-list", None, "2026-01-01T00:00:00.000Z").unwrap());
+    }
+}
