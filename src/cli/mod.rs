@@ -7,6 +7,7 @@
 mod case;
 mod cases;
 mod ingest;
+mod outbox;
 mod quarantine;
 mod table;
 
@@ -46,6 +47,9 @@ pub enum Command {
     /// Mail that could not be applied, kept with its reason
     #[command(subcommand)]
     Quarantine(quarantine::Command),
+    /// Notifications: list them, or send what is due now
+    #[command(subcommand)]
+    Outbox(outbox::Command),
 }
 
 impl Command {
@@ -86,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cases(cmd) => cases::run(config, cmd),
         Command::Quarantine(cmd) => quarantine::run(config, cmd),
         Command::Case(cmd) => case::run(config, cmd),
+        Command::Outbox(cmd) => outbox::run(config, cmd),
     }
 }
 

@@ -1,14 +1,72 @@
-//! Notifications: the events of a change become outbox rows in the same transaction.
+//! Notifications: the events of a change become mails in the outbox, in the same
+//! transaction; the outbox worker sends them.
+//!
+//! ```text
+//! events ─ recipients::RULES (who gets what) ─ templates (handlebars) ─ compose (RFC 5322)
+//!        ─ outbox row per recipient (Message-ID, rendered mail) ── committed with the event
+//! outbox ─ send::Sender::send_due: claim ─ SMTP (or .eml files) ─ sent | retry | failed
+//! ```
 //!
 //! [`enqueue`] is called by the ingest path (and the analyst commands) inside the
 //! transaction that records the change, so a notification exists exactly when its event
-//! was committed.
+//! was committed. It renders each mail right then and gives it its Message-ID, which is
+//! linked to the case: a reply to any notification routes back to its case, and a resend
+//! after a crash is the very same mail.
+//!
+//! At start-up, `casegate run` and `casegate outbox flush` call [`check_templates`], so a
+//! broken template override stops them with a clear message instead of failing later.
+//! The daemon then spawns [`run_worker`]; tests drain the outbox with
+//! [`Sender::send_due`].
 
+pub mod compose;
+pub mod recipients;
+pub mod send;
+pub mod templates;
+
+use std::collections::HashMap;
+
+use chrono::{Duration as ChronoDuration, Utc};
 use rusqlite::Connection;
 
-use crate::case::Event;
+use crate::address::Address;
+use crate::case::{CaseId, Event, MessageKind, Notice, ParticipantRole};
+use crate::classify;
 use crate::config::Config;
 use crate::parse::InboundMail;
+use crate::store::cases as case_store;
+use crate::store::outbox::{self, NewNotification};
+use recipients::{On, People, Recipient};
+use templates::{
+    CaseLine, CaseView, Change, FieldView, Links, MessageView, NoticeView, Person, RecipientView, Support, Templates,
+    View,
+};
+
+pub use send::{run_worker, Sender, Summary};
+
+/// How many of a thread's newest Message-IDs go into References (besides its first).
+const REFERENCES_RECENT: usize = 10;
+/// How many cases a case-list answer shows.
+const CASE_LIST_MAX: usize = 50;
+/// A sender gets at most one "could not be applied" answer per case in this time.
+const NOT_APPLIED_EVERY_HOURS: i64 = 24;
+
+/// Compiles the templates (built-in and overrides) and renders each with sample data;
+/// warns when staff alerts have nowhere to go. Call before accepting work, so a broken
+/// override stops the program at start.
+pub fn check_templates(config: &Config) -> anyhow::Result<()> {
+    let templates = Templates::cached(config)?;
+    if !templates.overridden.is_empty() {
+        tracing::info!(overridden = ?templates.overridden, "Template overrides loaded");
+    }
+    support_mailbox(config)?;
+    if config.notify.staff_recipients.is_empty() {
+        tracing::warn!(
+            "No staff recipients: staff alerts (new case, customer reply, note) are sent to nobody; \
+             list addresses under [notify] staff_recipients"
+        );
+    }
+    Ok(())
+}
 
 /// Writes the outbox rows the events call for. `trigger` is the mail that caused them,
 /// when there is one (its Message-ID threads direct answers; its headers say whether an
@@ -19,17 +77,519 @@ pub fn enqueue(
     events: &[Event],
     trigger: Option<&InboundMail>,
 ) -> anyhow::Result<()> {
-    let _ = (conn, config, events, trigger);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let templates = Templates::cached(config)?;
+    let mut facts = Facts::new(conn, config, trigger)?;
+    let planned = plan(conn, config, events, &mut facts)?;
+    for (event, recipient) in planned {
+        write_one(conn, config, &templates, &mut facts, event, &recipient)?;
+    }
     Ok(())
 }
 
-/// The outbox sender as a long-running task: sends what is due, waits, repeats, until
-/// `shutdown` is cancelled. `casegate run` spawns it beside the mailbox watchers.
-pub async fn run_worker(
-    config: std::sync::Arc<Config>,
-    shutdown: tokio_util::sync::CancellationToken,
+/// Who gets what for a batch of events: the table applied event by event, then the
+/// mails that another one of the batch makes redundant removed, and answers that may
+/// not be sent left out.
+fn plan<'e>(
+    conn: &Connection,
+    config: &Config,
+    events: &'e [Event],
+    facts: &mut Facts<'_>,
+) -> anyhow::Result<Vec<(&'e Event, Recipient)>> {
+    let mut planned: Vec<(&Event, Recipient)> = Vec::new();
+    for event in events {
+        let Some(on) = On::of(event) else { continue };
+        let case = case_of(event);
+        let participants = match case {
+            Some(c) => facts.participants(c)?.to_vec(),
+            None => Vec::new(),
+        };
+        let actor = actor_of(event, &participants);
+        let (the_watcher, sender) = match event {
+            Event::WatcherAdded { address, .. } | Event::WatcherRemoved { address, .. } => (Some(address), None),
+            Event::Notice { to, .. } => (None, Some(to)),
+            _ => (None, None),
+        };
+        let people = People { participants: &participants, the_watcher, sender, actor: actor.as_ref() };
+        planned.extend(recipients::resolve(config, on, &people).into_iter().map(|r| (event, r)));
+    }
+
+    // A status change that carries the thread entry written with it (a solution, a
+    // reason for rejecting, a first answer) already shows that entry: whoever gets it
+    // does not also get the plain reply.
+    let shown_with_status: Vec<(i64, Address)> = planned
+        .iter()
+        .filter_map(|(e, r)| match e {
+            Event::StatusChanged { message: Some(m), .. } => Some((*m, r.address.clone())),
+            _ => None,
+        })
+        .collect();
+    // The answer about a follow-up case is its acknowledgement.
+    let follow_ups: Vec<(Option<CaseId>, Address)> = planned
+        .iter()
+        .filter_map(|(e, r)| match e {
+            Event::Notice { notice: Notice::FollowUpOpened { .. }, case, .. } => Some((*case, r.address.clone())),
+            _ => None,
+        })
+        .collect();
+    planned.retain(|(e, r)| match e {
+        Event::Replied { message, .. } => !shown_with_status.contains(&(*message, r.address.clone())),
+        Event::Created { case, .. } => !follow_ups.contains(&(Some(*case), r.address.clone())),
+        _ => true,
+    });
+
+    let mut kept = Vec::with_capacity(planned.len());
+    for (event, r) in planned {
+        if let Some(why) = facts.withheld_answer(&r.address) {
+            tracing::info!(to = %r.address, event = r.rule.template, reason = %why, "Automatic answer not sent");
+            continue;
+        }
+        if r.rule.on == On::NotApplied {
+            let since = outbox::stamp(facts.now - ChronoDuration::hours(NOT_APPLIED_EVERY_HOURS));
+            if outbox::answered_since(conn, &r.address, r.rule.template, case_of(event), &since)? {
+                tracing::info!(to = %r.address, "Already answered today that a mail could not be applied; not again");
+                continue;
+            }
+        }
+        kept.push((event, r));
+    }
+    Ok(kept)
+}
+
+/// The case an event is about (`None` for an answer about no case).
+fn case_of(event: &Event) -> Option<CaseId> {
+    match event.case() {
+        0 => None,
+        c => Some(c),
+    }
+}
+
+/// Who caused the event: the author of a reply, who acted, or who opened the case.
+fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Option<Address> {
+    match event {
+        Event::Created { .. } => {
+            participants.iter().find(|(_, r)| *r == ParticipantRole::Requester).map(|(a, _)| a.clone())
+        }
+        Event::Replied { from, .. } => from.clone(),
+        Event::WatcherAdded { by, .. } | Event::StatusChanged { by, .. } | Event::FieldChanged { by, .. } => by.clone(),
+        Event::WatcherRemoved { .. } | Event::Notice { .. } => None,
+    }
+}
+
+/// Renders, composes and stores one notification.
+fn write_one(
+    conn: &Connection,
+    config: &Config,
+    templates: &Templates,
+    facts: &mut Facts<'_>,
+    event: &Event,
+    r: &Recipient,
 ) -> anyhow::Result<()> {
-    let _ = config;
-    shutdown.cancelled().await;
+    let case = case_of(event);
+    let token = case.map(|c| config.case_token(c));
+    let view = facts.view(event, r)?;
+    let answer = facts.is_trigger_sender(&r.address);
+    let (references, in_reply_to) = facts.threading(event, answer)?;
+    let message_id = compose::new_message_id(token.as_deref(), facts.support.domain());
+
+    let rendered = templates.render(&view);
+    let subject = match (&rendered, &token) {
+        (Ok(r), Some(t)) => compose::subject_line(&format!("[{t}] {}", r.subject)),
+        (Ok(r), None) => compose::subject_line(&r.subject),
+        (Err(_), Some(t)) => format!("[{t}] ({})", r.rule.template),
+        (Err(_), None) => format!("({})", r.rule.template),
+    };
+    let payload = rendered.map_err(|e| format!("template {}: {e}", r.rule.template)).and_then(|parts| {
+        let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
+        compose::build(compose::Outgoing {
+            from: &facts.from,
+            reply_to: &facts.reply_to,
+            to: &r.address,
+            subject: &subject,
+            message_id: &message_id,
+            in_reply_to: in_reply_to.as_deref(),
+            references: &references,
+            auto_submitted: if answer { "auto-replied" } else { "auto-generated" },
+            instance_id: &config.instance_id,
+            list_unsubscribe: unsubscribe.map(String::as_str),
+            text: parts.text,
+            html: parts.html,
+        })
+    });
+    let (payload, error) = match &payload {
+        Ok(bytes) => (Some(bytes.as_slice()), None),
+        Err(e) => (None, Some(e.as_str())),
+    };
+    let row = NewNotification {
+        case,
+        event: r.rule.template,
+        to: &r.address,
+        subject: &subject,
+        message_id: &message_id,
+        payload,
+        error,
+    };
+    let id = outbox::insert(conn, &row, &facts.now_text)?;
+    if let Some(c) = case {
+        case_store::link_message_id(conn, &message_id, c, true)?;
+    }
+    match error {
+        None => tracing::info!(
+            id,
+            case = token.as_deref().unwrap_or("-"),
+            to = %r.address,
+            event = r.rule.template,
+            message_id = %message_id,
+            "Notification queued"
+        ),
+        Some(e) => tracing::error!(
+            id,
+            case = token.as_deref().unwrap_or("-"),
+            to = %r.address,
+            event = r.rule.template,
+            error = e,
+            "Notification could not be built; recorded as failed"
+        ),
+    }
     Ok(())
 }
+
+/// The support mailbox outgoing mail is from (`smtp.from`, else the first system address).
+fn support_mailbox(config: &Config) -> anyhow::Result<lettre::message::Mailbox> {
+    let from = config.from_header();
+    from.parse().map_err(|e| anyhow::anyhow!("smtp.from {from:?} is not a usable From address: {e}"))
+}
+
+/// What the notifications of one `enqueue` call need to know, read once.
+struct Facts<'a> {
+    conn: &'a Connection,
+    config: &'a Config,
+    trigger: Option<&'a InboundMail>,
+    /// Why automatic answers to the trigger's sender are withheld, if they are.
+    no_answers: Option<String>,
+    now: chrono::DateTime<Utc>,
+    now_text: String,
+    from: lettre::message::Mailbox,
+    reply_to: lettre::message::Mailbox,
+    /// Where replies and the `mailto:` links go.
+    support: Address,
+    participants: HashMap<CaseId, Vec<(Address, ParticipantRole)>>,
+    cases: HashMap<CaseId, CaseView>,
+}
+
+impl<'a> Facts<'a> {
+    fn new(conn: &'a Connection, config: &'a Config, trigger: Option<&'a InboundMail>) -> anyhow::Result<Facts<'a>> {
+        let from = support_mailbox(config)?;
+        // Replies must reach a system address even when From is, say, a no-reply address.
+        let from_address = Address::parse(from.email.as_ref());
+        let support = match from_address {
+            Some(a) if config.is_system_address(&a) => a,
+            _ => config.system_addresses[0].clone(),
+        };
+        let reply_to = lettre::message::Mailbox::new(
+            from.name.clone(),
+            support.as_str().parse().map_err(|e| anyhow::anyhow!("system address {support}: {e}"))?,
+        );
+        let now = Utc::now();
+        Ok(Facts {
+            conn,
+            config,
+            trigger,
+            no_answers: trigger.and_then(|m| classify::auto_response_allowed(m).err()),
+            now,
+            now_text: outbox::stamp(now),
+            from,
+            reply_to,
+            support,
+            participants: HashMap::new(),
+            cases: HashMap::new(),
+        })
+    }
+
+    fn participants(&mut self, case: CaseId) -> rusqlite::Result<&[(Address, ParticipantRole)]> {
+        if !self.participants.contains_key(&case) {
+            let people = case_store::participants(self.conn, case)?;
+            self.participants.insert(case, people);
+        }
+        Ok(&self.participants[&case])
+    }
+
+    fn is_trigger_sender(&self, address: &Address) -> bool {
+        self.trigger.and_then(InboundMail::from_address) == Some(address)
+    }
+
+    /// Why a mail to `address` may not be sent, when it would answer the trigger's
+    /// author and their mail asks for no automatic answers (RFC 3834).
+    fn withheld_answer(&self, address: &Address) -> Option<&str> {
+        self.no_answers.as_deref().filter(|_| self.is_trigger_sender(address))
+    }
+
+    fn case_view(&mut self, case: CaseId) -> anyhow::Result<CaseView> {
+        if let Some(v) = self.cases.get(&case) {
+            return Ok(v.clone());
+        }
+        let row = case_store::case_row(self.conn, case)?
+            .ok_or_else(|| anyhow::anyhow!("event for case {case}, which does not exist"))?;
+        let people = self.participants(case)?;
+        let first = |role| people.iter().find(|(_, r)| *r == role).map(|(a, _)| a.to_string());
+        let (requester, contact) = (first(ParticipantRole::Requester), first(ParticipantRole::Contact));
+        let view = CaseView {
+            token: self.config.case_token(case),
+            number: case,
+            subject: display_subject(self.config, &row.subject),
+            status: row.status.to_string(),
+            impact: row.impact.to_string(),
+            account: row.account,
+            environment: row.environment,
+            description: case_store::description(self.conn, case)?.unwrap_or_default(),
+            requester,
+            contact,
+            opened_at: pretty_time(&row.created_at),
+            updated_at: pretty_time(&row.updated_at),
+            follows_up: row.linked_case.map(|c| self.config.case_token(c)),
+        };
+        self.cases.insert(case, view.clone());
+        Ok(view)
+    }
+
+    /// Who someone is, with their display name when the trigger mail gave one.
+    fn person(&self, address: &Address) -> Person {
+        let name = self
+            .trigger
+            .and_then(|m| m.from.as_ref())
+            .filter(|mb| mb.address == *address)
+            .and_then(|mb| mb.name.as_deref())
+            .map(crate::parse::one_line)
+            .filter(|n| !n.is_empty());
+        Person { address: address.to_string(), name: name.unwrap_or_else(|| address.to_string()) }
+    }
+
+    fn view(&mut self, event: &Event, r: &Recipient) -> anyhow::Result<View> {
+        let case = case_of(event);
+        let mut case_view = match case {
+            Some(c) => Some(self.case_view(c)?),
+            None => None,
+        };
+        let people = match case {
+            Some(c) => self.participants(c)?.to_vec(),
+            None => Vec::new(),
+        };
+        let holds = |role| people.iter().any(|(a, rl)| *a == r.address && *rl == role);
+        let recipient = RecipientView {
+            address: r.address.to_string(),
+            role: r.via.role(),
+            is_staff: self.config.is_staff(&r.address) || self.config.notify.staff_recipients.contains(&r.address),
+            is_watcher: holds(ParticipantRole::Watcher),
+            can_decide: holds(ParticipantRole::Requester) || holds(ParticipantRole::Contact),
+        };
+        let actor = actor_of(event, &people).map(|a| self.person(&a));
+        let message_id = match event {
+            Event::Created { message, .. } | Event::Replied { message, .. } => Some(*message),
+            Event::StatusChanged { message, .. } => *message,
+            _ => None,
+        };
+        let message = match message_id {
+            Some(id) => case_store::message_entry(self.conn, id)?
+                // An internal note can ride along with a public event (a note on a New
+                // case picks it up): its words are for staff only, whatever the event.
+                .filter(|m| m.kind != MessageKind::Note || recipient.is_staff)
+                .map(|m| MessageView {
+                    from: m.from,
+                    kind: m.kind.to_string(),
+                    body: m.body,
+                    attachments: m.attachments,
+                }),
+            None => None,
+        };
+        let change = match event {
+            Event::StatusChanged { from, to, .. } => Some(Change { from: from.to_string(), to: to.to_string() }),
+            _ => None,
+        };
+        let field = match event {
+            Event::FieldChanged { field, value, .. } => {
+                Some(FieldView { name: field.to_string(), value: value.clone() })
+            }
+            _ => None,
+        };
+        let your_subject = self.trigger.map(|m| crate::parse::one_line(&m.subject)).filter(|s| !s.is_empty());
+        let notice = match event {
+            Event::Notice { notice, .. } => Some(match notice {
+                Notice::NotApplied { reason } => NoticeView {
+                    reason: Some(reason.clone()),
+                    explanation: Some(explain(reason, self.config).to_string()),
+                    command: None,
+                    problem: None,
+                    closed: None,
+                    your_subject,
+                },
+                Notice::FollowUpOpened { closed } => NoticeView {
+                    reason: None,
+                    explanation: None,
+                    command: None,
+                    problem: None,
+                    closed: Some(self.config.case_token(*closed)),
+                    your_subject,
+                },
+                Notice::CommandRefused { command, problem } => NoticeView {
+                    reason: None,
+                    explanation: None,
+                    command: Some(crate::parse::one_line(command)),
+                    problem: Some(problem.clone()),
+                    closed: None,
+                    your_subject,
+                },
+                Notice::ReasonRequired | Notice::CaseList => NoticeView {
+                    reason: None,
+                    explanation: None,
+                    command: None,
+                    problem: None,
+                    closed: None,
+                    your_subject,
+                },
+            }),
+            _ => None,
+        };
+        // Someone whose mail could not be applied may not be a participant: they learn
+        // the case's number (they wrote to it) and nothing else about it.
+        if let (Some(c), Event::Notice { notice: Notice::NotApplied { .. }, .. }) = (&mut case_view, event) {
+            *c = CaseView {
+                token: c.token.clone(),
+                number: c.number,
+                subject: String::new(),
+                status: String::new(),
+                impact: String::new(),
+                account: None,
+                environment: None,
+                description: String::new(),
+                requester: None,
+                contact: None,
+                opened_at: String::new(),
+                updated_at: String::new(),
+                follows_up: None,
+            };
+        }
+        let cases = match event {
+            Event::Notice { notice: Notice::CaseList, to, .. } => case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
+                .into_iter()
+                .map(|c| CaseLine {
+                    token: self.config.case_token(c.case),
+                    subject: display_subject(self.config, &c.subject),
+                    status: c.status.to_string(),
+                    role: c.role.to_string(),
+                    updated_at: pretty_time(&c.updated_at),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let links = self.links(case_view.as_ref());
+        Ok(View {
+            kind: r.rule.template,
+            support: Support {
+                address: self.support.to_string(),
+                name: self.from.name.clone().unwrap_or_else(|| "Support".into()),
+            },
+            recipient,
+            case: case_view,
+            actor,
+            message,
+            change,
+            field,
+            notice,
+            cases,
+            links,
+        })
+    }
+
+    fn links(&self, case: Option<&CaseView>) -> Links {
+        let to = &self.support;
+        let cases = compose::mailto(to, "#cases", "");
+        let Some(case) = case else {
+            return Links { cases, ..Links::default() };
+        };
+        let token = &case.token;
+        let reply_subject =
+            if case.subject.is_empty() { format!("Re: [{token}]") } else { format!("Re: [{token}] {}", case.subject) };
+        Links {
+            reply: compose::mailto(to, &reply_subject, ""),
+            accept: compose::mailto(to, &format!("Re: [{token}] #accept"), "Thank you, the solution works."),
+            reject: compose::mailto(to, &format!("Re: [{token}] #reject"), "The solution does not work because: "),
+            unwatch: compose::mailto(to, &format!("Re: [{token}] #unwatch"), ""),
+            cases,
+        }
+    }
+
+    /// References (the case thread's inbound mail) and In-Reply-To (the mail that caused
+    /// this, else the newest one) for a notification about `event`.
+    fn threading(&self, event: &Event, answer: bool) -> anyhow::Result<(Vec<String>, Option<String>)> {
+        let trigger_id = self.trigger.and_then(|m| m.message_id.clone());
+        let answered = match event {
+            Event::Notice { in_reply_to, .. } => in_reply_to.clone().or(trigger_id.clone()),
+            _ => trigger_id.clone().filter(|_| answer),
+        };
+        // An answer to a mail that did not reach the case, or about no case, threads
+        // with that mail only: its author may not know the case's thread.
+        let private = matches!(
+            event,
+            Event::Notice { notice: Notice::NotApplied { .. } | Notice::CaseList, .. }
+                | Event::Notice { case: None, .. }
+        );
+        let mut refs = match case_of(event) {
+            Some(c) if !private => case_store::inbound_thread_ids(self.conn, c, REFERENCES_RECENT)?,
+            _ => Vec::new(),
+        };
+        if let Some(id) = &answered {
+            if !refs.contains(id) {
+                refs.push(id.clone());
+            }
+        }
+        let parent = match (&answered, &trigger_id) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(id)) if refs.contains(id) => Some(id.clone()),
+            _ => refs.last().cloned(),
+        };
+        Ok((refs, parent))
+    }
+}
+
+/// The case subject as notifications show it: without reply prefixes or stray tokens
+/// (ours goes in front), on one line.
+fn display_subject(config: &Config, subject: &str) -> String {
+    let clean = crate::route::TokenMatcher::new(&config.token_prefix).clean_subject(subject);
+    let clean = crate::parse::one_line(&clean);
+    if clean.is_empty() {
+        "(no subject)".into()
+    } else {
+        clean
+    }
+}
+
+/// `2026-01-02T10:00:00.000Z` → `2026-01-02 10:00 UTC`.
+fn pretty_time(stored: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(stored)
+        .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| stored.to_string())
+}
+
+/// A quarantine reason in words, for the sender.
+fn explain(reason: &str, config: &Config) -> String {
+    let code = reason.split(':').next().unwrap_or(reason).trim();
+    match code {
+        "sender-not-participant" => "you do not take part in this case. Ask its requester to add you as a watcher \
+             (#watch your@address), or write a new mail without the case number to open a case of your own."
+            .into(),
+        "too-large" => format!(
+            "it is larger than the {} MB we accept. Please send large files as a link.",
+            config.max_message_bytes / (1024 * 1024)
+        ),
+        "unparseable" => "its format could not be read. Please send it again as a plain mail.".into(),
+        "account-not-allowed" => "it names an account you may not open cases for.".into(),
+        "bad-field" => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
+        "internal-error" => "of a problem on our side. Our team has been told; you need not do anything.".into(),
+        _ => "it could not be processed automatically. Our team has been told.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! The outbox sender: claims due notifications, sends them over SMTP (or writes `.eml`
+//! files, for the demo), and records the outcome.
+//!
+//! - **SMTP** with lettre's pooled async transport: connections are reused across mails,
+//!   and [`CONCURRENCY`] mails are in flight at once. TLS is `tls` (implicit), `starttls`
+//!   (required) or `none`; AUTH when `smtp.username` is set; `smtp.ca_file` adds a CA.
+//! - **Transient** failures (a 4xx answer, a refused or dropped connection, a timeout, a
+//!   TLS or login problem — the installation's, not the mail's) are retried after
+//!   `retry_base · 2^(attempt-1)`, capped at `retry_max`, minus up to 20 % jitter so that
+//!   a backlog does not retry in lockstep; after `max_attempts` the row is failed.
+//! - **Permanent** failures (a 5xx answer about the mail or its recipient) fail the row at
+//!   once, with the server's answer in `last_error`.
+//!
+//! SQLite is only touched in `spawn_blocking` (a fresh connection per step, never held
+//! across an `.await`): the runtime's worker threads stay free for the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use futures::StreamExt;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as LettreTls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rand::Rng;
+use rusqlite::Connection;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, SmtpConfig, Tls};
+use crate::store::outbox::{self, Attempt, Due};
+use crate::store::Store;
+
+/// Mails in flight at once (and SMTP connections in the pool).
+pub const CONCURRENCY: usize = 8;
+/// Notifications claimed per step; their outcomes are committed together.
+const CHUNK: usize = 64;
+
+/// What one [`Sender::send_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub sent: usize,
+    /// Transient failures, queued again for a later attempt.
+    pub deferred: usize,
+    /// Permanent failures (and notifications out of attempts).
+    pub failed: usize,
+}
+
+impl Summary {
+    pub fn is_clean(&self) -> bool {
+        self.deferred == 0 && self.failed == 0
+    }
+}
+
+/// Where mail goes.
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `outbox.file_dir`: one `<Message-ID>.eml` per notification. The name makes a
+    /// resend overwrite, not duplicate.
+    Files(PathBuf),
+}
+
+/// Why a send failed, as far as retrying is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// Retry later; the mail may be fine.
+    Transient(String),
+    /// The connection itself failed: retry later, and stop this round (the next mails
+    /// would only fail the same way).
+    Connection(String),
+    /// The server refused this mail for good.
+    Permanent(String),
+}
+
+/// Sends the outbox of one installation.
+pub struct Sender {
+    config: Arc<Config>,
+    transport: Transport,
+    envelope_from: lettre::Address,
+}
+
+impl Sender {
+    /// Prepares the transport from `[smtp]` or `outbox.file_dir` (reading the SMTP
+    /// password now). A configuration with neither is a [`ConfigError`].
+    pub fn new(config: Arc<Config>) -> anyhow::Result<Sender> {
+        let from: lettre::message::Mailbox = config
+            .from_header()
+            .parse()
+            .map_err(|e| invalid(&config, "smtp.from", format!("not a usable From address: {e}")))?;
+        let transport = match (&config.outbox.file_dir, &config.smtp) {
+            (Some(dir), _) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create outbox.file_dir {}", dir.display()))?;
+                Transport::Files(dir.clone())
+            }
+            (None, Some(smtp)) => Transport::Smtp(smtp_transport(&config, smtp)?),
+            (None, None) => {
+                return Err(invalid(
+                    &config,
+                    "smtp",
+                    "no [smtp] section and no outbox.file_dir: there is nowhere to send notifications".into(),
+                )
+                .into())
+            }
+        };
+        Ok(Sender { envelope_from: from.email, config, transport })
+    }
+
+    /// Sends every notification that is due now, then returns what happened. Stops early
+    /// when the connection to the SMTP server fails (the rest stays due for the next
+    /// call). This is the single step the daemon repeats and `outbox flush` runs once.
+    pub async fn send_due(&self) -> anyhow::Result<Summary> {
+        let mut summary = Summary::default();
+        loop {
+            let now = Utc::now();
+            // The lease covers the worst case of a step: every connection timing out.
+            let lease = now + chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::hours(1));
+            let (now_text, lease_text) = (outbox::stamp(now), outbox::stamp(lease));
+            let due = with_db(&self.config, move |conn| outbox::claim_due(conn, &now_text, &lease_text, CHUNK)).await?;
+            if due.is_empty() {
+                return Ok(summary);
+            }
+            let results: Vec<(i64, String, Result<(), Failure>, u32)> = futures::stream::iter(due)
+                .map(|d| async move {
+                    let result = self.deliver(&d).await;
+                    (d.id, d.message_id, result, d.attempts + 1)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+
+            let mut connection_failed = false;
+            let mut records = Vec::with_capacity(results.len());
+            for (id, message_id, result, attempt) in results {
+                let outcome = match result {
+                    Ok(()) => {
+                        summary.sent += 1;
+                        tracing::info!(id, message_id = %message_id, "Notification sent");
+                        Attempt::Sent
+                    }
+                    Err(Failure::Permanent(error)) => {
+                        summary.failed += 1;
+                        tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
+                        Attempt::Failed { error }
+                    }
+                    Err(Failure::Transient(error) | Failure::Connection(error)) if attempt >= self.max_attempts() => {
+                        summary.failed += 1;
+                        let error = format!("gave up after {attempt} attempts; last: {error}");
+                        tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
+                        Attempt::Failed { error }
+                    }
+                    Err(failure) => {
+                        connection_failed |= matches!(failure, Failure::Connection(_));
+                        let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) =
+                            failure;
+                        summary.deferred += 1;
+                        let delay = retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
+                        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                        tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
+                        Attempt::Retry { at: outbox::stamp(at), error }
+                    }
+                };
+                records.push((id, outcome));
+            }
+            let now_text = outbox::stamp(Utc::now());
+            with_db(&self.config, move |conn| outbox::record(conn, &records, &now_text)).await?;
+            if connection_failed {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// When the next queued notification falls due, if any.
+    pub async fn next_due(&self) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
+        let next = with_db(&self.config, |conn| outbox::next_due_at(conn)).await?;
+        Ok(next.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc)))
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.config.outbox.max_attempts
+    }
+
+    fn lease(&self) -> Duration {
+        let timeout = self.config.smtp.as_ref().map_or(Duration::from_secs(30), |s| s.timeout);
+        // Connect, greet, TLS, AUTH, MAIL, RCPT, DATA: each may take up to the timeout.
+        (timeout * 8).max(Duration::from_secs(60))
+    }
+
+    async fn deliver(&self, due: &Due) -> Result<(), Failure> {
+        let recipients: Vec<lettre::Address> = due.recipients.iter().filter_map(|r| r.parse().ok()).collect();
+        if recipients.is_empty() || recipients.len() != due.recipients.len() {
+            return Err(Failure::Permanent(format!("cannot send to {:?}: not a valid address", due.recipients)));
+        }
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                let envelope = Envelope::new(Some(self.envelope_from.clone()), recipients)
+                    .map_err(|e| Failure::Permanent(format!("invalid envelope: {e}")))?;
+                smtp.send_raw(&envelope, &due.payload).await.map(|_| ()).map_err(|e| classify(&e))
+            }
+            Transport::Files(dir) => {
+                let name: String = due
+                    .message_id
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || "-._@".contains(c) { c } else { '_' })
+                    .collect();
+                let (dir, payload) = (dir.clone(), due.payload.clone());
+                tokio::task::spawn_blocking(move || write_file(&dir, &format!("{name}.eml"), &payload))
+                    .await
+                    .map_err(|e| Failure::Transient(format!("writing the file failed: {e}")))?
+                    .map_err(|e| Failure::Transient(format!("cannot write to {}: {e}", e.path.display())))
+            }
+        }
+    }
+}
+
+struct FileError {
+    path: PathBuf,
+    error: std::io::Error,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Writes `name` into `dir` atomically (a reader never sees half a mail).
+fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<(), FileError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let fail = |error| FileError { path: path.clone(), error };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    std::fs::write(&tmp, data).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
+fn invalid(config: &Config, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { path: config.path.clone(), key: key.to_string(), message }
+}
+
+fn smtp_transport(config: &Config, smtp: &SmtpConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(smtp.timeout))
+        .pool_config(PoolConfig::new().max_size(CONCURRENCY as u32).idle_timeout(Duration::from_secs(60)));
+    if smtp.tls != Tls::None {
+        let mut params = TlsParameters::builder(smtp.host.clone());
+        if let Some(ca) = &smtp.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| invalid(config, "smtp.ca_file", format!("cannot read {}: {e}", ca.display())))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                invalid(config, "smtp.ca_file", format!("{} is not a PEM certificate: {e}", ca.display()))
+            })?;
+            params = params.add_root_certificate(cert);
+        }
+        let params =
+            params.build_rustls().map_err(|e| invalid(config, "smtp.tls", format!("TLS setup failed: {e}")))?;
+        builder = builder.tls(match smtp.tls {
+            Tls::Tls => LettreTls::Wrapper(params),
+            _ => LettreTls::Required(params),
+        });
+    }
+    if let Some(user) = &smtp.username {
+        let password = match &smtp.password {
+            Some(secret) => secret.read(&config.path)?,
+            None => {
+                return Err(invalid(config, "smtp.password_env", "smtp.username is set but no password".into()).into())
+            }
+        };
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(builder.build())
+}
+
+/// Sorts an SMTP error into retry-or-not. Login (530, 534, 535, 538) and TLS problems
+/// are the installation's, not the mail's: retried, so fixing the config sends the mail.
+fn classify(e: &lettre::transport::smtp::Error) -> Failure {
+    let text = e.to_string();
+    let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    if e.is_permanent() {
+        if ["530", "534", "535", "538"].contains(&code.as_str()) {
+            Failure::Connection(text)
+        } else {
+            Failure::Permanent(text)
+        }
+    } else if e.is_transient() {
+        Failure::Transient(text)
+    } else if e.is_client() {
+        Failure::Permanent(text)
+    } else {
+        Failure::Connection(text)
+    }
+}
+
+/// The delay before attempt `attempt + 1`, after `attempt` failed ones: `base · 2^(attempt-1)`
+/// capped at `max`, then shortened by up to 20 % at random.
+pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+    let capped = base.saturating_mul(exp).min(max);
+    capped.mul_f64(1.0 - 0.2 * rand::thread_rng().gen::<f64>())
+}
+
+/// Runs `f` on a fresh database connection on the blocking pool.
+async fn with_db<T, F>(config: &Arc<Config>, f: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let config = Arc::clone(config);
+    tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&config)?;
+        Ok(f(&mut store.conn)?)
+    })
+    .await
+    .context("the database task panicked")?
+}
+
+/// The outbox sender as a long-running task: sends what is due, waits, repeats, until
+/// `shutdown` is cancelled. `casegate run` spawns it beside the mailbox watchers (after
+/// [`super::check_templates`]).
+///
+/// It wakes every `outbox.poll_interval` (rows are also written by other processes, such
+/// as a piped `casegate ingest`), or earlier when a retry falls due. A step in progress
+/// finishes before the worker stops, so no outcome is lost; a database error backs off
+/// (1 s doubling to 64 s) instead of ending the daemon.
+pub async fn run_worker(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let sender = match Sender::new(Arc::clone(&config)) {
+        Ok(s) => s,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() && config.smtp.is_none() => {
+            tracing::warn!("Notifications stay queued: {e:#}");
+            shutdown.cancelled().await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let wait = match sender.send_due().await {
+            Ok(summary) => {
+                backoff = Duration::from_secs(1);
+                if summary != Summary::default() {
+                    tracing::info!(
+                        sent = summary.sent,
+                        deferred = summary.deferred,
+                        failed = summary.failed,
+                        "Outbox step"
+                    );
+                }
+                let next = sender.next_due().await.ok().flatten();
+                let until_next =
+                    next.and_then(|t| (t - Utc::now()).to_std().ok()).unwrap_or(config.outbox.poll_interval);
+                until_next.min(config.outbox.poll_interval)
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "Outbox step failed");
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(64));
+                wait
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_from_the_base_is_capped_and_jittered_downwards() {
+        let (base, max) = (Duration::from_secs(30), Duration::from_secs(3600));
+        for _ in 0..50 {
+            let d1 = retry_delay(1, base, max);
+            assert!(d1 <= base && d1 >= base.mul_f64(0.8), "{d1:?}");
+            let d3 = retry_delay(3, base, max);
+            assert!(d3 <= base * 4 && d3 >= (base * 4).mul_f64(0.8), "{d3:?}");
+            let d20 = retry_delay(20, base, max);
+            assert!(d20 <= max && d20 >= max.mul_f64(0.8), "{d20:?}");
+            assert!(retry_delay(u32::MAX, base, max) <= max);
+        }
+    }
+
+    #[test]
+    fn a_config_without_smtp_or_file_dir_cannot_send() {
+        let config =
+            Config::from_toml("system_addresses = [\"s@example.com\"]", std::path::Path::new("/x/c.toml")).unwrap();
+        let err = Sender::new(Arc::new(config)).err().unwrap();
+        assert!(err.downcast_ref::<ConfigError>().is_some(), "{err:#}");
+        assert!(err.to_string().contains("nowhere to send"), "{err:#}");
+    }
+}

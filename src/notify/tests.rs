@@ -1,0 +1,114 @@
+//! `enqueue` against a real database, through the real ingest path.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::ingest::{Gateway, Origin};
+use crate::store::Store;
+
+fn gateway(extra: &str) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"var\"\nsystem_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n\
+         [notify]\nstaff_recipients = [\"ann@support.example.com\"]\n{extra}"
+    );
+    let config = Config::from_toml(&text, &dir.path().join("casegate.toml")).unwrap();
+    let gateway = Gateway::open(Arc::new(config)).unwrap();
+    (dir, gateway)
+}
+
+/// A mail whose Message-ID is `<N@test.example>`, N counting up from 1 per test thread.
+fn mail(from: &str, subject: &str, headers: &str, body: &str) -> Vec<u8> {
+    thread_local!(static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    let n = N.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    format!("From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{n}@test.example>\r\n{headers}\r\n{body}\r\n")
+        .into_bytes()
+}
+
+fn rows(g: &Gateway) -> Vec<(String, String)> {
+    outbox::list(&g.store.conn, "CASE", None).unwrap().into_iter().map(|r| (r.to[0].clone(), r.event)).collect()
+}
+
+#[test]
+fn notifications_exist_exactly_when_their_event_commits() {
+    let (_dir, mut g) = gateway("");
+    let report = g.ingest(&mail("jane@customer.example", "printer", "", "on fire"), &Origin::file("a")).unwrap();
+    assert_eq!(
+        rows(&g),
+        [
+            ("jane@customer.example".into(), "acknowledgement".into()),
+            ("ann@support.example.com".into(), "new-case".into())
+        ]
+    );
+
+    // An event whose transaction rolls back leaves no notification behind.
+    let events = report.events.clone();
+    {
+        let tx = g.store.conn.transaction().unwrap();
+        enqueue(&tx, &g.config, &events, None).unwrap();
+        assert_eq!(outbox::list(&tx, "CASE", None).unwrap().len(), 4);
+        // Dropped without commit.
+    }
+    assert_eq!(rows(&g).len(), 2);
+
+    // Every Message-ID is stored and routes to the case.
+    for row in outbox::list(&g.store.conn, "CASE", None).unwrap() {
+        assert_eq!(case_store::case_for_message_id(&g.store.conn, &row.message_id).unwrap(), Some(1));
+    }
+}
+
+#[test]
+fn a_mail_that_asks_for_no_automatic_answer_gets_no_acknowledgement_but_staff_still_hear() {
+    let (_dir, mut g) = gateway("");
+    g.ingest(
+        &mail("jane@customer.example", "printer", "X-Auto-Response-Suppress: All\r\n", "on fire"),
+        &Origin::file("a"),
+    )
+    .unwrap();
+    assert_eq!(rows(&g), [("ann@support.example.com".into(), "new-case".into())]);
+}
+
+#[test]
+fn a_sender_is_answered_once_a_day_per_case_even_within_one_batch() {
+    let (_dir, mut g) = gateway("");
+    g.ingest(&mail("jane@customer.example", "printer", "", "on fire"), &Origin::file("a")).unwrap();
+    let a = mail("eve@elsewhere.example", "Re: [CASE-1] one", "", "hi");
+    let b = mail("eve@elsewhere.example", "Re: [CASE-1] two", "", "hi");
+    let c = mail("eve@elsewhere.example", "about something else", "In-Reply-To: <nothing@x>\r\n", "#frobnicate");
+    let (oa, ob, oc) = (Origin::file("a"), Origin::file("b"), Origin::file("c"));
+    g.ingest_batch(&[(&a, &oa), (&b, &ob), (&c, &oc)]).unwrap();
+    let to_eve: Vec<String> =
+        rows(&g).into_iter().filter(|(to, _)| to == "eve@elsewhere.example").map(|(_, e)| e).collect();
+    // One answer about CASE-1; the third mail opened a case of Eve's own.
+    assert_eq!(to_eve, ["not-applied", "acknowledgement"]);
+}
+
+#[test]
+fn a_broken_override_is_a_configuration_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tpl")).unwrap();
+    std::fs::write(dir.path().join("tpl/reply.text.hbs"), "{{case.nonexistent}}").unwrap();
+    let config = Config::from_toml(
+        "system_addresses = [\"support@example.com\"]\ntemplates_dir = \"tpl\"",
+        &dir.path().join("casegate.toml"),
+    )
+    .unwrap();
+    let err = check_templates(&config).unwrap_err();
+    let config_error = err.downcast_ref::<crate::config::ConfigError>().expect("a ConfigError (exit code 2)");
+    let text = config_error.to_string();
+    assert!(text.contains("templates_dir") && text.contains("template reply"), "{text}");
+}
+
+#[test]
+fn references_name_the_people_s_mail_not_other_recipients_notifications() {
+    let (_dir, mut g) = gateway("");
+    g.ingest(&mail("jane@customer.example", "printer", "Cc: bob@customer.example\r\n", "on fire"), &Origin::file("a"))
+        .unwrap();
+    g.ingest(&mail("jane@customer.example", "Re: [CASE-1] printer", "", "still"), &Origin::file("b")).unwrap();
+    let store = Store::open(&g.config).unwrap();
+    let ids = case_store::inbound_thread_ids(&store.conn, 1, 10).unwrap();
+    assert_eq!(ids, ["1@test.example", "2@test.example"]);
+}
