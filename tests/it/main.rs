@@ -6,6 +6,7 @@ mod classify_corpus;
 mod corpus_ingest;
 mod ingest;
 mod mailstack_smoke;
+mod notify;
 mod reply_corpus;
 mod scenarios;
 mod support;
