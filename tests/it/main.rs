@@ -7,6 +7,7 @@ mod corpus_ingest;
 mod ingest;
 mod mailstack_smoke;
 mod notify;
+mod notify_delivery;
 mod reply_corpus;
 mod scenarios;
 mod support;

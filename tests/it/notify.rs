@@ -29,18 +29,16 @@ pub struct Setup {
 
 impl Setup {
     pub fn new() -> Setup {
-        Setup::with(SinkOptions::plain(), "")
+        Setup::with_sink(SmtpSink::start(SinkOptions::plain()), "tls = \"none\"\n", "")
     }
 
-    /// `smtp` holds the `[smtp]` keys besides host and port (default `tls = "none"`);
-    /// `extra` is appended to the config.
-    pub fn with(options: SinkOptions, extra: &str) -> Setup {
-        let sink = SmtpSink::start(options);
-        let smtp = if extra.contains("tls =") { "" } else { "tls = \"none\"\n" };
+    /// An installation sending to `sink`; `smtp` and `outbox` are extra lines for those
+    /// tables (`smtp` must say `tls`). Retries come after 1 s, so tests can wait for them.
+    pub fn with_sink(sink: SmtpSink, smtp: &str, outbox: &str) -> Setup {
         let install = Installation::new(&format!(
             "[notify]\nstaff_recipients = [\"{ANN}\", \"{TOM}\"]\n\
-             [outbox]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 5\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntimeout_secs = 10\n{smtp}{extra}",
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntimeout_secs = 10\n{smtp}\
+             [outbox]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 5\n{outbox}",
             sink.port()
         ));
         Setup { install, sink, seen: 0 }
