@@ -80,7 +80,9 @@ fn flush(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let summary = runtime.block_on(async {
         let sender = Sender::new(Arc::clone(&config))?;
-        sender.send_due().await
+        let summary = sender.send_due().await;
+        sender.close().await;
+        summary
     })?;
     if json {
         print_json(&summary)?;
