@@ -90,8 +90,9 @@ pub fn enqueue(
 }
 
 /// Who gets what for a batch of events: the table applied event by event, then the
-/// mails that another one of the batch makes redundant removed, and answers that may
-/// not be sent left out.
+/// mails that another one of the batch makes redundant removed (a reply shown by the
+/// status mail sent with it, an acknowledgement said by a follow-up notice, a copy of a
+/// mail to someone it was addressed to), and answers that may not be sent left out.
 fn plan<'e>(
     conn: &Connection,
     config: &Config,
@@ -134,8 +135,13 @@ fn plan<'e>(
             _ => None,
         })
         .collect();
+    // Whoever the mail itself was addressed to (To, Cc) already has its words.
+    let copied: Vec<&Address> =
+        facts.trigger.map(|m| m.to.iter().chain(&m.cc).map(|mb| &mb.address).collect()).unwrap_or_default();
     planned.retain(|(e, r)| match e {
-        Event::Replied { message, .. } => !shown_with_status.contains(&(*message, r.address.clone())),
+        Event::Replied { message, .. } => {
+            !shown_with_status.contains(&(*message, r.address.clone())) && !copied.contains(&&r.address)
+        }
         Event::Created { case, .. } => !follow_ups.contains(&(Some(*case), r.address.clone())),
         _ => true,
     });

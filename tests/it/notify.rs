@@ -323,6 +323,19 @@ fn a_customer_reply_reaches_staff_and_the_watchers_but_not_its_author() {
         who_got(&got),
         pairs(&[(ANN, "customer-reply"), (TOM, "customer-reply"), (BOB, "reply"), (CAROL, "reply")])
     );
+    // Whoever the reply was addressed to (Cc) has it already: no copy. Dave, new in Cc,
+    // is told he now watches the case.
+    let cc = format!("Cc: {CAROL}, dave@customer.example\r\n");
+    s.ingest(&mail(JANE, "Re: [CASE-1] Printer on fire", &cc, "And the fax."));
+    assert_eq!(
+        who_got(&s.flush()),
+        pairs(&[
+            (ANN, "customer-reply"),
+            (TOM, "customer-reply"),
+            (BOB, "reply"),
+            ("dave@customer.example", "watcher-added")
+        ])
+    );
     for d in &got {
         assert_well_formed(d, "CASE-1");
         assert!(d.mail.text.contains("Now the scanner smokes too."), "{}: {}", d.to, d.mail.text);
@@ -337,7 +350,15 @@ fn a_customer_reply_reaches_staff_and_the_watchers_but_not_its_author() {
     // A watcher's reply: staff and the other watcher (never Bob himself).
     assert_reply_lands(&s, bob, BOB, "CASE-1");
     let got = s.flush();
-    assert_eq!(who_got(&got), pairs(&[(ANN, "customer-reply"), (TOM, "customer-reply"), (CAROL, "reply")]));
+    assert_eq!(
+        who_got(&got),
+        pairs(&[
+            (ANN, "customer-reply"),
+            (TOM, "customer-reply"),
+            (CAROL, "reply"),
+            ("dave@customer.example", "reply")
+        ])
+    );
     assert_reply_lands(&s, to(&got, CAROL), CAROL, "CASE-1");
 }
 
