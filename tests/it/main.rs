@@ -9,3 +9,4 @@ mod mailstack_smoke;
 mod reply_corpus;
 mod scenarios;
 mod support;
+mod workflow;
