@@ -333,3 +333,21 @@ fn analysts_work_a_case_from_the_terminal_through_the_same_workflow() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing changed"));
 }
+
+#[test]
+fn the_readme_shows_the_permission_table_of_the_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- permissions-table:start -->").expect("start marker in README");
+    let end = readme.find("<!-- permissions-table:end -->").expect("end marker in README");
+    let rows: Vec<Vec<String>> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.contains("---") && !l.contains("requester"))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(rows.len(), PERMISSIONS.len(), "README rows");
+    for (row, (kind, label, cells)) in rows.iter().zip(PERMISSIONS) {
+        assert_eq!(row[0], *label, "README row order/label for {kind:?}");
+        let shown: Vec<bool> = row[1..].iter().map(|c| c == "yes").collect();
+        assert_eq!(shown, cells.to_vec(), "README cells for {kind:?} ({label})");
+    }
+}
