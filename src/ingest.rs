@@ -828,7 +828,6 @@ impl Writer<'_> {
             self.tx,
             &NewCase {
                 subject: &subject,
-                description,
                 impact: plan.impact.unwrap_or(Impact::Medium),
                 account,
                 environment: plan.environment.as_deref(),
