@@ -65,8 +65,10 @@ pub fn store_raw(conn: &Connection, sha256: &str, raw: &[u8]) -> rusqlite::Resul
 
 /// The raw bytes of a stored mail.
 pub fn raw(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    let packed: Option<Vec<u8>> =
-        conn.prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?.query_row([sha256], |r| r.get(0)).optional()?;
+    let packed: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?
+        .query_row([sha256], |r| r.get(0))
+        .optional()?;
     packed
         .map(|p| {
             lz4_flex::decompress_size_prepended(&p)
