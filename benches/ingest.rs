@@ -74,6 +74,26 @@ fn main() {
     let db = std::fs::metadata(dir.path().join("var/casegate.db")).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(dir.path().join("var/casegate.db-wal")).map(|m| m.len()).unwrap_or(0);
     println!("database: {:.1} MB", db as f64 / 1e6);
+    drop(gateway);
+
+    // The same mails through the real command line, as an operator or a mail server runs
+    // it: a reader thread parses the next batch while the current one is written.
+    let cli_dir = tempfile::tempdir().expect("temp dir");
+    let cfg = cli_dir.path().join("casegate.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let t = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_casegate"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["ingest", "--json"])
+        .arg(&mails_dir)
+        .output()
+        .expect("run casegate ingest");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "casegate ingest failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    assert_eq!(lines, count, "one outcome line per mail");
+    println!("casegate ingest DIR (CLI): {:>9.0} mails/s  ({count} mails in {secs:.2} s)", count as f64 / secs);
 }
 
 fn cpu_seconds() -> f64 {
@@ -84,10 +104,12 @@ fn cpu_seconds() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+const CONFIG: &str =
+    "data_dir = \"var\"\nsystem_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n\
+                      [accounts]\n\"customer.example\" = \"Customer Inc\"\n";
+
 fn config(dir: &Path) -> Config {
-    let text = "data_dir = \"var\"\nsystem_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n\
-                [accounts]\n\"customer.example\" = \"Customer Inc\"\n";
-    Config::from_toml(text, &dir.join("casegate.toml")).expect("bench config")
+    Config::from_toml(CONFIG, &dir.join("casegate.toml")).expect("bench config")
 }
 
 const WORDS: &[&str] = &[

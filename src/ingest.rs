@@ -181,19 +181,29 @@ impl Gateway {
     /// returned only after the commit, so a caller may then mark the mails processed at
     /// their source. On `Err` nothing of the batch was committed.
     pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
-        // Parsing happens before the write lock is taken: it is the expensive, pure part.
-        let prepared: Vec<(String, Parsed)> =
-            mails.iter().map(|(raw, _)| (sha256_hex(raw), self.parse_guarded(raw))).collect();
+        let prepared = Prepared::many(&self.config, mails.iter().map(|(raw, _)| raw.to_vec()).collect());
+        self.ingest_prepared(prepared.into_iter().zip(mails.iter().map(|(_, o)| *o)).collect())
+    }
+
+    /// [`Gateway::ingest_batch`] for mails already [`Prepared`] (possibly on another thread).
+    pub fn ingest_prepared(&mut self, mails: Vec<(Prepared, &Origin)>) -> anyhow::Result<Vec<IngestReport>> {
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut reports = Vec::with_capacity(mails.len());
-        for ((raw, origin), (sha, parsed)) in mails.iter().zip(&prepared) {
-            let step =
-                Step { config: &config, tokens: &tokens, blobs: &blobs, raw, sha, journal: Journal::New(origin) };
-            reports.push(step.run(&mut tx, parsed)?);
-        }
+        // Attachment files are written by a second thread while the database work goes on;
+        // all of them exist before the commit.
+        let (reports, written) = store::blobs::with_background_writer(&blobs, |sink| {
+            let mut reports = Vec::with_capacity(mails.len());
+            for (prepared, origin) in &mails {
+                let step =
+                    Step { config: &config, tokens: &tokens, blobs: sink, prepared, journal: Journal::New(origin) };
+                reports.push(step.run(&mut tx, &prepared.parsed)?);
+            }
+            anyhow::Ok(reports)
+        });
+        let reports = reports?;
+        written.context("cannot write attachment files")?;
         tx.commit()?;
         for ((_, origin), report) in mails.iter().zip(&reports) {
             log_report(report, &origin.description, &config);
@@ -214,8 +224,7 @@ impl Gateway {
             mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
         let raw =
             mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
-        let sha = sha256_hex(&raw);
-        let parsed = self.parse_guarded(&raw);
+        let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
         let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
@@ -224,19 +233,57 @@ impl Gateway {
             config: &config,
             tokens: &tokens,
             blobs: &blobs,
-            raw: &raw,
-            sha: &sha,
+            prepared: &prepared,
             journal: Journal::Replay { mail_id: record.id },
         };
-        let report = step.run(&mut tx, &parsed)?;
+        let report = step.run(&mut tx, &prepared.parsed)?;
         mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
         tx.commit()?;
         log_report(&report, &format!("quarantine #{quarantine_id}"), &config);
         Ok(report)
     }
+}
 
-    fn parse_guarded(&self, raw: &[u8]) -> Parsed {
-        let limit = self.config.max_message_bytes;
+/// A mail made ready for the database — hashed, parsed (bounded, panic-proof) and
+/// compressed — without touching the store, so it can be done on another thread while
+/// the previous batch is written.
+pub struct Prepared {
+    raw: Vec<u8>,
+    sha: String,
+    packed: Vec<u8>,
+    parsed: Parsed,
+}
+
+impl Prepared {
+    pub fn new(config: &Config, raw: Vec<u8>) -> Prepared {
+        let sha = sha256_hex(&raw);
+        let parsed = parse_guarded(config.max_message_bytes, &raw);
+        let packed = mails::pack_raw(&raw);
+        Prepared { raw, sha, packed, parsed }
+    }
+
+    /// Prepares many mails, on two threads when there are enough to be worth it.
+    pub fn many(config: &Config, mut raws: Vec<Vec<u8>>) -> Vec<Prepared> {
+        if raws.len() < 8 {
+            return raws.into_iter().map(|r| Prepared::new(config, r)).collect();
+        }
+        let second = raws.split_off(raws.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| second.into_iter().map(|r| Prepared::new(config, r)).collect::<Vec<_>>());
+            let mut out: Vec<Prepared> = raws.into_iter().map(|r| Prepared::new(config, r)).collect();
+            out.extend(other.join().expect("preparing mail never panics: parsing is guarded"));
+            out
+        })
+    }
+
+    /// The mail's Message-ID, when it has a usable one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.parsed.headers().and_then(|m| m.message_id.as_deref())
+    }
+}
+
+fn parse_guarded(limit: usize, raw: &[u8]) -> Parsed {
+    {
         if raw.len() > limit {
             return Parsed::Rejected {
                 code: reasons::TOO_LARGE,
@@ -264,9 +311,8 @@ impl Gateway {
 struct Step<'a> {
     config: &'a Config,
     tokens: &'a TokenMatcher,
-    blobs: &'a store::BlobStore,
-    raw: &'a [u8],
-    sha: &'a str,
+    blobs: &'a dyn store::BlobSink,
+    prepared: &'a Prepared,
     journal: Journal<'a>,
 }
 
@@ -303,17 +349,17 @@ impl Step<'_> {
         let headers = parsed.headers();
         let message_id = headers.and_then(|m| m.message_id.clone());
         if let Journal::New(origin) = self.journal {
-            if let Some(found) = find_duplicate(conn, origin, message_id.as_deref(), self.sha)? {
+            if let Some(found) = find_duplicate(conn, origin, message_id.as_deref(), &self.prepared.sha)? {
                 // Nothing is written for a duplicate: the database stays exactly as it was.
                 return Ok(duplicate_report(found, message_id, self.config));
             }
         }
         let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
-        let (raw, sha, journal) = (self.raw, self.sha, self.journal);
+        let (prepared, journal) = (self.prepared, self.journal);
         match parsed {
             Parsed::Rejected { code, detail, .. } => {
                 let reason = format!("{code}: {detail}");
-                let mail_id = w.journal(journal, raw, sha, headers, Outcome::Quarantined, None, Some(&reason))?;
+                let mail_id = w.journal(journal, prepared, headers, Outcome::Quarantined, None, Some(&reason))?;
                 let mut report = w.quarantine(mail_id, None, code, detail)?;
                 report.message_id = message_id;
                 Ok(report)
@@ -324,7 +370,7 @@ impl Step<'_> {
                     Journal::Replay { .. } => None,
                 };
                 let decision = decide(conn, self.config, self.tokens, mail)?;
-                let report = w.apply(decision, mail, journal, raw, sha, origin_account, self.blobs)?;
+                let report = w.apply(decision, mail, journal, prepared, origin_account, self.blobs)?;
                 // Notifications are rows of the same savepoint: they exist exactly when
                 // the change they announce was committed.
                 notify::enqueue(conn, self.config, &report.events, Some(mail))?;
@@ -572,8 +618,7 @@ impl Writer<'_> {
     fn journal(
         &mut self,
         journal: Journal<'_>,
-        raw: &[u8],
-        sha: &str,
+        prepared: &Prepared,
         headers: Option<&InboundMail>,
         outcome: Outcome,
         case: Option<CaseId>,
@@ -585,9 +630,9 @@ impl Writer<'_> {
                 Ok(mail_id)
             }
             Journal::New(origin) => {
-                mails::store_raw(self.tx, sha, raw)?;
+                mails::store_raw(self.tx, &prepared.sha, prepared.raw.len(), &prepared.packed)?;
                 let message_id = headers.and_then(|m| m.message_id.as_deref());
-                let key = dedupe_key(message_id, sha);
+                let key = dedupe_key(message_id, &prepared.sha);
                 mails::insert_mail(
                     self.tx,
                     &NewMail {
@@ -596,7 +641,7 @@ impl Writer<'_> {
                         source_key: origin.source_key.as_deref(),
                         message_id,
                         dedupe_key: &key,
-                        raw_sha256: sha,
+                        raw_sha256: &prepared.sha,
                         from: headers.and_then(|m| m.from_address()).map(Address::as_str),
                         subject: headers.map(|m| m.subject.as_str()),
                         outcome,
@@ -645,35 +690,34 @@ impl Writer<'_> {
         decision: Decision,
         mail: &InboundMail,
         journal: Journal<'_>,
-        raw: &[u8],
-        sha: &str,
+        prepared: &Prepared,
         origin_account: Option<&str>,
-        blobs: &store::BlobStore,
+        blobs: &dyn store::BlobSink,
     ) -> anyhow::Result<IngestReport> {
         let sender = mail.from_address();
         let actor = sender.map(Address::as_str);
         let mut report = match decision {
             Decision::Quarantine { case, code, detail } => {
                 let reason = format!("{code}: {detail}");
-                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Quarantined, case, Some(&reason))?;
+                let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Quarantined, case, Some(&reason))?;
                 self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
                 self.quarantine(mail_id, case, code, &detail)?
             }
             Decision::Refused { code, field, problem } => {
                 let detail = format!("{field}: {problem}");
                 let reason = format!("{code}: {detail}");
-                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Quarantined, None, Some(&reason))?;
+                let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Quarantined, None, Some(&reason))?;
                 self.notice(mail, None, Notice::CommandRefused { command: field, problem });
                 self.quarantine(mail_id, None, code, &detail)?
             }
             Decision::Ignore { reason } => {
-                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Ignored, None, Some(&reason))?;
+                let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Ignored, None, Some(&reason))?;
                 mails::audit(self.tx, Some(mail_id), None, actor, "ignored", Some(&reason), &self.now)?;
                 self.report(mail_id, Outcome::Ignored, None, Some(reason))
             }
             Decision::Auto { case, reason } => {
                 let mail_id =
-                    self.journal(journal, raw, sha, Some(mail), Outcome::Replied, Some(case), Some(&reason))?;
+                    self.journal(journal, prepared, Some(mail), Outcome::Replied, Some(case), Some(&reason))?;
                 // Recorded for the analysts, but the case itself does not change: no status,
                 // watcher or updated_at change, and no notification.
                 let body = reply::new_text_of(mail);
@@ -691,18 +735,18 @@ impl Writer<'_> {
             }
             Decision::ListCases => {
                 let reason = "list of cases requested".to_string();
-                let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Command, None, Some(&reason))?;
+                let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Command, None, Some(&reason))?;
                 self.notice(mail, None, Notice::CaseList);
                 mails::audit(self.tx, Some(mail_id), None, actor, "case-list-requested", None, &self.now)?;
                 self.report(mail_id, Outcome::Command, None, Some(reason))
             }
             Decision::NewCase(plan) => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
-                self.new_case(mail, sender, *plan, journal, raw, sha, origin_account, blobs)?
+                self.new_case(mail, sender, *plan, journal, prepared, origin_account, blobs)?
             }
             Decision::OnCase { case, standing, commands } => {
                 let sender = sender.expect("decide() quarantines mail without a sender");
-                self.on_case(mail, sender, &case, &standing, commands, journal, raw, sha, blobs)?
+                self.on_case(mail, sender, &case, &standing, commands, journal, prepared, blobs)?
             }
         };
         report.message_id = mail.message_id.clone();
@@ -719,11 +763,10 @@ impl Writer<'_> {
         standing: &Standing,
         commands: Commands,
         journal: Journal<'_>,
-        raw: &[u8],
-        sha: &str,
-        blobs: &store::BlobStore,
+        prepared: &Prepared,
+        blobs: &dyn store::BlobSink,
     ) -> anyhow::Result<IngestReport> {
-        let mail_id = self.journal(journal, raw, sha, Some(mail), Outcome::Replied, Some(case.id), None)?;
+        let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Replied, Some(case.id), None)?;
         if commands.list_cases {
             self.notice(mail, None, Notice::CaseList);
         }
@@ -807,10 +850,9 @@ impl Writer<'_> {
         sender: &Address,
         plan: NewCasePlan,
         journal: Journal<'_>,
-        raw: &[u8],
-        sha: &str,
+        prepared: &Prepared,
         origin_account: Option<&str>,
-        blobs: &store::BlobStore,
+        blobs: &dyn store::BlobSink,
     ) -> anyhow::Result<IngestReport> {
         // What the case is about: the forwarded original, or the mail itself.
         let (description, attachments, copied): (&str, &[parse::Attachment], Vec<&Mailbox>) = match &plan.forwarded {
@@ -836,7 +878,7 @@ impl Writer<'_> {
             &self.now,
         )?;
         let mail_id =
-            self.journal(journal, raw, sha, Some(mail), Outcome::Created, Some(case), plan.note.as_deref())?;
+            self.journal(journal, prepared, Some(mail), Outcome::Created, Some(case), plan.note.as_deref())?;
         let on_behalf = plan.contact != *sender;
         case_store::add_participant(self.tx, case, sender, ParticipantRole::Requester, "sender", None, &self.now)?;
         let via = if plan.forwarded.is_some() {
