@@ -125,10 +125,20 @@ enum Decision {
     ListCases,
 }
 
+/// The closed case a new case follows up, and what it carried over.
+#[derive(Debug)]
+struct FollowUp {
+    closed: CaseId,
+    contact: Option<Address>,
+    account: Option<String>,
+}
+
 /// Who a new case is for and the fields it starts with.
 #[derive(Debug)]
 struct NewCasePlan {
     subject: String,
+    /// The opening text when it is not the mail's whole text (a follow-up's new text).
+    description: Option<String>,
     /// Why it is new although the mail pointed at a case (unknown token, closed case).
     note: Option<String>,
     /// The closed case this one follows up.
@@ -512,7 +522,9 @@ fn decide(tx: &Connection, config: &Config, tokens: &TokenMatcher, mail: &Inboun
             let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();
             if row.status == Status::Closed && has_text && !commands.has("unwatch") {
                 let note = format!("{} is closed; a new case was opened that links it", config.case_token(case));
-                return Ok(plan_new_case(config, tokens, mail, sender, authenticated, Some(note), Some(case)));
+                let contact = people.iter().find(|(_, r)| *r == ParticipantRole::Contact).map(|(a, _)| a.clone());
+                let follows = FollowUp { closed: case, contact, account: row.account.clone() };
+                return Ok(plan_new_case(config, tokens, mail, sender, authenticated, Some(note), Some(follows)));
             }
             Ok(Decision::OnCase { case: row, standing, commands })
         }
@@ -536,17 +548,19 @@ fn plan_new_case(
     sender: &Address,
     authenticated: bool,
     note: Option<String>,
-    linked: Option<CaseId>,
+    follows: Option<FollowUp>,
 ) -> Decision {
     let (staff, admin) = authorize::privileges(config, sender, authenticated);
     let staff_side = staff || admin;
+    let linked = follows.as_ref().map(|f| f.closed);
     let forwarded = if staff_side && linked.is_none() { forward::find_forwarded(mail) } else { None };
     // Field lines are read from what the sender wrote: above a forwarded part, or the text.
     let field_text = forwarded.as_ref().map_or(mail.text.as_str(), |f| f.preamble.as_str());
 
-    let contact = if let Some(original) = forwarded.as_ref().and_then(|f| f.from.as_ref()) {
-        original.address.clone()
-    } else if let (true, Some(line)) = (staff_side, fields::labelled_line(field_text, "contact")) {
+    // Whom the case is for: a `Contact:` line written by staff wins; then the sender of a
+    // forwarded mail; for staff following up a closed case, that case's contact.
+    let contact_line = if staff_side { fields::labelled_line(field_text, "contact") } else { None };
+    let contact = if let Some(line) = contact_line {
         match Address::parse(line.split_whitespace().last().unwrap_or_default()) {
             Some(a) => a,
             None => {
@@ -557,6 +571,10 @@ fn plan_new_case(
                 }
             }
         }
+    } else if let Some(original) = forwarded.as_ref().and_then(|f| f.from.as_ref()) {
+        original.address.clone()
+    } else if let (true, Some(previous)) = (staff_side, follows.as_ref().and_then(|f| f.contact.clone())) {
+        previous
     } else {
         sender.clone()
     };
@@ -583,7 +601,11 @@ fn plan_new_case(
                 }
             }
         }
-        None => config.account_for(&contact).or_else(|| config.account_for(sender)).map(str::to_string),
+        None => config
+            .account_for(&contact)
+            .or_else(|| config.account_for(sender))
+            .map(str::to_string)
+            .or_else(|| follows.as_ref().and_then(|f| f.account.clone())),
     };
     // A follow-up of a closed case must not carry the old token (replies would go there);
     // a forwarded mail is about the original's subject.
@@ -592,8 +614,11 @@ fn plan_new_case(
         None if linked.is_some() => tokens.clean_subject(&mail.subject),
         None => mail.subject.clone(),
     };
+    // A follow-up is a reply: its opening entry is the new text, not the quoted old thread.
+    let description = follows.as_ref().map(|_| reply::new_text_of(mail));
     Decision::NewCase(Box::new(NewCasePlan {
         subject,
+        description,
         note,
         linked,
         contact,
@@ -861,7 +886,11 @@ impl Writer<'_> {
                 let attachments = attached.map_or(mail.attachments.as_slice(), |m| m.attachments.as_slice());
                 (f.body.as_str(), attachments, f.to.iter().chain(&f.cc).collect())
             }
-            None => (mail.text.as_str(), mail.attachments.as_slice(), mail.to.iter().chain(&mail.cc).collect()),
+            None => (
+                plan.description.as_deref().unwrap_or(mail.text.as_str()),
+                mail.attachments.as_slice(),
+                mail.to.iter().chain(&mail.cc).collect(),
+            ),
         };
         let subject = plan.subject.clone();
         let subject = if subject.trim().is_empty() { "(no subject)".to_string() } else { subject };
@@ -900,12 +929,13 @@ impl Writer<'_> {
 
         // The first thread entry: the customer's words (from the original when forwarded).
         let first = match &plan.forwarded {
-            Some(_) => NewMessage {
+            Some(f) => NewMessage {
                 case,
                 mail_id: Some(mail_id),
                 message_id: mail.message_id.as_deref(),
                 kind: MessageKind::Customer,
-                from: Some(&plan.contact),
+                // The original's author wrote these words (usually also the contact).
+                from: Some(f.from.as_ref().map_or(&plan.contact, |m| &m.address)),
                 body: description,
             },
             None => NewMessage {
@@ -937,7 +967,9 @@ impl Writer<'_> {
         if let Some(closed) = plan.linked {
             self.notice(mail, Some(case), Notice::FollowUpOpened { closed });
         }
-        for mb in copied {
+        // When a Contact: line named someone else, the original's author still follows the case.
+        let author = plan.forwarded.as_ref().and_then(|f| f.from.as_ref());
+        for mb in author.into_iter().chain(copied) {
             if mb.address != plan.contact {
                 casework::add_watcher(
                     self.tx,

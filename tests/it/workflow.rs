@@ -294,6 +294,17 @@ fn closed_is_final_and_later_mail_opens_one_linked_follow_up() {
     let more =
         install.ingest_bytes("more.eml", &mail(REQUESTER, "Re: [CASE-1] Printer on fire", "more", "And smoke.", &[]));
     assert_eq!((more["outcome"].as_str(), more["case"].as_str()), (Some("replied"), Some("CASE-2")), "{more}");
+    // Staff writing on a closed case opens the follow-up for the same customer and account.
+    install.ingest_bytes("close2.eml", &mail(REQUESTER, "Re: [CASE-2] Printer on fire", "close2", "#close", &[]));
+    let staff = install.ingest_bytes(
+        "staff.eml",
+        &mail(STAFF, "Re: [CASE-2] Printer on fire", "staff", "We replaced the unit today.", &[]),
+    );
+    assert_eq!(staff["case"], "CASE-3", "{staff}");
+    let third = install.case("CASE-3");
+    assert_eq!((third["contact"].as_str(), third["reported_by"].as_str()), (Some(REQUESTER), Some(STAFF)));
+    assert_eq!(third["account"], "Customer Inc");
+    assert_eq!(third["linked_case"], "CASE-2");
     // Staff cannot re-open a closed case either.
     let reopen = install.run(&["case", "open", "CASE-1", "--as", STAFF]);
     assert_eq!(reopen.status.code(), Some(1));
