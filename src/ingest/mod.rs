@@ -18,7 +18,7 @@
 //! harmless (see [`crate::store::blobs`]).
 //!
 //! This file holds the pipeline (batches, savepoints, the journal, duplicates);
-//! [`decide`] works out what a parsed mail means, and [`apply`] writes it.
+//! `decide.rs` works out what a parsed mail means, and `apply.rs` writes it.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
