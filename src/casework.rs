@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::parse::Attachment;
 use crate::store::cases::{self as case_store, AttachmentView, CaseRow, NewMessage};
 use crate::store::mails;
-use crate::store::BlobStore;
+use crate::store::BlobSink;
 use crate::workflow::{self, Action, Refusal};
 
 /// What someone asks for on a case.
@@ -48,7 +48,7 @@ pub struct Done {
 pub fn act(
     conn: &Connection,
     config: &Config,
-    blobs: &BlobStore,
+    blobs: &dyn BlobSink,
     case: &CaseRow,
     actor: &Address,
     standing: &Standing,
@@ -257,7 +257,7 @@ pub fn add_watcher(
 /// Message-ID to the case.
 pub fn add_message(
     conn: &Connection,
-    blobs: &BlobStore,
+    blobs: &dyn BlobSink,
     m: &NewMessage<'_>,
     attachments: &[Attachment],
     now: &str,

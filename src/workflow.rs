@@ -138,7 +138,9 @@ pub enum Kind {
 }
 
 /// Who may do what. Columns: requester, contact, watcher, same-account, staff, admin,
-/// stranger. A sender holding several roles may do what any of them may.
+/// stranger. A sender holding several roles may do what any of them may. A stranger may
+/// do nothing: their mail on a case is quarantined (`sender-not-participant`), and as
+/// they watch nothing there is nothing for them to unwatch.
 #[rustfmt::skip]
 pub const PERMISSIONS: &[(Kind, &str, [bool; 7])] = &[
     //                                         req    contact watcher account staff  admin  stranger
@@ -151,7 +153,7 @@ pub const PERMISSIONS: &[(Kind, &str, [bool; 7])] = &[
     (Kind::Open,         "#open",               [false, false, false, false, true,  true,  false]),
     (Kind::Impact,       "#impact <level>",     [false, false, false, false, true,  true,  false]),
     (Kind::Watch,        "#watch <addr>, Cc",   [true,  true,  true,  true,  true,  true,  false]),
-    (Kind::UnwatchSelf,  "#unwatch (oneself)",  [true,  true,  true,  true,  true,  true,  true ]),
+    (Kind::UnwatchSelf,  "#unwatch (oneself)",  [true,  true,  true,  true,  true,  true,  false]),
     (Kind::UnwatchOther, "#unwatch <addr>",     [false, false, false, false, true,  true,  false]),
 ];
 
@@ -359,10 +361,10 @@ mod tests {
     }
 
     #[test]
-    fn anyone_may_unwatch_themselves_but_only_staff_others() {
+    fn participants_may_unwatch_themselves_but_only_staff_others() {
         let me = addr("me@x.example");
-        let stranger = standing(Role::Stranger);
-        assert!(decide(Status::Open, &Action::Unwatch(Some(me.clone())), &me, &stranger).is_ok());
+        assert!(decide(Status::Open, &Action::Unwatch(Some(me.clone())), &me, &standing(Role::Watcher)).is_ok());
+        assert!(decide(Status::Open, &Action::Unwatch(None), &me, &standing(Role::SameAccount)).is_ok());
         assert!(
             decide(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Watcher)).is_err()
         );

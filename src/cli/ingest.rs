@@ -2,14 +2,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{print_json, UsageError};
 use crate::config::Config;
-use crate::ingest::{Gateway, IngestReport, Origin};
+use crate::ingest::{Gateway, IngestReport, Origin, Prepared, DEFAULT_BATCH};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,24 +37,57 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     let inputs = expand(&args.files)?;
     let mut gateway = Gateway::open(Arc::clone(&config))?;
     let mut failures = 0usize;
-    for input in &inputs {
-        let raw = match read_input(input) {
-            Ok(raw) => raw,
-            Err(e) => {
-                // One unreadable file must not stop the others; the exit code tells.
-                eprintln!("casegate: {input}: {e:#}");
-                failures += 1;
-                continue;
+    // A reader thread reads and prepares (hashes, parses, compresses) the next batch while
+    // this one writes the current batch; the bounded channel keeps at most one batch ahead.
+    let (batches, ready) = mpsc::sync_channel::<Vec<(String, anyhow::Result<Prepared>)>>(1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let reader_config = Arc::clone(&config);
+        let inputs = &inputs;
+        scope.spawn(move || {
+            for chunk in inputs.chunks(DEFAULT_BATCH) {
+                let raws: Vec<(String, anyhow::Result<Vec<u8>>)> =
+                    chunk.iter().map(|i| (i.clone(), read_input(i))).collect();
+                let ok: Vec<Vec<u8>> = raws.iter().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect();
+                let mut prepared = Prepared::many(&reader_config, ok).into_iter();
+                let batch = raws
+                    .into_iter()
+                    .map(|(name, r)| (name, r.map(|_| prepared.next().expect("one prepared mail per readable input"))))
+                    .collect();
+                if batches.send(batch).is_err() {
+                    return; // the writer stopped on an error
+                }
             }
-        };
-        let origin = if input == "-" {
-            Origin { description: "stdin".into(), ..Default::default() }
-        } else {
-            Origin::file(input)
-        };
-        let report = gateway.ingest(&raw, &origin).with_context(|| format!("processing {input}"))?;
-        print_report(input, &report, &config, args.json)?;
-    }
+        });
+        for batch in ready {
+            let (mut prepared, mut origins, mut names) = (Vec::new(), Vec::new(), Vec::new());
+            for (name, item) in batch {
+                match item {
+                    Ok(p) => {
+                        let origin = if name == "-" {
+                            Origin { description: "stdin".into(), ..Default::default() }
+                        } else {
+                            Origin::file(&name)
+                        };
+                        names.push(name);
+                        prepared.push(p);
+                        origins.push(origin);
+                    }
+                    Err(e) => {
+                        // One unreadable file must not stop the others; the exit code tells.
+                        eprintln!("casegate: {name}: {e:#}");
+                        failures += 1;
+                    }
+                }
+            }
+            let items: Vec<(Prepared, &Origin)> = prepared.into_iter().zip(origins.iter()).collect();
+            let reports =
+                gateway.ingest_prepared(items).context("ingest failed; nothing of the current batch was stored")?;
+            for (name, report) in names.iter().zip(&reports) {
+                print_report(name, report, &config, args.json)?;
+            }
+        }
+        Ok(())
+    })?;
     if failures > 0 {
         anyhow::bail!("{failures} of {} inputs could not be read", inputs.len());
     }

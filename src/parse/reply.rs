@@ -4,7 +4,7 @@
 //! wrote this time. Mail programs mark earlier messages in many ways and none is standard,
 //! so the text is read line by line and these are recognised:
 //!
-//! - attribution lines ("On <date>, <name> wrote:") in many languages, also when a mail
+//! - attribution lines (`On <date>, <name> wrote:`) in many languages, also when a mail
 //!   program wrapped them over two or three lines;
 //! - "-----Original Message-----" lines and Outlook header blocks ("From: … Sent: … To: …
 //!   Subject: …", bold or localised, after an optional line of underscores or dashes);

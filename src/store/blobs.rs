@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -37,9 +38,19 @@ impl BlobStore {
     /// Stores `data` unless a blob with the same hash exists; returns the hash.
     pub fn put(&self, data: &[u8]) -> io::Result<String> {
         let sha = sha256_hex(data);
-        let path = self.path(&sha);
+        self.put_hashed(&sha, data)?;
+        Ok(sha)
+    }
+
+    pub fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(sha256))
+    }
+
+    /// Writes a blob whose hash the caller already computed.
+    fn put_hashed(&self, sha: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.path(sha);
         if path.metadata().is_ok_and(|m| m.len() == data.len() as u64) {
-            return Ok(sha);
+            return Ok(());
         }
         let dir = path.parent().expect("blob paths always have a two-letter parent");
         fs::create_dir_all(dir)?;
@@ -52,12 +63,54 @@ impl BlobStore {
         if self.fsync {
             fs::File::open(dir)?.sync_all()?;
         }
+        Ok(())
+    }
+}
+
+/// Somewhere to put attachment bytes: the store itself, or a background writer.
+pub trait BlobSink {
+    /// Stores `data` (or arranges for it to be stored before the transaction commits) and
+    /// returns its SHA-256.
+    fn put(&self, data: &[u8]) -> io::Result<String>;
+}
+
+impl BlobSink for BlobStore {
+    fn put(&self, data: &[u8]) -> io::Result<String> {
+        BlobStore::put(self, data)
+    }
+}
+
+/// A sink that hands the bytes to a writer thread.
+struct Deferred {
+    queue: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl BlobSink for Deferred {
+    fn put(&self, data: &[u8]) -> io::Result<String> {
+        let sha = sha256_hex(data);
+        // If the writer has stopped, it stopped on an error, which it reports at the end.
+        let _ = self.queue.send((sha.clone(), data.to_vec()));
         Ok(sha)
     }
+}
 
-    pub fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.path(sha256))
-    }
+/// Runs `work` with a sink whose files are written by a second thread meanwhile (creating
+/// files is slow on some file systems; the database work goes on in parallel). Every file
+/// has been written, or the first error is returned, when this returns — so the caller
+/// commits only after its blobs exist.
+pub fn with_background_writer<R>(store: &BlobStore, work: impl FnOnce(&dyn BlobSink) -> R) -> (R, io::Result<()>) {
+    let (queue, jobs) = mpsc::channel::<(String, Vec<u8>)>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (sha, data) in jobs {
+                store.put_hashed(&sha, &data)?;
+            }
+            Ok(())
+        });
+        let result = work(&Deferred { queue });
+        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the attachment writer thread panicked")));
+        (result, written)
+    })
 }
 
 #[cfg(test)]
@@ -74,6 +127,19 @@ mod tests {
         assert_eq!(blobs.get(&a).unwrap(), b"hello");
         let files: usize = walk(dir.path()).iter().filter(|p| !p.starts_with(dir.path().join("tmp"))).count();
         assert_eq!(files, 1, "identical content is stored once");
+    }
+
+    #[test]
+    fn background_writer_has_written_everything_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path(), false).unwrap();
+        let (shas, written) = with_background_writer(&blobs, |sink| {
+            (0..50u8).map(|i| sink.put(&vec![i; 1000 + i as usize]).unwrap()).collect::<Vec<_>>()
+        });
+        written.unwrap();
+        for (i, sha) in shas.iter().enumerate() {
+            assert_eq!(blobs.get(sha).unwrap(), vec![i as u8; 1000 + i]);
+        }
     }
 
     fn walk(p: &Path) -> Vec<PathBuf> {

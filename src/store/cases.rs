@@ -12,7 +12,6 @@ use crate::parse::Disposition;
 #[derive(Debug, Clone)]
 pub struct NewCase<'a> {
     pub subject: &'a str,
-    pub description: &'a str,
     pub impact: Impact,
     pub account: Option<&'a str>,
     pub environment: Option<&'a str>,
@@ -21,10 +20,10 @@ pub struct NewCase<'a> {
 
 pub fn insert_case(conn: &Connection, case: &NewCase<'_>, now: &str) -> rusqlite::Result<CaseId> {
     conn.prepare_cached(
-        "INSERT INTO cases (subject, description, status, impact, account, environment, linked_case, created_at, updated_at)
-         VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at)
+         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6)",
     )?
-    .execute(params![case.subject, case.description, case.impact.as_db(), case.account, case.environment, case.linked_case, now])?;
+    .execute(params![case.subject, case.impact.as_db(), case.account, case.environment, case.linked_case, now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -256,9 +255,11 @@ pub fn message_entry(conn: &Connection, id: i64) -> rusqlite::Result<Option<Mess
     Ok(Some(MessageEntry { kind, from, body, attachments }))
 }
 
-/// What a case was opened with.
+/// What a case was opened with: the body of its first thread entry.
 pub fn description(conn: &Connection, case: CaseId) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT description FROM cases WHERE id = ?1")?.query_row([case], |r| r.get(0)).optional()
+    conn.prepare_cached("SELECT body FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1")?
+        .query_row([case], |r| r.get(0))
+        .optional()
 }
 
 /// A case someone takes part in (for the list of their cases).
@@ -398,7 +399,12 @@ pub fn show_case(conn: &Connection, prefix: &str, id: CaseId) -> rusqlite::Resul
     let people: Vec<(String, String)> =
         stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut view = view_of(row, prefix, &people);
-    view.description = Some(conn.query_row("SELECT description FROM cases WHERE id = ?1", [id], |r| r.get(0))?);
+    // The description is the opening entry of the thread.
+    view.description = Some(
+        conn.query_row("SELECT body FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1", [id], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default(),
+    );
 
     let mut stmt = conn.prepare(
         "SELECT id, message_id, from_addr, kind, body, created_at FROM messages WHERE case_id = ?1 ORDER BY id",

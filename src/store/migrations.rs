@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX mails_by_case ON mails(case_id);
 
     -- Raw mails as received, deduplicated by content, so any decision can be replayed.
+    -- `data` is LZ4-compressed (size-prepended block format); `size` is the original size.
     CREATE TABLE raw_mails (
         sha256  TEXT PRIMARY KEY,
         size    INTEGER NOT NULL,
@@ -37,8 +38,7 @@ pub const MIGRATIONS: &[&str] = &[
 
     CREATE TABLE cases (
         id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        subject      TEXT NOT NULL,
-        description  TEXT NOT NULL,
+        subject      TEXT NOT NULL,          -- the description is the first thread entry's body
         status       TEXT NOT NULL CHECK (status IN ('new','open','resolved','closed')),
         impact       TEXT NOT NULL CHECK (impact IN ('high','medium','low')),
         account      TEXT,

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use rusqlite::Connection;
 
 use crate::config::Config;
-pub use blobs::BlobStore;
+pub use blobs::{BlobSink, BlobStore};
 
 /// An open database plus the blob directory beside it.
 pub struct Store {

@@ -11,3 +11,4 @@ mod notify_delivery;
 mod reply_corpus;
 mod scenarios;
 mod support;
+mod workflow;

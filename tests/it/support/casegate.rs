@@ -35,6 +35,14 @@ impl Installation {
         Installation { dir, config }
     }
 
+    /// An independent copy: the same config and data, in a new temp directory.
+    pub fn copy(&self) -> Installation {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(self.path(), dir.path());
+        let config = dir.path().join(self.config.file_name().expect("config file name"));
+        Installation { dir, config }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -107,6 +115,19 @@ impl Installation {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open database")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("create dir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
 

@@ -6,7 +6,7 @@ DIR/messages/ as NNNNNN.eml (the raw DATA, CRLF line endings, dot-unstuffed) plu
 NNNNNN.json sidecar with the envelope, and can also hand it on to Dovecot's LMTP.
 
     smtp_sink.py --dir DIR --port PORT [--tls none|starttls|implicit --cert C --key K]
-                 [--auth USER:PASS] [--lmtp PORT]
+                 [--auth USER:PASS] [--lmtp PORT] [--parent-pid PID]
 
 Fault injection: before every transaction the sink re-reads DIR/control.json, written
 by the test at run time:
@@ -178,6 +178,8 @@ def main():
     ap.add_argument('--key')
     ap.add_argument('--auth', help='USER:PASS; AUTH becomes mandatory')
     ap.add_argument('--lmtp', type=int, help='port of Dovecot LMTP on 127.0.0.1')
+    ap.add_argument('--parent-pid', type=int,
+                    help='exit when this process is no longer our parent')
     a = ap.parse_args()
 
     kw = dict(hostname='127.0.0.1', port=a.port, server_hostname='localhost',
@@ -228,7 +230,9 @@ def main():
         stop['now'] = True
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    parent = os.getppid()
+    # Given by the parent rather than read here: if it died while we started up, our
+    # parent is already init and we would wait for it forever.
+    parent = a.parent_pid or os.getppid()
     try:
         while not stop['now'] and os.getppid() == parent:
             time.sleep(0.2)

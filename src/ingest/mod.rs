@@ -1,0 +1,418 @@
+//! The one path every mail takes — from the daemon's mailboxes, from `casegate ingest`,
+//! and again when a quarantined mail is released:
+//!
+//! ```text
+//! raw bytes ─ seen before? (source position, then Message-ID or content hash) ─▶ duplicate
+//!           ─ parse (bounded, panic-proof) ──────────────────────────────────▶ quarantine
+//!           ─ classify: machine mail? ─── on a case ▶ thread entry `auto` │ else ▶ ignored
+//!           ─ route: token │ In-Reply-To/References │ new case
+//!           ─ authorize: the sender's standing on that case
+//!           ─ apply, in ONE transaction: journal row, raw mail, case/thread/watchers,
+//!             attachment metadata, Message-ID links, audit, events
+//! ```
+//!
+//! Exactly once: the duplicate checks run inside the same `BEGIN IMMEDIATE` transaction
+//! that writes the journal row, so two processes (the daemon and a piped `ingest`) can
+//! never both create a case for one mail. Attachment files are written inside the
+//! transaction window but outside SQLite; if it rolls back they are unreferenced, which is
+//! harmless (see [`crate::store::blobs`]).
+//!
+//! This file holds the pipeline (batches, savepoints, the journal, duplicates);
+//! `decide.rs` works out what a parsed mail means, and `apply.rs` writes it.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use serde::Serialize;
+
+mod apply;
+mod decide;
+
+use crate::case::{CaseId, Event, Outcome};
+use crate::config::Config;
+use crate::notify;
+use crate::parse::{self, InboundMail};
+use crate::route::TokenMatcher;
+use crate::store::blobs::sha256_hex;
+use crate::store::mails::{self, MailRecord};
+use crate::store::{self, Store};
+
+/// Mails per transaction in bulk ingest: large enough that commits are cheap, small
+/// enough that a batch commits within a few tens of milliseconds.
+pub const DEFAULT_BATCH: usize = 100;
+
+/// Where a mail came from.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// For people: `file:/path/x.eml`, `imap:support/INBOX uid 42`, `stdin`.
+    pub description: String,
+    /// The source (mailbox) name, when the mail has a stable position in it.
+    pub source: Option<String>,
+    /// The position within the source, e.g. `"<uidvalidity>:<uid>"`.
+    pub source_key: Option<String>,
+    /// Account for cases opened from this source when the sender's domain has none.
+    pub account: Option<String>,
+}
+
+impl Origin {
+    pub fn file(path: &str) -> Origin {
+        Origin { description: format!("file:{path}"), ..Default::default() }
+    }
+}
+
+/// What became of one mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// The journal row (absent for duplicates, which write nothing).
+    #[serde(skip)]
+    pub mail_id: Option<i64>,
+    pub message_id: Option<String>,
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub case: Option<CaseId>,
+    pub reason: Option<String>,
+    /// What changed, in order (the notification step turns these into mail).
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+/// Quarantine reasons (stable codes; the detail after the colon is for people).
+pub mod reasons {
+    pub const TOO_LARGE: &str = "too-large";
+    pub const UNPARSEABLE: &str = "unparseable";
+    pub const NO_SENDER: &str = "no-sender";
+    pub const SENDER_NOT_PARTICIPANT: &str = "sender-not-participant";
+    pub const INTERNAL_ERROR: &str = "internal-error";
+    pub const ACCOUNT_NOT_ALLOWED: &str = "account-not-allowed";
+    pub const BAD_FIELD: &str = "bad-field";
+}
+
+use apply::Writer;
+use decide::decide;
+
+/// How the journal row is written: a new mail, or a released one re-processed.
+#[derive(Debug, Clone, Copy)]
+enum Journal<'a> {
+    New(&'a Origin),
+    Replay { mail_id: i64 },
+}
+
+/// The ingest engine: configuration, the open store, and compiled matchers.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub store: Store,
+    tokens: TokenMatcher,
+}
+
+impl Gateway {
+    pub fn open(config: Arc<Config>) -> anyhow::Result<Gateway> {
+        let store = Store::open(&config)?;
+        Ok(Gateway::with_store(config, store))
+    }
+
+    pub fn with_store(config: Arc<Config>, store: Store) -> Gateway {
+        let tokens = TokenMatcher::new(&config.token_prefix);
+        Gateway { config, store, tokens }
+    }
+
+    /// Processes one mail. `Err` only for failures of casegate itself (database, disk);
+    /// anything wrong with the mail ends as a quarantined or ignored outcome instead.
+    pub fn ingest(&mut self, raw: &[u8], origin: &Origin) -> anyhow::Result<IngestReport> {
+        let mut reports = self.ingest_batch(&[(raw, origin)])?;
+        Ok(reports.pop().expect("one report per mail"))
+    }
+
+    /// Processes several mails in one database transaction, each in its own savepoint:
+    /// every mail is applied atomically (all of its effects or none), and the batch
+    /// becomes durable at once, which is what makes bulk ingest fast. The reports are
+    /// returned only after the commit, so a caller may then mark the mails processed at
+    /// their source. On `Err` nothing of the batch was committed.
+    pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
+        let prepared = Prepared::many(&self.config, mails.iter().map(|(raw, _)| raw.to_vec()).collect());
+        self.ingest_prepared(prepared.into_iter().zip(mails.iter().map(|(_, o)| *o)).collect())
+    }
+
+    /// [`Gateway::ingest_batch`] for mails already [`Prepared`] (possibly on another thread).
+    pub fn ingest_prepared(&mut self, mails: Vec<(Prepared, &Origin)>) -> anyhow::Result<Vec<IngestReport>> {
+        let config = Arc::clone(&self.config);
+        let tokens = self.tokens.clone();
+        let blobs = self.store.blobs.clone();
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Attachment files are written by a second thread while the database work goes on;
+        // all of them exist before the commit.
+        let (reports, written) = store::blobs::with_background_writer(&blobs, |sink| {
+            let mut reports = Vec::with_capacity(mails.len());
+            for (prepared, origin) in &mails {
+                let step =
+                    Step { config: &config, tokens: &tokens, blobs: sink, prepared, journal: Journal::New(origin) };
+                reports.push(step.run(&mut tx, &prepared.parsed)?);
+            }
+            anyhow::Ok(reports)
+        });
+        let reports = reports?;
+        written.context("cannot write attachment files")?;
+        tx.commit()?;
+        for ((_, origin), report) in mails.iter().zip(&reports) {
+            log_report(report, &origin.description, &config);
+        }
+        Ok(reports)
+    }
+
+    /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
+    /// or a limit was raised). The same journal row gets the new outcome.
+    pub fn release(&mut self, quarantine_id: i64) -> anyhow::Result<IngestReport> {
+        let q = mails::get_quarantine(&self.store.conn, quarantine_id)?.with_context(|| {
+            format!("there is no quarantined mail #{quarantine_id}; `casegate quarantine list` shows them")
+        })?;
+        if let Some(at) = &q.released_at {
+            anyhow::bail!("quarantined mail #{quarantine_id} was already released at {at}");
+        }
+        let record =
+            mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
+        let raw =
+            mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
+        let prepared = Prepared::new(&self.config, raw);
+        let config = Arc::clone(&self.config);
+        let tokens = self.tokens.clone();
+        let blobs = self.store.blobs.clone();
+        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let step = Step {
+            config: &config,
+            tokens: &tokens,
+            blobs: &blobs,
+            prepared: &prepared,
+            journal: Journal::Replay { mail_id: record.id },
+        };
+        let report = step.run(&mut tx, &prepared.parsed)?;
+        mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
+        tx.commit()?;
+        log_report(&report, &format!("quarantine #{quarantine_id}"), &config);
+        Ok(report)
+    }
+}
+
+/// A mail made ready for the database — hashed, parsed (bounded, panic-proof) and
+/// compressed — without touching the store, so it can be done on another thread while
+/// the previous batch is written.
+pub struct Prepared {
+    raw: Vec<u8>,
+    sha: String,
+    packed: Vec<u8>,
+    parsed: Parsed,
+}
+
+impl Prepared {
+    pub fn new(config: &Config, raw: Vec<u8>) -> Prepared {
+        let sha = sha256_hex(&raw);
+        let parsed = parse_guarded(config.max_message_bytes, &raw);
+        let packed = mails::pack_raw(&raw);
+        Prepared { raw, sha, packed, parsed }
+    }
+
+    /// Prepares many mails, on two threads when there are enough to be worth it.
+    pub fn many(config: &Config, mut raws: Vec<Vec<u8>>) -> Vec<Prepared> {
+        if raws.len() < 8 {
+            return raws.into_iter().map(|r| Prepared::new(config, r)).collect();
+        }
+        let second = raws.split_off(raws.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| second.into_iter().map(|r| Prepared::new(config, r)).collect::<Vec<_>>());
+            let mut out: Vec<Prepared> = raws.into_iter().map(|r| Prepared::new(config, r)).collect();
+            out.extend(other.join().expect("preparing mail never panics: parsing is guarded"));
+            out
+        })
+    }
+
+    /// The mail's Message-ID, when it has a usable one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.parsed.headers().and_then(|m| m.message_id.as_deref())
+    }
+}
+
+fn parse_guarded(limit: usize, raw: &[u8]) -> Parsed {
+    {
+        if raw.len() > limit {
+            return Parsed::Rejected {
+                code: reasons::TOO_LARGE,
+                detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
+                headers: parse::parse_headers(raw).map(Box::new),
+            };
+        }
+        // mail-parser promises not to panic; the guard keeps that promise from being
+        // load-bearing for the daemon.
+        match panic::catch_unwind(|| parse::parse(raw)) {
+            Ok(Some(mail)) => Parsed::Mail(Box::new(mail)),
+            Ok(None) => {
+                Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None }
+            }
+            Err(panic) => Parsed::Rejected {
+                code: reasons::UNPARSEABLE,
+                detail: format!("the MIME parser failed: {}", panic_message(&panic)),
+                headers: None,
+            },
+        }
+    }
+}
+
+/// One mail's passage through the open transaction.
+struct Step<'a> {
+    config: &'a Config,
+    tokens: &'a TokenMatcher,
+    blobs: &'a dyn store::BlobSink,
+    prepared: &'a Prepared,
+    journal: Journal<'a>,
+}
+
+impl Step<'_> {
+    /// Applies the mail inside its own savepoint. A panic (a bug in casegate) rolls the
+    /// savepoint back and quarantines the mail instead: it is neither lost nor allowed to
+    /// stop the daemon. A database error aborts the whole batch.
+    fn run(&self, tx: &mut Transaction<'_>, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+        let sp = tx.savepoint()?;
+        match panic::catch_unwind(AssertUnwindSafe(|| self.apply(&sp, parsed))) {
+            Ok(Ok(report)) => {
+                sp.commit()?;
+                Ok(report)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                drop(sp);
+                let what = panic_message(&panic);
+                tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
+                let failed = Parsed::Rejected {
+                    code: reasons::INTERNAL_ERROR,
+                    detail: format!("casegate failed on this mail: {what}"),
+                    headers: parsed.headers().cloned().map(Box::new),
+                };
+                let sp = tx.savepoint()?;
+                let report = self.apply(&sp, &failed)?;
+                sp.commit()?;
+                Ok(report)
+            }
+        }
+    }
+
+    fn apply(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+        let headers = parsed.headers();
+        let message_id = headers.and_then(|m| m.message_id.clone());
+        if let Journal::New(origin) = self.journal {
+            if let Some(found) = find_duplicate(conn, origin, message_id.as_deref(), &self.prepared.sha)? {
+                // Nothing is written for a duplicate: the database stays exactly as it was.
+                return Ok(duplicate_report(found, message_id, self.config));
+            }
+        }
+        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
+        let (prepared, journal) = (self.prepared, self.journal);
+        match parsed {
+            Parsed::Rejected { code, detail, .. } => {
+                let reason = format!("{code}: {detail}");
+                let mail_id = w.journal(journal, prepared, headers, Outcome::Quarantined, None, Some(&reason))?;
+                let mut report = w.quarantine(mail_id, None, code, detail)?;
+                report.message_id = message_id;
+                Ok(report)
+            }
+            Parsed::Mail(mail) => {
+                let origin_account = match journal {
+                    Journal::New(o) => o.account.as_deref(),
+                    Journal::Replay { .. } => None,
+                };
+                let decision = decide(conn, self.config, self.tokens, mail)?;
+                let report = w.apply(decision, mail, journal, prepared, origin_account, self.blobs)?;
+                // Notifications are rows of the same savepoint: they exist exactly when
+                // the change they announce was committed.
+                notify::enqueue(conn, self.config, &report.events, Some(mail))?;
+                Ok(report)
+            }
+        }
+    }
+}
+
+/// The result of parsing, before any decision.
+enum Parsed {
+    Mail(Box<InboundMail>),
+    /// Not processable; `headers` may still name its Message-ID, sender and subject.
+    Rejected {
+        code: &'static str,
+        detail: String,
+        headers: Option<Box<InboundMail>>,
+    },
+}
+
+impl Parsed {
+    fn headers(&self) -> Option<&InboundMail> {
+        match self {
+            Parsed::Mail(m) => Some(m),
+            Parsed::Rejected { headers, .. } => headers.as_deref(),
+        }
+    }
+}
+
+/// The journal key of a mail: its Message-ID, or the hash of its bytes when it has none.
+pub fn dedupe_key(message_id: Option<&str>, sha: &str) -> String {
+    match message_id {
+        Some(id) => format!("mid:{id}"),
+        None => format!("sha256:{sha}"),
+    }
+}
+
+fn find_duplicate(
+    tx: &Connection,
+    origin: &Origin,
+    message_id: Option<&str>,
+    sha: &str,
+) -> rusqlite::Result<Option<(MailRecord, &'static str)>> {
+    if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
+        if let Some(found) = mails::find_by_position(tx, source, key)? {
+            return Ok(Some((found, "already processed from this source position")));
+        }
+    }
+    let key = dedupe_key(message_id, sha);
+    Ok(mails::find_by_dedupe_key(tx, &key)?.map(|found| {
+        (
+            found,
+            if message_id.is_some() {
+                "a mail with this Message-ID was already processed"
+            } else {
+                "identical mail already processed"
+            },
+        )
+    }))
+}
+
+fn duplicate_report((found, why): (MailRecord, &str), message_id: Option<String>, config: &Config) -> IngestReport {
+    let case = found.case_id.map(|c| config.case_token(c));
+    let first = match &case {
+        Some(c) => format!("{} ({c})", found.outcome),
+        None => found.outcome.to_string(),
+    };
+    IngestReport {
+        mail_id: None,
+        message_id: message_id.or(found.message_id),
+        outcome: Outcome::Duplicate,
+        case: found.case_id,
+        reason: Some(format!("{why}: mail #{} from {}, outcome {first}", found.id, found.origin)),
+        events: Vec::new(),
+    }
+}
+
+fn log_report(report: &IngestReport, origin: &str, config: &Config) {
+    let case = report.case.map(|c| config.case_token(c));
+    tracing::info!(
+        origin,
+        message_id = report.message_id.as_deref().unwrap_or("-"),
+        outcome = report.outcome.as_str(),
+        case = case.as_deref().unwrap_or("-"),
+        reason = report.reason.as_deref().unwrap_or("-"),
+        "Mail processed"
+    );
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
