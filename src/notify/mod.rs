@@ -82,9 +82,8 @@ pub fn enqueue(
     }
     let templates = Templates::cached(config)?;
     let mut facts = Facts::new(conn, config, trigger)?;
-    let planned = plan(conn, config, events, &mut facts)?;
-    for (event, recipient) in planned {
-        write_one(conn, config, &templates, &mut facts, event, &recipient)?;
+    for (event, recipient) in plan(events, &mut facts)? {
+        write_one(&templates, &mut facts, event, &recipient)?;
     }
     Ok(())
 }
@@ -93,12 +92,8 @@ pub fn enqueue(
 /// mails that another one of the batch makes redundant removed (a reply shown by the
 /// status mail sent with it, an acknowledgement said by a follow-up notice, a copy of a
 /// mail to someone it was addressed to), and answers that may not be sent left out.
-fn plan<'e>(
-    conn: &Connection,
-    config: &Config,
-    events: &'e [Event],
-    facts: &mut Facts<'_>,
-) -> anyhow::Result<Vec<(&'e Event, Recipient)>> {
+fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&'e Event, Recipient)>> {
+    let (conn, config) = (facts.conn, facts.config);
     let mut planned: Vec<(&Event, Recipient)> = Vec::new();
     for event in events {
         let Some(on) = On::of(event) else { continue };
@@ -185,14 +180,8 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
 }
 
 /// Renders, composes and stores one notification.
-fn write_one(
-    conn: &Connection,
-    config: &Config,
-    templates: &Templates,
-    facts: &mut Facts<'_>,
-    event: &Event,
-    r: &Recipient,
-) -> anyhow::Result<()> {
+fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<()> {
+    let (conn, config) = (facts.conn, facts.config);
     let case = case_of(event);
     let token = case.map(|c| config.case_token(c));
     let view = facts.view(event, r)?;
@@ -421,60 +410,28 @@ impl<'a> Facts<'a> {
         };
         let your_subject = self.trigger.map(|m| crate::parse::one_line(&m.subject)).filter(|s| !s.is_empty());
         let notice = match event {
-            Event::Notice { notice, .. } => Some(match notice {
-                Notice::NotApplied { reason } => NoticeView {
-                    reason: Some(reason.clone()),
-                    explanation: Some(explain(reason, self.config).to_string()),
-                    command: None,
-                    problem: None,
-                    closed: None,
-                    your_subject,
-                },
-                Notice::FollowUpOpened { closed } => NoticeView {
-                    reason: None,
-                    explanation: None,
-                    command: None,
-                    problem: None,
-                    closed: Some(self.config.case_token(*closed)),
-                    your_subject,
-                },
-                Notice::CommandRefused { command, problem } => NoticeView {
-                    reason: None,
-                    explanation: None,
-                    command: Some(crate::parse::one_line(command)),
-                    problem: Some(problem.clone()),
-                    closed: None,
-                    your_subject,
-                },
-                Notice::ReasonRequired | Notice::CaseList => NoticeView {
-                    reason: None,
-                    explanation: None,
-                    command: None,
-                    problem: None,
-                    closed: None,
-                    your_subject,
-                },
-            }),
+            Event::Notice { notice, .. } => {
+                let mut view = NoticeView { your_subject, ..NoticeView::default() };
+                match notice {
+                    Notice::NotApplied { reason } => {
+                        view.explanation = Some(explain(reason, self.config));
+                        view.reason = Some(reason.clone());
+                    }
+                    Notice::FollowUpOpened { closed } => view.closed = Some(self.config.case_token(*closed)),
+                    Notice::CommandRefused { command, problem } => {
+                        view.command = Some(crate::parse::one_line(command));
+                        view.problem = Some(problem.clone());
+                    }
+                    Notice::ReasonRequired | Notice::CaseList => {}
+                }
+                Some(view)
+            }
             _ => None,
         };
         // Someone whose mail could not be applied may not be a participant: they learn
         // the case's number (they wrote to it) and nothing else about it.
         if let (Some(c), Event::Notice { notice: Notice::NotApplied { .. }, .. }) = (&mut case_view, event) {
-            *c = CaseView {
-                token: c.token.clone(),
-                number: c.number,
-                subject: String::new(),
-                status: String::new(),
-                impact: String::new(),
-                account: None,
-                environment: None,
-                description: String::new(),
-                requester: None,
-                contact: None,
-                opened_at: String::new(),
-                updated_at: String::new(),
-                follows_up: None,
-            };
+            *c = CaseView { token: c.token.clone(), number: c.number, ..CaseView::default() };
         }
         let cases = match event {
             Event::Notice { notice: Notice::CaseList, to, .. } => case_store::cases_of(self.conn, to, CASE_LIST_MAX)?

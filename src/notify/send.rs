@@ -219,31 +219,19 @@ impl Sender {
                 tokio::task::spawn_blocking(move || write_file(&dir, &format!("{name}.eml"), &payload))
                     .await
                     .map_err(|e| Failure::Transient(format!("writing the file failed: {e}")))?
-                    .map_err(|e| Failure::Transient(format!("cannot write to {}: {e}", e.path.display())))
+                    .map_err(Failure::Transient)
             }
         }
     }
 }
 
-struct FileError {
-    path: PathBuf,
-    error: std::io::Error,
-}
-
-impl std::fmt::Display for FileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
 /// Writes `name` into `dir` atomically (a reader never sees half a mail).
-fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<(), FileError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let fail = |error| FileError { path: path.clone(), error };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    std::fs::write(&tmp, data).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(fail)
+fn write_file(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<(), String> {
+    let (path, tmp) = (dir.join(name), dir.join(format!(".{name}.tmp")));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, data))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn invalid(config: &Config, key: &str, message: String) -> ConfigError {

@@ -50,6 +50,10 @@ pub const KINDS: &[&str] = &[
 
 /// Kinds that may be about no case at all (an answer to a mail that opened none).
 const CASELESS_KINDS: &[&str] = &["not-applied", "command-refused", "case-list"];
+/// Kinds that answer a mail: only they have `notice`.
+const NOTICE_KINDS: &[&str] = &["not-applied", "follow-up-opened", "command-refused", "reason-required", "case-list"];
+/// Kinds about a status change: only they have `change`.
+const STATUS_KINDS: &[&str] = &["picked-up", "resolved", "reopened", "closed"];
 
 macro_rules! builtin {
     ($($kind:literal),+ ; $($partial:literal),+) => {
@@ -314,7 +318,7 @@ pub struct RecipientView {
     pub can_decide: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct CaseView {
     /// `CASE-42`
     pub token: String,
@@ -362,7 +366,7 @@ pub struct FieldView {
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct NoticeView {
     /// The quarantine reason code (`sender-not-participant`), for not-applied.
     pub reason: Option<String>,
@@ -463,9 +467,9 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             body: text("Restart the spooler.\n<b>Then</b> try again."),
             attachments: vec![text("log.txt")],
         }),
-        change: Some(Change { from: text("Open"), to: text("Resolved") }),
-        field: Some(FieldView { name: text("impact"), value: text("High") }),
-        notice: Some(NoticeView {
+        change: STATUS_KINDS.contains(&kind).then(|| Change { from: text("Open"), to: text("Resolved") }),
+        field: (kind == "field-changed").then(|| FieldView { name: text("impact"), value: text("High") }),
+        notice: NOTICE_KINDS.contains(&kind).then(|| NoticeView {
             reason: maybe("sender-not-participant"),
             explanation: maybe("you do not take part in this case"),
             command: maybe("#frobnicate"),
@@ -473,7 +477,7 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             closed: maybe("CASE-7"),
             your_subject: maybe("Re: [CASE-42] Printer"),
         }),
-        cases: if full {
+        cases: if full && kind == "case-list" {
             vec![CaseLine {
                 token: text("CASE-42"),
                 subject: text("Printer"),
@@ -542,9 +546,11 @@ mod tests {
         // Guarded access to a value that may be null is fine.
         std::fs::write(dir.path().join("reply.subject.hbs"), "{{#if actor}}{{actor.name}}{{/if}}").unwrap();
         Templates::load(Some(dir.path())).unwrap();
-        // Unguarded access to one that may be null is not.
-        std::fs::write(dir.path().join("reply.subject.hbs"), "{{actor.name}}").unwrap();
-        assert!(Templates::load(Some(dir.path())).is_err());
+        // Unguarded access to one that may be null is not, nor to one only other kinds have.
+        for unguarded in ["{{actor.name}}", "{{notice.reason}}", "{{change.to}}"] {
+            std::fs::write(dir.path().join("reply.subject.hbs"), unguarded).unwrap();
+            assert!(Templates::load(Some(dir.path())).is_err(), "{unguarded}");
+        }
     }
 
     #[test]
