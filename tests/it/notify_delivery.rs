@@ -301,3 +301,20 @@ fn a_broken_template_override_stops_flush_before_anything_is_sent() {
     assert!(to(&got, BOB).mail.text.starts_with("New: Printer on fire"), "{}", to(&got, BOB).mail.text);
     assert_reply_lands(&s, to(&got, BOB), BOB, "CASE-1");
 }
+
+#[test]
+fn internationalised_addresses_and_lines_starting_with_dots_survive_smtp() {
+    let mut s = Setup::new();
+    let raw = "From: =?utf-8?b?5byg5LiJ?= <用户@例子.广告>\r\nTo: support@example.com\r\nSubject: 打印机\r\n\
+               Message-ID: <uni@test.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+               你好\r\n.\r\n..two dots\r\n.one dot\r\n";
+    assert_eq!(s.ingest(raw.as_bytes())["outcome"], "created");
+    let got = s.flush();
+    assert_eq!(who_got(&got), pairs(&[("用户@例子.广告", "acknowledgement"), (ANN, "new-case"), (TOM, "new-case")]));
+    let ack = to(&got, "用户@例子.广告");
+    assert_well_formed(ack, "CASE-1");
+    assert!(ack.mail.subject.contains("打印机"), "{}", ack.mail.subject);
+    // The description reaches staff line for line: dot-stuffing was undone by the server.
+    let alert = to(&got, ANN);
+    assert!(alert.mail.text.contains("你好\n.\n..two dots\n.one dot"), "{:?}", alert.mail.text);
+}
