@@ -7,7 +7,7 @@
 //!   [`CONCURRENCY`] mails in flight at once. The pool is ours rather than lettre's
 //!   `AsyncSmtpTransport`, because lettre writes a mail's final `\r\n.\r\n` as a second
 //!   small write, which Nagle's algorithm holds back until the server's delayed ACK: about
-//!   40 ms per mail per connection (≈ 160 mails/s here). [`Smtp`] sends the dot-stuffed
+//!   40 ms per mail per connection (≈ 160 mails/s here). Our `Smtp` sends the dot-stuffed
 //!   body and its terminator in one write.
 //! - **Transient** failures (a 4xx answer, a refused or dropped connection, a timeout, a
 //!   TLS or login problem — the installation's, not the mail's) are retried after
