@@ -347,6 +347,10 @@ fn a_customer_reply_reaches_staff_and_the_watchers_but_not_its_author() {
         bob.mail.references
     );
 
+    // Tom answers the alert from his mail client: a staff reply on CASE-1.
+    assert_reply_lands(&s, to(&got, TOM), TOM, "CASE-1");
+    s.flush();
+
     // A watcher's reply: staff and the other watcher (never Bob himself).
     assert_reply_lands(&s, bob, BOB, "CASE-1");
     let got = s.flush();
@@ -376,6 +380,8 @@ fn a_staff_reply_picks_the_case_up_and_reaches_requester_and_watchers_once_each(
         assert!(d.mail.text.contains("Ann Analyst picked up case CASE-1"), "{}", d.mail.text);
     }
     assert_eq!(s.install.case("CASE-1")["status"], "Open");
+    assert_reply_lands(&s, to(&got, CAROL), CAROL, "CASE-1");
+    s.flush();
 
     s.ingest(&mail(ANN, "Re: [CASE-1] Printer on fire", "", "And then wait a minute."));
     let got = s.flush();
@@ -422,6 +428,8 @@ fn resolving_asks_for_a_verdict_whose_mailto_links_close_or_reopen_the_case() {
     assert_well_formed(jane, "CASE-1");
     assert!(jane.mail.text.contains("ACTION REQUIRED") && jane.mail.text.contains("Replaced the fuser unit."));
     assert!(!to(&got, BOB).mail.text.contains("%23accept"), "a watcher cannot accept");
+    assert_reply_lands(&s, to(&got, BOB), BOB, "CASE-1");
+    s.flush();
 
     // Jane clicks "reject": her client pre-fills subject and body; she completes the reason.
     let (subject, body) = mailto_link(jane, "#reject");
@@ -432,6 +440,8 @@ fn resolving_asks_for_a_verdict_whose_mailto_links_close_or_reopen_the_case() {
     let got = s.flush();
     assert_eq!(who_got(&got), pairs(&[(BOB, "reopened"), (CAROL, "reopened"), (ANN, "reopened"), (TOM, "reopened")]));
     assert!(to(&got, ANN).mail.text.contains("it still smells of smoke"));
+    assert_reply_lands(&s, to(&got, ANN), ANN, "CASE-1");
+    s.flush();
 
     // Resolved again; this time Jane accepts with the other link.
     s.install.ok(&["case", "resolve", "CASE-1", "--as", TOM, "-m", "Aired the room."]);
@@ -444,6 +454,10 @@ fn resolving_asks_for_a_verdict_whose_mailto_links_close_or_reopen_the_case() {
     let got = s.flush();
     assert_eq!(who_got(&got), pairs(&[(BOB, "closed"), (CAROL, "closed"), (ANN, "closed"), (TOM, "closed")]));
     assert_well_formed(to(&got, BOB), "CASE-1");
+    // A reply to the "closed" mail reaches CASE-1, which is final: it opens a follow-up.
+    let line = s.ingest(&reply_to(to(&got, BOB), BOB, "The smell is back."));
+    assert_eq!((line["outcome"].as_str(), line["case"].as_str()), (Some("created"), Some("CASE-2")), "{line}");
+    assert_eq!(s.install.case("CASE-2")["linked_case"], "CASE-1");
 }
 
 #[test]
@@ -457,6 +471,9 @@ fn a_watcher_stops_with_the_unwatch_link_and_is_told_so() {
     assert_eq!(who_got(&got), pairs(&[(BOB, "watcher-removed")]));
     assert_well_formed(&got[0], "CASE-1");
     assert!(got[0].header("List-Unsubscribe").is_none(), "Bob no longer watches");
+    // Bob's answer still lands on CASE-1 (as a colleague of Jane's account he may write).
+    assert_reply_lands(&s, &got[0], BOB, "CASE-1");
+    assert!(s.flush().iter().all(|d| d.to != BOB));
 
     s.install.ok(&["case", "reply", "CASE-1", "--as", ANN, "-m", "Working on it."]);
     let got = s.flush();
