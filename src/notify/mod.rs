@@ -272,6 +272,10 @@ struct Facts<'a> {
     support: Address,
     participants: HashMap<CaseId, Vec<(Address, ParticipantRole)>>,
     cases: HashMap<CaseId, CaseView>,
+    /// Per case: the inbound Message-IDs for References (the same for every recipient).
+    threads: HashMap<CaseId, Vec<String>>,
+    /// Thread entries by id (one event's entry is shown to each of its recipients).
+    messages: HashMap<i64, Option<case_store::MessageEntry>>,
 }
 
 impl<'a> Facts<'a> {
@@ -300,6 +304,8 @@ impl<'a> Facts<'a> {
             support,
             participants: HashMap::new(),
             cases: HashMap::new(),
+            threads: HashMap::new(),
+            messages: HashMap::new(),
         })
     }
 
@@ -349,6 +355,14 @@ impl<'a> Facts<'a> {
         Ok(view)
     }
 
+    fn message(&mut self, id: i64) -> rusqlite::Result<Option<case_store::MessageEntry>> {
+        if !self.messages.contains_key(&id) {
+            let entry = case_store::message_entry(self.conn, id)?;
+            self.messages.insert(id, entry);
+        }
+        Ok(self.messages[&id].clone())
+    }
+
     /// Who someone is, with their display name when the trigger mail gave one.
     fn person(&self, address: &Address) -> Person {
         let name = self
@@ -386,7 +400,8 @@ impl<'a> Facts<'a> {
             _ => None,
         };
         let message = match message_id {
-            Some(id) => case_store::message_entry(self.conn, id)?
+            Some(id) => self
+                .message(id)?
                 // An internal note can ride along with a public event (a note on a New
                 // case picks it up): its words are for staff only, whatever the event.
                 .filter(|m| m.kind != MessageKind::Note || recipient.is_staff)
@@ -485,7 +500,7 @@ impl<'a> Facts<'a> {
 
     /// References (the case thread's inbound mail) and In-Reply-To (the mail that caused
     /// this, else the newest one) for a notification about `event`.
-    fn threading(&self, event: &Event, answer: bool) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    fn threading(&mut self, event: &Event, answer: bool) -> anyhow::Result<(Vec<String>, Option<String>)> {
         let trigger_id = self.trigger.and_then(|m| m.message_id.clone());
         let answered = match event {
             Event::Notice { in_reply_to, .. } => in_reply_to.clone().or(trigger_id.clone()),
@@ -499,7 +514,13 @@ impl<'a> Facts<'a> {
                 | Event::Notice { case: None, .. }
         );
         let mut refs = match case_of(event) {
-            Some(c) if !private => case_store::inbound_thread_ids(self.conn, c, REFERENCES_RECENT)?,
+            Some(c) if !private => {
+                if !self.threads.contains_key(&c) {
+                    let ids = case_store::inbound_thread_ids(self.conn, c, REFERENCES_RECENT)?;
+                    self.threads.insert(c, ids);
+                }
+                self.threads[&c].clone()
+            }
             _ => Vec::new(),
         };
         if let Some(id) = &answered {

@@ -207,15 +207,18 @@ impl Sender {
         if recipients.is_empty() || recipients.len() != due.recipients.len() {
             return Err(Failure::Permanent(format!("cannot send to {:?}: not a valid address", due.recipients)));
         }
+        let Some(payload) = &due.payload else {
+            return Err(Failure::Permanent("the stored mail is damaged (cannot decompress it)".into()));
+        };
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(&self.envelope_from, &recipients, &due.payload).await,
+            Transport::Smtp(smtp) => smtp.send(&self.envelope_from, &recipients, payload).await,
             Transport::Files(dir) => {
                 let name: String = due
                     .message_id
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() || "-._@".contains(c) { c } else { '_' })
                     .collect();
-                let (dir, payload) = (dir.clone(), due.payload.clone());
+                let (dir, payload) = (dir.clone(), payload.clone());
                 tokio::task::spawn_blocking(move || write_file(&dir, &format!("{name}.eml"), &payload))
                     .await
                     .map_err(|e| Failure::Transient(format!("writing the file failed: {e}")))?

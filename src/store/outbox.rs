@@ -5,6 +5,9 @@
 //! refused recipient fails alone and "who got what" is one row each. Every row carries its
 //! Message-ID and the rendered mail from the start: a resend after a crash is the same mail.
 //!
+//! The mail is stored LZ4-compressed (size-prepended block, as `raw_mails`): a reply on a
+//! case with many watchers writes one full mail per watcher, inside the ingest transaction.
+//!
 //! Rows are *claimed* before they are sent: the claim moves `next_attempt_at` a lease into
 //! the future inside a write transaction, so the daemon's worker and an operator's
 //! `outbox flush` never send the same row at once. Should a sender die mid-send, the lease
@@ -41,11 +44,12 @@ pub struct NewNotification<'a> {
 pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite::Result<i64> {
     let recipients = recipients_json(n.to);
     let status = if n.payload.is_some() { "queued" } else { "failed" };
+    let payload = n.payload.map(lz4_flex::compress_prepend_size);
     conn.prepare_cached(
         "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, status, last_error, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
     )?
-    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, n.payload, status, n.error, now])?;
+    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, status, n.error, now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -79,7 +83,8 @@ pub struct Due {
     pub id: i64,
     pub recipients: Vec<String>,
     pub message_id: String,
-    pub payload: Vec<u8>,
+    /// The mail; `None` when the stored copy cannot be decompressed (the row is damaged).
+    pub payload: Option<Vec<u8>>,
     /// Attempts made before this one.
     pub attempts: u32,
 }
@@ -103,7 +108,7 @@ pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usi
                 // someone edited by hand, sent to nobody and failed by the sender.
                 recipients: serde_json::from_str(&recipients).unwrap_or_default(),
                 message_id: r.get(2)?,
-                payload: r.get(3)?,
+                payload: lz4_flex::decompress_size_prepended(&r.get::<_, Vec<u8>>(3)?).ok(),
                 attempts: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
             })
         })?;
@@ -242,10 +247,20 @@ mod tests {
         let first = claim_due(&mut conn, now, lease, 1).unwrap();
         assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), [a]);
         assert_eq!(first[0].recipients, ["a@x.example"]);
+        assert_eq!(first[0].payload.as_deref(), Some(&b"mail"[..]), "stored compressed, claimed as written");
         let second = claim_due(&mut conn, now, lease, 10).unwrap();
         assert_eq!(second.iter().map(|d| d.id).collect::<Vec<_>>(), [b]);
         assert!(claim_due(&mut conn, now, lease, 10).unwrap().is_empty());
         assert_eq!(claim_due(&mut conn, "2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_stored_mail_is_claimed_without_payload() {
+        let mut conn = db();
+        let id = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
+        conn.execute("UPDATE outbox SET payload = x'ff00' WHERE id = ?1", [id]).unwrap();
+        let due = claim_due(&mut conn, "2026-01-01T00:00:01.000Z", "2026-01-01T00:05:00.000Z", 10).unwrap();
+        assert_eq!((due[0].id, due[0].payload.is_none()), (id, true));
     }
 
     #[test]
