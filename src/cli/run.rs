@@ -33,7 +33,10 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     let options = Options { once: args.once, drain_deadline: Duration::from_secs(args.shutdown_timeout) };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
+        // Handlers are installed here, before anything starts, so that a SIGTERM arriving
+        // early is a clean stop too.
+        let signals = Signals::install();
+        tokio::spawn(signals.watch(shutdown.clone()));
         daemon::run(config, options, shutdown).await
     });
     // Blocking helpers (a directory listing) end on their own; do not wait long for them.
@@ -41,25 +44,40 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// The first SIGTERM or Ctrl-C asks for a clean stop; a second one exits at once (which
-/// is safe too: nothing is marked processed before its commit).
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::warn!("Cannot listen for SIGTERM/SIGINT; stop casegate with SIGKILL");
-        return;
-    };
-    for n in 0.. {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT listeners. The first asks for a clean stop; a second one exits at
+/// once (which is safe too: nothing is marked processed before its commit).
+struct Signals {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Signals { streams: Some((term, int)) },
+            _ => {
+                tracing::warn!("Cannot listen for SIGTERM/SIGINT; stop casegate with SIGKILL");
+                Signals { streams: None }
+            }
+        }
+    }
+
+    async fn watch(self, shutdown: CancellationToken) {
+        let Some((mut term, mut int)) = self.streams else {
+            return;
         };
-        if n == 0 {
-            tracing::info!(signal = name, "Stop requested");
-            shutdown.cancel();
-        } else {
-            tracing::warn!(signal = name, "Second stop request: exiting now");
-            std::process::exit(130);
+        for n in 0.. {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if n == 0 {
+                tracing::info!(signal = name, "Stop requested");
+                shutdown.cancel();
+            } else {
+                tracing::warn!(signal = name, "Second stop request: exiting now");
+                std::process::exit(130);
+            }
         }
     }
 }
