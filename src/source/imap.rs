@@ -498,7 +498,9 @@ impl Folder<'_> {
                 if self.w.shutdown.is_cancelled() {
                     break;
                 }
+                let fetch_started = Instant::now();
                 let mails = self.fetch(chunk).await?;
+                tracing::trace!(mails = mails.len(), ms = fetch_started.elapsed().as_millis() as u64, "Batch fetched");
                 let fetched: Vec<u32> = mails.iter().map(|(uid, _)| *uid).collect();
                 let pending = if mails.is_empty() {
                     None
@@ -588,6 +590,7 @@ impl Folder<'_> {
             }
         }
         let mb = Arc::clone(&self.w.mailbox);
+        let mark_started = Instant::now();
         if !quarantine.is_empty() {
             self.move_to(&quarantine, &mb.quarantine_folder).await?;
         }
@@ -601,6 +604,7 @@ impl Folder<'_> {
                 }
             }
         }
+        tracing::trace!(mails = processed.len(), ms = mark_started.elapsed().as_millis() as u64, "Batch marked");
         let action = |d: Disposition| match (d, mb.mark) {
             (Disposition::Quarantine, _) => format!("moved to {}", mb.quarantine_folder),
             (Disposition::Done, MarkProcessed::Move) => format!("moved to {}", mb.processed_folder),

@@ -206,9 +206,16 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
     while let Some(job) = rx.blocking_recv() {
         match job {
             Job::Ingest { mails, reply } => {
+                let started = std::time::Instant::now();
                 let result = ingest(&mut gateway, &mails);
-                if let Err(e) = &result {
-                    tracing::error!(error = %format!("{e:#}"), mails = mails.len(), "Batch not committed");
+                match &result {
+                    Ok(_) => tracing::debug!(
+                        mails = mails.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        queued = rx.len(),
+                        "Batch committed"
+                    ),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), mails = mails.len(), "Batch not committed"),
                 }
                 // The source may have gone (shutdown deadline): the commit stands anyway,
                 // and the mails are recognised as duplicates when seen again.
