@@ -78,8 +78,13 @@ async fn bare_fetch(dovecot: &Dovecot, count: usize) -> (usize, usize, Duration)
     let (mut n, mut bytes) = (0, 0);
     for first in (1..=count).step_by(BATCH) {
         let last = (first + BATCH - 1).min(count);
-        let fetches: Vec<_> =
-            session.uid_fetch(format!("{first}:{last}"), "(UID BODY.PEEK[])").await.unwrap().try_collect().await.unwrap();
+        let fetches: Vec<_> = session
+            .uid_fetch(format!("{first}:{last}"), "(UID BODY.PEEK[])")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         for f in &fetches {
             bytes += f.body().map_or(0, <[u8]>::len);
             n += 1;
@@ -148,7 +153,9 @@ async fn bench(count: usize, singles: usize) {
         session.select("Scratch").await.unwrap();
         session.uid_mv("1:*", "INBOX").await.unwrap();
         session.logout().await.unwrap();
-        println!("server MOVE:      {move_rate:>8.0} mails/s  (one UID MOVE of all {count}: Dovecot's cost of marking)");
+        println!(
+            "server MOVE:      {move_rate:>8.0} mails/s  (one UID MOVE of all {count}: Dovecot's cost of marking)"
+        );
     }
 
     // The writer's ceiling: parse + decide + store, in process.

@@ -501,6 +501,13 @@ impl Folder<'_> {
                 let fetch_started = Instant::now();
                 let mails = self.fetch(chunk).await?;
                 tracing::trace!(mails = mails.len(), ms = fetch_started.elapsed().as_millis() as u64, "Batch fetched");
+                if mails.len() < chunk.len() {
+                    // Expunged by another client since the search. Counted as done: what is
+                    // not in the folder cannot be fetched again either.
+                    let got: HashSet<u32> = mails.iter().map(|(uid, _)| *uid).collect();
+                    let gone: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
+                    tracing::warn!(mailbox = %self.w.mailbox.name, uids = %uid_set(&gone), "Mail vanished before it could be fetched (removed by another client?)");
+                }
                 let fetched: Vec<u32> = mails.iter().map(|(uid, _)| *uid).collect();
                 let pending = if mails.is_empty() {
                     None
