@@ -15,9 +15,10 @@
 //!    APPEND → commit (p50/p99). Dovecot itself reports new mail to an IDLE client about
 //!    0.5 s after the APPEND.
 //!
-//! Run: `cargo bench --bench imap` (or `-- 20000 300` for other counts).
+//! Run: `cargo bench --bench imap` (or `-- 20000 300` for other counts). Under
+//! `cargo test --all-targets` it makes a quick smoke run (300 mails, 3 appends).
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/it/support/mailstack.rs"]
 mod mailstack;
 
@@ -34,9 +35,12 @@ use mailstack::{Dovecot, PASSWORD, SUPPORT};
 const BATCH: usize = 500;
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without
+    // it, and then a small smoke run keeps the test suite quick while proving the bench.
+    let benching = std::env::args().any(|a| a == "--bench");
     let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
-    let count = args.next().unwrap_or(10_000);
-    let singles = args.next().unwrap_or(200);
+    let count = args.next().unwrap_or(if benching { 10_000 } else { 300 });
+    let singles = args.next().unwrap_or(if benching { 200 } else { 3 });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(bench(count, singles));
 }
@@ -225,6 +229,8 @@ async fn bench(count: usize, singles: usize) {
         let kept = dir.path().to_path_buf();
         std::mem::forget(dir);
         println!("kept {}", kept.display());
+        let _ = child.kill();
+        let _ = child.wait();
         return;
     }
 
