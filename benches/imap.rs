@@ -225,15 +225,6 @@ async fn bench(count: usize, singles: usize) {
         100.0 * run_rate / ingest_rate
     );
 
-    if std::env::var_os("BENCH_KEEP").is_some() {
-        let kept = dir.path().to_path_buf();
-        std::mem::forget(dir);
-        println!("kept {}", kept.display());
-        let _ = child.kill();
-        let _ = child.wait();
-        return;
-    }
-
     // APPEND → commit while idle.
     let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let idle_deadline = Instant::now() + Duration::from_secs(30);
@@ -268,4 +259,7 @@ async fn bench(count: usize, singles: usize) {
     let stopping = Instant::now();
     let status = child.wait().unwrap();
     println!("SIGTERM → exit:   {:.0} ms ({status})", stopping.elapsed().as_secs_f64() * 1e3);
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("kept {}", dir.keep().display());
+    }
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use async_imap::extensions::idle::IdleResponse;
 use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use async_imap::types::UnsolicitedResponse;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -347,10 +348,12 @@ impl Watcher {
     /// One connection's life: connect, select, then drain and wait until shutdown.
     async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
         let mb = &self.mailbox;
+        let started = Instant::now();
         let Connected { session, caps } = tokio::select! {
             c = connect(mb, &self.password) => c?,
             _ = self.shutdown.cancelled() => return Ok(()),
         };
+        tracing::debug!(mailbox = %mb.name, ms = started.elapsed().as_millis() as u64, "Logged in");
         let mut folder = Folder {
             w: self,
             session: Some(session),
@@ -362,7 +365,14 @@ impl Watcher {
         };
         folder.select().await?;
         backoff.reset();
-        tracing::info!(mailbox = %mb.name, folder = %mb.folder, server = %caps, last_uid = folder.last_uid, "Mailbox connected");
+        tracing::info!(
+            mailbox = %mb.name,
+            folder = %mb.folder,
+            server = %caps,
+            last_uid = folder.last_uid,
+            ms = started.elapsed().as_millis() as u64,
+            "Mailbox connected"
+        );
         let result = folder.watch().await;
         folder.logout().await;
         result
@@ -464,8 +474,22 @@ impl Folder<'_> {
     async fn idle(&mut self) -> anyhow::Result<Wake> {
         let t = self.t();
         let shutdown = self.w.shutdown.clone();
-        let mut handle = self.session.take().expect("session present").idle();
+        let session = self.session.take().expect("session present");
+        // Notices from before are covered by the search that just found nothing new.
+        let unsolicited = session.unsolicited_responses.clone();
+        while unsolicited.try_recv().is_ok() {}
+        let mut handle = session.idle();
         step(t, "IDLE", handle.init()).await?;
+        // A server may report new mail before its "+ idling": async-imap files that away
+        // as unsolicited, and waiting on would miss it until the next event.
+        let mut early = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            early |= matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+        }
+        if early {
+            self.session = Some(step(t, "IDLE DONE", handle.done()).await?);
+            return Ok(Wake::News);
+        }
         tracing::debug!(mailbox = %self.w.mailbox.name, "Waiting for new mail (IDLE)");
         let wake = {
             let (wait, _interrupt) = handle.wait_with_timeout(IDLE_SILENCE);
