@@ -516,3 +516,30 @@ async fn doctor_passes_a_good_setup_over_plain_tls_starttls_and_smtp() {
     assert!(stdout.contains("server offers IDLE, MOVE, UIDPLUS"), "{stdout}");
     assert!(stdout.contains("\"Processed\" will be created"), "{stdout}");
 }
+
+/// A server that accepts connections and then says nothing: every step has a timeout, so
+/// the watcher gives up on it (and `--once` reports it) instead of hanging.
+#[test]
+fn a_silent_server_is_detected_by_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let silent = std::thread::spawn(move || {
+        // Hold the first connection open without a word until the client gives up.
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut buf = [0u8; 64];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+        }
+    });
+    let inst = Installation::new(&format!(
+        "[[mailbox]]\nname = \"silent\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ntimeout_secs = 1\n"
+    ));
+
+    let started = Instant::now();
+    let out = inst.run(&["run", "--once"]);
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no IMAP greeting within 1 s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let _ = silent.join();
+}
