@@ -362,9 +362,9 @@ impl Watcher {
             last_uid: 0,
             known_folders: HashSet::new(),
             warned_no_expunge: false,
+            drained: false,
         };
         folder.select().await?;
-        backoff.reset();
         tracing::info!(
             mailbox = %mb.name,
             folder = %mb.folder,
@@ -374,6 +374,11 @@ impl Watcher {
             "Mailbox connected"
         );
         let result = folder.watch().await;
+        // Only a connection that got its work done counts as recovered: one that fails in
+        // the same place every time keeps backing off.
+        if folder.drained {
+            backoff.reset();
+        }
         folder.logout().await;
         result
     }
@@ -391,6 +396,8 @@ struct Folder<'a> {
     /// Folders known to exist (created if needed) on this connection.
     known_folders: HashSet<String>,
     warned_no_expunge: bool,
+    /// A drain completed on this connection.
+    drained: bool,
 }
 
 /// One fetched batch on its way through the writer.
@@ -452,6 +459,7 @@ impl Folder<'_> {
     async fn watch(&mut self) -> anyhow::Result<()> {
         loop {
             self.drain().await?;
+            self.drained = true;
             if self.w.once || self.w.shutdown.is_cancelled() {
                 return Ok(());
             }
