@@ -104,6 +104,10 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = writer.died() => {
+                shutdown.cancel();
+                break;
+            }
             joined = sources.join_next() => match joined {
                 Some(Ok((name, result))) => note(name, result),
                 Some(Err(e)) => note("a source task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
@@ -153,8 +157,12 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
         }
     }
     // Every handle is gone now: the writer finishes its queue and closes the database.
+    let writer_died = writer.has_died();
     writer.join().await;
     tracing::info!("casegate stopped");
+    if writer_died {
+        anyhow::bail!("the database writer failed (see the log); nothing uncommitted was marked processed");
+    }
     if failures.is_empty() {
         Ok(())
     } else {

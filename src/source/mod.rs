@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::case::Outcome;
 use crate::config::Config;
@@ -102,6 +103,9 @@ pub struct WriterHandle {
 /// The writer thread itself; [`Writer::join`] waits for it after the last handle is dropped.
 pub struct Writer {
     thread: Option<JoinHandle<()>>,
+    /// Cancelled if the thread dies of a panic (a bug): the daemon then stops rather
+    /// than let every source retry against a writer that is gone.
+    died: CancellationToken,
 }
 
 /// A batch handed to the writer; await it with [`Pending::wait`].
@@ -122,12 +126,17 @@ impl Writer {
     pub async fn start(config: Arc<Config>) -> anyhow::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
+        let died = CancellationToken::new();
+        let guard = DeathNotice(died.clone());
         let thread = std::thread::Builder::new()
             .name("casegate-writer".into())
-            .spawn(move || writer_thread(config, rx, ready_tx))
+            .spawn(move || {
+                let _guard = guard;
+                writer_thread(config, rx, ready_tx)
+            })
             .context("cannot start the database writer thread")?;
         match ready_rx.await {
-            Ok(Ok(())) => Ok((Writer { thread: Some(thread) }, WriterHandle { tx })),
+            Ok(Ok(())) => Ok((Writer { thread: Some(thread), died }, WriterHandle { tx })),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -137,6 +146,16 @@ impl Writer {
                 anyhow::bail!("the database writer thread failed while opening the database")
             }
         }
+    }
+
+    /// Completes if the writer thread dies of a panic.
+    pub async fn died(&self) {
+        self.died.cancelled().await
+    }
+
+    /// Whether the writer thread died of a panic.
+    pub fn has_died(&self) -> bool {
+        self.died.is_cancelled()
     }
 
     /// Waits (without blocking the runtime) until the thread has finished every queued
@@ -187,6 +206,18 @@ impl WriterHandle {
             .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
+    }
+}
+
+/// Dropped when the writer thread ends; tells the daemon if it ended by a panic.
+struct DeathNotice(CancellationToken);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("The database writer failed (a bug in casegate); stopping");
+            self.0.cancel();
+        }
     }
 }
 
