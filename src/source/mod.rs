@@ -2,7 +2,7 @@
 //! ([`maildir`]), and the one database writer they all share ([`Writer`]).
 //!
 //! The [`Gateway`] is synchronous (rusqlite), so it lives on ONE dedicated OS thread that
-//! owns it. Sources talk to it through a bounded channel of [`Job`]s and get each answer
+//! owns it. Sources talk to it through a bounded channel of jobs and get each answer
 //! back on a oneshot: no SQLite call ever runs on the async runtime's worker threads, and
 //! no connection is held across an `.await`. The bounded channel is the backpressure: a
 //! source that fetches faster than the database commits waits in `send().await`.
