@@ -6,6 +6,9 @@
 //!   [`parse::reply`] trims quoted history from replies.
 //! - [`classify`]: machine mail (auto-replies, bulk, bounces, our own loops).
 //! - [`address`]: validated addresses and the staff/admin patterns.
+//! - [`source`]: where mail comes from in the daemon — IMAP ([`source::imap`]) and
+//!   Maildir ([`source::maildir`]) — and the one database writer they share.
+//! - [`daemon`]: `casegate run`, the sources and the outbox sender under one shutdown.
 
 pub mod address;
 pub mod authorize;
@@ -15,10 +18,12 @@ pub mod classify;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod fields;
 pub mod ingest;
 pub mod notify;
 pub mod parse;
 pub mod route;
+pub mod source;
 pub mod store;
 pub mod workflow;

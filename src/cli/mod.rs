@@ -6,9 +6,11 @@
 
 mod case;
 mod cases;
+mod doctor;
 mod ingest;
 mod outbox;
 mod quarantine;
+mod run;
 mod table;
 
 use std::path::PathBuf;
@@ -36,6 +38,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: watch the configured mailboxes and Maildirs, send the outbox
+    Run(run::Args),
+    /// Check configuration, database, mailboxes and SMTP, and say what is wrong
+    Doctor(doctor::Args),
     /// Process mail files exactly as the daemon would ('-' reads one mail from stdin)
     Ingest(ingest::Args),
     /// List and show cases
@@ -55,7 +61,11 @@ pub enum Command {
 impl Command {
     /// The log level that suits the command when no -v is given.
     pub fn default_log_level(&self) -> &'static str {
-        "warn"
+        match self {
+            // The daemon's log is its record of what happened to every mail.
+            Command::Run(_) => "info",
+            _ => "warn",
+        }
     }
 }
 
@@ -86,6 +96,8 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Arc<Config>> {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     match cli.command {
+        Command::Run(args) => run::run(config, args),
+        Command::Doctor(args) => doctor::run(config, args),
         Command::Ingest(args) => ingest::run(config, args),
         Command::Cases(cmd) => cases::run(config, cmd),
         Command::Quarantine(cmd) => quarantine::run(config, cmd),

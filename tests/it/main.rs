@@ -4,6 +4,7 @@
 
 mod classify_corpus;
 mod corpus_ingest;
+mod daemon;
 mod ingest;
 mod mailstack_smoke;
 mod notify;

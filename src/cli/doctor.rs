@@ -1,0 +1,189 @@
+//! `casegate doctor` — checks the configuration, the database, every mailbox (connect,
+//! TLS, login, folder, server capabilities), every Maildir and the SMTP connection, and
+//! says what is wrong in words a mail administrator understands. Exit 1 when something is.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
+
+use crate::config::{Config, SmtpConfig, Tls};
+use crate::source::imap;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+#[derive(Default)]
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn line(&mut self, status: &str, what: &str, text: &str) {
+        let mut lines = text.lines();
+        println!("{status:<5} {what}: {}", lines.next().unwrap_or_default());
+        for l in lines {
+            println!("      {l}");
+        }
+    }
+    fn ok(&mut self, what: &str, text: &str) {
+        self.line("ok", what, text);
+    }
+    fn warn(&mut self, what: &str, text: &str) {
+        self.line("warn", what, text);
+    }
+    fn fail(&mut self, what: &str, text: &str) {
+        self.problems += 1;
+        self.line("FAIL", what, text);
+    }
+}
+
+pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
+    let mut r = Report::default();
+    let c = &config;
+    r.ok(
+        "config",
+        &format!(
+            "{} ({} mailbox(es), {} maildir(s), {})",
+            c.path.display(),
+            c.mailboxes.len(),
+            c.maildirs.len(),
+            match (&c.smtp, &c.outbox.file_dir) {
+                (Some(s), _) => format!("SMTP {}:{}", s.host, s.port),
+                (None, Some(d)) => format!("outbox written to {}", d.display()),
+                (None, None) => "no SMTP".to_string(),
+            }
+        ),
+    );
+    for key in &c.unknown_keys {
+        r.warn("config", &format!("unknown key `{key}` is ignored (a typo?)"));
+    }
+
+    match database(c) {
+        Ok(text) => r.ok("database", &text),
+        Err(e) => r.fail("database", &format!("{e:#}")),
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for mb in &c.mailboxes {
+        let what = format!("mailbox {} ({} at {}:{})", mb.name, mb.username, mb.host, mb.port);
+        match mb.password.read(&c.path) {
+            Err(e) => r.fail(&what, &format!("no password: {e}")),
+            Ok(password) => match runtime.block_on(imap::check(mb, &password)) {
+                Ok(text) => r.ok(&what, &text),
+                Err(e) => r.fail(&what, &format!("{e:#}")),
+            },
+        }
+    }
+    for md in &c.maildirs {
+        let what = format!("maildir {}", md.name);
+        let path = &md.path;
+        if !path.exists() {
+            match &md.seed_from {
+                Some(seed) if seed.is_dir() => r.ok(
+                    &what,
+                    &format!("{} will be created at start and seeded from {}", path.display(), seed.display()),
+                ),
+                Some(seed) => r.fail(&what, &format!("seed_from {} does not exist", seed.display())),
+                None => r.ok(&what, &format!("{} will be created at start", path.display())),
+            }
+        } else if ["new", "cur", "tmp"].iter().all(|s| path.join(s).is_dir()) {
+            let waiting = std::fs::read_dir(path.join("new")).map(|d| d.count()).unwrap_or(0);
+            r.ok(&what, &format!("{} is a Maildir; {waiting} mail(s) waiting in new/", path.display()));
+        } else {
+            r.fail(&what, &format!("{} exists but is not a Maildir (it needs new/, cur/ and tmp/)", path.display()));
+        }
+    }
+
+    match (&c.smtp, &c.outbox.file_dir) {
+        (Some(smtp), _) => match runtime.block_on(smtp_check(c, smtp)) {
+            Ok(text) => r.ok(&format!("smtp {}:{}", smtp.host, smtp.port), &text),
+            Err(e) => r.fail(&format!("smtp {}:{}", smtp.host, smtp.port), &format!("{e:#}")),
+        },
+        (None, Some(dir)) => r.ok("outbox", &format!("notifications are written as files into {}", dir.display())),
+        (None, None) => r.warn("smtp", "no [smtp] section: notifications stay queued until one is configured"),
+    }
+
+    if r.problems > 0 {
+        anyhow::bail!("{} problem(s) found; see above", r.problems);
+    }
+    println!("all checks passed");
+    Ok(())
+}
+
+fn database(c: &Config) -> anyhow::Result<String> {
+    let store = Store::open(c)?;
+    let count = |sql: &str| -> anyhow::Result<i64> { Ok(store.conn.query_row(sql, [], |r| r.get(0))?) };
+    let version = count("PRAGMA user_version")?;
+    Ok(format!(
+        "{} (schema {version}; {} case(s), {} mail(s), {} in quarantine, {} notification(s) queued)",
+        c.database_path().display(),
+        count("SELECT count(*) FROM cases")?,
+        count("SELECT count(*) FROM mails")?,
+        count("SELECT count(*) FROM quarantine WHERE released_at IS NULL")?,
+        count("SELECT count(*) FROM outbox WHERE status = 'queued'")?,
+    ))
+}
+
+/// Connect, EHLO, STARTTLS or TLS, and AUTH when configured (lettre's test_connection).
+async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
+    let params = || -> anyhow::Result<TlsParameters> {
+        let mut b = TlsParameters::builder(smtp.host.clone());
+        if let Some(ca) = &smtp.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read smtp.ca_file {}", ca.display()))?;
+            b = b.add_root_certificate(
+                Certificate::from_pem(&pem)
+                    .with_context(|| format!("smtp.ca_file {} is not a PEM certificate", ca.display()))?,
+            );
+        }
+        Ok(b.build_rustls()?)
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
+        .port(smtp.port)
+        .timeout(Some(smtp.timeout));
+    builder = match smtp.tls {
+        Tls::Tls => builder.tls(SmtpTls::Wrapper(params()?)),
+        Tls::Starttls => builder.tls(SmtpTls::Required(params()?)),
+        Tls::None => builder,
+    };
+    let mut auth = "no AUTH".to_string();
+    if let (Some(user), Some(secret)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), secret.read(&c.path)?));
+        auth = format!("AUTH as {user}");
+    }
+    let transport: AsyncSmtpTransport<Tokio1Executor> = builder.build();
+    match transport.test_connection().await {
+        Ok(true) => Ok(format!(
+            "connected; {}; {auth}",
+            match smtp.tls {
+                Tls::Tls => "TLS",
+                Tls::Starttls => "STARTTLS",
+                Tls::None => "no encryption",
+            }
+        )),
+        Ok(false) => anyhow::bail!("connected, but the server did not answer NOOP"),
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            let hint = if text.contains("refused") {
+                "is the SMTP server running, and is the port right (587 starttls, 465 tls, 25 none)?"
+            } else if e.is_permanent() && smtp.username.is_some() {
+                "the server refused the login: wrong username or password?"
+            } else if text.contains("certificate") || text.contains("InvalidCertificate") {
+                "the server's certificate is not trusted; for a private CA set smtp.ca_file"
+            } else if e.is_timeout() {
+                "no answer in time: wrong host or port, or a firewall in between?"
+            } else {
+                "check host, port and tls in [smtp]"
+            };
+            anyhow::bail!("{text}\n  hint: {hint}")
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! The IMAP source: one watcher per `[[mailbox]]`, each on its own connection.
+//!
+//! ```text
+//! connect (TLS | STARTTLS | plain) ─ LOGIN/AUTHENTICATE PLAIN ─ SELECT folder
+//!   └ checkpoint: same UIDVALIDITY? continue after last_uid : re-scan from UID 1
+//!   loop:
+//!     UID SEARCH UID <last+1>:* NOT DELETED
+//!     per batch of `batch_size` UIDs:  UID FETCH (BODY.PEEK[])  → writer (commit)
+//!                                      → mark (MOVE | \Seen | \Deleted+UID EXPUNGE),
+//!                                        quarantined mail → quarantine folder
+//!                                      → checkpoint
+//!     IDLE until the server reports news (re-issued every 25 min), or sleep poll_interval
+//! ```
+//!
+//! Fetching uses `BODY.PEEK[]`, so nothing changes on the server before the commit. The
+//! next batch is fetched while the writer commits the previous one (two batches in
+//! flight at most). Every network step has a timeout; any error drops the connection and
+//! the watcher reconnects with capped, jittered exponential backoff. Watchers share
+//! nothing but the writer, so one mailbox's trouble never stops another.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use async_imap::types::UnsolicitedResponse;
+use futures::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, Checkpoint, Disposition, Pending, Processed, SourceMail, WriterHandle};
+use crate::config::{MailboxConfig, MarkProcessed, Tls};
+use crate::ingest::Origin;
+
+/// RFC 2177: clients should re-issue IDLE at least every 29 minutes.
+const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+/// Without any word from the server for this long, IDLE is ended and the connection
+/// checked with a command (which has the step timeout): a dead peer is found this way.
+const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// How long a logout may take when we are leaving anyway.
+const GOODBYE: Duration = Duration::from_secs(1);
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Any byte stream async-imap can run on: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> Io for T {}
+
+pub type ImapSession = async_imap::Session<Box<dyn Io>>;
+
+/// What the server offers that the watcher cares about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCaps {
+    pub idle: bool,
+    pub mv: bool,
+    pub uidplus: bool,
+}
+
+impl fmt::Display for ServerCaps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = Vec::new();
+        for (on, name) in [(self.idle, "IDLE"), (self.mv, "MOVE"), (self.uidplus, "UIDPLUS")] {
+            names.push(if on { name.to_string() } else { format!("no {name}") });
+        }
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// A logged-in connection.
+pub struct Connected {
+    pub session: ImapSession,
+    pub caps: ServerCaps,
+}
+
+/// Runs `fut` with a timeout; both failures carry `what` for the log and for `doctor`.
+async fn step<T, E>(
+    limit: Duration,
+    what: impl fmt::Display,
+    fut: impl Future<Output = Result<T, E>>,
+) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.into().context(what.to_string())),
+        Err(_) => Err(anyhow!("{what}: no answer within {} s (timeout_secs)", limit.as_secs())),
+    }
+}
+
+/// A TLS connector trusting the public web roots plus, if given, the CA in `ca_file`.
+pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let mut added = 0;
+        for cert in
+            CertificateDer::pem_file_iter(path).with_context(|| format!("cannot read ca_file {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("ca_file {} is not a PEM certificate", path.display()))?;
+            roots.add(cert).with_context(|| format!("ca_file {} holds an unusable certificate", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            bail!("ca_file {} holds no PEM certificate", path.display());
+        }
+    }
+    // Named provider: lettre and tokio-rustls bring two into the graph, and builder()
+    // would panic at run time.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Connects, secures and logs in, with every step under `mb.timeout`. Errors are phrased
+/// for a mail administrator (they are what `casegate doctor` prints).
+pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Connected> {
+    let t = mb.timeout;
+    let addr = format!("{}:{}", mb.host, mb.port);
+    let tcp = match tokio::time::timeout(t, TcpStream::connect((mb.host.as_str(), mb.port))).await {
+        Err(_) => {
+            bail!("no answer from {addr} within {} s: wrong host or port, or a firewall in between?", t.as_secs())
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => bail!(
+            "nothing accepts connections on {addr}: is the IMAP server running, and is the port right \
+             (usually 993 for tls = \"tls\", 143 for \"starttls\" or \"none\")?"
+        ),
+        Ok(Err(e)) => bail!("cannot connect to {addr}: {e}"),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    let handshake = |e: std::io::Error| {
+        let text = e.to_string();
+        let hint = if text.contains("certificate") || text.contains("Certificate") || text.contains("issuer") {
+            "the server's certificate is not trusted for this host name; for a private CA set ca_file"
+        } else {
+            "does the server speak TLS on this port? (tls = \"tls\" is for port 993; use \"starttls\" for 143)"
+        };
+        anyhow!("TLS handshake with {addr} failed: {text}\n  hint: {hint}")
+    };
+    let server_name =
+        || ServerName::try_from(mb.host.clone()).map_err(|_| anyhow!("{:?} is not a valid host name for TLS", mb.host));
+
+    let (client, greeting_caps) = match mb.tls {
+        Tls::None => {
+            let mut client = async_imap::Client::new(Box::new(tcp) as Box<dyn Io>);
+            let caps = read_greeting(&mut client, &addr, t).await?;
+            (client, caps)
+        }
+        Tls::Tls => {
+            let connector = tls_connector(mb.ca_file.as_deref())?;
+            let tls = match tokio::time::timeout(t, connector.connect(server_name()?, tcp)).await {
+                Err(_) => bail!("TLS handshake with {addr}: no answer within {} s", t.as_secs()),
+                Ok(r) => r.map_err(handshake)?,
+            };
+            let mut client = async_imap::Client::new(Box::new(tls) as Box<dyn Io>);
+            let caps = read_greeting(&mut client, &addr, t).await?;
+            (client, caps)
+        }
+        Tls::Starttls => {
+            let connector = tls_connector(mb.ca_file.as_deref())?;
+            let mut plain = async_imap::Client::new(tcp);
+            read_greeting(&mut plain, &addr, t).await?;
+            step(
+                t,
+                format!("{addr} refused STARTTLS (tls = \"starttls\")"),
+                plain.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?;
+            let tcp = plain.into_inner();
+            let tls = match tokio::time::timeout(t, connector.connect(server_name()?, tcp)).await {
+                Err(_) => bail!("TLS handshake after STARTTLS with {addr}: no answer within {} s", t.as_secs()),
+                Ok(r) => r.map_err(handshake)?,
+            };
+            // Capabilities announced before TLS are not to be trusted (RFC 3501 §6.2.1).
+            (async_imap::Client::new(Box::new(tls) as Box<dyn Io>), HashSet::new())
+        }
+    };
+
+    let session = login(client, mb, password, &greeting_caps, &addr).await?;
+    let mut session = session;
+    let caps = step(t, "CAPABILITY", session.capabilities()).await?;
+    let caps = ServerCaps { idle: caps.has_str("IDLE"), mv: caps.has_str("MOVE"), uidplus: caps.has_str("UIDPLUS") };
+    Ok(Connected { session, caps })
+}
+
+/// Reads the server's greeting (async-imap does not); returns the capabilities it names.
+async fn read_greeting<T: Io>(
+    client: &mut async_imap::Client<T>,
+    addr: &str,
+    t: Duration,
+) -> anyhow::Result<HashSet<String>> {
+    let greeting = match tokio::time::timeout(t, client.read_response()).await {
+        Err(_) => bail!("connected to {addr}, but no IMAP greeting within {} s: is this an IMAP port?", t.as_secs()),
+        Ok(Err(e)) => bail!("connected to {addr}, but reading the greeting failed: {e}"),
+        Ok(Ok(None)) => bail!("{addr} closed the connection before greeting: is this an IMAP port?"),
+        Ok(Ok(Some(g))) => g,
+    };
+    match greeting.parsed() {
+        Response::Data { status: Status::Ok | Status::PreAuth, outcome } => {
+            let mut caps = HashSet::new();
+            if let Some(ResponseCode::Capabilities(list)) = &outcome.code {
+                for c in list {
+                    if let Capability::Atom(a) = c {
+                        caps.insert(a.to_ascii_uppercase());
+                    }
+                }
+            }
+            Ok(caps)
+        }
+        Response::Data { outcome, .. } => {
+            bail!("{addr} refused the connection: {}", outcome.information.as_deref().unwrap_or("(no reason given)"))
+        }
+        other => bail!("{addr} sent no IMAP greeting (got {other:?}): is this an IMAP port?"),
+    }
+}
+
+/// SASL PLAIN: authorization id empty, then user and password.
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for &PlainAuth<'_> {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        format!("\0{}\0{}", self.user, self.password)
+    }
+}
+
+/// LOGIN, or AUTHENTICATE PLAIN when the server announced LOGINDISABLED (or refused
+/// LOGIN as a command rather than the credentials).
+async fn login(
+    client: async_imap::Client<Box<dyn Io>>,
+    mb: &MailboxConfig,
+    password: &str,
+    greeting_caps: &HashSet<String>,
+    addr: &str,
+) -> anyhow::Result<ImapSession> {
+    let t = mb.timeout;
+    let refused = |e: async_imap::error::Error| match e {
+        async_imap::error::Error::No(text) => anyhow!(
+            "{addr} refused the login of {:?}: wrong username or password? (server said: {})",
+            mb.username,
+            text.trim()
+        ),
+        other => anyhow!("login at {addr} failed: {other}"),
+    };
+    let plain = PlainAuth { user: &mb.username, password };
+    let client = if greeting_caps.contains("LOGINDISABLED") {
+        client
+    } else {
+        match tokio::time::timeout(t, client.login(&mb.username, password)).await {
+            Err(_) => bail!("login at {addr}: no answer within {} s", t.as_secs()),
+            Ok(Ok(session)) => return Ok(session),
+            Ok(Err((async_imap::error::Error::Bad(_), client))) => client,
+            Ok(Err((e, _))) => return Err(refused(e)),
+        }
+    };
+    match tokio::time::timeout(t, client.authenticate("PLAIN", &plain)).await {
+        Err(_) => bail!("AUTHENTICATE PLAIN at {addr}: no answer within {} s", t.as_secs()),
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err((e, _))) => Err(refused(e)),
+    }
+}
+
+/// Formats sorted UIDs as an IMAP sequence set: `1:5,7,9:12`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Everything a watcher needs; cheap to clone into its task.
+#[derive(Clone)]
+pub struct Watcher {
+    pub mailbox: Arc<MailboxConfig>,
+    pub password: String,
+    pub writer: WriterHandle,
+    pub shutdown: CancellationToken,
+    /// Process what is waiting, then return (`casegate run --once`).
+    pub once: bool,
+    /// `case.token_prefix`, for the log.
+    pub token_prefix: String,
+}
+
+impl Watcher {
+    /// Watches the mailbox until shutdown (or, with `once`, until it is drained).
+    /// Reconnects after any error; returns `Err` only in `once` mode.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let name = self.mailbox.name.clone();
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+        loop {
+            match self.session(&mut backoff).await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.shutdown.is_cancelled() => {
+                    tracing::debug!(mailbox = %name, error = %format!("{e:#}"), "Error while shutting down");
+                    return Ok(());
+                }
+                Err(e) if self.once => return Err(e.context(format!("mailbox {name}"))),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        mailbox = %name,
+                        error = %format!("{e:#}"),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "Mailbox connection failed; reconnecting"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection's life: connect, select, then drain and wait until shutdown.
+    async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let mb = &self.mailbox;
+        let started = Instant::now();
+        let Connected { session, caps } = tokio::select! {
+            c = connect(mb, &self.password) => c?,
+            _ = self.shutdown.cancelled() => return Ok(()),
+        };
+        tracing::debug!(mailbox = %mb.name, ms = started.elapsed().as_millis() as u64, "Logged in");
+        let mut folder = Folder {
+            w: self,
+            session: Some(session),
+            caps,
+            uidvalidity: 0,
+            last_uid: 0,
+            known_folders: HashSet::new(),
+            warned_no_expunge: false,
+            drained: false,
+        };
+        folder.select().await?;
+        tracing::info!(
+            mailbox = %mb.name,
+            folder = %mb.folder,
+            server = %caps,
+            last_uid = folder.last_uid,
+            ms = started.elapsed().as_millis() as u64,
+            "Mailbox connected"
+        );
+        let result = folder.watch().await;
+        // Only a connection that got its work done counts as recovered: one that fails in
+        // the same place every time keeps backing off.
+        if folder.drained {
+            backoff.reset();
+        }
+        folder.logout().await;
+        result
+    }
+}
+
+/// A selected folder on a live connection.
+struct Folder<'a> {
+    w: &'a Watcher,
+    /// `None` only while IDLE owns the session.
+    session: Option<ImapSession>,
+    caps: ServerCaps,
+    uidvalidity: u32,
+    /// Every UID up to this one is committed and marked.
+    last_uid: u32,
+    /// Folders known to exist (created if needed) on this connection.
+    known_folders: HashSet<String>,
+    warned_no_expunge: bool,
+    /// A drain completed on this connection.
+    drained: bool,
+}
+
+/// One fetched batch on its way through the writer.
+struct InFlight {
+    /// Highest UID asked for (mails that vanished meanwhile count as done).
+    max_uid: u32,
+    uids: Vec<u32>,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    News,
+    Renew,
+    Shutdown,
+}
+
+impl Folder<'_> {
+    fn session(&mut self) -> &mut ImapSession {
+        self.session.as_mut().expect("the session is back after IDLE")
+    }
+
+    fn t(&self) -> Duration {
+        self.w.mailbox.timeout
+    }
+
+    async fn select(&mut self) -> anyhow::Result<()> {
+        let mb = &self.w.mailbox;
+        let t = self.t();
+        let selected = match tokio::time::timeout(t, self.session().select(&mb.folder)).await {
+            Err(_) => bail!("SELECT {:?}: no answer within {} s", mb.folder, t.as_secs()),
+            Ok(Err(async_imap::error::Error::No(text))) => bail!(
+                "folder {:?} cannot be opened for {}: does it exist? (server said: {})",
+                mb.folder,
+                mb.username,
+                text.trim()
+            ),
+            Ok(r) => r.with_context(|| format!("SELECT {:?}", mb.folder))?,
+        };
+        self.uidvalidity = selected.uid_validity.unwrap_or(0);
+        let name = &mb.name;
+        self.last_uid = match self.w.writer.load_checkpoint(name).await? {
+            Some(c) if c.uidvalidity == self.uidvalidity => c.last_uid,
+            Some(c) => {
+                tracing::warn!(
+                    mailbox = %name,
+                    old = c.uidvalidity,
+                    new = self.uidvalidity,
+                    "UIDVALIDITY changed: re-scanning the whole folder; mails already processed are recognised by the journal"
+                );
+                self.w.writer.save_checkpoint(name, Checkpoint { uidvalidity: self.uidvalidity, last_uid: 0 }).await?;
+                0
+            }
+            None => 0,
+        };
+        Ok(())
+    }
+
+    async fn watch(&mut self) -> anyhow::Result<()> {
+        loop {
+            self.drain().await?;
+            self.drained = true;
+            if self.w.once || self.w.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let wake = if self.caps.idle && self.w.mailbox.idle {
+                self.idle().await?
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.w.mailbox.poll_interval) => Wake::News,
+                    _ = self.w.shutdown.cancelled() => Wake::Shutdown,
+                }
+            };
+            if wake == Wake::Shutdown {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits in IDLE until the server reports something, the renewal time comes, or
+    /// shutdown. The session is back in `self.session` afterwards (unless on error).
+    async fn idle(&mut self) -> anyhow::Result<Wake> {
+        let t = self.t();
+        let shutdown = self.w.shutdown.clone();
+        let session = self.session.take().expect("session present");
+        // Notices from before are covered by the search that just found nothing new.
+        let unsolicited = session.unsolicited_responses.clone();
+        while unsolicited.try_recv().is_ok() {}
+        let mut handle = session.idle();
+        step(t, "IDLE", handle.init()).await?;
+        // A server may report new mail before its "+ idling": async-imap files that away
+        // as unsolicited, and waiting on would miss it until the next event.
+        let mut early = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            early |= matches!(r, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
+        }
+        if early {
+            self.session = Some(step(t, "IDLE DONE", handle.done()).await?);
+            return Ok(Wake::News);
+        }
+        tracing::debug!(mailbox = %self.w.mailbox.name, "Waiting for new mail (IDLE)");
+        let wake = {
+            let (wait, _interrupt) = handle.wait_with_timeout(IDLE_SILENCE);
+            tokio::select! {
+                r = wait => match r.context("IDLE")? {
+                    IdleResponse::NewData(_) => Wake::News,
+                    IdleResponse::Timeout | IdleResponse::ManualInterrupt => Wake::Renew,
+                },
+                _ = tokio::time::sleep(IDLE_RENEW) => Wake::Renew,
+                _ = shutdown.cancelled() => Wake::Shutdown,
+            }
+        };
+        let limit = if wake == Wake::Shutdown { GOODBYE } else { t };
+        self.session = Some(step(limit, "IDLE DONE", handle.done()).await?);
+        Ok(wake)
+    }
+
+    /// Processes everything waiting, batch by batch, until a search finds nothing new.
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        let batch = self.w.mailbox.batch_size as usize;
+        loop {
+            let uids = self.search().await?;
+            if uids.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), "New mail");
+            let mut in_flight: Option<InFlight> = None;
+            for chunk in uids.chunks(batch) {
+                // Finish the batch in hand, but start no new one after shutdown.
+                if self.w.shutdown.is_cancelled() {
+                    break;
+                }
+                let fetch_started = Instant::now();
+                let mails = self.fetch(chunk).await?;
+                tracing::trace!(mails = mails.len(), ms = fetch_started.elapsed().as_millis() as u64, "Batch fetched");
+                if mails.len() < chunk.len() {
+                    // Expunged by another client since the search. Counted as done: what is
+                    // not in the folder cannot be fetched again either.
+                    let got: HashSet<u32> = mails.iter().map(|(uid, _)| *uid).collect();
+                    let gone: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
+                    tracing::warn!(mailbox = %self.w.mailbox.name, uids = %uid_set(&gone), "Mail vanished before it could be fetched (removed by another client?)");
+                }
+                let fetched: Vec<u32> = mails.iter().map(|(uid, _)| *uid).collect();
+                let pending = if mails.is_empty() {
+                    None
+                } else {
+                    let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
+                    Some(self.w.writer.submit(batch).await?)
+                };
+                let next = InFlight { max_uid: *chunk.last().expect("chunks are not empty"), uids: fetched, pending };
+                // The writer commits `next` while the previous batch is marked.
+                if let Some(prev) = in_flight.replace(next) {
+                    self.finish(prev).await?;
+                }
+            }
+            if let Some(prev) = in_flight.take() {
+                self.finish(prev).await?;
+            }
+            if self.w.shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn source_mail(&self, uid: u32, raw: Vec<u8>) -> SourceMail {
+        let mb = &self.w.mailbox;
+        SourceMail {
+            raw,
+            origin: Origin {
+                description: format!("imap:{} uid {uid}", mb.name),
+                source: Some(mb.name.clone()),
+                source_key: Some(format!("{}:{uid}", self.uidvalidity)),
+                account: mb.account.clone(),
+            },
+        }
+    }
+
+    /// UIDs above the checkpoint, ascending. `n:*` always includes the highest UID even
+    /// when it is below n, hence the filter.
+    async fn search(&mut self) -> anyhow::Result<Vec<u32>> {
+        let t = self.t();
+        let query = format!("UID {}:* NOT DELETED", self.last_uid.saturating_add(1));
+        let found = step(t, "UID SEARCH", self.session().uid_search(&query)).await?;
+        let last = self.last_uid;
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > last).collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Fetches the raw mails of `uids` without setting \Seen. Mails expunged meanwhile by
+    /// someone else are simply absent.
+    async fn fetch(&mut self, uids: &[u32]) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
+        let t = self.t();
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let set = uid_set(uids);
+        let session = self.session.as_mut().expect("session present");
+        let mut stream = step(t, "UID FETCH", session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
+        let mut out = Vec::with_capacity(uids.len());
+        // The timeout applies to each response, so a large batch of large mails is fine
+        // as long as the server keeps sending; the stream must be drained before the
+        // session can be used again.
+        while let Some(fetch) = step(t, "UID FETCH", stream.try_next()).await? {
+            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
+                if wanted.contains(&uid) {
+                    out.push((uid, body.to_vec()));
+                }
+            }
+        }
+        drop(stream);
+        out.sort_by_key(|(uid, _)| *uid);
+        out.dedup_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// Waits for the commit of a batch, marks its mails on the server, then advances the
+    /// checkpoint. On `Err` nothing after the failing step happened: the mails are seen
+    /// again after reconnecting, and recognised by the journal.
+    async fn finish(&mut self, batch: InFlight) -> anyhow::Result<()> {
+        let processed: Vec<Processed> = match batch.pending {
+            Some(p) => p.wait().await?,
+            None => Vec::new(),
+        };
+        let mut done = Vec::new();
+        let mut quarantine = Vec::new();
+        for (uid, p) in batch.uids.iter().zip(&processed) {
+            match p.disposition {
+                Disposition::Done => done.push(*uid),
+                Disposition::Quarantine => quarantine.push(*uid),
+            }
+        }
+        let mb = Arc::clone(&self.w.mailbox);
+        let mark_started = Instant::now();
+        if !quarantine.is_empty() {
+            self.move_to(&quarantine, &mb.quarantine_folder).await?;
+        }
+        if !done.is_empty() {
+            match mb.mark {
+                MarkProcessed::Move => self.move_to(&done, &mb.processed_folder).await?,
+                MarkProcessed::Seen => self.store(&done, "+FLAGS.SILENT (\\Seen)").await?,
+                MarkProcessed::Delete => {
+                    self.store(&done, "+FLAGS.SILENT (\\Deleted)").await?;
+                    self.expunge(&done).await?;
+                }
+            }
+        }
+        tracing::trace!(mails = processed.len(), ms = mark_started.elapsed().as_millis() as u64, "Batch marked");
+        let action = |d: Disposition| match (d, mb.mark) {
+            (Disposition::Quarantine, _) => format!("moved to {}", mb.quarantine_folder),
+            (Disposition::Done, MarkProcessed::Move) => format!("moved to {}", mb.processed_folder),
+            (Disposition::Done, MarkProcessed::Seen) => "flagged \\Seen".to_string(),
+            (Disposition::Done, MarkProcessed::Delete) => "deleted".to_string(),
+        };
+        for (uid, p) in batch.uids.iter().zip(&processed) {
+            let r = &p.report;
+            let case = r.case.map(|c| format!("{}-{c}", self.w.token_prefix));
+            tracing::info!(
+                mailbox = %mb.name,
+                uid,
+                message_id = r.message_id.as_deref().unwrap_or("-"),
+                outcome = r.outcome.as_str(),
+                case = case.as_deref().unwrap_or("-"),
+                on_server = %action(p.disposition),
+                "Mail done"
+            );
+        }
+        // Drop the EXPUNGE/EXISTS notices our own commands caused: the next search looks
+        // at the folder afresh anyway.
+        while self.session().unsolicited_responses.try_recv().is_ok() {}
+        self.last_uid = self.last_uid.max(batch.max_uid);
+        self.w
+            .writer
+            .save_checkpoint_later(&mb.name, Checkpoint { uidvalidity: self.uidvalidity, last_uid: self.last_uid })
+            .await?;
+        Ok(())
+    }
+
+    /// Makes sure `folder` exists (creating it once per connection if needed).
+    async fn ensure_folder(&mut self, folder: &str) -> anyhow::Result<()> {
+        if self.known_folders.contains(folder) {
+            return Ok(());
+        }
+        let t = self.t();
+        let exists = match tokio::time::timeout(t, self.session().status(folder, "(MESSAGES)")).await {
+            Err(_) => bail!("STATUS {folder:?}: no answer within {} s", t.as_secs()),
+            Ok(Ok(_)) => true,
+            Ok(Err(async_imap::error::Error::No(_))) => false,
+            Ok(Err(e)) => return Err(anyhow::Error::new(e).context(format!("STATUS {folder:?}"))),
+        };
+        if !exists {
+            step(t, format!("cannot create folder {folder:?}"), self.session().create(folder)).await?;
+            tracing::info!(mailbox = %self.w.mailbox.name, folder, "Folder created");
+        }
+        self.known_folders.insert(folder.to_string());
+        Ok(())
+    }
+
+    /// Moves mails to `folder`: MOVE where offered; else COPY, then flag them \Deleted and
+    /// expunge exactly those UIDs (UIDPLUS) — never a plain EXPUNGE, which would also
+    /// remove mail others flagged \Deleted.
+    async fn move_to(&mut self, uids: &[u32], folder: &str) -> anyhow::Result<()> {
+        self.ensure_folder(folder).await?;
+        let t = self.t();
+        let set = uid_set(uids);
+        if self.caps.mv {
+            step(t, format!("UID MOVE to {folder:?}"), self.session().uid_mv(&set, folder)).await?;
+        } else {
+            step(t, format!("UID COPY to {folder:?}"), self.session().uid_copy(&set, folder)).await?;
+            self.store(uids, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
+            self.expunge(uids).await?;
+        }
+        Ok(())
+    }
+
+    async fn store(&mut self, uids: &[u32], what: &str) -> anyhow::Result<()> {
+        let t = self.t();
+        let set = uid_set(uids);
+        let session = self.session.as_mut().expect("session present");
+        let mut stream = step(t, "UID STORE", session.uid_store(&set, what)).await?;
+        while step(t, "UID STORE", stream.try_next()).await?.is_some() {}
+        Ok(())
+    }
+
+    /// UID EXPUNGE of exactly `uids`; without UIDPLUS the mails stay flagged \Deleted
+    /// (the search skips them) until some client expunges the folder.
+    async fn expunge(&mut self, uids: &[u32]) -> anyhow::Result<()> {
+        if !self.caps.uidplus {
+            if !self.warned_no_expunge {
+                tracing::warn!(
+                    mailbox = %self.w.mailbox.name,
+                    "The server lacks UIDPLUS: processed mail stays flagged \\Deleted until a mail client expunges the folder"
+                );
+                self.warned_no_expunge = true;
+            }
+            return Ok(());
+        }
+        let t = self.t();
+        let set = uid_set(uids);
+        let session = self.session.as_mut().expect("session present");
+        let stream = step(t, "UID EXPUNGE", session.uid_expunge(&set)).await?;
+        let mut stream = std::pin::pin!(stream);
+        while step(t, "UID EXPUNGE", stream.try_next()).await?.is_some() {}
+        Ok(())
+    }
+
+    async fn logout(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            let _ = tokio::time::timeout(GOODBYE, session.logout()).await;
+        }
+    }
+}
+
+/// For `doctor`: connect, log in, open the folder, and describe what was found.
+pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let Connected { mut session, caps } = connect(mb, password).await?;
+    let t = mb.timeout;
+    let selected = match tokio::time::timeout(t, session.examine(&mb.folder)).await {
+        Err(_) => bail!("EXAMINE {:?}: no answer within {} s", mb.folder, t.as_secs()),
+        Ok(Err(async_imap::error::Error::No(text))) => bail!(
+            "logged in, but folder {:?} cannot be opened for {}: does it exist? (server said: {})",
+            mb.folder,
+            mb.username,
+            text.trim()
+        ),
+        Ok(r) => r.with_context(|| format!("EXAMINE {:?}", mb.folder))?,
+    };
+    let mut folders = Vec::new();
+    let targets: Vec<&str> = match mb.mark {
+        MarkProcessed::Move => vec![&mb.processed_folder, &mb.quarantine_folder],
+        _ => vec![&mb.quarantine_folder],
+    };
+    for f in targets {
+        let exists = matches!(tokio::time::timeout(t, session.status(f, "(MESSAGES)")).await, Ok(Ok(_)));
+        folders.push(if exists { format!("{f:?} exists") } else { format!("{f:?} will be created") });
+    }
+    let _ = tokio::time::timeout(GOODBYE, session.logout()).await;
+    let mut notes = Vec::new();
+    if !caps.idle && mb.idle {
+        notes.push(format!("no IDLE: new mail is found by polling every {} s", mb.poll_interval.as_secs()));
+    }
+    if !caps.mv && !caps.uidplus && mb.mark != MarkProcessed::Seen {
+        notes.push("neither MOVE nor UIDPLUS: processed mail stays flagged \\Deleted in the folder".into());
+    }
+    let mut text = format!(
+        "logged in as {} ({}); folder {:?} has {} message(s); {}; server offers {caps}; {} ms",
+        mb.username,
+        match mb.tls {
+            Tls::Tls => "TLS",
+            Tls::Starttls => "STARTTLS",
+            Tls::None => "no encryption",
+        },
+        mb.folder,
+        selected.exists,
+        folders.join(", "),
+        started.elapsed().as_millis()
+    );
+    for n in notes {
+        text.push_str(&format!("\n  note: {n}"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed_into_ranges() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[42]), "42");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn server_caps_read_as_words() {
+        let caps = ServerCaps { idle: true, mv: false, uidplus: true };
+        assert_eq!(caps.to_string(), "IDLE, no MOVE, UIDPLUS");
+    }
+}

@@ -1,0 +1,433 @@
+//! Where mail comes from in `casegate run`: IMAP folders ([`imap`]) and local Maildirs
+//! ([`maildir`]), and the one database writer they all share ([`Writer`]).
+//!
+//! The [`Gateway`] is synchronous (rusqlite), so it lives on ONE dedicated OS thread that
+//! owns it. Sources talk to it through a bounded channel of jobs and get each answer
+//! back on a oneshot: no SQLite call ever runs on the async runtime's worker threads, and
+//! no connection is held across an `.await`. The bounded channel is the backpressure: a
+//! source that fetches faster than the database commits waits in `send().await`.
+//!
+//! The contract every source keeps (see `docs/daemon.md` for the crash-point argument):
+//!
+//! 1. fetch a bounded batch without changing anything at the source;
+//! 2. [`WriterHandle::ingest`]: one transaction for the batch; the answer arrives only
+//!    after the commit;
+//! 3. only then mark the mails at the source (move, flag, delete; quarantined mail to the
+//!    quarantine folder), as the [`Disposition`] of each says;
+//! 4. only then advance the source's checkpoint ([`WriterHandle::save_checkpoint`]).
+//!
+//! A crash anywhere leaves each mail either untouched at the source (fetched again,
+//! processed once) or committed but not marked (fetched again, recognised by the journal
+//! as a duplicate, and only marked).
+
+pub mod imap;
+pub mod maildir;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+use rusqlite::{params, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::case::Outcome;
+use crate::config::Config;
+use crate::ingest::{dedupe_key, Gateway, IngestReport, Origin};
+use crate::store::blobs::sha256_hex;
+use crate::store::{self, mails};
+
+/// Jobs waiting for the writer, across all sources. Each source keeps at most two batches
+/// in flight, so a small bound is enough to keep the writer busy.
+const WRITER_QUEUE: usize = 8;
+
+/// One mail handed to the writer: its bytes and where it came from.
+#[derive(Debug, Clone)]
+pub struct SourceMail {
+    pub raw: Vec<u8>,
+    pub origin: Origin,
+}
+
+/// What the source should do with a mail once its batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Processed (or a duplicate of processed mail): mark it as configured.
+    Done,
+    /// Quarantined now or before: put it where people look for quarantined mail.
+    Quarantine,
+}
+
+/// The writer's answer for one mail.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub report: IngestReport,
+    pub disposition: Disposition,
+}
+
+/// How far a source is: the folder's UIDVALIDITY and the highest UID below which every
+/// mail is committed *and* marked at the source (table `mailbox_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
+
+/// Work for the writer thread.
+enum Job {
+    Ingest {
+        mails: Vec<SourceMail>,
+        reply: Reply<Vec<Processed>>,
+    },
+    LoadCheckpoint {
+        source: String,
+        reply: Reply<Option<Checkpoint>>,
+    },
+    /// `reply` is None for a save nobody waits for (the writer logs a failure).
+    SaveCheckpoint {
+        source: String,
+        checkpoint: Checkpoint,
+        reply: Option<Reply<()>>,
+    },
+}
+
+/// A cheap, cloneable way to reach the writer thread. The thread ends when every handle
+/// is gone (after finishing the jobs already queued): dropped senders are how it learns
+/// that the sources have stopped.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// The writer thread itself; [`Writer::join`] waits for it after the last handle is dropped.
+pub struct Writer {
+    thread: Option<JoinHandle<()>>,
+    /// Cancelled if the thread dies of a panic (a bug): the daemon then stops rather
+    /// than let every source retry against a writer that is gone.
+    died: CancellationToken,
+}
+
+/// A batch handed to the writer; await it with [`Pending::wait`].
+pub struct Pending {
+    rx: oneshot::Receiver<anyhow::Result<Vec<Processed>>>,
+}
+
+impl Pending {
+    /// The reports, available once the batch is committed. `Err` means nothing of the
+    /// batch was committed (or the writer is gone).
+    pub async fn wait(self) -> anyhow::Result<Vec<Processed>> {
+        self.rx.await.context("the database writer stopped")?
+    }
+}
+
+impl Writer {
+    /// Opens (and migrates) the database on a new thread that owns it from then on.
+    pub async fn start(config: Arc<Config>) -> anyhow::Result<(Writer, WriterHandle)> {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let died = CancellationToken::new();
+        let guard = DeathNotice(died.clone());
+        let thread = std::thread::Builder::new()
+            .name("casegate-writer".into())
+            .spawn(move || {
+                let _guard = guard;
+                writer_thread(config, rx, ready_tx)
+            })
+            .context("cannot start the database writer thread")?;
+        match ready_rx.await {
+            Ok(Ok(())) => Ok((Writer { thread: Some(thread), died }, WriterHandle { tx })),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                anyhow::bail!("the database writer thread failed while opening the database")
+            }
+        }
+    }
+
+    /// Completes if the writer thread dies of a panic.
+    pub async fn died(&self) {
+        self.died.cancelled().await
+    }
+
+    /// Whether the writer thread died of a panic.
+    pub fn has_died(&self) -> bool {
+        self.died.is_cancelled()
+    }
+
+    /// Waits (without blocking the runtime) until the thread has finished every queued
+    /// job and closed the database. Call it after all handles are dropped.
+    pub async fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl WriterHandle {
+    /// Queues a batch (waiting while the queue is full) and returns the pending answer.
+    pub async fn submit(&self, mails: Vec<SourceMail>) -> anyhow::Result<Pending> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Ingest { mails, reply }).await.map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
+        Ok(Pending { rx })
+    }
+
+    /// Ingests a batch and waits for the commit.
+    pub async fn ingest(&self, mails: Vec<SourceMail>) -> anyhow::Result<Vec<Processed>> {
+        self.submit(mails).await?.wait().await
+    }
+
+    pub async fn load_checkpoint(&self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::LoadCheckpoint { source: source.to_string(), reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
+        rx.await.context("the database writer stopped")?
+    }
+
+    pub async fn save_checkpoint(&self, source: &str, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: Some(reply) })
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
+        rx.await.context("the database writer stopped")?
+    }
+
+    /// Queues a checkpoint without waiting for it. Jobs run in order, so it is written
+    /// before anything queued later, and before the writer exits (it drains its queue).
+    /// Not waiting matters: the writer is usually committing the next batch just then.
+    pub async fn save_checkpoint_later(&self, source: &str, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        self.tx
+            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None })
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))
+    }
+}
+
+/// Dropped when the writer thread ends; tells the daemon if it ended by a panic.
+struct DeathNotice(CancellationToken);
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("The database writer failed (a bug in casegate); stopping");
+            self.0.cancel();
+        }
+    }
+}
+
+fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: oneshot::Sender<anyhow::Result<()>>) {
+    let mut gateway = match Gateway::open(config) {
+        Ok(g) => {
+            let _ = ready.send(Ok(()));
+            g
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    // `blocking_recv` parks this thread (not a runtime worker) until work arrives; it
+    // returns None once every handle is dropped and the queue is empty.
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::Ingest { mails, reply } => {
+                let started = std::time::Instant::now();
+                let result = ingest(&mut gateway, &mails);
+                match &result {
+                    Ok(_) => tracing::debug!(
+                        mails = mails.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        queued = rx.len(),
+                        "Batch committed"
+                    ),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), mails = mails.len(), "Batch not committed"),
+                }
+                // The source may have gone (shutdown deadline): the commit stands anyway,
+                // and the mails are recognised as duplicates when seen again.
+                let _ = reply.send(result);
+            }
+            Job::LoadCheckpoint { source, reply } => {
+                let _ = reply.send(load_checkpoint(&gateway, &source));
+            }
+            Job::SaveCheckpoint { source, checkpoint, reply } => {
+                let result = save_checkpoint(&gateway, &source, checkpoint);
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            tracing::error!(source = %source, error = %format!("{e:#}"), "Checkpoint not saved");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("Database writer finished");
+}
+
+fn ingest(gateway: &mut Gateway, mails: &[SourceMail]) -> anyhow::Result<Vec<Processed>> {
+    let items: Vec<(&[u8], &Origin)> = mails.iter().map(|m| (m.raw.as_slice(), &m.origin)).collect();
+    let reports = gateway.ingest_batch(&items)?;
+    let conn = &gateway.store.conn;
+    mails
+        .iter()
+        .zip(reports)
+        .map(|(mail, report)| {
+            let disposition = disposition(conn, mail, &report)?;
+            Ok(Processed { report, disposition })
+        })
+        .collect()
+}
+
+/// A quarantined mail goes to quarantine; so does a duplicate whose journal row is
+/// quarantined (the crash-after-commit case: it must end where its first passage would
+/// have put it). Everything else is done.
+fn disposition(conn: &rusqlite::Connection, mail: &SourceMail, report: &IngestReport) -> anyhow::Result<Disposition> {
+    let quarantined = match report.outcome {
+        Outcome::Quarantined => true,
+        Outcome::Duplicate => {
+            let by_position = match (&mail.origin.source, &mail.origin.source_key) {
+                (Some(source), Some(key)) => mails::find_by_position(conn, source, key)?,
+                _ => None,
+            };
+            let record = match by_position {
+                Some(r) => Some(r),
+                None => {
+                    let key = dedupe_key(report.message_id.as_deref(), &sha256_hex(&mail.raw));
+                    mails::find_by_dedupe_key(conn, &key)?
+                }
+            };
+            record.is_some_and(|r| r.outcome == Outcome::Quarantined)
+        }
+        _ => false,
+    };
+    Ok(if quarantined { Disposition::Quarantine } else { Disposition::Done })
+}
+
+fn load_checkpoint(gateway: &Gateway, source: &str) -> anyhow::Result<Option<Checkpoint>> {
+    let row = gateway
+        .store
+        .conn
+        .query_row("SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?1", [source], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    Ok(row.map(|(v, u)| Checkpoint {
+        uidvalidity: u32::try_from(v).unwrap_or_default(),
+        last_uid: u32::try_from(u).unwrap_or_default(),
+    }))
+}
+
+fn save_checkpoint(gateway: &Gateway, source: &str, c: Checkpoint) -> anyhow::Result<()> {
+    gateway.store.conn.execute(
+        "INSERT INTO mailbox_state (source, uidvalidity, last_uid, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (source) DO UPDATE SET uidvalidity = ?2, last_uid = ?3, updated_at = ?4",
+        params![source, i64::from(c.uidvalidity), i64::from(c.last_uid), store::now()],
+    )?;
+    Ok(())
+}
+
+/// Capped exponential backoff with jitter, for reconnecting after errors: 1 s, 2 s, 4 s …
+/// up to `max`, each drawn from [½·d, d] so that many sources do not retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: std::time::Duration,
+    base: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    pub fn new(base: std::time::Duration, max: std::time::Duration) -> Backoff {
+        Backoff { next: base, base, max }
+    }
+
+    /// The delay before the next attempt; doubles the one after.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        use rand::Rng;
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let lo = d.as_millis() as u64 / 2;
+        std::time::Duration::from_millis(rand::thread_rng().gen_range(lo..=d.as_millis() as u64))
+    }
+
+    /// After a success: start again from the base delay.
+    pub fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        for (d, top) in delays.iter().zip([1, 2, 4, 8, 8, 8]) {
+            let top = Duration::from_secs(top);
+            assert!(*d <= top && *d >= top / 2, "{d:?} not in [{:?}, {top:?}]", top / 2);
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+
+    fn config(dir: &std::path::Path) -> Arc<Config> {
+        let text = "data_dir = \"var\"\nsystem_addresses = [\"support@example.com\"]\n";
+        Arc::new(Config::from_toml(text, &dir.join("casegate.toml")).unwrap())
+    }
+
+    fn mail(n: u32, key: &str) -> SourceMail {
+        SourceMail {
+            raw: format!("From: a@customer.example\r\nTo: support@example.com\r\nSubject: s{n}\r\nMessage-ID: <m{n}@x>\r\n\r\nhello\r\n")
+                .into_bytes(),
+            origin: Origin {
+                description: format!("test {key}"),
+                source: Some("box".into()),
+                source_key: Some(key.into()),
+                account: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_commits_batches_and_keeps_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, handle) = Writer::start(config(dir.path())).await.unwrap();
+
+        let first = handle.ingest(vec![mail(1, "7:1"), mail(2, "7:2")]).await.unwrap();
+        let again = handle.ingest(vec![mail(1, "7:1"), mail(2, "8:2")]).await.unwrap();
+        let garbage = SourceMail { raw: vec![0xff; 4], origin: mail(3, "7:3").origin };
+        let bad = handle.ingest(vec![garbage.clone()]).await.unwrap();
+        let bad_again = handle.ingest(vec![garbage]).await.unwrap();
+
+        assert!(first.iter().all(|p| p.report.outcome == Outcome::Created && p.disposition == Disposition::Done));
+        assert!(again.iter().all(|p| p.report.outcome == Outcome::Duplicate && p.disposition == Disposition::Done));
+        assert_eq!(bad[0].report.outcome, Outcome::Quarantined);
+        assert_eq!(bad[0].disposition, Disposition::Quarantine);
+        assert_eq!(bad_again[0].report.outcome, Outcome::Duplicate);
+        assert_eq!(
+            bad_again[0].disposition,
+            Disposition::Quarantine,
+            "a quarantined mail seen again stays quarantined"
+        );
+
+        assert_eq!(handle.load_checkpoint("box").await.unwrap(), None);
+        let c = Checkpoint { uidvalidity: 7, last_uid: 3 };
+        handle.save_checkpoint("box", c).await.unwrap();
+        handle.save_checkpoint("box", Checkpoint { last_uid: 9, ..c }).await.unwrap();
+        assert_eq!(handle.load_checkpoint("box").await.unwrap(), Some(Checkpoint { uidvalidity: 7, last_uid: 9 }));
+
+        drop(handle);
+        writer.join().await;
+    }
+}

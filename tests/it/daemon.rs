@@ -1,0 +1,545 @@
+//! `casegate run` and `casegate doctor` against a real Dovecot: the real binary, as an
+//! operator runs it, killed and restarted the hard way; assertions on the database, on
+//! `cases list --json` and on the server's folders.
+//!
+//! Every test starts its own Dovecot and installation, so they run in parallel.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::support::casegate::{fixtures, Installation};
+use crate::support::mailstack::{free_port, Dovecot, SinkOptions, SmtpSink, CUSTOMER, PASSWORD, SUPPORT};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A small customer mail with CRLF line endings.
+fn mail(id: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Customer <{CUSTOMER}>\r\n\
+         To: Support <{SUPPORT}>\r\n\
+         Subject: {subject}\r\n\
+         Message-ID: <{id}@customer.example>\r\n\
+         Date: Mon, 25 Nov 2024 09:00:00 +0000\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Hello, {subject}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// A reply to `original` (by In-Reply-To only: the subject carries no token).
+fn reply(id: &str, original: &str) -> Vec<u8> {
+    format!(
+        "From: Customer <{CUSTOMER}>\r\n\
+         To: Support <{SUPPORT}>\r\n\
+         Subject: Re: more details\r\n\
+         Message-ID: <{id}@customer.example>\r\n\
+         In-Reply-To: <{original}@customer.example>\r\n\
+         References: <{original}@customer.example>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Some more details for {original}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// A `[[mailbox]]` table for the harness's support account over plain IMAP.
+fn mailbox(dovecot: &Dovecot, extra: &str) -> String {
+    format!(
+        "[[mailbox]]\nname = \"support\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"{SUPPORT}\"\n\
+         password = \"{PASSWORD}\"\npoll_interval_secs = 1\ntimeout_secs = 5\n{extra}\n",
+        dovecot.ports().imap
+    )
+}
+
+/// A number from the installation's database (0 while it does not exist yet).
+fn count(inst: &Installation, sql: &str) -> i64 {
+    if !inst.path().join("var/casegate.db").exists() {
+        return 0;
+    }
+    inst.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `casegate run` as a child process, its log in the installation's `daemon.log`.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    /// Where this run's part of the (shared, appended) log starts.
+    offset: usize,
+}
+
+impl Daemon {
+    fn start(inst: &Installation, args: &[&str]) -> Daemon {
+        let log = inst.path().join("daemon.log");
+        let offset = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        let file = OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_casegate"))
+            .arg("--config")
+            .arg(&inst.config)
+            .arg("run")
+            .args(args)
+            .current_dir(inst.path())
+            .env_remove("CASEGATE_CONFIG")
+            .env("RUST_LOG", "info,casegate=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn casegate run");
+        Daemon { child: Some(child), log, offset }
+    }
+
+    /// This run's log.
+    fn log(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(all.get(self.offset..).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until `needle` occurs at least `n` times in the log.
+    async fn wait_log(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < n {
+            if Instant::now() > deadline {
+                panic!("{needle:?} not seen {n} time(s) in the daemon log within {timeout:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; the child is ours and unreaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    async fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < WAIT, "casegate did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_appended_while_idle_becomes_a_case_and_moves_to_processed() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, ""));
+    let mut daemon = Daemon::start(&inst, &[]);
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+
+    let appended = Instant::now();
+    dovecot.append(SUPPORT, "INBOX", &mail("idle-1", "Printer on fire")).await;
+    wait_until("the case", WAIT, || count(&inst, "SELECT count(*) FROM cases") == 1).await;
+    let delay = appended.elapsed();
+
+    let cases = inst.json(&["cases", "list", "--json"]);
+    assert_eq!(cases[0]["subject"], "Printer on fire");
+    assert_eq!(cases[0]["reported_by"], CUSTOMER);
+    daemon.wait_log("moved to Processed", 1, WAIT).await;
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    let processed = dovecot.list_folder(SUPPORT, "Processed").await;
+    assert_eq!(processed.len(), 1);
+    assert!(String::from_utf8_lossy(&processed[0].1).contains("Message-ID: <idle-1@customer.example>"));
+    // Dovecot reports EXISTS ≈0.5 s after the APPEND; the rest must be quick.
+    assert!(delay < Duration::from_secs(5), "APPEND to commit took {delay:?}");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_new_mail_is_found_by_polling() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, "idle = false"));
+    let mut daemon = Daemon::start(&inst, &[]);
+    daemon.wait_log("Mailbox connected", 1, WAIT).await;
+
+    dovecot.append(SUPPORT, "INBOX", &mail("poll-1", "Polled")).await;
+
+    wait_until("the case", WAIT, || count(&inst, "SELECT count(*) FROM cases") == 1).await;
+    assert!(!daemon.log().contains("Waiting for new mail (IDLE)"));
+    let (status, took) = daemon.terminate().await;
+    assert!(status.success() && took < Duration::from_secs(3), "{status} after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_idle_exits_cleanly_within_seconds() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, ""));
+    let mut daemon = Daemon::start(&inst, &[]);
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+
+    let (status, took) = daemon.terminate().await;
+
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(3), "SIGTERM to exit took {took:?}");
+    assert!(daemon.log().contains("casegate stopped"));
+}
+
+#[tokio::test]
+async fn waiting_mail_is_caught_up_in_batches_by_run_once() {
+    let dovecot = Dovecot::start();
+    let mails: Vec<Vec<u8>> = (0..25).map(|i| mail(&format!("c{i}"), &format!("Question {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
+
+    inst.ok(&["run", "--once"]);
+
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 25);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 25);
+    assert_eq!(count(&inst, "SELECT last_uid FROM mailbox_state WHERE source = 'support'"), 25);
+
+    // Nothing waits now: a second pass changes nothing.
+    inst.ok(&["run", "--once"]);
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
+    let mut dovecot = Dovecot::start();
+    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("r{i}"), &format!("Issue {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
+    let mut daemon = Daemon::start(&inst, &[]);
+
+    wait_until("the first batches", WAIT, || count(&inst, "SELECT count(*) FROM mails") >= 50).await;
+    dovecot.restart();
+    let at_restart = count(&inst, "SELECT count(*) FROM mails");
+    wait_until("all 800 mails", Duration::from_secs(60), || count(&inst, "SELECT count(*) FROM mails") == 800).await;
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+
+    assert!(at_restart < 800, "the restart came after the last batch; the test proves nothing");
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 800);
+    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM messages"), 800);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 800);
+    let log = daemon.log();
+    assert!(log.contains("reconnecting"), "the restart went unnoticed:\n{log}");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_then_restart_every_mail_lands_exactly_once() {
+    let dovecot = Dovecot::start();
+    // 200 new cases and 100 replies, each reply right after the mail it answers.
+    let mut mails = Vec::new();
+    let mut replies = Vec::new();
+    for i in 0..200 {
+        mails.push(mail(&format!("k{i}"), &format!("Outage {i}")));
+        if i % 2 == 1 {
+            mails.push(reply(&format!("k{i}-re"), &format!("k{i}")));
+            replies.push(i);
+        }
+    }
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 15"));
+
+    // Kill points: when the journal passes random counts, plus a random few ms, so the
+    // kills fall anywhere in fetch → commit → mark → checkpoint.
+    let mut rng = rand::thread_rng();
+    let mut thresholds: Vec<i64> = (0..10).map(|_| rng.gen_range(5..290)).collect();
+    thresholds.sort_unstable();
+    let mut kills = Vec::new();
+    for threshold in thresholds {
+        let mut daemon = Daemon::start(&inst, &[]);
+        let deadline = Instant::now() + WAIT;
+        while count(&inst, "SELECT count(*) FROM mails") < threshold && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..40))).await;
+        daemon.signal(libc::SIGKILL);
+        daemon.kill();
+        let committed = count(&inst, "SELECT count(*) FROM mails");
+        kills.push((threshold, committed, dovecot.folder_count(SUPPORT, "INBOX").await));
+    }
+    eprintln!("kills at (journal threshold, committed, left in INBOX): {kills:?}");
+    let mut daemon = Daemon::start(&inst, &[]);
+    wait_until("all 300 mails", Duration::from_secs(60), || count(&inst, "SELECT count(*) FROM mails") == 300).await;
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success(), "{status}");
+
+    // The database: every mail once in the journal and once on a thread; 200 cases.
+    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM mails"), 300);
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 200);
+    assert_eq!(count(&inst, "SELECT count(*) FROM messages WHERE message_id IS NOT NULL"), 300);
+    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM messages"), 300);
+    let db = inst.db();
+    for i in replies {
+        let case_of = |id: String| -> i64 {
+            db.query_row("SELECT case_id FROM messages WHERE message_id = ?1", [id], |r| r.get(0)).expect("message")
+        };
+        assert_eq!(
+            case_of(format!("k{i}-re@customer.example")),
+            case_of(format!("k{i}@customer.example")),
+            "reply to k{i} is on another case"
+        );
+    }
+    // The server: everything in Processed, once.
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    let processed = dovecot.list_folder(SUPPORT, "Processed").await;
+    assert_eq!(processed.len(), 300);
+}
+
+#[tokio::test]
+async fn uidvalidity_change_rescans_and_the_journal_prevents_duplicates() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, "mark = \"seen\""));
+    let first: Vec<Vec<u8>> = (0..3).map(|i| mail(&format!("v{i}"), &format!("Topic {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &first).await;
+    inst.ok(&["run", "--once"]);
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 3);
+
+    let new_validity = dovecot.change_uidvalidity(SUPPORT, "INBOX").await;
+    dovecot.append(SUPPORT, "INBOX", &mail("v3", "Topic 3")).await;
+    let out = inst.run(&["run", "--once"]);
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("UIDVALIDITY changed"), "{log}");
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 4);
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 4, "the re-scan wrote no second journal rows");
+    assert_eq!(log.matches("a mail with this Message-ID was already processed").count(), 3, "{log}");
+    assert_eq!(count(&inst, "SELECT uidvalidity FROM mailbox_state"), i64::from(new_validity));
+    assert_eq!(count(&inst, "SELECT last_uid FROM mailbox_state"), 4);
+    // mark = "seen": the mails stay in the INBOX, flagged \Seen.
+    let mut session = dovecot.login(SUPPORT).await;
+    session.examine("INBOX").await.expect("examine");
+    assert_eq!(session.uid_search("ALL").await.expect("search").len(), 4);
+    assert!(session.uid_search("UNSEEN").await.expect("search").is_empty());
+    session.logout().await.expect("logout");
+}
+
+#[tokio::test]
+async fn delete_mode_removes_processed_mail_from_the_folder() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, "mark = \"delete\""));
+    let mails: Vec<Vec<u8>> = (0..3).map(|i| mail(&format!("d{i}"), &format!("Gone {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+
+    inst.ok(&["run", "--once"]);
+
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 3);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+}
+
+#[tokio::test]
+async fn hostile_mail_is_quarantined_on_both_sides_and_the_mail_behind_it_goes_through() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&format!("limits = {{ max_message_bytes = 4096 }}\n{}", mailbox(&dovecot, "")));
+    let huge = {
+        let mut m = mail("huge", "Big attachment");
+        m.extend(std::iter::repeat_n(b'x', 8_000));
+        m.extend_from_slice(b"\r\n");
+        m
+    };
+    let garbage = b"\xff\xfe\xfd\x01 not a mail at all \xc3\x28\r\n".to_vec();
+    let mails = vec![mail("h1", "Before"), garbage, huge, mail("h2", "After")];
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+
+    inst.ok(&["run", "--once"]);
+
+    let subjects: Vec<Value> =
+        inst.json(&["cases", "list", "--json"]).as_array().unwrap().iter().map(|c| c["subject"].clone()).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert_eq!(count(&inst, "SELECT count(*) FROM quarantine"), 2);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Quarantine").await, 2);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 2);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    // Not retried forever: a second pass finds nothing to do.
+    inst.ok(&["run", "--once"]);
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 4);
+}
+
+#[tokio::test]
+async fn imaps_with_an_extra_ca_file_is_trusted() {
+    let dovecot = Dovecot::start();
+    let table = format!(
+        "[[mailbox]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"tls\"\nca_file = \"{}\"\nusername = \"{SUPPORT}\"\npassword = \"{PASSWORD}\"\ntimeout_secs = 5\n",
+        dovecot.ports().imaps,
+        dovecot.ca_pem().display()
+    );
+    let inst = Installation::new(&table);
+    dovecot.append(SUPPORT, "INBOX", &mail("tls-1", "Over TLS")).await;
+
+    inst.ok(&["run", "--once"]);
+
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 1);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_mailbox_does_not_stop_the_others() {
+    let dovecot = Dovecot::start();
+    let broken = format!(
+        "[[mailbox]]\nname = \"broken\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"x\"\npassword = \"y\"\ntimeout_secs = 2\n",
+        free_port()
+    );
+    let inst = Installation::new(&format!("{broken}\n{}", mailbox(&dovecot, "")));
+    let mut daemon = Daemon::start(&inst, &[]);
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+
+    dovecot.append(SUPPORT, "INBOX", &mail("b1", "Still served")).await;
+
+    wait_until("the case", WAIT, || count(&inst, "SELECT count(*) FROM cases") == 1).await;
+    let log = daemon.log();
+    assert!(log.contains("mailbox=broken") && log.contains("nothing accepts connections"), "{log}");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildir_source_moves_new_mail_to_cur_after_the_commit() {
+    let inst = Installation::new("[[maildir]]\nname = \"local\"\npath = \"maildir\"\npoll_interval_ms = 100\n");
+    let mut daemon = Daemon::start(&inst, &[]);
+    let maildir = inst.path().join("maildir");
+    wait_until("the Maildir", WAIT, || maildir.join("tmp").is_dir()).await;
+
+    // Delivered the Maildir way: written into tmp/, renamed into new/.
+    std::fs::write(maildir.join("tmp/1732525200.M1P1.host"), mail("md-1", "Local delivery")).unwrap();
+    std::fs::rename(maildir.join("tmp/1732525200.M1P1.host"), maildir.join("new/1732525200.M1P1.host")).unwrap();
+
+    wait_until("the file in cur/", WAIT, || maildir.join("cur/1732525200.M1P1.host:2,S").exists()).await;
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 1);
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success());
+}
+
+/// The quick start: the shipped demo config, run in a copy of the repository layout.
+#[test]
+fn demo_config_runs_without_any_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::create_dir_all(dir.path().join("fixtures/demo")).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(repo.join("config/demo.toml"), dir.path().join("config/demo.toml")).unwrap();
+    std::os::unix::fs::symlink(fixtures().join("demo/inbox"), dir.path().join("fixtures/demo/inbox")).unwrap();
+    let inst = Installation { config: dir.path().join("config/demo.toml"), dir };
+
+    inst.ok(&["run", "--once"]);
+
+    let cases = inst.json(&["cases", "list", "--json"]);
+    assert!(cases.as_array().is_some_and(|c| !c.is_empty()), "{cases}");
+    let new = std::fs::read_dir(inst.path().join("var/demo/inbox/new")).unwrap().count();
+    let cur = std::fs::read_dir(inst.path().join("var/demo/inbox/cur")).unwrap().count();
+    let seeded = std::fs::read_dir(fixtures().join("demo/inbox/new")).unwrap().count();
+    assert_eq!((new, cur), (0, seeded));
+}
+
+#[tokio::test]
+async fn doctor_names_a_wrong_password_in_plain_words() {
+    let dovecot = Dovecot::start();
+    let table = mailbox(&dovecot, "").replace(&format!("password = \"{PASSWORD}\""), "password = \"wrong\"");
+    let inst = Installation::new(&table);
+
+    let out = inst.run(&["doctor"]);
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  mailbox support"), "{stdout}");
+    assert!(stdout.contains("refused the login") && stdout.contains("wrong username or password"), "{stdout}");
+    assert!(stdout.contains("ok    database"), "{stdout}");
+}
+
+#[tokio::test]
+async fn doctor_passes_a_good_setup_over_plain_tls_starttls_and_smtp() {
+    let dovecot = Dovecot::start();
+    let ca = dovecot.ca_pem().display().to_string();
+    let p = dovecot.ports();
+    let table = |name: &str, port: u16, tls: &str| {
+        format!(
+            "[[mailbox]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\nca_file = \"{ca}\"\n\
+             username = \"{SUPPORT}\"\npassword = \"{PASSWORD}\"\ntimeout_secs = 5\n"
+        )
+    };
+    let smtp = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{ca}\"\nusername = \"{SUPPORT}\"\npassword = \"{PASSWORD}\"\n",
+        p.submission
+    );
+    // Dovecot's submission service relays every session to the sink.
+    let _sink = SmtpSink::start(SinkOptions::relay_for(&dovecot));
+    let inst = Installation::new(&format!(
+        "{}{}{}{smtp}",
+        table("plain", p.imap, "none"),
+        table("imaps", p.imaps, "tls"),
+        table("starttls", p.imap, "starttls")
+    ));
+
+    let out = inst.run(&["doctor"]);
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for what in
+        ["ok    mailbox plain", "ok    mailbox imaps", "ok    mailbox starttls", "ok    smtp", "all checks passed"]
+    {
+        assert!(stdout.contains(what), "{what:?} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("server offers IDLE, MOVE, UIDPLUS"), "{stdout}");
+    assert!(stdout.contains("\"Processed\" will be created"), "{stdout}");
+}
+
+/// A server that accepts connections and then says nothing: every step has a timeout, so
+/// the watcher gives up on it (and `--once` reports it) instead of hanging.
+#[test]
+fn a_silent_server_is_detected_by_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let silent = std::thread::spawn(move || {
+        // Hold the first connection open without a word until the client gives up.
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut buf = [0u8; 64];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+        }
+    });
+    let inst = Installation::new(&format!(
+        "[[mailbox]]\nname = \"silent\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ntimeout_secs = 1\n"
+    ));
+
+    let started = Instant::now();
+    let out = inst.run(&["run", "--once"]);
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no IMAP greeting within 1 s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let _ = silent.join();
+}
