@@ -6,6 +6,7 @@
 //!   [`parse::reply`] trims quoted history from replies.
 //! - [`classify`]: machine mail (auto-replies, bulk, bounces, our own loops).
 //! - [`address`]: validated addresses and the staff/admin patterns.
+//! - [`survey`]: signed survey links, the survey page, answers by web and by mail, the report.
 
 pub mod address;
 pub mod authorize;
@@ -21,4 +22,5 @@ pub mod notify;
 pub mod parse;
 pub mod route;
 pub mod store;
+pub mod survey;
 pub mod workflow;

@@ -8,6 +8,7 @@ mod case;
 mod cases;
 mod ingest;
 mod quarantine;
+mod survey;
 mod table;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Mail that could not be applied, kept with its reason
     #[command(subcommand)]
     Quarantine(quarantine::Command),
+    /// Customer surveys after a case is closed
+    #[command(subcommand)]
+    Survey(survey::Command),
 }
 
 impl Command {
@@ -86,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cases(cmd) => cases::run(config, cmd),
         Command::Quarantine(cmd) => quarantine::run(config, cmd),
         Command::Case(cmd) => case::run(config, cmd),
+        Command::Survey(cmd) => survey::run(config, cmd),
     }
 }
 
