@@ -27,24 +27,25 @@ h1{font-size:1.5rem;line-height:1.25;margin:0 0 .5rem}
 p{margin:.5rem 0 1rem}
 .case{color:#3c3c43}
 .subject{overflow-wrap:anywhere}
-fieldset{border:0;margin:0 0 1.25rem;padding:0;min-width:0}
+fieldset{border:0;margin:0 0 1rem;padding:0;min-width:0}
 legend{font-weight:600;font-size:1.05rem;margin-bottom:.5rem;padding:0}
-.options{display:grid;gap:.5rem}
-.options label{display:flex;align-items:center;gap:.75rem;min-height:3rem;padding:.5rem .75rem;border:2px solid #c7c7cc;border-radius:8px;cursor:pointer;background:#fff}
+.options{display:grid;gap:.4rem}
+.options label{display:flex;align-items:center;gap:.75rem;min-height:2.75rem;padding:.4rem .75rem;border:2px solid #c7c7cc;border-radius:8px;cursor:pointer;background:#fff}
 .options label:hover{border-color:#1a5fb4}
 .options label:has(input:checked){border-color:#1a5fb4;background:#e8f0fc}
 .options input{width:1.25rem;height:1.25rem;margin:0;flex:none;accent-color:#1a5fb4}
 .n{font-weight:700;font-size:1.15rem;min-width:1ch}
 .comment-label{display:block;font-weight:600;font-size:1.05rem;margin-bottom:.5rem}
 .optional{font-weight:400;color:#57575c}
-textarea{width:100%;min-height:7rem;font:inherit;padding:.6rem;border:2px solid #8e8e93;border-radius:8px;resize:vertical}
-button{display:block;width:100%;margin-top:1.25rem;padding:.85rem 1rem;font:inherit;font-weight:600;font-size:1.05rem;color:#fff;background:#1a5fb4;border:0;border-radius:8px;cursor:pointer}
+textarea{width:100%;min-height:5.5rem;font:inherit;padding:.6rem;border:2px solid #8e8e93;border-radius:8px;resize:vertical}
+button{display:block;width:100%;margin-top:1rem;padding:.85rem 1rem;font:inherit;font-weight:600;font-size:1.05rem;color:#fff;background:#1a5fb4;border:0;border-radius:8px;cursor:pointer}
 button:hover{background:#144a8c}
 :focus-visible{outline:3px solid #e66100;outline-offset:2px}
 .options label:focus-within{outline:3px solid #e66100;outline-offset:2px}
 .error{border-left:4px solid #c01c28;background:#fdecea;padding:.5rem .75rem}
 .notice{border-left:4px solid #1a5fb4;background:#e8f0fc;padding:.5rem .75rem}
 .small{font-size:.9rem;color:#57575c}
+a{color:#1a5fb4}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:0 0 1rem}
 dt{font-weight:600}
 dd{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
@@ -58,7 +59,7 @@ pub fn style_csp_source() -> String {
 }
 
 /// The five points of the satisfaction scale, as read out and shown.
-pub const SCALE: [&str; 5] = ["Very dissatisfied", "Dissatisfied", "Neither", "Satisfied", "Very satisfied"];
+pub const SCALE: [&str; 5] = ["Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"];
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -165,7 +166,7 @@ pub fn form(f: &Form<'_>) -> String {
     );
     let _ = writeln!(
         h,
-        "<textarea id=\"comment\" name=\"comment\" rows=\"5\" maxlength=\"{MAX_COMMENT_CHARS}\">{}</textarea>",
+        "<textarea id=\"comment\" name=\"comment\" rows=\"4\" maxlength=\"{MAX_COMMENT_CHARS}\">{}</textarea>",
         escape(&f.values.comment)
     );
     let button = if f.answered_at.is_some() { "Change my answer" } else { "Send my answer" };

@@ -32,8 +32,16 @@ pub struct ReportAnswer {
     pub solved: Option<bool>,
     pub comment: Option<String>,
     pub channel: Channel,
+    /// First answered and last changed, written as casegate writes times everywhere
+    /// (RFC 3339, UTC, milliseconds).
+    #[serde(serialize_with = "as_stored_time")]
     pub answered_at: DateTime<Utc>,
+    #[serde(serialize_with = "as_stored_time")]
     pub updated_at: DateTime<Utc>,
+}
+
+fn as_stored_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&super::store::db_time(*t))
 }
 
 /// `casegate survey report --json` prints exactly this.

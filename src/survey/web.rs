@@ -132,11 +132,30 @@ pub fn router(state: SurveyState) -> Router {
         .route("/survey/{token}", get(show).post(answer))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_large_bodies))
         .layer(axum::middleware::map_response(move |response: Response| {
             let csp = headers_state.inner.csp.clone();
             async move { secure(response, csp) }
         }))
         .with_state(state)
+}
+
+/// Answers 413 at once when the declared length is over the limit, instead of waiting for
+/// a body that will be refused anyway (the body limit itself catches bodies that lie).
+async fn refuse_declared_large_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> Response {
+    problem(StatusCode::PAYLOAD_TOO_LARGE, "Your answer is too long", "Please shorten your comment and send it again.")
 }
 
 fn secure(mut response: Response, csp: HeaderValue) -> Response {
@@ -320,13 +339,7 @@ async fn answer(
     };
     let Form(posted) = match posted {
         Ok(p) => p,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Your answer is too long",
-                "Please shorten your comment and send it again.",
-            );
-        }
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
         Err(rejection) => {
             tracing::info!(case = claims.case, error = %rejection.body_text(), "Survey answer refused: unreadable form");
             return problem(

@@ -9,4 +9,8 @@ mod mailstack_smoke;
 mod reply_corpus;
 mod scenarios;
 mod support;
+mod survey_browser;
+mod survey_report;
+mod survey_support;
+mod survey_web;
 mod workflow;
