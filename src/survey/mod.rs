@@ -33,6 +33,12 @@ pub use store::{invite, invite_case, record_answer, Invitation};
 /// `openssl rand -base64 32` makes a good one.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Whether surveys are offered: enabled, and a secret to sign links with is configured.
+/// Without a secret key surveys stay off instead of failing the mail that closes a case.
+pub fn offered(config: &Config) -> bool {
+    config.survey.enabled && config.survey.secret.is_some()
+}
+
 /// Reads the survey secret (`survey.secret_env`, `survey.secret_file` or `survey.secret`).
 /// A missing or short secret is a configuration error naming the key.
 pub fn secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
@@ -87,6 +93,13 @@ mod tests {
         let err = secret(&config("secret_env = \"CASEGATE_TEST_UNSET_SURVEY_SECRET\"")).unwrap_err().to_string();
         assert!(err.contains("survey.secret_env") && err.contains("CASEGATE_TEST_UNSET_SURVEY_SECRET"), "{err}");
         assert_eq!(secret(&config("secret = \"0123456789abcdef\"")).unwrap(), b"0123456789abcdef");
+    }
+
+    #[test]
+    fn surveys_are_offered_only_when_enabled_and_a_secret_is_configured() {
+        assert!(offered(&config("secret_env = \"X\"")));
+        assert!(!offered(&config("")), "no secret key");
+        assert!(!offered(&config("enabled = false\nsecret_env = \"X\"")));
     }
 
     #[test]

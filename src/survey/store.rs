@@ -90,14 +90,17 @@ pub fn invite(
 
 /// Invites the requester and the contact of `case` (not watchers; never staff or our own
 /// system addresses, who are not customers), each once. Returns the new invitations —
-/// empty when surveys are disabled or everyone was invited before.
+/// empty when surveys are not offered ([`super::offered`]: disabled, or no secret key
+/// configured) or everyone was invited before. An error means a configured secret could
+/// not be read (or the database failed); the caller may log it and carry on.
 pub fn invite_case(
     conn: &Connection,
     config: &Config,
     case: CaseId,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Invitation>> {
-    if !config.survey.enabled {
+    if !super::offered(config) {
+        tracing::debug!(case, "Surveys are not offered (disabled or no secret configured)");
         return Ok(Vec::new());
     }
     let mut recipients: Vec<Address> = participants(conn, case)?
@@ -270,9 +273,9 @@ pub fn current_answer(conn: &Connection, case: CaseId, recipient: &Address) -> r
 
 /// Resolved cases that have waited `survey.resolved_after` without being closed and
 /// whose survey was not offered yet: the daemon offers it to them as if they were closed.
-/// Empty when that setting is off or surveys are disabled.
+/// Empty when that setting is off or surveys are not offered.
 pub fn resolved_cases_due(conn: &Connection, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<Vec<CaseId>> {
-    let Some(after) = config.survey.resolved_after.filter(|_| config.survey.enabled) else {
+    let Some(after) = config.survey.resolved_after.filter(|_| super::offered(config)) else {
         return Ok(Vec::new());
     };
     let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
@@ -387,6 +390,16 @@ pub(crate) mod tests {
         let disabled = self::config("enabled = false");
         let other = case(&conn, None);
         assert!(invite_case(&conn, &disabled, other, at(now)).unwrap().is_empty());
+        let mut no_secret = self::config("");
+        no_secret.survey.secret = None;
+        assert!(invite_case(&conn, &no_secret, other, at(now)).unwrap().is_empty(), "no secret, no survey");
+        let mut unreadable = self::config("");
+        unreadable.survey.secret = Some(crate::config::Secret::Env {
+            var: "CASEGATE_TEST_UNSET_SECRET".into(),
+            key: "survey.secret_env".into(),
+        });
+        let err = invite_case(&conn, &unreadable, other, at(now)).unwrap_err().to_string();
+        assert!(err.contains("CASEGATE_TEST_UNSET_SECRET"), "{err}");
     }
 
     #[test]

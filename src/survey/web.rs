@@ -172,8 +172,20 @@ fn secure(mut response: Response, csp: HeaderValue) -> Response {
 }
 
 /// Binds `survey.listen` and serves the survey page until `shutdown` is cancelled.
-/// Makes sure the database exists and is migrated first.
+/// Makes sure the database exists and is migrated first. Without a survey secret key in
+/// the config there are no links to answer: it warns (when surveys are enabled) and waits
+/// for shutdown. A configured secret that cannot be read is a [`ConfigError`].
 pub async fn serve(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.survey.secret.is_none() {
+        if config.survey.enabled {
+            tracing::warn!(
+                "No survey secret configured (survey.secret_env or survey.secret_file): \
+                 no surveys are offered and the survey page is not served"
+            );
+        }
+        shutdown.cancelled().await;
+        return Ok(());
+    }
     let state = SurveyState::new(config.clone())?;
     let store_config = config.clone();
     tokio::task::spawn_blocking(move || crate::store::Store::open(&store_config).map(drop))

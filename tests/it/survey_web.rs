@@ -215,10 +215,21 @@ async fn an_oversized_body_is_refused() {
         site.addr
     );
     let declared = request_raw(site.addr, head.as_bytes()).await;
+    // ...and a chunked body, whose length nobody declares, that grows past it.
+    let form =
+        crate::survey_support::form_encode(&[("form", &tag), ("score", "5"), ("solved", "yes"), ("comment", &comment)]);
+    let chunked = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nOrigin: {origin}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{form}\r\n0\r\n\r\n",
+        site.addr,
+        form.len()
+    );
+    let streamed = request_raw(site.addr, chunked.as_bytes()).await;
 
     assert_eq!(big.status, 413, "{}", big.body);
     assert!(big.body.contains("Your answer is too long"));
     assert_eq!(declared.status, 413);
+    assert_eq!(streamed.status, 413, "{}", streamed.body);
     assert!(site.answers().is_empty());
     site.stop().await;
 }
@@ -292,4 +303,20 @@ async fn serve_listens_on_survey_listen_and_stops_on_shutdown() {
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
     stopped.expect("serve stops within 10 s of shutdown").unwrap().unwrap();
     site.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_secret_serve_does_not_listen_and_stops_on_shutdown() {
+    let install = crate::support::casegate::Installation::new("");
+    let config = std::sync::Arc::new(casegate::config::Config::load(&install.config).unwrap());
+    assert!(config.survey.secret.is_none() && !casegate::survey::offered(&config));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(casegate::survey::web::serve(config, shutdown.clone()));
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!server.is_finished(), "it waits for shutdown like every task of the daemon");
+    shutdown.cancel();
+
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    stopped.expect("stops on shutdown").unwrap().unwrap();
 }
