@@ -9,6 +9,7 @@
 //! - [`source`]: where mail comes from in the daemon — IMAP ([`source::imap`]) and
 //!   Maildir ([`source::maildir`]) — and the one database writer they share.
 //! - [`daemon`]: `casegate run`, the sources and the outbox sender under one shutdown.
+//! - [`survey`]: signed survey links, the survey page, answers by web and by mail, the report.
 
 pub mod address;
 pub mod authorize;
@@ -26,4 +27,5 @@ pub mod parse;
 pub mod route;
 pub mod source;
 pub mod store;
+pub mod survey;
 pub mod workflow;

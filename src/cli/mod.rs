@@ -11,6 +11,7 @@ mod ingest;
 mod outbox;
 mod quarantine;
 mod run;
+mod survey;
 mod table;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Notifications: list them, or send what is due now
     #[command(subcommand)]
     Outbox(outbox::Command),
+    /// Customer surveys after a case is closed
+    #[command(subcommand)]
+    Survey(survey::Command),
 }
 
 impl Command {
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quarantine(cmd) => quarantine::run(config, cmd),
         Command::Case(cmd) => case::run(config, cmd),
         Command::Outbox(cmd) => outbox::run(config, cmd),
+        Command::Survey(cmd) => survey::run(config, cmd),
     }
 }
 

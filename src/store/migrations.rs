@@ -152,6 +152,36 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX outbox_by_recipient ON outbox(recipients, event, created_at);
     "#,
+    // 3: surveys (see src/survey/store.rs).
+    r#"
+    -- Who was offered the survey of which case, once per person and case. `expires_at` is
+    -- the expiry signed into the link; `message_id` is the survey mail's, once queued.
+    CREATE TABLE survey_invitations (
+        case_id     INTEGER NOT NULL REFERENCES cases(id),
+        recipient   TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        message_id  TEXT,
+        PRIMARY KEY (case_id, recipient)
+    ) WITHOUT ROWID;
+    CREATE INDEX survey_invitations_by_created ON survey_invitations(created_at);
+    CREATE UNIQUE INDEX survey_invitations_by_message_id ON survey_invitations(message_id)
+        WHERE message_id IS NOT NULL;
+
+    -- One answer per invitation, changed in place until the link expires.
+    CREATE TABLE survey_answers (
+        case_id      INTEGER NOT NULL,
+        recipient    TEXT NOT NULL,
+        score        INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        solved       INTEGER CHECK (solved IN (0, 1)),     -- NULL: not said (mail answers)
+        comment      TEXT,
+        channel      TEXT NOT NULL CHECK (channel IN ('web','mail')),
+        answered_at  TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (case_id, recipient),
+        FOREIGN KEY (case_id, recipient) REFERENCES survey_invitations(case_id, recipient)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.

@@ -12,4 +12,8 @@ mod notify_delivery;
 mod reply_corpus;
 mod scenarios;
 mod support;
+mod survey_browser;
+mod survey_report;
+mod survey_support;
+mod survey_web;
 mod workflow;

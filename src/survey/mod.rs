@@ -1,0 +1,110 @@
+//! Surveys: after a case is closed its requester and contact are asked two questions — how
+//! satisfied they are with how the case was handled (1–5) and whether the solution solved
+//! the problem — by a signed link to a small web page, or by replying to the survey mail.
+//!
+//! - [`token`]: the signed link token (HMAC-SHA256) and the form tag bound to it.
+//! - [`answer`]: [`Answer`], and [`parse_mail_answer`] for answers given by mail (pure).
+//! - [`store`]: invitations (one per person and case) and answers (one per invitation,
+//!   changeable until the link expires) in SQLite.
+//! - [`page`]: the HTML of the survey page (pure).
+//! - [`web`]: the axum router serving it, and [`web::serve`] for `casegate run`.
+//! - [`report`]: the numbers behind `casegate survey report`.
+//!
+//! The daemon wires it as follows: when a case is closed (or waited too long in Resolved,
+//! [`store::resolved_cases_due`]), [`store::invite_case`] creates the invitations and their
+//! links, which go out as a notification; [`web::serve`] runs beside the other tasks; the
+//! ingest path hands a reply to the survey mail (its In-Reply-To names the invitation,
+//! [`store::invitation_by_message_id`]) to [`parse_mail_answer`] and
+//! [`store::record_answer`].
+
+pub mod answer;
+pub mod page;
+pub mod report;
+pub mod store;
+pub mod token;
+pub mod web;
+
+use crate::config::{Config, ConfigError};
+
+pub use answer::{parse_mail_answer, Answer, Channel, Score};
+pub use store::{invite, invite_case, record_answer, Invitation};
+
+/// The shortest survey secret accepted, in bytes. HMAC-SHA256 is only as strong as its key;
+/// `openssl rand -base64 32` makes a good one.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Whether surveys are offered: enabled, and a secret to sign links with is configured.
+/// Without a secret key surveys stay off instead of failing the mail that closes a case.
+pub fn offered(config: &Config) -> bool {
+    config.survey.enabled && config.survey.secret.is_some()
+}
+
+/// Reads the survey secret (`survey.secret_env`, `survey.secret_file` or `survey.secret`).
+/// A missing or short secret is a configuration error naming the key.
+pub fn secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
+    let invalid =
+        |key: &str, message: String| ConfigError::Invalid { path: config.path.clone(), key: key.to_string(), message };
+    let source = config.survey.secret.as_ref().ok_or_else(|| {
+        invalid(
+            "survey.secret_env",
+            "survey links need a secret: set survey.secret_env (an environment variable) or \
+             survey.secret_file, holding e.g. the output of `openssl rand -base64 32`"
+                .into(),
+        )
+    })?;
+    let value = source.read(&config.path)?;
+    if value.len() < MIN_SECRET_LEN {
+        let key = match source {
+            crate::config::Secret::Env { key, .. } | crate::config::Secret::File { key, .. } => key.clone(),
+            crate::config::Secret::Inline { .. } => "survey.secret".into(),
+        };
+        return Err(invalid(
+            &key,
+            format!(
+                "the survey secret is {} bytes long; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -base64 32`)",
+                value.len()
+            ),
+        ));
+    }
+    Ok(value.into_bytes())
+}
+
+/// The survey link for a token: `{base_url}/survey/{token}`.
+pub fn link(config: &Config, token: &str) -> String {
+    format!("{}/survey/{token}", config.survey.base_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(survey: &str) -> Config {
+        Config::from_toml(&format!("system_addresses = [\"s@example.com\"]\n[survey]\n{survey}"), Path::new("/c.toml"))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_secret_must_be_configured_and_long_enough() {
+        let err = secret(&config("")).unwrap_err().to_string();
+        assert!(err.contains("survey.secret_env"), "{err}");
+        let err = secret(&config("secret = \"short\"")).unwrap_err().to_string();
+        assert!(err.contains("survey.secret") && err.contains("at least 16"), "{err}");
+        let err = secret(&config("secret_env = \"CASEGATE_TEST_UNSET_SURVEY_SECRET\"")).unwrap_err().to_string();
+        assert!(err.contains("survey.secret_env") && err.contains("CASEGATE_TEST_UNSET_SURVEY_SECRET"), "{err}");
+        assert_eq!(secret(&config("secret = \"0123456789abcdef\"")).unwrap(), b"0123456789abcdef");
+    }
+
+    #[test]
+    fn surveys_are_offered_only_when_enabled_and_a_secret_is_configured() {
+        assert!(offered(&config("secret_env = \"X\"")));
+        assert!(!offered(&config("")), "no secret key");
+        assert!(!offered(&config("enabled = false\nsecret_env = \"X\"")));
+    }
+
+    #[test]
+    fn links_are_base_url_slash_survey_slash_token() {
+        let c = config("base_url = \"https://support.example.com/\"");
+        assert_eq!(link(&c, "abc"), "https://support.example.com/survey/abc");
+    }
+}

@@ -1,0 +1,475 @@
+//! Survey invitations and answers in SQLite (tables `survey_invitations`, `survey_answers`,
+//! migration 2).
+//!
+//! An invitation is the promise "this person may answer this case's survey until then";
+//! it is made once per person and case (the primary key), so a case's survey is offered
+//! once however often the case is closed or the daemon restarts. An answer belongs to an
+//! invitation (a foreign key) and is replaced, not added, when the person answers again
+//! before the link expires. Like the rest of [`crate::store`], everything here is
+//! synchronous and takes a `&Connection`, so it runs inside the caller's transaction.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::answer::{Answer, Channel, Score};
+use super::token;
+use crate::address::Address;
+use crate::case::{CaseId, ParticipantRole};
+use crate::config::Config;
+use crate::store::cases::participants;
+use crate::store::mails::audit;
+
+/// A new invitation, with the link to put in the survey mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub case: CaseId,
+    pub recipient: Address,
+    pub created_at: DateTime<Utc>,
+    /// The link works strictly before this instant.
+    pub expires_at: DateTime<Utc>,
+    /// `{base_url}/survey/{token}`.
+    pub url: String,
+}
+
+/// An invitation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub case: CaseId,
+    pub recipient: Address,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The survey mail's Message-ID, once [`set_message_id`] recorded it.
+    pub message_id: Option<String>,
+}
+
+/// An answer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredAnswer {
+    #[serde(flatten)]
+    pub answer: Answer,
+    pub channel: Channel,
+    pub answered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What [`record_answer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The first answer of this person for this case.
+    New,
+    /// An earlier answer was replaced.
+    Changed,
+}
+
+/// Why an answer was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("{recipient} was not invited to the survey of case {case}")]
+    NotInvited { case: CaseId, recipient: Address },
+    #[error("the survey link of case {case} for {recipient} expired at {expires_at}")]
+    Expired { case: CaseId, recipient: Address, expires_at: DateTime<Utc> },
+    #[error(transparent)]
+    Database(#[from] rusqlite::Error),
+}
+
+/// Offers `recipient` the survey of `case`: records the invitation and returns it with its
+/// link, valid for `survey.link_valid` from `now`. Returns `None` when this person was
+/// already invited for this case (the survey is offered once). Reads the survey secret,
+/// so a missing secret is an error here, not a broken link later.
+pub fn invite(
+    conn: &Connection,
+    config: &Config,
+    case: CaseId,
+    recipient: &Address,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Invitation>> {
+    let secret = super::secret(config)?;
+    Ok(invite_with_secret(conn, config, &secret, case, recipient, now)?)
+}
+
+/// Invites the requester and the contact of `case` (not watchers; never staff or our own
+/// system addresses, who are not customers), each once. Returns the new invitations —
+/// empty when surveys are not offered ([`super::offered`]: disabled, or no secret key
+/// configured) or everyone was invited before. An error means a configured secret could
+/// not be read (or the database failed); the caller may log it and carry on.
+pub fn invite_case(
+    conn: &Connection,
+    config: &Config,
+    case: CaseId,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Invitation>> {
+    if !super::offered(config) {
+        tracing::debug!(case, "Surveys are not offered (disabled or no secret configured)");
+        return Ok(Vec::new());
+    }
+    let mut recipients: Vec<Address> = participants(conn, case)?
+        .into_iter()
+        .filter(|(a, role)| {
+            matches!(role, ParticipantRole::Requester | ParticipantRole::Contact)
+                && !config.is_staff(a)
+                && !config.is_admin(a)
+                && !config.is_system_address(a)
+        })
+        .map(|(a, _)| a)
+        .collect();
+    // One invitation per person, even when they are both requester and contact.
+    let mut seen = std::collections::HashSet::new();
+    recipients.retain(|a| seen.insert(a.clone()));
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let secret = super::secret(config)?;
+    let mut out = Vec::new();
+    for recipient in recipients {
+        if let Some(invitation) = invite_with_secret(conn, config, &secret, case, &recipient, now)? {
+            out.push(invitation);
+        }
+    }
+    Ok(out)
+}
+
+/// [`invite`] with the secret already read (the web tests and [`invite_case`] use it).
+pub fn invite_with_secret(
+    conn: &Connection,
+    config: &Config,
+    secret: &[u8],
+    case: CaseId,
+    recipient: &Address,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<Invitation>> {
+    let valid = chrono::Duration::from_std(config.survey.link_valid).unwrap_or(chrono::Duration::MAX);
+    // The token carries whole seconds; store the same instant so both agree.
+    let expires_at = now.checked_add_signed(valid).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let expires_at = DateTime::<Utc>::from_timestamp(expires_at.timestamp(), 0).unwrap_or(expires_at);
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO survey_invitations (case_id, recipient, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (case_id, recipient) DO NOTHING",
+        )?
+        .execute(params![case, recipient.as_str(), db_time(now), db_time(expires_at)])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    audit(
+        conn,
+        None,
+        Some(case),
+        Some(recipient.as_str()),
+        "survey-invited",
+        Some(&format!("link valid until {}", db_time(expires_at))),
+        &db_time(now),
+    )?;
+    tracing::info!(case, recipient = %recipient, expires_at = %expires_at, "Survey offered");
+    let url = super::link(config, &token::sign(secret, case, recipient, expires_at));
+    Ok(Some(Invitation { case, recipient: recipient.clone(), created_at: now, expires_at, url }))
+}
+
+/// Remembers the Message-ID of the survey mail sent for an invitation, so that a reply to
+/// it can be recognised as an answer ([`invitation_by_message_id`]).
+pub fn set_message_id(conn: &Connection, case: CaseId, recipient: &Address, message_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE survey_invitations SET message_id = ?3 WHERE case_id = ?1 AND recipient = ?2")?
+        .execute(params![case, recipient.as_str(), message_id])?;
+    Ok(())
+}
+
+pub fn invitation(conn: &Connection, case: CaseId, recipient: &Address) -> rusqlite::Result<Option<InvitationRow>> {
+    conn.prepare_cached(
+        "SELECT case_id, recipient, created_at, expires_at, message_id FROM survey_invitations
+         WHERE case_id = ?1 AND recipient = ?2",
+    )?
+    .query_row(params![case, recipient.as_str()], row_to_invitation)
+    .optional()
+}
+
+/// The invitation whose survey mail had this Message-ID (for replies to the survey mail).
+pub fn invitation_by_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<InvitationRow>> {
+    conn.prepare_cached(
+        "SELECT case_id, recipient, created_at, expires_at, message_id FROM survey_invitations WHERE message_id = ?1",
+    )?
+    .query_row([message_id], row_to_invitation)
+    .optional()
+}
+
+fn row_to_invitation(r: &rusqlite::Row<'_>) -> rusqlite::Result<InvitationRow> {
+    let recipient: String = r.get(1)?;
+    Ok(InvitationRow {
+        case: r.get(0)?,
+        recipient: Address::parse(&recipient)
+            .ok_or_else(|| conversion_error(1, format!("bad address {recipient:?}")))?,
+        created_at: time_col(r, 2)?,
+        expires_at: time_col(r, 3)?,
+        message_id: r.get(4)?,
+    })
+}
+
+/// Stores `recipient`'s answer for `case`, replacing an earlier one (the last answer
+/// counts, whichever channel it came by). Refused when the person was not invited or the
+/// invitation has expired.
+pub fn record_answer(
+    conn: &Connection,
+    case: CaseId,
+    recipient: &Address,
+    answer: &Answer,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<Recorded, AnswerError> {
+    let invitation = invitation(conn, case, recipient)?
+        .ok_or_else(|| AnswerError::NotInvited { case, recipient: recipient.clone() })?;
+    if now >= invitation.expires_at {
+        return Err(AnswerError::Expired { case, recipient: recipient.clone(), expires_at: invitation.expires_at });
+    }
+    let existed = current_answer(conn, case, recipient)?.is_some();
+    let now_s = db_time(now);
+    conn.prepare_cached(
+        "INSERT INTO survey_answers (case_id, recipient, score, solved, comment, channel, answered_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (case_id, recipient) DO UPDATE SET
+           score = excluded.score, solved = excluded.solved, comment = excluded.comment,
+           channel = excluded.channel, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        case,
+        recipient.as_str(),
+        answer.score.get(),
+        answer.solved,
+        answer.comment,
+        channel.as_str(),
+        now_s
+    ])?;
+    let detail = format!(
+        "{channel}: score {}, solved {}",
+        answer.score,
+        answer.solved.map_or("-", |s| if s { "yes" } else { "no" })
+    );
+    let action = if existed { "survey-answer-changed" } else { "survey-answered" };
+    audit(conn, None, Some(case), Some(recipient.as_str()), action, Some(&detail), &now_s)?;
+    tracing::info!(case, recipient = %recipient, %channel, score = answer.score.get(), changed = existed, "Survey answer recorded");
+    Ok(if existed { Recorded::Changed } else { Recorded::New })
+}
+
+/// The answer `recipient` gave for `case`, if any.
+pub fn current_answer(conn: &Connection, case: CaseId, recipient: &Address) -> rusqlite::Result<Option<StoredAnswer>> {
+    conn.prepare_cached(
+        "SELECT score, solved, comment, channel, answered_at, updated_at FROM survey_answers
+         WHERE case_id = ?1 AND recipient = ?2",
+    )?
+    .query_row(params![case, recipient.as_str()], |r| {
+        let score: u8 = r.get(0)?;
+        let channel: String = r.get(3)?;
+        Ok(StoredAnswer {
+            answer: Answer {
+                score: Score::new(score).ok_or_else(|| conversion_error(0, format!("score {score} out of range")))?,
+                solved: r.get(1)?,
+                comment: r.get(2)?,
+            },
+            channel: channel.parse().map_err(|e: String| conversion_error(3, e))?,
+            answered_at: time_col(r, 4)?,
+            updated_at: time_col(r, 5)?,
+        })
+    })
+    .optional()
+}
+
+/// Resolved cases that have waited `survey.resolved_after` without being closed and
+/// whose survey was not offered yet: the daemon offers it to them as if they were closed.
+/// Empty when that setting is off or surveys are not offered.
+pub fn resolved_cases_due(conn: &Connection, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<Vec<CaseId>> {
+    let Some(after) = config.survey.resolved_after.filter(|_| super::offered(config)) else {
+        return Ok(Vec::new());
+    };
+    let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    let Some(cutoff) = now.checked_sub_signed(after) else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM cases c WHERE status = 'resolved' AND updated_at <= ?1
+           AND NOT EXISTS (SELECT 1 FROM survey_invitations i WHERE i.case_id = c.id)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map([db_time(cutoff)], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Times as stored everywhere in casegate: RFC 3339, UTC, milliseconds (sorts as text).
+pub(crate) fn db_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn time_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let s: String = r.get(i)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| conversion_error(i, format!("bad time {s:?}: {e}")))
+}
+
+fn conversion_error(i: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, message.into())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::case::Impact;
+    use crate::store::cases::{add_participant, insert_case, set_status, NewCase};
+    use std::path::Path;
+
+    pub(crate) const SECRET: &str = "unit-test survey secret, 32 bytes";
+
+    pub(crate) fn config(extra: &str) -> Config {
+        Config::from_toml(
+            &format!(
+                "system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n\
+                 [survey]\nbase_url = \"https://support.example.com\"\nsecret = \"{SECRET}\"\n{extra}"
+            ),
+            Path::new("/c.toml"),
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    pub(crate) fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    pub(crate) fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A case with a requester, a contact and a watcher.
+    pub(crate) fn case(conn: &Connection, account: Option<&str>) -> CaseId {
+        let now = "2030-01-01T00:00:00.000Z";
+        let case =
+            NewCase { subject: "Printer on fire", impact: Impact::High, account, environment: None, linked_case: None };
+        let id = insert_case(conn, &case, now).unwrap();
+        add_participant(conn, id, &addr("jane@customer.example"), ParticipantRole::Requester, "sender", None, now)
+            .unwrap();
+        add_participant(conn, id, &addr("joe@customer.example"), ParticipantRole::Contact, "cc", None, now).unwrap();
+        add_participant(conn, id, &addr("boss@customer.example"), ParticipantRole::Watcher, "cc", None, now).unwrap();
+        id
+    }
+
+    fn answer(score: u8, solved: Option<bool>, comment: Option<&str>) -> Answer {
+        Answer::new(Score::new(score).unwrap(), solved, comment)
+    }
+
+    #[test]
+    fn an_invitation_is_made_once_and_its_link_verifies() {
+        let (conn, config) = (db(), config("link_valid_days = 10"));
+        let id = case(&conn, None);
+        let now = at("2030-01-01T10:00:00.250Z");
+        let inv = invite(&conn, &config, id, &addr("jane@customer.example"), now).unwrap().unwrap();
+        assert_eq!(inv.expires_at, at("2030-01-11T10:00:00Z"));
+        let token = inv.url.strip_prefix("https://support.example.com/survey/").unwrap();
+        let claims = token::verify(SECRET.as_bytes(), token, now).unwrap();
+        assert_eq!(
+            (claims.case, claims.recipient.as_str(), claims.expires),
+            (id, "jane@customer.example", inv.expires_at)
+        );
+        assert_eq!(invite(&conn, &config, id, &addr("jane@customer.example"), now).unwrap(), None);
+        assert_eq!(invitation(&conn, id, &addr("jane@customer.example")).unwrap().unwrap().expires_at, inv.expires_at);
+    }
+
+    #[test]
+    fn a_case_invites_requester_and_contact_not_watchers_or_staff() {
+        let (conn, config) = (db(), config(""));
+        let id = case(&conn, None);
+        let now = "2030-01-01T00:00:00.000Z";
+        add_participant(&conn, id, &addr("ann@support.example.com"), ParticipantRole::Contact, "cli", None, now)
+            .unwrap();
+        let invited: Vec<String> =
+            invite_case(&conn, &config, id, at(now)).unwrap().into_iter().map(|i| i.recipient.to_string()).collect();
+        assert_eq!(invited, ["jane@customer.example", "joe@customer.example"]);
+        assert!(invite_case(&conn, &config, id, at(now)).unwrap().is_empty(), "offered once");
+        let disabled = self::config("enabled = false");
+        let other = case(&conn, None);
+        assert!(invite_case(&conn, &disabled, other, at(now)).unwrap().is_empty());
+        let mut no_secret = self::config("");
+        no_secret.survey.secret = None;
+        assert!(invite_case(&conn, &no_secret, other, at(now)).unwrap().is_empty(), "no secret, no survey");
+        let mut unreadable = self::config("");
+        unreadable.survey.secret = Some(crate::config::Secret::Env {
+            var: "CASEGATE_TEST_UNSET_SECRET".into(),
+            key: "survey.secret_env".into(),
+        });
+        let err = invite_case(&conn, &unreadable, other, at(now)).unwrap_err().to_string();
+        assert!(err.contains("CASEGATE_TEST_UNSET_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn answers_are_recorded_then_changed_until_the_link_expires() {
+        let (conn, config) = (db(), config("link_valid_days = 1"));
+        let id = case(&conn, None);
+        let jane = addr("jane@customer.example");
+        invite(&conn, &config, id, &jane, at("2030-01-01T00:00:00Z")).unwrap().unwrap();
+
+        let first = record_answer(
+            &conn,
+            id,
+            &jane,
+            &answer(2, Some(false), Some("slow")),
+            Channel::Web,
+            at("2030-01-01T01:00:00Z"),
+        );
+        assert_eq!(first.unwrap(), Recorded::New);
+        let second = record_answer(&conn, id, &jane, &answer(4, None, None), Channel::Mail, at("2030-01-01T02:00:00Z"));
+        assert_eq!(second.unwrap(), Recorded::Changed);
+        let stored = current_answer(&conn, id, &jane).unwrap().unwrap();
+        assert_eq!(stored.answer, answer(4, None, None));
+        assert_eq!(stored.channel, Channel::Mail);
+        assert_eq!((stored.answered_at, stored.updated_at), (at("2030-01-01T01:00:00Z"), at("2030-01-01T02:00:00Z")));
+
+        let late = record_answer(&conn, id, &jane, &answer(1, None, None), Channel::Web, at("2030-01-02T00:00:00Z"));
+        assert!(matches!(late, Err(AnswerError::Expired { .. })), "{late:?}");
+        assert_eq!(current_answer(&conn, id, &jane).unwrap().unwrap().answer.score.get(), 4);
+        let count: i64 = conn.query_row("SELECT count(*) FROM survey_answers", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn people_who_were_not_invited_cannot_answer() {
+        let conn = db();
+        let id = case(&conn, None);
+        let r = record_answer(
+            &conn,
+            id,
+            &addr("boss@customer.example"),
+            &answer(5, None, None),
+            Channel::Mail,
+            at("2030-01-01T00:00:00Z"),
+        );
+        assert!(matches!(r, Err(AnswerError::NotInvited { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_reply_to_the_survey_mail_finds_its_invitation() {
+        let (conn, config) = (db(), config(""));
+        let id = case(&conn, None);
+        let jane = addr("jane@customer.example");
+        invite(&conn, &config, id, &jane, at("2030-01-01T00:00:00Z")).unwrap().unwrap();
+        set_message_id(&conn, id, &jane, "<survey-1@example.com>").unwrap();
+        let found = invitation_by_message_id(&conn, "<survey-1@example.com>").unwrap().unwrap();
+        assert_eq!((found.case, found.recipient), (id, jane));
+        assert!(invitation_by_message_id(&conn, "<other@example.com>").unwrap().is_none());
+    }
+
+    #[test]
+    fn resolved_cases_are_due_after_the_configured_wait_once() {
+        let (conn, config) = (db(), config("resolved_after_days = 7"));
+        let waited = case(&conn, None);
+        set_status(&conn, waited, crate::case::Status::Resolved, "2030-01-01T00:00:00.000Z").unwrap();
+        let recent = case(&conn, None);
+        set_status(&conn, recent, crate::case::Status::Resolved, "2030-01-07T00:00:00.000Z").unwrap();
+        let now = at("2030-01-08T12:00:00Z");
+        assert_eq!(resolved_cases_due(&conn, &config, now).unwrap(), [waited]);
+        invite_case(&conn, &config, waited, now).unwrap();
+        assert!(resolved_cases_due(&conn, &config, now).unwrap().is_empty());
+        assert!(resolved_cases_due(&conn, &self::config(""), now).unwrap().is_empty(), "off by default");
+    }
+}

@@ -1,0 +1,249 @@
+//! The survey page in a real browser: Debian's headless Chromium, driven through
+//! chromedriver (WebDriver) by fantoccini, answers a survey link with the keyboard alone,
+//! then changes the answer with clicks; the stored answer is checked in SQLite.
+//!
+//! Needs `chromium` and `chromium-driver` (scripts/test installs them). Without them the
+//! test is skipped with a message — but only for a non-root developer outside CI; as root or
+//! under CI (where they can and must be installed) their absence is a failure.
+//!
+//! `CASEGATE_SURVEY_SCREENSHOT=docs/survey-page.png cargo test --test it survey_browser`
+//! also saves the phone-width screenshot shown in the README.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::survey_support::SurveySite;
+
+const JANE: &str = "jane@customer.example";
+/// A phone: the width of a common Android handset.
+const PHONE: (u32, u32) = (412, 900);
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
+    names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.is_file())
+}
+
+/// chromedriver in a process group of its own, so that the browsers it starts go with it.
+struct Driver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn start(chromedriver: &Path, dir: &Path) -> Driver {
+        use std::os::unix::process::CommandExt as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join("chromedriver.log");
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+        Driver { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("chromedriver did not listen within 10 s; log:\n{}", self.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Our own child's process group (chromedriver and the browser it started), by id.
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; the group is the one we created at spawn.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    let args = [
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--no-first-run".into(),
+        "--no-default-browser-check".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-extensions".into(),
+        "--hide-scrollbars".into(),
+        "--force-device-scale-factor=1".into(),
+        format!("--window-size={},{}", PHONE.0, PHONE.1),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": chromium, "args": args },
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("a JSON object literal") };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}\nchromedriver log:\n{}", driver.log_text()))
+}
+
+/// Presses keys on whatever has the focus, as a person at a keyboard does.
+async fn press(client: &Client, keys: &str) {
+    client.active_element().await.expect("focused element").send_keys(keys).await.expect("send keys");
+}
+
+async fn focused_id(client: &Client) -> String {
+    client.active_element().await.unwrap().attr("id").await.unwrap().unwrap_or_default()
+}
+
+async fn wait_for_heading(client: &Client, text: &str) {
+    let found = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::XPath(&format!("//h1[normalize-space()='{text}']")))
+        .await;
+    if found.is_err() {
+        panic!("no heading {text:?}; the page is:\n{}", client.source().await.unwrap_or_default());
+    }
+}
+
+/// Chromium's own screenshot mode, exactly at phone size (a GET: it records nothing).
+async fn screenshot(chromium: &Path, url: &str, target: &Path, scratch: &Path) {
+    let out = tokio::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", scratch.join("screenshot-profile").display()))
+        .arg(format!("--window-size={},{}", PHONE.0, PHONE.1))
+        .arg(format!("--screenshot={}", target.display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("screenshot within 60 s").unwrap();
+    assert!(out.status.success() && target.is_file(), "screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_survey_link_answered_in_headless_chromium_is_stored() {
+    let programs = (find_program(&["chromium", "chromium-browser"]), find_program(&["chromedriver"]));
+    let (Some(chromium), Some(chromedriver)) = programs else {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        assert!(
+            !root && !ci,
+            "chromium and chromedriver are needed for the browser test: \
+             apt-get install chromium chromium-driver (scripts/test does this as root)"
+        );
+        eprintln!(
+            "SKIPPED survey_browser: chromium/chromedriver not installed and not root \
+             (sudo apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let site = SurveySite::start().await;
+    let case = site.open_case(&format!("Jane <{JANE}>"), "Printer prints only blank pages");
+    let url = site.invite(case, JANE);
+    let scratch = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&chromedriver, scratch.path());
+    driver.wait_ready().await;
+    let client = connect(&driver, &chromium, &scratch.path().join("profile")).await;
+
+    let session = async {
+        // The link as the mail gives it; the page as a phone shows it.
+        client.set_window_size(PHONE.0, PHONE.1).await.expect("phone-sized window");
+        client.goto(&url).await.expect("open the survey link");
+        wait_for_heading(&client, "How did we do?").await;
+        let width = client.execute("return window.innerWidth", vec![]).await.unwrap();
+        assert_eq!(width, json!(PHONE.0), "the page is laid out at phone width");
+        if let Some(target) = std::env::var_os("CASEGATE_SURVEY_SCREENSHOT") {
+            screenshot(&chromium, &url, &Path::new(env!("CARGO_MANIFEST_DIR")).join(target), scratch.path()).await;
+        }
+        assert!(site.answers().is_empty(), "opening the link records nothing");
+
+        // Keyboard only: Tab into the first question, arrows to choose, Tab on, Enter to send.
+        client.find(Locator::Css("body")).await.unwrap().send_keys(&Key::Tab).await.unwrap();
+        assert_eq!(focused_id(&client).await, "score-1", "Tab reaches the first question");
+        press(&client, &Key::Space).await;
+        for _ in 0..3 {
+            press(&client, &Key::Right).await;
+        }
+        assert_eq!(focused_id(&client).await, "score-4");
+        press(&client, &Key::Tab).await;
+        assert_eq!(focused_id(&client).await, "solved-yes");
+        press(&client, &Key::Right).await;
+        assert_eq!(focused_id(&client).await, "solved-no");
+        press(&client, &Key::Tab).await;
+        assert_eq!(focused_id(&client).await, "comment");
+        press(&client, "Fixed, but it took a week <b>really</b>").await;
+        press(&client, &Key::Tab).await;
+        press(&client, &Key::Enter).await;
+        wait_for_heading(&client, "Thank you!").await;
+        let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+        assert!(body.contains("4 of 5") && body.contains("<b>really</b>"), "{body}");
+        assert_eq!(
+            site.answers(),
+            [(
+                case,
+                JANE.to_string(),
+                4,
+                Some(0),
+                Some("Fixed, but it took a week <b>really</b>".into()),
+                "web".into()
+            )]
+        );
+
+        // Changed with clicks, through the page's own "change your answer" link.
+        client.find(Locator::LinkText("change your answer")).await.unwrap().click().await.unwrap();
+        wait_for_heading(&client, "How did we do?").await;
+        let score4 = client.find(Locator::Css("#score-4")).await.unwrap();
+        assert!(score4.is_selected().await.unwrap(), "the stored answer is preselected");
+        client.find(Locator::Css("label[for=score-5]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("label[for=solved-yes]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_for_heading(&client, "Thank you!").await;
+        assert_eq!(
+            site.answers(),
+            [(
+                case,
+                JANE.to_string(),
+                5,
+                Some(1),
+                Some("Fixed, but it took a week <b>really</b>".into()),
+                "web".into()
+            )]
+        );
+    };
+    tokio::time::timeout(Duration::from_secs(120), session).await.expect("the browser session took over 2 minutes");
+
+    client.close().await.expect("close the browser");
+    drop(driver);
+    site.stop().await;
+}
