@@ -36,6 +36,7 @@ struct Line<'a> {
 pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     let inputs = expand(&args.files)?;
     let mut gateway = Gateway::open(Arc::clone(&config))?;
+    let _checkpoints = crate::store::Checkpointer::start(&gateway.store)?;
     let mut failures = 0usize;
     // A reader thread reads and prepares (hashes, parses, compresses) the next batch while
     // this one writes the current batch; the bounded channel keeps at most one batch ahead.

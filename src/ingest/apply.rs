@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 use super::decide::{Decision, NewCasePlan};
-use super::{dedupe_key, IngestReport, Journal, Prepared};
+use super::{dedupe_key, Analyzed, IngestReport, Journal, Prepared};
 use crate::address::{Address, Mailbox};
 use crate::authorize::Standing;
 use crate::case::{CaseId, Event, Impact, MessageKind, Notice, Outcome, ParticipantRole};
@@ -13,7 +13,7 @@ use crate::classify;
 use crate::commands::Commands;
 use crate::config::Config;
 use crate::parse::forward::ForwardStyle;
-use crate::parse::{self, reply, InboundMail};
+use crate::parse::{self, InboundMail};
 use crate::store::cases::{self as case_store, CaseRow, NewCase, NewMessage};
 use crate::store::mails::{self, NewMail};
 use crate::store::BlobSink;
@@ -102,12 +102,13 @@ impl Writer<'_> {
     pub(super) fn apply(
         &mut self,
         decision: Decision,
-        mail: &InboundMail,
+        analyzed: &Analyzed,
         journal: Journal<'_>,
         prepared: &Prepared,
         origin_account: Option<&str>,
         blobs: &dyn BlobSink,
     ) -> anyhow::Result<IngestReport> {
+        let mail = &analyzed.mail;
         let sender = mail.from_address();
         let actor = sender.map(Address::as_str);
         let mut report = match decision {
@@ -134,7 +135,7 @@ impl Writer<'_> {
                     self.journal(journal, prepared, Some(mail), Outcome::Replied, Some(case), Some(&reason))?;
                 // Recorded for the analysts, but the case itself does not change: no status,
                 // watcher or updated_at change, and no notification.
-                let body = reply::new_text_of(mail);
+                let body = analyzed.new_text.clone();
                 let entry = NewMessage {
                     case,
                     mail_id: Some(mail_id),

@@ -4,11 +4,10 @@
 
 use rusqlite::Connection;
 
-use super::reasons;
+use super::{reasons, Analyzed};
 use crate::address::Address;
 use crate::authorize::{self, Standing};
 use crate::case::{CaseId, Impact, ParticipantRole, Status};
-use crate::classify;
 use crate::commands::{self, Commands};
 use crate::config::Config;
 use crate::fields;
@@ -83,10 +82,10 @@ pub(super) fn decide(
     tx: &Connection,
     config: &Config,
     tokens: &TokenMatcher,
-    mail: &InboundMail,
+    analyzed: &Analyzed,
 ) -> rusqlite::Result<Decision> {
-    let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
-    let machine = classify::classify(mail, &ctx);
+    let mail = &analyzed.mail;
+    let machine = analyzed.machine.clone();
     let route = route::route(
         mail,
         tokens,
@@ -113,7 +112,7 @@ pub(super) fn decide(
             detail: "the mail has no valid From address".into(),
         });
     };
-    let authenticated = authorize::is_authenticated(config, mail);
+    let authenticated = analyzed.authenticated;
     match route {
         Route::New { note } => {
             if is_case_list_request(&mail.subject) {
@@ -140,8 +139,8 @@ pub(super) fn decide(
                     detail: format!("{sender} is not a participant of {}", config.case_token(case)),
                 });
             }
-            let new_text = reply::new_text_of(mail);
-            let commands = commands::parse(&mail.subject, &new_text);
+            let new_text = &analyzed.new_text;
+            let commands = commands::parse(&mail.subject, new_text);
             // New words on a closed case open a follow-up case; bare commands (an
             // #unwatch from a notification link, a second #accept) are answered instead.
             let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();

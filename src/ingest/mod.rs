@@ -31,10 +31,10 @@ mod apply;
 mod decide;
 
 use crate::case::{CaseId, Event, Outcome};
+use crate::classify;
 use crate::config::Config;
 use crate::notify;
 use crate::parse::{self, InboundMail};
-use crate::route::TokenMatcher;
 use crate::store::blobs::sha256_hex;
 use crate::store::mails::{self, MailRecord};
 use crate::store::{self, Store};
@@ -103,7 +103,6 @@ enum Journal<'a> {
 pub struct Gateway {
     pub config: Arc<Config>,
     pub store: Store,
-    tokens: TokenMatcher,
 }
 
 impl Gateway {
@@ -113,8 +112,7 @@ impl Gateway {
     }
 
     pub fn with_store(config: Arc<Config>, store: Store) -> Gateway {
-        let tokens = TokenMatcher::new(&config.token_prefix);
-        Gateway { config, store, tokens }
+        Gateway { config, store }
     }
 
     /// Processes one mail. `Err` only for failures of casegate itself (database, disk);
@@ -137,7 +135,6 @@ impl Gateway {
     /// [`Gateway::ingest_batch`] for mails already [`Prepared`] (possibly on another thread).
     pub fn ingest_prepared(&mut self, mails: Vec<(Prepared, &Origin)>) -> anyhow::Result<Vec<IngestReport>> {
         let config = Arc::clone(&self.config);
-        let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Attachment files are written by a second thread while the database work goes on;
@@ -146,7 +143,7 @@ impl Gateway {
             let mut reports = Vec::with_capacity(mails.len());
             for (prepared, origin) in &mails {
                 let step =
-                    Step { config: &config, tokens: &tokens, blobs: sink, prepared, journal: Journal::New(origin) };
+                    Step { config: &config, blobs: sink, prepared, journal: Journal::New(origin) };
                 reports.push(step.run(&mut tx, &prepared.parsed)?);
             }
             anyhow::Ok(reports)
@@ -175,12 +172,10 @@ impl Gateway {
             mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
         let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
-        let tokens = self.tokens.clone();
         let blobs = self.store.blobs.clone();
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let step = Step {
             config: &config,
-            tokens: &tokens,
             blobs: &blobs,
             prepared: &prepared,
             journal: Journal::Replay { mail_id: record.id },
@@ -206,7 +201,7 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(config: &Config, raw: Vec<u8>) -> Prepared {
         let sha = sha256_hex(&raw);
-        let parsed = parse_guarded(config.max_message_bytes, &raw);
+        let parsed = parse_guarded(config, &raw);
         let packed = mails::pack_raw(&raw);
         Prepared { raw, sha, packed, parsed }
     }
@@ -231,27 +226,48 @@ impl Prepared {
     }
 }
 
-fn parse_guarded(limit: usize, raw: &[u8]) -> Parsed {
-    {
-        if raw.len() > limit {
-            return Parsed::Rejected {
-                code: reasons::TOO_LARGE,
-                detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
-                headers: parse::parse_headers(raw).map(Box::new),
-            };
-        }
-        // mail-parser promises not to panic; the guard keeps that promise from being
-        // load-bearing for the daemon.
-        match panic::catch_unwind(|| parse::parse(raw)) {
-            Ok(Some(mail)) => Parsed::Mail(Box::new(mail)),
-            Ok(None) => {
-                Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None }
-            }
-            Err(panic) => Parsed::Rejected {
-                code: reasons::UNPARSEABLE,
-                detail: format!("the MIME parser failed: {}", panic_message(&panic)),
-                headers: None,
-            },
+fn parse_guarded(config: &Config, raw: &[u8]) -> Parsed {
+    let limit = config.max_message_bytes;
+    if raw.len() > limit {
+        return Parsed::Rejected {
+            code: reasons::TOO_LARGE,
+            detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
+            headers: parse::parse_headers(raw).map(Box::new),
+        };
+    }
+    // mail-parser promises not to panic; the guard keeps that promise from being
+    // load-bearing for the daemon. The analysis is guarded the same way.
+    match panic::catch_unwind(|| parse::parse(raw).map(|mail| Analyzed::of(config, mail))) {
+        Ok(Some(analyzed)) => Parsed::Mail(Box::new(analyzed)),
+        Ok(None) => Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None },
+        Err(panic) => Parsed::Rejected {
+            code: reasons::UNPARSEABLE,
+            detail: format!("the MIME parser failed: {}", panic_message(&panic)),
+            headers: None,
+        },
+    }
+}
+
+/// What can be worked out from a mail alone, before the database is involved — done
+/// while preparing, off the writer's thread.
+pub(crate) struct Analyzed {
+    pub(crate) mail: InboundMail,
+    /// Machine mail, and the evidence.
+    pub(crate) machine: Option<classify::Verdict>,
+    /// The text the sender added (quoted history and signature removed).
+    pub(crate) new_text: String,
+    /// Whether a staff or admin From address may be believed.
+    pub(crate) authenticated: bool,
+}
+
+impl Analyzed {
+    fn of(config: &Config, mail: InboundMail) -> Analyzed {
+        let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
+        Analyzed {
+            machine: classify::classify(&mail, &ctx),
+            new_text: parse::reply::new_text_of(&mail),
+            authenticated: crate::authorize::is_authenticated(config, &mail),
+            mail,
         }
     }
 }
@@ -259,7 +275,6 @@ fn parse_guarded(limit: usize, raw: &[u8]) -> Parsed {
 /// One mail's passage through the open transaction.
 struct Step<'a> {
     config: &'a Config,
-    tokens: &'a TokenMatcher,
     blobs: &'a dyn store::BlobSink,
     prepared: &'a Prepared,
     journal: Journal<'a>,
@@ -313,16 +328,16 @@ impl Step<'_> {
                 report.message_id = message_id;
                 Ok(report)
             }
-            Parsed::Mail(mail) => {
+            Parsed::Mail(analyzed) => {
                 let origin_account = match journal {
                     Journal::New(o) => o.account.as_deref(),
                     Journal::Replay { .. } => None,
                 };
-                let decision = decide(conn, self.config, self.tokens, mail)?;
-                let report = w.apply(decision, mail, journal, prepared, origin_account, self.blobs)?;
+                let decision = decide(conn, self.config, &self.config.tokens, analyzed)?;
+                let report = w.apply(decision, analyzed, journal, prepared, origin_account, self.blobs)?;
                 // Notifications are rows of the same savepoint: they exist exactly when
                 // the change they announce was committed.
-                notify::enqueue(conn, self.config, &report.events, Some(mail))?;
+                notify::enqueue(conn, self.config, &report.events, Some(&analyzed.mail))?;
                 Ok(report)
             }
         }
@@ -331,7 +346,7 @@ impl Step<'_> {
 
 /// The result of parsing, before any decision.
 enum Parsed {
-    Mail(Box<InboundMail>),
+    Mail(Box<Analyzed>),
     /// Not processable; `headers` may still name its Message-ID, sender and subject.
     Rejected {
         code: &'static str,
@@ -343,7 +358,7 @@ enum Parsed {
 impl Parsed {
     fn headers(&self) -> Option<&InboundMail> {
         match self {
-            Parsed::Mail(m) => Some(m),
+            Parsed::Mail(a) => Some(&a.mail),
             Parsed::Rejected { headers, .. } => headers.as_deref(),
         }
     }

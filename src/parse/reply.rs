@@ -291,8 +291,17 @@ fn attribution_strength(s: &str) -> Option<Strength> {
     if s.chars().count() > MAX_ATTRIBUTION_LINE * MAX_ATTRIBUTION_LINES {
         return None;
     }
-    if ISO_DATE_GMT.is_match(s) || DATE_THEN_EMAIL.is_match(s) {
+    // Cheap gates first (this runs on every line of every mail): the date-first forms
+    // start with a digit; every other form ends with a "wrote" word or a colon.
+    if s.as_bytes().first().is_some_and(u8::is_ascii_digit) && (ISO_DATE_GMT.is_match(s) || DATE_THEN_EMAIL.is_match(s))
+    {
         return Some(Strength::Strong);
+    }
+    let end = s.trim_end();
+    let ends_colon = end.ends_with(':') || end.ends_with('：');
+    let ends_word = end.chars().last().is_some_and(char::is_alphabetic);
+    if !ends_colon && !ends_word {
+        return None;
     }
     let has_digit = s.bytes().any(|b| b.is_ascii_digit());
     let dated = DATEISH.is_match(s);
@@ -309,7 +318,7 @@ fn attribution_strength(s: &str) -> Option<Strength> {
         }
         return None;
     }
-    if s.ends_with(':') || s.ends_with('：') {
+    if ends_colon {
         if dated && START.is_match(s) && WROTE_IN_MIDDLE.is_match(s) {
             return Some(Strength::Strong);
         }

@@ -60,6 +60,51 @@ fn configure(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Checkpoints the WAL on a thread of its own, so the writer never waits for the copy
+/// into the database file and its fsync (a PASSIVE checkpoint runs beside a writer). The
+/// writer's own automatic checkpoint stays as a safety net, at a larger WAL size. Stops
+/// (after a last checkpoint) when dropped.
+pub struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the background checkpointer runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The writer checkpoints itself only when the WAL grows past this many pages (~40 MB).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+impl Checkpointer {
+    /// Starts checkpointing the database of `store` in the background.
+    pub fn start(store: &Store) -> anyhow::Result<Checkpointer> {
+        let path = store.conn.path().map(std::path::PathBuf::from).context("database has no file path")?;
+        store.conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+        let conn = Connection::open(&path).with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("checkpointer".into()).spawn(move || loop {
+            let done = !matches!(stopped.recv_timeout(CHECKPOINT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            // PASSIVE: copies what it can without waiting for or blocking the writer.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "Background WAL checkpoint failed; the writer will checkpoint instead");
+            }
+            if done {
+                return;
+            }
+        })?;
+        Ok(Checkpointer { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Current time as stored: RFC 3339, UTC, milliseconds (sorts as text).
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
