@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::address::Address;
 
@@ -46,6 +46,13 @@ macro_rules! string_enum {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_str(self.as_str()) }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
         }
     };
 }
@@ -134,8 +141,9 @@ impl fmt::Display for Outcome {
 }
 
 /// Something that happened to a case, recorded in the same transaction as the change and
-/// turned into notifications there.
-#[derive(Debug, Clone, PartialEq)]
+/// turned into notifications there (stored with each notification, which is rendered when
+/// it is sent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A case was opened; `message` is its first thread entry.
     Created { case: CaseId, message: i64 },
@@ -148,14 +156,14 @@ pub enum Event {
     /// The status changed.
     StatusChanged { case: CaseId, from: Status, to: Status, by: Option<Address>, message: Option<i64> },
     /// A field other than status changed (impact, account, environment, contact).
-    FieldChanged { case: CaseId, field: &'static str, value: String, by: Option<Address> },
+    FieldChanged { case: CaseId, field: String, value: String, by: Option<Address> },
     /// A direct, short answer to the sender of a mail (never to machine mail): why it
     /// could not be applied, or what they asked for. `in_reply_to` is the mail's Message-ID.
     Notice { to: Address, case: Option<CaseId>, notice: Notice, in_reply_to: Option<String> },
 }
 
 /// What a direct answer says.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Notice {
     /// The mail was quarantined (e.g. `sender-not-participant`); `reason` is the code.
     NotApplied { reason: String },

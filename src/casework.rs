@@ -121,7 +121,7 @@ pub fn act(
                 system_entry(conn, case.id, req.mail_id, &line, now)?;
                 done.events.push(Event::FieldChanged {
                     case: case.id,
-                    field: "impact",
+                    field: "impact".into(),
                     value: level.to_string(),
                     by: Some(actor.clone()),
                 });
@@ -235,7 +235,7 @@ pub fn add_watcher(
     if config.is_system_address(who) || who == by {
         return Ok(());
     }
-    if case_store::participants(conn, case)?.iter().any(|(a, _)| a == who) {
+    if case_store::is_participant(conn, case, who)? {
         return Ok(());
     }
     if case_store::add_participant(conn, case, who, ParticipantRole::Watcher, via, Some(by), now)? {

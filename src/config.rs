@@ -162,6 +162,8 @@ pub struct NotifyConfig {
     /// `staff` may name whole domains, which cannot be mailed; default: the exact
     /// addresses listed under `staff`.
     pub staff_recipients: Vec<Address>,
+    /// When false, no notification is written at all (casegate only takes cases in).
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +306,7 @@ struct RawOutbox {
 #[serde(default)]
 struct RawNotify {
     staff_recipients: Option<Vec<String>>,
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -638,7 +641,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             format!("{a} is a system address; mail to it would open cases, not reach an analyst"),
         ));
     }
-    let notify = NotifyConfig { staff_recipients };
+    let notify = NotifyConfig { enabled: raw.notify.enabled.unwrap_or(true), staff_recipients };
 
     let survey = SurveyConfig {
         enabled: raw.survey.enabled.unwrap_or(true),

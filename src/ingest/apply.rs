@@ -135,7 +135,7 @@ impl Writer<'_> {
                     self.journal(journal, prepared, Some(mail), Outcome::Replied, Some(case), Some(&reason))?;
                 // Recorded for the analysts, but the case itself does not change: no status,
                 // watcher or updated_at change, and no notification.
-                let body = analyzed.new_text.clone();
+                let body = analyzed.new_text().into_owned();
                 let entry = NewMessage {
                     case,
                     mail_id: Some(mail_id),

@@ -139,8 +139,8 @@ pub(super) fn decide(
                     detail: format!("{sender} is not a participant of {}", config.case_token(case)),
                 });
             }
-            let new_text = &analyzed.new_text;
-            let commands = commands::parse(&mail.subject, new_text);
+            let new_text = analyzed.new_text();
+            let commands = commands::parse(&mail.subject, &new_text);
             // New words on a closed case open a follow-up case; bare commands (an
             // #unwatch from a notification link, a second #accept) are answered instead.
             let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();

@@ -142,8 +142,7 @@ impl Gateway {
         let (reports, written) = store::blobs::with_background_writer(&blobs, |sink| {
             let mut reports = Vec::with_capacity(mails.len());
             for (prepared, origin) in &mails {
-                let step =
-                    Step { config: &config, blobs: sink, prepared, journal: Journal::New(origin) };
+                let step = Step { config: &config, blobs: sink, prepared, journal: Journal::New(origin) };
                 reports.push(step.run(&mut tx, &prepared.parsed)?);
             }
             anyhow::Ok(reports)
@@ -239,7 +238,9 @@ fn parse_guarded(config: &Config, raw: &[u8]) -> Parsed {
     // load-bearing for the daemon. The analysis is guarded the same way.
     match panic::catch_unwind(|| parse::parse(raw).map(|mail| Analyzed::of(config, mail))) {
         Ok(Some(analyzed)) => Parsed::Mail(Box::new(analyzed)),
-        Ok(None) => Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None },
+        Ok(None) => {
+            Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None }
+        }
         Err(panic) => Parsed::Rejected {
             code: reasons::UNPARSEABLE,
             detail: format!("the MIME parser failed: {}", panic_message(&panic)),
@@ -254,18 +255,35 @@ pub(crate) struct Analyzed {
     pub(crate) mail: InboundMail,
     /// Machine mail, and the evidence.
     pub(crate) machine: Option<classify::Verdict>,
-    /// The text the sender added (quoted history and signature removed).
-    pub(crate) new_text: String,
+    /// The text the sender added (quoted history and signature removed) — worked out only
+    /// for a mail that can reach an existing case (it names a case token or refers to
+    /// earlier mail); see [`Analyzed::new_text`].
+    new_text: Option<String>,
     /// Whether a staff or admin From address may be believed.
     pub(crate) authenticated: bool,
 }
 
+/// Routing needs a subject token or In-Reply-To/References to find an existing case; a
+/// mail with neither can only open a new case, whose text is kept whole.
+fn may_reach_a_case(config: &Config, mail: &InboundMail) -> bool {
+    !mail.in_reply_to.is_empty() || !mail.references.is_empty() || !config.tokens.tokens(&mail.subject).is_empty()
+}
+
 impl Analyzed {
+    /// The text the sender added: worked out while preparing when the mail may reach a
+    /// case (the only time it is needed), else now.
+    pub(crate) fn new_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.new_text {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => std::borrow::Cow::Owned(parse::reply::new_text_of(&self.mail)),
+        }
+    }
+
     fn of(config: &Config, mail: InboundMail) -> Analyzed {
         let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
         Analyzed {
             machine: classify::classify(&mail, &ctx),
-            new_text: parse::reply::new_text_of(&mail),
+            new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
             authenticated: crate::authorize::is_authenticated(config, &mail),
             mail,
         }

@@ -77,7 +77,7 @@ pub fn enqueue(
     events: &[Event],
     trigger: Option<&InboundMail>,
 ) -> anyhow::Result<()> {
-    if events.is_empty() {
+    if events.is_empty() || !config.notify.enabled {
         return Ok(());
     }
     let templates = Templates::cached(config)?;
@@ -179,58 +179,76 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
     }
 }
 
-/// Renders, composes and stores one notification.
+/// What a queued notification is rendered from when it is sent: the event, whom it is
+/// for, and what only the moment of queueing knows (the triggering mail's names, subject
+/// and Message-ID). Stored as JSON with the outbox row.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Spec {
+    event: Event,
+    template: String,
+    role: String,
+    /// The triggering mail's author and the display name they wrote.
+    author: Option<(Address, String)>,
+    /// The subject of the mail being answered.
+    your_subject: Option<String>,
+    answer: bool,
+    in_reply_to: Option<String>,
+    references: Vec<String>,
+}
+
+/// Whom one notification is for, and which template it uses.
+struct Target<'a> {
+    template: &'static str,
+    role: &'static str,
+    address: &'a Address,
+}
+
+/// Queues one notification: its Message-ID and subject now (so `outbox list` shows it and
+/// replies route back at once), the mail itself rendered from the spec when sent.
 fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<()> {
     let (conn, config) = (facts.conn, facts.config);
     let case = case_of(event);
     let token = case.map(|c| config.case_token(c));
-    let view = facts.view(event, r)?;
+    let target = Target { template: r.rule.template, role: r.via.role(), address: &r.address };
+    let view = facts.view(event, &target, false)?;
     let answer = facts.is_trigger_sender(&r.address);
     let (references, in_reply_to) = facts.threading(event, answer)?;
     let message_id = compose::new_message_id(token.as_deref(), facts.support.domain());
 
-    let rendered = templates.render(&view);
+    let rendered = templates.render_subject(&view);
     let subject = match (&rendered, &token) {
-        (Ok(r), Some(t)) => compose::subject_line(&format!("[{t}] {}", r.subject)),
-        (Ok(r), None) => compose::subject_line(&r.subject),
+        (Ok(line), Some(t)) => compose::subject_line(&format!("[{t}] {line}")),
+        (Ok(line), None) => compose::subject_line(line),
         (Err(_), Some(t)) => format!("[{t}] ({})", r.rule.template),
         (Err(_), None) => format!("({})", r.rule.template),
     };
-    let payload = rendered.map_err(|e| format!("template {}: {e}", r.rule.template)).and_then(|parts| {
-        let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
-        compose::build(compose::Outgoing {
-            from: &facts.from,
-            reply_to: &facts.reply_to,
-            to: &r.address,
-            subject: &subject,
-            message_id: &message_id,
-            in_reply_to: in_reply_to.as_deref(),
-            references: &references,
-            auto_submitted: if answer { "auto-replied" } else { "auto-generated" },
-            instance_id: &config.instance_id,
-            list_unsubscribe: unsubscribe.map(String::as_str),
-            text: parts.text,
-            html: parts.html,
-        })
-    });
-    let (payload, error) = match &payload {
-        Ok(bytes) => (Some(bytes.as_slice()), None),
-        Err(e) => (None, Some(e.as_str())),
+    let error = rendered.err().map(|e| format!("template {}: {e}", r.rule.template));
+    let spec = Spec {
+        event: event.clone(),
+        template: r.rule.template.to_string(),
+        role: r.via.role().to_string(),
+        author: facts.author.clone(),
+        your_subject: facts.your_subject.clone(),
+        answer,
+        in_reply_to,
+        references,
     };
+    let spec = serde_json::to_string(&spec)?;
     let row = NewNotification {
         case,
         event: r.rule.template,
         to: &r.address,
         subject: &subject,
         message_id: &message_id,
-        payload,
-        error,
+        payload: None,
+        spec: Some(&spec),
+        error: error.as_deref(),
     };
     let id = outbox::insert(conn, &row, &facts.now_text)?;
     if let Some(c) = case {
         case_store::link_message_id(conn, &message_id, c, true)?;
     }
-    match error {
+    match &error {
         None => tracing::info!(
             id,
             case = token.as_deref().unwrap_or("-"),
@@ -244,11 +262,55 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
             case = token.as_deref().unwrap_or("-"),
             to = %r.address,
             event = r.rule.template,
-            error = e,
+            error = %e,
             "Notification could not be built; recorded as failed"
         ),
     }
     Ok(())
+}
+
+/// Renders and composes a queued notification from its spec (when it is first sent).
+/// `Err` says why it cannot be built; the row is then failed.
+pub(crate) fn render_queued(
+    conn: &Connection,
+    config: &Config,
+    to: &Address,
+    subject: &str,
+    message_id: &str,
+    spec: &str,
+) -> Result<Vec<u8>, String> {
+    let spec: Spec = serde_json::from_str(spec).map_err(|e| format!("stored notification is unreadable: {e}"))?;
+    let templates = Templates::cached(config).map_err(|e| format!("templates: {e}"))?;
+    let rule = recipients::RULES
+        .iter()
+        .find(|r| r.template == spec.template)
+        .ok_or_else(|| format!("unknown notification kind {:?}", spec.template))?;
+    let role = ["requester", "contact", "watcher", "staff", "sender"]
+        .into_iter()
+        .find(|r| *r == spec.role)
+        .ok_or_else(|| format!("unknown recipient role {:?}", spec.role))?;
+    let mut facts = Facts::new(conn, config, None).map_err(|e| e.to_string())?;
+    facts.author = spec.author.clone();
+    facts.your_subject = spec.your_subject.clone();
+    let view = facts
+        .view(&spec.event, &Target { template: rule.template, role, address: to }, true)
+        .map_err(|e| format!("notification {}: {e}", rule.template))?;
+    let parts = templates.render(&view).map_err(|e| format!("template {}: {e}", rule.template))?;
+    let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
+    compose::build(compose::Outgoing {
+        from: &facts.from,
+        reply_to: &facts.reply_to,
+        to,
+        subject,
+        message_id,
+        in_reply_to: spec.in_reply_to.as_deref(),
+        references: &spec.references,
+        auto_submitted: if spec.answer { "auto-replied" } else { "auto-generated" },
+        instance_id: &config.instance_id,
+        list_unsubscribe: unsubscribe.map(String::as_str),
+        text: parts.text,
+        html: parts.html,
+    })
 }
 
 /// The support mailbox outgoing mail is from (`smtp.from`, else the first system address).
@@ -276,6 +338,10 @@ struct Facts<'a> {
     threads: HashMap<CaseId, Vec<String>>,
     /// Thread entries by id (one event's entry is shown to each of its recipients).
     messages: HashMap<i64, Option<case_store::MessageEntry>>,
+    /// The triggering mail's author and their display name, if it gave one.
+    author: Option<(Address, String)>,
+    /// The subject of the triggering mail.
+    your_subject: Option<String>,
 }
 
 impl<'a> Facts<'a> {
@@ -306,6 +372,11 @@ impl<'a> Facts<'a> {
             cases: HashMap::new(),
             threads: HashMap::new(),
             messages: HashMap::new(),
+            author: trigger.and_then(|m| m.from.as_ref()).and_then(|mb| {
+                let name = crate::parse::one_line(mb.name.as_deref()?);
+                (!name.is_empty()).then(|| (mb.address.clone(), name))
+            }),
+            your_subject: trigger.map(|m| crate::parse::one_line(&m.subject)).filter(|s| !s.is_empty()),
         })
     }
 
@@ -344,7 +415,8 @@ impl<'a> Facts<'a> {
             impact: row.impact.to_string(),
             account: row.account,
             environment: row.environment,
-            description: case_store::description(self.conn, case)?.unwrap_or_default(),
+            // Loaded by `view` when a whole mail is rendered; a subject does not need it.
+            description: String::new(),
             requester,
             contact,
             opened_at: pretty_time(&row.created_at),
@@ -365,31 +437,31 @@ impl<'a> Facts<'a> {
 
     /// Who someone is, with their display name when the trigger mail gave one.
     fn person(&self, address: &Address) -> Person {
-        let name = self
-            .trigger
-            .and_then(|m| m.from.as_ref())
-            .filter(|mb| mb.address == *address)
-            .and_then(|mb| mb.name.as_deref())
-            .map(crate::parse::one_line)
-            .filter(|n| !n.is_empty());
+        let name = self.author.as_ref().filter(|(a, _)| a == address).map(|(_, n)| n.clone());
         Person { address: address.to_string(), name: name.unwrap_or_else(|| address.to_string()) }
     }
 
-    fn view(&mut self, event: &Event, r: &Recipient) -> anyhow::Result<View> {
+    /// The template data for one notification. `whole` is false when only the subject is
+    /// rendered (at queueing time): the description, the thread entry, the case list and
+    /// the links are then left empty.
+    fn view(&mut self, event: &Event, r: &Target<'_>, whole: bool) -> anyhow::Result<View> {
         let case = case_of(event);
         let mut case_view = match case {
             Some(c) => Some(self.case_view(c)?),
             None => None,
         };
+        if let (true, Some(c), Some(v)) = (whole, case, case_view.as_mut()) {
+            v.description = case_store::description(self.conn, c)?.unwrap_or_default();
+        }
         let people = match case {
             Some(c) => self.participants(c)?.to_vec(),
             None => Vec::new(),
         };
-        let holds = |role| people.iter().any(|(a, rl)| *a == r.address && *rl == role);
+        let holds = |role| people.iter().any(|(a, rl)| a == r.address && *rl == role);
         let recipient = RecipientView {
             address: r.address.to_string(),
-            role: r.via.role(),
-            is_staff: self.config.is_staff(&r.address) || self.config.notify.staff_recipients.contains(&r.address),
+            role: r.role,
+            is_staff: self.config.is_staff(r.address) || self.config.notify.staff_recipients.contains(r.address),
             is_watcher: holds(ParticipantRole::Watcher),
             can_decide: holds(ParticipantRole::Requester) || holds(ParticipantRole::Contact),
         };
@@ -399,7 +471,7 @@ impl<'a> Facts<'a> {
             Event::StatusChanged { message, .. } => *message,
             _ => None,
         };
-        let message = match message_id {
+        let message = match message_id.filter(|_| whole) {
             Some(id) => self
                 .message(id)?
                 // An internal note can ride along with a public event (a note on a New
@@ -423,7 +495,7 @@ impl<'a> Facts<'a> {
             }
             _ => None,
         };
-        let your_subject = self.trigger.map(|m| crate::parse::one_line(&m.subject)).filter(|s| !s.is_empty());
+        let your_subject = self.your_subject.clone();
         let notice = match event {
             Event::Notice { notice, .. } => {
                 let mut view = NoticeView { your_subject, ..NoticeView::default() };
@@ -449,21 +521,23 @@ impl<'a> Facts<'a> {
             *c = CaseView { token: c.token.clone(), number: c.number, ..CaseView::default() };
         }
         let cases = match event {
-            Event::Notice { notice: Notice::CaseList, to, .. } => case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
-                .into_iter()
-                .map(|c| CaseLine {
-                    token: self.config.case_token(c.case),
-                    subject: display_subject(self.config, &c.subject),
-                    status: c.status.to_string(),
-                    role: c.role.to_string(),
-                    updated_at: pretty_time(&c.updated_at),
-                })
-                .collect(),
+            Event::Notice { notice: Notice::CaseList, to, .. } if whole => {
+                case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
+                    .into_iter()
+                    .map(|c| CaseLine {
+                        token: self.config.case_token(c.case),
+                        subject: display_subject(self.config, &c.subject),
+                        status: c.status.to_string(),
+                        role: c.role.to_string(),
+                        updated_at: pretty_time(&c.updated_at),
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
-        let links = self.links(case_view.as_ref());
+        let links = if whole { self.links(case_view.as_ref()) } else { Links::default() };
         Ok(View {
-            kind: r.rule.template,
+            kind: r.template,
             support: Support {
                 address: self.support.to_string(),
                 name: self.from.name.clone().unwrap_or_else(|| "Support".into()),

@@ -125,7 +125,13 @@ impl Sender {
             // The lease covers the worst case of a step: every connection timing out.
             let lease = now + chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::hours(1));
             let (now_text, lease_text) = (outbox::stamp(now), outbox::stamp(lease));
-            let due = with_db(&self.config, move |conn| outbox::claim_due(conn, &now_text, &lease_text, CHUNK)).await?;
+            let config = Arc::clone(&self.config);
+            let due = with_db(&self.config, move |conn| {
+                let mut due = outbox::claim_due(conn, &now_text, &lease_text, CHUNK)?;
+                render_claimed(conn, &config, &mut due)?;
+                Ok(due)
+            })
+            .await?;
             if due.is_empty() {
                 return Ok(summary);
             }
@@ -208,7 +214,9 @@ impl Sender {
             return Err(Failure::Permanent(format!("cannot send to {:?}: not a valid address", due.recipients)));
         }
         let Some(payload) = &due.payload else {
-            return Err(Failure::Permanent("the stored mail is damaged (cannot decompress it)".into()));
+            let why =
+                due.build_error.clone().unwrap_or_else(|| "the stored mail is damaged (cannot decompress it)".into());
+            return Err(Failure::Permanent(why));
         };
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(&self.envelope_from, &recipients, payload).await,
@@ -226,6 +234,24 @@ impl Sender {
             }
         }
     }
+}
+
+/// Renders the claimed notifications that are not rendered yet and stores each mail with
+/// its row, so that every later attempt sends exactly these bytes. A notification that
+/// cannot be built keeps no payload and carries the reason; it is then failed.
+fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due]) -> rusqlite::Result<()> {
+    for d in due.iter_mut().filter(|d| d.payload.is_none()) {
+        let Some(spec) = d.spec.take() else { continue };
+        let Some(to) = d.recipients.first().and_then(|r| crate::address::Address::parse(r)) else { continue };
+        match super::render_queued(conn, config, &to, &d.subject, &d.message_id, &spec) {
+            Ok(mail) => {
+                outbox::store_payload(conn, d.id, &mail)?;
+                d.payload = Some(mail);
+            }
+            Err(e) => d.build_error = Some(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `name` into `dir` atomically (a reader never sees half a mail).

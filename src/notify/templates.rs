@@ -178,6 +178,11 @@ impl Templates {
         })
     }
 
+    /// Only the subject line (what is stored with a notification when it is queued).
+    pub fn render_subject(&self, view: &View) -> Result<String, RenderError> {
+        Ok(crate::parse::one_line(&self.text.render(&format!("{}.subject", view.kind), view)?))
+    }
+
     fn check_samples(&self) -> anyhow::Result<()> {
         for kind in KINDS {
             for view in samples(kind) {

@@ -79,11 +79,13 @@ impl Checkpointer {
     pub fn start(store: &Store) -> anyhow::Result<Checkpointer> {
         let path = store.conn.path().map(std::path::PathBuf::from).context("database has no file path")?;
         store.conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
-        let conn = Connection::open(&path).with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name("checkpointer".into()).spawn(move || loop {
-            let done = !matches!(stopped.recv_timeout(CHECKPOINT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            let done =
+                !matches!(stopped.recv_timeout(CHECKPOINT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
             // PASSIVE: copies what it can without waiting for or blocking the writer.
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "Background WAL checkpoint failed; the writer will checkpoint instead");

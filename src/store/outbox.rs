@@ -3,10 +3,13 @@
 //!
 //! One row is one mail to one recipient (`recipients` is a one-element JSON array), so a
 //! refused recipient fails alone and "who got what" is one row each. Every row carries its
-//! Message-ID and the rendered mail from the start: a resend after a crash is the same mail.
+//! Message-ID and subject from the start, and a small `spec` (JSON: the event, the
+//! template, threading) from which the sender renders the mail when it first claims the
+//! row; the rendered mail is then stored in `payload`, so a resend after a crash or a
+//! retry is the very same mail. Rendering at send time keeps the ingest transaction small:
+//! a reply on a case with many watchers writes a few hundred bytes per watcher, not a mail.
 //!
-//! The mail is stored LZ4-compressed (size-prepended block, as `raw_mails`): a reply on a
-//! case with many watchers writes one full mail per watcher, inside the ingest transaction.
+//! The rendered mail is stored LZ4-compressed (size-prepended block, as `raw_mails`).
 //!
 //! Rows are *claimed* before they are sent: the claim moves `next_attempt_at` a lease into
 //! the future inside a write transaction, so the daemon's worker and an operator's
@@ -35,22 +38,32 @@ pub struct NewNotification<'a> {
     pub to: &'a Address,
     pub subject: &'a str,
     pub message_id: &'a str,
-    /// The whole RFC 5322 mail; `None` only for a notification that could not be built
-    /// (then `error` says why and it is stored as failed, for the operator to see).
+    /// The whole RFC 5322 mail, when it is already rendered.
     pub payload: Option<&'a [u8]>,
+    /// What the sender renders the mail from (JSON), when it is not rendered yet.
+    pub spec: Option<&'a str>,
+    /// Why the notification could not be built; it is then stored as failed, for the
+    /// operator to see.
     pub error: Option<&'a str>,
 }
 
 pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite::Result<i64> {
     let recipients = recipients_json(n.to);
-    let status = if n.payload.is_some() { "queued" } else { "failed" };
+    let status = if n.error.is_none() && (n.payload.is_some() || n.spec.is_some()) { "queued" } else { "failed" };
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
     conn.prepare_cached(
-        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, status, last_error, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )?
-    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, status, n.error, now])?;
+    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, n.spec, status, n.error, now])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Stores the mail rendered from a row's spec, so every later attempt sends these bytes.
+pub fn store_payload(conn: &Connection, id: i64, payload: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE outbox SET payload = ?2, spec = NULL WHERE id = ?1")?
+        .execute(params![id, lz4_flex::compress_prepend_size(payload)])?;
+    Ok(())
 }
 
 fn recipients_json(to: &Address) -> String {
@@ -83,8 +96,15 @@ pub struct Due {
     pub id: i64,
     pub recipients: Vec<String>,
     pub message_id: String,
-    /// The mail; `None` when the stored copy cannot be decompressed (the row is damaged).
+    pub subject: String,
+    pub case: Option<CaseId>,
+    /// The mail; `None` when it is still to be rendered from `spec`, or when the stored
+    /// copy cannot be decompressed (the row is damaged).
     pub payload: Option<Vec<u8>>,
+    /// What to render the mail from, when it is not rendered yet.
+    pub spec: Option<String>,
+    /// Why the mail could not be rendered, when it could not.
+    pub build_error: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
 }
@@ -96,8 +116,8 @@ pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usi
     let mut due = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, recipients, message_id, payload, attempts FROM outbox
-             WHERE status = 'queued' AND next_attempt_at <= ?1 AND payload IS NOT NULL
+            "SELECT id, recipients, message_id, payload, attempts, spec, subject, case_id FROM outbox
+             WHERE status = 'queued' AND next_attempt_at <= ?1 AND (payload IS NOT NULL OR spec IS NOT NULL)
              ORDER BY next_attempt_at, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now, limit as i64], |r| {
@@ -108,8 +128,12 @@ pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usi
                 // someone edited by hand, sent to nobody and failed by the sender.
                 recipients: serde_json::from_str(&recipients).unwrap_or_default(),
                 message_id: r.get(2)?,
-                payload: lz4_flex::decompress_size_prepended(&r.get::<_, Vec<u8>>(3)?).ok(),
+                payload: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|p| lz4_flex::decompress_size_prepended(&p).ok()),
                 attempts: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
+                spec: r.get(5)?,
+                build_error: None,
+                subject: r.get(6)?,
+                case: r.get(7)?,
             })
         })?;
         for row in rows {
@@ -165,8 +189,10 @@ pub fn record(conn: &mut Connection, results: &[(i64, Attempt)], now: &str) -> r
 
 /// When the next queued notification falls due (it may be in the past).
 pub fn next_due_at(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued' AND payload IS NOT NULL")?
-        .query_row([], |r| r.get(0))
+    conn.prepare_cached(
+        "SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued' AND (payload IS NOT NULL OR spec IS NOT NULL)",
+    )?
+    .query_row([], |r| r.get(0))
 }
 
 /// A notification as `outbox list` shows it.
@@ -232,6 +258,7 @@ mod tests {
             subject: "s",
             message_id: id,
             payload: Some(b"mail"),
+            spec: None,
             error: None,
         };
         insert(conn, &n, now).unwrap()
