@@ -160,6 +160,8 @@ pub enum Event {
     /// A direct, short answer to the sender of a mail (never to machine mail): why it
     /// could not be applied, or what they asked for. `in_reply_to` is the mail's Message-ID.
     Notice { to: Address, case: Option<CaseId>, notice: Notice, in_reply_to: Option<String> },
+    /// A closed case's requester or contact is offered the survey, at `url`.
+    SurveyOffered { case: CaseId, to: Address, url: String },
 }
 
 /// What a direct answer says.
@@ -189,6 +191,7 @@ impl Event {
             | Event::StatusChanged { case, .. }
             | Event::FieldChanged { case, .. } => *case,
             Event::Notice { case, .. } => case.unwrap_or(0),
+            Event::SurveyOffered { case, .. } => *case,
         }
     }
 }

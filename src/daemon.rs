@@ -25,6 +25,29 @@ use crate::notify;
 use crate::source::imap::Watcher;
 use crate::source::maildir::MaildirWatcher;
 use crate::source::Writer;
+use crate::survey;
+
+/// How often Resolved cases are checked for a survey that is due.
+const SURVEY_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Offers the survey of long-Resolved cases, every minute, until shutdown.
+async fn sweep_surveys(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.survey.resolved_after.is_none() {
+        return Ok(());
+    }
+    loop {
+        let c = Arc::clone(&config);
+        match tokio::task::spawn_blocking(move || survey::sweep_resolved(&c)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "Survey sweep failed; trying again later"),
+            Err(e) => tracing::error!(error = %e, "Survey sweep task failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(SURVEY_SWEEP_EVERY) => {}
+        }
+    }
+}
 
 /// How `run` behaves.
 #[derive(Debug, Clone)]
@@ -92,6 +115,15 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
 
     let outbox_stop = shutdown.child_token();
     let mut outbox = tokio::spawn(notify::run_worker(Arc::clone(&config), outbox_stop.clone()));
+    // The survey page and the survey sweep of long-Resolved cases run until shutdown;
+    // a one-off run needs neither.
+    let mut services: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+    if !options.once {
+        let (c, s) = (Arc::clone(&config), shutdown.clone());
+        services.spawn(async move { ("survey page".into(), survey::web::serve(c, s).await) });
+        let (c, s) = (Arc::clone(&config), shutdown.clone());
+        services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
+    }
 
     let mut failures = Vec::new();
     let mut note = |name: String, result: anyhow::Result<()>| {
@@ -108,6 +140,12 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
                 shutdown.cancel();
                 break;
             }
+            // A survey service that stops early (its port is taken, say) is reported at once;
+            // mail keeps flowing without it.
+            Some(joined) = services.join_next(), if !services.is_empty() => match joined {
+                Ok((name, result)) => note(name, result),
+                Err(e) => note("a service task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
+            },
             joined = sources.join_next() => match joined {
                 Some(Ok((name, result))) => note(name, result),
                 Some(Err(e)) => note("a source task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
@@ -123,7 +161,6 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     if shutdown.is_cancelled() {
         tracing::info!("Shutting down: finishing the mail in hand");
     }
-    // With --once the outbox gets its pass now that the sources' mail is committed.
     outbox_stop.cancel();
 
     let deadline = tokio::time::sleep(options.drain_deadline);
@@ -156,9 +193,34 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
             }
         }
     }
+    // The survey page finishes the requests in hand (it watches `shutdown` itself).
+    let services_done = async {
+        while let Some(joined) = services.join_next().await {
+            if let Ok((name, result)) = joined {
+                note(name, result);
+            }
+        }
+    };
+    if tokio::time::timeout(options.drain_deadline, services_done).await.is_err() {
+        services.abort_all();
+    }
     // Every handle is gone now: the writer finishes its queue and closes the database.
     let writer_died = writer.has_died();
     writer.join().await;
+    // With --once, the notifications of what was just committed go out before returning.
+    if options.once && !writer_died {
+        match notify::Sender::new(Arc::clone(&config)) {
+            Ok(sender) => {
+                let summary = sender.send_due().await;
+                sender.close().await;
+                match summary {
+                    Ok(s) => tracing::info!(sent = s.sent, deferred = s.deferred, failed = s.failed, "Outbox pass"),
+                    Err(e) => failures.push(format!("outbox: {e:#}")),
+                }
+            }
+            Err(e) => tracing::warn!("Notifications stay queued: {e:#}"),
+        }
+    }
     tracing::info!("casegate stopped");
     if writer_died {
         anyhow::bail!("the database writer failed (see the log); nothing uncommitted was marked processed");

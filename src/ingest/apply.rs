@@ -17,6 +17,7 @@ use crate::parse::{self, InboundMail};
 use crate::store::cases::{self as case_store, CaseRow, NewCase, NewMessage};
 use crate::store::mails::{self, NewMail};
 use crate::store::BlobSink;
+use crate::survey;
 use crate::workflow::Refusal;
 
 /// Writes the consequences of a decision inside the open transaction.
@@ -147,6 +148,25 @@ impl Writer<'_> {
                 casework::add_message(self.tx, blobs, &entry, &mail.attachments, &self.now)?;
                 mails::audit(self.tx, Some(mail_id), Some(case), actor, "auto-recorded", Some(&reason), &self.now)?;
                 self.report(mail_id, Outcome::Replied, Some(case), Some(reason))
+            }
+            Decision::SurveyAnswer { case, answer } => {
+                let sender = sender.expect("decide() quarantines mail without a sender");
+                let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Command, Some(case), None)?;
+                let recorded =
+                    survey::record_answer(self.tx, case, sender, &answer, survey::Channel::Mail, chrono::Utc::now());
+                let reason = match recorded {
+                    Ok(how) => format!(
+                        "survey answer {}: score {}{}",
+                        if how == survey::store::Recorded::New { "recorded" } else { "changed" },
+                        answer.score.get(),
+                        answer.solved.map_or(String::new(), |s| format!(", solved: {}", if s { "yes" } else { "no" }))
+                    ),
+                    Err(survey::store::AnswerError::Database(e)) => return Err(e.into()),
+                    Err(e) => format!("survey answer not recorded: {e}"),
+                };
+                mails::set_outcome(self.tx, mail_id, Outcome::Command, Some(case), Some(&reason))?;
+                mails::audit(self.tx, Some(mail_id), Some(case), actor, "survey-answered", Some(&reason), &self.now)?;
+                self.report(mail_id, Outcome::Command, Some(case), Some(reason))
             }
             Decision::ListCases => {
                 let reason = "list of cases requested".to_string();

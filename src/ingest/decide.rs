@@ -15,6 +15,7 @@ use crate::parse::forward::{self, Forwarded};
 use crate::parse::{reply, InboundMail};
 use crate::route::{self, Route, TokenMatcher};
 use crate::store::cases::{self as case_store, CaseRow};
+use crate::survey;
 
 /// What to do with a parsed mail; decided from the mail and the database, then applied.
 #[derive(Debug)]
@@ -47,6 +48,11 @@ pub(super) enum Decision {
     },
     /// "cases" by mail: answer with the sender's cases.
     ListCases,
+    /// A reply to a survey mail that answers it.
+    SurveyAnswer {
+        case: CaseId,
+        answer: survey::Answer,
+    },
 }
 
 /// The closed case a new case follows up, and what it carried over.
@@ -121,6 +127,9 @@ pub(super) fn decide(
             Ok(plan_new_case(config, tokens, mail, sender, authenticated, note, None))
         }
         Route::Existing { case, .. } => {
+            if let Some(answer) = survey_answer(tx, analyzed, sender)? {
+                return Ok(answer);
+            }
             let mut row = case_store::case_row(tx, case)?.expect("routing only returns cases that exist");
             // Mail on a closed case that already has an open follow-up goes to the follow-up,
             // so a customer who keeps answering the old thread opens one new case, not many.
@@ -153,6 +162,21 @@ pub(super) fn decide(
             Ok(Decision::OnCase { case: row, standing, commands })
         }
     }
+}
+
+/// A reply to a survey mail, from the person it was sent to, with a score on its first
+/// line: the survey answer by mail. Anything else (no score, someone else) is handled as
+/// any mail on the case.
+fn survey_answer(tx: &Connection, analyzed: &Analyzed, sender: &Address) -> rusqlite::Result<Option<Decision>> {
+    for id in analyzed.mail.ancestors() {
+        let Some(invitation) = survey::store::invitation_by_message_id(tx, id)? else { continue };
+        if invitation.recipient != *sender {
+            return Ok(None);
+        }
+        return Ok(survey::parse_mail_answer(&analyzed.new_text())
+            .map(|answer| Decision::SurveyAnswer { case: invitation.case, answer }));
+    }
+    Ok(None)
 }
 
 /// A mail to the system address whose subject asks for the sender's cases.

@@ -82,7 +82,10 @@ pub fn enqueue(
     }
     let templates = Templates::cached(config)?;
     let mut facts = Facts::new(conn, config, trigger)?;
-    for (event, recipient) in plan(events, &mut facts)? {
+    // A case closed by these events offers its survey, in the same transaction.
+    let mut events = events.to_vec();
+    events.extend(crate::survey::offers_for(conn, config, &events, facts.now));
+    for (event, recipient) in plan(&events, &mut facts)? {
         write_one(&templates, &mut facts, event, &recipient)?;
     }
     Ok(())
@@ -105,7 +108,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
         let actor = actor_of(event, &participants);
         let (the_watcher, sender) = match event {
             Event::WatcherAdded { address, .. } | Event::WatcherRemoved { address, .. } => (Some(address), None),
-            Event::Notice { to, .. } => (None, Some(to)),
+            Event::Notice { to, .. } | Event::SurveyOffered { to, .. } => (None, Some(to)),
             _ => (None, None),
         };
         let people = People { participants: &participants, the_watcher, sender, actor: actor.as_ref() };
@@ -175,7 +178,7 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
         }
         Event::Replied { from, .. } => from.clone(),
         Event::WatcherAdded { by, .. } | Event::StatusChanged { by, .. } | Event::FieldChanged { by, .. } => by.clone(),
-        Event::WatcherRemoved { .. } | Event::Notice { .. } => None,
+        Event::WatcherRemoved { .. } | Event::Notice { .. } | Event::SurveyOffered { .. } => None,
     }
 }
 
@@ -223,6 +226,16 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
         (Err(_), None) => format!("({})", r.rule.template),
     };
     let error = rendered.err().map(|e| format!("template {}: {e}", r.rule.template));
+    // The survey waits `survey.delay` after the closing, and its Message-ID is remembered
+    // so that a reply with a score is recognised as the answer.
+    let not_before = match event {
+        Event::SurveyOffered { case, to, .. } => {
+            crate::survey::store::set_message_id(conn, *case, to, &message_id)?;
+            let delay = ChronoDuration::from_std(config.survey.delay).unwrap_or_else(|_| ChronoDuration::zero());
+            Some(outbox::stamp(facts.now + delay))
+        }
+        _ => None,
+    };
     let spec = Spec {
         event: event.clone(),
         template: r.rule.template.to_string(),
@@ -243,6 +256,7 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
         payload: None,
         spec: Some(&spec),
         error: error.as_deref(),
+        not_before: not_before.as_deref(),
     };
     let id = outbox::insert(conn, &row, &facts.now_text)?;
     if let Some(c) = case {
@@ -536,6 +550,10 @@ impl<'a> Facts<'a> {
             _ => Vec::new(),
         };
         let links = if whole { self.links(case_view.as_ref()) } else { Links::default() };
+        let survey = match event {
+            Event::SurveyOffered { url, .. } => Some(templates::SurveyView { url: url.clone() }),
+            _ => None,
+        };
         Ok(View {
             kind: r.template,
             support: Support {
@@ -551,6 +569,7 @@ impl<'a> Facts<'a> {
             notice,
             cases,
             links,
+            survey,
         })
     }
 

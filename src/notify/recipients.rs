@@ -41,6 +41,8 @@ pub enum On {
     CommandRefused,
     ReasonRequired,
     CaseList,
+    /// A closed case's survey is offered to its requester or contact.
+    Survey,
 }
 
 impl On {
@@ -70,6 +72,7 @@ impl On {
                 Notice::ReasonRequired => On::ReasonRequired,
                 Notice::CaseList => On::CaseList,
             },
+            Event::SurveyOffered { .. } => On::Survey,
         })
     }
 }
@@ -146,6 +149,7 @@ pub const RULES: &[Rule] = &[
     rule(On::CommandRefused, &[Sender],                                 "command-refused",       true),
     rule(On::ReasonRequired, &[Sender],                                 "reason-required",       true),
     rule(On::CaseList,       &[Sender],                                 "case-list",             true),
+    rule(On::Survey,         &[Sender],                                 "survey",                true),
 ];
 
 /// One person a notification goes to.
@@ -242,9 +246,11 @@ mod tests {
     #[test]
     fn watchers_receive_notifications_about_all_case_interactions() {
         // Every event on a case that people can see names the watchers (the opening mail's
-        // watchers are told by WatcherAdded; notes are internal; answers are personal).
+        // watchers are told by WatcherAdded; notes are internal; answers are personal, and
+        // so is the survey, which asks the requester and contact only).
         let private = [On::Created, On::Note, On::WatcherAdded, On::WatcherRemoved];
-        let answers = [On::NotApplied, On::FollowUpOpened, On::CommandRefused, On::ReasonRequired, On::CaseList];
+        let answers =
+            [On::NotApplied, On::FollowUpOpened, On::CommandRefused, On::ReasonRequired, On::CaseList, On::Survey];
         let mut seen = std::collections::HashSet::new();
         for r in RULES {
             seen.insert(r.on);

@@ -46,6 +46,7 @@ pub const KINDS: &[&str] = &[
     "command-refused",
     "reason-required",
     "case-list",
+    "survey",
 ];
 
 /// Kinds that may be about no case at all (an answer to a mail that opened none).
@@ -73,7 +74,7 @@ macro_rules! builtin {
 pub const BUILTIN: &[(&str, &str)] = builtin!(
     "acknowledgement", "opened-on-your-behalf", "new-case", "customer-reply", "reply", "note", "watcher-added",
     "watcher-removed", "picked-up", "resolved", "reopened", "closed", "field-changed", "not-applied",
-    "follow-up-opened", "command-refused", "reason-required", "case-list";
+    "follow-up-opened", "command-refused", "reason-required", "case-list", "survey";
     "text-case", "text-message", "text-footer", "html-layout", "html-case", "html-message", "html-footer"
 );
 
@@ -303,6 +304,14 @@ pub struct View {
     pub cases: Vec<CaseLine>,
     /// Ready-made `mailto:` links (empty strings when there is no case).
     pub links: Links,
+    /// For `survey`: the link to the survey page.
+    pub survey: Option<SurveyView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SurveyView {
+    /// `{base_url}/survey/{token}`
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -494,6 +503,7 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             Vec::new()
         },
         links,
+        survey: (kind == "survey").then(|| SurveyView { url: text("https://support.example.com/survey/abc") }),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct NewNotification<'a> {
     /// Why the notification could not be built; it is then stored as failed, for the
     /// operator to see.
     pub error: Option<&'a str>,
+    /// Not to be sent before this time (default: at once).
+    pub not_before: Option<&'a str>,
 }
 
 pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite::Result<i64> {
@@ -53,9 +55,9 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
     conn.prepare_cached(
         "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
-    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, n.spec, status, n.error, now])?;
+    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, n.spec, status, n.error, n.not_before.unwrap_or(now), now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -260,6 +262,7 @@ mod tests {
             payload: Some(b"mail"),
             spec: None,
             error: None,
+            not_before: None,
         };
         insert(conn, &n, now).unwrap()
     }

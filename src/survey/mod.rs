@@ -24,6 +24,9 @@ pub mod store;
 pub mod token;
 pub mod web;
 
+use chrono::{DateTime, Utc};
+
+use crate::case::{Event, Status};
 use crate::config::{Config, ConfigError};
 
 pub use answer::{parse_mail_answer, Answer, Channel, Score};
@@ -67,6 +70,49 @@ pub fn secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
         ));
     }
     Ok(value.into_bytes())
+}
+
+/// The survey offers that `events` call for: when a case is closed, its requester and
+/// contact are invited (once per case) and each gets a [`Event::SurveyOffered`]. Runs in
+/// the transaction of the closing; a survey secret that cannot be read is logged and the
+/// closing goes on without a survey, rather than failing.
+pub fn offers_for(conn: &rusqlite::Connection, config: &Config, events: &[Event], now: DateTime<Utc>) -> Vec<Event> {
+    let mut offers = Vec::new();
+    for event in events {
+        let Event::StatusChanged { case, to: Status::Closed, .. } = event else { continue };
+        match invite_case(conn, config, *case, now) {
+            Ok(invitations) => offers.extend(invitations.into_iter().map(|i| Event::SurveyOffered {
+                case: i.case,
+                to: i.recipient,
+                url: i.url,
+            })),
+            Err(e) => tracing::error!(case, error = %e, "Survey not offered"),
+        }
+    }
+    offers
+}
+
+/// Offers the survey of Resolved cases that have waited `survey.resolved_after` (once
+/// per case): invitations and notifications in one transaction. Returns how many cases.
+/// The daemon runs it periodically.
+pub fn sweep_resolved(config: &Config) -> anyhow::Result<usize> {
+    if config.survey.resolved_after.is_none() || !offered(config) {
+        return Ok(0);
+    }
+    let mut store = crate::store::Store::open(config)?;
+    let tx = store.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = Utc::now();
+    let due = store::resolved_cases_due(&tx, config, now)?;
+    for &case in &due {
+        let offers: Vec<Event> = invite_case(&tx, config, case, now)?
+            .into_iter()
+            .map(|i| Event::SurveyOffered { case: i.case, to: i.recipient, url: i.url })
+            .collect();
+        crate::notify::enqueue(&tx, config, &offers, None)?;
+        tracing::info!(case, offered = offers.len(), "Survey offered for a case waiting in Resolved");
+    }
+    tx.commit()?;
+    Ok(due.len())
 }
 
 /// The survey link for a token: `{base_url}/survey/{token}`.

@@ -13,6 +13,7 @@ mod reply_corpus;
 mod scenarios;
 mod support;
 mod survey_browser;
+mod survey_flow;
 mod survey_report;
 mod survey_support;
 mod survey_web;

@@ -150,8 +150,8 @@ async fn screenshot(chromium: &Path, url: &str, target: &Path, scratch: &Path) {
     assert!(out.status.success() && target.is_file(), "screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[tokio::test]
-async fn a_survey_link_answered_in_headless_chromium_is_stored() {
+/// Chromium and chromedriver, or `None` (after saying so) where a developer may lack them.
+fn browser() -> Option<(PathBuf, PathBuf)> {
     let programs = (find_program(&["chromium", "chromium-browser"]), find_program(&["chromedriver"]));
     let (Some(chromium), Some(chromedriver)) = programs else {
         // SAFETY: geteuid has no preconditions.
@@ -166,8 +166,14 @@ async fn a_survey_link_answered_in_headless_chromium_is_stored() {
             "SKIPPED survey_browser: chromium/chromedriver not installed and not root \
              (sudo apt-get install chromium chromium-driver)"
         );
-        return;
+        return None;
     };
+    Some((chromium, chromedriver))
+}
+
+#[tokio::test]
+async fn a_survey_link_answered_in_headless_chromium_is_stored() {
+    let Some((chromium, chromedriver)) = browser() else { return };
     let site = SurveySite::start().await;
     let case = site.open_case(&format!("Jane <{JANE}>"), "Printer prints only blank pages");
     let url = site.invite(case, JANE);
@@ -246,4 +252,89 @@ async fn a_survey_link_answered_in_headless_chromium_is_stored() {
     client.close().await.expect("close the browser");
     drop(driver);
     site.stop().await;
+}
+
+/// `casegate run` as a child process, stopped with SIGTERM on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// The whole way a customer takes: the case is closed by mail, the survey notification
+/// goes out, its link — served by the real `casegate run` — is answered in headless
+/// Chromium, and `survey report --json` shows the answer. A forged link is refused.
+#[tokio::test]
+async fn a_case_closed_by_mail_gets_a_survey_answered_in_chromium_and_reported() {
+    use crate::survey_flow;
+    let Some((chromium, chromedriver)) = browser() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let install = survey_flow::install(&listen, "");
+    survey_flow::close_a_case_by_mail(&install);
+    install.ok(&["outbox", "flush"]);
+    let (to, mail) = survey_flow::survey_mails(&install).remove(0);
+    assert_eq!(to, "jane.doe@customer.example");
+    let url = survey_flow::link_in(&mail);
+    assert!(url.starts_with(&format!("http://{listen}/survey/")), "{url}");
+
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_casegate"))
+            .arg("--config")
+            .arg(&install.config)
+            .arg("run")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start casegate run"),
+    );
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "casegate run did not serve the survey page on {listen}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let driver = Driver::start(&chromedriver, scratch.path());
+    driver.wait_ready().await;
+    let client = connect(&driver, &chromium, &scratch.path().join("profile")).await;
+    let session = async {
+        // A forged link (one character changed) is refused and records nothing.
+        let last = url.chars().last().unwrap();
+        let forged = format!("{}{}", &url[..url.len() - 1], if last == 'A' { 'B' } else { 'A' });
+        client.goto(&forged).await.expect("open the forged link");
+        wait_for_heading(&client, "This survey link is not valid").await;
+
+        client.goto(&url).await.expect("open the survey link from the mail");
+        wait_for_heading(&client, "How did we do?").await;
+        client.find(Locator::Css("label[for=score-5]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("label[for=solved-yes]")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("#comment")).await.unwrap().send_keys("Quick and friendly").await.unwrap();
+        client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_for_heading(&client, "Thank you!").await;
+    };
+    tokio::time::timeout(Duration::from_secs(120), session).await.expect("the browser session took over 2 minutes");
+    client.close().await.expect("close the browser");
+    drop(driver);
+    drop(daemon);
+
+    let report = install.json(&["survey", "report", "--json"]);
+    assert_eq!((report["sent"].as_i64(), report["answered"].as_i64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(report["average_score"].as_f64(), Some(5.0));
+    assert_eq!(report["solved_yes"], 1);
+    assert_eq!(report["comments"][0]["comment"], "Quick and friendly");
+    assert_eq!(report["comments"][0]["channel"], "web");
+    assert_eq!(report["comments"][0]["case"], "CASE-1");
 }
