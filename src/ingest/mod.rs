@@ -219,6 +219,11 @@ impl Prepared {
         })
     }
 
+    /// Hex SHA-256 of the raw bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha
+    }
+
     /// The mail's Message-ID, when it has a usable one.
     pub fn message_id(&self) -> Option<&str> {
         self.parsed.headers().and_then(|m| m.message_id.as_deref())

@@ -33,8 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::case::Outcome;
 use crate::config::Config;
-use crate::ingest::{dedupe_key, Gateway, IngestReport, Origin};
-use crate::store::blobs::sha256_hex;
+use crate::ingest::{dedupe_key, Gateway, IngestReport, Origin, Prepared};
 use crate::store::{self, mails};
 
 /// Jobs waiting for the writer, across all sources. Each source keeps at most two batches
@@ -77,7 +76,7 @@ type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 /// Work for the writer thread.
 enum Job {
     Ingest {
-        mails: Vec<SourceMail>,
+        mails: Vec<(Prepared, Origin)>,
         reply: Reply<Vec<Processed>>,
     },
     LoadCheckpoint {
@@ -98,6 +97,7 @@ enum Job {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
+    config: Arc<Config>,
 }
 
 /// The writer thread itself; [`Writer::join`] waits for it after the last handle is dropped.
@@ -126,6 +126,7 @@ impl Writer {
     pub async fn start(config: Arc<Config>) -> anyhow::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
+        let handle_config = Arc::clone(&config);
         let died = CancellationToken::new();
         let guard = DeathNotice(died.clone());
         let thread = std::thread::Builder::new()
@@ -136,7 +137,7 @@ impl Writer {
             })
             .context("cannot start the database writer thread")?;
         match ready_rx.await {
-            Ok(Ok(())) => Ok((Writer { thread: Some(thread), died }, WriterHandle { tx })),
+            Ok(Ok(())) => Ok((Writer { thread: Some(thread), died }, WriterHandle { tx, config: handle_config })),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -168,8 +169,17 @@ impl Writer {
 }
 
 impl WriterHandle {
-    /// Queues a batch (waiting while the queue is full) and returns the pending answer.
+    /// Prepares a batch (hashing, parsing, analysis — on a blocking thread, so the writer
+    /// thread only writes), queues it (waiting while the queue is full) and returns the
+    /// pending answer.
     pub async fn submit(&self, mails: Vec<SourceMail>) -> anyhow::Result<Pending> {
+        let config = Arc::clone(&self.config);
+        let mails = tokio::task::spawn_blocking(move || {
+            let (raws, origins): (Vec<Vec<u8>>, Vec<Origin>) = mails.into_iter().map(|m| (m.raw, m.origin)).unzip();
+            Prepared::many(&config, raws).into_iter().zip(origins).collect::<Vec<_>>()
+        })
+        .await
+        .context("preparing mail failed")?;
         let (reply, rx) = oneshot::channel();
         self.tx.send(Job::Ingest { mails, reply }).await.map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
         Ok(Pending { rx })
@@ -232,21 +242,28 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
             return;
         }
     };
+    // WAL checkpoints (and their fsync) happen beside the writer, not in its commits.
+    let _checkpoints = crate::store::Checkpointer::start(&gateway.store)
+        .map_err(
+            |e| tracing::warn!(error = %format!("{e:#}"), "No background checkpoints; the writer checkpoints itself"),
+        )
+        .ok();
     // `blocking_recv` parks this thread (not a runtime worker) until work arrives; it
     // returns None once every handle is dropped and the queue is empty.
     while let Some(job) = rx.blocking_recv() {
         match job {
             Job::Ingest { mails, reply } => {
                 let started = std::time::Instant::now();
-                let result = ingest(&mut gateway, &mails);
+                let count = mails.len();
+                let result = ingest(&mut gateway, mails);
                 match &result {
                     Ok(_) => tracing::debug!(
-                        mails = mails.len(),
+                        mails = count,
                         ms = started.elapsed().as_millis() as u64,
                         queued = rx.len(),
                         "Batch committed"
                     ),
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), mails = mails.len(), "Batch not committed"),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), mails = count, "Batch not committed"),
                 }
                 // The source may have gone (shutdown deadline): the commit stands anyway,
                 // and the mails are recognised as duplicates when seen again.
@@ -273,15 +290,17 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
     tracing::debug!("Database writer finished");
 }
 
-fn ingest(gateway: &mut Gateway, mails: &[SourceMail]) -> anyhow::Result<Vec<Processed>> {
-    let items: Vec<(&[u8], &Origin)> = mails.iter().map(|m| (m.raw.as_slice(), &m.origin)).collect();
-    let reports = gateway.ingest_batch(&items)?;
+fn ingest(gateway: &mut Gateway, mails: Vec<(Prepared, Origin)>) -> anyhow::Result<Vec<Processed>> {
+    let shas: Vec<String> = mails.iter().map(|(p, _)| p.sha256().to_string()).collect();
+    let (prepared, origins): (Vec<Prepared>, Vec<Origin>) = mails.into_iter().unzip();
+    let reports = gateway.ingest_prepared(prepared.into_iter().zip(origins.iter()).collect())?;
     let conn = &gateway.store.conn;
-    mails
+    origins
         .iter()
+        .zip(shas)
         .zip(reports)
-        .map(|(mail, report)| {
-            let disposition = disposition(conn, mail, &report)?;
+        .map(|((origin, sha), report)| {
+            let disposition = disposition(conn, origin, &sha, &report)?;
             Ok(Processed { report, disposition })
         })
         .collect()
@@ -290,18 +309,23 @@ fn ingest(gateway: &mut Gateway, mails: &[SourceMail]) -> anyhow::Result<Vec<Pro
 /// A quarantined mail goes to quarantine; so does a duplicate whose journal row is
 /// quarantined (the crash-after-commit case: it must end where its first passage would
 /// have put it). Everything else is done.
-fn disposition(conn: &rusqlite::Connection, mail: &SourceMail, report: &IngestReport) -> anyhow::Result<Disposition> {
+fn disposition(
+    conn: &rusqlite::Connection,
+    origin: &Origin,
+    sha: &str,
+    report: &IngestReport,
+) -> anyhow::Result<Disposition> {
     let quarantined = match report.outcome {
         Outcome::Quarantined => true,
         Outcome::Duplicate => {
-            let by_position = match (&mail.origin.source, &mail.origin.source_key) {
+            let by_position = match (&origin.source, &origin.source_key) {
                 (Some(source), Some(key)) => mails::find_by_position(conn, source, key)?,
                 _ => None,
             };
             let record = match by_position {
                 Some(r) => Some(r),
                 None => {
-                    let key = dedupe_key(report.message_id.as_deref(), &sha256_hex(&mail.raw));
+                    let key = dedupe_key(report.message_id.as_deref(), sha);
                     mails::find_by_dedupe_key(conn, &key)?
                 }
             };

@@ -185,9 +185,6 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: notifications are rendered when sent; until then a row holds what to render.
     r#"
     ALTER TABLE outbox ADD COLUMN spec TEXT;
-    -- The inbound thread of a case (References of outgoing mail), read from the index alone.
-    CREATE INDEX messages_inbound ON messages(case_id, id, message_id)
-        WHERE message_id IS NOT NULL AND kind IN ('customer', 'staff');
     "#,
 ];
 
