@@ -121,6 +121,8 @@ fn open_db(path: &std::path::Path) -> anyhow::Result<Connection> {
         .with_context(|| format!("cannot open database {}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Stable plans, as for the store's own connection (see store::configure).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
