@@ -58,7 +58,7 @@ fn main() {
     let queue_secs = t.elapsed().as_secs_f64();
     drop(gateway);
     println!(
-        "queued  {count} notifications in {queue_secs:.2} s: {:>6.0} mails/s (ingest + render + enqueue)",
+        "queued  {count} notifications in {queue_secs:.2} s: {:>6.0} mails/s (ingest + enqueue; rendered when sent)",
         count as f64 / queue_secs
     );
 

@@ -93,7 +93,7 @@ impl Writer<'_> {
     }
 
     /// Answers the sender directly, unless the mail says not to (or is from a robot).
-    fn notice(&mut self, mail: &InboundMail, case: Option<CaseId>, notice: Notice) {
+    pub(super) fn notice(&mut self, mail: &InboundMail, case: Option<CaseId>, notice: Notice) {
         if let (Some(to), Ok(())) = (mail.from_address(), classify::auto_response_allowed(mail)) {
             self.events.push(Event::Notice { to: to.clone(), case, notice, in_reply_to: mail.message_id.clone() });
         }

@@ -30,7 +30,7 @@ use serde::Serialize;
 mod apply;
 mod decide;
 
-use crate::case::{CaseId, Event, Outcome};
+use crate::case::{CaseId, Event, Notice, Outcome};
 use crate::classify;
 use crate::config::Config;
 use crate::notify;
@@ -347,8 +347,14 @@ impl Step<'_> {
             Parsed::Rejected { code, detail, .. } => {
                 let reason = format!("{code}: {detail}");
                 let mail_id = w.journal(journal, prepared, headers, Outcome::Quarantined, None, Some(&reason))?;
+                // A person whose mail was too large (its headers still name them) is told
+                // so; mail whose headers could not be read, or from a robot, gets nothing.
+                if let Some(mail) = headers {
+                    w.notice(mail, None, Notice::NotApplied { reason: code.to_string() });
+                }
                 let mut report = w.quarantine(mail_id, None, code, detail)?;
                 report.message_id = message_id;
+                notify::enqueue(conn, self.config, &report.events, headers)?;
                 Ok(report)
             }
             Parsed::Mail(analyzed) => {

@@ -657,14 +657,27 @@ fn explain(reason: &str, config: &Config) -> String {
              (#watch your@address), or write a new mail without the case number to open a case of your own."
             .into(),
         "too-large" => format!(
-            "it is larger than the {} MB we accept. Please send large files as a link.",
-            config.max_message_bytes / (1024 * 1024)
+            "it is larger than the {} we accept. Please send large files as a link.",
+            human_size(config.max_message_bytes)
         ),
         "unparseable" => "its format could not be read. Please send it again as a plain mail.".into(),
         "account-not-allowed" => "it names an account you may not open cases for.".into(),
         "bad-field" => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
         "internal-error" => "of a problem on our side. Our team has been told; you need not do anything.".into(),
         _ => "it could not be processed automatically. Our team has been told.".into(),
+    }
+}
+
+/// A size limit in the unit people use for mail: "25 MB", "512 KB" (rounded down, so the
+/// limit is never overstated).
+fn human_size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    if bytes >= KIB * KIB {
+        format!("{} MB", bytes / (KIB * KIB))
+    } else if bytes >= KIB {
+        format!("{} KB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

@@ -112,3 +112,11 @@ fn references_name_the_people_s_mail_not_other_recipients_notifications() {
     let ids = case_store::inbound_thread_ids(&store.conn, 1, 10).unwrap();
     assert_eq!(ids, ["1@test.example", "2@test.example"]);
 }
+
+#[test]
+fn size_limits_are_told_in_the_unit_people_use() {
+    assert_eq!(super::human_size(25 * 1024 * 1024), "25 MB");
+    assert_eq!(super::human_size(2048), "2 KB");
+    assert_eq!(super::human_size(1536 * 1024), "1 MB");
+    assert_eq!(super::human_size(100), "100 bytes");
+}

@@ -207,15 +207,6 @@ pub fn case_for_message_id(conn: &Connection, message_id: &str) -> rusqlite::Res
         .optional()
 }
 
-/// Message-IDs of a case's thread, oldest first (for References of outgoing mail).
-pub fn thread_message_ids(conn: &Connection, case: CaseId, limit: usize) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT message_id FROM (SELECT message_id, rowid FROM case_message_ids WHERE case_id = ?1 ORDER BY rowid DESC LIMIT ?2) ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map(params![case, limit as i64], |r| r.get(0))?;
-    rows.collect()
-}
-
 /// The Message-IDs of the people's mail on a case's thread (customer and staff entries,
 /// in thread order), for the References of outgoing mail: the first one (the thread's
 /// root) and up to `recent` of the newest. Left out: our own notifications (each went to

@@ -65,6 +65,39 @@ fn an_oversized_mail_is_quarantined_listed_and_releasable_after_raising_the_limi
 }
 
 #[test]
+fn the_sender_of_an_oversized_mail_is_told_once_and_robots_are_not() {
+    let install = Installation::new("[limits]\nmax_message_bytes = 2048\n[outbox]\nfile_dir = \"out\"");
+    let padding = "log line that repeats\r\n".repeat(200);
+    let person = mail(
+        "From: Jane <jane@customer.example>\r\nTo: support@example.com\r\nSubject: Logs attached\r\nMessage-ID: <big-2@customer.example>",
+        &padding,
+    );
+    let robot = mail(
+        "From: monitor@customer.example\r\nTo: support@example.com\r\nSubject: Nightly report\r\nAuto-Submitted: auto-generated\r\nMessage-ID: <big-3@customer.example>",
+        &padding,
+    );
+    let headerless = [b"\r\n".as_slice(), padding.as_bytes()].concat();
+    for (name, raw) in [("person.eml", &person), ("robot.eml", &robot), ("headerless.eml", &headerless)] {
+        assert_eq!(install.ingest_bytes(name, raw)["outcome"], "quarantined", "{name}");
+    }
+
+    let outbox = install.json(&["outbox", "list", "--json"]);
+    let rows = outbox.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "only the person is answered: {outbox}");
+    assert_eq!(rows[0]["to"][0], "jane@customer.example");
+    assert_eq!(rows[0]["event"], "not-applied");
+
+    // The answer says why, in words, and threads with her mail.
+    install.ok(&["outbox", "flush"]);
+    let files: Vec<_> = std::fs::read_dir(install.path().join("out")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let answer = casegate::parse::parse(&std::fs::read(&files[0]).unwrap()).expect("a well-formed mail");
+    assert!(answer.text.contains("larger than the 2 KB we accept"), "{}", answer.text);
+    assert!(answer.text.contains("\"Logs attached\""), "names her mail: {}", answer.text);
+    assert_eq!(answer.in_reply_to, ["big-2@customer.example"]);
+}
+
+#[test]
 fn garbage_and_headerless_input_is_quarantined_not_dropped() {
     let install = Installation::new("");
     let inputs: [(&str, &[u8]); 4] = [
