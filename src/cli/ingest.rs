@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{print_json, UsageError};
 use crate::config::Config;
-use crate::ingest::{Gateway, IngestReport, Origin, Prepared, DEFAULT_BATCH};
+use crate::ingest::{Gateway, IngestReport, Origin, Prepared, DEFAULT_BATCH, DEFAULT_BATCH_BYTES};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,16 +45,19 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
         let reader_config = Arc::clone(&config);
         let inputs = &inputs;
         scope.spawn(move || {
-            for chunk in inputs.chunks(DEFAULT_BATCH) {
-                let raws: Vec<(String, anyhow::Result<Vec<u8>>)> =
-                    chunk.iter().map(|i| (i.clone(), read_input(i))).collect();
-                let ok: Vec<Vec<u8>> = raws.iter().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect();
-                let mut prepared = Prepared::many(&reader_config, ok).into_iter();
-                let batch = raws
-                    .into_iter()
-                    .map(|(name, r)| (name, r.map(|_| prepared.next().expect("one prepared mail per readable input"))))
-                    .collect();
-                if batches.send(batch).is_err() {
+            // A batch ends at DEFAULT_BATCH mails or DEFAULT_BATCH_BYTES of mail, whichever
+            // comes first, so that a folder of large mails cannot fill the memory.
+            let mut pending: Vec<(String, anyhow::Result<Vec<u8>>)> = Vec::new();
+            let mut bytes = 0;
+            for (i, input) in inputs.iter().enumerate() {
+                let raw = read_input(input);
+                bytes += raw.as_ref().map_or(0, Vec::len);
+                pending.push((input.clone(), raw));
+                if pending.len() < DEFAULT_BATCH && bytes < DEFAULT_BATCH_BYTES && i + 1 < inputs.len() {
+                    continue;
+                }
+                bytes = 0;
+                if batches.send(prepare_batch(&reader_config, std::mem::take(&mut pending))).is_err() {
                     return; // the writer stopped on an error
                 }
             }
@@ -93,6 +96,34 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
         anyhow::bail!("{failures} of {} inputs could not be read", inputs.len());
     }
     Ok(())
+}
+
+/// Prepares the readable inputs of a batch; unreadable ones keep their error.
+fn prepare_batch(
+    config: &Config,
+    inputs: Vec<(String, anyhow::Result<Vec<u8>>)>,
+) -> Vec<(String, anyhow::Result<Prepared>)> {
+    let (names, results): (Vec<String>, Vec<anyhow::Result<Vec<u8>>>) = inputs.into_iter().unzip();
+    let mut errors = Vec::new();
+    let mut raws = Vec::new();
+    for result in results {
+        match result {
+            Ok(raw) => {
+                raws.push(raw);
+                errors.push(None);
+            }
+            Err(e) => errors.push(Some(e)),
+        }
+    }
+    let mut prepared = Prepared::many(config, raws).into_iter();
+    names
+        .into_iter()
+        .zip(errors)
+        .map(|(name, error)| match error {
+            Some(e) => (name, Err(e)),
+            None => (name, Ok(prepared.next().expect("one prepared mail per readable input"))),
+        })
+        .collect()
 }
 
 fn print_report(input: &str, report: &IngestReport, config: &Config, json: bool) -> anyhow::Result<()> {

@@ -152,7 +152,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
         }
         if r.rule.on == On::NotApplied {
             let since = outbox::stamp(facts.now - ChronoDuration::hours(NOT_APPLIED_EVERY_HOURS));
-            if outbox::answered_since(conn, &r.address, r.rule.template, case_of(event), &since)? {
+            if outbox::not_applied_answered_since(conn, &r.address, case_of(event), &since)? {
                 tracing::info!(to = %r.address, "Already answered today that a mail could not be applied; not again");
                 continue;
             }

@@ -186,6 +186,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN spec TEXT;
     "#,
+    // 5: only the answers to senders are looked up by recipient (rate limit of
+    // `not-applied`); indexing every notification by recipient cost a random page write each.
+    r#"
+    DROP INDEX outbox_by_recipient;
+    CREATE INDEX outbox_not_applied ON outbox(recipients, case_id, created_at) WHERE event = 'not-applied';
+    "#,
 ];
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.

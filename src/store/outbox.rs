@@ -70,24 +70,24 @@ pub fn store_payload(conn: &Connection, id: i64, payload: &[u8]) -> rusqlite::Re
 
 fn recipients_json(to: &Address) -> String {
     // An array of one string cannot fail to serialise; the exact text (no spaces) is what
-    // `answered_since` compares against.
+    // `not_applied_answered_since` compares against.
     serde_json::to_string(&[to.as_str()]).expect("a string array serialises")
 }
 
-/// Whether `to` was already sent (or is about to be sent) a notification of this kind
-/// about this case (or about no case) since `since`. Used to answer a sender at most once
+/// Whether `to` was already sent (or is about to be sent) a `not-applied` answer about
+/// this case (or about no case) since `since`. Used to answer a sender at most once
 /// a day, so a forged or looping sender cannot make casegate a source of backscatter.
-pub fn answered_since(
+pub fn not_applied_answered_since(
     conn: &Connection,
     to: &Address,
-    event: &str,
     case: Option<CaseId>,
     since: &str,
 ) -> rusqlite::Result<bool> {
+    // `event` is written out so that the partial index `outbox_not_applied` serves it.
     conn.prepare_cached(
-        "SELECT 1 FROM outbox WHERE recipients = ?1 AND event = ?2 AND case_id IS ?3 AND created_at >= ?4 LIMIT 1",
+        "SELECT 1 FROM outbox WHERE recipients = ?1 AND event = 'not-applied' AND case_id IS ?2 AND created_at >= ?3 LIMIT 1",
     )?
-    .query_row(params![recipients_json(to), event, case, since], |_| Ok(()))
+    .query_row(params![recipients_json(to), case, since], |_| Ok(()))
     .optional()
     .map(|found| found.is_some())
 }
@@ -252,10 +252,14 @@ mod tests {
     }
 
     fn add(conn: &Connection, to: &str, id: &str, now: &str) -> i64 {
+        add_event(conn, to, id, now, "not-applied")
+    }
+
+    fn add_event(conn: &Connection, to: &str, id: &str, now: &str, event: &str) -> i64 {
         let to = Address::parse(to).unwrap();
         let n = NewNotification {
             case: None,
-            event: "not-applied",
+            event,
             to: &to,
             subject: "s",
             message_id: id,
@@ -315,13 +319,25 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_found_by_recipient_kind_case_and_time() {
+    fn answers_are_found_by_recipient_case_and_time_through_their_own_index() {
         let conn = db();
         add(&conn, "a@x.example", "1@x", "2026-01-01T10:00:00.000Z");
-        let a = Address::parse("A@x.example").unwrap();
-        assert!(answered_since(&conn, &a, "not-applied", None, "2026-01-01T00:00:00.000Z").unwrap());
-        assert!(!answered_since(&conn, &a, "not-applied", None, "2026-01-01T11:00:00.000Z").unwrap());
-        assert!(!answered_since(&conn, &a, "not-applied", Some(3), "2026-01-01T00:00:00.000Z").unwrap());
-        assert!(!answered_since(&conn, &a, "case-list", None, "2026-01-01T00:00:00.000Z").unwrap());
+        add_event(&conn, "b@x.example", "2@x", "2026-01-01T10:00:00.000Z", "reply");
+        let (a, b) = (Address::parse("A@x.example").unwrap(), Address::parse("b@x.example").unwrap());
+        let day = "2026-01-01T00:00:00.000Z";
+        assert!(not_applied_answered_since(&conn, &a, None, day).unwrap());
+        assert!(!not_applied_answered_since(&conn, &a, None, "2026-01-01T11:00:00.000Z").unwrap());
+        assert!(!not_applied_answered_since(&conn, &a, Some(3), day).unwrap());
+        assert!(!not_applied_answered_since(&conn, &b, None, day).unwrap(), "other notifications do not count");
+        // As the store's connections run it: with stable plans (see store::configure).
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM outbox WHERE recipients = ?1 AND event = 'not-applied' AND case_id IS ?2 AND created_at >= ?3 LIMIT 1",
+                ["[]", "", ""],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("outbox_not_applied"), "{plan}");
     }
 }
