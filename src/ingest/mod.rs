@@ -150,15 +150,21 @@ impl Gateway {
 
     /// [`Gateway::ingest_batch`] for mails already [`Prepared`] (possibly on another thread).
     pub fn ingest_prepared(&mut self, mails: Vec<(Prepared, &Origin)>) -> anyhow::Result<Vec<IngestReport>> {
-        // A mail is atomic because a panic (a bug in casegate) on it can be undone. The
-        // batch is first written without a savepoint per mail, which would copy every page
-        // a mail touches; if a mail panics, that attempt is rolled back and the batch is
-        // written again with one savepoint per mail, where the panicking mail is undone
-        // alone and quarantined.
-        let reports = match self.write_batch(&mails, Guard::Batch)? {
-            Written::Committed(reports) => reports,
-            Written::Panicked => {
-                tracing::warn!(mails = mails.len(), "A mail made casegate fail; writing its batch again mail by mail");
+        // A mail is atomic because a failure of casegate on it (a panic or an error that is
+        // the mail's, not the database's: see `is_systemic`) can be undone. The batch is
+        // first written without a savepoint per mail, which would copy every page a mail
+        // touches; if a mail fails, that attempt is rolled back and the batch is written
+        // again with one savepoint per mail, where the failing mail is undone alone and
+        // quarantined, so it can neither stop the mail behind it nor be retried forever.
+        let first = self.write_batch(&mails, Guard::Batch);
+        let reports = match first {
+            Ok(Written::Committed(reports)) => reports,
+            Err(e) if is_systemic(&e) => return Err(e),
+            Ok(Written::Panicked) | Err(_) => {
+                if let Err(e) = &first {
+                    tracing::warn!(error = %format!("{e:#}"), "A mail could not be applied");
+                }
+                tracing::warn!(mails = mails.len(), "Writing the batch again mail by mail");
                 match self.write_batch(&mails, Guard::PerMail)? {
                     Written::Committed(reports) => reports,
                     Written::Panicked => anyhow::bail!("a mail failed although each mail was guarded"),
@@ -360,22 +366,34 @@ impl Step<'_> {
                 sp.commit()?;
                 Ok(report)
             }
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) if is_systemic(&e) => Err(e),
+            Ok(Err(e)) => {
+                drop(sp);
+                let what = format!("{e:#}");
+                tracing::error!(error = %what, "Processing a mail failed; quarantining it");
+                self.quarantine_failed(tx, parsed, &what)
+            }
             Err(panic) => {
                 drop(sp);
                 let what = panic_message(&panic);
                 tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
-                let failed = Parsed::Rejected {
-                    code: reasons::INTERNAL_ERROR,
-                    detail: format!("casegate failed on this mail: {what}"),
-                    headers: parsed.headers().cloned().map(Box::new),
-                };
-                let sp = tx.savepoint()?;
-                let report = self.apply(&sp, &failed)?;
-                sp.commit()?;
-                Ok(report)
+                self.quarantine_failed(tx, parsed, &what)
             }
         }
+    }
+
+    /// Journals and quarantines a mail on which casegate itself failed (`internal-error`),
+    /// after its own effects were rolled back.
+    fn quarantine_failed(&self, tx: &mut Transaction<'_>, parsed: &Parsed, what: &str) -> anyhow::Result<IngestReport> {
+        let failed = Parsed::Rejected {
+            code: reasons::INTERNAL_ERROR,
+            detail: format!("casegate failed on this mail: {what}"),
+            headers: parsed.headers().cloned().map(Box::new),
+        };
+        let sp = tx.savepoint()?;
+        let report = self.apply(&sp, &failed)?;
+        sp.commit()?;
+        Ok(report)
     }
 
     /// Applies the mail directly in the batch's transaction; `None` if it panicked, in
@@ -392,7 +410,7 @@ impl Step<'_> {
 
     fn apply(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
         #[cfg(test)]
-        tests::panic_if_asked(parsed);
+        tests::fail_if_asked(parsed)?;
         let headers = parsed.headers();
         let message_id = headers.and_then(|m| m.message_id.clone());
         if let Journal::New(origin) = self.journal {
@@ -431,6 +449,35 @@ impl Step<'_> {
             }
         }
     }
+}
+
+/// Whether an error is the installation's (the database or the disk: busy, full, read
+/// only, unreadable) rather than the mail's. Such an error stops the batch, which is then
+/// retried as a whole, instead of quarantining good mail because of a bad moment.
+fn is_systemic(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    e.chain().any(|cause| {
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code).is_some_and(|code| {
+            matches!(
+                code,
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::OutOfMemory
+                    | C::ReadOnly
+                    | C::OperationInterrupted
+                    | C::SystemIoFailure
+                    | C::DatabaseCorrupt
+                    | C::DiskFull
+                    | C::CannotOpen
+                    | C::FileLockingProtocolFailed
+                    | C::SchemaChanged
+                    | C::NotADatabase
+            )
+        })
+    })
 }
 
 /// The result of parsing, before any decision.
@@ -528,12 +575,19 @@ mod tests {
     /// Subject that makes processing panic in test builds: a stand-in for a bug.
     const PANIC_SUBJECT: &str = "make casegate panic (test)";
 
-    pub(super) fn panic_if_asked(parsed: &Parsed) {
+    /// Subject that makes processing fail with an error that is the mail's.
+    const ERROR_SUBJECT: &str = "make casegate fail (test)";
+
+    pub(super) fn fail_if_asked(parsed: &Parsed) -> anyhow::Result<()> {
         if let Parsed::Mail(a) = parsed {
             if a.mail.subject == PANIC_SUBJECT {
                 panic!("asked to by the test");
             }
+            if a.mail.subject == ERROR_SUBJECT {
+                anyhow::bail!("failing as the test asked");
+            }
         }
+        Ok(())
     }
 
     fn mail(id: usize, subject: &str) -> Vec<u8> {
@@ -546,18 +600,41 @@ mod tests {
 
     #[test]
     fn a_mail_that_panics_is_quarantined_alone_and_its_batch_is_kept() {
+        batch_with_a_failing_mail(PANIC_SUBJECT, "asked to by the test");
+    }
+
+    #[test]
+    fn a_mail_that_fails_with_an_error_is_quarantined_alone_and_its_batch_is_kept() {
+        batch_with_a_failing_mail(ERROR_SUBJECT, "failing as the test asked");
+    }
+
+    #[test]
+    fn database_and_disk_errors_are_systemic_and_a_mail_error_is_not() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(is_systemic(&anyhow::Error::new(busy).context("cannot write the journal")));
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        assert!(is_systemic(&anyhow::Error::new(full)));
+        assert!(is_systemic(&anyhow::Error::new(std::io::Error::other("no space left on device"))));
+        let constraint =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
+        assert!(!is_systemic(&anyhow::Error::new(constraint)));
+        assert!(!is_systemic(&anyhow::anyhow!("a template failed")));
+    }
+
+    fn batch_with_a_failing_mail(subject: &str, why: &str) {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!("data_dir = {:?}\nsystem_addresses = [\"support@example.com\"]\n", dir.path().join("var"));
         let config = Config::from_toml(&toml, &dir.path().join("casegate.toml")).unwrap();
         let mut gateway = Gateway::open(Arc::new(config)).unwrap();
-        let raws = [mail(1, "Printer"), mail(2, PANIC_SUBJECT), mail(3, "Scanner")];
+        let raws = [mail(1, "Printer"), mail(2, subject), mail(3, "Scanner")];
         let origins: Vec<Origin> = (1..=3).map(|i| Origin::file(&format!("m{i}.eml"))).collect();
         let items: Vec<(&[u8], &Origin)> = raws.iter().map(Vec::as_slice).zip(&origins).collect();
 
         let reports = gateway.ingest_batch(&items).unwrap();
         let outcomes: Vec<&str> = reports.iter().map(|r| r.outcome.as_str()).collect();
         assert_eq!(outcomes, ["created", "quarantined", "created"]);
-        assert!(reports[1].reason.as_deref().unwrap().starts_with("internal-error: casegate failed on this mail"));
+        let reason = reports[1].reason.as_deref().unwrap();
+        assert!(reason.starts_with("internal-error: casegate failed on this mail") && reason.contains(why), "{reason}");
 
         let count = |g: &Gateway, sql: &str| g.store.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
         assert_eq!(count(&gateway, "SELECT count(*) FROM cases"), 2, "nothing of the panicking mail's case is left");
