@@ -48,6 +48,8 @@ impl Store {
 
 /// The page cache of each connection, in KiB.
 const PAGE_CACHE_KIB: i64 = 64 * 1024;
+/// How much of the database file is read through a memory map.
+const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 
 fn configure(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     // Another casegate process (an `ingest` beside the daemon) may hold the write lock
@@ -63,6 +65,11 @@ fn configure(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     // SQLite's default 2 MB page cache it spills pages to the WAL mid-transaction and reads
     // them back; 64 MB holds a batch and the hot index pages.
     conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    // Pages of the database file are read through a memory map instead of a read call
+    // each (~8 % of ingest time). The usual price of mmap — an I/O error on the disk shows
+    // as a crash instead of an error — costs nothing here: a crash loses no mail (nothing is
+    // marked processed before its commit) and the service manager restarts the daemon.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     conn.set_prepared_statement_cache_capacity(256);
     // Keep each cached statement's plan for good. Without this SQLite re-compiles a
     // statement whenever a bound value *might* change its plan — for `case_id = ?1 …
