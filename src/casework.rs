@@ -113,6 +113,7 @@ pub fn act(
         )?;
     }
 
+    let mut budget = WatcherBudget::new(config);
     for action in &req.actions {
         match action {
             Action::Impact(level) => {
@@ -135,7 +136,9 @@ pub fn act(
                     now,
                 )?;
             }
-            Action::Watch(who) => add_watcher(conn, config, case.id, who, actor, "command", &mut done.events, now)?,
+            Action::Watch(who) => {
+                add_watcher(conn, config, case.id, who, actor, "command", &mut budget, &mut done.events, now)?
+            }
             Action::Unwatch(who) => {
                 let who = who.as_ref().unwrap_or(actor);
                 if case_store::remove_participant(conn, case.id, who, ParticipantRole::Watcher, now)? {
@@ -159,9 +162,10 @@ pub fn act(
     // Watchers from To/Cc, for senders who may add watchers.
     if workflow::allowed(workflow::Kind::Watch, standing) {
         for who in &req.copied {
-            add_watcher(conn, config, case.id, who, actor, "cc", &mut done.events, now)?;
+            add_watcher(conn, config, case.id, who, actor, "cc", &mut budget, &mut done.events, now)?;
         }
     }
+    budget.finish(conn, config, case.id, req.mail_id, actor, now)?;
 
     if status != case.status {
         case_store::set_status(conn, case.id, status, now)?;
@@ -220,7 +224,42 @@ pub fn system_entry(
     )
 }
 
-/// Adds a watcher unless they are a system address or already take part.
+/// How many more watchers one mail (or one command) may add: `limits.max_watchers_per_mail`.
+/// Addresses beyond it are counted, not added, and recorded once in the audit log.
+pub struct WatcherBudget {
+    left: usize,
+    skipped: usize,
+}
+
+impl WatcherBudget {
+    pub fn new(config: &Config) -> WatcherBudget {
+        WatcherBudget { left: config.max_watchers_per_mail, skipped: 0 }
+    }
+
+    /// Records (once) that addresses were left out, if any were.
+    pub fn finish(
+        self,
+        conn: &Connection,
+        config: &Config,
+        case: CaseId,
+        mail_id: Option<i64>,
+        by: &Address,
+        now: &str,
+    ) -> rusqlite::Result<()> {
+        if self.skipped == 0 {
+            return Ok(());
+        }
+        let detail = format!(
+            "{} more addresses were not added as watchers (limits.max_watchers_per_mail = {})",
+            self.skipped, config.max_watchers_per_mail
+        );
+        tracing::warn!(case = %config.case_token(case), by = %by, "{detail}");
+        mails::audit(conn, mail_id, Some(case), Some(by.as_str()), "watchers-limited", Some(&detail), now)
+    }
+}
+
+/// Adds a watcher unless they are a system address, already take part, or the mail has
+/// added as many watchers as it may.
 #[allow(clippy::too_many_arguments)]
 pub fn add_watcher(
     conn: &Connection,
@@ -229,16 +268,22 @@ pub fn add_watcher(
     who: &Address,
     by: &Address,
     via: &str,
+    budget: &mut WatcherBudget,
     events: &mut Vec<Event>,
     now: &str,
 ) -> rusqlite::Result<()> {
     if config.is_system_address(who) || who == by {
         return Ok(());
     }
+    if budget.left == 0 {
+        budget.skipped += 1;
+        return Ok(());
+    }
     if case_store::is_participant(conn, case, who)? {
         return Ok(());
     }
     if case_store::add_participant(conn, case, who, ParticipantRole::Watcher, via, Some(by), now)? {
+        budget.left -= 1;
         events.push(Event::WatcherAdded { case, address: who.clone(), by: Some(by.clone()) });
         mails::audit(
             conn,

@@ -166,6 +166,9 @@ pub struct NotifyConfig {
     pub enabled: bool,
 }
 
+/// Default of `limits.max_watchers_per_mail`.
+pub const DEFAULT_MAX_WATCHERS_PER_MAIL: usize = 30;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from (for error messages).
@@ -186,6 +189,9 @@ pub struct Config {
     /// may name any): address or `@domain` → account names.
     pub account_access: Vec<(AddressPattern, Vec<String>)>,
     pub max_message_bytes: usize,
+    /// At most this many watchers are added by one mail (Cc, To, `#watch`): a mail copied to
+    /// thousands of addresses cannot make casegate write to all of them.
+    pub max_watchers_per_mail: usize,
     /// fsync attachment files and use synchronous=FULL (survives power loss, slower).
     pub fsync: bool,
     pub from: Option<String>,
@@ -236,6 +242,7 @@ struct RawCase {
 #[serde(default)]
 struct RawLimits {
     max_message_bytes: Option<u64>,
+    max_watchers_per_mail: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -503,6 +510,14 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_watchers_per_mail = raw.limits.max_watchers_per_mail.unwrap_or(DEFAULT_MAX_WATCHERS_PER_MAIL as u64);
+    if max_watchers_per_mail == 0 {
+        return Err(invalid(
+            "limits.max_watchers_per_mail",
+            format!("0 would add no watcher at all; the default is {DEFAULT_MAX_WATCHERS_PER_MAIL}"),
+        ));
+    }
+
     let secret = |prefix: &str,
                   name: &str,
                   inline: Option<String>,
@@ -685,6 +700,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         accounts,
         account_access,
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+        max_watchers_per_mail: usize::try_from(max_watchers_per_mail).unwrap_or(usize::MAX),
         fsync: raw.storage.fsync,
         from,
         templates_dir: raw.templates_dir.as_deref().map(resolve),
@@ -727,6 +743,8 @@ mod tests {
         let err =
             load("system_addresses = [\"a@b.c\"]\n[limits]\nmax_message_bytes = \"big\"").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("max_message_bytes"), "{err}");
+        let err = load("system_addresses = [\"a@b.c\"]\n[limits]\nmax_watchers_per_mail = 0").unwrap_err().to_string();
+        assert!(err.contains("limits.max_watchers_per_mail") && err.contains("default is 30"), "{err}");
         let err = load("system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"127.0.0.1\"\nusername = \"u\"")
             .unwrap_err()
             .to_string();

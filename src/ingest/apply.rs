@@ -379,6 +379,7 @@ impl Writer<'_> {
         }
         // When a Contact: line named someone else, the original's author still follows the case.
         let author = plan.forwarded.as_ref().and_then(|f| f.from.as_ref());
+        let mut budget = casework::WatcherBudget::new(self.config);
         for mb in author.into_iter().chain(copied) {
             if mb.address != plan.contact {
                 casework::add_watcher(
@@ -388,11 +389,13 @@ impl Writer<'_> {
                     &mb.address,
                     sender,
                     if plan.forwarded.is_some() { "forward" } else { "cc" },
+                    &mut budget,
                     &mut self.events,
                     &self.now,
                 )?;
             }
         }
+        budget.finish(self.tx, self.config, case, Some(mail_id), sender, &self.now)?;
         let mut detail = format!("opened by {sender}");
         if on_behalf {
             detail.push_str(&format!(" for {}", plan.contact));

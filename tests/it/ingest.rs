@@ -260,3 +260,47 @@ fn help_is_available_for_every_command() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{args:?}");
     }
 }
+
+#[test]
+fn a_mail_copied_to_hundreds_adds_only_the_configured_number_of_watchers() {
+    let install = Installation::new("[limits]\nmax_watchers_per_mail = 5");
+    let cc =
+        |from: usize, to: usize| (from..to).map(|i| format!("p{i}@elsewhere.example")).collect::<Vec<_>>().join(", ");
+    let opener = mail(
+        &format!(
+            "From: jane@customer.example\r\nTo: support@example.com\r\nCc: {}\r\nSubject: Mass mail\r\nMessage-ID: <mass-1@customer.example>",
+            cc(0, 300)
+        ),
+        "Everyone should know.",
+    );
+    assert_eq!(install.ingest_bytes("mass.eml", &opener)["outcome"], "created");
+    let watchers = |i: &Installation| i.case("CASE-1")["watchers"].as_array().unwrap().len();
+    assert_eq!(watchers(&install), 5);
+
+    // A reply copying others, and a #watch list: five more each, no more.
+    let reply = mail(
+        &format!(
+            "From: jane@customer.example\r\nTo: support@example.com\r\nCc: {}\r\nSubject: Re: [CASE-1] Mass mail\r\nMessage-ID: <mass-2@customer.example>",
+            cc(300, 320)
+        ),
+        "More people.",
+    );
+    assert_eq!(install.ingest_bytes("reply.eml", &reply)["outcome"], "replied");
+    assert_eq!(watchers(&install), 10);
+    let addresses: Vec<String> = (400..410).map(|i| format!("w{i}@elsewhere.example")).collect();
+    let command = mail(
+        "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Re: [CASE-1] Mass mail\r\nMessage-ID: <mass-3@customer.example>",
+        &format!("#watch {}", addresses.join(" ")),
+    );
+    let line = install.ingest_bytes("watch.eml", &command);
+    assert_eq!(line["outcome"], "command", "{line}");
+    assert_eq!(watchers(&install), 15);
+
+    // Each mail that hit the limit says so once in the audit log.
+    let db = install.db();
+    let mut stmt = db.prepare("SELECT detail FROM audit WHERE action = 'watchers-limited' ORDER BY id").unwrap();
+    let details: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(details[0].starts_with("295 more addresses were not added"), "{details:?}");
+    assert!(details[1].starts_with("15 more") && details[2].starts_with("5 more"), "{details:?}");
+}
