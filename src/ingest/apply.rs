@@ -113,10 +113,12 @@ impl Writer<'_> {
         let sender = mail.from_address();
         let actor = sender.map(Address::as_str);
         let mut report = match decision {
-            Decision::Quarantine { case, code, detail } => {
+            Decision::Quarantine { case, code, detail, answer } => {
                 let reason = format!("{code}: {detail}");
                 let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Quarantined, case, Some(&reason))?;
-                self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
+                if answer {
+                    self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
+                }
                 self.quarantine(mail_id, case, code, &detail)?
             }
             Decision::Refused { code, field, problem } => {

@@ -87,6 +87,9 @@ pub mod reasons {
     pub const UNPARSEABLE: &str = "unparseable";
     pub const NO_SENDER: &str = "no-sender";
     pub const SENDER_NOT_PARTICIPANT: &str = "sender-not-participant";
+    /// A staff or admin address without the authentication `authserv_id` requires on a
+    /// case it does not otherwise take part in: most likely forged.
+    pub const UNAUTHENTICATED_STAFF: &str = "unauthenticated-staff";
     pub const INTERNAL_ERROR: &str = "internal-error";
     pub const ACCOUNT_NOT_ALLOWED: &str = "account-not-allowed";
     pub const BAD_FIELD: &str = "bad-field";

@@ -187,7 +187,11 @@ fn forged_staff_mail_is_treated_as_a_customers_when_authentication_is_required()
     );
     let line = install.ingest_bytes("forged.eml", &forged);
     assert_eq!(line["outcome"], "quarantined");
-    assert!(line["reason"].as_str().unwrap().starts_with("sender-not-participant"), "{line}");
+    assert!(line["reason"].as_str().unwrap().starts_with("unauthenticated-staff: ann@support.example.com"), "{line}");
+    // Nobody is answered: the real Ann did not write it.
+    let outbox = install.json(&["outbox", "list", "--json"]);
+    let to_ann = outbox.as_array().unwrap().iter().filter(|r| r["to"][0] == "ann@support.example.com").count();
+    assert_eq!(to_ann, 0, "{outbox}");
     // The same address, authenticated by our server, is staff.
     let real = mail(
         "From: ann@support.example.com\r\nTo: support@example.com\r\nSubject: Re: [CASE-1] VPN drops\r\nMessage-ID: <real@support.example.com>\r\n\
