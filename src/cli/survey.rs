@@ -88,7 +88,7 @@ fn render(r: &Report) -> String {
                 c.updated_at.format("%Y-%m-%d").to_string(),
                 c.case.clone(),
                 c.score.to_string(),
-                c.solved.map_or("-", |s| if s { "yes" } else { "no" }).to_string(),
+                crate::survey::answer::solved_word(c.solved).to_string(),
                 c.recipient.clone(),
                 c.comment.clone().unwrap_or_default(),
             ]

@@ -156,18 +156,30 @@ impl Writer<'_> {
                 let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Command, Some(case), None)?;
                 let recorded =
                     survey::record_answer(self.tx, case, sender, &answer, survey::Channel::Mail, chrono::Utc::now());
+                // A recorded answer is audited by `record_answer`; a refused one here.
                 let reason = match recorded {
                     Ok(how) => format!(
-                        "survey answer {}: score {}{}",
+                        "survey answer {}: score {}, solved {}",
                         if how == survey::store::Recorded::New { "recorded" } else { "changed" },
                         answer.score.get(),
-                        answer.solved.map_or(String::new(), |s| format!(", solved: {}", if s { "yes" } else { "no" }))
+                        survey::answer::solved_word(answer.solved)
                     ),
                     Err(survey::store::AnswerError::Database(e)) => return Err(e.into()),
-                    Err(e) => format!("survey answer not recorded: {e}"),
+                    Err(e) => {
+                        let reason = format!("survey answer not recorded: {e}");
+                        mails::audit(
+                            self.tx,
+                            Some(mail_id),
+                            Some(case),
+                            actor,
+                            "survey-answer-refused",
+                            Some(&reason),
+                            &self.now,
+                        )?;
+                        reason
+                    }
                 };
                 mails::set_outcome(self.tx, mail_id, Outcome::Command, Some(case), Some(&reason))?;
-                mails::audit(self.tx, Some(mail_id), Some(case), actor, "survey-answered", Some(&reason), &self.now)?;
                 self.report(mail_id, Outcome::Command, Some(case), Some(reason))
             }
             Decision::ListCases => {

@@ -632,7 +632,7 @@ impl<'a> Facts<'a> {
 
 /// The case subject as notifications show it: without reply prefixes or stray tokens
 /// (ours goes in front), on one line.
-fn display_subject(config: &Config, subject: &str) -> String {
+pub(crate) fn display_subject(config: &Config, subject: &str) -> String {
     let clean = config.tokens.clean_subject(subject);
     let clean = crate::parse::one_line(&clean);
     if clean.is_empty() {

@@ -51,6 +51,17 @@ const PAGE_CACHE_KIB: i64 = 64 * 1024;
 /// How much of the database file is read through a memory map.
 const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 
+/// Opens a database that exists and is migrated (never creates one), with the store's
+/// settings: for processes beside the writer, such as the survey page.
+pub fn connect(db_path: &Path, fsync: bool) -> anyhow::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn =
+        Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    configure(&conn, fsync).with_context(|| format!("cannot configure database {}", db_path.display()))?;
+    Ok(conn)
+}
+
 fn configure(conn: &Connection, fsync: bool) -> rusqlite::Result<()> {
     // Another casegate process (an `ingest` beside the daemon) may hold the write lock
     // briefly; wait for it rather than fail.

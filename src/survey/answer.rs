@@ -49,6 +49,12 @@ pub struct Answer {
     pub comment: Option<String>,
 }
 
+/// "yes", "no", or "-" when the question was left out: how logs, the audit and reports
+/// show the second answer.
+pub fn solved_word(solved: Option<bool>) -> &'static str {
+    solved.map_or("-", |s| if s { "yes" } else { "no" })
+}
+
 impl Answer {
     /// Builds an answer, normalising the comment (trimmed, empty → none, cut to length).
     pub fn new(score: Score, solved: Option<bool>, comment: Option<&str>) -> Answer {

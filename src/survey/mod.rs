@@ -36,10 +36,12 @@ pub use store::{invite, invite_case, record_answer, Invitation};
 /// `openssl rand -base64 32` makes a good one.
 pub const MIN_SECRET_LEN: usize = 16;
 
-/// Whether surveys are offered: enabled, and a secret to sign links with is configured.
-/// Without a secret key surveys stay off instead of failing the mail that closes a case.
+/// Whether surveys are offered: enabled, a secret to sign links with is configured, and
+/// notifications are on (a survey is offered by mail; an invitation nobody is sent would
+/// count as sent in the report). Without a secret key surveys stay off instead of failing
+/// the mail that closes a case.
 pub fn offered(config: &Config) -> bool {
-    config.survey.enabled && config.survey.secret.is_some()
+    config.survey.enabled && config.survey.secret.is_some() && config.notify.enabled
 }
 
 /// Reads the survey secret (`survey.secret_env`, `survey.secret_file` or `survey.secret`).
@@ -146,6 +148,12 @@ mod tests {
         assert!(offered(&config("secret_env = \"X\"")));
         assert!(!offered(&config("")), "no secret key");
         assert!(!offered(&config("enabled = false\nsecret_env = \"X\"")));
+        let quiet = Config::from_toml(
+            "system_addresses = [\"s@example.com\"]\n[notify]\nenabled = false\n[survey]\nsecret_env = \"X\"",
+            Path::new("/c.toml"),
+        )
+        .unwrap();
+        assert!(!offered(&quiet), "no invitations that no mail would carry");
     }
 
     #[test]

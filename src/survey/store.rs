@@ -1,5 +1,5 @@
 //! Survey invitations and answers in SQLite (tables `survey_invitations`, `survey_answers`,
-//! migration 2).
+//! migration 3).
 //!
 //! An invitation is the promise "this person may answer this case's survey until then";
 //! it is made once per person and case (the primary key), so a case's survey is offered
@@ -237,11 +237,7 @@ pub fn record_answer(
         channel.as_str(),
         now_s
     ])?;
-    let detail = format!(
-        "{channel}: score {}, solved {}",
-        answer.score,
-        answer.solved.map_or("-", |s| if s { "yes" } else { "no" })
-    );
+    let detail = format!("{channel}: score {}, solved {}", answer.score, super::answer::solved_word(answer.solved));
     let action = if existed { "survey-answer-changed" } else { "survey-answered" };
     audit(conn, None, Some(case), Some(recipient.as_str()), action, Some(&detail), &now_s)?;
     tracing::info!(case, recipient = %recipient, %channel, score = answer.score.get(), changed = existed, "Survey answer recorded");

@@ -28,7 +28,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -97,33 +97,28 @@ impl SurveyState {
     }
 
     /// Runs `f` with a fresh database connection on the blocking pool.
-    async fn with_db<T, F>(&self, f: F) -> anyhow::Result<T>
+    /// Runs `f` on a blocking thread in one transaction of its own: `Deferred` to read,
+    /// `Immediate` to read and then write (it waits for the writer's lock up front rather
+    /// than failing when the daemon committed in between).
+    async fn with_db<T, F>(&self, behavior: TransactionBehavior, f: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     {
         // A permit, not a connection or a lock, is what lives across the awaits here.
         let _permit = self.inner.db_jobs.acquire().await.context("the survey page is shutting down")?;
-        let path = self.inner.db_path.clone();
+        let (path, fsync) = (self.inner.db_path.clone(), self.inner.config.fsync);
         tokio::task::spawn_blocking(move || {
-            let conn = open_db(&path)?;
-            f(&conn)
+            // Never creates: the daemon (or `Store::open` in `serve`) made and migrated it.
+            let mut conn = crate::store::connect(&path, fsync)?;
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let result = f(&tx)?;
+            tx.commit()?;
+            Ok(result)
         })
         .await
         .context("database task failed")?
     }
-}
-
-fn open_db(path: &std::path::Path) -> anyhow::Result<Connection> {
-    use rusqlite::OpenFlags;
-    // Never create: the daemon (or `Store::open` in `serve`) made and migrated the file.
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_context(|| format!("cannot open database {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Stable plans, as for the store's own connection (see store::configure).
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(conn)
 }
 
 /// The survey application: `GET`/`POST /survey/{token}`, security headers on every
@@ -293,7 +288,8 @@ fn find(conn: &Connection, config: &Config, claims: &Claims) -> anyhow::Result<O
     };
     Ok(Some(Found {
         case_label: config.case_token(case.id),
-        subject: case.subject,
+        // Named as the survey mail names it (token and Re: removed).
+        subject: crate::notify::display_subject(config, &case.subject),
         current: store::current_answer(conn, claims.case, &claims.recipient)?,
         expires_at: invitation.expires_at,
     }))
@@ -305,7 +301,7 @@ async fn show(State(state): State<SurveyState>, Path(token): Path<String>) -> Re
         Err(e) => return refused(e),
     };
     let config = state.inner.config.clone();
-    let found = match state.with_db(move |conn| find(conn, &config, &claims)).await {
+    let found = match state.with_db(TransactionBehavior::Deferred, move |conn| find(conn, &config, &claims)).await {
         Ok(Some(f)) => f,
         Ok(None) => return unknown_link(),
         Err(e) => return server_error(e),
@@ -392,7 +388,7 @@ async fn answer(
     let db_claims = claims.clone();
     let to_record = checked.clone().ok();
     let result = state
-        .with_db(move |conn| {
+        .with_db(TransactionBehavior::Immediate, move |conn| {
             let Some(found) = find(conn, &config, &db_claims)? else {
                 return Ok(Err(None));
             };

@@ -118,7 +118,7 @@ fn a_reply_to_the_survey_mail_with_a_score_is_the_answer() {
         ),
     );
     assert_eq!(line["outcome"], "command", "{line}");
-    assert!(line["reason"].as_str().unwrap().starts_with("survey answer recorded: score 4, solved: yes"), "{line}");
+    assert!(line["reason"].as_str().unwrap().starts_with("survey answer recorded: score 4, solved yes"), "{line}");
     let r = report(&install);
     assert_eq!(
         (r["sent"].as_i64(), r["answered"].as_i64(), r["average_score"].as_f64()),
@@ -126,6 +126,11 @@ fn a_reply_to_the_survey_mail_with_a_score_is_the_answer() {
     );
     assert_eq!(r["comments"][0]["comment"], "quick and friendly");
     assert_eq!(r["comments"][0]["channel"], "mail");
+    let audited: i64 = install
+        .db()
+        .query_row("SELECT count(*) FROM audit WHERE action LIKE 'survey-answer%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(audited, 1, "one audit row per answer, whichever channel it came by");
 
     // The answer can be changed by replying again; it does not open a follow-up case.
     let again =
