@@ -75,6 +75,9 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     for mb in &config.mailboxes {
         passwords.push(mb.password.read(&config.path)?);
     }
+    // Every template renders with sample data, so a broken override stops the start, not
+    // a customer's mail.
+    crate::notify::check_templates(&config)?;
     let (writer, handle) = Writer::start(Arc::clone(&config)).await?;
 
     let mut sources: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();

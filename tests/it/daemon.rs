@@ -543,3 +543,21 @@ fn a_silent_server_is_detected_by_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     let _ = silent.join();
 }
+
+#[test]
+fn a_broken_template_override_stops_run_before_any_mail_is_taken() {
+    let inst = Installation::new("templates_dir = \"tpl\"\n[[maildir]]\nname = \"local\"\npath = \"inbox\"");
+    std::fs::create_dir_all(inst.path().join("tpl")).unwrap();
+    std::fs::write(inst.path().join("tpl/reply.text.hbs"), "{{case.no_such_value}}").unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(inst.path().join("inbox").join(sub)).unwrap();
+    }
+    std::fs::write(inst.path().join("inbox/new/1.eml"), mail("tpl", "Question")).unwrap();
+
+    let out = inst.run(&["run", "--once"]);
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a configuration error: {stderr}");
+    assert!(stderr.contains("templates_dir") && stderr.contains("template reply"), "{stderr}");
+    assert!(inst.path().join("inbox/new/1.eml").exists(), "the mail was left where it was");
+}
