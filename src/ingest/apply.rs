@@ -9,7 +9,6 @@ use crate::address::{Address, Mailbox};
 use crate::authorize::Standing;
 use crate::case::{CaseId, Event, Impact, MessageKind, Notice, Outcome, ParticipantRole};
 use crate::casework;
-use crate::classify;
 use crate::commands::Commands;
 use crate::config::Config;
 use crate::parse::forward::ForwardStyle;
@@ -92,9 +91,10 @@ impl Writer<'_> {
         }
     }
 
-    /// Answers the sender directly, unless the mail says not to (or is from a robot).
+    /// Answers the sender directly (unless their mail may get no automatic answer: the
+    /// outbox withholds those, see `notify::Trigger`).
     pub(super) fn notice(&mut self, mail: &InboundMail, case: Option<CaseId>, notice: Notice) {
-        if let (Some(to), Ok(())) = (mail.from_address(), classify::auto_response_allowed(mail)) {
+        if let Some(to) = mail.from_address() {
             self.events.push(Event::Notice { to: to.clone(), case, notice, in_reply_to: mail.message_id.clone() });
         }
     }
@@ -113,12 +113,10 @@ impl Writer<'_> {
         let sender = mail.from_address();
         let actor = sender.map(Address::as_str);
         let mut report = match decision {
-            Decision::Quarantine { case, code, detail, answer } => {
+            Decision::Quarantine { case, code, detail } => {
                 let reason = format!("{code}: {detail}");
                 let mail_id = self.journal(journal, prepared, Some(mail), Outcome::Quarantined, case, Some(&reason))?;
-                if answer {
-                    self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
-                }
+                self.notice(mail, case, Notice::NotApplied { reason: code.to_string() });
                 self.quarantine(mail_id, case, code, &detail)?
             }
             Decision::Refused { code, field, problem } => {

@@ -24,9 +24,6 @@ pub(super) enum Decision {
         case: Option<CaseId>,
         code: &'static str,
         detail: String,
-        /// Whether the sender gets a short explanation (not when the From is probably
-        /// forged: the answer would go to someone who did not write).
-        answer: bool,
     },
     /// A new case that cannot be opened as asked (a field it may not set).
     Refused {
@@ -119,7 +116,6 @@ pub(super) fn decide(
             case,
             code: reasons::NO_SENDER,
             detail: "the mail has no valid From address".into(),
-            answer: true,
         });
     };
     let authenticated = analyzed.authenticated;
@@ -147,8 +143,8 @@ pub(super) fn decide(
             let standing = authorize::standing(config, sender, authenticated, &people, row.account.as_deref());
             if !standing.is_participant() {
                 let token = config.case_token(case);
-                // A staff address that failed authentication is not answered: whoever
-                // really owns it did not write this mail.
+                // A staff address that failed authentication (not answered either: see
+                // `no_answer_reason`).
                 if !authenticated && (config.is_staff(sender) || config.is_admin(sender)) {
                     return Ok(Decision::Quarantine {
                         case: Some(case),
@@ -157,14 +153,12 @@ pub(super) fn decide(
                             "{sender} is a staff or admin address, but {} does not vouch for it (no DMARC or aligned DKIM pass); {token} was left alone",
                             config.authserv_id.as_deref().unwrap_or("the receiving server")
                         ),
-                        answer: false,
                     });
                 }
                 return Ok(Decision::Quarantine {
                     case: Some(case),
                     code: reasons::SENDER_NOT_PARTICIPANT,
                     detail: format!("{sender} is not a participant of {token}"),
-                    answer: true,
                 });
             }
             let new_text = analyzed.new_text();

@@ -321,6 +321,21 @@ pub(crate) struct Analyzed {
     new_text: Option<String>,
     /// Whether a staff or admin From address may be believed.
     pub(crate) authenticated: bool,
+    /// Why the sender gets no automatic answer, if they get none.
+    pub(crate) no_answers: Option<String>,
+}
+
+/// Why the sender of `mail` must get no automatic answer, if so: machine mail, headers
+/// asking for none, no-reply addresses (see [`classify::auto_response_allowed`]), or a
+/// staff or admin address the receiving server does not vouch for (the answer would reach
+/// the address's real owner, who did not write).
+pub(crate) fn no_answer_reason(config: &Config, mail: &InboundMail, authenticated: bool) -> Option<String> {
+    if let Some(from) = mail.from_address().filter(|_| !authenticated) {
+        if config.is_staff(from) || config.is_admin(from) {
+            return Some(format!("From: {from} is a staff or admin address, but the mail is not authenticated"));
+        }
+    }
+    classify::auto_response_allowed(mail).err()
 }
 
 /// Routing needs a subject token or In-Reply-To/References to find an existing case; a
@@ -341,10 +356,12 @@ impl Analyzed {
 
     fn of(config: &Config, mail: InboundMail) -> Analyzed {
         let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
+        let authenticated = crate::authorize::is_authenticated(config, &mail);
         Analyzed {
             machine: classify::classify(&mail, &ctx),
             new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
-            authenticated: crate::authorize::is_authenticated(config, &mail),
+            authenticated,
+            no_answers: no_answer_reason(config, &mail, authenticated),
             mail,
         }
     }
@@ -435,7 +452,10 @@ impl Step<'_> {
                 }
                 let mut report = w.quarantine(mail_id, None, code, detail)?;
                 report.message_id = message_id;
-                notify::enqueue(conn, self.config, &report.events, headers)?;
+                let no_answers = headers
+                    .and_then(|h| no_answer_reason(self.config, h, crate::authorize::is_authenticated(self.config, h)));
+                let trigger = headers.map(|mail| notify::Trigger { mail, no_answers: no_answers.as_deref() });
+                notify::enqueue(conn, self.config, &report.events, trigger)?;
                 Ok(report)
             }
             Parsed::Mail(analyzed) => {
@@ -447,7 +467,8 @@ impl Step<'_> {
                 let report = w.apply(decision, analyzed, journal, prepared, origin_account, self.blobs)?;
                 // Notifications are rows of the same savepoint: they exist exactly when
                 // the change they announce was committed.
-                notify::enqueue(conn, self.config, &report.events, Some(&analyzed.mail))?;
+                let trigger = notify::Trigger { mail: &analyzed.mail, no_answers: analyzed.no_answers.as_deref() };
+                notify::enqueue(conn, self.config, &report.events, Some(trigger))?;
                 Ok(report)
             }
         }

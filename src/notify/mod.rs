@@ -30,7 +30,6 @@ use rusqlite::Connection;
 
 use crate::address::Address;
 use crate::case::{CaseId, Event, MessageKind, Notice, ParticipantRole};
-use crate::classify;
 use crate::config::Config;
 use crate::parse::InboundMail;
 use crate::store::cases as case_store;
@@ -68,14 +67,22 @@ pub fn check_templates(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the outbox rows the events call for. `trigger` is the mail that caused them,
-/// when there is one (its Message-ID threads direct answers; its headers say whether an
-/// automatic answer is allowed).
+/// The mail that caused a set of events: its Message-ID threads direct answers, and
+/// `no_answers` says why its sender gets no automatic answer, if they get none (machine
+/// mail, "do not answer" headers, an unauthenticated staff address: worked out when the
+/// mail was analysed, see `ingest::no_answer_reason`).
+#[derive(Clone, Copy)]
+pub struct Trigger<'a> {
+    pub mail: &'a InboundMail,
+    pub no_answers: Option<&'a str>,
+}
+
+/// Writes the outbox rows the events call for.
 pub fn enqueue(
     conn: &Connection,
     config: &Config,
     events: &[Event],
-    trigger: Option<&InboundMail>,
+    trigger: Option<Trigger<'_>>,
 ) -> anyhow::Result<()> {
     if events.is_empty() || !config.notify.enabled {
         return Ok(());
@@ -359,7 +366,9 @@ struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    fn new(conn: &'a Connection, config: &'a Config, trigger: Option<&'a InboundMail>) -> anyhow::Result<Facts<'a>> {
+    fn new(conn: &'a Connection, config: &'a Config, trigger: Option<Trigger<'a>>) -> anyhow::Result<Facts<'a>> {
+        let no_answers = trigger.and_then(|t| t.no_answers).map(str::to_string);
+        let trigger = trigger.map(|t| t.mail);
         let from = support_mailbox(config)?;
         // Replies must reach a system address even when From is, say, a no-reply address.
         let from_address = Address::parse(from.email.as_ref());
@@ -376,7 +385,7 @@ impl<'a> Facts<'a> {
             conn,
             config,
             trigger,
-            no_answers: trigger.and_then(|m| classify::auto_response_allowed(m).err()),
+            no_answers,
             now,
             now_text: outbox::stamp(now),
             from,

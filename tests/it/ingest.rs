@@ -188,7 +188,13 @@ fn forged_staff_mail_is_treated_as_a_customers_when_authentication_is_required()
     let line = install.ingest_bytes("forged.eml", &forged);
     assert_eq!(line["outcome"], "quarantined");
     assert!(line["reason"].as_str().unwrap().starts_with("unauthenticated-staff: ann@support.example.com"), "{line}");
-    // Nobody is answered: the real Ann did not write it.
+    // A new case "from" Ann opens as any mail would, but is not acknowledged to her either.
+    let forged_new = mail(
+        "From: ann@support.example.com\r\nTo: support@example.com\r\nSubject: Password reset\r\nMessage-ID: <forged-new@x.example>",
+        "Please send me the admin password.",
+    );
+    assert_eq!(install.ingest_bytes("forged-new.eml", &forged_new)["outcome"], "created");
+    // Nobody is answered: the real Ann did not write these.
     let outbox = install.json(&["outbox", "list", "--json"]);
     let to_ann = outbox.as_array().unwrap().iter().filter(|r| r["to"][0] == "ann@support.example.com").count();
     assert_eq!(to_ann, 0, "{outbox}");
