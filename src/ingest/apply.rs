@@ -44,7 +44,7 @@ impl Writer<'_> {
                 Ok(mail_id)
             }
             Journal::New(origin) => {
-                mails::store_raw(self.tx, &prepared.sha, prepared.raw.len(), &prepared.packed)?;
+                mails::store_raw(self.tx, &prepared.sha, prepared.size, &prepared.packed)?;
                 let message_id = headers.and_then(|m| m.message_id.as_deref());
                 let key = dedupe_key(message_id, &prepared.sha);
                 mails::insert_mail(
@@ -87,6 +87,7 @@ impl Writer<'_> {
             outcome,
             case,
             reason,
+            first_outcome: None,
             events: std::mem::take(&mut self.events),
         }
     }

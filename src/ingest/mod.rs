@@ -76,6 +76,9 @@ pub struct IngestReport {
     #[serde(skip)]
     pub case: Option<CaseId>,
     pub reason: Option<String>,
+    /// For a duplicate: the outcome of the mail's first passage.
+    #[serde(skip)]
+    pub first_outcome: Option<Outcome>,
     /// What changed, in order (the notification step turns these into mail).
     #[serde(skip)]
     pub events: Vec<Event>,
@@ -246,7 +249,8 @@ impl Gateway {
 /// compressed — without touching the store, so it can be done on another thread while
 /// the previous batch is written.
 pub struct Prepared {
-    raw: Vec<u8>,
+    /// Size of the raw mail (the bytes themselves are kept only compressed, in `packed`).
+    size: usize,
     sha: String,
     packed: Vec<u8>,
     parsed: Parsed,
@@ -257,7 +261,7 @@ impl Prepared {
         let sha = sha256_hex(&raw);
         let parsed = parse_guarded(config, &raw);
         let packed = mails::pack_raw(&raw);
-        Prepared { raw, sha, packed, parsed }
+        Prepared { size: raw.len(), sha, packed, parsed }
     }
 
     /// Prepares many mails, on two threads when there are enough to be worth it.
@@ -272,11 +276,6 @@ impl Prepared {
             out.extend(other.join().expect("preparing mail never panics: parsing is guarded"));
             out
         })
-    }
-
-    /// Hex SHA-256 of the raw bytes.
-    pub fn sha256(&self) -> &str {
-        &self.sha
     }
 
     /// The mail's Message-ID, when it has a usable one.
@@ -525,7 +524,7 @@ impl Parsed {
 }
 
 /// The journal key of a mail: its Message-ID, or the hash of its bytes when it has none.
-pub fn dedupe_key(message_id: Option<&str>, sha: &str) -> String {
+pub(crate) fn dedupe_key(message_id: Option<&str>, sha: &str) -> String {
     match message_id {
         Some(id) => format!("mid:{id}"),
         None => format!("sha256:{sha}"),
@@ -568,6 +567,7 @@ fn duplicate_report((found, why): (MailRecord, &str), message_id: Option<String>
         outcome: Outcome::Duplicate,
         case: found.case_id,
         reason: Some(format!("{why}: mail #{} from {}, outcome {first}", found.id, found.origin)),
+        first_outcome: Some(found.outcome),
         events: Vec::new(),
     }
 }

@@ -158,7 +158,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
             continue;
         }
         if r.rule.on == On::NotApplied {
-            let since = outbox::stamp(facts.now - ChronoDuration::hours(NOT_APPLIED_EVERY_HOURS));
+            let since = crate::store::stamp(facts.now - ChronoDuration::hours(NOT_APPLIED_EVERY_HOURS));
             if outbox::not_applied_answered_since(conn, &r.address, case_of(event), &since)? {
                 tracing::info!(to = %r.address, "Already answered today that a mail could not be applied; not again");
                 continue;
@@ -239,7 +239,7 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
         Event::SurveyOffered { case, to, .. } => {
             crate::survey::store::set_message_id(conn, *case, to, &message_id)?;
             let delay = ChronoDuration::from_std(config.survey.delay).unwrap_or_else(|_| ChronoDuration::zero());
-            Some(outbox::stamp(facts.now + delay))
+            Some(crate::store::stamp(facts.now + delay))
         }
         _ => None,
     };
@@ -387,7 +387,7 @@ impl<'a> Facts<'a> {
             trigger,
             no_answers,
             now,
-            now_text: outbox::stamp(now),
+            now_text: crate::store::stamp(now),
             from,
             reply_to,
             support,
@@ -659,20 +659,22 @@ fn pretty_time(stored: &str) -> String {
 }
 
 /// A quarantine reason in words, for the sender.
-fn explain(reason: &str, config: &Config) -> String {
-    let code = reason.split(':').next().unwrap_or(reason).trim();
+fn explain(code: &str, config: &Config) -> String {
+    use crate::ingest::reasons;
     match code {
-        "sender-not-participant" => "you do not take part in this case. Ask its requester to add you as a watcher \
+        reasons::SENDER_NOT_PARTICIPANT => {
+            "you do not take part in this case. Ask its requester to add you as a watcher \
              (#watch your@address), or write a new mail without the case number to open a case of your own."
-            .into(),
-        "too-large" => format!(
+                .into()
+        }
+        reasons::TOO_LARGE => format!(
             "it is larger than the {} we accept. Please send large files as a link.",
             human_size(config.max_message_bytes)
         ),
-        "unparseable" => "its format could not be read. Please send it again as a plain mail.".into(),
-        "account-not-allowed" => "it names an account you may not open cases for.".into(),
-        "bad-field" => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
-        "internal-error" => "of a problem on our side. Our team has been told; you need not do anything.".into(),
+        reasons::UNPARSEABLE => "its format could not be read. Please send it again as a plain mail.".into(),
+        reasons::ACCOUNT_NOT_ALLOWED => "it names an account you may not open cases for.".into(),
+        reasons::BAD_FIELD => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
+        reasons::INTERNAL_ERROR => "of a problem on our side. Our team has been told; you need not do anything.".into(),
         _ => "it could not be processed automatically. Our team has been told.".into(),
     }
 }

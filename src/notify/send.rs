@@ -124,7 +124,7 @@ impl Sender {
             let now = Utc::now();
             // The lease covers the worst case of a step: every connection timing out.
             let lease = now + chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::hours(1));
-            let (now_text, lease_text) = (outbox::stamp(now), outbox::stamp(lease));
+            let (now_text, lease_text) = (crate::store::stamp(now), crate::store::stamp(lease));
             let config = Arc::clone(&self.config);
             let due = with_db(&self.config, move |conn| {
                 let mut due = outbox::claim_due(conn, &now_text, &lease_text, CHUNK)?;
@@ -172,12 +172,12 @@ impl Sender {
                         let delay = retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
                         tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
-                        Attempt::Retry { at: outbox::stamp(at), error }
+                        Attempt::Retry { at: crate::store::stamp(at), error }
                     }
                 };
                 records.push((id, outcome));
             }
-            let now_text = outbox::stamp(Utc::now());
+            let now_text = crate::store::stamp(Utc::now());
             with_db(&self.config, move |conn| outbox::record(conn, &records, &now_text)).await?;
             if connection_failed {
                 return Ok(summary);

@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::case::Outcome;
 use crate::config::Config;
-use crate::ingest::{dedupe_key, Gateway, IngestReport, Origin, Prepared};
-use crate::store::{self, mails};
+use crate::ingest::{Gateway, IngestReport, Origin, Prepared};
+use crate::store;
 
 /// Jobs waiting for the writer, across all sources. Each source keeps at most two batches
 /// in flight, so a small bound is enough to keep the writer busy.
@@ -291,49 +291,21 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
 }
 
 fn ingest(gateway: &mut Gateway, mails: Vec<(Prepared, Origin)>) -> anyhow::Result<Vec<Processed>> {
-    let shas: Vec<String> = mails.iter().map(|(p, _)| p.sha256().to_string()).collect();
     let (prepared, origins): (Vec<Prepared>, Vec<Origin>) = mails.into_iter().unzip();
     let reports = gateway.ingest_prepared(prepared.into_iter().zip(origins.iter()).collect())?;
-    let conn = &gateway.store.conn;
-    origins
-        .iter()
-        .zip(shas)
-        .zip(reports)
-        .map(|((origin, sha), report)| {
-            let disposition = disposition(conn, origin, &sha, &report)?;
-            Ok(Processed { report, disposition })
-        })
-        .collect()
+    Ok(reports.into_iter().map(|report| Processed { disposition: disposition(&report), report }).collect())
 }
 
-/// A quarantined mail goes to quarantine; so does a duplicate whose journal row is
-/// quarantined (the crash-after-commit case: it must end where its first passage would
-/// have put it). Everything else is done.
-fn disposition(
-    conn: &rusqlite::Connection,
-    origin: &Origin,
-    sha: &str,
-    report: &IngestReport,
-) -> anyhow::Result<Disposition> {
-    let quarantined = match report.outcome {
-        Outcome::Quarantined => true,
-        Outcome::Duplicate => {
-            let by_position = match (&origin.source, &origin.source_key) {
-                (Some(source), Some(key)) => mails::find_by_position(conn, source, key)?,
-                _ => None,
-            };
-            let record = match by_position {
-                Some(r) => Some(r),
-                None => {
-                    let key = dedupe_key(report.message_id.as_deref(), sha);
-                    mails::find_by_dedupe_key(conn, &key)?
-                }
-            };
-            record.is_some_and(|r| r.outcome == Outcome::Quarantined)
-        }
-        _ => false,
-    };
-    Ok(if quarantined { Disposition::Quarantine } else { Disposition::Done })
+/// A quarantined mail goes to quarantine; so does a duplicate whose first passage was
+/// quarantined (the crash-after-commit case: it must end where that passage would have
+/// put it). Everything else is done.
+fn disposition(report: &IngestReport) -> Disposition {
+    let quarantined = report.outcome == Outcome::Quarantined || report.first_outcome == Some(Outcome::Quarantined);
+    if quarantined {
+        Disposition::Quarantine
+    } else {
+        Disposition::Done
+    }
 }
 
 fn load_checkpoint(gateway: &Gateway, source: &str) -> anyhow::Result<Option<Checkpoint>> {

@@ -153,9 +153,15 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Current time as stored: RFC 3339, UTC, milliseconds (sorts as text).
+/// A time as stored everywhere in casegate: RFC 3339, UTC, milliseconds, so that text
+/// comparison orders times.
+pub fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The current time as stored (see [`stamp`]).
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    stamp(chrono::Utc::now())
 }
 
 #[cfg(test)]

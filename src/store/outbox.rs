@@ -16,18 +16,11 @@
 //! `outbox flush` never send the same row at once. Should a sender die mid-send, the lease
 //! runs out and the row is sent again, with the same Message-ID.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::address::Address;
 use crate::case::CaseId;
-
-/// A timestamp as the database stores it (same format as [`super::now`]), so that text
-/// comparison orders times.
-pub fn stamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 /// A notification being written.
 #[derive(Debug, Clone)]

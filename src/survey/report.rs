@@ -41,7 +41,7 @@ pub struct ReportAnswer {
 }
 
 fn as_stored_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&super::store::db_time(*t))
+    s.serialize_str(&crate::store::stamp(*t))
 }
 
 /// `casegate survey report --json` prints exactly this.
@@ -106,7 +106,7 @@ fn ratio(part: u64, whole: u64, decimals: i32) -> Option<f64> {
 
 /// Reads the invitations and answers `filter` selects and summarizes them.
 pub fn load(conn: &Connection, token_prefix: &str, filter: &Filter) -> rusqlite::Result<Report> {
-    let since = filter.since.map(|d| super::store::db_time(d.and_time(chrono::NaiveTime::MIN).and_utc()));
+    let since = filter.since.map(|d| crate::store::stamp(d.and_time(chrono::NaiveTime::MIN).and_utc()));
     let account = filter.account.as_deref().map(str::trim);
     let sent: i64 = conn.query_row(
         "SELECT count(*) FROM survey_invitations i JOIN cases c ON c.id = i.case_id

@@ -8,7 +8,7 @@
 //! before the link expires. Like the rest of [`crate::store`], everything here is
 //! synchronous and takes a `&Connection`, so it runs inside the caller's transaction.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -147,7 +147,7 @@ pub fn invite_with_secret(
             "INSERT INTO survey_invitations (case_id, recipient, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (case_id, recipient) DO NOTHING",
         )?
-        .execute(params![case, recipient.as_str(), db_time(now), db_time(expires_at)])?;
+        .execute(params![case, recipient.as_str(), crate::store::stamp(now), crate::store::stamp(expires_at)])?;
     if inserted == 0 {
         return Ok(None);
     }
@@ -157,8 +157,8 @@ pub fn invite_with_secret(
         Some(case),
         Some(recipient.as_str()),
         "survey-invited",
-        Some(&format!("link valid until {}", db_time(expires_at))),
-        &db_time(now),
+        Some(&format!("link valid until {}", crate::store::stamp(expires_at))),
+        &crate::store::stamp(now),
     )?;
     tracing::info!(case, recipient = %recipient, expires_at = %expires_at, "Survey offered");
     let url = super::link(config, &token::sign(secret, case, recipient, expires_at));
@@ -220,7 +220,7 @@ pub fn record_answer(
         return Err(AnswerError::Expired { case, recipient: recipient.clone(), expires_at: invitation.expires_at });
     }
     let existed = current_answer(conn, case, recipient)?.is_some();
-    let now_s = db_time(now);
+    let now_s = crate::store::stamp(now);
     conn.prepare_cached(
         "INSERT INTO survey_answers (case_id, recipient, score, solved, comment, channel, answered_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
@@ -283,13 +283,8 @@ pub fn resolved_cases_due(conn: &Connection, config: &Config, now: DateTime<Utc>
            AND NOT EXISTS (SELECT 1 FROM survey_invitations i WHERE i.case_id = c.id)
          ORDER BY id",
     )?;
-    let rows = stmt.query_map([db_time(cutoff)], |r| r.get(0))?;
+    let rows = stmt.query_map([crate::store::stamp(cutoff)], |r| r.get(0))?;
     rows.collect()
-}
-
-/// Times as stored everywhere in casegate: RFC 3339, UTC, milliseconds (sorts as text).
-pub(crate) fn db_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub(crate) fn time_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {

@@ -52,7 +52,7 @@ fn outbox_ids(s: &Setup) -> BTreeSet<String> {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    casegate::store::now()
 }
 
 #[test]
