@@ -59,12 +59,6 @@ pub struct Options {
     pub drain_deadline: Duration,
 }
 
-impl Default for Options {
-    fn default() -> Options {
-        Options { once: false, drain_deadline: Duration::from_secs(10) }
-    }
-}
-
 /// Runs the daemon until `shutdown` is cancelled (or, with `once`, until the sources are
 /// drained). `Err` for start-up failures (database, secrets) and, with `once`, when a
 /// source failed.

@@ -80,9 +80,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
 
 /// A rendered notification, before it becomes a mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The body of a notification (its subject is rendered on its own, when it is queued:
+/// see [`Templates::render_subject`]).
 pub struct Rendered {
-    /// The subject line as the template wrote it (one line, without the case token).
-    pub subject: String,
     pub text: String,
     pub html: String,
 }
@@ -168,12 +168,10 @@ impl Templates {
         Ok(templates)
     }
 
-    /// Renders the three parts of a notification.
+    /// Renders the text and HTML parts of a notification.
     pub fn render(&self, view: &View) -> Result<Rendered, RenderError> {
         let kind = view.kind;
-        let subject = self.text.render(&format!("{kind}.subject"), view)?;
         Ok(Rendered {
-            subject: crate::parse::one_line(&subject),
             text: tidy_text(&self.text.render(&format!("{kind}.text"), view)?),
             html: self.html.render(&format!("{kind}.html"), view)?,
         })
@@ -187,7 +185,7 @@ impl Templates {
     fn check_samples(&self) -> anyhow::Result<()> {
         for kind in KINDS {
             for view in samples(kind) {
-                self.render(&view).map_err(|e| {
+                self.render_subject(&view).and_then(|_| self.render(&view)).map_err(|e| {
                     anyhow::anyhow!(
                         "template {kind} fails with sample data (recipient role {}, case {}): {e}",
                         view.recipient.role,
@@ -537,7 +535,7 @@ mod tests {
         assert!(r.html.contains("&lt;script&gt;"), "{}", r.html);
         assert!(r.html.contains("Printer &lt;on fire&gt; &amp; smoking"), "{}", r.html);
         assert!(r.text.contains("<script>alert('x')</script> & \"quotes\""), "{}", r.text);
-        assert_eq!(r.subject, "Printer <on fire> & smoking", "subjects are text, not HTML");
+        assert_eq!(t.render_subject(&view).unwrap(), "Printer <on fire> & smoking", "subjects are text, not HTML");
     }
 
     #[test]
@@ -546,7 +544,7 @@ mod tests {
         std::fs::write(dir.path().join("reply.subject.hbs"), "New answer: {{case.subject}}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         assert_eq!(t.overridden, ["reply.subject"]);
-        assert_eq!(t.render(&sample_view("reply")).unwrap().subject, "New answer: Printer <on fire> & smoking");
+        assert_eq!(t.render_subject(&sample_view("reply")).unwrap(), "New answer: Printer <on fire> & smoking");
 
         // A misspelt variable, in an output and in a condition: strict mode refuses both.
         for broken in ["{{case.subjcet}}", "{{#if case.is_urgent}}!{{/if}}", "{{#unless nothing}}x{{/unless}}"] {

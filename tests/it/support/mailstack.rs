@@ -518,10 +518,6 @@ impl Dovecot {
         &self.ca.ca_pem
     }
 
-    pub fn users(&self) -> &[User] {
-        &self.users
-    }
-
     /// The password of a declared user; panics for an unknown one.
     pub fn password(&self, user: &str) -> &str {
         match self.users.iter().find(|u| u.address == user) {
@@ -559,10 +555,6 @@ impl Dovecot {
 
     fn stderr_path(&self) -> PathBuf {
         self.dir().join("dovecot.stderr")
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| matches!(p.master.try_wait(), Ok(None)))
     }
 
     /// Shuts Dovecot down gracefully (clients get `* BYE`), keeping ports, config and
@@ -1264,10 +1256,6 @@ impl SmtpSink {
 
     pub fn log_tail(&self) -> String {
         format!("--- {} (tail) ---\n{}", self.log_path().display(), tail(&self.log_path(), 30))
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(|p| matches!(p.try_wait(), Ok(None)))
     }
 
     /// Changes what the sink does from its next transaction on.
