@@ -82,7 +82,6 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
             writer: handle.clone(),
             shutdown: shutdown.clone(),
             once: options.once,
-            token_prefix: config.token_prefix.clone(),
         };
         let name = format!("mailbox {}", mb.name);
         sources.spawn(async move { (name, watcher.run().await) });
@@ -93,7 +92,6 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
             writer: handle.clone(),
             shutdown: shutdown.clone(),
             once: options.once,
-            token_prefix: config.token_prefix.clone(),
         };
         let name = format!("maildir {}", md.name);
         sources.spawn(async move { (name, watcher.run().await) });

@@ -13,6 +13,7 @@
 
 pub mod address;
 pub mod authorize;
+pub mod backoff;
 pub mod case;
 pub mod casework;
 pub mod classify;

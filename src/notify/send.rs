@@ -492,11 +492,11 @@ pub async fn run_worker(config: Arc<Config>, shutdown: CancellationToken) -> any
         }
         Err(e) => return Err(e),
     };
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = crate::backoff::Backoff::after_errors();
     loop {
         let wait = match sender.send_due().await {
             Ok(summary) => {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 if summary != Summary::default() {
                     tracing::info!(
                         sent = summary.sent,
@@ -511,9 +511,8 @@ pub async fn run_worker(config: Arc<Config>, shutdown: CancellationToken) -> any
                 until_next.min(config.outbox.poll_interval)
             }
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), retry_in = ?backoff, "Outbox step failed");
-                let wait = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(64));
+                let wait = backoff.next_delay();
+                tracing::error!(error = format!("{e:#}"), retry_in = ?wait, "Outbox step failed");
                 wait
             }
         };

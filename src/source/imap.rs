@@ -38,7 +38,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Checkpoint, Disposition, Pending, Processed, SourceMail, WriterHandle};
+use super::{Checkpoint, Disposition, Pending, Processed, SourceMail, WriterHandle};
+use crate::backoff::Backoff;
 use crate::config::{MailboxConfig, MarkProcessed, Tls};
 use crate::ingest::Origin;
 
@@ -49,8 +50,6 @@ const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
 const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
 /// How long a logout may take when we are leaving anyway.
 const GOODBYE: Duration = Duration::from_secs(1);
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Any byte stream async-imap can run on: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
@@ -310,8 +309,6 @@ pub struct Watcher {
     pub shutdown: CancellationToken,
     /// Process what is waiting, then return (`casegate run --once`).
     pub once: bool,
-    /// `case.token_prefix`, for the log.
-    pub token_prefix: String,
 }
 
 impl Watcher {
@@ -319,7 +316,7 @@ impl Watcher {
     /// Reconnects after any error; returns `Err` only in `once` mode.
     pub async fn run(self) -> anyhow::Result<()> {
         let name = self.mailbox.name.clone();
-        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+        let mut backoff = Backoff::after_errors();
         loop {
             match self.session(&mut backoff).await {
                 Ok(()) => return Ok(()),
@@ -652,7 +649,7 @@ impl Folder<'_> {
         };
         for (uid, p) in batch.uids.iter().zip(&processed) {
             let r = &p.report;
-            let case = r.case.map(|c| format!("{}-{c}", self.w.token_prefix));
+            let case = r.case.map(|c| self.w.writer.config().case_token(c));
             tracing::info!(
                 mailbox = %mb.name,
                 uid,

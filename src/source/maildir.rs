@@ -14,12 +14,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Disposition, SourceMail, WriterHandle};
+use super::{Disposition, SourceMail, WriterHandle};
+use crate::backoff::Backoff;
 use crate::config::MaildirConfig;
 use crate::ingest::Origin;
 
@@ -33,14 +33,13 @@ pub struct MaildirWatcher {
     pub shutdown: CancellationToken,
     /// Process what is waiting, then return.
     pub once: bool,
-    pub token_prefix: String,
 }
 
 impl MaildirWatcher {
     pub async fn run(self) -> anyhow::Result<()> {
         let md = Arc::clone(&self.maildir);
         tokio::task::spawn_blocking(move || prepare(&md)).await??;
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut backoff = Backoff::after_errors();
         tracing::info!(maildir = %self.maildir.name, path = %self.maildir.path.display(), "Watching Maildir");
         loop {
             match self.drain().await {
@@ -116,7 +115,7 @@ impl MaildirWatcher {
                         .await
                         .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
                     let r = &p.report;
-                    let case = r.case.map(|c| format!("{}-{c}", self.token_prefix));
+                    let case = r.case.map(|c| self.writer.config().case_token(c));
                     tracing::info!(
                         maildir = %md.name,
                         file = %name,
@@ -196,6 +195,7 @@ fn seed_maildir(seed: &Path, target: &Path) -> anyhow::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn unique_names_drop_the_info_part() {

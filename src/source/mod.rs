@@ -100,6 +100,13 @@ pub struct WriterHandle {
     config: Arc<Config>,
 }
 
+impl WriterHandle {
+    /// The configuration the writer runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
 /// The writer thread itself; [`Writer::join`] waits for it after the last handle is dropped.
 pub struct Writer {
     thread: Option<JoinHandle<()>>,
@@ -331,51 +338,9 @@ fn save_checkpoint(gateway: &Gateway, source: &str, c: Checkpoint) -> anyhow::Re
     Ok(())
 }
 
-/// Capped exponential backoff with jitter, for reconnecting after errors: 1 s, 2 s, 4 s …
-/// up to `max`, each drawn from [½·d, d] so that many sources do not retry in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: std::time::Duration,
-    base: std::time::Duration,
-    max: std::time::Duration,
-}
-
-impl Backoff {
-    pub fn new(base: std::time::Duration, max: std::time::Duration) -> Backoff {
-        Backoff { next: base, base, max }
-    }
-
-    /// The delay before the next attempt; doubles the one after.
-    pub fn next_delay(&mut self) -> std::time::Duration {
-        use rand::Rng;
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let lo = d.as_millis() as u64 / 2;
-        std::time::Duration::from_millis(rand::thread_rng().gen_range(lo..=d.as_millis() as u64))
-    }
-
-    /// After a success: start again from the base delay.
-    pub fn reset(&mut self) {
-        self.next = self.base;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        for (d, top) in delays.iter().zip([1, 2, 4, 8, 8, 8]) {
-            let top = Duration::from_secs(top);
-            assert!(*d <= top && *d >= top / 2, "{d:?} not in [{:?}, {top:?}]", top / 2);
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
-    }
 
     fn config(dir: &std::path::Path) -> Arc<Config> {
         let text = "data_dir = \"var\"\nsystem_addresses = [\"support@example.com\"]\n";

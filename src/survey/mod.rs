@@ -82,12 +82,8 @@ pub fn offers_for(conn: &rusqlite::Connection, config: &Config, events: &[Event]
     let mut offers = Vec::new();
     for event in events {
         let Event::StatusChanged { case, to: Status::Closed, .. } = event else { continue };
-        match invite_case(conn, config, *case, now) {
-            Ok(invitations) => offers.extend(invitations.into_iter().map(|i| Event::SurveyOffered {
-                case: i.case,
-                to: i.recipient,
-                url: i.url,
-            })),
+        match offer_events(conn, config, *case, now) {
+            Ok(events) => offers.extend(events),
             Err(e) => tracing::error!(case, error = %e, "Survey not offered"),
         }
     }
@@ -106,15 +102,25 @@ pub fn sweep_resolved(config: &Config) -> anyhow::Result<usize> {
     let now = Utc::now();
     let due = store::resolved_cases_due(&tx, config, now)?;
     for &case in &due {
-        let offers: Vec<Event> = invite_case(&tx, config, case, now)?
-            .into_iter()
-            .map(|i| Event::SurveyOffered { case: i.case, to: i.recipient, url: i.url })
-            .collect();
+        let offers = offer_events(&tx, config, case, now)?;
         crate::notify::enqueue(&tx, config, &offers, None)?;
         tracing::info!(case, offered = offers.len(), "Survey offered for a case waiting in Resolved");
     }
     tx.commit()?;
     Ok(due.len())
+}
+
+/// Invites a case's requester and contact (once per case) and returns the offers to mail.
+fn offer_events(
+    conn: &rusqlite::Connection,
+    config: &Config,
+    case: crate::case::CaseId,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Event>> {
+    Ok(invite_case(conn, config, case, now)?
+        .into_iter()
+        .map(|i| Event::SurveyOffered { case: i.case, to: i.recipient, url: i.url })
+        .collect())
 }
 
 /// The survey link for a token: `{base_url}/survey/{token}`.
