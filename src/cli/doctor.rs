@@ -90,8 +90,9 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
                 Some(seed) => r.fail(&what, &format!("seed_from {} does not exist", seed.display())),
                 None => r.ok(&what, &format!("{} will be created at start", path.display())),
             }
-        } else if ["new", "cur", "tmp"].iter().all(|s| path.join(s).is_dir()) {
-            let waiting = std::fs::read_dir(path.join("new")).map(|d| d.count()).unwrap_or(0);
+        } else if crate::source::maildir::missing_maildir_folder(path).is_none() {
+            // Counted as `run` will read them (files, no dot files).
+            let waiting = crate::source::maildir::list_new(&path.join("new")).map_or(0, |n| n.len());
             r.ok(&what, &format!("{} is a Maildir; {waiting} mail(s) waiting in new/", path.display()));
         } else {
             r.fail(&what, &format!("{} exists but is not a Maildir (it needs new/, cur/ and tmp/)", path.display()));

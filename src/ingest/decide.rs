@@ -12,7 +12,7 @@ use crate::commands::{self, Commands};
 use crate::config::Config;
 use crate::fields;
 use crate::parse::forward::{self, Forwarded};
-use crate::parse::{reply, InboundMail};
+use crate::parse::InboundMail;
 use crate::route::{self, Route, TokenMatcher};
 use crate::store::cases::{self as case_store, CaseRow};
 use crate::survey;
@@ -61,6 +61,9 @@ pub(super) struct FollowUp {
     pub(super) closed: CaseId,
     pub(super) contact: Option<Address>,
     pub(super) account: Option<String>,
+    /// The new text of the mail (worked out while it was prepared): the follow-up's
+    /// opening entry, not the quoted old thread.
+    pub(super) description: String,
 }
 
 /// Who a new case is for and the fields it starts with.
@@ -169,7 +172,12 @@ pub(super) fn decide(
             if row.status == Status::Closed && has_text && !commands.has("unwatch") {
                 let note = format!("{} is closed; a new case was opened that links it", config.case_token(case));
                 let contact = people.iter().find(|(_, r)| *r == ParticipantRole::Contact).map(|(a, _)| a.clone());
-                let follows = FollowUp { closed: case, contact, account: row.account.clone() };
+                let follows = FollowUp {
+                    closed: case,
+                    contact,
+                    account: row.account.clone(),
+                    description: new_text.into_owned(),
+                };
                 return Ok(plan_new_case(config, tokens, mail, sender, authenticated, Some(note), Some(follows)));
             }
             Ok(Decision::OnCase { case: row, standing, commands })
@@ -275,8 +283,7 @@ fn plan_new_case(
         None if linked.is_some() => tokens.clean_subject(&mail.subject),
         None => mail.subject.clone(),
     };
-    // A follow-up is a reply: its opening entry is the new text, not the quoted old thread.
-    let description = follows.as_ref().map(|_| reply::new_text_of(mail));
+    let description = follows.as_ref().map(|f| f.description.clone());
     Decision::NewCase(Box::new(NewCasePlan {
         subject,
         description,

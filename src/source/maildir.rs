@@ -136,7 +136,7 @@ fn unique_name(file: &str) -> &str {
 }
 
 /// The file names in `new/`, sorted; dot files (editor and delivery leftovers) skipped.
-fn list_new(dir: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn list_new(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;
@@ -165,12 +165,15 @@ pub fn prepare(md: &MaildirConfig) -> anyhow::Result<()> {
             None => tracing::info!(maildir = %md.name, path = %path.display(), "Maildir created"),
         }
     }
-    for sub in ["tmp", "new", "cur"] {
-        if !path.join(sub).is_dir() {
-            bail!("{} is not a Maildir: it has no {sub}/ folder", path.display());
-        }
+    if let Some(sub) = missing_maildir_folder(path) {
+        bail!("{} is not a Maildir: it has no {sub}/ folder", path.display());
     }
     Ok(())
+}
+
+/// The first of `tmp/`, `new/`, `cur/` that `path` lacks, if any.
+pub(crate) fn missing_maildir_folder(path: &Path) -> Option<&'static str> {
+    ["tmp", "new", "cur"].into_iter().find(|sub| !path.join(sub).is_dir())
 }
 
 /// Copies every message of `seed` (its `new/` and `cur/`, or the folder itself when it

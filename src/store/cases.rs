@@ -408,11 +408,7 @@ pub fn show_case(conn: &Connection, prefix: &str, id: CaseId) -> rusqlite::Resul
         stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut view = view_of(row, prefix, &people);
     // The description is the opening entry of the thread.
-    view.description = Some(
-        conn.query_row("SELECT body FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1", [id], |r| r.get(0))
-            .optional()?
-            .unwrap_or_default(),
-    );
+    view.description = Some(description(conn, id)?.unwrap_or_default());
 
     let mut stmt = conn.prepare(
         "SELECT id, message_id, from_addr, kind, body, created_at FROM messages WHERE case_id = ?1 ORDER BY id",
