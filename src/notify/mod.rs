@@ -290,48 +290,62 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
     Ok(())
 }
 
-/// Renders and composes a queued notification from its spec (when it is first sent).
-/// `Err` says why it cannot be built; the row is then failed.
-pub(crate) fn render_queued(
-    conn: &Connection,
-    config: &Config,
-    to: &Address,
-    subject: &str,
-    message_id: &str,
-    spec: &str,
-) -> Result<Vec<u8>, String> {
-    let spec: Spec = serde_json::from_str(spec).map_err(|e| format!("stored notification is unreadable: {e}"))?;
-    let templates = Templates::cached(config).map_err(|e| format!("templates: {e}"))?;
-    let rule = recipients::RULES
-        .iter()
-        .find(|r| r.template == spec.template)
-        .ok_or_else(|| format!("unknown notification kind {:?}", spec.template))?;
-    let role = ["requester", "contact", "watcher", "staff", "sender"]
-        .into_iter()
-        .find(|r| *r == spec.role)
-        .ok_or_else(|| format!("unknown recipient role {:?}", spec.role))?;
-    let mut facts = Facts::new(conn, config, None).map_err(|e| e.to_string())?;
-    facts.author = spec.author.clone();
-    facts.your_subject = spec.your_subject.clone();
-    let view = facts
-        .view(&spec.event, &Target { template: rule.template, role, address: to }, true)
-        .map_err(|e| format!("notification {}: {e}", rule.template))?;
-    let parts = templates.render(&view).map_err(|e| format!("template {}: {e}", rule.template))?;
-    let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
-    compose::build(compose::Outgoing {
-        from: &facts.from,
-        reply_to: &facts.reply_to,
-        to,
-        subject,
-        message_id,
-        in_reply_to: spec.in_reply_to.as_deref(),
-        references: &spec.references,
-        auto_submitted: if spec.answer { "auto-replied" } else { "auto-generated" },
-        instance_id: &config.instance_id,
-        list_unsubscribe: unsubscribe.map(String::as_str),
-        text: parts.text,
-        html: parts.html,
-    })
+/// Renders and composes queued notifications from their specs (when they are first
+/// sent). One renderer serves a whole claimed chunk, so the case, its people and its
+/// thread are read once for all the chunk's recipients.
+pub(crate) struct Renderer<'a> {
+    facts: Facts<'a>,
+    templates: std::sync::Arc<Templates>,
+}
+
+impl<'a> Renderer<'a> {
+    pub(crate) fn new(conn: &'a Connection, config: &'a Config) -> Result<Renderer<'a>, String> {
+        let templates = Templates::cached(config).map_err(|e| format!("templates: {e}"))?;
+        let facts = Facts::new(conn, config, None).map_err(|e| e.to_string())?;
+        Ok(Renderer { facts, templates })
+    }
+
+    /// One notification; `Err` says why it cannot be built (the row is then failed).
+    pub(crate) fn render(
+        &mut self,
+        to: &Address,
+        subject: &str,
+        message_id: &str,
+        spec: &str,
+    ) -> Result<Vec<u8>, String> {
+        let spec: Spec = serde_json::from_str(spec).map_err(|e| format!("stored notification is unreadable: {e}"))?;
+        let rule = recipients::RULES
+            .iter()
+            .find(|r| r.template == spec.template)
+            .ok_or_else(|| format!("unknown notification kind {:?}", spec.template))?;
+        let role = ["requester", "contact", "watcher", "staff", "sender"]
+            .into_iter()
+            .find(|r| *r == spec.role)
+            .ok_or_else(|| format!("unknown recipient role {:?}", spec.role))?;
+        let config = self.facts.config;
+        let facts = &mut self.facts;
+        facts.author = spec.author.clone();
+        facts.your_subject = spec.your_subject.clone();
+        let view = facts
+            .view(&spec.event, &Target { template: rule.template, role, address: to }, true)
+            .map_err(|e| format!("notification {}: {e}", rule.template))?;
+        let parts = self.templates.render(&view).map_err(|e| format!("template {}: {e}", rule.template))?;
+        let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
+        compose::build(compose::Outgoing {
+            from: &facts.from,
+            reply_to: &facts.reply_to,
+            to,
+            subject,
+            message_id,
+            in_reply_to: spec.in_reply_to.as_deref(),
+            references: &spec.references,
+            auto_submitted: if spec.answer { "auto-replied" } else { "auto-generated" },
+            instance_id: &config.instance_id,
+            list_unsubscribe: unsubscribe.map(String::as_str),
+            text: parts.text,
+            html: parts.html,
+        })
+    }
 }
 
 /// The support mailbox outgoing mail is from (`smtp.from`, else the first system address).

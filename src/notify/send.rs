@@ -240,18 +240,43 @@ impl Sender {
 /// its row, so that every later attempt sends exactly these bytes. A notification that
 /// cannot be built keeps no payload and carries the reason; it is then failed.
 fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due]) -> rusqlite::Result<()> {
-    for d in due.iter_mut().filter(|d| d.payload.is_none()) {
+    if due.iter().all(|d| d.payload.is_some()) {
+        return Ok(());
+    }
+    let mut renderer = match super::Renderer::new(conn, config) {
+        Ok(r) => r,
+        Err(e) => {
+            for d in due.iter_mut().filter(|d| d.payload.is_none()) {
+                d.build_error = Some(e.clone());
+            }
+            return Ok(());
+        }
+    };
+    let mut rendered = Vec::new();
+    for (i, d) in due.iter_mut().enumerate().filter(|(_, d)| d.payload.is_none()) {
         let Some(spec) = d.spec.take() else { continue };
         let Some(to) = d.recipients.first().and_then(|r| crate::address::Address::parse(r)) else { continue };
-        match super::render_queued(conn, config, &to, &d.subject, &d.message_id, &spec) {
+        match renderer.render(&to, &d.subject, &d.message_id, &spec) {
             Ok(mail) => {
-                outbox::store_payload(conn, d.id, &mail)?;
                 d.payload = Some(mail);
+                rendered.push(i);
             }
             Err(e) => d.build_error = Some(e),
         }
     }
-    Ok(())
+    drop(renderer);
+    if rendered.is_empty() {
+        return Ok(());
+    }
+    // The chunk's new payloads, stored in one write transaction (reading was done first,
+    // outside it, so the ingest writer is held up only for the writes).
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    for i in rendered {
+        if let Some(mail) = &due[i].payload {
+            outbox::store_payload(&tx, due[i].id, mail)?;
+        }
+    }
+    tx.commit()
 }
 
 /// Writes `name` into `dir` atomically (a reader never sees half a mail).
