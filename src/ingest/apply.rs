@@ -25,6 +25,8 @@ pub(super) struct Writer<'t> {
     pub(super) config: &'t Config,
     pub(super) now: String,
     pub(super) events: Vec<Event>,
+    /// Where a new mail's raw copy is staged (written before the commit).
+    pub(super) packs: &'t std::cell::RefCell<crate::store::packs::RawPacks>,
 }
 
 impl Writer<'_> {
@@ -37,17 +39,23 @@ impl Writer<'_> {
         outcome: Outcome,
         case: Option<CaseId>,
         reason: Option<&str>,
-    ) -> rusqlite::Result<i64> {
+    ) -> anyhow::Result<i64> {
         match journal {
             Journal::Replay { mail_id } => {
                 mails::set_outcome(self.tx, mail_id, outcome, case, reason)?;
                 Ok(mail_id)
             }
             Journal::New(origin) => {
-                mails::store_raw(self.tx, &prepared.sha, prepared.size, &prepared.packed)?;
+                mails::store_raw(
+                    self.tx,
+                    &mut self.packs.borrow_mut(),
+                    &prepared.sha,
+                    prepared.size,
+                    &prepared.packed,
+                )?;
                 let message_id = headers.and_then(|m| m.message_id.as_deref());
                 let key = dedupe_key(message_id, &prepared.sha);
-                mails::insert_mail(
+                Ok(mails::insert_mail(
                     self.tx,
                     &NewMail {
                         origin: &origin.description,
@@ -63,7 +71,7 @@ impl Writer<'_> {
                         reason,
                     },
                     &self.now,
-                )
+                )?)
             }
         }
     }

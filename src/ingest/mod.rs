@@ -186,6 +186,7 @@ impl Gateway {
     fn write_batch(&mut self, mails: &[(Prepared, &Origin)], guard: Guard) -> anyhow::Result<Written> {
         let config = Arc::clone(&self.config);
         let blobs = self.store.blobs.clone();
+        let packs = &self.store.packs;
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Attachment files are written by a second thread while the database work goes on;
         // all of them exist before the commit. (Files of an attempt that is rolled back are
@@ -193,7 +194,7 @@ impl Gateway {
         let (reports, written) = store::blobs::with_background_writer(&blobs, |sink| {
             let mut reports = Vec::with_capacity(mails.len());
             for (prepared, origin) in mails {
-                let step = Step { config: &config, blobs: sink, prepared, journal: Journal::New(origin) };
+                let step = Step { config: &config, blobs: sink, packs, prepared, journal: Journal::New(origin) };
                 let report = match guard {
                     Guard::PerMail => step.run(&mut tx, &prepared.parsed)?,
                     Guard::Batch => match step.run_unguarded(&tx, &prepared.parsed)? {
@@ -205,13 +206,19 @@ impl Gateway {
             }
             anyhow::Ok(Written::Committed(reports))
         });
-        let reports = reports?;
-        if let Written::Committed(_) = reports {
-            written.context("cannot write attachment files")?;
-            tx.commit()?;
-        }
-        // A `Panicked` attempt is rolled back when `tx` is dropped.
-        Ok(reports)
+        // The raw copies staged by an attempt that is rolled back (on `Err` or `Panicked`,
+        // when `tx` is dropped) are never written.
+        let reports = match reports {
+            Ok(Written::Committed(reports)) => reports,
+            other => {
+                packs.borrow_mut().discard();
+                return other;
+            }
+        };
+        written.context("cannot write attachment files")?;
+        packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
+        tx.commit()?;
+        Ok(Written::Committed(reports))
     }
 
     /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
@@ -225,8 +232,8 @@ impl Gateway {
         }
         let record =
             mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
-        let raw =
-            mails::raw(&self.store.conn, &record.raw_sha256)?.context("raw copy of a quarantined mail is missing")?;
+        let raw = mails::raw(&self.store.conn, &self.config.data_dir.join(store::packs::DIR), &record.raw_sha256)?
+            .context("raw copy of a quarantined mail is missing")?;
         let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
         let blobs = self.store.blobs.clone();
@@ -234,6 +241,7 @@ impl Gateway {
         let step = Step {
             config: &config,
             blobs: &blobs,
+            packs: &self.store.packs,
             prepared: &prepared,
             journal: Journal::Replay { mail_id: record.id },
         };
@@ -370,6 +378,7 @@ impl Analyzed {
 struct Step<'a> {
     config: &'a Config,
     blobs: &'a dyn store::BlobSink,
+    packs: &'a std::cell::RefCell<store::packs::RawPacks>,
     prepared: &'a Prepared,
     journal: Journal<'a>,
 }
@@ -380,6 +389,7 @@ impl Step<'_> {
     /// stop the daemon. A database error aborts the whole batch.
     fn run(&self, tx: &mut Transaction<'_>, parsed: &Parsed) -> anyhow::Result<IngestReport> {
         let sp = tx.savepoint()?;
+        let mark = self.packs.borrow().mark();
         match panic::catch_unwind(AssertUnwindSafe(|| self.apply(&sp, parsed))) {
             Ok(Ok(report)) => {
                 sp.commit()?;
@@ -388,12 +398,14 @@ impl Step<'_> {
             Ok(Err(e)) if is_systemic(&e) => Err(e),
             Ok(Err(e)) => {
                 drop(sp);
+                self.packs.borrow_mut().unstage(mark);
                 let what = format!("{e:#}");
                 tracing::error!(error = %what, "Processing a mail failed; quarantining it");
                 self.quarantine_failed(tx, parsed, &what)
             }
             Err(panic) => {
                 drop(sp);
+                self.packs.borrow_mut().unstage(mark);
                 let what = panic_message(&panic);
                 tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
                 self.quarantine_failed(tx, parsed, &what)
@@ -438,7 +450,7 @@ impl Step<'_> {
                 return Ok(duplicate_report(found, message_id, self.config));
             }
         }
-        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new() };
+        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new(), packs: self.packs };
         let (prepared, journal) = (self.prepared, self.journal);
         match parsed {
             Parsed::Rejected { code, detail, .. } => {
@@ -674,10 +686,55 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(subjects, ["Printer", "Scanner"]);
+        assert_raw_copies_are_exact(&gateway, &raws);
 
         // The same batch again: all duplicates, nothing written.
         let again = gateway.ingest_batch(&items).unwrap();
         assert!(again.iter().all(|r| r.outcome.as_str() == "duplicate"), "{again:?}");
         assert_eq!(count(&gateway, "SELECT count(*) FROM mails"), 3);
+        assert_raw_copies_are_exact(&gateway, &raws);
+    }
+
+    /// Every journalled mail reads back byte for byte from its pack, and the packs hold
+    /// exactly those records: what attempts that were rolled back staged was never written.
+    fn assert_raw_copies_are_exact(gateway: &Gateway, raws: &[Vec<u8>]) {
+        let packs_dir = gateway.config.data_dir.join(store::packs::DIR);
+        for (i, raw) in raws.iter().enumerate() {
+            let sha = sha256_hex(raw);
+            let stored = mails::raw(&gateway.store.conn, &packs_dir, &sha).unwrap();
+            assert_eq!(stored.as_ref(), Some(raw), "mail {i}");
+        }
+        let recorded: i64 =
+            gateway.store.conn.query_row("SELECT sum(pack_length) FROM raw_mails", [], |r| r.get(0)).unwrap();
+        let on_disk: u64 = std::fs::read_dir(&packs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert_eq!(on_disk, recorded as u64);
+    }
+
+    #[test]
+    fn a_damaged_raw_copy_is_reported_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("data_dir = {:?}\nsystem_addresses = [\"support@example.com\"]\n", dir.path().join("var"));
+        let config = Config::from_toml(&toml, &dir.path().join("casegate.toml")).unwrap();
+        let mut gateway = Gateway::open(Arc::new(config)).unwrap();
+        let raw = mail(1, "Printer");
+        gateway.ingest(&raw, &Origin::file("m1.eml")).unwrap();
+        let packs_dir = gateway.config.data_dir.join(store::packs::DIR);
+        let (pack, offset): (String, i64) = gateway
+            .store
+            .conn
+            .query_row("SELECT pack, pack_offset FROM raw_mails", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        // One byte of the mail's text changed on disk (LZ4 stores short text as literals).
+        let path = packs_dir.join(pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = offset as usize + bytes[offset as usize..].windows(6).position(|w| w == b"Body 1").unwrap();
+        bytes[at] = b'X';
+        std::fs::write(&path, bytes).unwrap();
+        let err = mails::raw(&gateway.store.conn, &packs_dir, &sha256_hex(&raw)).unwrap_err().to_string();
+        assert!(err.contains("is damaged"), "{err}");
+        // A pack that is gone is named.
+        std::fs::remove_file(&path).unwrap();
+        let err = format!("{:#}", mails::raw(&gateway.store.conn, &packs_dir, &sha256_hex(&raw)).unwrap_err());
+        assert!(err.contains("cannot read raw mail") && err.contains(".pack"), "{err}");
     }
 }

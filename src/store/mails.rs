@@ -4,8 +4,13 @@
 //! again by its source position (IMAP UID, file) or by its dedupe key (Message-ID, or a
 //! content hash when there is none).
 
+use std::path::Path;
+
+use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+use super::packs::{self, Place, RawPacks};
 
 use crate::case::{CaseId, Outcome};
 
@@ -54,31 +59,64 @@ pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRec
         .optional()
 }
 
-/// Raw bytes as stored: LZ4-compressed. Mail text shrinks to about a third, which halves
-/// what SQLite writes (to the WAL and again at checkpoint) for little CPU.
+/// Raw bytes as stored: LZ4-compressed. Mail text shrinks to about a third, which is
+/// what the pack file then holds.
 pub fn pack_raw(raw: &[u8]) -> Vec<u8> {
     lz4_flex::compress_prepend_size(raw)
 }
 
-/// Stores raw bytes (packed by [`pack_raw`]) once per content.
-pub fn store_raw(conn: &Connection, sha256: &str, size: usize, packed: &[u8]) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![sha256, size as i64, packed])?;
+/// Stores raw bytes (packed by [`pack_raw`]) once per content: the record is staged in
+/// `packs` only when its row is new, and is written before the transaction commits.
+pub fn store_raw(
+    conn: &Connection,
+    packs: &mut RawPacks,
+    sha256: &str,
+    size: usize,
+    packed: &[u8],
+) -> anyhow::Result<()> {
+    let mark = packs.mark();
+    let place = packs.stage(packed).context("cannot stage the raw mail for its pack file")?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
+             VALUES (?1, ?2, X'', ?3, ?4, ?5)",
+        )?
+        .execute(params![sha256, size as i64, place.pack, place.offset as i64, place.length as i64])?;
+    if inserted == 0 {
+        packs.unstage(mark); // the same content is stored already
+    }
     Ok(())
 }
 
-/// The raw bytes of a stored mail.
-pub fn raw(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    let packed: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT data FROM raw_mails WHERE sha256 = ?1")?
-        .query_row([sha256], |r| r.get(0))
-        .optional()?;
-    packed
-        .map(|p| {
-            lz4_flex::decompress_size_prepended(&p)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+/// The raw bytes of a stored mail (`packs_dir` is `data_dir/raw`), checked against the
+/// hash they are stored under.
+pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let row = conn
+        .prepare_cached("SELECT data, pack, pack_offset, pack_length FROM raw_mails WHERE sha256 = ?1")?
+        .query_row([sha256], |r| {
+            let place = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?)
+            {
+                (Some(pack), Some(offset), Some(length)) => {
+                    Some(Place { pack, offset: offset as u64, length: length as u64 })
+                }
+                _ => None,
+            };
+            Ok((r.get::<_, Vec<u8>>(0)?, place))
         })
-        .transpose()
+        .optional()?;
+    let Some((data, place)) = row else { return Ok(None) };
+    let packed = match place {
+        Some(place) => packs::read(packs_dir, &place)
+            .with_context(|| format!("cannot read raw mail {sha256} from {}", packs_dir.join(&place.pack).display()))?,
+        // Stored before packs existed (schema version 5 and older).
+        None => data,
+    };
+    let raw = lz4_flex::decompress_size_prepended(&packed)
+        .with_context(|| format!("the stored raw mail {sha256} is damaged (cannot decompress)"))?;
+    if crate::store::blobs::sha256_hex(&raw) != sha256 {
+        anyhow::bail!("the stored raw mail {sha256} is damaged (its content does not match its hash)");
+    }
+    Ok(Some(raw))
 }
 
 /// A journal row being written.
@@ -207,4 +245,42 @@ pub fn mark_released(conn: &Connection, id: i64, outcome: Outcome, now: &str) ->
     conn.prepare_cached("UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1")?
         .execute(params![id, now, outcome.as_str()])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_mails_stored_inside_the_database_before_packs_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        let mail = b"From: a@x.example\r\nSubject: old\r\n\r\nkept in the row\r\n";
+        let sha = crate::store::blobs::sha256_hex(mail);
+        // As written before migration 6: the bytes in `data`, no pack.
+        conn.execute(
+            "INSERT INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)",
+            params![sha, mail.len() as i64, pack_raw(mail)],
+        )
+        .unwrap();
+        assert_eq!(raw(&conn, dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
+        assert_eq!(raw(&conn, dir.path(), &"0".repeat(64)).unwrap(), None);
+    }
+
+    #[test]
+    fn the_same_content_is_staged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        let mut packs = RawPacks::open(dir.path(), false).unwrap();
+        let mail = b"Subject: twice\r\n\r\nsame bytes\r\n";
+        let sha = crate::store::blobs::sha256_hex(mail);
+        store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();
+        let once = packs.mark();
+        store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();
+        assert_eq!(packs.mark(), once, "the second copy was not staged");
+        packs.flush().unwrap();
+        assert_eq!(raw(&conn, dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
+    }
 }

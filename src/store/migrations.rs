@@ -192,6 +192,13 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX outbox_by_recipient;
     CREATE INDEX outbox_not_applied ON outbox(recipients, case_id, created_at) WHERE event = 'not-applied';
     "#,
+    // 6: raw mails are kept in pack files under data_dir/raw (src/store/packs.rs); a row
+    // says where, and its `data` is empty. Rows written before keep their bytes in `data`.
+    r#"
+    ALTER TABLE raw_mails ADD COLUMN pack TEXT;
+    ALTER TABLE raw_mails ADD COLUMN pack_offset INTEGER;
+    ALTER TABLE raw_mails ADD COLUMN pack_length INTEGER;
+    "#,
 ];
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.

@@ -1,6 +1,7 @@
 //! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
 //! processed-mail journal, raw mails, quarantine and audit ([`mails`]), notifications
-//! waiting to be sent ([`outbox`]), and attachment bytes on disk ([`blobs`]).
+//! waiting to be sent ([`outbox`]), attachment bytes on disk ([`blobs`]) and raw mails in
+//! pack files ([`packs`]).
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
@@ -11,6 +12,7 @@ pub mod cases;
 pub mod mails;
 pub mod migrations;
 pub mod outbox;
+pub mod packs;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,10 +23,12 @@ use rusqlite::Connection;
 use crate::config::Config;
 pub use blobs::{BlobSink, BlobStore};
 
-/// An open database plus the blob directory beside it.
+/// An open database plus the blob directory and raw mail packs beside it.
 pub struct Store {
     pub conn: Connection,
     pub blobs: BlobStore,
+    /// Where this process appends raw mails (the ingest writer stages them per batch).
+    pub packs: std::cell::RefCell<packs::RawPacks>,
 }
 
 impl Store {
@@ -42,7 +46,9 @@ impl Store {
         migrations::migrate(&mut conn).with_context(|| format!("cannot migrate database {}", db_path.display()))?;
         let blobs = BlobStore::open(&data_dir.join("blobs"), fsync)
             .with_context(|| format!("cannot create blob directory under {}", data_dir.display()))?;
-        Ok(Store { conn, blobs })
+        let packs = packs::RawPacks::open(&data_dir.join(packs::DIR), fsync)
+            .with_context(|| format!("cannot create raw mail directory under {}", data_dir.display()))?;
+        Ok(Store { conn, blobs, packs: std::cell::RefCell::new(packs) })
     }
 }
 
