@@ -320,7 +320,7 @@ pub fn add_message(
         case_store::insert_attachment(conn, message, &view, a.content_id.as_deref())?;
     }
     if let Some(id) = m.message_id {
-        case_store::link_message_id(conn, id, m.case, false)?;
+        case_store::link_message_id(conn, id, m.case)?;
     }
     Ok(message)
 }

@@ -35,6 +35,11 @@ struct Line<'a> {
 
 pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
     let inputs = expand(&args.files)?;
+    // Notifications are rendered when sent, but a broken template override must stop
+    // ingest before it takes mail whose notifications could then never be built.
+    if config.notify.enabled {
+        crate::notify::check_templates(&config)?;
+    }
     let mut gateway = Gateway::open(Arc::clone(&config))?;
     let _checkpoints = crate::store::Checkpointer::start(&gateway.store)?;
     let mut failures = 0usize;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{print_json, table, UsageError};
 use crate::config::Config;
 use crate::notify::{self, Sender};
-use crate::store::{outbox, Store};
+use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -45,7 +45,7 @@ fn list(config: &Config, status: Option<&str>, json: bool) -> anyhow::Result<()>
         }
     }
     let store = Store::open(config)?;
-    let rows = outbox::list(&store.conn, &config.token_prefix, status)?;
+    let rows = notify::list(&store.conn, config, status)?;
     if json {
         return print_json(&rows);
     }

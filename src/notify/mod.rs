@@ -13,7 +13,7 @@
 //! linked to the case: a reply to any notification routes back to its case, and a resend
 //! after a crash is the very same mail.
 //!
-//! At start-up, `casegate run` and `casegate outbox flush` call [`check_templates`], so a
+//! At start-up, `casegate run`, `ingest` and `outbox flush` call [`check_templates`], so a
 //! broken template override stops them with a clear message instead of failing later.
 //! The daemon then spawns [`run_worker`]; tests drain the outbox with
 //! [`Sender::send_due`].
@@ -87,15 +87,30 @@ pub fn enqueue(
     if events.is_empty() || !config.notify.enabled {
         return Ok(());
     }
-    let templates = Templates::cached(config)?;
     let mut facts = Facts::new(conn, config, trigger)?;
     // A case closed by these events offers its survey, in the same transaction.
     let mut events = events.to_vec();
     events.extend(crate::survey::offers_for(conn, config, &events, facts.now));
     for (event, recipient) in plan(&events, &mut facts)? {
-        write_one(&templates, &mut facts, event, &recipient)?;
+        write_one(&mut facts, event, &recipient)?;
     }
     Ok(())
+}
+
+/// The outbox as `outbox list` shows it: [`outbox::list`], with the subject of each
+/// notification not sent yet rendered as it will be sent (it is stored only once the mail
+/// is rendered).
+pub fn list(conn: &Connection, config: &Config, status: Option<&str>) -> anyhow::Result<Vec<outbox::OutboxView>> {
+    let mut rows = outbox::list(conn, &config.token_prefix, status)?;
+    if rows.iter().all(|r| r.spec.is_none()) {
+        return Ok(rows);
+    }
+    let mut renderer = Renderer::new(conn, config).map_err(|e| anyhow::anyhow!(e))?;
+    for row in rows.iter_mut().filter(|r| r.subject.is_empty()) {
+        let (Some(spec), Some(to)) = (&row.spec, row.to.first().and_then(|a| Address::parse(a))) else { continue };
+        row.subject = renderer.subject(&to, spec).unwrap_or_else(|e| format!("({}: {e})", row.event));
+    }
+    Ok(rows)
 }
 
 /// Who gets what for a batch of events: the table applied event by event, then the
@@ -213,26 +228,16 @@ struct Target<'a> {
     address: &'a Address,
 }
 
-/// Queues one notification: its Message-ID and subject now (so `outbox list` shows it and
-/// replies route back at once), the mail itself rendered from the spec when sent.
-fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<()> {
+/// Queues one notification: its Message-ID now (so that replies route back at once), the
+/// mail itself, subject included, rendered from the spec when it is sent.
+fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<()> {
     let (conn, config) = (facts.conn, facts.config);
     let case = case_of(event);
     let token = case.map(|c| config.case_token(c));
-    let target = Target { template: r.rule.template, role: r.via.role(), address: &r.address };
-    let view = facts.view(event, &target, false)?;
     let answer = facts.is_trigger_sender(&r.address);
     let (references, in_reply_to) = facts.threading(event, answer)?;
     let message_id = compose::new_message_id(token.as_deref(), facts.support.domain());
 
-    let rendered = templates.render_subject(&view);
-    let subject = match (&rendered, &token) {
-        (Ok(line), Some(t)) => compose::subject_line(&format!("[{t}] {line}")),
-        (Ok(line), None) => compose::subject_line(line),
-        (Err(_), Some(t)) => format!("[{t}] ({})", r.rule.template),
-        (Err(_), None) => format!("({})", r.rule.template),
-    };
-    let error = rendered.err().map(|e| format!("template {}: {e}", r.rule.template));
     // The survey waits `survey.delay` after the closing, and its Message-ID is remembered
     // so that a reply with a score is recognised as the answer.
     let not_before = match event {
@@ -258,35 +263,23 @@ fn write_one(templates: &Templates, facts: &mut Facts<'_>, event: &Event, r: &Re
         case,
         event: r.rule.template,
         to: &r.address,
-        subject: &subject,
+        subject: "",
         message_id: &message_id,
         payload: None,
         spec: Some(&spec),
-        error: error.as_deref(),
+        error: None,
         not_before: not_before.as_deref(),
     };
+    // The row's Message-ID routes replies to the case (`case_store::case_for_message_id`).
     let id = outbox::insert(conn, &row, &facts.now_text)?;
-    if let Some(c) = case {
-        case_store::link_message_id(conn, &message_id, c, true)?;
-    }
-    match &error {
-        None => tracing::info!(
-            id,
-            case = token.as_deref().unwrap_or("-"),
-            to = %r.address,
-            event = r.rule.template,
-            message_id = %message_id,
-            "Notification queued"
-        ),
-        Some(e) => tracing::error!(
-            id,
-            case = token.as_deref().unwrap_or("-"),
-            to = %r.address,
-            event = r.rule.template,
-            error = %e,
-            "Notification could not be built; recorded as failed"
-        ),
-    }
+    tracing::info!(
+        id,
+        case = token.as_deref().unwrap_or("-"),
+        to = %r.address,
+        event = r.rule.template,
+        message_id = %message_id,
+        "Notification queued"
+    );
     Ok(())
 }
 
@@ -305,45 +298,66 @@ impl<'a> Renderer<'a> {
         Ok(Renderer { facts, templates })
     }
 
-    /// One notification; `Err` says why it cannot be built (the row is then failed).
-    pub(crate) fn render(
-        &mut self,
-        to: &Address,
-        subject: &str,
-        message_id: &str,
-        spec: &str,
-    ) -> Result<Vec<u8>, String> {
-        let spec: Spec = serde_json::from_str(spec).map_err(|e| format!("stored notification is unreadable: {e}"))?;
-        let rule = recipients::RULES
-            .iter()
-            .find(|r| r.template == spec.template)
-            .ok_or_else(|| format!("unknown notification kind {:?}", spec.template))?;
-        let role = ["requester", "contact", "watcher", "staff", "sender"]
-            .into_iter()
-            .find(|r| *r == spec.role)
-            .ok_or_else(|| format!("unknown recipient role {:?}", spec.role))?;
-        let config = self.facts.config;
-        let facts = &mut self.facts;
-        facts.author = spec.author.clone();
-        facts.your_subject = spec.your_subject.clone();
-        let view = facts
-            .view(&spec.event, &Target { template: rule.template, role, address: to }, true)
-            .map_err(|e| format!("notification {}: {e}", rule.template))?;
-        let parts = self.templates.render(&view).map_err(|e| format!("template {}: {e}", rule.template))?;
+    /// One notification: its subject line and the whole mail. `Err` says why it cannot be
+    /// built (the row is then failed).
+    pub(crate) fn render(&mut self, to: &Address, message_id: &str, spec: &str) -> Result<(String, Vec<u8>), String> {
+        let (spec, view) = self.view(to, spec, true)?;
+        let subject = self.subject_of(&spec, &view)?;
+        let parts = self.templates.render(&view).map_err(|e| format!("template {}: {e}", spec.template))?;
         let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
-        compose::build(compose::Outgoing {
+        let facts = &self.facts;
+        let mail = compose::build(compose::Outgoing {
             from: &facts.from,
             reply_to: &facts.reply_to,
             to,
-            subject,
+            subject: &subject,
             message_id,
             in_reply_to: spec.in_reply_to.as_deref(),
             references: &spec.references,
             auto_submitted: if spec.answer { "auto-replied" } else { "auto-generated" },
-            instance_id: &config.instance_id,
+            instance_id: &facts.config.instance_id,
             list_unsubscribe: unsubscribe.map(String::as_str),
             text: parts.text,
             html: parts.html,
+        })?;
+        Ok((subject, mail))
+    }
+
+    /// Only the subject line a notification not sent yet will have (for `outbox list`).
+    pub(crate) fn subject(&mut self, to: &Address, spec: &str) -> Result<String, String> {
+        let (spec, view) = self.view(to, spec, false)?;
+        self.subject_of(&spec, &view)
+    }
+
+    /// The stored spec, read, and the view its templates are rendered from (`whole`: with
+    /// the description and the thread entry, which only bodies show).
+    fn view(&mut self, to: &Address, spec: &str, whole: bool) -> Result<(Spec, View), String> {
+        let spec: Spec = serde_json::from_str(spec).map_err(|e| format!("stored notification is unreadable: {e}"))?;
+        let role = ["requester", "contact", "watcher", "staff", "sender"]
+            .into_iter()
+            .find(|r| *r == spec.role)
+            .ok_or_else(|| format!("unknown recipient role {:?}", spec.role))?;
+        let template = recipients::RULES
+            .iter()
+            .map(|r| r.template)
+            .find(|t| *t == spec.template)
+            .ok_or_else(|| format!("unknown notification kind {:?}", spec.template))?;
+        let facts = &mut self.facts;
+        facts.author = spec.author.clone();
+        facts.your_subject = spec.your_subject.clone();
+        let view = facts
+            .view(&spec.event, &Target { template, role, address: to }, whole)
+            .map_err(|e| format!("notification {template}: {e}"))?;
+        Ok((spec, view))
+    }
+
+    /// The subject line: the rendered template behind the case token.
+    fn subject_of(&self, spec: &Spec, view: &View) -> Result<String, String> {
+        let line =
+            self.templates.render_subject(view).map_err(|e| format!("template {} (subject): {e}", spec.template))?;
+        Ok(match case_of(&spec.event) {
+            Some(c) => compose::subject_line(&format!("[{}] {line}", self.facts.config.case_token(c))),
+            None => compose::subject_line(&line),
         })
     }
 }

@@ -256,8 +256,9 @@ fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due])
     for (i, d) in due.iter_mut().enumerate().filter(|(_, d)| d.payload.is_none()) {
         let Some(spec) = d.spec.take() else { continue };
         let Some(to) = d.recipients.first().and_then(|r| crate::address::Address::parse(r)) else { continue };
-        match renderer.render(&to, &d.subject, &d.message_id, &spec) {
-            Ok(mail) => {
+        match renderer.render(&to, &d.message_id, &spec) {
+            Ok((subject, mail)) => {
+                d.subject = subject;
                 d.payload = Some(mail);
                 rendered.push(i);
             }
@@ -273,7 +274,7 @@ fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due])
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     for i in rendered {
         if let Some(mail) = &due[i].payload {
-            outbox::store_payload(&tx, due[i].id, mail)?;
+            outbox::store_payload(&tx, due[i].id, &due[i].subject, mail)?;
         }
     }
     tx.commit()

@@ -80,8 +80,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
 
 /// A rendered notification, before it becomes a mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
-/// The body of a notification (its subject is rendered on its own, when it is queued:
-/// see [`Templates::render_subject`]).
+/// The body of a notification (its subject is rendered on its own: see
+/// [`Templates::render_subject`]).
 pub struct Rendered {
     pub text: String,
     pub html: String,
@@ -177,7 +177,7 @@ impl Templates {
         })
     }
 
-    /// Only the subject line (what is stored with a notification when it is queued).
+    /// Only the subject line (without the case token, which goes in front).
     pub fn render_subject(&self, view: &View) -> Result<String, RenderError> {
         Ok(crate::parse::one_line(&self.text.render(&format!("{}.subject", view.kind), view)?))
     }

@@ -120,3 +120,22 @@ fn size_limits_are_told_in_the_unit_people_use() {
     assert_eq!(super::human_size(1536 * 1024), "1 MB");
     assert_eq!(super::human_size(100), "100 bytes");
 }
+
+#[test]
+fn a_queued_notification_lists_the_subject_it_will_be_sent_with() {
+    let (_dir, mut g) = gateway("");
+    g.ingest(&mail("jane@customer.example", "Printer on fire", "", "smoke"), &Origin::file("a")).unwrap();
+    let stored = outbox::list(&g.store.conn, "CASE", None).unwrap();
+    assert!(stored.iter().all(|r| r.subject.is_empty() && r.spec.is_some()), "rendered only when sent");
+    let listed = list(&g.store.conn, &g.config, None).unwrap();
+    assert_eq!(listed.len(), 2);
+    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    for row in &listed {
+        assert!(row.subject.starts_with("[CASE-1] ") && row.subject.contains("Printer on fire"), "{}", row.subject);
+        let to = Address::parse(&row.to[0]).unwrap();
+        let (subject, mail) = renderer.render(&to, &row.message_id, row.spec.as_deref().unwrap()).unwrap();
+        assert_eq!(subject, row.subject, "the list shows what is sent");
+        let sent = mail_parser::MessageParser::default().parse(&mail).unwrap();
+        assert_eq!(sent.subject(), Some(subject.as_str()));
+    }
+}

@@ -194,17 +194,26 @@ pub fn open_follow_up(conn: &Connection, closed: CaseId) -> rusqlite::Result<Opt
         .optional()
 }
 
-/// Remembers that a Message-ID belongs to a case (first writer wins).
-pub fn link_message_id(conn: &Connection, message_id: &str, case: CaseId, outbound: bool) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction) VALUES (?1, ?2, ?3)")?
-        .execute(params![message_id, case, if outbound { "out" } else { "in" }])?;
+/// Remembers that the Message-ID of a mail on a case's thread belongs to the case (first
+/// writer wins). Our own notifications need no row here: their outbox row names the case.
+pub fn link_message_id(conn: &Connection, message_id: &str, case: CaseId) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction) VALUES (?1, ?2, 'in')",
+    )?
+    .execute(params![message_id, case])?;
     Ok(())
 }
 
+/// The case a Message-ID belongs to: a mail on its thread, or a notification about it
+/// (`out` rows written before notifications were found through the outbox still count).
 pub fn case_for_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<CaseId>> {
-    conn.prepare_cached("SELECT case_id FROM case_message_ids WHERE message_id = ?1")?
-        .query_row([message_id], |r| r.get(0))
-        .optional()
+    conn.prepare_cached(
+        "SELECT case_id FROM case_message_ids WHERE message_id = ?1
+         UNION ALL SELECT case_id FROM outbox WHERE message_id = ?1 AND case_id IS NOT NULL
+         LIMIT 1",
+    )?
+    .query_row([message_id], |r| r.get(0))
+    .optional()
 }
 
 /// The Message-IDs of the people's mail on a case's thread (customer and staff entries,

@@ -3,10 +3,11 @@
 //!
 //! One row is one mail to one recipient (`recipients` is a one-element JSON array), so a
 //! refused recipient fails alone and "who got what" is one row each. Every row carries its
-//! Message-ID and subject from the start, and a small `spec` (JSON: the event, the
-//! template, threading) from which the sender renders the mail when it first claims the
-//! row; the rendered mail is then stored in `payload`, so a resend after a crash or a
-//! retry is the very same mail. Rendering at send time keeps the ingest transaction small:
+//! Message-ID from the start, and a small `spec` (JSON: the event, the template,
+//! threading) from which the sender renders the mail when it first claims the row; the
+//! rendered mail and its subject are then stored in `payload` and `subject` (empty until
+//! then: `notify::list` renders it for display), so a resend after a crash or a retry is
+//! the very same mail. Rendering at send time keeps the ingest transaction small:
 //! a reply on a case with many watchers writes a few hundred bytes per watcher, not a mail.
 //!
 //! The rendered mail is stored LZ4-compressed (size-prepended block, as `raw_mails`).
@@ -54,10 +55,11 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite
     Ok(conn.last_insert_rowid())
 }
 
-/// Stores the mail rendered from a row's spec, so every later attempt sends these bytes.
-pub fn store_payload(conn: &Connection, id: i64, payload: &[u8]) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE outbox SET payload = ?2, spec = NULL WHERE id = ?1")?
-        .execute(params![id, lz4_flex::compress_prepend_size(payload)])?;
+/// Stores the mail rendered from a row's spec, and its subject, so every later attempt
+/// sends these bytes.
+pub fn store_payload(conn: &Connection, id: i64, subject: &str, payload: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE outbox SET payload = ?2, subject = ?3, spec = NULL WHERE id = ?1")?
+        .execute(params![id, lz4_flex::compress_prepend_size(payload), subject])?;
     Ok(())
 }
 
@@ -205,12 +207,15 @@ pub struct OutboxView {
     pub next_attempt_at: String,
     pub created_at: String,
     pub sent_at: Option<String>,
+    /// What a notification not rendered yet is rendered from (see `notify::list`).
+    #[serde(skip)]
+    pub spec: Option<String>,
 }
 
 /// Every notification (optionally of one status), oldest first.
 pub fn list(conn: &Connection, prefix: &str, status: Option<&str>) -> rusqlite::Result<Vec<OutboxView>> {
     let mut stmt = conn.prepare(
-        "SELECT id, case_id, event, recipients, subject, message_id, status, attempts, last_error, next_attempt_at, created_at, sent_at
+        "SELECT id, case_id, event, recipients, subject, message_id, status, attempts, last_error, next_attempt_at, created_at, sent_at, spec
          FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map([status], |r| {
@@ -228,6 +233,7 @@ pub fn list(conn: &Connection, prefix: &str, status: Option<&str>) -> rusqlite::
             next_attempt_at: r.get(9)?,
             created_at: r.get(10)?,
             sent_at: r.get(11)?,
+            spec: r.get(12)?,
         })
     })?;
     rows.collect()
