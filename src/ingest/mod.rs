@@ -187,6 +187,9 @@ impl Gateway {
         let config = Arc::clone(&self.config);
         let blobs = self.store.blobs.clone();
         let packs = &self.store.packs;
+        // Mail by mail, a failed mail's staged raw copy is taken back, so nothing may be
+        // written before the batch ends; otherwise the pack is written as the batch goes.
+        packs.borrow_mut().hand_off_early(matches!(guard, Guard::Batch));
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Attachment files are written by a second thread while the database work goes on;
         // all of them exist before the commit. (Files of an attempt that is rolled back are
@@ -237,6 +240,7 @@ impl Gateway {
         let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
         let blobs = self.store.blobs.clone();
+        self.store.packs.borrow_mut().hand_off_early(false);
         let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let step = Step {
             config: &config,
@@ -247,6 +251,7 @@ impl Gateway {
         };
         let report = step.run(&mut tx, &prepared.parsed)?;
         mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
+        self.store.packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
         tx.commit()?;
         log_report(&report, &format!("quarantine #{quarantine_id}"), &config);
         Ok(report)

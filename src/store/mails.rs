@@ -66,7 +66,8 @@ pub fn pack_raw(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Stores raw bytes (packed by [`pack_raw`]) once per content: the record is staged in
-/// `packs` only when its row is new, and is written before the transaction commits.
+/// `packs` only when its row is new, and is written before the transaction commits
+/// ([`RawPacks::flush`]).
 pub fn store_raw(
     conn: &Connection,
     packs: &mut RawPacks,
@@ -74,16 +75,16 @@ pub fn store_raw(
     size: usize,
     packed: &[u8],
 ) -> anyhow::Result<()> {
-    let mark = packs.mark();
-    let place = packs.stage(packed).context("cannot stage the raw mail for its pack file")?;
+    let place = packs.next_place(packed.len()).context("cannot open a pack file for raw mails")?;
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
              VALUES (?1, ?2, X'', ?3, ?4, ?5)",
         )?
         .execute(params![sha256, size as i64, place.pack, place.offset as i64, place.length as i64])?;
-    if inserted == 0 {
-        packs.unstage(mark); // the same content is stored already
+    // Staged only when the row is new: the same content may be stored already.
+    if inserted > 0 {
+        packs.stage(packed).context("cannot hand the raw mail to its pack file")?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 /// The packs' directory under `data_dir`.
 pub const DIR: &str = "raw";
@@ -35,40 +36,72 @@ pub struct Place {
     pub length: u64,
 }
 
-/// The packs one process writes: the open pack and the records staged for the batch in
-/// hand.
+/// Staged bytes are handed to the background writer in chunks of about this size, so
+/// that the batch's pack write overlaps its database work.
+const HANDOFF: usize = 512 * 1024;
+
+/// The packs one process writes: the open pack, the records staged for the batch in hand,
+/// and a thread that appends them while the batch goes on.
 #[derive(Debug)]
 pub struct RawPacks {
     dir: PathBuf,
     fsync: bool,
     open: Option<OpenPack>,
     staged: Vec<u8>,
+    /// Whether staged bytes may be handed off before the batch ends (not while a staged
+    /// record may still be taken back: see [`RawPacks::hand_off_early`]).
+    early: bool,
+    background: Option<Background>,
 }
 
 #[derive(Debug)]
 struct OpenPack {
     name: String,
-    file: File,
-    /// Bytes written to the file so far (staged bytes go after them).
+    file: Arc<File>,
+    /// Bytes handed to the background writer so far (staged bytes go after them).
     written: u64,
+}
+
+/// The thread that appends chunks to pack files, in order, and answers each.
+#[derive(Debug)]
+struct Background {
+    jobs: Option<mpsc::Sender<(Arc<File>, Vec<u8>)>>,
+    done: mpsc::Receiver<io::Result<()>>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RawPacks {
     pub fn open(dir: &Path, fsync: bool) -> io::Result<RawPacks> {
         fs::create_dir_all(dir)?;
-        Ok(RawPacks { dir: dir.to_path_buf(), fsync, open: None, staged: Vec::new() })
+        Ok(RawPacks { dir: dir.to_path_buf(), fsync, open: None, staged: Vec::new(), early: true, background: None })
+    }
+
+    /// Whether records may be written while the batch is still going on (the default).
+    /// Switch it off while a batch needs [`RawPacks::unstage`]: only bytes not handed off
+    /// yet can be taken back.
+    pub fn hand_off_early(&mut self, early: bool) {
+        self.early = early;
+    }
+
+    /// Where the next record staged will be.
+    pub fn next_place(&mut self, length: usize) -> io::Result<Place> {
+        let pack = match &mut self.open {
+            Some(pack) => pack,
+            None => self.open.insert(self.create()?),
+        };
+        Ok(Place { pack: pack.name.clone(), offset: pack.written + self.staged.len() as u64, length: length as u64 })
     }
 
     /// Stages one record for the current batch and tells where it will be once
     /// [`RawPacks::flush`] has written it.
     pub fn stage(&mut self, record: &[u8]) -> io::Result<Place> {
-        let pack = match &mut self.open {
-            Some(pack) => pack,
-            None => self.open.insert(self.create()?),
-        };
-        let offset = pack.written + self.staged.len() as u64;
+        let place = self.next_place(record.len())?;
         self.staged.extend_from_slice(record);
-        Ok(Place { pack: pack.name.clone(), offset, length: record.len() as u64 })
+        if self.early && self.staged.len() >= HANDOFF {
+            self.hand_off()?;
+        }
+        Ok(place)
     }
 
     /// How much is staged: a mark to [`RawPacks::unstage`] back to.
@@ -76,41 +109,77 @@ impl RawPacks {
         self.staged.len()
     }
 
-    /// Forgets what was staged after `mark` (its rows were rolled back).
+    /// Forgets what was staged after `mark` (its rows were rolled back). Only with early
+    /// hand-off switched off.
     pub fn unstage(&mut self, mark: usize) {
+        debug_assert!(!self.early, "unstaging with early hand-off on");
         self.staged.truncate(mark);
     }
 
-    /// Writes the staged records (and syncs them with `storage.fsync`). Call before the
-    /// commit of the transaction that references them. After an error the open pack is
-    /// abandoned (its length is no longer known for sure) and the next batch starts a new
-    /// one.
+    /// Writes the rest of the batch's records, waits until all of them are written (and,
+    /// with `storage.fsync`, synced). Call before the commit of the transaction that
+    /// references them. After an error the open pack is abandoned (its length is no longer
+    /// known for sure) and the next batch starts a new one.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        let Some(pack) = &mut self.open else { return Ok(()) };
-        let result =
-            pack.file.write_all(&self.staged).and_then(|()| if self.fsync { pack.file.sync_data() } else { Ok(()) });
-        let staged = std::mem::take(&mut self.staged).len() as u64;
+        let result = self.hand_off().and_then(|()| self.wait()).and_then(|()| match (&self.open, self.fsync) {
+            (Some(pack), true) => pack.file.sync_data(),
+            _ => Ok(()),
+        });
         match result {
             Ok(()) => {
-                pack.written += staged;
-                if pack.written >= PACK_LIMIT {
+                if self.open.as_ref().is_some_and(|p| p.written >= PACK_LIMIT) {
                     self.open = None;
                 }
                 Ok(())
             }
             Err(e) => {
+                self.staged.clear();
                 self.open = None;
                 Err(e)
             }
         }
     }
 
-    /// Drops what was staged (the batch was rolled back as a whole).
+    /// Drops what was staged (the batch was rolled back as a whole). Records already
+    /// handed off stay in the pack, unreferenced.
     pub fn discard(&mut self) {
         self.staged.clear();
+        if self.wait().is_err() {
+            self.open = None;
+        }
+    }
+
+    /// Sends the staged bytes to the background writer.
+    fn hand_off(&mut self) -> io::Result<()> {
+        let Some(pack) = &mut self.open else { return Ok(()) };
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.staged, Vec::with_capacity(HANDOFF + HANDOFF / 4));
+        pack.written += chunk.len() as u64;
+        let background = match &mut self.background {
+            Some(b) => b,
+            None => self.background.insert(Background::start()?),
+        };
+        let jobs = background.jobs.as_ref().expect("the sender lives as long as the background writer");
+        jobs.send((Arc::clone(&pack.file), chunk)).map_err(|_| io::Error::other("the raw mail pack writer stopped"))?;
+        background.in_flight += 1;
+        Ok(())
+    }
+
+    /// Waits for every chunk handed off; the first error, if any.
+    fn wait(&mut self) -> io::Result<()> {
+        let Some(background) = &mut self.background else { return Ok(()) };
+        let mut first = Ok(());
+        while background.in_flight > 0 {
+            let answer =
+                background.done.recv().unwrap_or_else(|_| Err(io::Error::other("the raw mail pack writer stopped")));
+            background.in_flight -= 1;
+            if first.is_ok() {
+                first = answer;
+            }
+        }
+        first
     }
 
     fn create(&self) -> io::Result<OpenPack> {
@@ -121,7 +190,32 @@ impl RawPacks {
             File::open(&self.dir)?.sync_all()?;
         }
         tracing::debug!(pack = %name, "Started a raw mail pack");
-        Ok(OpenPack { name, file, written: 0 })
+        Ok(OpenPack { name, file: Arc::new(file), written: 0 })
+    }
+}
+
+impl Background {
+    fn start() -> io::Result<Background> {
+        let (jobs, queue) = mpsc::channel::<(Arc<File>, Vec<u8>)>();
+        let (answers, done) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("raw-packs".into()).spawn(move || {
+            for (file, chunk) in queue {
+                // Appends (the file is opened for appending and written by this thread only).
+                if answers.send((&*file).write_all(&chunk)).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Background { jobs: Some(jobs), done, in_flight: 0, thread: Some(thread) })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -171,6 +265,7 @@ mod tests {
     fn unstaged_and_discarded_records_are_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut packs = RawPacks::open(dir.path(), false).unwrap();
+        packs.hand_off_early(false);
         let kept = packs.stage(b"kept").unwrap();
         let mark = packs.mark();
         packs.stage(b"rolled back").unwrap();
@@ -183,6 +278,28 @@ mod tests {
         packs.flush().unwrap();
         let file = fs::read(dir.path().join(&kept.pack)).unwrap();
         assert_eq!(file, b"keptafter");
+    }
+
+    #[test]
+    fn records_written_while_the_batch_goes_on_read_back_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut packs = RawPacks::open(dir.path(), false).unwrap();
+        let record = |i: usize| vec![(i % 251) as u8; 10_000 + i];
+        // Enough for several hand-offs to the background writer within one batch.
+        let places: Vec<Place> = (0..300).map(|i| packs.stage(&record(i)).unwrap()).collect();
+        packs.flush().unwrap();
+        for (i, place) in places.iter().enumerate() {
+            assert_eq!(read(dir.path(), place).unwrap(), record(i), "record {i}");
+        }
+        // A batch rolled back after a hand-off leaves unreferenced bytes; the next batch's
+        // records are still found where they were said to be.
+        for i in 0..100 {
+            packs.stage(&record(i)).unwrap();
+        }
+        packs.discard();
+        let after = packs.stage(b"after the rollback").unwrap();
+        packs.flush().unwrap();
+        assert_eq!(read(dir.path(), &after).unwrap(), b"after the rollback");
     }
 
     #[test]
