@@ -3,12 +3,19 @@
 //! `PRAGMA user_version` records how many have been applied. A migration is never edited
 //! once released: changes are new entries at the end. Each runs in its own transaction.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
+
+/// One step of the schema: SQL, or code for what SQL cannot say.
+pub enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> rusqlite::Result<()>),
+}
 
 /// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[Migration] = &[
     // 1: the core tables.
-    r#"
+    Migration::Sql(
+        r#"
     -- Every mail that reached casegate, once per distinct mail: the processed-mail journal.
     CREATE TABLE mails (
         id            INTEGER PRIMARY KEY,
@@ -147,13 +154,17 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_case ON audit(case_id);
     "#,
+    ),
     // 2: notifications hold one recipient per row (`recipients` is a one-element array),
     // and answers to a sender are rate-limited by looking up what they were sent lately.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE INDEX outbox_by_recipient ON outbox(recipients, event, created_at);
     "#,
+    ),
     // 3: surveys (see src/survey/store.rs).
-    r#"
+    Migration::Sql(
+        r#"
     -- Who was offered the survey of which case, once per person and case. `expires_at` is
     -- the expiry signed into the link; `message_id` is the survey mail's, once queued.
     CREATE TABLE survey_invitations (
@@ -182,24 +193,72 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (case_id, recipient) REFERENCES survey_invitations(case_id, recipient)
     ) WITHOUT ROWID;
     "#,
+    ),
     // 4: notifications are rendered when sent; until then a row holds what to render.
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE outbox ADD COLUMN spec TEXT;
     "#,
+    ),
     // 5: only the answers to senders are looked up by recipient (rate limit of
     // `not-applied`); indexing every notification by recipient cost a random page write each.
-    r#"
+    Migration::Sql(
+        r#"
     DROP INDEX outbox_by_recipient;
     CREATE INDEX outbox_not_applied ON outbox(recipients, case_id, created_at) WHERE event = 'not-applied';
     "#,
+    ),
     // 6: raw mails are kept in pack files under data_dir/raw (src/store/packs.rs); a row
     // says where, and its `data` is empty. Rows written before keep their bytes in `data`.
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE raw_mails ADD COLUMN pack TEXT;
     ALTER TABLE raw_mails ADD COLUMN pack_offset INTEGER;
     ALTER TABLE raw_mails ADD COLUMN pack_length INTEGER;
     "#,
+    ),
+    // 7: CHECK constraints that list three or more values (`kind IN ('customer', …)`) cost
+    // SQLite a temporary table on every insert or update of the row; the same constraints
+    // written as comparisons (`kind = 'customer' OR …`) cost a few instructions. Only the
+    // text of the constraints changes, not what they allow, nor anything stored.
+    Migration::Code(check_lists_as_comparisons),
 ];
+
+/// Migration 7: rewrites `CHECK (col IN ('a', 'b', 'c'))` as `CHECK (col = 'a' OR col =
+/// 'b' OR col = 'c')` in the stored table definitions, through `writable_schema` — the
+/// procedure SQLite documents for changes that leave the stored rows as they are (see
+/// "Making Other Kinds Of Table Schema Changes" in its ALTER TABLE page).
+fn check_lists_as_comparisons(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let list = regex::Regex::new(r"CHECK \((\w+) IN \(('[^']*'(?:\s*,\s*'[^']*'){2,})\)\)").expect("constant regex");
+    let value = regex::Regex::new(r"'[^']*'").expect("constant regex");
+    let tables: Vec<(String, String)> = tx
+        .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%CHECK (%'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut edits = Vec::new();
+    for (name, sql) in tables {
+        let rewritten = list.replace_all(&sql, |c: &regex::Captures<'_>| {
+            let column = &c[1];
+            let tests: Vec<String> = value.find_iter(&c[2]).map(|v| format!("{column} = {}", v.as_str())).collect();
+            format!("CHECK ({})", tests.join(" OR "))
+        });
+        if rewritten != sql {
+            edits.push((name, rewritten.into_owned()));
+        }
+    }
+    if edits.is_empty() {
+        return Ok(());
+    }
+    let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    tx.pragma_update(None, "writable_schema", true)?;
+    for (name, sql) in &edits {
+        tx.execute("UPDATE sqlite_schema SET sql = ?2 WHERE type = 'table' AND name = ?1", [name, sql])?;
+    }
+    // Every connection, this one included, reads the schema again.
+    tx.pragma_update(None, "schema_version", version + 1)?;
+    tx.pragma_update(None, "writable_schema", false)?;
+    Ok(())
+}
 
 /// Brings the database up to the newest schema. Returns (from, to) versions.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<(usize, usize)> {
@@ -210,12 +269,20 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<(usize, usize)> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match migration {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Code(step) => step(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "Database schema migrated");
+    }
+    if current < MIGRATIONS.len() {
+        // A migration that edited the stored schema changed its version; one statement now
+        // makes this connection read it again, before any statement is prepared for good.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))?;
     }
     Ok((current, MIGRATIONS.len()))
 }
@@ -237,6 +304,60 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('mails','raw_mails','cases','participants','messages','attachments','case_message_ids','quarantine','outbox','mailbox_state','audit')", [], |r| r.get(0))
             .unwrap();
         assert_eq!(tables, 11);
+    }
+
+    #[test]
+    fn value_lists_in_check_constraints_become_comparisons_that_still_refuse_other_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        let messages: String =
+            conn.query_row("SELECT sql FROM sqlite_schema WHERE name = 'messages'", [], |r| r.get(0)).unwrap();
+        assert!(
+            messages.contains(
+                "CHECK (kind = 'customer' OR kind = 'staff' OR kind = 'note' OR kind = 'system' OR kind = 'auto')"
+            ),
+            "{messages}"
+        );
+        let lists: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%IN (''%'',''%'',''%'')%'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(lists, 0, "no list of three or more values is left");
+        // Two-value lists cost nothing and stay.
+        let ids: String =
+            conn.query_row("SELECT sql FROM sqlite_schema WHERE name = 'case_message_ids'", [], |r| r.get(0)).unwrap();
+        assert!(ids.contains("direction IN ('in','out')"), "{ids}");
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+
+        // What the constraints allow is unchanged, in this connection and in a new one.
+        conn.execute(
+            "INSERT INTO cases (subject, status, impact, created_at, updated_at) VALUES ('s', 'new', 'low', 't', 't')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        for bad in [
+            "INSERT INTO cases (subject, status, impact, created_at, updated_at) VALUES ('s', 'pending', 'low', 't', 't')",
+            "INSERT INTO cases (subject, status, impact, created_at, updated_at) VALUES ('s', 'new', 'urgent', 't', 't')",
+            "INSERT INTO messages (case_id, kind, body, created_at) VALUES (1, 'robot', 'b', 't')",
+            "UPDATE cases SET status = 'gone' WHERE id = 1",
+        ] {
+            let err = conn.execute(bad, []).unwrap_err().to_string();
+            assert!(err.contains("CHECK constraint failed"), "{bad}: {err}");
+        }
+        conn.execute("INSERT INTO messages (case_id, kind, body, created_at) VALUES (1, 'auto', 'b', 't')", [])
+            .unwrap();
+        // And inserting no longer builds a temporary table for the list.
+        let ops: Vec<String> = conn
+            .prepare("EXPLAIN INSERT INTO messages (case_id, kind, body, created_at) VALUES (1, 'auto', 'b', 't')")
+            .unwrap()
+            .query_map([], |r| r.get(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!ops.iter().any(|op| op == "OpenEphemeral"), "{ops:?}");
     }
 
     #[test]
