@@ -309,7 +309,8 @@ pub fn add_message(
 ) -> anyhow::Result<i64> {
     let message = case_store::insert_message(conn, m, now)?;
     for a in attachments {
-        let sha256 = blobs.put(&a.data).with_context(|| format!("cannot store attachment {:?}", a.filename))?;
+        blobs.put(&a.sha256, &a.data).with_context(|| format!("cannot store attachment {:?}", a.filename))?;
+        let sha256 = a.sha256.clone();
         let view = AttachmentView {
             filename: a.filename.clone(),
             content_type: a.content_type.clone(),

@@ -89,6 +89,9 @@ pub struct Attachment {
     pub content_id: Option<String>,
     /// The decoded bytes exactly as sent (transfer encoding removed, charset untouched).
     pub data: Vec<u8>,
+    /// Hex SHA-256 of `data`: the blob's name (worked out here, while parsing, so the
+    /// database writer need not hash).
+    pub sha256: String,
 }
 
 impl InboundMail {
@@ -320,6 +323,7 @@ fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usi
             content_type,
             disposition,
             content_id: part.content_id().map(|s| s.trim_matches(['<', '>']).to_string()),
+            sha256: crate::store::blobs::sha256_hex(&data),
             data,
         });
     }
@@ -457,11 +461,23 @@ pub fn html_to_text(html: &str) -> String {
 
 /// LF line endings, no trailing whitespace per line, no leading/trailing blank lines.
 pub fn normalise_text(text: &str) -> String {
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    let start = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let end = lines.iter().rposition(|l| !l.is_empty()).map_or(start, |e| e + 1);
-    lines[start..end].join("\n")
+    let text: std::borrow::Cow<'_, str> =
+        if text.contains('\r') { text.replace("\r\n", "\n").replace('\r', "\n").into() } else { text.into() };
+    let mut out = String::with_capacity(text.len());
+    // Blank lines are written only once a line with text follows them.
+    let mut blanks = 0;
+    for line in text.lines().map(str::trim_end) {
+        if line.is_empty() {
+            blanks += usize::from(!out.is_empty());
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend(std::iter::repeat_n('\n', blanks + 1));
+        }
+        blanks = 0;
+        out.push_str(line);
+    }
+    out
 }
 
 fn content_type_of(part: &MessagePart<'_>) -> Option<String> {
@@ -604,6 +620,15 @@ mod tests {
 
     fn parse_str(s: &str) -> InboundMail {
         parse(s.as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn text_is_normalised_to_lf_without_trailing_space_or_outer_blank_lines() {
+        assert_eq!(normalise_text("\r\n  \r\nHello  \r\n\r\n\r\n  world\t\rend\r\n\r\n"), "Hello\n\n\n  world\nend");
+        assert_eq!(normalise_text("one\n\ntwo"), "one\n\ntwo");
+        assert_eq!(normalise_text(" \n\t\n"), "");
+        assert_eq!(normalise_text(""), "");
+        assert_eq!(normalise_text("  indented first"), "  indented first");
     }
 
     #[test]

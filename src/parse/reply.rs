@@ -143,6 +143,11 @@ struct Line<'a> {
 
 /// A line as matched: trimmed, invisible characters removed, no-break spaces as spaces.
 pub(crate) fn clean_line(raw: &str) -> String {
+    // Every character dropped or replaced below is encoded with a lead byte of C2, E2 or
+    // EF; most lines have none of them and need no pass over their characters.
+    if !raw.bytes().any(|b| matches!(b, 0xC2 | 0xE2 | 0xEF)) {
+        return raw.trim().to_string();
+    }
     raw.chars()
         .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}'))
         .map(|c| if c == '\u{A0}' { ' ' } else { c })
@@ -303,13 +308,17 @@ fn attribution_strength(s: &str) -> Option<Strength> {
     if !ends_colon && !ends_word {
         return None;
     }
+    // The tests below are pure; each is run only where its answer decides.
     let has_digit = s.bytes().any(|b| b.is_ascii_digit());
-    let dated = DATEISH.is_match(s);
-    let bracketed = EMAIL_BRACKETED.is_match(s);
+    // `\d` is any Unicode digit (full-width dates in CJK attributions).
+    let any_digit = has_digit || (!s.is_ascii() && s.chars().any(char::is_numeric));
+    let dated = || any_digit && DATEISH.is_match(s);
+    let bracketed = || s.contains(['<', '(', '[']) && EMAIL_BRACKETED.is_match(s);
     if WROTE_AT_END.is_match(s) || CJK_WROTE_AT_END.is_match(s) {
-        if dated && START.is_match(s) {
+        if START.is_match(s) && dated() {
             return Some(Strength::Strong);
         }
+        let bracketed = bracketed();
         if bracketed && s.chars().count() <= 120 {
             return Some(Strength::Strong);
         }
@@ -319,14 +328,14 @@ fn attribution_strength(s: &str) -> Option<Strength> {
         return None;
     }
     if ends_colon {
-        if dated && START.is_match(s) && WROTE_IN_MIDDLE.is_match(s) {
+        if START.is_match(s) && WROTE_IN_MIDDLE.is_match(s) && dated() {
             return Some(Strength::Strong);
         }
-        if dated && WROTE_ON.is_match(s) {
+        if WROTE_ON.is_match(s) && dated() {
             return Some(Strength::Strong);
         }
         // mail.ru and others: "Thu, 26 Jun 2014 14:00:51 +0400 от Name <x@y>:".
-        if bracketed && dated && s.chars().count() <= 200 {
+        if s.chars().count() <= 200 && dated() && bracketed() {
             return Some(Strength::Strong);
         }
     }
@@ -349,7 +358,8 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
         // would be swallowed into it.
         let starts = START.is_match(first) || WRAPPED_START.is_match(first) || WROTE_ON.is_match(first);
         let extra = if starts { MAX_ATTRIBUTION_LINES - 1 } else { 0 };
-        let mut joined = first.to_string();
+        // The first line alone, then joined with the next ones (copied only then).
+        let mut joined = String::new();
         let mut found = None;
         for k in 0..=extra {
             let j = i + k;
@@ -359,13 +369,17 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
                 }
                 match lines.get(j) {
                     Some(l) if usable(l) => {
+                        if joined.is_empty() {
+                            joined.push_str(first);
+                        }
                         joined.push(' ');
                         joined.push_str(strip_decoration(&l.clean));
                     }
                     _ => break,
                 }
             }
-            if let Some(strength) = attribution_strength(&joined) {
+            let candidate = if k == 0 { first } else { joined.as_str() };
+            if let Some(strength) = attribution_strength(candidate) {
                 found = Some(Span { start: i, end: j, strength });
                 break;
             }
@@ -610,6 +624,10 @@ fn is_phone_footer(clean: &str) -> bool {
 }
 
 fn is_outlook_app_footer(clean: &str) -> bool {
+    // Every form names Outlook: most lines are ruled out without a regex or a copy.
+    if !clean.as_bytes().windows(7).any(|w| w.eq_ignore_ascii_case(b"outlook")) {
+        return false;
+    }
     let plain = footer_text(clean);
     plain.split_whitespace().count() <= MAX_FOOTER_WORDS && OUTLOOK_APP_FOOTER.is_match(&plain)
 }

@@ -47,7 +47,7 @@ impl BlobStore {
     }
 
     /// Writes a blob whose hash the caller already computed.
-    fn put_hashed(&self, sha: &str, data: &[u8]) -> io::Result<()> {
+    pub fn put_hashed(&self, sha: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(sha);
         if path.metadata().is_ok_and(|m| m.len() == data.len() as u64) {
             return Ok(());
@@ -69,14 +69,15 @@ impl BlobStore {
 
 /// Somewhere to put attachment bytes: the store itself, or a background writer.
 pub trait BlobSink {
-    /// Stores `data` (or arranges for it to be stored before the transaction commits) and
-    /// returns its SHA-256.
-    fn put(&self, data: &[u8]) -> io::Result<String>;
+    /// Stores `data`, whose hex SHA-256 is `sha256` (or arranges for it to be stored
+    /// before the transaction commits).
+    fn put(&self, sha256: &str, data: &[u8]) -> io::Result<()>;
 }
 
 impl BlobSink for BlobStore {
-    fn put(&self, data: &[u8]) -> io::Result<String> {
-        BlobStore::put(self, data)
+    fn put(&self, sha256: &str, data: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(sha256, sha256_hex(data));
+        self.put_hashed(sha256, data)
     }
 }
 
@@ -86,11 +87,10 @@ struct Deferred {
 }
 
 impl BlobSink for Deferred {
-    fn put(&self, data: &[u8]) -> io::Result<String> {
-        let sha = sha256_hex(data);
+    fn put(&self, sha256: &str, data: &[u8]) -> io::Result<()> {
         // If the writer has stopped, it stopped on an error, which it reports at the end.
-        let _ = self.queue.send((sha.clone(), data.to_vec()));
-        Ok(sha)
+        let _ = self.queue.send((sha256.to_string(), data.to_vec()));
+        Ok(())
     }
 }
 
@@ -134,7 +134,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = BlobStore::open(dir.path(), false).unwrap();
         let (shas, written) = with_background_writer(&blobs, |sink| {
-            (0..50u8).map(|i| sink.put(&vec![i; 1000 + i as usize]).unwrap()).collect::<Vec<_>>()
+            (0..50u8)
+                .map(|i| {
+                    let data = vec![i; 1000 + i as usize];
+                    let sha = sha256_hex(&data);
+                    sink.put(&sha, &data).unwrap();
+                    sha
+                })
+                .collect::<Vec<_>>()
         });
         written.unwrap();
         for (i, sha) in shas.iter().enumerate() {
