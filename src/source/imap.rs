@@ -277,6 +277,11 @@ async fn login(
 }
 
 /// Formats sorted UIDs as an IMAP sequence set: `1:5,7,9:12`.
+/// How many fetched batches may wait at the writer while the oldest is marked: with two,
+/// the writer finds the next batch ready when it finishes one, while this mailbox's single
+/// connection fetches and marks (memory stays bounded by the batch size).
+const BATCHES_AHEAD: usize = 2;
+
 pub fn uid_set(uids: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;
@@ -512,7 +517,9 @@ impl Folder<'_> {
         Ok(wake)
     }
 
-    /// Processes everything waiting, batch by batch, until a search finds nothing new.
+    /// Processes everything waiting, batch by batch, until a search finds nothing new:
+    /// fetches, hands over and marks, with up to [`BATCHES_AHEAD`] batches handed over and
+    /// not yet marked.
     async fn drain(&mut self) -> anyhow::Result<()> {
         let batch = self.w.mailbox.batch_size as usize;
         loop {
@@ -521,7 +528,8 @@ impl Folder<'_> {
                 return Ok(());
             }
             tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), "New mail");
-            let mut in_flight: Option<InFlight> = None;
+            // Batches submitted and not yet marked, oldest first.
+            let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
             for chunk in uids.chunks(batch) {
                 // Finish the batch in hand, but start no new one after shutdown.
                 if self.w.shutdown.is_cancelled() {
@@ -544,14 +552,20 @@ impl Folder<'_> {
                     let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
                     Some(self.w.writer.submit(batch).await?)
                 };
-                let next = InFlight { max_uid: *chunk.last().expect("chunks are not empty"), uids: fetched, pending };
-                // The writer commits `next` while the previous batch is marked.
-                if let Some(prev) = in_flight.replace(next) {
-                    self.finish(prev).await?;
+                in_flight.push_back(InFlight {
+                    max_uid: *chunk.last().expect("chunks are not empty"),
+                    uids: fetched,
+                    pending,
+                });
+                // The writer commits the newer batches while the oldest is marked, and has
+                // the next one queued while this task fetches and marks.
+                if in_flight.len() > BATCHES_AHEAD {
+                    let oldest = in_flight.pop_front().expect("more batches than zero");
+                    self.finish(oldest).await?;
                 }
             }
-            if let Some(prev) = in_flight.take() {
-                self.finish(prev).await?;
+            while let Some(oldest) = in_flight.pop_front() {
+                self.finish(oldest).await?;
             }
             if self.w.shutdown.is_cancelled() {
                 return Ok(());
