@@ -17,9 +17,17 @@ fn main() {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},casegate={level}")));
     // Colours only for a person at a terminal; files, pipes and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // Log lines are written by a thread of their own, so the database writer never waits
+    // for a write to stderr (a daemon logs a line or more for every mail). Never lossy: a
+    // full queue makes the logging thread wait rather than drop what happened to a mail.
+    let (stderr, flush_logs) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr).with_ansi(ansi).init();
 
-    if let Err(err) = cli::run(cli) {
+    let result = cli::run(cli);
+    // Every log line is out before the final word and the exit.
+    drop(flush_logs);
+    if let Err(err) = result {
         eprintln!("casegate: {err:#}");
         std::process::exit(cli::exit_code(&err));
     }
