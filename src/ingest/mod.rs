@@ -235,7 +235,7 @@ impl Gateway {
         }
         let record =
             mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
-        let raw = mails::raw(&self.store.conn, &self.config.data_dir.join(store::packs::DIR), &record.raw_sha256)?
+        let raw = mails::raw(&self.store.conn, self.store.packs.borrow().dir(), &record.raw_sha256)?
             .context("raw copy of a quarantined mail is missing")?;
         let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
@@ -703,7 +703,7 @@ mod tests {
     /// Every journalled mail reads back byte for byte from its pack, and the packs hold
     /// exactly those records: what attempts that were rolled back staged was never written.
     fn assert_raw_copies_are_exact(gateway: &Gateway, raws: &[Vec<u8>]) {
-        let packs_dir = gateway.config.data_dir.join(store::packs::DIR);
+        let packs_dir = gateway.store.packs.borrow().dir().to_path_buf();
         for (i, raw) in raws.iter().enumerate() {
             let sha = sha256_hex(raw);
             let stored = mails::raw(&gateway.store.conn, &packs_dir, &sha).unwrap();
@@ -723,7 +723,7 @@ mod tests {
         let mut gateway = Gateway::open(Arc::new(config)).unwrap();
         let raw = mail(1, "Printer");
         gateway.ingest(&raw, &Origin::file("m1.eml")).unwrap();
-        let packs_dir = gateway.config.data_dir.join(store::packs::DIR);
+        let packs_dir = gateway.store.packs.borrow().dir().to_path_buf();
         let (pack, offset): (String, i64) = gateway
             .store
             .conn

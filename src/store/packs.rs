@@ -77,6 +77,11 @@ impl RawPacks {
         Ok(RawPacks { dir: dir.to_path_buf(), fsync, open: None, staged: Vec::new(), early: true, background: None })
     }
 
+    /// The directory the packs are in (what [`read`] needs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether records may be written while the batch is still going on (the default).
     /// Switch it off while a batch needs [`RawPacks::unstage`]: only bytes not handed off
     /// yet can be taken back.
