@@ -272,7 +272,8 @@ fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Res
     };
     // The row's Message-ID routes replies to the case (`case_store::case_for_message_id`).
     let id = outbox::insert(conn, &row, &facts.now_text)?;
-    tracing::info!(
+    // Debug: every mail causes one or more; the send logs `Notification sent` at info.
+    tracing::debug!(
         id,
         case = token.as_deref().unwrap_or("-"),
         to = %r.address,

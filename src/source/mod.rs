@@ -240,7 +240,9 @@ impl Drop for DeathNotice {
 
 fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: oneshot::Sender<anyhow::Result<()>>) {
     let mut gateway = match Gateway::open(config) {
-        Ok(g) => {
+        Ok(mut g) => {
+            // The sources log each mail's outcome themselves, once it is marked.
+            g.log_each_mail = false;
             let _ = ready.send(Ok(()));
             g
         }
