@@ -125,9 +125,6 @@ enum Journal<'a> {
 pub struct Gateway {
     pub config: Arc<Config>,
     pub store: Store,
-    /// Log a `Mail processed` line for every mail (on by default). The daemon's sources
-    /// turn it off: they log one line per mail themselves, once it is marked at the source.
-    pub log_each_mail: bool,
 }
 
 impl Gateway {
@@ -137,7 +134,7 @@ impl Gateway {
     }
 
     pub fn with_store(config: Arc<Config>, store: Store) -> Gateway {
-        Gateway { config, store, log_each_mail: true }
+        Gateway { config, store }
     }
 
     /// Processes one mail. `Err` only for failures of casegate itself (database, disk);
@@ -180,10 +177,8 @@ impl Gateway {
                 }
             }
         };
-        if self.log_each_mail {
-            for ((_, origin), report) in mails.iter().zip(&reports) {
-                log_report(report, &origin.description, &self.config);
-            }
+        for ((_, origin), report) in mails.iter().zip(&reports) {
+            log_report(report, &origin.description, &self.config);
         }
         Ok(reports)
     }

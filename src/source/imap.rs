@@ -19,7 +19,7 @@
 //! the checkpoint only advances once a batch is marked: after a crash, what was committed
 //! but not marked is fetched again, recognised by the journal, and only marked. Fetching
 //! and marking run side by side (the server's MOVE costs several times its FETCH), with
-//! at most [`BATCHES_AHEAD`] batches queued for marking. Every network step has a timeout;
+//! at most [`MARK_QUEUE`] batches queued for marking. Every network step has a timeout;
 //! any error on either connection ends both, and the watcher reconnects with capped,
 //! jittered exponential backoff. Watchers share nothing but the writer, so one mailbox's
 //! trouble never stops another.
@@ -38,7 +38,7 @@ use async_imap::types::UnsolicitedResponse;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -60,10 +60,14 @@ const GOODBYE: Duration = Duration::from_secs(1);
 /// The marking connection is closed after this long without a batch to mark (and opened
 /// again with the next one), so an idle watcher holds a single connection.
 const MARKER_LINGER: Duration = Duration::from_secs(60);
-/// How many fetched batches may wait for marking, behind the one being marked: the writer
-/// has the next batch ready when it finishes one, and memory stays bounded by the batch
-/// size.
-const BATCHES_AHEAD: usize = 2;
+/// Fetched batches not yet written, whose mails are in memory: the one being fetched and
+/// prepared, and two waiting at the writer (which so finds the next batch ready when it
+/// finishes one).
+const BATCHES_IN_MEMORY: usize = 3;
+/// Batches handed to the writer that may wait for marking behind the one being marked
+/// (they hold only UIDs and the writer's answer). Those committed meanwhile are marked
+/// together: the server's cost per command is large beside its cost per mail.
+const MARK_QUEUE: usize = 4;
 
 /// Any byte stream async-imap can run on: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
@@ -366,8 +370,15 @@ impl Watcher {
             _ = self.shutdown.cancelled() => return Ok(()),
         };
         tracing::debug!(mailbox = %mb.name, ms = started.elapsed().as_millis() as u64, "Logged in");
-        let mut folder =
-            Folder { w: self, session: Some(session), caps, uidvalidity: 0, handed_over: 0, drained: false };
+        let mut folder = Folder {
+            w: self,
+            session: Some(session),
+            caps,
+            uidvalidity: 0,
+            handed_over: 0,
+            drained: false,
+            in_memory: Arc::new(Semaphore::new(BATCHES_IN_MEMORY)),
+        };
         folder.select().await?;
         tracing::info!(
             mailbox = %mb.name,
@@ -387,7 +398,7 @@ impl Watcher {
             warned_no_expunge: false,
             failed: false,
         };
-        let (queue, batches) = mpsc::channel(BATCHES_AHEAD);
+        let (queue, batches) = mpsc::channel(MARK_QUEUE);
         let result = {
             let fetching = folder.watch(queue);
             let marking = marker.run(batches);
@@ -451,6 +462,8 @@ struct Folder<'a> {
     handed_over: u32,
     /// A drain completed on this connection.
     drained: bool,
+    /// One permit per batch whose mails are in memory ([`BATCHES_IN_MEMORY`]).
+    in_memory: Arc<Semaphore>,
 }
 
 /// The marking connection: marks committed batches in order and advances the checkpoint.
@@ -577,7 +590,7 @@ impl Folder<'_> {
     }
 
     /// Hands everything waiting to the writer, batch by batch, until a search finds
-    /// nothing new, queueing each batch for marking (waiting while [`BATCHES_AHEAD`]
+    /// nothing new, queueing each batch for marking (waiting while [`MARK_QUEUE`]
     /// batches are queued already).
     async fn drain(&mut self, queue: &mpsc::Sender<InFlight>) -> anyhow::Result<()> {
         let batch = self.w.mailbox.batch_size as usize;
@@ -588,6 +601,7 @@ impl Folder<'_> {
             }
             tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), "New mail");
             for chunk in uids.chunks(batch) {
+                let permit = Arc::clone(&self.in_memory).acquire_owned().await.context("memory bound")?;
                 // Finish the batch in hand, but start no new one after shutdown.
                 if self.w.shutdown.is_cancelled() {
                     return Ok(());
@@ -607,7 +621,7 @@ impl Folder<'_> {
                     None
                 } else {
                     let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
-                    Some(self.w.writer.submit(batch).await?)
+                    Some(self.w.writer.submit(batch, Some(permit)).await?)
                 };
                 let max_uid = *chunk.last().expect("chunks are not empty");
                 // Fails only when the marker has ended with an error (reported by it).
@@ -699,7 +713,7 @@ impl Marker<'_> {
             // Batches queued meanwhile are marked together: the server's cost per command
             // is large beside its cost per mail (Dovecot: ~6 ms, then ~50 µs a mail).
             let mut together = vec![batch];
-            while together.len() <= BATCHES_AHEAD {
+            while together.len() <= MARK_QUEUE {
                 match batches.try_recv() {
                     Ok(b) => together.push(b),
                     Err(_) => break,
@@ -766,38 +780,22 @@ impl Marker<'_> {
         }
         let mb = Arc::clone(&self.w.mailbox);
         let mark_started = Instant::now();
-        let marked = self.mark(&done, &quarantine).await;
-        tracing::trace!(mails = processed.len(), ms = mark_started.elapsed().as_millis() as u64, "Mails marked");
-        // Every committed mail gets its line, marked or not.
-        let (done_action, quarantine_action) = if marked.is_ok() {
-            let done = match mb.mark {
+        self.mark(&done, &quarantine).await?;
+        // Each mail's outcome was logged when it was committed (`Mail processed`, origin
+        // `imap:<mailbox> uid <N>`); this says what became of them on the server.
+        let ms = mark_started.elapsed().as_millis() as u64;
+        if !quarantine.is_empty() {
+            let on_server = format!("moved to {}", mb.quarantine_folder);
+            tracing::info!(mailbox = %mb.name, mails = quarantine.len(), uids = %uid_set(&quarantine), on_server, ms, "Mails marked");
+        }
+        if !done.is_empty() {
+            let on_server = match mb.mark {
                 MarkProcessed::Move => format!("moved to {}", mb.processed_folder),
                 MarkProcessed::Seen => "flagged \\Seen".to_string(),
                 MarkProcessed::Delete => "deleted".to_string(),
             };
-            (done, format!("moved to {}", mb.quarantine_folder))
-        } else {
-            let not = "not marked (the connection failed; the mail is only marked when seen again)";
-            (not.to_string(), not.to_string())
-        };
-        for (uid, p) in uids.iter().zip(&processed) {
-            let r = &p.report;
-            let case = r.case.map(|c| self.w.writer.config().case_token(c));
-            tracing::info!(
-                mailbox = %mb.name,
-                uid,
-                message_id = r.message_id.as_deref().unwrap_or("-"),
-                outcome = r.outcome.as_str(),
-                case = case.as_deref().unwrap_or("-"),
-                reason = r.reason.as_deref().unwrap_or("-"),
-                on_server = match p.disposition {
-                    Disposition::Done => done_action.as_str(),
-                    Disposition::Quarantine => quarantine_action.as_str(),
-                },
-                "Mail done"
-            );
+            tracing::info!(mailbox = %mb.name, mails = done.len(), uids = %uid_set(&done), on_server, ms, "Mails marked");
         }
-        marked?;
         // Drop the EXPUNGE/EXISTS notices our own commands caused: nobody reads them on
         // this connection.
         if let Some(session) = &self.session {

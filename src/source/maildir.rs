@@ -111,6 +111,9 @@ impl MaildirWatcher {
                     };
                     let from = md.path.join("new").join(name);
                     let to = md.path.join("cur").join(format!("{}:2,{flags}", unique_name(name)));
+                    tokio::fs::rename(&from, &to)
+                        .await
+                        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
                     let r = &p.report;
                     let case = r.case.map(|c| self.writer.config().case_token(c));
                     tracing::info!(
@@ -119,14 +122,8 @@ impl MaildirWatcher {
                         message_id = r.message_id.as_deref().unwrap_or("-"),
                         outcome = r.outcome.as_str(),
                         case = case.as_deref().unwrap_or("-"),
-                        reason = r.reason.as_deref().unwrap_or("-"),
                         "Mail done"
                     );
-                    // Committed and logged: a failed rename leaves the file in new/, and the
-                    // journal recognises it when it is read again.
-                    tokio::fs::rename(&from, &to)
-                        .await
-                        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
                 }
             }
         }

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use rusqlite::{params, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::case::Outcome;
@@ -78,6 +78,8 @@ enum Job {
     Ingest {
         mails: Vec<(Prepared, Origin)>,
         reply: Reply<Vec<Processed>>,
+        /// Released once the mails are written (and their bytes freed).
+        permit: Option<OwnedSemaphorePermit>,
     },
     LoadCheckpoint {
         source: String,
@@ -178,8 +180,13 @@ impl Writer {
 impl WriterHandle {
     /// Prepares a batch (hashing, parsing, analysis — on a blocking thread, so the writer
     /// thread only writes), queues it (waiting while the queue is full) and returns the
-    /// pending answer.
-    pub async fn submit(&self, mails: Vec<SourceMail>) -> anyhow::Result<Pending> {
+    /// pending answer. `permit`, if given, is released as soon as the batch is written: a
+    /// source bounds the mail it holds in memory with it.
+    pub async fn submit(
+        &self,
+        mails: Vec<SourceMail>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> anyhow::Result<Pending> {
         let config = Arc::clone(&self.config);
         let mails = tokio::task::spawn_blocking(move || {
             let (raws, origins): (Vec<Vec<u8>>, Vec<Origin>) = mails.into_iter().map(|m| (m.raw, m.origin)).unzip();
@@ -188,13 +195,16 @@ impl WriterHandle {
         .await
         .context("preparing mail failed")?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Ingest { mails, reply }).await.map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
+        self.tx
+            .send(Job::Ingest { mails, reply, permit })
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
         Ok(Pending { rx })
     }
 
     /// Ingests a batch and waits for the commit.
     pub async fn ingest(&self, mails: Vec<SourceMail>) -> anyhow::Result<Vec<Processed>> {
-        self.submit(mails).await?.wait().await
+        self.submit(mails, None).await?.wait().await
     }
 
     pub async fn load_checkpoint(&self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
@@ -240,9 +250,7 @@ impl Drop for DeathNotice {
 
 fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: oneshot::Sender<anyhow::Result<()>>) {
     let mut gateway = match Gateway::open(config) {
-        Ok(mut g) => {
-            // The sources log each mail's outcome themselves, once it is marked.
-            g.log_each_mail = false;
+        Ok(g) => {
             let _ = ready.send(Ok(()));
             g
         }
@@ -261,10 +269,11 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
     // returns None once every handle is dropped and the queue is empty.
     while let Some(job) = rx.blocking_recv() {
         match job {
-            Job::Ingest { mails, reply } => {
+            Job::Ingest { mails, reply, permit } => {
                 let started = std::time::Instant::now();
                 let count = mails.len();
                 let result = ingest(&mut gateway, mails);
+                drop(permit);
                 match &result {
                     Ok(_) => tracing::debug!(
                         mails = count,

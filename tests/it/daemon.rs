@@ -257,6 +257,54 @@ async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marking_connection_dropped_mid_run_loses_and_doubles_nothing() {
+    let dovecot = Dovecot::start();
+    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("m{i}"), &format!("Issue {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
+    let mut daemon = Daemon::start(&inst, &[]);
+
+    // The daemon's two connections: the fetching one logged in first. Dovecot serves each
+    // by a process of its own; stopping the later one drops the marking connection alone
+    // (SIGTERM: the process ends cleanly; a SIGKILL mid-MOVE would leave the folder's lock
+    // behind, and every later SELECT would wait for Dovecot to declare it stale).
+    daemon.wait_log("Marking connection opened", 1, WAIT).await;
+    let who = dovecot.doveadm(&["who", "-1"]).await;
+    let mut pids: Vec<i32> = who
+        .lines()
+        .filter(|l| l.contains(SUPPORT) && l.contains("imap"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    assert_eq!(pids.len(), 2, "expected the fetching and the marking connection:\n{who}");
+    let at_kill = count(&inst, "SELECT count(*) FROM mails");
+    // SAFETY: kill has no memory-safety preconditions; the process is this test's Dovecot's.
+    assert_eq!(unsafe { libc::kill(pids[1], libc::SIGTERM) }, 0);
+
+    wait_until("all 800 mails", Duration::from_secs(60), || count(&inst, "SELECT count(*) FROM mails") == 800).await;
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+    // The fetcher may be idle while the last batches are being marked.
+    let deadline = Instant::now() + WAIT;
+    while dovecot.folder_count(SUPPORT, "INBOX").await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(at_kill < 800, "the kill came after the last mail; the test proves nothing");
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 800);
+    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM messages"), 800);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 800);
+    let log = daemon.log();
+    assert!(log.contains("reconnecting"), "the dropped marking connection went unnoticed:\n{log}");
+    // Each mail has exactly one line saying it was created, logged at its commit, also
+    // when it was not marked before the connection dropped (it is a duplicate when seen
+    // again, and only marked then).
+    let created = log.lines().filter(|l| l.contains("Mail processed") && l.contains("outcome=\"created\"")).count();
+    assert_eq!(created, 800, "one 'created' line per mail");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_then_restart_every_mail_lands_exactly_once() {
     let dovecot = Dovecot::start();
     // 200 new cases and 100 replies, each reply right after the mail it answers.
