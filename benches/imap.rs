@@ -5,9 +5,10 @@
 //! 2. Times Dovecot's side of marking: one `UID MOVE` of all N to a scratch folder (and
 //!    back, then INBOX selected once more so the server has caught up with the moves).
 //! 3. Warms the page cache with one untimed bare fetch (this VM evicts mail files not
-//!    read for about a minute; a cold fetch runs ~8x slower), then times a **bare fetch**:
-//!    one connection, `FETCH <500 messages> (UID BODY.PEEK[])` until all are read. That is
-//!    the practical ceiling of any IMAP ingest here.
+//!    read for about a minute; a cold fetch runs ~8x slower), then times a **bare fetch**
+//!    three times (the median counts): one connection, `FETCH <500 messages> (UID
+//!    BODY.PEEK[])` until all are read. That is the practical ceiling of any IMAP ingest
+//!    here.
 //! 4. Times the **ingest alone**: the same mails through `Gateway::ingest_batch` in
 //!    batches of 500, in process, into a fresh database — the writer's ceiling.
 //! 5. Times **`casegate run`** (the release binary, logging at info into a file) from
@@ -154,13 +155,21 @@ async fn bench(count: usize, singles: usize) {
     // Page cache: read everything once, untimed.
     let (warm, _, cold) = bare_fetch(&dovecot, count).await;
     println!("page cache warmed by one untimed fetch ({warm} mails in {:.2} s)", cold.as_secs_f64());
-    let (n, bytes, took) = bare_fetch(&dovecot, count).await;
-    assert_eq!(n, count, "bare fetch saw {n} of {count} mails");
-    let bare_rate = n as f64 / took.as_secs_f64();
+    // Three timed fetches, the median taken: one fetch of a few hundred milliseconds
+    // spreads by ±20 % on a shared machine.
+    let mut fetches = Vec::with_capacity(3);
+    for _ in 0..3 {
+        let (n, bytes, took) = bare_fetch(&dovecot, count).await;
+        assert_eq!(n, count, "bare fetch saw {n} of {count} mails");
+        fetches.push((n as f64 / took.as_secs_f64(), bytes));
+    }
+    fetches.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (bare_rate, bytes) = fetches[1];
     println!(
-        "bare fetch:       {bare_rate:>8.0} mails/s  ({n} mails, {:.1} MB in {:.3} s, batches of {BATCH})",
+        "bare fetch:       {bare_rate:>8.0} mails/s  (median of 3: {:.0}-{:.0}/s; {count} mails, {:.1} MB, batches of {BATCH})",
+        fetches[0].0,
+        fetches[2].0,
         bytes as f64 / 1e6,
-        took.as_secs_f64()
     );
 
     // The writer's ceiling: parse + decide + store, in process.
@@ -216,9 +225,10 @@ async fn bench(count: usize, singles: usize) {
     let marked = started.elapsed();
     let run_rate = count as f64 / committed.as_secs_f64();
     println!(
-        "casegate run:     {run_rate:>8.0} mails/s  (start → all {count} committed in {:.2} s; all moved to Processed after {:.2} s)",
+        "casegate run:     {run_rate:>8.0} mails/s  (start → all {count} committed in {:.2} s; all moved to Processed after {:.2} s: {:.0} mails/s)",
         committed.as_secs_f64(),
-        marked.as_secs_f64()
+        marked.as_secs_f64(),
+        count as f64 / marked.as_secs_f64()
     );
     println!(
         "ratio:            {:>8.1} % of the bare fetch; {:.0} % of the ingest-alone rate",

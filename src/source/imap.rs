@@ -10,16 +10,18 @@
 //!                                      → queue for marking
 //!     IDLE until the server reports news (re-issued every 25 min), or sleep poll_interval
 //! marking connection (opened when a batch waits, closed after a minute without one):
-//!   per batch, once committed: mark (MOVE | \Seen | \Deleted+UID EXPUNGE),
-//!                              quarantined mail → quarantine folder
-//!                              → checkpoint (last_uid)
+//!   batches gather while a drain is under way (at most MARK_DELAY, MARK_QUEUE batches)
+//!   per group of at most MARK_AT_ONCE mails, once committed:
+//!     mark (MOVE | \Seen | \Deleted+UID EXPUNGE), quarantined mail → quarantine folder
+//!     → checkpoint (last_uid)
 //! ```
 //!
 //! Fetching uses `BODY.PEEK[]`, so nothing changes on the server before the commit, and
 //! the checkpoint only advances once a batch is marked: after a crash, what was committed
 //! but not marked is fetched again, recognised by the journal, and only marked. Fetching
-//! and marking run side by side (the server's MOVE costs several times its FETCH), with
-//! at most [`MARK_QUEUE`] batches queued for marking. Every network step has a timeout;
+//! and marking run side by side (the server's MOVE costs several times its FETCH); while
+//! a backlog is fetched, marking waits for it (up to [`MARK_DELAY`]), so the cases come
+//! first and the server moves mail in few large commands. Every network step has a timeout;
 //! any error on either connection ends both, and the watcher reconnects with capped,
 //! jittered exponential backoff. Watchers share nothing but the writer, so one mailbox's
 //! trouble never stops another.
@@ -38,7 +40,7 @@ use async_imap::types::UnsolicitedResponse;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -64,10 +66,17 @@ const MARKER_LINGER: Duration = Duration::from_secs(60);
 /// prepared, and two waiting at the writer (which so finds the next batch ready when it
 /// finishes one).
 const BATCHES_IN_MEMORY: usize = 3;
-/// Batches handed to the writer that may wait for marking behind the one being marked
-/// (they hold only UIDs and the writer's answer). Those committed meanwhile are marked
-/// together: the server's cost per command is large beside its cost per mail.
-const MARK_QUEUE: usize = 4;
+/// Batches handed to the writer that may wait to be marked (they hold only UIDs and the
+/// writer's answer, not the mails). Those waiting are marked together: the server's cost
+/// per command is large beside its cost per mail.
+const MARK_QUEUE: usize = 32;
+/// While the fetching connection works through a backlog, committed batches wait this
+/// long at most before they are marked: the cases come first, and the server's MOVE
+/// (several times the cost of its FETCH) is done in fewer, larger commands.
+const MARK_DELAY: Duration = Duration::from_secs(2);
+/// Mails per marking command at most, so that other clients of the folder never wait
+/// long for one (the server locks the folder while it moves mail).
+const MARK_AT_ONCE: usize = 5_000;
 
 /// Any byte stream async-imap can run on: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
@@ -378,6 +387,7 @@ impl Watcher {
             handed_over: 0,
             drained: false,
             in_memory: Arc::new(Semaphore::new(BATCHES_IN_MEMORY)),
+            draining: watch::channel(false).0,
         };
         folder.select().await?;
         tracing::info!(
@@ -397,6 +407,7 @@ impl Watcher {
             known_folders: HashSet::new(),
             warned_no_expunge: false,
             failed: false,
+            draining: folder.draining.subscribe(),
         };
         let (queue, batches) = mpsc::channel(MARK_QUEUE);
         let result = {
@@ -425,6 +436,25 @@ impl Watcher {
         goodbye(marker.session.take()).await;
         result
     }
+}
+
+/// Splits batches, in order, into groups of at most `max` mails (a larger batch alone).
+fn groups(batches: Vec<InFlight>, max: usize) -> Vec<Vec<InFlight>> {
+    let mut out: Vec<Vec<InFlight>> = Vec::new();
+    let mut mails = 0;
+    for batch in batches {
+        match out.last_mut() {
+            Some(group) if mails + batch.uids.len() <= max => {
+                mails += batch.uids.len();
+                group.push(batch);
+            }
+            _ => {
+                mails = batch.uids.len();
+                out.push(vec![batch]);
+            }
+        }
+    }
+    out
 }
 
 /// Logs out, not waiting long: we are leaving anyway.
@@ -464,11 +494,15 @@ struct Folder<'a> {
     drained: bool,
     /// One permit per batch whose mails are in memory ([`BATCHES_IN_MEMORY`]).
     in_memory: Arc<Semaphore>,
+    /// `true` while a drain is under way (the marker lets batches gather meanwhile).
+    draining: watch::Sender<bool>,
 }
 
 /// The marking connection: marks committed batches in order and advances the checkpoint.
 struct Marker<'a> {
     w: &'a Watcher,
+    /// Whether the fetching connection is draining (see [`MARK_DELAY`]).
+    draining: watch::Receiver<bool>,
     /// Opened when a batch is to be marked; closed after [`MARKER_LINGER`] without one.
     session: Option<ImapSession>,
     caps: ServerCaps,
@@ -532,7 +566,9 @@ impl Folder<'_> {
     /// every batch handed to the writer for marking. Returning drops `queue`.
     async fn watch(&mut self, queue: mpsc::Sender<InFlight>) -> anyhow::Result<()> {
         loop {
+            self.draining.send_replace(true);
             self.drain(&queue).await?;
+            self.draining.send_replace(false);
             self.drained = true;
             if self.w.once || self.w.shutdown.is_cancelled() {
                 return Ok(());
@@ -710,18 +746,33 @@ impl Marker<'_> {
                 batches.recv().await
             };
             let Some(batch) = next else { return Ok(()) };
-            // Batches queued meanwhile are marked together: the server's cost per command
-            // is large beside its cost per mail (Dovecot: ~6 ms, then ~50 µs a mail).
             let mut together = vec![batch];
-            while together.len() <= MARK_QUEUE {
+            // While a backlog is being fetched, batches gather (committed mail is safe;
+            // only the server's folder lags behind the database meanwhile).
+            let deadline = tokio::time::Instant::now() + MARK_DELAY;
+            while *self.draining.borrow_and_update() && together.len() < MARK_QUEUE {
+                tokio::select! {
+                    b = batches.recv() => match b {
+                        Some(b) => together.push(b),
+                        None => break,
+                    },
+                    changed = self.draining.changed() => if changed.is_err() { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            // Those queued meanwhile join them: the server's cost per command is large
+            // beside its cost per mail (Dovecot: ~6 ms, then ~50 µs a mail).
+            while together.len() < MARK_QUEUE {
                 match batches.try_recv() {
                     Ok(b) => together.push(b),
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.finish(together).await {
-                self.failed = true;
-                return Err(e);
+            for group in groups(together, MARK_AT_ONCE) {
+                if let Err(e) = self.finish(group).await {
+                    self.failed = true;
+                    return Err(e);
+                }
             }
         }
     }
@@ -958,6 +1009,21 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[42]), "42");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn batches_are_marked_in_order_in_groups_of_at_most_so_many_mails() {
+        let batch = |first: u32, n: u32| InFlight {
+            max_uid: first + n.max(1) - 1,
+            uids: (first..first + n).collect(),
+            pending: None,
+        };
+        // 3 + 3 fit in 7; 3 more would not; a batch larger than the limit goes alone; an
+        // empty batch (its mails vanished) still joins a group, to advance the checkpoint.
+        let batches = vec![batch(1, 3), batch(4, 3), batch(7, 3), batch(10, 9), batch(19, 0), batch(20, 2)];
+        let got: Vec<Vec<u32>> = groups(batches, 7).iter().map(|g| g.iter().map(|b| b.max_uid).collect()).collect();
+        assert_eq!(got, vec![vec![3, 6], vec![9], vec![18], vec![19, 21]]);
+        assert!(groups(Vec::new(), 7).is_empty());
     }
 
     #[test]

@@ -219,9 +219,18 @@ async fn waiting_mail_is_caught_up_in_batches_by_run_once() {
     dovecot.append_many(SUPPORT, "INBOX", &mails).await;
     let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
 
-    inst.ok(&["run", "--once"]);
+    let out = inst.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run --once failed:\n{log}");
 
     assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 25);
+    // Three batches, each committed as it came; the marking waited for the drain to end
+    // and moved all of them with one command.
+    let commits = log.lines().filter(|l| l.contains("Mail processed")).count();
+    assert_eq!(commits, 25, "{log}");
+    let marked: Vec<&str> = log.lines().filter(|l| l.contains("Mails marked")).collect();
+    assert_eq!(marked.len(), 1, "expected one marking command for the three batches:\n{log}");
+    assert!(marked[0].contains("mails=25") && marked[0].contains("uids=1:25"), "{}", marked[0]);
     assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
     assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 25);
     assert_eq!(count(&inst, "SELECT last_uid FROM mailbox_state WHERE source = 'support'"), 25);
