@@ -10,7 +10,8 @@
 //!    BODY.PEEK[])` until all are read. That is the practical ceiling of any IMAP ingest
 //!    here.
 //! 4. Times the **ingest alone**: the same mails through `Gateway::ingest_batch` in
-//!    batches of 500, in process, into a fresh database — the writer's ceiling.
+//!    batches of 500, in process, into a fresh database, parsed and written in sequence
+//!    on one thread (the daemon prepares mails on other threads while the writer writes).
 //! 5. Times **`casegate run`** (the release binary, logging at info into a file) from
 //!    start until all N are committed (journal rows), and until all are moved to
 //!    `Processed` on the server. Prints mails/s and the ratio to the bare fetch.

@@ -36,8 +36,8 @@ use crate::config::Config;
 use crate::ingest::{Gateway, IngestReport, Origin, Prepared};
 use crate::store;
 
-/// Jobs waiting for the writer, across all sources. Each source keeps at most two batches
-/// in flight, so a small bound is enough to keep the writer busy.
+/// Jobs waiting for the writer, across all sources. Each source bounds its own batches in
+/// flight (an IMAP watcher: three), so a small bound is enough to keep the writer busy.
 const WRITER_QUEUE: usize = 8;
 
 /// One mail handed to the writer: its bytes and where it came from.
