@@ -466,18 +466,35 @@ async fn goodbye(session: Option<ImapSession>) {
 
 /// SELECTs the mailbox's folder; returns its UIDVALIDITY.
 async fn select_folder(session: &mut ImapSession, mb: &MailboxConfig) -> anyhow::Result<u32> {
+    let selected = open_folder(session, mb, "SELECT").await?;
+    Ok(selected.uid_validity.unwrap_or(0))
+}
+
+/// Opens the mailbox's folder with `SELECT` (read-write) or `EXAMINE` (read-only), with
+/// the step timeout and a plain word for a folder the server will not open.
+async fn open_folder(
+    session: &mut ImapSession,
+    mb: &MailboxConfig,
+    command: &str,
+) -> anyhow::Result<async_imap::types::Mailbox> {
     let t = mb.timeout;
-    let selected = match tokio::time::timeout(t, session.select(&mb.folder)).await {
-        Err(_) => bail!("SELECT {:?}: no answer within {} s", mb.folder, t.as_secs()),
+    let opening = async {
+        if command == "EXAMINE" {
+            session.examine(&mb.folder).await
+        } else {
+            session.select(&mb.folder).await
+        }
+    };
+    match tokio::time::timeout(t, opening).await {
+        Err(_) => bail!("{command} {:?}: no answer within {} s", mb.folder, t.as_secs()),
         Ok(Err(async_imap::error::Error::No(text))) => bail!(
             "folder {:?} cannot be opened for {}: does it exist? (server said: {})",
             mb.folder,
             mb.username,
             text.trim()
         ),
-        Ok(r) => r.with_context(|| format!("SELECT {:?}", mb.folder))?,
-    };
-    Ok(selected.uid_validity.unwrap_or(0))
+        Ok(r) => r.with_context(|| format!("{command} {:?}", mb.folder)),
+    }
 }
 
 /// The fetching connection, with its folder selected.
@@ -954,16 +971,8 @@ pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String>
     let started = Instant::now();
     let Connected { mut session, caps } = connect(mb, password).await?;
     let t = mb.timeout;
-    let selected = match tokio::time::timeout(t, session.examine(&mb.folder)).await {
-        Err(_) => bail!("EXAMINE {:?}: no answer within {} s", mb.folder, t.as_secs()),
-        Ok(Err(async_imap::error::Error::No(text))) => bail!(
-            "logged in, but folder {:?} cannot be opened for {}: does it exist? (server said: {})",
-            mb.folder,
-            mb.username,
-            text.trim()
-        ),
-        Ok(r) => r.with_context(|| format!("EXAMINE {:?}", mb.folder))?,
-    };
+    let selected =
+        open_folder(&mut session, mb, "EXAMINE").await.with_context(|| format!("logged in as {}", mb.username))?;
     let mut folders = Vec::new();
     let targets: Vec<&str> = match mb.mark {
         MarkProcessed::Move => vec![&mb.processed_folder, &mb.quarantine_folder],

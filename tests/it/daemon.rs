@@ -538,6 +538,29 @@ async fn doctor_names_a_wrong_password_in_plain_words() {
 }
 
 #[tokio::test]
+async fn doctor_and_run_name_a_folder_that_does_not_exist() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, "folder = \"Support/Incoming\""));
+
+    let out = inst.run(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  mailbox support"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("logged in as {SUPPORT}"))
+            && stdout.contains("folder \"Support/Incoming\" cannot be opened")
+            && stdout.contains("does it exist?"),
+        "{stdout}"
+    );
+
+    // The daemon says the same, and fails instead of waiting forever on a one-off pass.
+    let out = inst.run(&["run", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("folder \"Support/Incoming\" cannot be opened"), "{stderr}");
+}
+
+#[tokio::test]
 async fn doctor_passes_a_good_setup_over_plain_tls_starttls_and_smtp() {
     let dovecot = Dovecot::start();
     let ca = dovecot.ca_pem().display().to_string();
