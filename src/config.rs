@@ -106,6 +106,8 @@ pub struct MailboxConfig {
     pub idle: bool,
     pub poll_interval: Duration,
     pub batch_size: u32,
+    /// Bytes of mail per fetch and per transaction at most (a larger mail is fetched alone).
+    pub batch_bytes: u64,
     /// Timeout of every network step (connect, login, fetch, store...).
     pub timeout: Duration,
 }
@@ -168,6 +170,8 @@ pub struct NotifyConfig {
 
 /// Default of `limits.max_watchers_per_mail`.
 pub const DEFAULT_MAX_WATCHERS_PER_MAIL: usize = 30;
+/// Bytes of mail per IMAP fetch batch unless `batch_bytes` says otherwise.
+pub const DEFAULT_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -271,6 +275,7 @@ struct RawMailbox {
     idle: Option<bool>,
     poll_interval_secs: Option<u64>,
     batch_size: Option<u32>,
+    batch_bytes: Option<u64>,
     timeout_secs: Option<u64>,
 }
 
@@ -556,6 +561,13 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         if batch_size == 0 {
             return Err(invalid(&key("batch_size"), "must be at least 1".into()));
         }
+        let batch_bytes = m.batch_bytes.unwrap_or(DEFAULT_BATCH_BYTES);
+        if batch_bytes < 1024 {
+            return Err(invalid(
+                &key("batch_bytes"),
+                format!("{batch_bytes} is too small; the default is {DEFAULT_BATCH_BYTES} (32 MiB)"),
+            ));
+        }
         mailboxes.push(MailboxConfig {
             name: m.name.unwrap_or_else(|| format!("{username}/{folder}")),
             host,
@@ -572,6 +584,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             idle: m.idle.unwrap_or(true),
             poll_interval: Duration::from_secs(m.poll_interval_secs.unwrap_or(60).max(1)),
             batch_size,
+            batch_bytes,
             timeout: Duration::from_secs(m.timeout_secs.unwrap_or(30).max(1)),
         });
     }
@@ -751,6 +764,10 @@ mod tests {
         assert!(err.contains("mailbox[0].password_env"), "{err}");
         let err = load("system_addresses = [\"a@b.c\"]\n[case]\ntoken_prefix = \"CA SE\"").unwrap_err().to_string();
         assert!(err.contains("case.token_prefix"), "{err}");
+        let mailbox = "system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\n";
+        let err = load(&format!("{mailbox}batch_bytes = 100")).unwrap_err().to_string();
+        assert!(err.contains("mailbox[0].batch_bytes") && err.contains("default is 33554432"), "{err}");
+        assert_eq!(load(mailbox).unwrap().mailboxes[0].batch_bytes, DEFAULT_BATCH_BYTES);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! fetching connection: connect (TLS | STARTTLS | plain) ─ LOGIN/AUTHENTICATE PLAIN ─ SELECT
 //!   └ checkpoint: same UIDVALIDITY? continue after last_uid : re-scan from UID 1
 //!   loop:
-//!     UID SEARCH UID <last handed over+1>:* NOT DELETED
-//!     per batch of `batch_size` UIDs:  UID FETCH (BODY.PEEK[])  → writer (commit)
+//!     UID SEARCH UID <last handed over+1>:* NOT DELETED, UID FETCH (RFC822.SIZE)
+//!     per batch of `batch_size` UIDs and `batch_bytes`:
+//!                                      UID FETCH (BODY.PEEK[])  → writer (commit)
 //!                                      → queue for marking
 //!     IDLE until the server reports news (re-issued every 25 min), or sleep poll_interval
 //! marking connection (opened when a batch waits, closed after a minute without one):
@@ -26,7 +27,7 @@
 //! jittered exponential backoff. Watchers share nothing but the writer, so one mailbox's
 //! trouble never stops another.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::path::Path;
@@ -438,6 +439,25 @@ impl Watcher {
     }
 }
 
+/// Splits `uids` (ascending; `sizes` in the same order) into fetch batches of at most
+/// `max_mails` mails and `max_bytes` bytes; a mail larger than `max_bytes` is a batch of
+/// its own.
+fn batches<'u>(uids: &'u [u32], sizes: &[u64], max_mails: usize, max_bytes: u64) -> Vec<&'u [u32]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate().take(uids.len()) {
+        if i > start && (i - start >= max_mails || bytes.saturating_add(size) > max_bytes) {
+            out.push(&uids[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(size);
+    }
+    if start < uids.len() {
+        out.push(&uids[start..]);
+    }
+    out
+}
+
 /// Splits batches, in order, into groups of at most `max` mails (a larger batch alone).
 fn groups(batches: Vec<InFlight>, max: usize) -> Vec<Vec<InFlight>> {
     let mut out: Vec<Vec<InFlight>> = Vec::new();
@@ -652,8 +672,9 @@ impl Folder<'_> {
             if uids.is_empty() {
                 return Ok(());
             }
-            tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), "New mail");
-            for chunk in uids.chunks(batch) {
+            let sizes = self.sizes(&uids).await?;
+            tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), bytes = sizes.iter().sum::<u64>(), "New mail");
+            for chunk in batches(&uids, &sizes, batch, self.w.mailbox.batch_bytes) {
                 let permit = Arc::clone(&self.in_memory).acquire_owned().await.context("memory bound")?;
                 // Finish the batch in hand, but start no new one after shutdown.
                 if self.w.shutdown.is_cancelled() {
@@ -709,6 +730,23 @@ impl Folder<'_> {
         let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > last).collect();
         uids.sort_unstable();
         Ok(uids)
+    }
+
+    /// The sizes of `uids` (RFC822.SIZE), in their order; 0 for a mail the server gave
+    /// no size for (it vanished meanwhile, say).
+    async fn sizes(&mut self, uids: &[u32]) -> anyhow::Result<Vec<u64>> {
+        let t = self.t();
+        let set = uid_set(uids);
+        let session = self.session.as_mut().expect("session present");
+        let mut stream = step(t, "UID FETCH", session.uid_fetch(&set, "(UID RFC822.SIZE)")).await?;
+        let mut by_uid = HashMap::with_capacity(uids.len());
+        while let Some(fetch) = step(t, "UID FETCH", stream.try_next()).await? {
+            if let (Some(uid), Some(size)) = (fetch.uid, fetch.size) {
+                by_uid.insert(uid, u64::from(size));
+            }
+        }
+        drop(stream);
+        Ok(uids.iter().map(|uid| by_uid.get(uid).copied().unwrap_or(0)).collect())
     }
 
     /// Fetches the raw mails of `uids` without setting \Seen. Mails expunged meanwhile by
@@ -1033,6 +1071,22 @@ mod tests {
         let got: Vec<Vec<u32>> = groups(batches, 7).iter().map(|g| g.iter().map(|b| b.max_uid).collect()).collect();
         assert_eq!(got, vec![vec![3, 6], vec![9], vec![18], vec![19, 21]]);
         assert!(groups(Vec::new(), 7).is_empty());
+    }
+
+    #[test]
+    fn fetch_batches_hold_at_most_so_many_mails_and_bytes() {
+        let uids: Vec<u32> = (1..=9).collect();
+        let sizes = [10, 10, 10, 10, 100, 10, 40, 40, 40];
+        let got = batches(&uids, &sizes, 3, 50);
+        // Three by count; then 10 + 100 > 50, so 4 alone; the 100-byte mail alone (over
+        // the limit); 10 + 40 = 50 fits; 40 + 40 does not.
+        let want: Vec<&[u32]> = vec![&[1, 2, 3], &[4], &[5], &[6, 7], &[8], &[9]];
+        assert_eq!(got, want);
+        // Sizes unknown (0): by count alone.
+        let got = batches(&uids, &[0; 9], 4, 50);
+        let want: Vec<&[u32]> = vec![&[1, 2, 3, 4], &[5, 6, 7, 8], &[9]];
+        assert_eq!(got, want);
+        assert!(batches(&[], &[], 3, 50).is_empty());
     }
 
     #[test]

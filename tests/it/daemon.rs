@@ -241,6 +241,36 @@ async fn waiting_mail_is_caught_up_in_batches_by_run_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_batches_are_bounded_in_bytes_as_well_as_in_mails() {
+    let dovecot = Dovecot::start();
+    // Seven mails of ≈100 KB (a log pasted into the body) and batches of at most 250 KB:
+    // two mails a batch, though batch_size would allow ten.
+    let line = "2024-11-25 09:00:00 spooler: job 4711 stalled, retrying\r\n";
+    let mails: Vec<Vec<u8>> = (0..7)
+        .map(|i| {
+            let mut m = mail(&format!("big{i}"), &format!("Spooler log {i}"));
+            m.extend(line.repeat(100_000 / line.len()).as_bytes());
+            m
+        })
+        .collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10\nbatch_bytes = 250000"));
+
+    let out = inst.run(&["-vv", "run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run --once failed:\n{log}");
+
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 7);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 7);
+    let batches: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Batch committed"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("mails=")))
+        .collect();
+    assert_eq!(batches, ["mails=2", "mails=2", "mails=2", "mails=1"], "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
     let mut dovecot = Dovecot::start();
     let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("r{i}"), &format!("Issue {i}"))).collect();
