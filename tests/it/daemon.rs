@@ -284,6 +284,20 @@ async fn fetch_batches_are_bounded_in_bytes_as_well_as_in_mails() {
     assert_eq!(batches, ["mails=2", "mails=2", "mails=2", "mails=1"], "{log}");
 }
 
+/// After an interruption while 800 new-case mails were being ingested: the daemon noticed
+/// and reconnected, and every mail became one case and was moved once. Returns the log.
+async fn all_800_landed_once_after_a_reconnect(inst: &Installation, dovecot: &Dovecot, daemon: &Daemon) -> String {
+    wait_until("all 800 mails", Duration::from_secs(60), || count(inst, "SELECT count(*) FROM mails") == 800).await;
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+    assert_eq!(count(inst, "SELECT count(*) FROM cases"), 800);
+    assert_eq!(count(inst, "SELECT count(DISTINCT message_id) FROM messages"), 800);
+    assert_eq!(folder_settles(dovecot, "INBOX", 0).await, 0);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 800);
+    let log = daemon.log();
+    assert!(log.contains("reconnecting"), "the interruption went unnoticed:\n{log}");
+    log
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
     let mut dovecot = Dovecot::start();
@@ -295,16 +309,8 @@ async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
     wait_until("the first batches", WAIT, || count(&inst, "SELECT count(*) FROM mails") >= 50).await;
     dovecot.restart();
     let at_restart = count(&inst, "SELECT count(*) FROM mails");
-    wait_until("all 800 mails", Duration::from_secs(60), || count(&inst, "SELECT count(*) FROM mails") == 800).await;
-    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
-
     assert!(at_restart < 800, "the restart came after the last batch; the test proves nothing");
-    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 800);
-    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM messages"), 800);
-    assert_eq!(folder_settles(&dovecot, "INBOX", 0).await, 0);
-    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 800);
-    let log = daemon.log();
-    assert!(log.contains("reconnecting"), "the restart went unnoticed:\n{log}");
+    all_800_landed_once_after_a_reconnect(&inst, &dovecot, &daemon).await;
     let (status, _) = daemon.terminate().await;
     assert!(status.success());
 }
@@ -334,15 +340,8 @@ async fn the_marking_connection_dropped_mid_run_loses_and_doubles_nothing() {
     // SAFETY: kill has no memory-safety preconditions; the process is this test's Dovecot's.
     assert_eq!(unsafe { libc::kill(pids[1], libc::SIGTERM) }, 0);
 
-    wait_until("all 800 mails", Duration::from_secs(60), || count(&inst, "SELECT count(*) FROM mails") == 800).await;
-    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
     assert!(at_kill < 800, "the kill came after the last mail; the test proves nothing");
-    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 800);
-    assert_eq!(count(&inst, "SELECT count(DISTINCT message_id) FROM messages"), 800);
-    assert_eq!(folder_settles(&dovecot, "INBOX", 0).await, 0);
-    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 800);
-    let log = daemon.log();
-    assert!(log.contains("reconnecting"), "the dropped marking connection went unnoticed:\n{log}");
+    let log = all_800_landed_once_after_a_reconnect(&inst, &dovecot, &daemon).await;
     // Each mail has exactly one line saying it was created, logged at its commit, also
     // when it was not marked before the connection dropped (it is a duplicate when seen
     // again, and only marked then).
