@@ -376,6 +376,20 @@ impl Config {
         self.system_addresses.contains(address)
     }
 
+    /// Why staff and admin powers can be forged with this configuration: they are given
+    /// by address, and no `authserv_id` says whose `Authentication-Results` to trust.
+    pub fn forgeable_powers(&self) -> Option<String> {
+        if self.authserv_id.is_some() || (self.staff.is_empty() && self.admins.is_empty()) {
+            return None;
+        }
+        Some(format!(
+            "staff and admin powers go by the From address alone, which anyone can forge; set authserv_id in {} to \
+             the id your receiving mail server writes into Authentication-Results (e.g. \"mx.example.com\"), so they \
+             also need DMARC or aligned DKIM to pass",
+            self.path.display()
+        ))
+    }
+
     pub fn is_staff(&self, address: &Address) -> bool {
         self.staff.iter().any(|p| p.matches(address))
     }
@@ -802,6 +816,11 @@ mod tests {
     #[test]
     fn staff_and_account_lookups() {
         let c = load("system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\nadmins = [\"boss@example.com\"]\n[accounts]\n\"Customer.Example\" = \"Customer Inc\"").unwrap();
+        let why = c.forgeable_powers().expect("staff without authserv_id");
+        assert!(why.contains("authserv_id") && why.contains("/etc/casegate/casegate.toml"), "{why}");
+        let trusted = load("system_addresses = [\"a@b.c\"]\nstaff = [\"@b.c\"]\nauthserv_id = \"mx.b.c\"").unwrap();
+        assert_eq!(trusted.forgeable_powers(), None);
+        assert_eq!(load("system_addresses = [\"a@b.c\"]").unwrap().forgeable_powers(), None);
         let a = |s: &str| Address::parse(s).unwrap();
         assert!(c.is_staff(&a("ann@support.example.com")) && !c.is_staff(&a("ann@example.com")));
         assert!(c.is_admin(&a("boss@example.com")));

@@ -101,6 +101,9 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     if sources.is_empty() {
         tracing::warn!("No [[mailbox]] or [[maildir]] configured: only the outbox is served");
     }
+    if let Some(why) = config.forgeable_powers() {
+        tracing::warn!("Sender addresses are trusted: {why}");
+    }
     tracing::info!(
         mailboxes = config.mailboxes.len(),
         maildirs = config.maildirs.len(),

@@ -61,6 +61,9 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
     for key in &c.unknown_keys {
         r.warn("config", &format!("unknown key `{key}` is ignored (a typo?)"));
     }
+    if let Some(why) = c.forgeable_powers() {
+        r.warn("config", &why);
+    }
 
     match database(c) {
         Ok(text) => r.ok("database", &text),

@@ -573,6 +573,8 @@ async fn doctor_names_a_wrong_password_in_plain_words() {
     assert!(stdout.contains("FAIL  mailbox support"), "{stdout}");
     assert!(stdout.contains("refused the login") && stdout.contains("wrong username or password"), "{stdout}");
     assert!(stdout.contains("ok    database"), "{stdout}");
+    // The base config names staff by address and trusts no Authentication-Results.
+    assert!(stdout.contains("warn  config: staff and admin powers go by the From address alone"), "{stdout}");
 }
 
 #[tokio::test]
