@@ -443,6 +443,81 @@ async fn uidvalidity_change_rescans_and_the_journal_prevents_duplicates() {
     session.logout().await.expect("logout");
 }
 
+/// Capabilities of a server without MOVE (and, with `uidplus = false`, without UIDPLUS).
+fn capabilities_without_move(uidplus: bool) -> String {
+    let base = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE NAMESPACE";
+    if uidplus {
+        format!("{base} UIDPLUS")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// Appends mails and one more that another client has flagged \Deleted (casegate must
+/// neither process nor expunge it); returns that one's UID.
+async fn mails_and_one_deleted_by_someone_else(dovecot: &Dovecot, mails: &[Vec<u8>]) -> u32 {
+    dovecot.append_many(SUPPORT, "INBOX", mails).await;
+    let theirs = dovecot.append(SUPPORT, "INBOX", &mail("theirs", "Flagged by a person")).await;
+    let mut session = dovecot.login(SUPPORT).await;
+    session.select("INBOX").await.expect("select");
+    let _: Vec<_> = futures::TryStreamExt::try_collect(
+        session.uid_store(theirs.to_string(), "+FLAGS.SILENT (\\Deleted)").await.expect("store"),
+    )
+    .await
+    .expect("store");
+    session.logout().await.expect("logout");
+    theirs
+}
+
+#[tokio::test]
+async fn without_move_processed_mail_is_copied_and_expunged_by_uid_only() {
+    let dovecot = Dovecot::builder().imap_capability(&capabilities_without_move(true)).start();
+    let mails: Vec<Vec<u8>> = (0..12).map(|i| mail(&format!("nm{i}"), &format!("No move {i}"))).collect();
+    let theirs = mails_and_one_deleted_by_someone_else(&dovecot, &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 5"));
+
+    let out = inst.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run --once failed:\n{log}");
+
+    assert!(log.contains("server=IDLE, no MOVE, UIDPLUS"), "{log}");
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 12);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 12);
+    // UID COPY, STORE \Deleted, UID EXPUNGE of exactly those UIDs: the mail another
+    // client flagged \Deleted is still there, untouched.
+    let left: Vec<u32> = dovecot.list_folder(SUPPORT, "INBOX").await.into_iter().map(|(uid, _)| uid).collect();
+    assert_eq!(left, [theirs]);
+    inst.ok(&["run", "--once"]);
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 12);
+}
+
+#[tokio::test]
+async fn without_move_or_uidplus_processed_mail_stays_flagged_deleted_and_is_not_fetched_again() {
+    let dovecot = Dovecot::builder().imap_capability(&capabilities_without_move(false)).start();
+    let mails: Vec<Vec<u8>> = (0..7).map(|i| mail(&format!("np{i}"), &format!("No UIDPLUS {i}"))).collect();
+    mails_and_one_deleted_by_someone_else(&dovecot, &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 5"));
+
+    let out = inst.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run --once failed:\n{log}");
+
+    assert!(log.contains("server=IDLE, no MOVE, no UIDPLUS"), "{log}");
+    assert!(log.contains("The server lacks UIDPLUS"), "{log}");
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 7);
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 7);
+    // Nothing expunged (a plain EXPUNGE would also remove the other client's mail): all
+    // eight are still in INBOX, all flagged \Deleted.
+    let mut session = dovecot.login(SUPPORT).await;
+    session.examine("INBOX").await.expect("examine");
+    assert_eq!(session.uid_search("ALL").await.expect("search").len(), 8);
+    assert_eq!(session.uid_search("DELETED").await.expect("search").len(), 8);
+    session.logout().await.expect("logout");
+    // The search skips them: a second pass fetches nothing.
+    inst.ok(&["run", "--once"]);
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 7);
+}
+
 #[tokio::test]
 async fn delete_mode_removes_processed_mail_from_the_folder() {
     let dovecot = Dovecot::start();

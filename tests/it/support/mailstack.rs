@@ -376,6 +376,7 @@ impl DovecotPorts {
 #[derive(Clone, Debug)]
 pub struct DovecotBuilder {
     users: Vec<User>,
+    imap_capability: Option<String>,
 }
 
 impl DovecotBuilder {
@@ -387,6 +388,13 @@ impl DovecotBuilder {
         );
         self.users.retain(|u| u.address != address);
         self.users.push(User { address: address.to_owned(), password: password.to_owned() });
+        self
+    }
+
+    /// Announces exactly these capabilities after login (Dovecot's `imap_capability`), to
+    /// play a server without some extension (MOVE, UIDPLUS, IDLE...).
+    pub fn imap_capability(mut self, capabilities: &str) -> DovecotBuilder {
+        self.imap_capability = Some(capabilities.to_owned());
         self
     }
 
@@ -421,6 +429,7 @@ impl DovecotBuilder {
             ports: DovecotPorts::allocate(),
             tag: instance_tag(),
             users: self.users,
+            imap_capability: self.imap_capability,
             ca,
             owner,
             dir,
@@ -485,6 +494,7 @@ pub struct Dovecot {
     /// answers on our IMAP port is really this instance.
     tag: String,
     users: Vec<User>,
+    imap_capability: Option<String>,
     ca: TestCa,
     owner: MailOwner,
     // Last field: dropped after Drop::drop has killed the servers using it.
@@ -501,7 +511,7 @@ impl Dovecot {
 
     /// A builder with the default users, to declare more before starting.
     pub fn builder() -> DovecotBuilder {
-        DovecotBuilder { users: Vec::new() }.user(SUPPORT, PASSWORD).user(CUSTOMER, PASSWORD)
+        DovecotBuilder { users: Vec::new(), imap_capability: None }.user(SUPPORT, PASSWORD).user(CUSTOMER, PASSWORD)
     }
 
     pub fn ports(&self) -> DovecotPorts {
@@ -612,6 +622,10 @@ impl Dovecot {
                  service submission-login {{\n  chroot =\n}}\n"
             ),
         };
+        let capability = match &self.imap_capability {
+            Some(c) => format!("  imap_capability = {c}\n"),
+            None => String::new(),
+        };
         let dh = Path::new("/usr/share/dovecot/dh.pem");
         let ssl_dh = if dh.is_file() { format!("ssl_dh = <{}\n", dh.display()) } else { String::new() };
         format!(
@@ -654,7 +668,7 @@ namespace inbox {{
 protocol imap {{
   # The default (10) is too few for a test that idles, polls and checks at once.
   mail_max_userip_connections = 100
-}}
+{capability}}}
 service imap-login {{
   inet_listener imap {{
     port = {imap}
