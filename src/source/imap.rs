@@ -486,7 +486,7 @@ async fn goodbye(session: Option<ImapSession>) {
 
 /// SELECTs the mailbox's folder; returns its UIDVALIDITY.
 async fn select_folder(session: &mut ImapSession, mb: &MailboxConfig) -> anyhow::Result<u32> {
-    let selected = open_folder(session, mb, "SELECT").await?;
+    let selected = open_folder(session, mb, false).await?;
     Ok(selected.uid_validity.unwrap_or(0))
 }
 
@@ -495,11 +495,12 @@ async fn select_folder(session: &mut ImapSession, mb: &MailboxConfig) -> anyhow:
 async fn open_folder(
     session: &mut ImapSession,
     mb: &MailboxConfig,
-    command: &str,
+    read_only: bool,
 ) -> anyhow::Result<async_imap::types::Mailbox> {
     let t = mb.timeout;
+    let command = if read_only { "EXAMINE" } else { "SELECT" };
     let opening = async {
-        if command == "EXAMINE" {
+        if read_only {
             session.examine(&mb.folder).await
         } else {
             session.select(&mb.folder).await
@@ -733,44 +734,52 @@ impl Folder<'_> {
     }
 
     /// The sizes of `uids` (RFC822.SIZE), in their order; 0 for a mail the server gave
-    /// no size for (it vanished meanwhile, say).
+    /// no size for (it vanished meanwhile, say). One mail needs no size: it is a batch of
+    /// its own anyway, so a single new mail costs no extra round trip.
     async fn sizes(&mut self, uids: &[u32]) -> anyhow::Result<Vec<u64>> {
-        let t = self.t();
-        let set = uid_set(uids);
-        let session = self.session.as_mut().expect("session present");
-        let mut stream = step(t, "UID FETCH", session.uid_fetch(&set, "(UID RFC822.SIZE)")).await?;
-        let mut by_uid = HashMap::with_capacity(uids.len());
-        while let Some(fetch) = step(t, "UID FETCH", stream.try_next()).await? {
-            if let (Some(uid), Some(size)) = (fetch.uid, fetch.size) {
-                by_uid.insert(uid, u64::from(size));
-            }
+        if uids.len() < 2 {
+            return Ok(vec![0; uids.len()]);
         }
-        drop(stream);
+        let by_uid: HashMap<u32, u64> = self
+            .fetch_each(uids, "(UID RFC822.SIZE)", |fetch| Some(u64::from(fetch.size?)))
+            .await?
+            .into_iter()
+            .collect();
         Ok(uids.iter().map(|uid| by_uid.get(uid).copied().unwrap_or(0)).collect())
     }
 
     /// Fetches the raw mails of `uids` without setting \Seen. Mails expunged meanwhile by
     /// someone else are simply absent.
     async fn fetch(&mut self, uids: &[u32]) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
+        let mut out = self.fetch_each(uids, "(UID BODY.PEEK[])", |fetch| fetch.body().map(<[u8]>::to_vec)).await?;
+        out.sort_by_key(|(uid, _)| *uid);
+        out.dedup_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// `UID FETCH <uids> <items>`, keeping what `read` takes from each response about
+    /// one of `uids` (a server may add responses about other mails).
+    async fn fetch_each<T>(
+        &mut self,
+        uids: &[u32],
+        items: &str,
+        mut read: impl FnMut(&async_imap::types::Fetch) -> Option<T>,
+    ) -> anyhow::Result<Vec<(u32, T)>> {
         let t = self.t();
         let wanted: HashSet<u32> = uids.iter().copied().collect();
-        let set = uid_set(uids);
         let session = self.session.as_mut().expect("session present");
-        let mut stream = step(t, "UID FETCH", session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
+        let mut stream = step(t, "UID FETCH", session.uid_fetch(uid_set(uids), items)).await?;
         let mut out = Vec::with_capacity(uids.len());
         // The timeout applies to each response, so a large batch of large mails is fine
         // as long as the server keeps sending; the stream must be drained before the
         // session can be used again.
         while let Some(fetch) = step(t, "UID FETCH", stream.try_next()).await? {
-            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
-                if wanted.contains(&uid) {
-                    out.push((uid, body.to_vec()));
+            if let Some(uid) = fetch.uid.filter(|uid| wanted.contains(uid)) {
+                if let Some(value) = read(&fetch) {
+                    out.push((uid, value));
                 }
             }
         }
-        drop(stream);
-        out.sort_by_key(|(uid, _)| *uid);
-        out.dedup_by_key(|(uid, _)| *uid);
         Ok(out)
     }
 }
@@ -890,17 +899,16 @@ impl Marker<'_> {
         // Each mail's outcome was logged when it was committed (`Mail processed`, origin
         // `imap:<mailbox> uid <N>`); this says what became of them on the server.
         let ms = mark_started.elapsed().as_millis() as u64;
-        if !quarantine.is_empty() {
-            let on_server = format!("moved to {}", mb.quarantine_folder);
-            tracing::info!(mailbox = %mb.name, mails = quarantine.len(), uids = %uid_set(&quarantine), on_server, ms, "Mails marked");
-        }
-        if !done.is_empty() {
-            let on_server = match mb.mark {
-                MarkProcessed::Move => format!("moved to {}", mb.processed_folder),
-                MarkProcessed::Seen => "flagged \\Seen".to_string(),
-                MarkProcessed::Delete => "deleted".to_string(),
-            };
-            tracing::info!(mailbox = %mb.name, mails = done.len(), uids = %uid_set(&done), on_server, ms, "Mails marked");
+        let done_on_server = match mb.mark {
+            MarkProcessed::Move => format!("moved to {}", mb.processed_folder),
+            MarkProcessed::Seen => "flagged \\Seen".to_string(),
+            MarkProcessed::Delete => "deleted".to_string(),
+        };
+        let quarantined_on_server = format!("moved to {}", mb.quarantine_folder);
+        for (uids, on_server) in [(&quarantine, &quarantined_on_server), (&done, &done_on_server)] {
+            if !uids.is_empty() {
+                tracing::info!(mailbox = %mb.name, mails = uids.len(), uids = %uid_set(uids), on_server, ms, "Mails marked");
+            }
         }
         // Drop the EXPUNGE/EXISTS notices our own commands caused: nobody reads them on
         // this connection.
@@ -1010,7 +1018,7 @@ pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String>
     let Connected { mut session, caps } = connect(mb, password).await?;
     let t = mb.timeout;
     let selected =
-        open_folder(&mut session, mb, "EXAMINE").await.with_context(|| format!("logged in as {}", mb.username))?;
+        open_folder(&mut session, mb, true).await.with_context(|| format!("logged in as {}", mb.username))?;
     let mut folders = Vec::new();
     let targets: Vec<&str> = match mb.mark {
         MarkProcessed::Move => vec![&mb.processed_folder, &mb.quarantine_folder],

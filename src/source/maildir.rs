@@ -104,27 +104,30 @@ impl MaildirWatcher {
                     continue;
                 }
                 let processed = self.writer.ingest(mails).await?;
+                // Each mail's outcome was logged at its commit (`Mail processed`, origin
+                // `maildir:<name> <file>`); this says where the files went.
+                let mut quarantined = 0;
                 for (name, p) in files.iter().zip(&processed) {
                     let flags = match p.disposition {
                         Disposition::Done => "S",
-                        Disposition::Quarantine => "FS",
+                        Disposition::Quarantine => {
+                            quarantined += 1;
+                            "FS"
+                        }
                     };
                     let from = md.path.join("new").join(name);
                     let to = md.path.join("cur").join(format!("{}:2,{flags}", unique_name(name)));
                     tokio::fs::rename(&from, &to)
                         .await
                         .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
-                    let r = &p.report;
-                    let case = r.case.map(|c| self.writer.config().case_token(c));
-                    tracing::info!(
-                        maildir = %md.name,
-                        file = %name,
-                        message_id = r.message_id.as_deref().unwrap_or("-"),
-                        outcome = r.outcome.as_str(),
-                        case = case.as_deref().unwrap_or("-"),
-                        "Mail done"
-                    );
                 }
+                tracing::info!(
+                    maildir = %md.name,
+                    mails = processed.len(),
+                    quarantined,
+                    on_disk = "moved to cur/ (quarantined ones flagged F)",
+                    "Mails marked"
+                );
             }
         }
     }

@@ -233,9 +233,7 @@ async fn waiting_mail_is_caught_up_in_batches_by_run_once() {
     dovecot.append_many(SUPPORT, "INBOX", &mails).await;
     let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
 
-    let out = inst.run(&["run", "--once"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "run --once failed:\n{log}");
+    let log = run_once(&inst);
 
     assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 25);
     // Three batches, each committed as it came; the marking waited for the drain to end
@@ -284,6 +282,25 @@ async fn fetch_batches_are_bounded_in_bytes_as_well_as_in_mails() {
     assert_eq!(batches, ["mails=2", "mails=2", "mails=2", "mails=1"], "{log}");
 }
 
+/// `run --once`, which must succeed; returns its log.
+fn run_once(inst: &Installation) -> String {
+    let out = inst.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "run --once failed:\n{log}");
+    log
+}
+
+/// A Dovecot with 800 new-case mails waiting and a daemon started on them in batches of
+/// 10, so that something can interrupt it mid-run.
+async fn daemon_on_a_backlog_of_800() -> (Dovecot, Installation, Daemon) {
+    let dovecot = Dovecot::start();
+    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("b{i}"), &format!("Issue {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
+    let daemon = Daemon::start(&inst, &[]);
+    (dovecot, inst, daemon)
+}
+
 /// After an interruption while 800 new-case mails were being ingested: the daemon noticed
 /// and reconnected, and every mail became one case and was moved once. Returns the log.
 async fn all_800_landed_once_after_a_reconnect(inst: &Installation, dovecot: &Dovecot, daemon: &Daemon) -> String {
@@ -300,11 +317,7 @@ async fn all_800_landed_once_after_a_reconnect(inst: &Installation, dovecot: &Do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
-    let mut dovecot = Dovecot::start();
-    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("r{i}"), &format!("Issue {i}"))).collect();
-    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
-    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
-    let mut daemon = Daemon::start(&inst, &[]);
+    let (mut dovecot, inst, mut daemon) = daemon_on_a_backlog_of_800().await;
 
     wait_until("the first batches", WAIT, || count(&inst, "SELECT count(*) FROM mails") >= 50).await;
     dovecot.restart();
@@ -317,11 +330,7 @@ async fn dovecot_restart_mid_batch_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_marking_connection_dropped_mid_run_loses_and_doubles_nothing() {
-    let dovecot = Dovecot::start();
-    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("m{i}"), &format!("Issue {i}"))).collect();
-    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
-    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
-    let mut daemon = Daemon::start(&inst, &[]);
+    let (dovecot, inst, mut daemon) = daemon_on_a_backlog_of_800().await;
 
     // The daemon's two connections: the fetching one logged in first. Dovecot serves each
     // by a process of its own; stopping the later one drops the marking connection alone
@@ -353,11 +362,7 @@ async fn the_marking_connection_dropped_mid_run_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_backlog_marks_everything_committed_before_exiting() {
-    let dovecot = Dovecot::start();
-    let mails: Vec<Vec<u8>> = (0..800).map(|i| mail(&format!("t{i}"), &format!("Ticket {i}"))).collect();
-    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
-    let inst = Installation::new(&mailbox(&dovecot, "batch_size = 10"));
-    let mut daemon = Daemon::start(&inst, &[]);
+    let (dovecot, inst, mut daemon) = daemon_on_a_backlog_of_800().await;
 
     wait_until("the first batches", WAIT, || count(&inst, "SELECT count(*) FROM mails") >= 100).await;
     let (status, took) = daemon.terminate().await;
@@ -454,10 +459,7 @@ async fn uidvalidity_change_rescans_and_the_journal_prevents_duplicates() {
 
     let new_validity = dovecot.change_uidvalidity(SUPPORT, "INBOX").await;
     dovecot.append(SUPPORT, "INBOX", &mail("v3", "Topic 3")).await;
-    let out = inst.run(&["run", "--once"]);
-
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = run_once(&inst);
     assert!(log.contains("UIDVALIDITY changed"), "{log}");
     assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 4);
     assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 4, "the re-scan wrote no second journal rows");
@@ -505,9 +507,7 @@ async fn without_move_processed_mail_is_copied_and_expunged_by_uid_only() {
     let theirs = mails_and_one_deleted_by_someone_else(&dovecot, &mails).await;
     let inst = Installation::new(&mailbox(&dovecot, "batch_size = 5"));
 
-    let out = inst.run(&["run", "--once"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "run --once failed:\n{log}");
+    let log = run_once(&inst);
 
     assert!(log.contains("server=IDLE, no MOVE, UIDPLUS"), "{log}");
     assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 12);
@@ -527,9 +527,7 @@ async fn without_move_or_uidplus_processed_mail_stays_flagged_deleted_and_is_not
     mails_and_one_deleted_by_someone_else(&dovecot, &mails).await;
     let inst = Installation::new(&mailbox(&dovecot, "batch_size = 5"));
 
-    let out = inst.run(&["run", "--once"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "run --once failed:\n{log}");
+    let log = run_once(&inst);
 
     assert!(log.contains("server=IDLE, no MOVE, no UIDPLUS"), "{log}");
     assert!(log.contains("The server lacks UIDPLUS"), "{log}");
@@ -639,6 +637,7 @@ async fn maildir_source_moves_new_mail_to_cur_after_the_commit() {
     wait_until("the file in cur/", WAIT, || maildir.join("cur/1732525200.M1P1.host:2,S").exists()).await;
     assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 1);
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+    daemon.wait_log("Mails marked maildir=local mails=1 quarantined=0", 1, WAIT).await;
     let (status, _) = daemon.terminate().await;
     assert!(status.success());
 }
