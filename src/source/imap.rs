@@ -4,6 +4,7 @@
 //! ```text
 //! fetching connection: connect (TLS | STARTTLS | plain) ─ LOGIN/AUTHENTICATE PLAIN ─ SELECT
 //!   └ checkpoint: same UIDVALIDITY? continue after last_uid : re-scan from UID 1
+//!   reconcile: UID SEARCH UID 1:<last_uid> (UNSEEN) NOT DELETED → handed over again
 //!   loop:
 //!     UID SEARCH UID <last handed over+1>:* NOT DELETED, UID FETCH (RFC822.SIZE)
 //!     per batch of `batch_size` UIDs and `batch_bytes`:
@@ -13,13 +14,18 @@
 //! marking connection (opened when a batch waits, closed after a minute without one):
 //!   batches gather while a drain is under way (at most MARK_DELAY, MARK_QUEUE batches)
 //!   per group of at most MARK_AT_ONCE mails, once committed:
-//!     mark (MOVE | \Seen | \Deleted+UID EXPUNGE), quarantined mail → quarantine folder
+//!     NOOP, mark (MOVE | \Seen | \Deleted+UID EXPUNGE), quarantined mail → quarantine
+//!     folder; UID SEARCH: which are still unmarked? (once more, else an error)
 //!     → checkpoint (last_uid)
 //! ```
 //!
 //! Fetching uses `BODY.PEEK[]`, so nothing changes on the server before the commit, and
 //! the checkpoint only advances once a batch is marked: after a crash, what was committed
-//! but not marked is fetched again, recognised by the journal, and only marked. Fetching
+//! but not marked is fetched again, recognised by the journal, and only marked. A server
+//! answers OK to a MOVE or STORE of mail its session has not seen yet and does nothing,
+//! so the marking connection asks for news (NOOP) first and checks the folder afterwards;
+//! only what the folder shows marked is logged as marked, and on every start mail at or
+//! below the checkpoint that is still unmarked is handed over again (reconciled). Fetching
 //! and marking run side by side (the server's MOVE costs several times its FETCH); while
 //! a backlog is fetched, marking waits for it (up to [`MARK_DELAY`]), so the cases come
 //! first and the server moves mail in few large commands. Every network step has a timeout;
@@ -563,6 +569,24 @@ struct InFlight {
     pending: Option<Pending>,
 }
 
+/// What marking does to a mail on the server.
+#[derive(Debug, Clone, Copy)]
+enum Mark<'a> {
+    MoveTo(&'a str),
+    Seen,
+    Delete,
+}
+
+impl fmt::Display for Mark<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mark::MoveTo(folder) => write!(f, "moved to {folder}"),
+            Mark::Seen => f.write_str("flagged \\Seen"),
+            Mark::Delete => f.write_str("deleted"),
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Wake {
     News,
@@ -603,6 +627,8 @@ impl Folder<'_> {
     /// Drains and waits for news until shutdown (or, with `once`, until drained), queueing
     /// every batch handed to the writer for marking. Returning drops `queue`.
     async fn watch(&mut self, queue: mpsc::Sender<InFlight>) -> anyhow::Result<()> {
+        self.draining.send_replace(true);
+        self.reconcile(&queue).await?;
         loop {
             self.draining.send_replace(true);
             self.drain(&queue).await?;
@@ -667,45 +693,86 @@ impl Folder<'_> {
     /// nothing new, queueing each batch for marking (waiting while [`MARK_QUEUE`]
     /// batches are queued already).
     async fn drain(&mut self, queue: &mpsc::Sender<InFlight>) -> anyhow::Result<()> {
-        let batch = self.w.mailbox.batch_size as usize;
         loop {
             let uids = self.search().await?;
             if uids.is_empty() {
                 return Ok(());
             }
-            let sizes = self.sizes(&uids).await?;
-            tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), bytes = sizes.iter().sum::<u64>(), "New mail");
-            for chunk in batches(&uids, &sizes, batch, self.w.mailbox.batch_bytes) {
-                let permit = Arc::clone(&self.in_memory).acquire_owned().await.context("memory bound")?;
-                // Finish the batch in hand, but start no new one after shutdown.
-                if self.w.shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                let fetch_started = Instant::now();
-                let mails = self.fetch(chunk).await?;
-                tracing::trace!(mails = mails.len(), ms = fetch_started.elapsed().as_millis() as u64, "Batch fetched");
-                if mails.len() < chunk.len() {
-                    // Expunged by another client since the search. Counted as done: what is
-                    // not in the folder cannot be fetched again either.
-                    let got: HashSet<u32> = mails.iter().map(|(uid, _)| *uid).collect();
-                    let gone: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
-                    tracing::warn!(mailbox = %self.w.mailbox.name, uids = %uid_set(&gone), "Mail vanished before it could be fetched (removed by another client?)");
-                }
-                let fetched: Vec<u32> = mails.iter().map(|(uid, _)| *uid).collect();
-                let pending = if mails.is_empty() {
-                    None
-                } else {
-                    let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
-                    Some(self.w.writer.submit(batch, Some(permit)).await?)
-                };
-                let max_uid = *chunk.last().expect("chunks are not empty");
-                // Fails only when the marker has ended with an error (reported by it).
-                if queue.send(InFlight { max_uid, uids: fetched, pending }).await.is_err() {
-                    bail!("marking stopped");
-                }
-                self.handed_over = self.handed_over.max(max_uid);
+            self.hand_over(&uids, queue).await?;
+            if self.w.shutdown.is_cancelled() {
+                return Ok(());
             }
         }
+    }
+
+    /// Mail at or below the checkpoint that the folder still shows unmarked: the server
+    /// was never told (a marking it answered OK to without doing it, by an earlier
+    /// version), the marking was changed in the configuration, or someone put mail back
+    /// or undeleted it. It is handed over again: the journal recognises what was
+    /// processed, which is then only marked, and anything it does not know is processed.
+    async fn reconcile(&mut self, queue: &mpsc::Sender<InFlight>) -> anyhow::Result<()> {
+        let checkpoint = self.handed_over;
+        if checkpoint == 0 {
+            return Ok(());
+        }
+        let unmarked = match self.w.mailbox.mark {
+            MarkProcessed::Seen => "UNSEEN NOT DELETED",
+            MarkProcessed::Move | MarkProcessed::Delete => "NOT DELETED",
+        };
+        let query = format!("UID 1:{checkpoint} {unmarked}");
+        let found = step(self.t(), "UID SEARCH (reconciling)", self.session().uid_search(&query)).await?;
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u <= checkpoint).collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        uids.sort_unstable();
+        tracing::info!(
+            mailbox = %self.w.mailbox.name,
+            mails = uids.len(),
+            uids = %uid_set(&uids),
+            last_uid = checkpoint,
+            "Mail at or below the checkpoint is still unmarked in the folder; handing it over again"
+        );
+        self.hand_over(&uids, queue).await
+    }
+
+    /// Fetches `uids` (ascending) in batches bounded in mails and bytes, hands each to the
+    /// writer and queues it for marking. Stops between batches at shutdown.
+    async fn hand_over(&mut self, uids: &[u32], queue: &mpsc::Sender<InFlight>) -> anyhow::Result<()> {
+        let batch = self.w.mailbox.batch_size as usize;
+        let sizes = self.sizes(uids).await?;
+        tracing::debug!(mailbox = %self.w.mailbox.name, waiting = uids.len(), bytes = sizes.iter().sum::<u64>(), "New mail");
+        for chunk in batches(uids, &sizes, batch, self.w.mailbox.batch_bytes) {
+            let permit = Arc::clone(&self.in_memory).acquire_owned().await.context("memory bound")?;
+            // Finish the batch in hand, but start no new one after shutdown.
+            if self.w.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let fetch_started = Instant::now();
+            let mails = self.fetch(chunk).await?;
+            tracing::trace!(mails = mails.len(), ms = fetch_started.elapsed().as_millis() as u64, "Batch fetched");
+            if mails.len() < chunk.len() {
+                // Expunged by another client since the search. Counted as done: what is
+                // not in the folder cannot be fetched again either.
+                let got: HashSet<u32> = mails.iter().map(|(uid, _)| *uid).collect();
+                let gone: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
+                tracing::warn!(mailbox = %self.w.mailbox.name, uids = %uid_set(&gone), "Mail vanished before it could be fetched (removed by another client?)");
+            }
+            let fetched: Vec<u32> = mails.iter().map(|(uid, _)| *uid).collect();
+            let pending = if mails.is_empty() {
+                None
+            } else {
+                let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
+                Some(self.w.writer.submit(batch, Some(permit)).await?)
+            };
+            let max_uid = *chunk.last().expect("chunks are not empty");
+            // Fails only when the marker has ended with an error (reported by it).
+            if queue.send(InFlight { max_uid, uids: fetched, pending }).await.is_err() {
+                bail!("marking stopped");
+            }
+            self.handed_over = self.handed_over.max(max_uid);
+        }
+        Ok(())
     }
 
     fn source_mail(&self, uid: u32, raw: Vec<u8>) -> SourceMail {
@@ -894,22 +961,9 @@ impl Marker<'_> {
             }
         }
         let mb = Arc::clone(&self.w.mailbox);
-        let mark_started = Instant::now();
-        self.mark(&done, &quarantine).await?;
         // Each mail's outcome was logged when it was committed (`Mail processed`, origin
-        // `imap:<mailbox> uid <N>`); this says what became of them on the server.
-        let ms = mark_started.elapsed().as_millis() as u64;
-        let done_on_server = match mb.mark {
-            MarkProcessed::Move => format!("moved to {}", mb.processed_folder),
-            MarkProcessed::Seen => "flagged \\Seen".to_string(),
-            MarkProcessed::Delete => "deleted".to_string(),
-        };
-        let quarantined_on_server = format!("moved to {}", mb.quarantine_folder);
-        for (uids, on_server) in [(&quarantine, &quarantined_on_server), (&done, &done_on_server)] {
-            if !uids.is_empty() {
-                tracing::info!(mailbox = %mb.name, mails = uids.len(), uids = %uid_set(uids), on_server, ms, "Mails marked");
-            }
-        }
+        // `imap:<mailbox> uid <N>`); marking logs what became of them on the server.
+        self.mark(&done, &quarantine).await?;
         // Drop the EXPUNGE/EXISTS notices our own commands caused: nobody reads them on
         // this connection.
         if let Some(session) = &self.session {
@@ -924,23 +978,89 @@ impl Marker<'_> {
     }
 
     /// Marks committed mail on the server: quarantined mail to the quarantine folder, the
-    /// rest as configured.
+    /// rest as configured. Returns only once the server's folder shows it happened.
     async fn mark(&mut self, done: &[u32], quarantine: &[u32]) -> anyhow::Result<()> {
         let mb = Arc::clone(&self.w.mailbox);
+        // This connection may have been open (and silent) since before these mails
+        // arrived: a server acts only on the mails the session knows of, and answers OK to
+        // a command naming others while doing nothing. A NOOP brings the session up to date.
+        step(self.t(), "NOOP", self.session().noop()).await?;
         if !quarantine.is_empty() {
-            self.move_to(quarantine, &mb.quarantine_folder).await?;
+            self.marked(quarantine, Mark::MoveTo(&mb.quarantine_folder)).await?;
         }
         if !done.is_empty() {
-            match mb.mark {
-                MarkProcessed::Move => self.move_to(done, &mb.processed_folder).await?,
-                MarkProcessed::Seen => self.store(done, "+FLAGS.SILENT (\\Seen)").await?,
-                MarkProcessed::Delete => {
-                    self.store(done, "+FLAGS.SILENT (\\Deleted)").await?;
-                    self.expunge(done).await?;
-                }
-            }
+            let how = match mb.mark {
+                MarkProcessed::Move => Mark::MoveTo(&mb.processed_folder),
+                MarkProcessed::Seen => Mark::Seen,
+                MarkProcessed::Delete => Mark::Delete,
+            };
+            self.marked(done, how).await?;
         }
         Ok(())
+    }
+
+    /// Applies `how` to `uids`, then asks the server which of them are still unmarked
+    /// (an OK says the command was valid, not that it changed anything). What is left is
+    /// tried once more after another NOOP; if the server still leaves mails unmarked, the
+    /// error names them, and they are fetched, recognised and marked after reconnecting.
+    async fn marked(&mut self, uids: &[u32], how: Mark<'_>) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut left = uids.to_vec();
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tracing::warn!(
+                    mailbox = %self.w.mailbox.name,
+                    uids = %uid_set(&left),
+                    on_server = %how,
+                    "The server answered OK but left mails unmarked; trying them again"
+                );
+                step(self.t(), "NOOP", self.session().noop()).await?;
+            }
+            match how {
+                Mark::MoveTo(folder) => self.move_to(&left, folder).await?,
+                Mark::Seen => self.store(&left, "+FLAGS.SILENT (\\Seen)").await?,
+                Mark::Delete => {
+                    self.store(&left, "+FLAGS.SILENT (\\Deleted)").await?;
+                    self.expunge(&left).await?;
+                }
+            }
+            left = self.unmarked(&left, how).await?;
+            if left.is_empty() {
+                // Logged only now that the folder shows it.
+                tracing::info!(
+                    mailbox = %self.w.mailbox.name,
+                    mails = uids.len(),
+                    uids = %uid_set(uids),
+                    on_server = %how,
+                    ms = started.elapsed().as_millis() as u64,
+                    "Mails marked"
+                );
+                return Ok(());
+            }
+        }
+        bail!(
+            "the server left {} mail(s) unmarked ({how}) although it answered OK: UIDs {}",
+            left.len(),
+            uid_set(&left)
+        )
+    }
+
+    /// Which of `uids` the folder still shows unmarked: present at all after a move or a
+    /// delete (unless the server cannot expunge them: then not flagged \Deleted), or
+    /// without \Seen.
+    async fn unmarked(&mut self, uids: &[u32], how: Mark<'_>) -> anyhow::Result<Vec<u32>> {
+        let set = uid_set(uids);
+        let expunges = self.caps.uidplus || (matches!(how, Mark::MoveTo(_)) && self.caps.mv);
+        let query = match how {
+            Mark::Seen => format!("UID {set} UNSEEN"),
+            Mark::MoveTo(_) | Mark::Delete if expunges => format!("UID {set}"),
+            Mark::MoveTo(_) | Mark::Delete => format!("UID {set} NOT DELETED"),
+        };
+        let found = step(self.t(), "UID SEARCH (checking the marking)", self.session().uid_search(&query)).await?;
+        let asked: HashSet<u32> = uids.iter().copied().collect();
+        let mut left: Vec<u32> = found.into_iter().filter(|u| asked.contains(u)).collect();
+        left.sort_unstable();
+        Ok(left)
     }
 
     /// Makes sure `folder` exists (creating it once per connection if needed).

@@ -197,6 +197,58 @@ async fn mail_appended_while_idle_becomes_a_case_and_moves_to_processed() {
     assert!(status.success(), "{status}");
 }
 
+/// Single mails picked up while idle, a second apart: the marking connection opened for
+/// the first one does not know the later ones until it asks the server, which otherwise
+/// answers OK to moving them and moves nothing. Checked on the server's folders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_mails_picked_up_while_idle_are_all_moved_to_processed() {
+    let dovecot = Dovecot::start();
+    let inst = Installation::new(&mailbox(&dovecot, ""));
+    let mut daemon = Daemon::start(&inst, &[]);
+    daemon.wait_log("Waiting for new mail (IDLE)", 1, WAIT).await;
+
+    for i in 1..=5 {
+        dovecot.append(SUPPORT, "INBOX", &mail(&format!("single-{i}"), &format!("Single {i}"))).await;
+        wait_until("the case", WAIT, || count(&inst, "SELECT count(*) FROM cases") == i).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    assert_eq!(folder_settles(&dovecot, "Processed", 5).await, 5, "{}", daemon.log());
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0);
+    let log = daemon.log();
+    assert_eq!(log.matches("Mails marked").count(), 5, "one marking per mail:\n{log}");
+    assert!(!log.contains("left mails unmarked"), "{log}");
+    let (status, _) = daemon.terminate().await;
+    assert!(status.success(), "{status}");
+    // The checkpoint covers all five: a restart has nothing to do.
+    assert_eq!(count(&inst, "SELECT last_uid FROM mailbox_state WHERE source = 'support'"), 5);
+}
+
+/// Committed mail the server was never told about (here: processed with `mark = "seen"`,
+/// then the installation switched to moving) is marked on the next start, without being
+/// processed twice.
+#[tokio::test]
+async fn committed_mail_still_in_the_folder_is_marked_on_the_next_start() {
+    let dovecot = Dovecot::start();
+    let mails: Vec<Vec<u8>> = (0..3).map(|i| mail(&format!("r{i}"), &format!("Reconcile {i}"))).collect();
+    dovecot.append_many(SUPPORT, "INBOX", &mails).await;
+    let inst = Installation::new(&mailbox(&dovecot, "mark = \"seen\""));
+    run_once(&inst);
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 3, "flagged \\Seen, still in INBOX");
+    assert_eq!(count(&inst, "SELECT last_uid FROM mailbox_state WHERE source = 'support'"), 3);
+
+    let config = std::fs::read_to_string(&inst.config).unwrap().replace("mark = \"seen\"", "mark = \"move\"");
+    std::fs::write(&inst.config, config).unwrap();
+    let log = run_once(&inst);
+
+    assert!(log.contains("still unmarked in the folder"), "{log}");
+    assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 0, "{log}");
+    assert_eq!(dovecot.folder_count(SUPPORT, "Processed").await, 3);
+    assert_eq!(count(&inst, "SELECT count(*) FROM cases"), 3, "nothing processed twice");
+    assert_eq!(count(&inst, "SELECT count(*) FROM mails"), 3, "duplicates write nothing");
+    assert_eq!(log.matches("outcome=\"duplicate\"").count(), 3, "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_idle_new_mail_is_found_by_polling() {
     let dovecot = Dovecot::start();
