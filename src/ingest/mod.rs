@@ -2,7 +2,7 @@
 //! and again when a quarantined mail is released:
 //!
 //! ```text
-//! raw bytes ─ seen before? (source position, then Message-ID or content hash) ─▶ duplicate
+//! raw bytes ─ seen before? (source position, or Message-ID + content fingerprint) ─▶ duplicate
 //!           ─ parse (bounded, panic-proof) ──────────────────────────────────▶ quarantine
 //!           ─ classify: machine mail? ─── on a case ▶ thread entry `auto` │ else ▶ ignored
 //!           ─ route: token │ In-Reply-To/References │ new case
@@ -96,6 +96,8 @@ pub mod reasons {
     pub const INTERNAL_ERROR: &str = "internal-error";
     pub const ACCOUNT_NOT_ALLOWED: &str = "account-not-allowed";
     pub const BAD_FIELD: &str = "bad-field";
+    /// Audited (not an outcome): the mail reused an earlier mail's Message-ID.
+    pub const MESSAGE_ID_REUSED: &str = "message-id-reused";
 }
 
 use apply::Writer;
@@ -265,6 +267,8 @@ pub struct Prepared {
     /// Size of the raw mail (the bytes themselves are kept only compressed, in `packed`).
     size: usize,
     sha: String,
+    /// What makes this mail this mail, whatever the transport added: see [`fingerprint`].
+    fingerprint: String,
     packed: Vec<u8>,
     parsed: Parsed,
 }
@@ -273,8 +277,9 @@ impl Prepared {
     pub fn new(config: &Config, raw: Vec<u8>) -> Prepared {
         let sha = sha256_hex(&raw);
         let parsed = parse_guarded(config, &raw);
+        let fingerprint = fingerprint(&parsed, &raw);
         let packed = mails::pack_raw(&raw);
-        Prepared { size: raw.len(), sha, packed, parsed }
+        Prepared { size: raw.len(), sha, fingerprint, packed, parsed }
     }
 
     /// Prepares many mails, on two threads when there are enough to be worth it.
@@ -319,6 +324,66 @@ fn parse_guarded(config: &Config, raw: &[u8]) -> Parsed {
             headers: None,
         },
     }
+}
+
+/// The content fingerprint of a mail: a hash of what its author wrote — From, Date,
+/// Subject, the decoded text and HTML bodies and every attachment's bytes — and of nothing
+/// the transport adds or re-encodes (Received, Delivered-To, DKIM signatures, transfer
+/// encodings). One mail delivered to two support addresses, or through two relays, has one
+/// fingerprint; two mails that reuse one Message-ID (issue trackers, some mobile clients,
+/// a mail re-sent after an edit) have two. A mail whose body was not parsed (too large)
+/// is fingerprinted by its headers' facts and its raw body; one without headers by its bytes.
+fn fingerprint(parsed: &Parsed, raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Each field is length-prefixed, so no two different mails hash the same bytes.
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    match parsed {
+        Parsed::Mail(a) => {
+            field(b"mail");
+            mail_facts(&a.mail, &mut field);
+            field(a.mail.text.as_bytes());
+            field(a.mail.html.as_deref().unwrap_or_default().as_bytes());
+            for attachment in &a.mail.attachments {
+                field(attachment.sha256.as_bytes());
+            }
+        }
+        Parsed::Rejected { headers: Some(mail), .. } => {
+            field(b"headers");
+            mail_facts(mail, &mut field);
+            field(body_of(raw));
+        }
+        Parsed::Rejected { headers: None, .. } => {
+            field(b"raw");
+            field(raw);
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// The author's facts of a mail, for [`fingerprint`]: sender, date and subject.
+fn mail_facts(mail: &InboundMail, field: &mut impl FnMut(&[u8])) {
+    field(mail.from_address().map(|a| a.as_str()).unwrap_or_default().as_bytes());
+    // An unparseable date is taken as written.
+    match mail.date {
+        Some(date) => field(&date.timestamp().to_le_bytes()),
+        None => field(mail.header("date").unwrap_or_default().as_bytes()),
+    }
+    field(mail.subject.as_bytes());
+}
+
+/// The raw body: everything after the first empty line (the end of the headers).
+fn body_of(raw: &[u8]) -> &[u8] {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let start = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(raw.len()),
+    };
+    &raw[start..]
 }
 
 /// What can be worked out from a mail alone, before the database is involved — done
@@ -449,12 +514,26 @@ impl Step<'_> {
         tests::fail_if_asked(parsed)?;
         let headers = parsed.headers();
         let message_id = headers.and_then(|m| m.message_id.clone());
+        let mut reused = Vec::new();
         if let Journal::New(origin) = self.journal {
-            if let Some(found) = find_duplicate(conn, origin, message_id.as_deref(), &self.prepared.sha)? {
+            match seen_before(conn, self.config, origin, message_id.as_deref(), self.prepared)? {
                 // Nothing is written for a duplicate: the database stays exactly as it was.
-                return Ok(duplicate_report(found, message_id, self.config));
+                Seen::Duplicate(found, why) => return Ok(duplicate_report((found, why), message_id, self.config)),
+                Seen::IdReused(earlier) => reused = earlier,
+                Seen::New => {}
             }
         }
+        let report = self.apply_new(conn, parsed)?;
+        if let Some(id) = message_id.as_deref().filter(|_| !reused.is_empty()) {
+            record_reuse(conn, self.config, id, &reused, &report)?;
+        }
+        Ok(report)
+    }
+
+    /// Applies a mail seen for the first time.
+    fn apply_new(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+        let headers = parsed.headers();
+        let message_id = headers.and_then(|m| m.message_id.clone());
         let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new(), packs: self.packs };
         let (prepared, journal) = (self.prepared, self.journal);
         match parsed {
@@ -540,36 +619,112 @@ impl Parsed {
     }
 }
 
-/// The journal key of a mail: its Message-ID, or the hash of its bytes when it has none.
-pub(crate) fn dedupe_key(message_id: Option<&str>, sha: &str) -> String {
+/// The journal key of a mail: its Message-ID and content fingerprint (`mid:<id> <fp>`),
+/// or the fingerprint alone (`fp:<fp>`) when it has no Message-ID. The key is unique in
+/// the journal, so one mail can be recorded only once; a Message-ID cannot hold a space,
+/// so all the keys of one Message-ID sort together (see [`seen_before`]). Rows written
+/// before fingerprints have `mid:<id>` or `sha256:<hex of the raw bytes>`.
+pub(crate) fn dedupe_key(message_id: Option<&str>, fingerprint: &str) -> String {
     match message_id {
-        Some(id) => format!("mid:{id}"),
-        None => format!("sha256:{sha}"),
+        Some(id) => format!("mid:{id} {fingerprint}"),
+        None => format!("fp:{fingerprint}"),
     }
 }
 
-fn find_duplicate(
+/// Whether the journal knows a mail.
+enum Seen {
+    New,
+    /// The same mail: its first passage, and why it is the same.
+    Duplicate(MailRecord, &'static str),
+    /// Another mail used this Message-ID before (these rows): this one is new.
+    IdReused(Vec<MailRecord>),
+}
+
+/// A mail is a duplicate only when it is the same mail: from the same source position, or
+/// with the same Message-ID and the same content fingerprint (or, without a Message-ID,
+/// the same fingerprint). The same Message-ID with other content is another mail.
+fn seen_before(
     tx: &Connection,
+    config: &Config,
     origin: &Origin,
     message_id: Option<&str>,
-    sha: &str,
-) -> rusqlite::Result<Option<(MailRecord, &'static str)>> {
+    prepared: &Prepared,
+) -> anyhow::Result<Seen> {
     if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
         if let Some(found) = mails::find_by_position(tx, source, key)? {
-            return Ok(Some((found, "already processed from this source position")));
+            return Ok(Seen::Duplicate(found, "already processed from this source position"));
         }
     }
-    let key = dedupe_key(message_id, sha);
-    Ok(mails::find_by_dedupe_key(tx, &key)?.map(|found| {
-        (
-            found,
-            if message_id.is_some() {
-                "a mail with this Message-ID was already processed"
-            } else {
-                "identical mail already processed"
-            },
-        )
-    }))
+    let Some(id) = message_id else {
+        let found = match mails::find_by_dedupe_key(tx, &dedupe_key(None, &prepared.fingerprint))? {
+            Some(found) => Some(found),
+            // Journalled before fingerprints: by the raw bytes.
+            None => mails::find_by_dedupe_key(tx, &format!("sha256:{}", prepared.sha))?,
+        };
+        return Ok(match found {
+            Some(found) => Seen::Duplicate(found, "identical mail already processed"),
+            None => Seen::New,
+        });
+    };
+    let mut others = Vec::new();
+    for (found, key) in mails::find_by_message_id_key(tx, &format!("mid:{id}"))? {
+        let same = match key.split_once(' ') {
+            Some((_, fingerprint)) => fingerprint == prepared.fingerprint,
+            // Journalled before fingerprints: the same bytes, or the same content once
+            // the stored copy is fingerprinted too (rare: only mail from before an upgrade).
+            None => found.raw_sha256 == prepared.sha || stored_fingerprint(tx, config, &found)? == prepared.fingerprint,
+        };
+        if same {
+            return Ok(Seen::Duplicate(
+                found,
+                "a mail with this Message-ID and the same content was already processed",
+            ));
+        }
+        others.push(found);
+    }
+    Ok(if others.is_empty() { Seen::New } else { Seen::IdReused(others) })
+}
+
+/// The fingerprint of a journalled mail, from its stored raw copy.
+fn stored_fingerprint(tx: &Connection, config: &Config, found: &MailRecord) -> anyhow::Result<String> {
+    let dir = config.data_dir.join(store::packs::DIR);
+    Ok(match mails::raw(tx, &dir, &found.raw_sha256)? {
+        Some(raw) => fingerprint(&parse_guarded(config, &raw), &raw),
+        None => String::new(),
+    })
+}
+
+/// Audits a mail that reused an earlier mail's Message-ID (it was processed on its own).
+/// When the two belong to different cases, the Message-ID no longer names one case, so
+/// it stops routing replies: they go by the subject token or their other references.
+fn record_reuse(
+    tx: &Connection,
+    config: &Config,
+    id: &str,
+    earlier: &[MailRecord],
+    report: &IngestReport,
+) -> rusqlite::Result<()> {
+    let names: Vec<String> = earlier
+        .iter()
+        .map(|m| match m.case_id {
+            Some(c) => format!("mail #{} ({})", m.id, config.case_token(c)),
+            None => format!("mail #{}", m.id),
+        })
+        .collect();
+    let elsewhere = earlier.iter().filter_map(|m| m.case_id).any(|c| report.case.is_some_and(|mine| mine != c));
+    let mut detail = format!("Message-ID <{id}> was used before by {} with other content", names.join(", "));
+    if elsewhere {
+        crate::store::cases::forget_message_id(tx, id)?;
+        detail.push_str("; it names more than one case now and no longer routes replies");
+    }
+    let now = store::now();
+    mails::audit(tx, report.mail_id, report.case, None, reasons::MESSAGE_ID_REUSED, Some(&detail), &now)?;
+    tracing::info!(
+        message_id = id,
+        case = report.case.map(|c| config.case_token(c)).as_deref().unwrap_or("-"),
+        "{detail}"
+    );
+    Ok(())
 }
 
 fn duplicate_report((found, why): (MailRecord, &str), message_id: Option<String>, config: &Config) -> IngestReport {
@@ -713,6 +868,39 @@ mod tests {
             gateway.store.conn.query_row("SELECT sum(pack_length) FROM raw_mails", [], |r| r.get(0)).unwrap();
         let on_disk: u64 = std::fs::read_dir(&packs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert_eq!(on_disk, recorded as u64);
+    }
+
+    #[test]
+    fn mails_journalled_before_fingerprints_are_still_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("data_dir = {:?}\nsystem_addresses = [\"support@example.com\"]\n", dir.path().join("var"));
+        let config = Config::from_toml(&toml, &dir.path().join("casegate.toml")).unwrap();
+        let mut gateway = Gateway::open(Arc::new(config)).unwrap();
+        let with_id = mail(1, "Printer");
+        let without_id =
+            b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: No id\r\n\r\nhi\r\n".to_vec();
+        for (raw, name) in [(&with_id, "a.eml"), (&without_id, "b.eml")] {
+            assert_eq!(gateway.ingest(raw, &Origin::file(name)).unwrap().outcome, Outcome::Created);
+        }
+        // Keys as written before fingerprints existed.
+        gateway
+            .store
+            .conn
+            .execute("UPDATE mails SET dedupe_key = 'mid:' || message_id WHERE message_id IS NOT NULL", [])
+            .unwrap();
+        gateway
+            .store
+            .conn
+            .execute("UPDATE mails SET dedupe_key = 'sha256:' || raw_sha256 WHERE message_id IS NULL", [])
+            .unwrap();
+
+        let outcome = |g: &mut Gateway, raw: &[u8]| g.ingest(raw, &Origin::file("again.eml")).unwrap().outcome;
+        assert_eq!(outcome(&mut gateway, &with_id), Outcome::Duplicate, "the same bytes");
+        assert_eq!(outcome(&mut gateway, &without_id), Outcome::Duplicate, "the same bytes, no Message-ID");
+        let relayed = [b"Received: from relay.example by mx.example.com\r\n".as_slice(), &with_id].concat();
+        assert_eq!(outcome(&mut gateway, &relayed), Outcome::Duplicate, "the same content, read from the stored copy");
+        let other = String::from_utf8(with_id.clone()).unwrap().replace("Body 1", "Another body");
+        assert_eq!(outcome(&mut gateway, other.as_bytes()), Outcome::Created, "the same Message-ID, other content");
     }
 
     #[test]

@@ -198,9 +198,20 @@ pub fn open_follow_up(conn: &Connection, closed: CaseId) -> rusqlite::Result<Opt
 /// writer wins). Our own notifications need no row here: their outbox row names the case.
 pub fn link_message_id(conn: &Connection, message_id: &str, case: CaseId) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction) VALUES (?1, ?2, 'in')",
+        "INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction)
+         SELECT ?1, ?2, 'in' WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)",
     )?
     .execute(params![message_id, case])?;
+    Ok(())
+}
+
+/// A Message-ID that mails on different cases share (their senders reused it): it no
+/// longer routes replies to any case, now or later.
+pub fn forget_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO ambiguous_message_ids (message_id) VALUES (?1)")?
+        .execute([message_id])?;
+    conn.prepare_cached("DELETE FROM case_message_ids WHERE message_id = ?1 AND direction = 'in'")?
+        .execute([message_id])?;
     Ok(())
 }
 

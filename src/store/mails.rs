@@ -53,6 +53,18 @@ pub fn find_by_dedupe_key(conn: &Connection, key: &str) -> rusqlite::Result<Opti
         .optional()
 }
 
+/// Every journal row whose dedupe key is `prefix` or starts with `prefix` and a space:
+/// the mails of one Message-ID (`mid:<id>`), with their keys. One range of the unique
+/// index on the key (`!` is the character after the space).
+pub fn find_by_message_id_key(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<(MailRecord, String)>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MAIL_COLUMNS}, dedupe_key FROM mails WHERE dedupe_key >= ?1 AND dedupe_key < ?2 ORDER BY id"
+    ))?
+    .query_map([prefix, &format!("{prefix}!")], |r| Ok((row_to_mail(r)?, r.get::<_, String>(7)?)))?
+    .filter(|row| !matches!(row, Ok((_, key)) if key != prefix && !key.starts_with(&format!("{prefix} "))))
+    .collect()
+}
+
 pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRecord>> {
     conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE id = ?1"))?
         .query_row([id], row_to_mail)

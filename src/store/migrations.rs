@@ -222,6 +222,16 @@ pub const MIGRATIONS: &[Migration] = &[
     // written as comparisons (`kind = 'customer' OR …`) cost a few instructions. Only the
     // text of the constraints changes, not what they allow, nor anything stored.
     Migration::Code(check_lists_as_comparisons),
+    // 8: journal keys carry a content fingerprint (`mid:<id> <fp>`, `fp:<fp>`), so a mail
+    // that reuses another's Message-ID is processed instead of taken for a duplicate; a
+    // Message-ID that mails on different cases share no longer routes replies.
+    Migration::Sql(
+        r#"
+    CREATE TABLE ambiguous_message_ids (
+        message_id  TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// Migration 7: rewrites `CHECK (col IN ('a', 'b', 'c'))` as `CHECK (col = 'a' OR col =

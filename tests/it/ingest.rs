@@ -314,3 +314,63 @@ fn a_mail_copied_to_hundreds_adds_only_the_configured_number_of_watchers() {
     assert!(details[0].starts_with("295 more addresses were not added"), "{details:?}");
     assert!(details[1].starts_with("15 more") && details[2].starts_with("5 more"), "{details:?}");
 }
+
+/// Issue trackers, some mobile clients and mail re-sent after an edit reuse one Message-ID
+/// for different mails: each is processed, and the reuse is audited. A reply that points
+/// only at the shared Message-ID cannot tell which case it answers, so it opens its own.
+#[test]
+fn mails_that_reuse_a_message_id_with_other_content_are_each_processed() {
+    let install = Installation::new("");
+    let first = mail(
+        "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Printer jams\r\nMessage-ID: <same@tracker.example>",
+        "The printer jams on every page.",
+    );
+    let second = mail(
+        "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Scanner is slow\r\nMessage-ID: <same@tracker.example>",
+        "The scanner takes a minute a page.",
+    );
+    assert_eq!(install.ingest_bytes("first.eml", &first)["outcome"], "created");
+    let line = install.ingest_bytes("second.eml", &second);
+    assert_eq!(line["outcome"], "created", "{line}");
+    assert_eq!(line["case"], "CASE-2");
+    assert_eq!(install.case("CASE-2")["subject"], "Scanner is slow");
+
+    let audit: String = install
+        .db()
+        .query_row("SELECT detail FROM audit WHERE action = 'message-id-reused'", [], |r| r.get(0))
+        .expect("the reuse is audited");
+    assert!(audit.contains("mail #1 (CASE-1)") && audit.contains("no longer routes"), "{audit}");
+
+    let reply = mail(
+        "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Re: your mail\r\n\
+         Message-ID: <reply-1@customer.example>\r\nIn-Reply-To: <same@tracker.example>",
+        "Any news?",
+    );
+    let line = install.ingest_bytes("reply.eml", &reply);
+    assert_eq!(line["outcome"], "created", "neither case may get a reply meant for the other: {line}");
+    assert_eq!(install.case("CASE-1")["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(install.case("CASE-2")["messages"].as_array().unwrap().len(), 1);
+}
+
+/// One mail delivered to two support addresses, or through two relays, differs only in
+/// what the transport added (Received, Delivered-To) and how it encoded the body: it is one
+/// mail, processed once.
+#[test]
+fn one_mail_through_two_relays_is_processed_once() {
+    let install = Installation::new("");
+    let headers = "From: jane@customer.example\r\nTo: support@example.com, help@example.com\r\n\
+                   Subject: Grüße vom Drucker\r\nMessage-ID: <twice@customer.example>\r\n\
+                   Content-Type: text/plain; charset=utf-8";
+    let direct = mail(&format!("{headers}\r\nContent-Transfer-Encoding: 8bit"), "Der Drucker druckt nur noch Grüße.");
+    let relayed = mail(
+        &format!(
+            "Received: from relay.example by mx.example.com; Mon, 23 Nov 2026 10:00:05 +0000\r\n\
+             Delivered-To: help@example.com\r\n{headers}\r\nContent-Transfer-Encoding: quoted-printable"
+        ),
+        "Der Drucker druckt nur noch Gr=C3=BC=C3=9Fe.",
+    );
+    assert_eq!(install.ingest_bytes("direct.eml", &direct)["outcome"], "created");
+    let line = install.ingest_bytes("relayed.eml", &relayed);
+    assert_eq!(line["outcome"], "duplicate", "{line}");
+    assert_eq!(line["case"], "CASE-1");
+}
