@@ -54,7 +54,7 @@ impl Writer<'_> {
                     &prepared.packed,
                 )?;
                 let message_id = headers.and_then(|m| m.message_id.as_deref());
-                let key = dedupe_key(message_id, &prepared.fingerprint);
+                let key = dedupe_key(message_id, prepared);
                 Ok(mails::insert_mail(
                     self.tx,
                     &NewMail {

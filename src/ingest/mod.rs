@@ -332,7 +332,8 @@ fn parse_guarded(config: &Config, raw: &[u8]) -> Parsed {
 /// encodings). One mail delivered to two support addresses, or through two relays, has one
 /// fingerprint; two mails that reuse one Message-ID (issue trackers, some mobile clients,
 /// a mail re-sent after an edit) have two. A mail whose body was not parsed (too large)
-/// is fingerprinted by its headers' facts and its raw body; one without headers by its bytes.
+/// is fingerprinted by its headers' facts and its raw body; one without headers by its
+/// bytes. (Mail without a Message-ID is journalled by its bytes: see [`dedupe_key`].)
 fn fingerprint(parsed: &Parsed, raw: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -620,14 +621,15 @@ impl Parsed {
 }
 
 /// The journal key of a mail: its Message-ID and content fingerprint (`mid:<id> <fp>`),
-/// or the fingerprint alone (`fp:<fp>`) when it has no Message-ID. The key is unique in
-/// the journal, so one mail can be recorded only once; a Message-ID cannot hold a space,
-/// so all the keys of one Message-ID sort together (see [`seen_before`]). Rows written
-/// before fingerprints have `mid:<id>` or `sha256:<hex of the raw bytes>`.
-pub(crate) fn dedupe_key(message_id: Option<&str>, fingerprint: &str) -> String {
+/// or, without a Message-ID, the hash of its bytes (`sha256:<hex>`): with no identity
+/// given by its author, only an identical copy is known to be the same mail. The key is
+/// unique in the journal, so one mail can be recorded only once; a Message-ID cannot hold
+/// a space, so all the keys of one Message-ID sort together (see [`seen_before`]). Rows
+/// written before fingerprints have `mid:<id>`.
+pub(crate) fn dedupe_key(message_id: Option<&str>, prepared: &Prepared) -> String {
     match message_id {
-        Some(id) => format!("mid:{id} {fingerprint}"),
-        None => format!("fp:{fingerprint}"),
+        Some(id) => format!("mid:{id} {}", prepared.fingerprint),
+        None => format!("sha256:{}", prepared.sha),
     }
 }
 
@@ -642,7 +644,7 @@ enum Seen {
 
 /// A mail is a duplicate only when it is the same mail: from the same source position, or
 /// with the same Message-ID and the same content fingerprint (or, without a Message-ID,
-/// the same fingerprint). The same Message-ID with other content is another mail.
+/// the same bytes). The same Message-ID with other content is another mail.
 fn seen_before(
     tx: &Connection,
     config: &Config,
@@ -656,12 +658,7 @@ fn seen_before(
         }
     }
     let Some(id) = message_id else {
-        let found = match mails::find_by_dedupe_key(tx, &dedupe_key(None, &prepared.fingerprint))? {
-            Some(found) => Some(found),
-            // Journalled before fingerprints: by the raw bytes.
-            None => mails::find_by_dedupe_key(tx, &format!("sha256:{}", prepared.sha))?,
-        };
-        return Ok(match found {
+        return Ok(match mails::find_by_dedupe_key(tx, &dedupe_key(None, prepared))? {
             Some(found) => Seen::Duplicate(found, "identical mail already processed"),
             None => Seen::New,
         });
@@ -887,11 +884,6 @@ mod tests {
             .store
             .conn
             .execute("UPDATE mails SET dedupe_key = 'mid:' || message_id WHERE message_id IS NOT NULL", [])
-            .unwrap();
-        gateway
-            .store
-            .conn
-            .execute("UPDATE mails SET dedupe_key = 'sha256:' || raw_sha256 WHERE message_id IS NULL", [])
             .unwrap();
 
         let outcome = |g: &mut Gateway, raw: &[u8]| g.ingest(raw, &Origin::file("again.eml")).unwrap().outcome;
