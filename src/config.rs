@@ -186,7 +186,7 @@ pub struct Config {
     pub instance_id: String,
     pub token_prefix: String,
     /// The compiled `[PREFIX-n]` subject-token matcher for `token_prefix`.
-    pub tokens: crate::route::TokenMatcher,
+    pub tokens: crate::case::token::TokenMatcher,
     /// Sender domain → account name.
     pub accounts: BTreeMap<String, String>,
     /// Who may name which accounts in an `Account:` line (besides staff and admins, who
@@ -722,7 +722,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         admins,
         authserv_id: raw.authserv_id.filter(|s| !s.trim().is_empty()),
         instance_id,
-        tokens: crate::route::TokenMatcher::new(&token_prefix),
+        tokens: crate::case::token::TokenMatcher::new(&token_prefix),
         token_prefix,
         accounts,
         account_access,

@@ -7,13 +7,14 @@ use rusqlite::Connection;
 use super::{reasons, Analyzed};
 use crate::address::Address;
 use crate::authorize::{self, Standing};
+use crate::case::token::TokenMatcher;
 use crate::case::{CaseId, Impact, ParticipantRole, Status};
 use crate::commands::{self, Commands};
 use crate::config::Config;
 use crate::fields;
 use crate::parse::forward::{self, Forwarded};
 use crate::parse::InboundMail;
-use crate::route::{self, Route, TokenMatcher};
+use crate::route::{self, Route};
 use crate::store::cases::{self as case_store, CaseRow};
 use crate::survey;
 

@@ -33,9 +33,9 @@ mod decide;
 use crate::case::{CaseId, Event, Notice, Outcome};
 use crate::classify;
 use crate::config::Config;
+use crate::digest::sha256_hex;
 use crate::notify;
 use crate::parse::{self, InboundMail};
-use crate::store::blobs::sha256_hex;
 use crate::store::mails::{self, MailRecord};
 use crate::store::{self, Store};
 

@@ -50,7 +50,7 @@ pub(super) fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail,
             content_type,
             disposition,
             content_id: part.content_id().map(|s| s.trim_matches(['<', '>']).to_string()),
-            sha256: crate::store::blobs::sha256_hex(&data),
+            sha256: crate::digest::sha256_hex(&data),
             data,
         });
     }

@@ -10,17 +10,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use sha2::{Digest, Sha256};
+use crate::digest::sha256_hex;
 
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
     fsync: bool,
-}
-
-/// Hex SHA-256 of some bytes.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 impl BlobStore {

@@ -126,7 +126,7 @@ pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<
     };
     let raw = lz4_flex::decompress_size_prepended(&packed)
         .with_context(|| format!("the stored raw mail {sha256} is damaged (cannot decompress)"))?;
-    if crate::store::blobs::sha256_hex(&raw) != sha256 {
+    if crate::digest::sha256_hex(&raw) != sha256 {
         anyhow::bail!("the stored raw mail {sha256} is damaged (its content does not match its hash)");
     }
     Ok(Some(raw))
@@ -270,7 +270,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut conn).unwrap();
         let mail = b"From: a@x.example\r\nSubject: old\r\n\r\nkept in the row\r\n";
-        let sha = crate::store::blobs::sha256_hex(mail);
+        let sha = crate::digest::sha256_hex(mail);
         // As written before migration 6: the bytes in `data`, no pack.
         conn.execute(
             "INSERT INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)",
@@ -288,7 +288,7 @@ mod tests {
         crate::store::migrations::migrate(&mut conn).unwrap();
         let mut packs = RawPacks::open(dir.path(), false).unwrap();
         let mail = b"Subject: twice\r\n\r\nsame bytes\r\n";
-        let sha = crate::store::blobs::sha256_hex(mail);
+        let sha = crate::digest::sha256_hex(mail);
         store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();
         let once = packs.mark();
         store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();

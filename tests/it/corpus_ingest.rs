@@ -220,5 +220,5 @@ fn hex_md5(data: &[u8]) -> String {
 }
 
 fn hex_sha256(data: &[u8]) -> String {
-    casegate::store::blobs::sha256_hex(data)
+    casegate::digest::sha256_hex(data)
 }

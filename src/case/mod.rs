@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::address::Address;
 
+pub mod token;
+
 /// A case number; shown with the configured prefix as `CASE-42`.
 pub type CaseId = i64;
 
