@@ -25,7 +25,6 @@ use crate::notify;
 use crate::source::imap::Watcher;
 use crate::source::maildir::MaildirWatcher;
 use crate::source::Writer;
-use crate::survey;
 
 /// How often Resolved cases are checked for a survey that is due.
 const SURVEY_SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -37,7 +36,7 @@ async fn sweep_surveys(config: Arc<Config>, shutdown: CancellationToken) -> anyh
     }
     loop {
         let c = Arc::clone(&config);
-        match tokio::task::spawn_blocking(move || survey::sweep_resolved(&c)).await {
+        match tokio::task::spawn_blocking(move || crate::consequences::sweep_resolved(&c)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "Survey sweep failed; trying again later"),
             Err(e) => tracing::error!(error = %e, "Survey sweep task failed"),
@@ -118,7 +117,7 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     let mut services: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
     if !options.once {
         let (c, s) = (Arc::clone(&config), shutdown.clone());
-        services.spawn(async move { ("survey page".into(), survey::web::serve(c, s).await) });
+        services.spawn(async move { ("survey page".into(), crate::web::serve(c, s).await) });
         let (c, s) = (Arc::clone(&config), shutdown.clone());
         services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
     }

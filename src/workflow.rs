@@ -1,6 +1,6 @@
 //! The case workflow as a pure function: who may take which action, and what it does to
-//! the status. No I/O — the ingest path and the analyst CLI both call [`decide`] and then
-//! write what it returns.
+//! the status. No I/O — every decision about a case (`decide::request`) checks its
+//! actions with [`transition`] first.
 //!
 //! ```text
 //!            staff acts                staff resolves              requester/contact accepts
@@ -167,7 +167,7 @@ pub fn allowed(kind: Kind, standing: &Standing) -> bool {
 
 /// What an allowed action does to the case.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effect {
+pub struct Transition {
     /// The new status, when it changes.
     pub status: Option<Status>,
 }
@@ -203,8 +203,13 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Decides an action on a case in `status` by a sender with `standing`.
-pub fn decide(status: Status, action: &Action, sender: &Address, standing: &Standing) -> Result<Effect, Refusal> {
+/// Checks an action on a case in `status` by a sender with `standing`.
+pub fn transition(
+    status: Status,
+    action: &Action,
+    sender: &Address,
+    standing: &Standing,
+) -> Result<Transition, Refusal> {
     let kind = action.kind(sender);
     let word = action.word();
     if !allowed(kind, standing) {
@@ -252,7 +257,7 @@ pub fn decide(status: Status, action: &Action, sender: &Address, standing: &Stan
         (Kind::Close, _) => Some(Status::Closed),
         _ => None,
     };
-    Ok(Effect { status: to.filter(|t| *t != status) })
+    Ok(Transition { status: to.filter(|t| *t != status) })
 }
 
 #[cfg(test)]
@@ -302,7 +307,7 @@ mod tests {
                     Kind::Accept | Kind::Reject | Kind::Open => Status::Resolved,
                     _ => Status::Open,
                 };
-                let result = decide(status, action, &me, &standing(*role));
+                let result = transition(status, action, &me, &standing(*role));
                 let refused = matches!(result, Err(Refusal::NotAllowed { .. }));
                 assert_eq!(
                     !refused,
@@ -320,7 +325,7 @@ mod tests {
         let me = addr("me@x.example");
         let staff = standing(Role::Staff);
         let req = standing(Role::Requester);
-        let to = |status, action: Action, s: &Standing| decide(status, &action, &me, s).map(|e| e.status);
+        let to = |status, action: Action, s: &Standing| transition(status, &action, &me, s).map(|e| e.status);
         // New → Open when staff first acts.
         assert_eq!(to(Status::New, Action::Reply, &staff), Ok(Some(Status::Open)));
         assert_eq!(to(Status::New, Action::Note, &staff), Ok(Some(Status::Open)));
@@ -363,12 +368,13 @@ mod tests {
     #[test]
     fn participants_may_unwatch_themselves_but_only_staff_others() {
         let me = addr("me@x.example");
-        assert!(decide(Status::Open, &Action::Unwatch(Some(me.clone())), &me, &standing(Role::Watcher)).is_ok());
-        assert!(decide(Status::Open, &Action::Unwatch(None), &me, &standing(Role::SameAccount)).is_ok());
+        assert!(transition(Status::Open, &Action::Unwatch(Some(me.clone())), &me, &standing(Role::Watcher)).is_ok());
+        assert!(transition(Status::Open, &Action::Unwatch(None), &me, &standing(Role::SameAccount)).is_ok());
+        assert!(transition(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Watcher))
+            .is_err());
         assert!(
-            decide(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Watcher)).is_err()
+            transition(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Staff)).is_ok()
         );
-        assert!(decide(Status::Open, &Action::Unwatch(Some(addr("o@x.example"))), &me, &standing(Role::Staff)).is_ok());
     }
 
     #[test]

@@ -14,10 +14,10 @@ pub mod token;
 pub type CaseId = i64;
 
 macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $db:literal, $shown:literal;)+ }) => {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $db:literal, $shown:literal;)+ }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vm])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -142,35 +142,96 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The scalar fields of a case, as decisions need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRow {
+    pub id: CaseId,
+    pub subject: String,
+    pub status: Status,
+    pub impact: Impact,
+    pub account: Option<String>,
+    pub environment: Option<String>,
+    pub linked_case: Option<CaseId>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+string_enum!(
+    /// Why a mail was quarantined (stable codes; the journal and the answer to the sender
+    /// add the details for people).
+    Reason {
+        TooLarge => "too-large", "too-large";
+        Unparseable => "unparseable", "unparseable";
+        NoSender => "no-sender", "no-sender";
+        SenderNotParticipant => "sender-not-participant", "sender-not-participant";
+        /// A staff or admin address without the authentication `authserv_id` requires, on
+        /// a case it does not otherwise take part in: most likely forged.
+        UnauthenticatedStaff => "unauthenticated-staff", "unauthenticated-staff";
+        InternalError => "internal-error", "internal-error";
+        AccountNotAllowed => "account-not-allowed", "account-not-allowed";
+        BadField => "bad-field", "bad-field";
+    }
+);
+
+string_enum!(
+    /// What an audit record says happened (table `audit`, column `action`).
+    AuditAction {
+        CaseCreated => "case-created", "case-created";
+        Replied => "replied", "replied";
+        StaffReplied => "staff-replied", "staff-replied";
+        NoteAdded => "note-added", "note-added";
+        StatusChanged => "status-changed", "status-changed";
+        ImpactChanged => "impact-changed", "impact-changed";
+        WatcherAdded => "watcher-added", "watcher-added";
+        WatcherRemoved => "watcher-removed", "watcher-removed";
+        WatchersLimited => "watchers-limited", "watchers-limited";
+        CommandRefused => "command-refused", "command-refused";
+        CaseListRequested => "case-list-requested", "case-list-requested";
+        AutoRecorded => "auto-recorded", "auto-recorded";
+        Ignored => "ignored", "ignored";
+        Quarantined => "quarantined", "quarantined";
+        /// Not an outcome: the mail reused an earlier mail's Message-ID.
+        MessageIdReused => "message-id-reused", "message-id-reused";
+        SurveyInvited => "survey-invited", "survey-invited";
+        SurveyAnswered => "survey-answered", "survey-answered";
+        SurveyAnswerChanged => "survey-answer-changed", "survey-answer-changed";
+        SurveyAnswerRefused => "survey-answer-refused", "survey-answer-refused";
+    }
+);
+
+/// The row id of a thread entry (table `messages`).
+pub type EntryId = i64;
+
 /// Something that happened to a case, recorded in the same transaction as the change and
 /// turned into notifications there (stored with each notification, which is rendered when
-/// it is sent).
+/// it is sent). `C` names the case and `M` a thread entry: their row ids once written;
+/// a plan (see `decide`) names the ones it is about to write in its own terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Event {
+pub enum Event<C = CaseId, M = EntryId> {
     /// A case was opened; `message` is its first thread entry.
-    Created { case: CaseId, message: i64 },
+    Created { case: C, message: M },
     /// A thread entry was added (customer, watcher or staff reply, or an internal note).
-    Replied { case: CaseId, message: i64, kind: MessageKind, from: Option<Address> },
+    Replied { case: C, message: M, kind: MessageKind, from: Option<Address> },
     /// Someone became a watcher.
-    WatcherAdded { case: CaseId, address: Address, by: Option<Address> },
+    WatcherAdded { case: C, address: Address, by: Option<Address> },
     /// Someone stopped watching.
-    WatcherRemoved { case: CaseId, address: Address },
+    WatcherRemoved { case: C, address: Address },
     /// The status changed.
-    StatusChanged { case: CaseId, from: Status, to: Status, by: Option<Address>, message: Option<i64> },
+    StatusChanged { case: C, from: Status, to: Status, by: Option<Address>, message: Option<M> },
     /// A field other than status changed (impact, account, environment, contact).
-    FieldChanged { case: CaseId, field: String, value: String, by: Option<Address> },
+    FieldChanged { case: C, field: String, value: String, by: Option<Address> },
     /// A direct, short answer to the sender of a mail (never to machine mail): why it
     /// could not be applied, or what they asked for. `in_reply_to` is the mail's Message-ID.
-    Notice { to: Address, case: Option<CaseId>, notice: Notice, in_reply_to: Option<String> },
+    Notice { to: Address, case: Option<C>, notice: Notice, in_reply_to: Option<String> },
     /// A closed case's requester or contact is offered the survey, at `url`.
-    SurveyOffered { case: CaseId, to: Address, url: String },
+    SurveyOffered { case: C, to: Address, url: String },
 }
 
 /// What a direct answer says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Notice {
-    /// The mail was quarantined (e.g. `sender-not-participant`); `reason` is the code.
-    NotApplied { reason: String },
+    /// The mail was quarantined (e.g. `sender-not-participant`).
+    NotApplied { reason: Reason },
     /// The mail was about a closed case, so a new case (the event's `case`) was opened
     /// that links the closed one.
     FollowUpOpened { closed: CaseId },
@@ -182,7 +243,7 @@ pub enum Notice {
     CaseList,
 }
 
-impl Event {
+impl<M> Event<CaseId, M> {
     /// The case the event concerns (0 for a notice not tied to a case).
     pub fn case(&self) -> CaseId {
         match self {
@@ -191,10 +252,39 @@ impl Event {
             | Event::WatcherAdded { case, .. }
             | Event::WatcherRemoved { case, .. }
             | Event::StatusChanged { case, .. }
-            | Event::FieldChanged { case, .. } => *case,
+            | Event::FieldChanged { case, .. }
+            | Event::SurveyOffered { case, .. } => *case,
             Event::Notice { case, .. } => case.unwrap_or(0),
-            Event::SurveyOffered { case, .. } => *case,
         }
+    }
+}
+
+impl<C, M> Event<C, M> {
+    /// The same event with its case and thread entry named another way (a plan's
+    /// references resolved into the row ids they were written as).
+    pub fn try_resolve<C2, M2, E>(
+        self,
+        case: impl Fn(C) -> Result<C2, E>,
+        message: impl Fn(M) -> Result<M2, E>,
+    ) -> Result<Event<C2, M2>, E> {
+        Ok(match self {
+            Event::Created { case: c, message: m } => Event::Created { case: case(c)?, message: message(m)? },
+            Event::Replied { case: c, message: m, kind, from } => {
+                Event::Replied { case: case(c)?, message: message(m)?, kind, from }
+            }
+            Event::WatcherAdded { case: c, address, by } => Event::WatcherAdded { case: case(c)?, address, by },
+            Event::WatcherRemoved { case: c, address } => Event::WatcherRemoved { case: case(c)?, address },
+            Event::StatusChanged { case: c, from, to, by, message: m } => {
+                Event::StatusChanged { case: case(c)?, from, to, by, message: m.map(message).transpose()? }
+            }
+            Event::FieldChanged { case: c, field, value, by } => {
+                Event::FieldChanged { case: case(c)?, field, value, by }
+            }
+            Event::Notice { to, case: c, notice, in_reply_to } => {
+                Event::Notice { to, case: c.map(case).transpose()?, notice, in_reply_to }
+            }
+            Event::SurveyOffered { case: c, to, url } => Event::SurveyOffered { case: case(c)?, to, url },
+        })
     }
 }
 
@@ -211,5 +301,15 @@ mod tests {
         assert!(err.contains("High, Medium, Low"), "{err}");
         assert_eq!(serde_json::to_string(&MessageKind::Note).unwrap(), "\"note\"");
         assert_eq!(Outcome::parse_db("duplicate"), Some(Outcome::Duplicate));
+    }
+
+    #[test]
+    fn reasons_keep_the_codes_stored_in_queued_notifications() {
+        // Notifications queued by earlier versions stored the reason as its code.
+        let stored = r#"{"NotApplied":{"reason":"sender-not-participant"}}"#;
+        let notice: Notice = serde_json::from_str(stored).unwrap();
+        assert_eq!(notice, Notice::NotApplied { reason: Reason::SenderNotParticipant });
+        assert_eq!(serde_json::to_string(&notice).unwrap(), stored);
+        assert_eq!(AuditAction::MessageIdReused.as_str(), "message-id-reused");
     }
 }

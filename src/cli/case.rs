@@ -7,16 +7,18 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use rusqlite::TransactionBehavior;
+use anyhow::Context as _;
 
 use super::{parse_case_id, print_json, UsageError};
 use crate::address::Address;
 use crate::authorize;
-use crate::case::Impact;
-use crate::casework::{self, Request};
+use crate::case::{Impact, Outcome};
 use crate::config::Config;
-use crate::notify;
-use crate::store::{self, cases as case_store, Store};
+use crate::consequences;
+use crate::decide::request::{self, Request};
+use crate::decide::{CaseRef, Plan};
+use crate::store::apply::{self, Journal};
+use crate::store::{cases as case_store, snapshot, Store};
 use crate::workflow::Action;
 
 #[derive(Debug, clap::Args)]
@@ -119,46 +121,44 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
     }
 
     let mut store = Store::open(&config)?;
-    let blobs = store.blobs.clone();
-    let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let case = case_store::case_row(&tx, number)?.ok_or_else(|| {
-        anyhow::anyhow!("there is no case {}; `casegate cases list` shows the cases", config.case_token(number))
-    })?;
-    let people = case_store::participants(&tx, number)?;
-    let standing = authorize::standing(&config, &actor, true, &people, case.account.as_deref());
-    let request = Request {
-        actions,
-        text: &text,
-        mail_id: None,
-        message_id: None,
-        attachments: &[],
-        copied: vec![],
-        channel: "cli",
-    };
-    let now = store::now();
-    match casework::act(&tx, &config, &blobs, &case, &actor, &standing, &request, &now)? {
-        Ok(done) => {
-            notify::enqueue(&tx, &config, &done.events, None)?;
-            tx.commit()?;
-            let after = case_store::case_row(&store.conn, number)?.expect("the case exists");
-            let token = config.case_token(number);
-            if common.json {
-                return print_json(&serde_json::json!({
-                    "case": token, "status": after.status, "impact": after.impact, "events": done.events.len(),
-                }));
-            }
-            if after.status != case.status {
-                println!("{token}: {} → {}", case.status, after.status);
-            } else {
-                println!("{token}: done ({})", after.status);
-            }
-            Ok(())
-        }
-        Err(refusals) => {
+    let done = store.write(true, |unit| {
+        let scope = unit.scope();
+        let Some(case) = snapshot::case_facts(scope.conn, number)? else {
+            anyhow::bail!("there is no case {}; `casegate cases list` shows the cases", config.case_token(number));
+        };
+        let standing = authorize::standing(&config, &actor, true, &case.participants, case.row.account.as_deref());
+        let request = Request {
+            actions,
+            text: text.as_str().into(),
+            message_id: None,
+            attachments: &[],
+            copied: vec![],
+            channel: "cli",
+        };
+        let mut plan = Plan::new(Outcome::Command, Some(CaseRef::Existing(number)), None);
+        if let Err(refusals) = request::plan(&mut plan, &config, &case, &actor, &standing, request) {
             let why: Vec<String> = refusals.iter().map(|(_, r)| r.to_string()).collect();
-            anyhow::bail!("{}: nothing changed: {}", config.case_token(number), why.join("; "))
+            anyhow::bail!("{}: nothing changed: {}", config.case_token(number), why.join("; "));
         }
+        let applied = apply::apply(&scope, &plan, Journal::None)?;
+        let events = applied.events.len();
+        consequences::follow(&scope, &config, applied.events, None)?;
+        Ok(Some((case.row.status, events)))
+    })?;
+    let (before, events) = done.context("the change was rolled back")?;
+    let after = case_store::case_row(&store.conn, number)?.context("the case is gone")?;
+    let token = config.case_token(number);
+    if common.json {
+        return print_json(&serde_json::json!({
+            "case": token, "status": after.status, "impact": after.impact, "events": events,
+        }));
     }
+    if after.status != before {
+        println!("{token}: {before} → {}", after.status);
+    } else {
+        println!("{token}: done ({})", after.status);
+    }
+    Ok(())
 }
 
 fn required_text(w: &WithText, what: &str) -> anyhow::Result<String> {

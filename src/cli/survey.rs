@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 
 use super::{print_json, table, UsageError};
 use crate::config::Config;
+use crate::store::survey_report::{self as report, Filter, Report};
 use crate::store::Store;
-use crate::survey::report::{self, Filter, Report};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -2,13 +2,12 @@
 //! and again when a quarantined mail is released:
 //!
 //! ```text
-//! raw bytes ─ seen before? (source position, or Message-ID + content fingerprint) ─▶ duplicate
-//!           ─ parse (bounded, panic-proof) ──────────────────────────────────▶ quarantine
-//!           ─ classify: machine mail? ─── on a case ▶ thread entry `auto` │ else ▶ ignored
-//!           ─ route: token │ In-Reply-To/References │ new case
-//!           ─ authorize: the sender's standing on that case
-//!           ─ apply, in ONE transaction: journal row, raw mail, case/thread/watchers,
-//!             attachment metadata, Message-ID links, audit, events
+//! raw bytes ─ prepare: parse (bounded, panic-proof), classify, fingerprint   (crate::prepare)
+//!           ─ seen before? (source position, or Message-ID + content fingerprint) ─▶ duplicate
+//!           ─ load the snapshot: routing facts, the case, its people          (store::snapshot)
+//!           ─ decide: a plan of effects, pure                                 (crate::decide)
+//!           ─ apply, in ONE unit of work: journal row, raw mail, the effects  (store::apply)
+//!           ─ consequences: survey offers, notifications                      (crate::consequences)
 //! ```
 //!
 //! Exactly once: the duplicate checks run inside the same `BEGIN IMMEDIATE` transaction
@@ -17,27 +16,28 @@
 //! transaction window but outside SQLite; if it rolls back they are unreferenced, which is
 //! harmless (see [`crate::store::blobs`]).
 //!
-//! This file holds the pipeline (batches, savepoints, the journal, duplicates);
-//! `decide.rs` works out what a parsed mail means, and `apply.rs` writes it.
+//! This file holds the pipeline (batches, savepoints); `journal.rs` the journal's side
+//! (duplicates, Message-ID reuse).
+
+mod journal;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Serialize;
 
-mod apply;
-mod decide;
-
-use crate::case::{CaseId, Event, Notice, Outcome};
-use crate::classify;
+use crate::case::{CaseId, Event, Outcome, Reason};
 use crate::config::Config;
+use crate::consequences;
+use crate::decide;
 use crate::digest::sha256_hex;
-use crate::notify;
-use crate::parse::{self, InboundMail};
-use crate::store::mails::{self, MailRecord};
-use crate::store::{self, Store};
+use crate::notify::Trigger;
+use crate::prepare::{self, Parsed};
+use crate::store::apply::{self as applying, Journal, RawMail};
+use crate::store::mails::{self, NewMail};
+use crate::store::{self, is_systemic, Scope, Store, UnitOfWork};
+use journal::Seen;
 
 /// Mails per transaction in bulk ingest: large enough that commits are cheap (a page that
 /// many mails touch — an index leaf, the WAL's — is written once per batch), small enough
@@ -79,29 +79,10 @@ pub struct IngestReport {
     /// For a duplicate: the outcome of the mail's first passage.
     #[serde(skip)]
     pub first_outcome: Option<Outcome>,
-    /// What changed, in order (the notification step turns these into mail).
+    /// What changed, in order (the notifications were queued from these).
     #[serde(skip)]
     pub events: Vec<Event>,
 }
-
-/// Quarantine reasons (stable codes; the detail after the colon is for people).
-pub mod reasons {
-    pub const TOO_LARGE: &str = "too-large";
-    pub const UNPARSEABLE: &str = "unparseable";
-    pub const NO_SENDER: &str = "no-sender";
-    pub const SENDER_NOT_PARTICIPANT: &str = "sender-not-participant";
-    /// A staff or admin address without the authentication `authserv_id` requires on a
-    /// case it does not otherwise take part in: most likely forged.
-    pub const UNAUTHENTICATED_STAFF: &str = "unauthenticated-staff";
-    pub const INTERNAL_ERROR: &str = "internal-error";
-    pub const ACCOUNT_NOT_ALLOWED: &str = "account-not-allowed";
-    pub const BAD_FIELD: &str = "bad-field";
-    /// Audited (not an outcome): the mail reused an earlier mail's Message-ID.
-    pub const MESSAGE_ID_REUSED: &str = "message-id-reused";
-}
-
-use apply::Writer;
-use decide::decide;
 
 /// How a batch protects its mails from each other: see [`Gateway::ingest_prepared`].
 #[derive(Debug, Clone, Copy)]
@@ -110,20 +91,14 @@ enum Guard {
     PerMail,
 }
 
-enum Written {
-    Committed(Vec<IngestReport>),
-    /// A mail panicked; nothing of the attempt is kept.
-    Panicked,
-}
-
-/// How the journal row is written: a new mail, or a released one re-processed.
+/// Where a mail's journal row comes from: a mail seen now, or a released one re-processed.
 #[derive(Debug, Clone, Copy)]
-enum Journal<'a> {
+enum Passage<'a> {
     New(&'a Origin),
     Replay { mail_id: i64 },
 }
 
-/// The ingest engine: configuration, the open store, and compiled matchers.
+/// The ingest engine: configuration and the open store.
 pub struct Gateway {
     pub config: Arc<Config>,
     pub store: Store,
@@ -146,11 +121,11 @@ impl Gateway {
         Ok(reports.pop().expect("one report per mail"))
     }
 
-    /// Processes several mails in one database transaction: every mail is applied
-    /// atomically (all of its effects or none), and the batch becomes durable at once,
-    /// which is what makes bulk ingest fast. The reports are returned only after the
-    /// commit, so a caller may then mark the mails processed at their source. On `Err`
-    /// nothing of the batch was committed.
+    /// Processes several mails in one unit of work: every mail is applied atomically (all
+    /// of its effects or none), and the batch becomes durable at once, which is what makes
+    /// bulk ingest fast. The reports are returned only after the commit, so a caller may
+    /// then mark the mails processed at their source. On `Err` nothing of the batch was
+    /// committed.
     pub fn ingest_batch(&mut self, mails: &[(&[u8], &Origin)]) -> anyhow::Result<Vec<IngestReport>> {
         let prepared = Prepared::many(&self.config, mails.iter().map(|(raw, _)| raw.to_vec()).collect());
         self.ingest_prepared(prepared.into_iter().zip(mails.iter().map(|(_, o)| *o)).collect())
@@ -164,19 +139,11 @@ impl Gateway {
         // touches; if a mail fails, that attempt is rolled back and the batch is written
         // again with one savepoint per mail, where the failing mail is undone alone and
         // quarantined, so it can neither stop the mail behind it nor be retried forever.
-        let first = self.write_batch(&mails, Guard::Batch);
-        let reports = match first {
-            Ok(Written::Committed(reports)) => reports,
-            Err(e) if is_systemic(&e) => return Err(e),
-            Ok(Written::Panicked) | Err(_) => {
-                if let Err(e) = &first {
-                    tracing::warn!(error = %format!("{e:#}"), "A mail could not be applied");
-                }
+        let reports = match self.write_batch(&mails, Guard::Batch)? {
+            Some(reports) => reports,
+            None => {
                 tracing::warn!(mails = mails.len(), "Writing the batch again mail by mail");
-                match self.write_batch(&mails, Guard::PerMail)? {
-                    Written::Committed(reports) => reports,
-                    Written::Panicked => anyhow::bail!("a mail failed although each mail was guarded"),
-                }
+                self.write_batch(&mails, Guard::PerMail)?.context("a mail failed although each mail was guarded")?
             }
         };
         for ((_, origin), report) in mails.iter().zip(&reports) {
@@ -185,45 +152,31 @@ impl Gateway {
         Ok(reports)
     }
 
-    fn write_batch(&mut self, mails: &[(Prepared, &Origin)], guard: Guard) -> anyhow::Result<Written> {
+    /// One attempt at a batch; `None` when a mail failed unguarded and the attempt was
+    /// rolled back.
+    fn write_batch(
+        &mut self,
+        mails: &[(Prepared, &Origin)],
+        guard: Guard,
+    ) -> anyhow::Result<Option<Vec<IngestReport>>> {
         let config = Arc::clone(&self.config);
-        let blobs = self.store.blobs.clone();
-        let packs = &self.store.packs;
         // Mail by mail, a failed mail's staged raw copy is taken back, so nothing may be
         // written before the batch ends; otherwise the pack is written as the batch goes.
-        packs.borrow_mut().hand_off_early(matches!(guard, Guard::Batch));
-        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Attachment files are written by a second thread while the database work goes on;
-        // all of them exist before the commit. (Files of an attempt that is rolled back are
-        // harmless: they are named by their content and written again.)
-        let (reports, written) = store::blobs::with_background_writer(&blobs, |sink| {
+        self.store.write(matches!(guard, Guard::Batch), |unit| {
             let mut reports = Vec::with_capacity(mails.len());
             for (prepared, origin) in mails {
-                let step = Step { config: &config, blobs: sink, packs, prepared, journal: Journal::New(origin) };
+                let step = Step { config: &config, prepared, passage: Passage::New(origin) };
                 let report = match guard {
-                    Guard::PerMail => step.run(&mut tx, &prepared.parsed)?,
-                    Guard::Batch => match step.run_unguarded(&tx, &prepared.parsed)? {
+                    Guard::PerMail => step.run_guarded(unit)?,
+                    Guard::Batch => match step.run_unguarded(&unit.scope())? {
                         Some(report) => report,
-                        None => return anyhow::Ok(Written::Panicked),
+                        None => return Ok(None),
                     },
                 };
                 reports.push(report);
             }
-            anyhow::Ok(Written::Committed(reports))
-        });
-        // The raw copies staged by an attempt that is rolled back (on `Err` or `Panicked`,
-        // when `tx` is dropped) are never written.
-        let reports = match reports {
-            Ok(Written::Committed(reports)) => reports,
-            other => {
-                packs.borrow_mut().discard();
-                return other;
-            }
-        };
-        written.context("cannot write attachment files")?;
-        packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
-        tx.commit()?;
-        Ok(Written::Committed(reports))
+            Ok(Some(reports))
+        })
     }
 
     /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
@@ -241,33 +194,27 @@ impl Gateway {
             .context("raw copy of a quarantined mail is missing")?;
         let prepared = Prepared::new(&self.config, raw);
         let config = Arc::clone(&self.config);
-        let blobs = self.store.blobs.clone();
-        self.store.packs.borrow_mut().hand_off_early(false);
-        let mut tx = self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let step = Step {
-            config: &config,
-            blobs: &blobs,
-            packs: &self.store.packs,
-            prepared: &prepared,
-            journal: Journal::Replay { mail_id: record.id },
-        };
-        let report = step.run(&mut tx, &prepared.parsed)?;
-        mails::mark_released(&tx, quarantine_id, report.outcome, &store::now())?;
-        self.store.packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
-        tx.commit()?;
+        let report = self.store.write(false, |unit| {
+            let step = Step { config: &config, prepared: &prepared, passage: Passage::Replay { mail_id: record.id } };
+            let report = step.run_guarded(unit)?;
+            let scope = unit.scope();
+            mails::mark_released(scope.conn, quarantine_id, report.outcome, scope.stamp)?;
+            Ok(Some(report))
+        })?;
+        let report = report.context("the release was rolled back")?;
         log_report(&report, &format!("quarantine #{quarantine_id}"), &config);
         Ok(report)
     }
 }
 
-/// A mail made ready for the database — hashed, parsed (bounded, panic-proof) and
+/// A mail made ready for the database — hashed, prepared (see [`crate::prepare`]) and
 /// compressed — without touching the store, so it can be done on another thread while
 /// the previous batch is written.
 pub struct Prepared {
     /// Size of the raw mail (the bytes themselves are kept only compressed, in `packed`).
     size: usize,
     sha: String,
-    /// What makes this mail this mail, whatever the transport added: see [`fingerprint`].
+    /// What makes this mail this mail, whatever the transport added.
     fingerprint: String,
     packed: Vec<u8>,
     parsed: Parsed,
@@ -276,8 +223,8 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(config: &Config, raw: Vec<u8>) -> Prepared {
         let sha = sha256_hex(&raw);
-        let parsed = parse_guarded(config, &raw);
-        let fingerprint = fingerprint(&parsed, &raw);
+        let parsed = Parsed::of(config, &raw);
+        let fingerprint = prepare::fingerprint(&parsed, &raw);
         let packed = mails::pack_raw(&raw);
         Prepared { size: raw.len(), sha, fingerprint, packed, parsed }
     }
@@ -302,442 +249,138 @@ impl Prepared {
     }
 }
 
-fn parse_guarded(config: &Config, raw: &[u8]) -> Parsed {
-    let limit = config.max_message_bytes;
-    if raw.len() > limit {
-        return Parsed::Rejected {
-            code: reasons::TOO_LARGE,
-            detail: format!("{} bytes, over limits.max_message_bytes = {limit}", raw.len()),
-            headers: parse::parse_headers(raw).map(Box::new),
-        };
-    }
-    // mail-parser promises not to panic; the guard keeps that promise from being
-    // load-bearing for the daemon. The analysis is guarded the same way.
-    match panic::catch_unwind(|| parse::parse(raw).map(|mail| Analyzed::of(config, mail))) {
-        Ok(Some(analyzed)) => Parsed::Mail(Box::new(analyzed)),
-        Ok(None) => {
-            Parsed::Rejected { code: reasons::UNPARSEABLE, detail: "no mail headers found".into(), headers: None }
-        }
-        Err(panic) => Parsed::Rejected {
-            code: reasons::UNPARSEABLE,
-            detail: format!("the MIME parser failed: {}", panic_message(&panic)),
-            headers: None,
-        },
-    }
-}
-
-/// The content fingerprint of a mail: a hash of what its author wrote — From, Date,
-/// Subject, the decoded text and HTML bodies and every attachment's bytes — and of nothing
-/// the transport adds or re-encodes (Received, Delivered-To, DKIM signatures, transfer
-/// encodings). One mail delivered to two support addresses, or through two relays, has one
-/// fingerprint; two mails that reuse one Message-ID (issue trackers, some mobile clients,
-/// a mail re-sent after an edit) have two. A mail whose body was not parsed (too large)
-/// is fingerprinted by its headers' facts and its raw body; one without headers by its
-/// bytes. (Mail without a Message-ID is journalled by its bytes: see [`dedupe_key`].)
-fn fingerprint(parsed: &Parsed, raw: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    // Each field is length-prefixed, so no two different mails hash the same bytes.
-    let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    match parsed {
-        Parsed::Mail(a) => {
-            field(b"mail");
-            mail_facts(&a.mail, &mut field);
-            field(a.mail.text.as_bytes());
-            field(a.mail.html.as_deref().unwrap_or_default().as_bytes());
-            for attachment in &a.mail.attachments {
-                field(attachment.sha256.as_bytes());
-            }
-        }
-        Parsed::Rejected { headers: Some(mail), .. } => {
-            field(b"headers");
-            mail_facts(mail, &mut field);
-            field(body_of(raw));
-        }
-        Parsed::Rejected { headers: None, .. } => {
-            field(b"raw");
-            field(raw);
-        }
-    }
-    hex::encode(h.finalize())
-}
-
-/// The author's facts of a mail, for [`fingerprint`]: sender, date and subject.
-fn mail_facts(mail: &InboundMail, field: &mut impl FnMut(&[u8])) {
-    field(mail.from_address().map(|a| a.as_str()).unwrap_or_default().as_bytes());
-    // An unparseable date is taken as written.
-    match mail.date {
-        Some(date) => field(&date.timestamp().to_le_bytes()),
-        None => field(mail.header("date").unwrap_or_default().as_bytes()),
-    }
-    field(mail.subject.as_bytes());
-}
-
-/// The raw body: everything after the first empty line (the end of the headers).
-fn body_of(raw: &[u8]) -> &[u8] {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let start = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(raw.len()),
-    };
-    &raw[start..]
-}
-
-/// What can be worked out from a mail alone, before the database is involved — done
-/// while preparing, off the writer's thread.
-pub(crate) struct Analyzed {
-    pub(crate) mail: InboundMail,
-    /// Machine mail, and the evidence.
-    pub(crate) machine: Option<classify::Verdict>,
-    /// The text the sender added (quoted history and signature removed) — worked out only
-    /// for a mail that can reach an existing case (it names a case token or refers to
-    /// earlier mail); see [`Analyzed::new_text`].
-    new_text: Option<String>,
-    /// Whether a staff or admin From address may be believed.
-    pub(crate) authenticated: bool,
-    /// Why the sender gets no automatic answer, if they get none.
-    pub(crate) no_answers: Option<String>,
-}
-
-/// Why the sender of `mail` must get no automatic answer, if so: machine mail, headers
-/// asking for none, no-reply addresses (see [`classify::auto_response_allowed`]), or a
-/// staff or admin address the receiving server does not vouch for (the answer would reach
-/// the address's real owner, who did not write).
-pub(crate) fn no_answer_reason(config: &Config, mail: &InboundMail, authenticated: bool) -> Option<String> {
-    if let Some(from) = mail.from_address().filter(|_| !authenticated) {
-        if config.is_staff(from) || config.is_admin(from) {
-            return Some(format!("From: {from} is a staff or admin address, but the mail is not authenticated"));
-        }
-    }
-    classify::auto_response_allowed(mail).err()
-}
-
-/// Routing needs a subject token or In-Reply-To/References to find an existing case; a
-/// mail with neither can only open a new case, whose text is kept whole.
-fn may_reach_a_case(config: &Config, mail: &InboundMail) -> bool {
-    !mail.in_reply_to.is_empty() || !mail.references.is_empty() || !config.tokens.tokens(&mail.subject).is_empty()
-}
-
-impl Analyzed {
-    /// The text the sender added: worked out while preparing when the mail may reach a
-    /// case (the only time it is needed), else now.
-    pub(crate) fn new_text(&self) -> std::borrow::Cow<'_, str> {
-        match &self.new_text {
-            Some(t) => std::borrow::Cow::Borrowed(t),
-            None => std::borrow::Cow::Owned(parse::reply::new_text_of(&self.mail)),
-        }
-    }
-
-    fn of(config: &Config, mail: InboundMail) -> Analyzed {
-        let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
-        let authenticated = crate::authorize::is_authenticated(config, &mail);
-        Analyzed {
-            machine: classify::classify(&mail, &ctx),
-            new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
-            authenticated,
-            no_answers: no_answer_reason(config, &mail, authenticated),
-            mail,
-        }
-    }
-}
-
-/// One mail's passage through the open transaction.
+/// One mail's passage through the unit of work.
 struct Step<'a> {
     config: &'a Config,
-    blobs: &'a dyn store::BlobSink,
-    packs: &'a std::cell::RefCell<store::packs::RawPacks>,
     prepared: &'a Prepared,
-    journal: Journal<'a>,
+    passage: Passage<'a>,
 }
 
 impl Step<'_> {
-    /// Applies the mail inside its own savepoint. A panic (a bug in casegate) rolls the
-    /// savepoint back and quarantines the mail instead: it is neither lost nor allowed to
-    /// stop the daemon. A database error aborts the whole batch.
-    fn run(&self, tx: &mut Transaction<'_>, parsed: &Parsed) -> anyhow::Result<IngestReport> {
-        let sp = tx.savepoint()?;
-        let mark = self.packs.borrow().mark();
-        match panic::catch_unwind(AssertUnwindSafe(|| self.apply(&sp, parsed))) {
-            Ok(Ok(report)) => {
-                sp.commit()?;
-                Ok(report)
+    /// Runs the mail in a savepoint of its own. A failure of casegate on it (a panic, or
+    /// an error that is the mail's) undoes it alone and quarantines it instead: it is
+    /// neither lost nor allowed to stop the daemon. A database error aborts the unit.
+    fn run_guarded(&self, unit: &mut UnitOfWork<'_, '_>) -> anyhow::Result<IngestReport> {
+        match unit.guarded(|scope| self.run(scope))? {
+            Ok(report) => Ok(report),
+            Err(undone) => {
+                let what = if undone.panicked { "Processing a mail panicked" } else { "Processing a mail failed" };
+                tracing::error!(error = %undone.what, "{what}; quarantining it");
+                self.quarantine_failed(&unit.scope(), &undone.what)
             }
+        }
+    }
+
+    /// Runs the mail directly in the unit's transaction; `None` if it failed (a panic, or
+    /// an error that is the mail's), in which case the transaction holds part of its
+    /// effects and must be rolled back.
+    fn run_unguarded(&self, scope: &Scope<'_>) -> anyhow::Result<Option<IngestReport>> {
+        match panic::catch_unwind(AssertUnwindSafe(|| self.run(scope))) {
+            Ok(Ok(report)) => Ok(Some(report)),
             Ok(Err(e)) if is_systemic(&e) => Err(e),
             Ok(Err(e)) => {
-                drop(sp);
-                self.packs.borrow_mut().unstage(mark);
-                let what = format!("{e:#}");
-                tracing::error!(error = %what, "Processing a mail failed; quarantining it");
-                self.quarantine_failed(tx, parsed, &what)
+                tracing::warn!(error = %format!("{e:#}"), "A mail could not be applied");
+                Ok(None)
             }
             Err(panic) => {
-                drop(sp);
-                self.packs.borrow_mut().unstage(mark);
-                let what = panic_message(&panic);
-                tracing::error!(panic = %what, "Processing a mail panicked; quarantining it");
-                self.quarantine_failed(tx, parsed, &what)
+                tracing::warn!(panic = %prepare::panic_message(&panic), "Processing a mail panicked");
+                Ok(None)
             }
         }
     }
 
     /// Journals and quarantines a mail on which casegate itself failed (`internal-error`),
     /// after its own effects were rolled back.
-    fn quarantine_failed(&self, tx: &mut Transaction<'_>, parsed: &Parsed, what: &str) -> anyhow::Result<IngestReport> {
-        let failed = Parsed::Rejected {
-            code: reasons::INTERNAL_ERROR,
-            detail: format!("casegate failed on this mail: {what}"),
-            headers: parsed.headers().cloned().map(Box::new),
-        };
-        let sp = tx.savepoint()?;
-        let report = self.apply(&sp, &failed)?;
-        sp.commit()?;
-        Ok(report)
-    }
-
-    /// Applies the mail directly in the batch's transaction; `None` if it panicked, in
-    /// which case the transaction holds part of its effects and must be rolled back.
-    fn run_unguarded(&self, tx: &Transaction<'_>, parsed: &Parsed) -> anyhow::Result<Option<IngestReport>> {
-        match panic::catch_unwind(AssertUnwindSafe(|| self.apply(tx, parsed))) {
-            Ok(result) => result.map(Some),
-            Err(panic) => {
-                tracing::warn!(panic = %panic_message(&panic), "Processing a mail panicked");
-                Ok(None)
-            }
+    fn quarantine_failed(&self, scope: &Scope<'_>, what: &str) -> anyhow::Result<IngestReport> {
+        // Seen before (its first passage failed the same way), it is a duplicate still.
+        if let Err(duplicate) = self.seen(scope)? {
+            return Ok(duplicate);
         }
+        let headers = self.prepared.parsed.headers();
+        let plan =
+            decide::mail::rejected(headers, Reason::InternalError, &format!("casegate failed on this mail: {what}"));
+        self.record(scope, &plan)
     }
 
-    fn apply(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
+    /// The mail's passage: a duplicate writes nothing; anything else is decided on a
+    /// snapshot, applied, and followed by its consequences.
+    fn run(&self, scope: &Scope<'_>) -> anyhow::Result<IngestReport> {
         #[cfg(test)]
-        tests::fail_if_asked(parsed)?;
-        let headers = parsed.headers();
-        let message_id = headers.and_then(|m| m.message_id.clone());
-        let mut reused = Vec::new();
-        if let Journal::New(origin) = self.journal {
-            match seen_before(conn, self.config, origin, message_id.as_deref(), self.prepared)? {
-                // Nothing is written for a duplicate: the database stays exactly as it was.
-                Seen::Duplicate(found, why) => return Ok(duplicate_report((found, why), message_id, self.config)),
-                Seen::IdReused(earlier) => reused = earlier,
-                Seen::New => {}
+        tests::fail_if_asked(&self.prepared.parsed)?;
+        let reused = match self.seen(scope)? {
+            Ok(reused) => reused,
+            Err(duplicate) => return Ok(duplicate),
+        };
+        let message_id = self.prepared.message_id();
+        let plan = match &self.prepared.parsed {
+            Parsed::Mail(analyzed) => {
+                let snapshot = store::snapshot::for_mail(scope.conn, self.config, &analyzed.mail)?;
+                let account = match self.passage {
+                    Passage::New(origin) => origin.account.as_deref(),
+                    Passage::Replay { .. } => None,
+                };
+                decide::mail::plan(self.config, analyzed, &snapshot, account, scope.now)
             }
-        }
-        let report = self.apply_new(conn, parsed)?;
-        if let Some(id) = message_id.as_deref().filter(|_| !reused.is_empty()) {
-            record_reuse(conn, self.config, id, &reused, &report)?;
+            Parsed::Rejected { reason, detail, headers, .. } => {
+                decide::mail::rejected(headers.as_deref(), *reason, detail)
+            }
+        };
+        let report = self.record(scope, &plan)?;
+        if let Some(id) = message_id.filter(|_| !reused.is_empty()) {
+            journal::record_reuse(scope, self.config, id, &reused, &report)?;
         }
         Ok(report)
     }
 
-    /// Applies a mail seen for the first time.
-    fn apply_new(&self, conn: &Connection, parsed: &Parsed) -> anyhow::Result<IngestReport> {
-        let headers = parsed.headers();
-        let message_id = headers.and_then(|m| m.message_id.clone());
-        let mut w = Writer { tx: conn, config: self.config, now: store::now(), events: Vec::new(), packs: self.packs };
-        let (prepared, journal) = (self.prepared, self.journal);
-        match parsed {
-            Parsed::Rejected { code, detail, .. } => {
-                let reason = format!("{code}: {detail}");
-                let mail_id = w.journal(journal, prepared, headers, Outcome::Quarantined, None, Some(&reason))?;
-                // A person whose mail was too large (its headers still name them) is told
-                // so; mail whose headers could not be read, or from a robot, gets nothing.
-                if let Some(mail) = headers {
-                    w.notice(mail, None, Notice::NotApplied { reason: code.to_string() });
-                }
-                let mut report = w.quarantine(mail_id, None, code, detail)?;
-                report.message_id = message_id;
-                let no_answers = headers
-                    .and_then(|h| no_answer_reason(self.config, h, crate::authorize::is_authenticated(self.config, h)));
-                let trigger = headers.map(|mail| notify::Trigger { mail, no_answers: no_answers.as_deref() });
-                notify::enqueue(conn, self.config, &report.events, trigger)?;
-                Ok(report)
-            }
-            Parsed::Mail(analyzed) => {
-                let origin_account = match journal {
-                    Journal::New(o) => o.account.as_deref(),
-                    Journal::Replay { .. } => None,
-                };
-                let decision = decide(conn, self.config, &self.config.tokens, analyzed)?;
-                let report = w.apply(decision, analyzed, journal, prepared, origin_account, self.blobs)?;
-                // Notifications are rows of the same savepoint: they exist exactly when
-                // the change they announce was committed.
-                let trigger = notify::Trigger { mail: &analyzed.mail, no_answers: analyzed.no_answers.as_deref() };
-                notify::enqueue(conn, self.config, &report.events, Some(trigger))?;
-                Ok(report)
-            }
-        }
-    }
-}
-
-/// Whether an error is the installation's (the database or the disk: busy, full, read
-/// only, unreadable) rather than the mail's. Such an error stops the batch, which is then
-/// retried as a whole, instead of quarantining good mail because of a bad moment.
-fn is_systemic(e: &anyhow::Error) -> bool {
-    use rusqlite::ErrorCode as C;
-    e.chain().any(|cause| {
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code).is_some_and(|code| {
-            matches!(
-                code,
-                C::DatabaseBusy
-                    | C::DatabaseLocked
-                    | C::OutOfMemory
-                    | C::ReadOnly
-                    | C::OperationInterrupted
-                    | C::SystemIoFailure
-                    | C::DatabaseCorrupt
-                    | C::DiskFull
-                    | C::CannotOpen
-                    | C::FileLockingProtocolFailed
-                    | C::SchemaChanged
-                    | C::NotADatabase
-            )
+    /// Whether the journal knows the mail: `Err` with the report of a duplicate (which
+    /// writes nothing), else the earlier mails that used its Message-ID, if any.
+    fn seen(&self, scope: &Scope<'_>) -> anyhow::Result<Result<Vec<mails::MailRecord>, IngestReport>> {
+        let Passage::New(origin) = self.passage else { return Ok(Ok(Vec::new())) };
+        let message_id = self.prepared.message_id();
+        Ok(match journal::seen_before(scope.conn, self.config, origin, message_id, self.prepared)? {
+            Seen::Duplicate(found, why) => Err(journal::duplicate_report(found, why, message_id, self.config)),
+            Seen::IdReused(earlier) => Ok(earlier),
+            Seen::New => Ok(Vec::new()),
         })
-    })
-}
-
-/// The result of parsing, before any decision.
-enum Parsed {
-    Mail(Box<Analyzed>),
-    /// Not processable; `headers` may still name its Message-ID, sender and subject.
-    Rejected {
-        code: &'static str,
-        detail: String,
-        headers: Option<Box<InboundMail>>,
-    },
-}
-
-impl Parsed {
-    fn headers(&self) -> Option<&InboundMail> {
-        match self {
-            Parsed::Mail(a) => Some(&a.mail),
-            Parsed::Rejected { headers, .. } => headers.as_deref(),
-        }
     }
-}
 
-/// The journal key of a mail: its Message-ID and content fingerprint (`mid:<id> <fp>`),
-/// or, without a Message-ID, the hash of its bytes (`sha256:<hex>`): with no identity
-/// given by its author, only an identical copy is known to be the same mail. The key is
-/// unique in the journal, so one mail can be recorded only once; a Message-ID cannot hold
-/// a space, so all the keys of one Message-ID sort together (see [`seen_before`]). Rows
-/// written before fingerprints have `mid:<id>`.
-pub(crate) fn dedupe_key(message_id: Option<&str>, prepared: &Prepared) -> String {
-    match message_id {
-        Some(id) => format!("mid:{id} {}", prepared.fingerprint),
-        None => format!("sha256:{}", prepared.sha),
-    }
-}
-
-/// Whether the journal knows a mail.
-enum Seen {
-    New,
-    /// The same mail: its first passage, and why it is the same.
-    Duplicate(MailRecord, &'static str),
-    /// Another mail used this Message-ID before (these rows): this one is new.
-    IdReused(Vec<MailRecord>),
-}
-
-/// A mail is a duplicate only when it is the same mail: from the same source position, or
-/// with the same Message-ID and the same content fingerprint (or, without a Message-ID,
-/// the same bytes). The same Message-ID with other content is another mail.
-fn seen_before(
-    tx: &Connection,
-    config: &Config,
-    origin: &Origin,
-    message_id: Option<&str>,
-    prepared: &Prepared,
-) -> anyhow::Result<Seen> {
-    if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
-        if let Some(found) = mails::find_by_position(tx, source, key)? {
-            return Ok(Seen::Duplicate(found, "already processed from this source position"));
-        }
-    }
-    let Some(id) = message_id else {
-        return Ok(match mails::find_by_dedupe_key(tx, &dedupe_key(None, prepared))? {
-            Some(found) => Seen::Duplicate(found, "identical mail already processed"),
-            None => Seen::New,
-        });
-    };
-    let mut others = Vec::new();
-    for (found, key) in mails::find_by_message_id_key(tx, &format!("mid:{id}"))? {
-        let same = match key.split_once(' ') {
-            Some((_, fingerprint)) => fingerprint == prepared.fingerprint,
-            // Journalled before fingerprints: the same bytes, or the same content once
-            // the stored copy is fingerprinted too (rare: only mail from before an upgrade).
-            None => found.raw_sha256 == prepared.sha || stored_fingerprint(tx, config, &found)? == prepared.fingerprint,
+    /// Applies `plan` under the mail's journal row and follows up its events.
+    fn record(&self, scope: &Scope<'_>, plan: &decide::Plan<'_>) -> anyhow::Result<IngestReport> {
+        let prepared = self.prepared;
+        let headers = prepared.parsed.headers();
+        let message_id = headers.and_then(|m| m.message_id.as_deref());
+        let key = journal::dedupe_key(message_id, prepared);
+        let journal = match self.passage {
+            Passage::New(origin) => Journal::New {
+                mail: NewMail {
+                    origin: &origin.description,
+                    source: origin.source.as_deref(),
+                    source_key: origin.source_key.as_deref(),
+                    message_id,
+                    dedupe_key: &key,
+                    raw_sha256: &prepared.sha,
+                    from: headers.and_then(|m| m.from_address()).map(|a| a.as_str()),
+                    subject: headers.map(|m| m.subject.as_str()),
+                },
+                raw: RawMail { sha256: &prepared.sha, size: prepared.size, packed: &prepared.packed },
+            },
+            Passage::Replay { mail_id } => Journal::Replay { mail_id },
         };
-        if same {
-            return Ok(Seen::Duplicate(
-                found,
-                "a mail with this Message-ID and the same content was already processed",
-            ));
-        }
-        others.push(found);
-    }
-    Ok(if others.is_empty() { Seen::New } else { Seen::IdReused(others) })
-}
-
-/// The fingerprint of a journalled mail, from its stored raw copy.
-fn stored_fingerprint(tx: &Connection, config: &Config, found: &MailRecord) -> anyhow::Result<String> {
-    let dir = config.data_dir.join(store::packs::DIR);
-    Ok(match mails::raw(tx, &dir, &found.raw_sha256)? {
-        Some(raw) => fingerprint(&parse_guarded(config, &raw), &raw),
-        None => String::new(),
-    })
-}
-
-/// Audits a mail that reused an earlier mail's Message-ID (it was processed on its own).
-/// When the two belong to different cases, the Message-ID no longer names one case, so
-/// it stops routing replies: they go by the subject token or their other references.
-fn record_reuse(
-    tx: &Connection,
-    config: &Config,
-    id: &str,
-    earlier: &[MailRecord],
-    report: &IngestReport,
-) -> rusqlite::Result<()> {
-    let names: Vec<String> = earlier
-        .iter()
-        .map(|m| match m.case_id {
-            Some(c) => format!("mail #{} ({})", m.id, config.case_token(c)),
-            None => format!("mail #{}", m.id),
+        let applied = applying::apply(scope, plan, journal)?;
+        // Notifications are rows of the same unit: they exist exactly when the change they
+        // announce was committed.
+        let no_answers = prepared.parsed.no_answers();
+        let trigger = headers.map(|mail| Trigger { mail, no_answers });
+        consequences::follow(scope, self.config, applied.events.clone(), trigger)?;
+        Ok(IngestReport {
+            mail_id: applied.mail_id,
+            message_id: message_id.map(str::to_string),
+            outcome: plan.outcome,
+            case: applied.case,
+            reason: plan.reason.clone(),
+            first_outcome: None,
+            events: applied.events,
         })
-        .collect();
-    let elsewhere = earlier.iter().filter_map(|m| m.case_id).any(|c| report.case.is_some_and(|mine| mine != c));
-    let mut detail = format!("Message-ID <{id}> was used before by {} with other content", names.join(", "));
-    if elsewhere {
-        crate::store::cases::forget_message_id(tx, id)?;
-        detail.push_str("; it names more than one case now and no longer routes replies");
-    }
-    let now = store::now();
-    mails::audit(tx, report.mail_id, report.case, None, reasons::MESSAGE_ID_REUSED, Some(&detail), &now)?;
-    tracing::info!(
-        message_id = id,
-        case = report.case.map(|c| config.case_token(c)).as_deref().unwrap_or("-"),
-        "{detail}"
-    );
-    Ok(())
-}
-
-fn duplicate_report((found, why): (MailRecord, &str), message_id: Option<String>, config: &Config) -> IngestReport {
-    let case = found.case_id.map(|c| config.case_token(c));
-    let first = match &case {
-        Some(c) => format!("{} ({c})", found.outcome),
-        None => found.outcome.to_string(),
-    };
-    IngestReport {
-        mail_id: None,
-        message_id: message_id.or(found.message_id),
-        outcome: Outcome::Duplicate,
-        case: found.case_id,
-        reason: Some(format!("{why}: mail #{} from {}, outcome {first}", found.id, found.origin)),
-        first_outcome: Some(found.outcome),
-        events: Vec::new(),
     }
 }
 
@@ -751,14 +394,6 @@ fn log_report(report: &IngestReport, origin: &str, config: &Config) {
         reason = report.reason.as_deref().unwrap_or("-"),
         "Mail processed"
     );
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[cfg(test)]
@@ -799,19 +434,6 @@ mod tests {
     #[test]
     fn a_mail_that_fails_with_an_error_is_quarantined_alone_and_its_batch_is_kept() {
         batch_with_a_failing_mail(ERROR_SUBJECT, "failing as the test asked");
-    }
-
-    #[test]
-    fn database_and_disk_errors_are_systemic_and_a_mail_error_is_not() {
-        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
-        assert!(is_systemic(&anyhow::Error::new(busy).context("cannot write the journal")));
-        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
-        assert!(is_systemic(&anyhow::Error::new(full)));
-        assert!(is_systemic(&anyhow::Error::new(std::io::Error::other("no space left on device"))));
-        let constraint =
-            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
-        assert!(!is_systemic(&anyhow::Error::new(constraint)));
-        assert!(!is_systemic(&anyhow::anyhow!("a template failed")));
     }
 
     fn batch_with_a_failing_mail(subject: &str, why: &str) {

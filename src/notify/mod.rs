@@ -29,7 +29,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use rusqlite::Connection;
 
 use crate::address::Address;
-use crate::case::{CaseId, Event, MessageKind, Notice, ParticipantRole};
+use crate::case::{CaseId, Event, MessageKind, Notice, ParticipantRole, Reason};
 use crate::config::Config;
 use crate::parse::InboundMail;
 use crate::store::cases as case_store;
@@ -77,24 +77,32 @@ pub struct Trigger<'a> {
     pub no_answers: Option<&'a str>,
 }
 
-/// Writes the outbox rows the events call for.
+/// A notification written to the outbox: for which of the events, to whom, and its
+/// Message-ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub event: usize,
+    pub to: Address,
+    pub message_id: String,
+}
+
+/// Writes the outbox rows the events call for, and says which.
 pub fn enqueue(
     conn: &Connection,
     config: &Config,
     events: &[Event],
     trigger: Option<Trigger<'_>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Queued>> {
     if events.is_empty() || !config.notify.enabled {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
-    // A case closed by these events offers its survey, in the same transaction.
-    let mut events = events.to_vec();
-    events.extend(crate::survey::offers_for(conn, config, &events, facts.now));
-    for (event, recipient) in plan(&events, &mut facts)? {
-        write_one(&mut facts, event, &recipient)?;
+    let mut queued = Vec::new();
+    for (index, recipient) in plan(events, &mut facts)? {
+        let message_id = write_one(&mut facts, &events[index], &recipient)?;
+        queued.push(Queued { event: index, to: recipient.address, message_id });
     }
-    Ok(())
+    Ok(queued)
 }
 
 /// The outbox as `outbox list` shows it: [`outbox::list`], with the subject of each
@@ -117,10 +125,10 @@ pub fn list(conn: &Connection, config: &Config, status: Option<&str>) -> anyhow:
 /// mails that another one of the batch makes redundant removed (a reply shown by the
 /// status mail sent with it, an acknowledgement said by a follow-up notice, a copy of a
 /// mail to someone it was addressed to), and answers that may not be sent left out.
-fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&'e Event, Recipient)>> {
+fn plan(events: &[Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(usize, Recipient)>> {
     let (conn, config) = (facts.conn, facts.config);
-    let mut planned: Vec<(&Event, Recipient)> = Vec::new();
-    for event in events {
+    let mut planned: Vec<(usize, Recipient)> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
         let Some(on) = On::of(event) else { continue };
         let case = case_of(event);
         let participants = match case {
@@ -134,7 +142,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
             _ => (None, None),
         };
         let people = People { participants: &participants, the_watcher, sender, actor: actor.as_ref() };
-        planned.extend(recipients::resolve(config, on, &people).into_iter().map(|r| (event, r)));
+        planned.extend(recipients::resolve(config, on, &people).into_iter().map(|r| (index, r)));
     }
 
     // A status change that carries the thread entry written with it (a solution, a
@@ -142,7 +150,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
     // does not also get the plain reply.
     let shown_with_status: Vec<(i64, Address)> = planned
         .iter()
-        .filter_map(|(e, r)| match e {
+        .filter_map(|(i, r)| match &events[*i] {
             Event::StatusChanged { message: Some(m), .. } => Some((*m, r.address.clone())),
             _ => None,
         })
@@ -150,7 +158,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
     // The answer about a follow-up case is its acknowledgement.
     let follow_ups: Vec<(Option<CaseId>, Address)> = planned
         .iter()
-        .filter_map(|(e, r)| match e {
+        .filter_map(|(i, r)| match &events[*i] {
             Event::Notice { notice: Notice::FollowUpOpened { .. }, case, .. } => Some((*case, r.address.clone())),
             _ => None,
         })
@@ -158,7 +166,7 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
     // Whoever the mail itself was addressed to (To, Cc) already has its words.
     let copied: Vec<&Address> =
         facts.trigger.map(|m| m.to.iter().chain(&m.cc).map(|mb| &mb.address).collect()).unwrap_or_default();
-    planned.retain(|(e, r)| match e {
+    planned.retain(|(i, r)| match &events[*i] {
         Event::Replied { message, .. } => {
             !shown_with_status.contains(&(*message, r.address.clone())) && !copied.contains(&&r.address)
         }
@@ -167,19 +175,19 @@ fn plan<'e>(events: &'e [Event], facts: &mut Facts<'_>) -> anyhow::Result<Vec<(&
     });
 
     let mut kept = Vec::with_capacity(planned.len());
-    for (event, r) in planned {
+    for (index, r) in planned {
         if let Some(why) = facts.withheld_answer(&r.address) {
             tracing::info!(to = %r.address, event = r.rule.template, reason = %why, "Automatic answer not sent");
             continue;
         }
         if r.rule.on == On::NotApplied {
             let since = crate::store::stamp(facts.now - ChronoDuration::hours(NOT_APPLIED_EVERY_HOURS));
-            if outbox::not_applied_answered_since(conn, &r.address, case_of(event), &since)? {
+            if outbox::not_applied_answered_since(conn, &r.address, case_of(&events[index]), &since)? {
                 tracing::info!(to = %r.address, "Already answered today that a mail could not be applied; not again");
                 continue;
             }
         }
-        kept.push((event, r));
+        kept.push((index, r));
     }
     Ok(kept)
 }
@@ -229,8 +237,9 @@ struct Target<'a> {
 }
 
 /// Queues one notification: its Message-ID now (so that replies route back at once), the
-/// mail itself, subject included, rendered from the spec when it is sent.
-fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<()> {
+/// mail itself, subject included, rendered from the spec when it is sent. Returns the
+/// Message-ID.
+fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<String> {
     let (conn, config) = (facts.conn, facts.config);
     let case = case_of(event);
     let token = case.map(|c| config.case_token(c));
@@ -238,11 +247,9 @@ fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Res
     let (references, in_reply_to) = facts.threading(event, answer)?;
     let message_id = compose::new_message_id(token.as_deref(), facts.support.domain());
 
-    // The survey waits `survey.delay` after the closing, and its Message-ID is remembered
-    // so that a reply with a score is recognised as the answer.
+    // The survey waits `survey.delay` after the closing.
     let not_before = match event {
-        Event::SurveyOffered { case, to, .. } => {
-            crate::survey::store::set_message_id(conn, *case, to, &message_id)?;
+        Event::SurveyOffered { .. } => {
             let delay = ChronoDuration::from_std(config.survey.delay).unwrap_or_else(|_| ChronoDuration::zero());
             Some(crate::store::stamp(facts.now + delay))
         }
@@ -281,7 +288,7 @@ fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Res
         message_id = %message_id,
         "Notification queued"
     );
-    Ok(())
+    Ok(message_id)
 }
 
 /// Renders and composes queued notifications from their specs (when they are first
@@ -553,8 +560,8 @@ impl<'a> Facts<'a> {
                 let mut view = NoticeView { your_subject, ..NoticeView::default() };
                 match notice {
                     Notice::NotApplied { reason } => {
-                        view.explanation = Some(explain(reason, self.config));
-                        view.reason = Some(reason.clone());
+                        view.explanation = Some(explain(*reason, self.config));
+                        view.reason = Some(reason.to_string());
                     }
                     Notice::FollowUpOpened { closed } => view.closed = Some(self.config.case_token(*closed)),
                     Notice::CommandRefused { command, problem } => {
@@ -688,23 +695,22 @@ fn pretty_time(stored: &str) -> String {
 }
 
 /// A quarantine reason in words, for the sender.
-fn explain(code: &str, config: &Config) -> String {
-    use crate::ingest::reasons;
-    match code {
-        reasons::SENDER_NOT_PARTICIPANT => {
-            "you do not take part in this case. Ask its requester to add you as a watcher \
+fn explain(reason: Reason, config: &Config) -> String {
+    match reason {
+        Reason::SenderNotParticipant => "you do not take part in this case. Ask its requester to add you as a watcher \
              (#watch your@address), or write a new mail without the case number to open a case of your own."
-                .into()
-        }
-        reasons::TOO_LARGE => format!(
+            .into(),
+        Reason::TooLarge => format!(
             "it is larger than the {} we accept. Please send large files as a link.",
             human_size(config.max_message_bytes)
         ),
-        reasons::UNPARSEABLE => "its format could not be read. Please send it again as a plain mail.".into(),
-        reasons::ACCOUNT_NOT_ALLOWED => "it names an account you may not open cases for.".into(),
-        reasons::BAD_FIELD => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
-        reasons::INTERNAL_ERROR => "of a problem on our side. Our team has been told; you need not do anything.".into(),
-        _ => "it could not be processed automatically. Our team has been told.".into(),
+        Reason::Unparseable => "its format could not be read. Please send it again as a plain mail.".into(),
+        Reason::AccountNotAllowed => "it names an account you may not open cases for.".into(),
+        Reason::BadField => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
+        Reason::InternalError => "of a problem on our side. Our team has been told; you need not do anything.".into(),
+        Reason::NoSender | Reason::UnauthenticatedStaff => {
+            "it could not be processed automatically. Our team has been told.".into()
+        }
     }
 }
 

@@ -6,19 +6,11 @@ use serde::Serialize;
 
 use crate::address::Address;
 use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
+use crate::decide::NewCase;
 use crate::parse::Disposition;
 
-/// Fields of a case being opened.
-#[derive(Debug, Clone)]
-pub struct NewCase<'a> {
-    pub subject: &'a str,
-    pub impact: Impact,
-    pub account: Option<&'a str>,
-    pub environment: Option<&'a str>,
-    pub linked_case: Option<CaseId>,
-}
-
-pub fn insert_case(conn: &Connection, case: &NewCase<'_>, now: &str) -> rusqlite::Result<CaseId> {
+/// Opens a case (status New) and returns its number.
+pub fn insert_case(conn: &Connection, case: &NewCase, now: &str) -> rusqlite::Result<CaseId> {
     conn.prepare_cached(
         "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at)
          VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -27,19 +19,7 @@ pub fn insert_case(conn: &Connection, case: &NewCase<'_>, now: &str) -> rusqlite
     Ok(conn.last_insert_rowid())
 }
 
-/// The scalar fields of a case, as the workflow needs them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CaseRow {
-    pub id: CaseId,
-    pub subject: String,
-    pub status: Status,
-    pub impact: Impact,
-    pub account: Option<String>,
-    pub environment: Option<String>,
-    pub linked_case: Option<CaseId>,
-    pub created_at: String,
-    pub updated_at: String,
-}
+pub use crate::case::CaseRow;
 
 pub fn case_row(conn: &Connection, id: CaseId) -> rusqlite::Result<Option<CaseRow>> {
     conn.prepare_cached(

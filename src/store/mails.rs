@@ -132,7 +132,7 @@ pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<
     Ok(Some(raw))
 }
 
-/// A journal row being written.
+/// A journal row being written: where the mail came from and what identifies it.
 #[derive(Debug, Clone)]
 pub struct NewMail<'a> {
     pub origin: &'a str,
@@ -143,37 +143,45 @@ pub struct NewMail<'a> {
     pub raw_sha256: &'a str,
     pub from: Option<&'a str>,
     pub subject: Option<&'a str>,
+}
+
+/// The outcome a journal row records.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
     pub outcome: Outcome,
-    pub case_id: Option<CaseId>,
+    pub case: Option<CaseId>,
     pub reason: Option<&'a str>,
 }
 
-pub fn insert_mail(conn: &Connection, m: &NewMail<'_>, now: &str) -> rusqlite::Result<i64> {
+pub fn insert_mail(conn: &Connection, m: &NewMail<'_>, recorded: Recorded<'_>, now: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
-        now, m.origin, m.source, m.source_key, m.message_id, m.dedupe_key, m.raw_sha256, m.from, m.subject,
-        m.outcome.as_str(), m.case_id, m.reason
+        now,
+        m.origin,
+        m.source,
+        m.source_key,
+        m.message_id,
+        m.dedupe_key,
+        m.raw_sha256,
+        m.from,
+        m.subject,
+        recorded.outcome.as_str(),
+        recorded.case,
+        recorded.reason
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
-/// Records the final outcome of a journal row (used when a mail's case is only known
-/// after the row exists, and when a quarantined mail is released).
-pub fn set_outcome(
-    conn: &Connection,
-    id: i64,
-    outcome: Outcome,
-    case: Option<CaseId>,
-    reason: Option<&str>,
-) -> rusqlite::Result<()> {
+/// Records a new outcome on a journal row (a quarantined mail released).
+pub fn set_outcome(conn: &Connection, id: i64, recorded: Recorded<'_>) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1")?.execute(params![
         id,
-        outcome.as_str(),
-        case,
-        reason
+        recorded.outcome.as_str(),
+        recorded.case,
+        recorded.reason
     ])?;
     Ok(())
 }

@@ -7,12 +7,17 @@
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
 //! `&rusqlite::Connection`, so they work the same inside a transaction.
 
+pub mod apply;
 pub mod blobs;
 pub mod cases;
 pub mod mails;
 pub mod migrations;
 pub mod outbox;
 pub mod packs;
+pub mod snapshot;
+pub mod survey_report;
+pub mod surveys;
+pub mod unit;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +27,7 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 pub use blobs::{BlobSink, BlobStore};
+pub use unit::{is_systemic, Scope, UnitOfWork};
 
 /// An open database plus the blob directory and raw mail packs beside it.
 pub struct Store {

@@ -2,35 +2,22 @@
 //! satisfied they are with how the case was handled (1–5) and whether the solution solved
 //! the problem — by a signed link to a small web page, or by replying to the survey mail.
 //!
+//! What surveys are, without any I/O:
 //! - [`token`]: the signed link token (HMAC-SHA256) and the form tag bound to it.
-//! - [`answer`]: [`Answer`], and [`parse_mail_answer`] for answers given by mail (pure).
-//! - [`store`]: invitations (one per person and case) and answers (one per invitation,
-//!   changeable until the link expires) in SQLite.
-//! - [`page`]: the HTML of the survey page (pure).
-//! - [`web`]: the axum router serving it, and [`web::serve`] for `casegate run`.
-//! - [`report`]: the numbers behind `casegate survey report`.
+//! - [`answer`]: [`Answer`], and [`parse_mail_answer`] for answers given by mail.
+//! - here: whether surveys are offered, the link secret, the link itself.
 //!
-//! The daemon wires it as follows: when a case is closed (or waited too long in Resolved,
-//! [`store::resolved_cases_due`]), [`store::invite_case`] creates the invitations and their
-//! links, which go out as a notification; [`web::serve`] runs beside the other tasks; the
-//! ingest path hands a reply to the survey mail (its In-Reply-To names the invitation,
-//! [`store::invitation_by_message_id`]) to [`parse_mail_answer`] and
-//! [`store::record_answer`].
+//! Around them: invitations and answers are stored by `store::surveys` (the numbers of
+//! `casegate survey report` by `store::survey_report`); `consequences` offers the survey
+//! when a case is closed (or waited too long in Resolved); `decide::mail` recognises an
+//! answer by mail; `web` serves the page.
 
 pub mod answer;
-pub mod page;
-pub mod report;
-pub mod store;
 pub mod token;
-pub mod web;
 
-use chrono::{DateTime, Utc};
-
-use crate::case::{Event, Status};
 use crate::config::{Config, ConfigError};
 
 pub use answer::{parse_mail_answer, Answer, Channel, Score};
-pub use store::{invite, invite_case, record_answer, Invitation};
 
 /// The shortest survey secret accepted, in bytes. HMAC-SHA256 is only as strong as its key;
 /// `openssl rand -base64 32` makes a good one.
@@ -72,55 +59,6 @@ pub fn secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
         ));
     }
     Ok(value.into_bytes())
-}
-
-/// The survey offers that `events` call for: when a case is closed, its requester and
-/// contact are invited (once per case) and each gets a [`Event::SurveyOffered`]. Runs in
-/// the transaction of the closing; a survey secret that cannot be read is logged and the
-/// closing goes on without a survey, rather than failing.
-pub fn offers_for(conn: &rusqlite::Connection, config: &Config, events: &[Event], now: DateTime<Utc>) -> Vec<Event> {
-    let mut offers = Vec::new();
-    for event in events {
-        let Event::StatusChanged { case, to: Status::Closed, .. } = event else { continue };
-        match offer_events(conn, config, *case, now) {
-            Ok(events) => offers.extend(events),
-            Err(e) => tracing::error!(case, error = %e, "Survey not offered"),
-        }
-    }
-    offers
-}
-
-/// Offers the survey of Resolved cases that have waited `survey.resolved_after` (once
-/// per case): invitations and notifications in one transaction. Returns how many cases.
-/// The daemon runs it periodically.
-pub fn sweep_resolved(config: &Config) -> anyhow::Result<usize> {
-    if config.survey.resolved_after.is_none() || !offered(config) {
-        return Ok(0);
-    }
-    let mut store = crate::store::Store::open(config)?;
-    let tx = store.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let now = Utc::now();
-    let due = store::resolved_cases_due(&tx, config, now)?;
-    for &case in &due {
-        let offers = offer_events(&tx, config, case, now)?;
-        crate::notify::enqueue(&tx, config, &offers, None)?;
-        tracing::info!(case, offered = offers.len(), "Survey offered for a case waiting in Resolved");
-    }
-    tx.commit()?;
-    Ok(due.len())
-}
-
-/// Invites a case's requester and contact (once per case) and returns the offers to mail.
-fn offer_events(
-    conn: &rusqlite::Connection,
-    config: &Config,
-    case: crate::case::CaseId,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<Event>> {
-    Ok(invite_case(conn, config, case, now)?
-        .into_iter()
-        .map(|i| Event::SurveyOffered { case: i.case, to: i.recipient, url: i.url })
-        .collect())
 }
 
 /// The survey link for a token: `{base_url}/survey/{token}`.

@@ -4,7 +4,7 @@
 use casegate::address::Address;
 use casegate::config::Config;
 use casegate::store::Store;
-use casegate::survey::{self, Answer, Channel, Score};
+use casegate::survey::{Answer, Channel, Score};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -29,7 +29,7 @@ fn installation_with_answers() -> Installation {
     let conn = &store.conn;
     let addr = |s: &str| Address::parse(s).unwrap();
     let invite = |case: i64, who: &str, when: &str| {
-        survey::invite(conn, &config, case, &addr(who), at(when)).unwrap().unwrap();
+        casegate::store::surveys::invite(conn, &config, case, &addr(who), at(when)).unwrap().unwrap();
     };
     invite(1, "ann@acme.example", "2030-01-05T09:00:00Z");
     invite(2, "jane@customer.example", "2030-02-10T09:00:00Z");
@@ -37,7 +37,7 @@ fn installation_with_answers() -> Installation {
     invite(3, "carol@acme.example", "2030-03-01T09:00:00Z");
     let answer = |case: i64, who: &str, score: u8, solved: Option<bool>, comment: Option<&str>, channel, when: &str| {
         let a = Answer::new(Score::new(score).unwrap(), solved, comment);
-        survey::record_answer(conn, case, &addr(who), &a, channel, at(when)).unwrap();
+        casegate::store::surveys::record_answer(conn, case, &addr(who), &a, channel, at(when)).unwrap();
     };
     answer(1, "ann@acme.example", 5, Some(true), Some("Fast, thank you"), Channel::Web, "2030-01-06T10:00:00Z");
     answer(2, "jane@customer.example", 2, Some(false), Some("Still\nbroken"), Channel::Mail, "2030-02-11T10:00:00Z");

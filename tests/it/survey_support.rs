@@ -9,7 +9,7 @@ use std::sync::Arc;
 use casegate::address::Address;
 use casegate::config::Config;
 use casegate::store::Store;
-use casegate::survey::web::{serve_on, SurveyState};
+use casegate::web::{serve_on, SurveyState};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,7 @@ impl SurveySite {
     pub fn invite_at(&self, case: i64, recipient: &str, now: DateTime<Utc>) -> String {
         let store = Store::open(&self.config).expect("open store");
         let recipient = Address::parse(recipient).expect("address");
-        casegate::survey::invite(&store.conn, &self.config, case, &recipient, now)
+        casegate::store::surveys::invite(&store.conn, &self.config, case, &recipient, now)
             .expect("invite")
             .expect("not invited before")
             .url

@@ -286,7 +286,7 @@ async fn serve_listens_on_survey_listen_and_stops_on_shutdown() {
     let mut config = (*site.config).clone();
     config.survey.listen = format!("127.0.0.1:{port}");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(casegate::survey::web::serve(std::sync::Arc::new(config), shutdown.clone()));
+    let server = tokio::spawn(casegate::web::serve(std::sync::Arc::new(config), shutdown.clone()));
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut reply = None;
@@ -311,7 +311,7 @@ async fn without_a_secret_serve_does_not_listen_and_stops_on_shutdown() {
     let config = std::sync::Arc::new(casegate::config::Config::load(&install.config).unwrap());
     assert!(config.survey.secret.is_none() && !casegate::survey::offered(&config));
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(casegate::survey::web::serve(config, shutdown.clone()));
+    let server = tokio::spawn(casegate::web::serve(config, shutdown.clone()));
 
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!server.is_finished(), "it waits for shutdown like every task of the daemon");

@@ -1,5 +1,5 @@
-//! The survey page over HTTP: `GET /survey/{token}` shows the form, `POST /survey/{token}`
-//! records the answer and thanks. [`router`] is the axum application; [`serve`] runs it on
+//! The pages casegate serves. Today the survey page over HTTP: `GET /survey/{token}`
+//! shows the form ([`survey_page`]), `POST /survey/{token}` records the answer and thanks. [`router`] is the axum application; [`serve`] runs it on
 //! `survey.listen` until shutdown (spawned by `casegate run`).
 //!
 //! What keeps it safe:
@@ -15,6 +15,8 @@
 //!   within [`CONNECTION_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are served at once.
 //! - SQLite runs on the blocking pool with a connection of its own per request, never on
 //!   the async workers, and no connection lives across an `.await`.
+
+pub mod survey_page;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,11 +36,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::answer::{Answer, Channel, Score};
-use super::page::{self, CaseHeading, Values};
-use super::store::{self, AnswerError, StoredAnswer};
-use super::token::{self, Claims, TokenError};
 use crate::config::{Config, ConfigError};
+use crate::store::surveys::{self as store, AnswerError, StoredAnswer};
+use crate::survey::answer::{Answer, Channel, Score};
+use crate::survey::token::{self, Claims, TokenError};
+use survey_page::{self as page, CaseHeading, Values};
 
 /// Largest request body accepted (the form is a few hundred bytes; a full comment in a
 /// non-Latin script, percent-encoded, stays under 16 KiB).
@@ -73,7 +75,7 @@ struct Inner {
 impl SurveyState {
     /// Reads the survey secret; a missing or short one is a configuration error.
     pub fn new(config: Arc<Config>) -> Result<SurveyState, ConfigError> {
-        let secret = super::secret(&config)?;
+        let secret = crate::survey::secret(&config)?;
         Ok(SurveyState::with_secret(config, secret))
     }
 

@@ -9,9 +9,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::answer::{Answer, Channel, Score};
-use super::store::time_col;
+use super::surveys::time_col;
 use crate::case::CaseId;
+use crate::survey::answer::{Answer, Channel, Score};
 
 /// Which invitations the report covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,8 +151,8 @@ pub fn load(conn: &Connection, token_prefix: &str, filter: &Filter) -> rusqlite:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::survey::store::tests::{addr, at, case, config, db};
-    use crate::survey::store::{invite, record_answer};
+    use crate::store::surveys::tests::{addr, at, case, config, db};
+    use crate::store::surveys::{invite, record_answer};
 
     fn answer(case: &str, score: u8, solved: Option<bool>, comment: Option<&str>, day: u32) -> ReportAnswer {
         let t: DateTime<Utc> = format!("2030-01-{day:02}T12:00:00Z").parse().unwrap();

@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::answer::{Answer, Channel, Score};
-use super::token;
+use super::cases::participants;
+use super::mails::audit;
 use crate::address::Address;
-use crate::case::{CaseId, ParticipantRole};
+use crate::case::{AuditAction, CaseId, ParticipantRole};
 use crate::config::Config;
-use crate::store::cases::participants;
-use crate::store::mails::audit;
+use crate::survey::answer::{Answer, Channel, Score};
+use crate::survey::token;
 
 /// A new invitation, with the link to put in the survey mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub fn invite(
     recipient: &Address,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Invitation>> {
-    let secret = super::secret(config)?;
+    let secret = crate::survey::secret(config)?;
     Ok(invite_with_secret(conn, config, &secret, case, recipient, now)?)
 }
 
@@ -99,7 +99,7 @@ pub fn invite_case(
     case: CaseId,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Invitation>> {
-    if !super::offered(config) {
+    if !crate::survey::offered(config) {
         tracing::debug!(case, "Surveys are not offered (disabled or no secret configured)");
         return Ok(Vec::new());
     }
@@ -119,7 +119,7 @@ pub fn invite_case(
     if recipients.is_empty() {
         return Ok(Vec::new());
     }
-    let secret = super::secret(config)?;
+    let secret = crate::survey::secret(config)?;
     let mut out = Vec::new();
     for recipient in recipients {
         if let Some(invitation) = invite_with_secret(conn, config, &secret, case, &recipient, now)? {
@@ -156,12 +156,12 @@ pub fn invite_with_secret(
         None,
         Some(case),
         Some(recipient.as_str()),
-        "survey-invited",
+        AuditAction::SurveyInvited.as_str(),
         Some(&format!("link valid until {}", crate::store::stamp(expires_at))),
         &crate::store::stamp(now),
     )?;
     tracing::info!(case, recipient = %recipient, expires_at = %expires_at, "Survey offered");
-    let url = super::link(config, &token::sign(secret, case, recipient, expires_at));
+    let url = crate::survey::link(config, &token::sign(secret, case, recipient, expires_at));
     Ok(Some(Invitation { case, recipient: recipient.clone(), created_at: now, expires_at, url }))
 }
 
@@ -220,6 +220,21 @@ pub fn record_answer(
         return Err(AnswerError::Expired { case, recipient: recipient.clone(), expires_at: invitation.expires_at });
     }
     let existed = current_answer(conn, case, recipient)?.is_some();
+    save_answer(conn, case, recipient, answer, channel, now, existed)?;
+    Ok(if existed { Recorded::Changed } else { Recorded::New })
+}
+
+/// Stores an answer that may be recorded (the invitation exists and has not expired),
+/// replacing an earlier one when `changed`, with its audit record.
+pub fn save_answer(
+    conn: &Connection,
+    case: CaseId,
+    recipient: &Address,
+    answer: &Answer,
+    channel: Channel,
+    now: DateTime<Utc>,
+    changed: bool,
+) -> rusqlite::Result<()> {
     let now_s = crate::store::stamp(now);
     conn.prepare_cached(
         "INSERT INTO survey_answers (case_id, recipient, score, solved, comment, channel, answered_at, updated_at)
@@ -237,11 +252,12 @@ pub fn record_answer(
         channel.as_str(),
         now_s
     ])?;
-    let detail = format!("{channel}: score {}, solved {}", answer.score, super::answer::solved_word(answer.solved));
-    let action = if existed { "survey-answer-changed" } else { "survey-answered" };
-    audit(conn, None, Some(case), Some(recipient.as_str()), action, Some(&detail), &now_s)?;
-    tracing::info!(case, recipient = %recipient, %channel, score = answer.score.get(), changed = existed, "Survey answer recorded");
-    Ok(if existed { Recorded::Changed } else { Recorded::New })
+    let detail =
+        format!("{channel}: score {}, solved {}", answer.score, crate::survey::answer::solved_word(answer.solved));
+    let action = if changed { AuditAction::SurveyAnswerChanged } else { AuditAction::SurveyAnswered };
+    audit(conn, None, Some(case), Some(recipient.as_str()), action.as_str(), Some(&detail), &now_s)?;
+    tracing::info!(case, recipient = %recipient, %channel, score = answer.score.get(), changed, "Survey answer recorded");
+    Ok(())
 }
 
 /// The answer `recipient` gave for `case`, if any.
@@ -271,7 +287,7 @@ pub fn current_answer(conn: &Connection, case: CaseId, recipient: &Address) -> r
 /// whose survey was not offered yet: the daemon offers it to them as if they were closed.
 /// Empty when that setting is off or surveys are not offered.
 pub fn resolved_cases_due(conn: &Connection, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<Vec<CaseId>> {
-    let Some(after) = config.survey.resolved_after.filter(|_| super::offered(config)) else {
+    let Some(after) = config.survey.resolved_after.filter(|_| crate::survey::offered(config)) else {
         return Ok(Vec::new());
     };
     let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
@@ -302,7 +318,8 @@ fn conversion_error(i: usize, message: String) -> rusqlite::Error {
 pub(crate) mod tests {
     use super::*;
     use crate::case::Impact;
-    use crate::store::cases::{add_participant, insert_case, set_status, NewCase};
+    use crate::decide::NewCase;
+    use crate::store::cases::{add_participant, insert_case, set_status};
     use std::path::Path;
 
     pub(crate) const SECRET: &str = "unit-test survey secret, 32 bytes";
@@ -336,8 +353,13 @@ pub(crate) mod tests {
     /// A case with a requester, a contact and a watcher.
     pub(crate) fn case(conn: &Connection, account: Option<&str>) -> CaseId {
         let now = "2030-01-01T00:00:00.000Z";
-        let case =
-            NewCase { subject: "Printer on fire", impact: Impact::High, account, environment: None, linked_case: None };
+        let case = NewCase {
+            subject: "Printer on fire".into(),
+            impact: Impact::High,
+            account: account.map(str::to_string),
+            environment: None,
+            linked_case: None,
+        };
         let id = insert_case(conn, &case, now).unwrap();
         add_participant(conn, id, &addr("jane@customer.example"), ParticipantRole::Requester, "sender", None, now)
             .unwrap();

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::answer::{Answer, MAX_COMMENT_CHARS};
+use crate::survey::answer::{Answer, MAX_COMMENT_CHARS};
 
 /// The page's only style sheet (inline, allowed by hash).
 pub const STYLE: &str = "

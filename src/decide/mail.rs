@@ -1,0 +1,280 @@
+//! What an incoming mail means, given where routing put it:
+//!
+//! ```text
+//! machine mail ─ on a case ▶ thread entry `auto` │ else ▶ ignored
+//! no sender ─────────────────────────────────────────▶ quarantined (no-sender)
+//! new ─ "cases" ▶ the sender's cases │ else ▶ a new case
+//! on a case ─ a survey answer ▶ recorded
+//!           ─ the sender takes no part ▶ quarantined (sender-not-participant, unauthenticated-staff)
+//!           ─ new words on a closed case ▶ a new case that links it
+//!           ─ else ▶ reply, note and commands (decide::request)
+//! ```
+
+use chrono::{DateTime, Utc};
+
+use super::new_case::{self, FollowUp};
+use super::request::{self, Request};
+use super::{CaseFacts, CaseRef, Effect, Entry, Plan, Routed, Snapshot, SurveyInvitation};
+use crate::address::Address;
+use crate::authorize::{self, Standing};
+use crate::case::{AuditAction, CaseId, MessageKind, Notice, Outcome, ParticipantRole, Reason, Status};
+use crate::commands::{self, Commands};
+use crate::config::Config;
+use crate::parse::InboundMail;
+use crate::prepare::Analyzed;
+use crate::survey::{self, Answer};
+use crate::workflow::Refusal;
+
+/// Decides what `analyzed` means, given `snapshot` (loaded for it) and the time `now`.
+/// `origin_account` is the account of the mailbox it came from, for new cases whose
+/// sender's domain has none.
+pub fn plan<'m>(
+    config: &Config,
+    analyzed: &'m Analyzed,
+    snapshot: &Snapshot,
+    origin_account: Option<&str>,
+    now: DateTime<Utc>,
+) -> Plan<'m> {
+    let mail = &analyzed.mail;
+    let routed = match &snapshot.routed {
+        Routed::Existing { case, .. } => Some(case.row.id),
+        Routed::New { .. } => None,
+    };
+    if let Some(verdict) = &analyzed.machine {
+        let reason = format!("{}: {}", verdict.kind.as_str(), verdict.reason);
+        return match routed {
+            Some(case) => auto_reply(analyzed, case, reason),
+            None => ignored(mail, reason),
+        };
+    }
+    let Some(sender) = mail.from_address() else {
+        return quarantine(Some(mail), routed, Reason::NoSender, "the mail has no valid From address".into());
+    };
+    match &snapshot.routed {
+        Routed::New { .. } if is_case_list_request(&mail.subject) => case_list(mail, sender),
+        Routed::New { note } => new_case::plan(config, analyzed, sender, note.clone(), None, origin_account),
+        Routed::Existing { case, follow_up } => {
+            if let Some(plan) = survey_answer(analyzed, sender, snapshot.invitation.as_ref(), now) {
+                return plan;
+            }
+            // Mail on a closed case that already has an open follow-up goes to the
+            // follow-up, so a customer who keeps answering the old thread opens one new case.
+            let case = follow_up.as_deref().filter(|_| case.row.status == Status::Closed).unwrap_or(case);
+            on_case(config, analyzed, sender, case, origin_account)
+        }
+    }
+}
+
+/// A mail that could not be read (too large, no headers): quarantined, and its sender —
+/// when the headers still name one — told why.
+pub fn rejected<'m>(headers: Option<&InboundMail>, reason: Reason, detail: &str) -> Plan<'m> {
+    quarantine(headers, None, reason, detail.to_string())
+}
+
+/// A mail on an existing case from a sender who takes part in it.
+fn on_case<'m>(
+    config: &Config,
+    analyzed: &'m Analyzed,
+    sender: &Address,
+    case: &CaseFacts,
+    origin_account: Option<&str>,
+) -> Plan<'m> {
+    let mail = &analyzed.mail;
+    let id = case.row.id;
+    let standing =
+        authorize::standing(config, sender, analyzed.authenticated, &case.participants, case.row.account.as_deref());
+    if !standing.is_participant() {
+        return stranger(config, analyzed, sender, id);
+    }
+    let new_text = analyzed.new_text();
+    let commands = commands::parse(&mail.subject, &new_text);
+    // New words on a closed case open a follow-up case; bare commands (an #unwatch from a
+    // notification link, a second #accept) are answered instead.
+    let has_text = !commands.text.trim().is_empty() || !mail.attachments.is_empty();
+    if case.row.status == Status::Closed && has_text && !commands.has("unwatch") {
+        let note = format!("{} is closed; a new case was opened that links it", config.case_token(id));
+        let contact = case.participants.iter().find(|(_, r)| *r == ParticipantRole::Contact).map(|(a, _)| a.clone());
+        let follows =
+            FollowUp { closed: id, contact, account: case.row.account.clone(), description: new_text.into_owned() };
+        return new_case::plan(config, analyzed, sender, Some(note), Some(follows), origin_account);
+    }
+    commands_on_case(config, mail, sender, case, &standing, commands)
+}
+
+/// A reply, note and commands on a case the sender takes part in.
+fn commands_on_case<'m>(
+    config: &Config,
+    mail: &'m InboundMail,
+    sender: &Address,
+    case: &CaseFacts,
+    standing: &Standing,
+    commands: Commands,
+) -> Plan<'m> {
+    let id = case.row.id;
+    let at = Some(CaseRef::Existing(id));
+    let mut plan = Plan::new(Outcome::Replied, at, None);
+    if commands.list_cases {
+        plan.notice(mail, None, Notice::CaseList);
+    }
+    // Unknown words or bad arguments: nothing is applied, the sender learns why.
+    if !commands.problems.is_empty() {
+        let reason = commands.problems.iter().map(|(w, p)| format!("{w}: {p}")).collect::<Vec<_>>().join("; ");
+        for (command, problem) in commands.problems {
+            plan.notice(mail, at, Notice::CommandRefused { command, problem });
+        }
+        return refused(plan, id, sender, reason);
+    }
+    let copied = mail
+        .to
+        .iter()
+        .chain(&mail.cc)
+        .map(|m| m.address.clone())
+        .filter(|a| a != sender && !config.is_system_address(a))
+        .collect();
+    let request = Request {
+        actions: commands.actions,
+        text: commands.text.into(),
+        message_id: mail.message_id.as_deref(),
+        attachments: &mail.attachments,
+        copied,
+        channel: "mail",
+    };
+    match request::plan(&mut plan, config, case, sender, standing, request) {
+        Ok(applied) if applied.is_empty() => plan,
+        Ok(applied) => {
+            plan.outcome = Outcome::Command;
+            plan.reason =
+                Some(format!("applied: {}", applied.iter().map(|w| format!("#{w}")).collect::<Vec<_>>().join(" ")));
+            plan
+        }
+        Err(refusals) => {
+            let reason = refusals.iter().map(|(w, r)| format!("{w}: {r}")).collect::<Vec<_>>().join("; ");
+            for (command, refusal) in refusals {
+                let notice = match refusal {
+                    Refusal::ReasonRequired => Notice::ReasonRequired,
+                    other => Notice::CommandRefused { command, problem: other.to_string() },
+                };
+                plan.notice(mail, at, notice);
+            }
+            refused(plan, id, sender, reason)
+        }
+    }
+}
+
+/// The outcome of a mail whose commands were all refused: kept, nothing applied.
+fn refused<'m>(mut plan: Plan<'m>, case: CaseId, sender: &Address, reason: String) -> Plan<'m> {
+    let reason = format!("refused: {reason}");
+    plan.outcome = Outcome::Command;
+    plan.audit(Some(CaseRef::Existing(case)), Some(sender), AuditAction::CommandRefused, Some(reason.clone()));
+    plan.reason = Some(reason);
+    plan
+}
+
+/// Mail on a case from someone who takes no part in it: quarantined. A staff address
+/// that failed authentication is not answered (the answer would reach the real owner of
+/// the address, who did not write: see `prepare::no_answer_reason`).
+fn stranger<'m>(config: &Config, analyzed: &Analyzed, sender: &Address, case: CaseId) -> Plan<'m> {
+    let token = config.case_token(case);
+    let mail = Some(&analyzed.mail);
+    if !analyzed.authenticated && (config.is_staff(sender) || config.is_admin(sender)) {
+        let detail = format!(
+            "{sender} is a staff or admin address, but {} does not vouch for it (no DMARC or aligned DKIM pass); {token} was left alone",
+            config.authserv_id.as_deref().unwrap_or("the receiving server")
+        );
+        return quarantine(mail, Some(case), Reason::UnauthenticatedStaff, detail);
+    }
+    quarantine(mail, Some(case), Reason::SenderNotParticipant, format!("{sender} is not a participant of {token}"))
+}
+
+/// Quarantines the mail (kept raw, releasable) and tells its sender why.
+fn quarantine<'m>(mail: Option<&InboundMail>, case: Option<CaseId>, reason: Reason, detail: String) -> Plan<'m> {
+    let text = format!("{reason}: {detail}");
+    let case = case.map(CaseRef::Existing);
+    let mut plan = Plan::new(Outcome::Quarantined, case, Some(text.clone()));
+    if let Some(mail) = mail {
+        plan.notice(mail, case, Notice::NotApplied { reason });
+    }
+    plan.effects.push(Effect::Quarantine { reason, detail });
+    plan.audit(case, None, AuditAction::Quarantined, Some(text));
+    plan
+}
+
+/// Machine mail on no case: recorded, nothing else.
+fn ignored<'m>(mail: &InboundMail, reason: String) -> Plan<'m> {
+    let mut plan = Plan::new(Outcome::Ignored, None, Some(reason.clone()));
+    plan.audit(None, mail.from_address(), AuditAction::Ignored, Some(reason));
+    plan
+}
+
+/// Machine mail on a known case: recorded on the thread for the analysts, but the case
+/// itself does not change (no status, watcher or `updated_at` change) and nobody is told.
+fn auto_reply(analyzed: &Analyzed, case: CaseId, reason: String) -> Plan<'_> {
+    let mail = &analyzed.mail;
+    let at = Some(CaseRef::Existing(case));
+    let mut plan = Plan::new(Outcome::Replied, at, Some(reason.clone()));
+    plan.entry(Entry {
+        case: CaseRef::Existing(case),
+        kind: MessageKind::Auto,
+        from: mail.from_address().cloned(),
+        body: analyzed.new_text(),
+        message_id: mail.message_id.as_deref(),
+        attachments: &mail.attachments,
+    });
+    plan.audit(at, mail.from_address(), AuditAction::AutoRecorded, Some(reason));
+    plan
+}
+
+/// "cases" by mail: the sender gets the list of their cases.
+fn case_list<'m>(mail: &InboundMail, sender: &Address) -> Plan<'m> {
+    let mut plan = Plan::new(Outcome::Command, None, Some("list of cases requested".into()));
+    plan.notice(mail, None, Notice::CaseList);
+    plan.audit(None, Some(sender), AuditAction::CaseListRequested, None);
+    plan
+}
+
+/// A mail to the system address whose subject asks for the sender's cases.
+fn is_case_list_request(subject: &str) -> bool {
+    let s = subject.trim().trim_start_matches('#').trim();
+    s.eq_ignore_ascii_case("cases") || s.eq_ignore_ascii_case("my cases")
+}
+
+/// A reply to a survey mail, from the person it was sent to, with a score on its first
+/// line: the survey answer by mail, recorded unless the link has expired. Anything else
+/// (no score, someone else) is handled as any mail on the case.
+fn survey_answer<'m>(
+    analyzed: &Analyzed,
+    sender: &Address,
+    invitation: Option<&SurveyInvitation>,
+    now: DateTime<Utc>,
+) -> Option<Plan<'m>> {
+    let invitation = invitation.filter(|i| i.recipient == *sender)?;
+    let answer = survey::parse_mail_answer(&analyzed.new_text())?;
+    let at = Some(CaseRef::Existing(invitation.case));
+    let mut plan = Plan::new(Outcome::Command, at, None);
+    if now >= invitation.expires_at {
+        let reason = format!(
+            "survey answer not recorded: the survey link of case {} for {sender} expired at {}",
+            invitation.case, invitation.expires_at
+        );
+        plan.audit(at, Some(sender), AuditAction::SurveyAnswerRefused, Some(reason.clone()));
+        plan.reason = Some(reason);
+        return Some(plan);
+    }
+    plan.reason = Some(answer_reason(&answer, invitation.answered));
+    plan.effects.push(Effect::SurveyAnswer {
+        case: invitation.case,
+        recipient: sender.clone(),
+        answer,
+        changed: invitation.answered,
+    });
+    Some(plan)
+}
+
+fn answer_reason(answer: &Answer, changed: bool) -> String {
+    format!(
+        "survey answer {}: score {}, solved {}",
+        if changed { "changed" } else { "recorded" },
+        answer.score.get(),
+        survey::answer::solved_word(answer.solved)
+    )
+}
