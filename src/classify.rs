@@ -710,9 +710,9 @@ const FAILURE_WORDING: &[&str] = &[
     "no se pudo entregar",
 ];
 
-/// Most bytes of the body (and of parts the parser could not read as body) searched for
-/// [`FAILURE_WORDING`]: notices say what failed at the top, and the classifier runs for
-/// every mail.
+/// Most bytes of the body (and of parts the parser could not read as body) searched for the
+/// wording of delivery failures: notices say what failed at the top, and the classifier
+/// runs for every mail.
 pub const MAX_BODY_SCAN: usize = 8 * 1024;
 
 /// Prefixes of replies and forwards: mail a person wrote about a bounce.
