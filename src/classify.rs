@@ -12,17 +12,28 @@
 //! 2. **Challenge-response** (kind `AutoReply`): "please verify that you are human" filters
 //!    (Bluebottle, Boxbe, TMDA, BoxTrapper). They often dress up as a delivery report, so
 //!    they are recognised *before* bounces: a challenge is never a bounce.
-//! 3. **Reports**: a `multipart/report` of type `delivery-status` is a `Bounce` unless every
+//! 3. **Reports**: a `message/delivery-status` part (in a `multipart/report`, or on its own
+//!    in a `multipart/mixed` as some gateways send it) is a `Bounce` unless every
 //!    recipient's `Action:` is `delivered`, `relayed` or `expanded` (then a `Report`);
 //!    `feedback-report` (ARF abuse reports) and `disposition-notification` (read receipts)
 //!    are `Report`s. Amazon SES events delivered through SNS are judged the same way by
-//!    their `notificationType`.
-//! 4. **Bounces without MIME structure**: the `Bounce` rows of the rule table
-//!    (`X-Failed-Recipients`), a `MAILER-DAEMON` sender, or a bounce subject
-//!    ("Undelivered Mail Returned to Sender", "Mail delivery failed", "Undeliverable:", ...)
-//!    coming from a delivery system: a postmaster, "Mail Delivery Subsystem", an empty
-//!    address, a null `Return-Path: <>` or an `Auto-Submitted` header. A subject that is a
-//!    reply or forward ("Re: Undeliverable ...") was written by a person.
+//!    their `notificationType`, also when SNS wraps the event as a string in its own JSON.
+//! 4. **Bounces without report structure**: the `Bounce` rows of the rule table
+//!    (`X-Failed-Recipients`), a `MAILER-DAEMON` sender, or a mail that comes *from a
+//!    delivery system* and *says that delivery failed*. From a delivery system: a postmaster
+//!    or "Mail Delivery System" sender, `From: <>`, a null or `MAILER-DAEMON` return path, an
+//!    `Auto-Submitted` header, a `multipart/report` content type, or a no-reply sender that
+//!    returns the undelivered message as an attachment. Says so: a bounce subject
+//!    ("Undelivered Mail Returned to Sender", "Undeliverable:", "Non remis", "Unzustellbar",
+//!    "Недоставленное сообщение", ...) or, in the first few kilobytes of the body, the
+//!    wording mail systems use ("could not be delivered", "user unknown", "mailbox is
+//!    full", ...); from a bare postmaster address, which people also write from, the
+//!    wording counts only when the undelivered message comes back attached. A subject that
+//!    forwards ("Fwd: Returned mail") was written by a person, and so was a reply ("Re:
+//!    Undeliverable ..."), unless it quotes nothing and its text is a mail server's error
+//!    line ("550 ... no such user"): some carriers answer an undeliverable mail as a reply
+//!    to it. A `multipart/report` with neither a report type nor a status part is a
+//!    `Report` when none of this applies.
 //! 5. **Automatic replies**: the `AutoReply` rows of the rule table (`Auto-Submitted` other
 //!    than `no`, `X-Autoreply`, `Precedence: auto_reply`, vacation programs in `X-Mailer`,
 //!    ...), then *two or more* of the weak auto-reply signs together: an "Out of Office:" or
@@ -37,8 +48,10 @@
 //!
 //! The body is read only for challenge-response wording, and only when the mail already
 //! looks automatic (multipart/report, null return path, `Auto-Submitted`, a `noreply@`
-//! sender), and for the type of an SES notification that SNS sent: a person who writes
-//! "out of office", "undelivered" or "auto-reply" in a message is still a person.
+//! sender); for the wording of delivery failures, only when the mail comes from a delivery
+//! system, and never more than [`MAX_BODY_SCAN`] bytes of it; and for the type of an SES
+//! notification that SNS sent: a person who writes "out of office", "undelivered" or
+//! "auto-reply" in a message is still a person.
 //!
 //! Deliberately *not* machine evidence on its own, though each stops
 //! [`auto_response_allowed`]: a `noreply@` sender (contact forms send as `noreply@` with
@@ -118,6 +131,7 @@ pub fn classify(mail: &InboundMail, ctx: &Context<'_>) -> Option<Verdict> {
         .or_else(|| ses_notification(mail))
         .or_else(|| rule_verdict(mail, MachineKind::Bounce, own_list))
         .or_else(|| plain_bounce(mail))
+        .or_else(|| untyped_report(mail))
         .or_else(|| rule_verdict(mail, MachineKind::AutoReply, own_list))
         .or_else(|| auto_reply_signs(mail))
         .or_else(|| rule_verdict(mail, MachineKind::List, own_list))
@@ -337,7 +351,8 @@ const NO_REPLY_LOCAL_PARTS: &[&str] =
     &["noreply", "no-reply", "no_reply", "no.reply", "donotreply", "do-not-reply", "do_not_reply", "do.not.reply"];
 
 /// Local parts used by mail systems for their own notices (matched exactly).
-const DELIVERY_SYSTEM_LOCAL_PARTS: &[&str] = &["mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster"];
+const DELIVERY_SYSTEM_LOCAL_PARTS: &[&str] =
+    &["mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "post_master"];
 
 /// Headers a mailing-list manager adds to every post; ignored when the list is our own
 /// support address (see the module documentation).
@@ -492,9 +507,16 @@ fn has_null_return_path(mail: &InboundMail) -> bool {
 /// Delivery-status actions that mean the mail got through (RFC 3464 section 2.3.3).
 const SUCCESS_ACTIONS: &[&str] = &["delivered", "relayed", "expanded"];
 
+/// Content types of a delivery status part.
+const STATUS_TYPES: &[&str] = &["message/delivery-status", "message/global-delivery-status"];
+
+/// Most bytes of a status part read when it is not in a `multipart/report` (the parser
+/// keeps those whole; a part of a `multipart/mixed` is an attachment of any size).
+const MAX_STATUS_PART: usize = 16 * 1024;
+
 fn report(mail: &InboundMail) -> Option<Verdict> {
     if mail.content_type != "multipart/report" {
-        return None;
+        return status_part_outside_report(mail);
     }
     let status = mail.delivery_status.as_deref().unwrap_or_default();
     // Some MTAs fold the report-type away or forget it; the status part tells the type.
@@ -503,24 +525,13 @@ fn report(mail: &InboundMail) -> Option<Verdict> {
         None if !fields(status, "Action").is_empty() => "delivery-status".into(),
         None if !fields(status, "Feedback-Type").is_empty() => "feedback-report".into(),
         None if !fields(status, "Disposition").is_empty() => "disposition-notification".into(),
-        None => "no report-type".into(),
+        // Nothing says what this report is: the evidence of a bounce is looked for first
+        // (see `untyped_report`).
+        None => return None,
     };
     match report_type.as_str() {
         "delivery-status" | "global-delivery-status" => {
-            let mut actions = fields(status, "Action");
-            let mut seen = Vec::new();
-            actions.retain(|a| {
-                let first = !seen.contains(a);
-                seen.push(a.clone());
-                first
-            });
-            let delivered = !actions.is_empty() && actions.iter().all(|a| SUCCESS_ACTIONS.contains(&a.as_str()));
-            let what = if actions.is_empty() {
-                "no Action field".to_string()
-            } else {
-                format!("action {}", actions.join(", "))
-            };
-            let kind = if delivered { MachineKind::Report } else { Bounce };
+            let (kind, what) = judge_actions(status);
             verdict(kind, format!("multipart/report ({report_type}, {what})"))
         }
         "feedback-report" | "disposition-notification" | "global-disposition-notification" => {
@@ -530,6 +541,41 @@ fn report(mail: &InboundMail) -> Option<Verdict> {
         }
         other => verdict(MachineKind::Report, format!("multipart/report ({})", shorten(other))),
     }
+}
+
+/// A delivery status part in a mail that is not a `multipart/report`: some gateways (McAfee
+/// appliances among them) send the human text, the status and the returned message as a
+/// `multipart/mixed`. A person who forwards such a part ("Fwd: ...") is asking about it.
+fn status_part_outside_report(mail: &InboundMail) -> Option<Verdict> {
+    let part = mail.attachments.iter().find(|a| STATUS_TYPES.contains(&a.content_type.as_str()))?;
+    if is_reply_or_forward(&mail.subject) {
+        return None;
+    }
+    let data = &part.data[..part.data.len().min(MAX_STATUS_PART)];
+    let (kind, what) = judge_actions(&String::from_utf8_lossy(data));
+    verdict(kind, format!("{} part ({what})", part.content_type))
+}
+
+/// `Bounce` unless every recipient's action is a success; and the actions, for the reason.
+fn judge_actions(status: &str) -> (MachineKind, String) {
+    let mut actions = fields(status, "Action");
+    let mut seen = Vec::new();
+    actions.retain(|a| {
+        let first = !seen.contains(a);
+        seen.push(a.clone());
+        first
+    });
+    let delivered = !actions.is_empty() && actions.iter().all(|a| SUCCESS_ACTIONS.contains(&a.as_str()));
+    let what =
+        if actions.is_empty() { "no Action field".to_string() } else { format!("action {}", actions.join(", ")) };
+    (if delivered { MachineKind::Report } else { Bounce }, what)
+}
+
+/// A `multipart/report` that says neither its type nor carries a status part, and that
+/// [`plain_bounce`] did not recognise as a bounce: some automatic report.
+fn untyped_report(mail: &InboundMail) -> Option<Verdict> {
+    (mail.content_type == "multipart/report" && report(mail).is_none())
+        .then(|| Verdict { kind: MachineKind::Report, reason: "multipart/report (no report-type)".into() })
 }
 
 /// Lower-case tokens of every `name:` field in a delivery-status or feedback part.
@@ -544,19 +590,17 @@ fn fields(status: &str, name: &str) -> Vec<String> {
 }
 
 /// Amazon SES reports bounces, complaints and deliveries as JSON, and SNS mails them:
-/// `{"notificationType":"Bounce", ...}` (`eventType` in the newer event publishing).
+/// `{"notificationType":"Bounce", ...}` (`eventType` in the newer event publishing). SNS
+/// topics with raw delivery off wrap that JSON as a string in their own envelope,
+/// `{"Type":"Notification", "Message":"{\"notificationType\":\"Bounce\", ...}"}`, so the
+/// key and its value may come with escaped quotes.
 fn ses_notification(mail: &InboundMail) -> Option<Verdict> {
     mail.header("X-Amz-Sns-Message-Id")?;
     let body = mail.text.trim_start();
     if !body.starts_with('{') {
         return None;
     }
-    let kind_of = |key: &str| {
-        let rest = &body[body.find(key)? + key.len()..];
-        let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-        rest.split('"').next()
-    };
-    let event = kind_of("\"notificationType\"").or_else(|| kind_of("\"eventType\""))?;
+    let event = json_string_field(body, "notificationType").or_else(|| json_string_field(body, "eventType"))?;
     let kind = match event {
         "Bounce" => Bounce,
         "Complaint" | "Delivery" => MachineKind::Report,
@@ -565,11 +609,37 @@ fn ses_notification(mail: &InboundMail) -> Option<Verdict> {
     verdict(kind, format!("Amazon SES notification ({})", shorten(event)))
 }
 
+/// The string value of the first `"key": "value"` in JSON text, quotes escaped or not.
+fn json_string_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let quote = |c: char| c == '"' || c == '\\';
+    let mut rest = json;
+    // Each pass moves past one occurrence of the key: bounded by the text's length.
+    while let Some(at) = rest.find(key) {
+        let before = rest[..at].trim_end_matches('\\');
+        let after = &rest[at + key.len()..];
+        rest = after;
+        if !before.ends_with('"') {
+            continue;
+        }
+        let Some(value) = after.trim_start_matches(quote).trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let value = value.trim_start();
+        if !value.starts_with(quote) {
+            continue;
+        }
+        let value = value.trim_start_matches(quote);
+        return value.split(quote).next();
+    }
+    None
+}
+
 /// Words of delivery failure (and delay) subjects, matched anywhere in the subject:
 /// "Undelivered Mail Returned to Sender", "Undeliverable: ...", "Delivery Status
 /// Notification (Failure)", "Mail delivery failed: returning message to sender",
 /// "DELIVERY FAILURE: ...", "Returned mail: see transcript for details", "failure notice",
-/// "Warning: could not send message for past 4 hours", ...
+/// "Warning: could not send message for past 4 hours", and what Exchange and other
+/// systems write in the languages support desks meet most.
 const BOUNCE_SUBJECTS: &[&str] = &[
     "undeliver",
     "delivery status notification (failure)",
@@ -579,6 +649,7 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delivery has failed",
     "delivery problem",
     "not delivered",
+    "not be delivered",
     "returned mail",
     "returned to sender",
     "non-delivery",
@@ -586,10 +657,77 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "failure notice",
     "could not send message",
     "mail system error",
+    "unzustellbar",
+    "nicht zustellbar",
+    "non remis",
+    "non distribuable",
+    "no se puede entregar",
+    "non recapitabile",
+    "onbestelbaar",
+    "não é possível entregar",
+    "kan inte levereras",
+    "kan ikke leveres",
+    "niedostarczalne",
+    "nedoručitelné",
+    "недоставленное сообщение",
+    "не доставлено",
+    "配信不能",
+    "メールエラー",
+    "无法投递",
+    "無法傳遞",
 ];
+
+/// What mail systems write in the body of a delivery failure notice (lower case), read
+/// only from mail that comes from a delivery system. Each phrase is one a person rarely
+/// writes to a support desk in those words; "user unknown" and the like are the reasons
+/// servers give.
+const FAILURE_WORDING: &[&str] = &[
+    "could not be delivered",
+    "couldn't be delivered",
+    "cannot be delivered",
+    "was not delivered",
+    "has not been delivered",
+    "undeliverable",
+    "unable to deliver",
+    "could not deliver",
+    "delivery has failed",
+    "delivery to the following recipient",
+    "failed permanently",
+    "permanent fatal error",
+    "had delivery problems",
+    "transcript of session follows",
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "mailbox unavailable",
+    "mailbox is full",
+    "quota exceeded",
+    "recipient address rejected",
+    "host unknown",
+    "requested action not taken",
+    "konnte nicht zugestellt werden",
+    "n'a pas pu être remis",
+    "no se pudo entregar",
+];
+
+/// Most bytes of the body (and of parts the parser could not read as body) searched for the
+/// wording of delivery failures: notices say what failed at the top, and the classifier
+/// runs for every mail.
+pub const MAX_BODY_SCAN: usize = 8 * 1024;
 
 /// Prefixes of replies and forwards: mail a person wrote about a bounce.
 const REPLY_PREFIXES: &[&str] = &["re:", "re :", "aw:", "sv:", "vs:", "antw:", "fwd:", "fw:", "wg:", "tr:", "rif:"];
+
+/// The reply prefixes among [`REPLY_PREFIXES`] (the others forward).
+const ANSWER_PREFIXES: &[&str] = &["re:", "re :", "aw:", "sv:", "vs:", "antw:", "rif:"];
+
+fn is_reply_or_forward(subject: &str) -> bool {
+    let subject = subject.trim().to_lowercase();
+    REPLY_PREFIXES.iter().any(|p| subject.starts_with(p))
+}
+
+/// Display names mail systems sign their notices with.
+const DELIVERY_SYSTEM_NAMES: &[&str] = &["mail delivery", "mail administrator"];
 
 fn plain_bounce(mail: &InboundMail) -> Option<Verdict> {
     let from_raw = mail.header("From").unwrap_or_default();
@@ -600,29 +738,135 @@ fn plain_bounce(mail: &InboundMail) -> Option<Verdict> {
     {
         return verdict(Bounce, format!("From: {}", shorten(from_raw)));
     }
-
+    let (sender, strength) = delivery_system_evidence(mail)?;
     let subject = mail.subject.trim().to_lowercase();
-    if REPLY_PREFIXES.iter().any(|p| subject.starts_with(p)) {
-        return None;
+    if !is_reply_or_forward(&subject) {
+        if BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s)) {
+            return verdict(Bounce, format!("{sender}, Subject: {}", shorten(&mail.subject)));
+        }
+        // A postmaster address is sometimes a person writing about mail trouble in these
+        // very words; the message they returned shows it is a notice.
+        if strength == Sender::Postmaster && !returns_message(mail) {
+            return None;
+        }
+        let text = body_to_scan(mail).to_lowercase();
+        let wording = FAILURE_WORDING.iter().find(|w| text.contains(*w))?;
+        return verdict(Bounce, format!("{sender}, \"{wording}\" in the body"));
     }
-    BOUNCE_SUBJECTS.iter().find(|s| subject.contains(*s))?;
-    let from_delivery_system = mail
-        .from_address()
-        .is_some_and(|a| a.local_part() == "postmaster")
-        || from_lower.contains("mail delivery")
-        || from_lower.contains("mail administrator")
-        // `From: <>`: a notice from nobody.
-        || (mail.from.is_none() && mail.header("From").is_some());
-    let evidence = if from_delivery_system {
-        format!("From: {}", shorten(from_raw))
-    } else if has_null_return_path(mail) {
-        "Return-Path: <>".to_string()
-    } else if let Some(auto) = auto_submitted(mail) {
-        format!("Auto-Submitted: {}", shorten(auto))
-    } else {
-        return None;
-    };
-    verdict(Bounce, format!("{evidence}, Subject: {}", shorten(&mail.subject)))
+    // A reply is a person's answer, unless it quotes nothing and what it says is a mail
+    // server's error line: some carriers (Verizon's SMS gateway) bounce as a reply. People
+    // answering quote what they answer.
+    let answer = ANSWER_PREFIXES.iter().any(|p| subject.starts_with(p));
+    if answer {
+        let parts = crate::parse::reply::parts(&body_to_scan(mail));
+        if parts.quoted().is_none() {
+            if let Some(line) = smtp_error_line(&parts.text) {
+                return verdict(Bounce, format!("{sender}, \"{}\" in a reply", shorten(line)));
+            }
+        }
+    }
+    None
+}
+
+/// How sure the sender evidence is that a mail system wrote the mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    /// A postmaster address: the mail system's, or a person who administers it.
+    Postmaster,
+    /// Headers or names that only mail systems and other programs write.
+    System,
+}
+
+/// Why the mail looks sent by a delivery system, if it does, and how sure that is.
+fn delivery_system_evidence(mail: &InboundMail) -> Option<(String, Sender)> {
+    let from_raw = mail.header("From").unwrap_or_default();
+    let system = system_headers(mail);
+    let from = mail.from_address();
+    if from.is_some_and(|a| DELIVERY_SYSTEM_LOCAL_PARTS.contains(&a.local_part())) {
+        let strength = if system.is_some() { Sender::System } else { Sender::Postmaster };
+        return Some((format!("From: {}", shorten(from_raw)), strength));
+    }
+    if let Some(reason) = system {
+        return Some((reason, Sender::System));
+    }
+    // A no-reply sender alone is a shop or a contact form; one that hands back a message
+    // it was given is a mail system returning it.
+    let from = from?;
+    if NO_REPLY_LOCAL_PARTS.iter().any(|p| from.local_part().contains(p)) && returns_message(mail) {
+        return Some((format!("From: {from} with the returned message attached"), Sender::System));
+    }
+    None
+}
+
+/// Headers and names only mail systems (and other programs) write.
+fn system_headers(mail: &InboundMail) -> Option<String> {
+    let from_raw = mail.header("From").unwrap_or_default();
+    let from_lower = from_raw.to_lowercase();
+    // `From: <>`: a notice from nobody.
+    if DELIVERY_SYSTEM_NAMES.iter().any(|n| from_lower.contains(n))
+        || (mail.from.is_none() && mail.header("From").is_some())
+    {
+        return Some(format!("From: {}", shorten(from_raw)));
+    }
+    if has_null_return_path(mail) {
+        return Some("Return-Path: <>".to_string());
+    }
+    if let Some(path) = mail.headers_named("Return-Path").find(|v| v.to_lowercase().contains("mailer-daemon@")) {
+        return Some(format!("Return-Path: {}", shorten(path)));
+    }
+    if let Some(auto) = auto_submitted(mail) {
+        return Some(format!("Auto-Submitted: {}", shorten(auto)));
+    }
+    (mail.content_type == "multipart/report").then(|| "Content-Type: multipart/report".to_string())
+}
+
+/// Whether the mail carries a message back (whole, or its headers, RFC 3462).
+fn returns_message(mail: &InboundMail) -> bool {
+    mail.attachments.iter().any(|a| matches!(a.content_type.as_str(), "message/rfc822" | "text/rfc822-headers"))
+}
+
+/// The start of the readable body, for [`FAILURE_WORDING`], then the text-like parts the
+/// parser kept as attachments (the plain-text status of a `multipart/mixed`, or a
+/// `multipart/alternative` it could not split for lack of a boundary), never more than
+/// [`MAX_BODY_SCAN`] bytes in all.
+fn body_to_scan(mail: &InboundMail) -> String {
+    let mut text = String::new();
+    push_bounded(&mut text, &mail.text);
+    let texty = |ct: &str| ct == "text/plain" || ct.starts_with("multipart/") || STATUS_TYPES.contains(&ct);
+    for part in mail.attachments.iter().filter(|a| texty(&a.content_type)).take(4) {
+        if text.len() >= MAX_BODY_SCAN {
+            break;
+        }
+        let data = &part.data[..part.data.len().min(MAX_BODY_SCAN)];
+        push_bounded(&mut text, &String::from_utf8_lossy(data));
+    }
+    text
+}
+
+/// Appends as much of `piece` as fits in [`MAX_BODY_SCAN`], cut at a character boundary.
+fn push_bounded(text: &mut String, piece: &str) {
+    let mut cut = piece.len().min(MAX_BODY_SCAN.saturating_sub(text.len()));
+    while !piece.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.push_str(&piece[..cut]);
+    if text.len() < MAX_BODY_SCAN {
+        text.push('\n');
+    }
+}
+
+/// A line of a mail server's error: a 4xx or 5xx reply code and failure wording on the same
+/// line, as in "550 - Requested action not taken: no such user here".
+fn smtp_error_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|line| {
+        let has_code = line.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| {
+            word.len() == 3 && matches!(word.as_bytes()[0], b'4' | b'5') && word.bytes().all(|b| b.is_ascii_digit())
+        });
+        has_code && {
+            let lower = line.to_lowercase();
+            FAILURE_WORDING.iter().any(|w| lower.contains(w))
+        }
+    })
 }
 
 fn auto_reply_signs(mail: &InboundMail) -> Option<Verdict> {
@@ -781,7 +1025,10 @@ mod tests {
             AUTO_REPLY_SUBJECTS,
             BOUNCE_SUBJECTS,
             REPLY_PREFIXES,
+            ANSWER_PREFIXES,
             CHALLENGE_WORDING,
+            FAILURE_WORDING,
+            DELIVERY_SYSTEM_NAMES,
             NO_REPLY_LOCAL_PARTS,
             DELIVERY_SYSTEM_LOCAL_PARTS,
             SUCCESS_ACTIONS,
@@ -1023,6 +1270,25 @@ mod tests {
         "failure notice",
         "Warning: could not send message for past 4 hours",
         "Mail System Error - Returned Mail",
+        "Mail could not be delivered",
+        "Unzustellbar: Drucker brennt",
+        "Nachricht nicht zustellbar",
+        "Non remis : Imprimante en feu",
+        "Message non distribuable",
+        "No se puede entregar: Impresora",
+        "Non recapitabile: Stampante",
+        "Onbestelbaar: Printer",
+        "Não é possível entregar: Impressora",
+        "Meddelandet kan inte levereras",
+        "Meldingen kan ikke leveres",
+        "Niedostarczalne: Drukarka",
+        "Nedoručitelné: Tiskárna",
+        "Недоставленное сообщение",
+        "Ваше сообщение не доставлено",
+        "配信不能: プリンター",
+        "メールエラー通知",
+        "无法投递: 打印机",
+        "無法傳遞: 印表機",
     ];
 
     #[test]
@@ -1046,6 +1312,190 @@ mod tests {
             let headers = format!("Subject: {subject}\nReturn-Path: <>");
             assert_eq!(kind(&headers, "Away."), Some(AutoReply), "{subject:?}");
         }
+    }
+
+    /// A `multipart/mixed` of the given parts (content type, body), with the given headers.
+    fn mixed(headers: &str, parts: &[(&str, &str)]) -> InboundMail {
+        let mut raw = format!("{headers}\nTo: support@example.com\nMIME-Version: 1.0\n");
+        raw.push_str("Content-Type: multipart/mixed; boundary=MB\n\n");
+        for (content_type, body) in parts {
+            raw.push_str(&format!("--MB\nContent-Type: {content_type}\n\n{body}\n"));
+        }
+        raw.push_str("--MB--\n");
+        parse(raw.replace('\n', "\r\n").as_bytes()).expect("test mail parses")
+    }
+
+    const RETURNED: (&str, &str) =
+        ("message/rfc822", "From: ann@customer.example\nTo: gone@x.example\nSubject: Invoice\n\nHello");
+
+    #[test]
+    fn a_delivery_status_part_outside_a_report_is_judged_by_its_actions() {
+        // McAfee's gateway: text, status and the returned message in a multipart/mixed.
+        let from = "From: <postmaster@customer.example>\nSubject: Delivery Status";
+        let status = |action: &str| format!("Original-Recipient: <gone@customer.example>\nAction: {action}\n");
+        let failed = mixed(
+            from,
+            &[
+                ("text/plain", "The following addresses had delivery problems"),
+                ("message/delivery-status", &status("failed")),
+                RETURNED,
+            ],
+        );
+        let v = judge(&failed).unwrap();
+        assert_eq!((v.kind, v.reason.as_str()), (Bounce, "message/delivery-status part (action failed)"));
+        let delivered = mixed(from, &[("text/plain", "Delivered."), ("message/delivery-status", &status("delivered"))]);
+        assert_eq!(judge(&delivered).map(|v| v.kind), Some(MachineKind::Report));
+        // A person forwarding the status part asks about it.
+        let forward = mixed(
+            "From: Ann <ann@customer.example>\nSubject: Fwd: Delivery Status",
+            &[("text/plain", "What does this mean?"), ("message/delivery-status", &status("failed"))],
+        );
+        assert_eq!(judge(&forward), None);
+    }
+
+    #[test]
+    fn a_report_without_type_or_status_is_a_bounce_when_it_says_so() {
+        let report = |from: &str, text: &str| {
+            let raw = format!(
+                "{from}\r\nTo: support@example.com\r\nSubject: Delivery status notification\r\n\
+                 Content-Type: multipart/report; boundary=RB\r\n\r\n\
+                 --RB\r\nContent-Type: text/plain\r\n\r\n{text}\r\n\
+                 --RB\r\nContent-Type: message/rfc822\r\n\r\nSubject: Invoice\r\n\r\nHello\r\n--RB--\r\n"
+            );
+            judge(&parse(raw.as_bytes()).unwrap()).unwrap()
+        };
+        let v = report(
+            "From: Mail Delivery System <mds@mx.example>",
+            "Delivery to the following recipients failed permanently:\r\n\r\n   * gone@customer.example",
+        );
+        assert_eq!(
+            (v.kind, v.reason.as_str()),
+            (
+                Bounce,
+                "From: Mail Delivery System <mds@mx.example>, \"delivery to the following recipient\" in the body"
+            )
+        );
+        let v = report("From: Reports <reports@mx.example>", "Your weekly summary.");
+        assert_eq!((v.kind, v.reason.as_str()), (MachineKind::Report, "multipart/report (no report-type)"));
+    }
+
+    /// Bodies of real notices without report structure; every phrase of [`FAILURE_WORDING`]
+    /// must be needed by one of them.
+    const FAILURE_WORDING_CASES: &[&str] = &[
+        "Your mail sent on: Thu, 29 Apr 2013\n     Could not be delivered to: <gone@x.example>",
+        "Your message couldn't be delivered to gone@x.example.",
+        "This message cannot be delivered to some recipients.",
+        "Your message was not delivered to gone@x.example because the address is wrong.",
+        "Your message has not been delivered yet; we keep trying.",
+        "Your message is undeliverable.",
+        "Unable to deliver message to <gone@x.example> (and other recipients in the same domain).",
+        "We could not deliver your message to gone@x.example.",
+        "Delivery has failed to these recipients or groups:",
+        "Delevery to the following recipients failed permanently:",
+        "Delivery to the following recipient failed permanently:\n\n     gone@x.example",
+        "----- The following addresses had permanent fatal errors -----",
+        "    --- The following addresses had delivery problems ---",
+        "   ----- Transcript of session follows -----",
+        "<gone@x.example>... User unknown",
+        "550 5.1.1 Unknown user: gone",
+        "SMTP:RCPT host 192.0.2.233: 553 5.3.0 <gone@x.example>... No such user here",
+        "550 Requested action not taken: mailbox unavailable",
+        "The recipient's mailbox is full and can't accept messages now.",
+        "Quota exceeded for gone@x.example",
+        "550 5.1.1 <gone@x.example>: Recipient address rejected: User unknown in local table",
+        "Host unknown (Name server: x.example: host not found)",
+        "550 - Requested action not taken: no such user here",
+        "Ihre Nachricht konnte nicht zugestellt werden.",
+        "Votre message n'a pas pu être remis à gone@x.example.",
+        "Su mensaje no se pudo entregar a gone@x.example.",
+    ];
+
+    #[test]
+    fn failure_wording_counts_from_a_delivery_system_only() {
+        for body in FAILURE_WORDING_CASES {
+            let v = judge(&mail("From: Mail Delivery System <mds@mx.example>\nSubject: Notice", body));
+            assert_eq!(v.map(|v| v.kind), Some(Bounce), "{body:?}");
+            // The same words from a customer are a customer's words.
+            assert_eq!(kind("Subject: Notice", body), None, "{body:?}");
+        }
+        for word in FAILURE_WORDING {
+            assert!(FAILURE_WORDING_CASES.iter().any(|c| c.to_lowercase().contains(word)), "no case needs {word:?}");
+        }
+        // Other signs of a delivery system than its name.
+        for headers in ["Return-Path: <>", "Return-Path: <MAILER-DAEMON@mx.example>", "Auto-Submitted: auto-replied"] {
+            let v = judge(&mail(&format!("{headers}\nSubject: Notice"), "Your message could not be delivered."));
+            assert_eq!(v.map(|v| v.kind), Some(Bounce), "{headers}");
+        }
+    }
+
+    #[test]
+    fn a_postmaster_writing_about_mail_trouble_is_a_person_unless_a_message_comes_back() {
+        let from = "From: Bob <postmaster@customer.example>\nSubject: Our mail server";
+        let text = "Since Monday mail from you could not be delivered to us: user unknown. Can you check?";
+        assert_eq!(kind(from, text), None);
+        let notice = mixed(from, &[("text/plain", text), RETURNED]);
+        let v = judge(&notice).unwrap();
+        assert_eq!(
+            (v.kind, v.reason.as_str()),
+            (Bounce, "From: Bob <postmaster@customer.example>, \"could not be delivered\" in the body")
+        );
+    }
+
+    #[test]
+    fn a_no_reply_sender_is_a_delivery_system_only_when_it_returns_the_message() {
+        // A shop's parcel notice says the same words and must still reach a case.
+        let from = "From: Shop <noreply@shop.example>\nSubject: Your parcel";
+        let text = "Your parcel could not be delivered. We will try again tomorrow.";
+        assert_eq!(kind(from, text), None);
+        // A Japanese carrier's notice: no report, a no-reply sender, the mail handed back.
+        let notice = mixed(
+            "From: no-reply@mail.carrier.example\nSubject: Notice",
+            &[("text/plain", "Could not be delivered to: <gone@carrier.example>\nAs their mailbox is full."), RETURNED],
+        );
+        let v = judge(&notice).unwrap();
+        assert_eq!(v.kind, Bounce);
+        assert_eq!(v.reason, "From: no-reply@mail.carrier.example with the returned message attached, \"could not be delivered\" in the body");
+    }
+
+    #[test]
+    fn a_reply_from_a_postmaster_is_a_bounce_only_when_it_is_a_server_error() {
+        // Verizon's gateway answers an undeliverable message as a reply to it.
+        let from = "From: post_master@sms.carrier.example\nSubject: Re:Printer on fire";
+        let error =
+            "Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here";
+        let v = judge(&mail(from, error)).unwrap();
+        assert_eq!(v.kind, Bounce);
+        assert!(
+            v.reason.ends_with("\"550 - Requested action not taken: no such user here\" in a reply"),
+            "{}",
+            v.reason
+        );
+        // A postmaster answering a customer quotes what they answer.
+        let answer = format!("{error}\n\nOn Mon, 2 Apr 2012 at 18:26, Ann <ann@customer.example> wrote:\n> Why?");
+        assert_eq!(kind(from, &answer), None);
+        assert!(ANSWER_PREFIXES.iter().all(|p| REPLY_PREFIXES.contains(p)), "answers are replies");
+        // A forward is a person's, whatever it carries.
+        assert_eq!(kind("From: postmaster@customer.example\nSubject: Fwd: Printer on fire", error), None);
+    }
+
+    #[test]
+    fn a_bounce_wins_over_list_and_bulk_headers() {
+        // A list relaying a bounce to its members (ezmlm adds Mailing-List).
+        let relayed = "From: postmaster@mx.example\nSubject: Mail could not be delivered\n\
+                       Mailing-List: contact users-help@lists.example.org; run by ezmlm";
+        assert_eq!(kind(relayed, "Unable to deliver message to <gone@x.example>."), Some(Bounce));
+    }
+
+    #[test]
+    fn the_body_is_read_only_up_to_its_bound() {
+        let from = "From: Mail Delivery System <mds@mx.example>\nSubject: Notice";
+        let late = format!("{}\nYour message could not be delivered.", "Status report.\n".repeat(MAX_BODY_SCAN / 14));
+        assert_eq!(kind(from, &late), None);
+        let early = format!("Your message could not be delivered.\n{}", "Status report.\n".repeat(MAX_BODY_SCAN));
+        assert_eq!(kind(from, &early), Some(Bounce));
+        // A cut inside a multi-byte character does not panic.
+        let wide = format!("x{}", "é".repeat(MAX_BODY_SCAN));
+        assert_eq!(kind(from, &wide), None);
     }
 
     // ---- Challenge-response ----
@@ -1088,6 +1538,23 @@ mod tests {
         assert_eq!(kind(sns, &body("Delivery")), Some(MachineKind::Report));
         // Any other SNS topic: a subscription, bulk.
         assert_eq!(kind(sns, "Your alarm fired."), Some(Bulk));
+    }
+
+    #[test]
+    fn ses_events_wrapped_in_an_sns_envelope_are_judged_by_their_type() {
+        let sns = "X-Amz-Sns-Message-Id: 02f86d9b\nFrom: SES <no-reply@sns.amazonaws.com>";
+        let envelope = |t: &str| {
+            format!(
+                "{{\n  \"Type\" : \"Notification\",\n  \"Message\" : \"{{\\\"notificationType\\\":\\\"{t}\\\",\
+                 \\\"bounce\\\":{{}}}}\",\n  \"UnsubscribeURL\" : \"https://sns.example/?Action=Unsubscribe\"\n}}"
+            )
+        };
+        let v = judge(&mail(sns, &envelope("Bounce"))).unwrap();
+        assert_eq!((v.kind, v.reason.as_str()), (Bounce, "Amazon SES notification (Bounce)"));
+        assert_eq!(kind(sns, &envelope("Delivery")), Some(MachineKind::Report));
+        // A key that is only a value elsewhere ("notificationType" as text) is no event.
+        assert_eq!(json_string_field(r#"{"note": "notificationType", "x": 1}"#, "notificationType"), None);
+        assert_eq!(json_string_field(r#"{"eventType" : "Bounce"}"#, "eventType"), Some("Bounce"));
     }
 
     // ---- Lists ----

@@ -5,15 +5,18 @@
 //! so the text is read line by line and these are recognised:
 //!
 //! - attribution lines (`On <date>, <name> wrote:`) in many languages, also when a mail
-//!   program wrapped them over two or three lines;
+//!   program wrapped them over two or three lines, or inside the address (`<ann@x.example`
+//!   then `>:` or `> wrote:` on the next line, which would otherwise read as a quote);
 //! - "-----Original Message-----" lines and Outlook header blocks ("From: … Sent: … To: …
 //!   Subject: …", bold or localised, after an optional line of underscores or dashes);
 //! - `>`-quoted lines: a trailing block, and the single leading block of a bottom-posted
 //!   reply, are history; blocks the sender answers in between stay as context;
 //! - a signature after a "-- " delimiter (or a bare "--", or the line of underscores mailing
-//!   lists put above their footer), "Sent from my iPhone"-style footers when they are the
-//!   last lines, and the Outlook apps' "Get Outlook for iOS", below which those apps put
-//!   the earlier message without marking it.
+//!   lists put above their footer), and "Sent from my iPhone"-style footers ("Envoyé de mon
+//!   …", "Von meinem … gesendet", "Get Outlook for iOS", "Sent from Mail for Windows", …):
+//!   as the last lines, or as a paragraph of their own below the sender's text, where phone
+//!   apps put them above the earlier message, which they do not mark: everything below such
+//!   a footer is history.
 //!
 //! HTML mail carries better evidence than any text pattern: the containers mail programs put
 //! around quoted history (`gmail_quote`, Outlook's `divRplyFwdMsg`, `<blockquote>`, …).
@@ -44,6 +47,11 @@ const MAX_ATTRIBUTION_LINE: usize = 250;
 const MAX_ATTRIBUTION_LINES: usize = 3;
 /// Words a "Sent from my …" footer may have; longer lines are sentences.
 const MAX_FOOTER_WORDS: usize = 12;
+/// Longest line (in bytes) read as a footer in the middle of a message; a cheap gate before
+/// the patterns, as every paragraph of one line is a candidate.
+const MAX_FOOTER_BYTES: usize = 200;
+/// Pieces of an address an attribution may be wrapped into ("<", "mailto:…", "> wrote:").
+const MAX_ADDRESS_PIECES: usize = 3;
 
 /// What a piece of a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +192,37 @@ fn classify(text: &str) -> Vec<Line<'_>> {
             line.kind = Kind::Code;
         }
     }
+    for i in 0..lines.len() {
+        if lines[i].kind == Kind::Quote && closes_wrapped_address(&lines, i) {
+            lines[i].kind = Kind::Text;
+        }
+    }
     lines
+}
+
+/// ">:" or "> wrote:" closing a "<" left open on the lines just above: the end of an
+/// attribution a mail program wrapped inside the address ("… Test user <test@example.com"
+/// then ">:"), not a quoted line.
+fn closes_wrapped_address(lines: &[Line<'_>], i: usize) -> bool {
+    if !CLOSING_BRACKET.is_match(&lines[i].clean) {
+        return false;
+    }
+    let mut open = 0i32;
+    let above = lines[..i].iter().rev().filter(|l| l.kind != Kind::Blank).take(MAX_ADDRESS_PIECES);
+    for line in above {
+        if line.kind != Kind::Text {
+            break;
+        }
+        open += line.clean.matches('<').count() as i32 - line.clean.matches('>').count() as i32;
+    }
+    open > 0
+}
+
+/// A line of an address that a mail program wrapped: a lone "<", "mailto:…", or the
+/// closing ">" with what follows it.
+fn is_address_piece(line: &Line<'_>) -> bool {
+    line.kind == Kind::Text
+        && (line.clean == "<" || line.clean.starts_with("mailto:") || CLOSING_BRACKET.is_match(&line.clean))
 }
 
 fn is_separator(clean: &str) -> bool {
@@ -248,6 +286,8 @@ static WROTE_ON: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:wrote\s+on|schrieb\s+am|a\s+écrit\s+le|escribió\s+el|escreveu\s+em|schreef\s+op|skrev\s+den|ha\s+scritto\s+il)\b",
     )
 });
+/// The end of an attribution wrapped inside its address: ">:", "> wrote:", "> skrev:".
+static CLOSING_BRACKET: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"(?i)^>\s*(?:(?:{WROTE})\s*)?[:：]$")));
 static EMAIL_BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\[mailto:[^\[\]\s]+\]|\[[^\[\]\s]+@[^\[\]\s]+\]")
 });
@@ -357,32 +397,51 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
         // and never past the end of a sentence; otherwise the prose above an attribution
         // would be swallowed into it.
         let starts = START.is_match(first) || WRAPPED_START.is_match(first) || WROTE_ON.is_match(first);
-        let extra = if starts { MAX_ATTRIBUTION_LINES - 1 } else { 0 };
-        // The first line alone, then joined with the next ones (copied only then).
+        // The first line alone, then joined with the next ones (copied only then). Pieces of
+        // a wrapped address do not count against the lines a program may wrap over, and
+        // one blank line may stand before them.
         let mut joined = String::new();
         let mut found = None;
-        for k in 0..=extra {
-            let j = i + k;
-            if k > 0 {
-                if ends_sentence(&lines[j - 1].clean) {
-                    break;
-                }
-                match lines.get(j) {
-                    Some(l) if usable(l) => {
-                        if joined.is_empty() {
-                            joined.push_str(first);
-                        }
-                        joined.push(' ');
-                        joined.push_str(strip_decoration(&l.clean));
-                    }
-                    _ => break,
-                }
-            }
-            let candidate = if k == 0 { first } else { joined.as_str() };
+        let (mut j, mut wrapped, mut pieces) = (i, 0, 0);
+        loop {
+            let candidate = if j == i { first } else { joined.as_str() };
             if let Some(strength) = attribution_strength(candidate) {
                 found = Some(Span { start: i, end: j, strength });
                 break;
             }
+            if !starts {
+                break;
+            }
+            let mut next = j + 1;
+            let blank_then_piece = |k: usize| {
+                lines.get(k).is_some_and(|l| l.kind == Kind::Blank) && lines.get(k + 1).is_some_and(is_address_piece)
+            };
+            if blank_then_piece(next) {
+                next += 1;
+            }
+            let Some(line) = lines.get(next).filter(|l| usable(l)) else {
+                break;
+            };
+            if is_address_piece(line) {
+                pieces += 1;
+                if pieces > MAX_ADDRESS_PIECES {
+                    break;
+                }
+            } else {
+                wrapped += 1;
+                if wrapped >= MAX_ATTRIBUTION_LINES || ends_sentence(&lines[j].clean) {
+                    break;
+                }
+            }
+            if joined.is_empty() {
+                joined.push_str(first);
+            }
+            // "<ann@x.example" and ">:" are one address again.
+            if !line.clean.starts_with('>') {
+                joined.push(' ');
+            }
+            joined.push_str(strip_decoration(&line.clean));
+            j = next;
         }
         match found {
             Some(span) => {
@@ -623,6 +682,19 @@ fn is_phone_footer(clean: &str) -> bool {
         && (FOOTER.is_match(&plain) || SHORT_FOOTER.is_match(&plain) || OUTLOOK_APP_FOOTER.is_match(&plain))
 }
 
+/// A phone footer standing as a paragraph of its own with more text below it: phone apps
+/// put it between the reply and the earlier message, which they do not mark ("Sent from my
+/// Wiko RIDGE FAB 4G", a blank line, then the message answered).
+fn is_footer_paragraph(lines: &[Line<'_>], i: usize) -> bool {
+    let blank = |k: usize| lines.get(k).is_some_and(|l| l.kind == Kind::Blank);
+    lines[i].clean.len() <= MAX_FOOTER_BYTES
+        && i > 0
+        && blank(i - 1)
+        && blank(i + 1)
+        && next_non_blank(lines, i + 1).is_some()
+        && is_phone_footer(&lines[i].clean)
+}
+
 fn is_outlook_app_footer(clean: &str) -> bool {
     // Every form names Outlook: most lines are ruled out without a regex or a copy.
     if !clean.as_bytes().windows(7).any(|w| w.eq_ignore_ascii_case(b"outlook")) {
@@ -734,7 +806,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             cut = include_separators_above(lines, i);
             break;
         }
-        if seen_own_text && is_outlook_app_footer(&line.clean) {
+        if seen_own_text && (is_outlook_app_footer(&line.clean) || is_footer_paragraph(lines, i)) {
             footer_cut = Some(i);
             cut = i;
             break;
@@ -1426,7 +1498,7 @@ mod tests {
     }
 
     #[test]
-    fn phone_footers_are_removed_only_as_trailing_lines() {
+    fn phone_footers_are_removed_but_sentences_stay() {
         assert_eq!(cut("Here is another email\n\nSent from my BlackBerry"), "Here is another email");
         assert_eq!(cut("Ok\n\nSent from my iPhone\n\nOn 1 May 2020, at 10:00, Bob <b@x.example> wrote:\n\n> q"), "Ok");
         assert_eq!(cut("Ok\n\nGet Outlook for iOS<https://aka.ms/o0ukef>"), "Ok");
@@ -1436,6 +1508,56 @@ mod tests {
         assert_eq!(cut(sentence), sentence);
         let middle = "Sent from my iPhone\nbut the bug is on the desktop too.";
         assert_eq!(cut(middle), middle);
+    }
+
+    #[test]
+    fn phone_footer_as_its_own_paragraph_cuts_the_unmarked_history_below() {
+        for footer in [
+            "Sent from my Wiko RIDGE FAB 4G",
+            "Sent from my iPhone",
+            "Sent from my Galaxy",
+            "Sent from my Samsung Galaxy smartphone.",
+            "Sent from Mail for Windows",
+            "Sent from Yahoo Mail for iPhone",
+            "Envoyé de mon iPhone",
+            "Von meinem iPhone gesendet",
+            "Enviado desde mi iPhone",
+            "Inviato da iPhone",
+            "Verzonden vanaf mijn iPhone",
+            "Get Outlook for iOS",
+        ] {
+            let p = parts(&format!("My answer.\n\n{footer}\n\nThe earlier message, unmarked.\nIts second line."));
+            assert_eq!(p.text, "My answer.", "{footer}");
+            let kinds: Vec<Part> = p.fragments.iter().map(|f| f.part).collect();
+            assert_eq!(kinds, [Part::New, Part::Signature, Part::Quoted], "{footer}");
+        }
+        // Only a paragraph of its own is a footer: not a line inside a paragraph...
+        let inside = "My answer.\n\nSent from my iPhone\nbut the desktop shows the bug too.\n\nBob";
+        assert_eq!(cut(inside), inside);
+        // ...nor a first line with nothing of the sender's above it.
+        let first = "Sent from my iPhone\n\nThe printer is on fire.";
+        assert_eq!(cut(first), first);
+    }
+
+    #[test]
+    fn attribution_wrapped_inside_the_address_is_cut() {
+        // Gmail in Norwegian: the closing ">" of the address went onto a line of its own,
+        // where it looks like a quote.
+        let norwegian =
+            "Fine.\n\ntir. 18. apr. 2017 kl. 13:09 skrev Test user <test@example.com\n>:\n\n> Ok. Thanks.\n>";
+        let p = parts(norwegian);
+        assert_eq!(p.text, "Fine.");
+        assert_eq!(
+            p.quoted().as_deref(),
+            Some("tir. 18. apr. 2017 kl. 13:09 skrev Test user <test@example.com\n>:\n\n> Ok. Thanks.\n>")
+        );
+        // A client that rendered "<mailto:…>" over three lines, blank lines between.
+        let split = "One 1\n\nOn Thu, 31 Mar 2016 at 11:16 Some One\n\n<\nmailto:Some One <some.one@foo.bar>\n> wrote:\n\n\nTwo 2";
+        assert_eq!(cut(split), "One 1");
+        // A quote that starts with ">:" under a line without an open "<" is a quote.
+        let quote = "See <https://x.example/doc>.\n\n>:\n> old text";
+        assert_eq!(cut(quote), "See <https://x.example/doc>.");
+        assert_eq!(parts(quote).fragments.len(), 2);
     }
 
     #[test]
@@ -1648,6 +1770,10 @@ mod tests {
             " ",
             "text",
             "2016-03-03 17:21 GMT+01:00 X",
+            ">:",
+            "> wrote:",
+            "<b@x.example",
+            "mailto:b@x.example",
             "<blockquote>",
             "</blockquote>",
             "<div class=gmail_quote>",

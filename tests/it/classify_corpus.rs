@@ -34,7 +34,20 @@ const FACTS: &[&str] = &[
 
 /// Expected facts that do not hold, each with the reason: (file, fact, why). Every entry
 /// must still disagree, so fixing the cause forces its entry out of this list.
-const ALLOWED_MISMATCHES: &[(&str, &str, &str)] = &[];
+const ALLOWED_MISMATCHES: &[(&str, &str, &str)] = &[
+    (
+        "sisimai/maildir/bsd/lhost-sendmail-14.eml",
+        "is_bounce",
+        "a person forwards a bounce (Apple Mail, \"Fwd: Returned mail: ...\", \"Forward the message.\" \
+         above the quoted notice); sisimai digs bounces out of forwards, but for a support desk \
+         this is a customer asking about one, and it must open a case",
+    ),
+    (
+        "sisimai/maildir/bsd/lhost-sendmail-14.eml",
+        "is_auto_generated",
+        "the same forward: a person wrote it (see the is_bounce entry)",
+    ),
+];
 
 struct Mismatch {
     file: String,
