@@ -28,7 +28,8 @@ enum Form {
 /// holds (a block that turns out not to be one is resumed from the line that broke it).
 pub fn extract(text: &str, max_files: usize) -> (Vec<UuFile>, Option<String>) {
     let mut files = Vec::new();
-    if !text.contains("begin") {
+    // Most texts have no line starting with `begin`: leave them without splitting lines.
+    if !(text.starts_with("begin") || text.contains("\nbegin")) {
         return (files, None);
     }
     let lines: Vec<&str> = text.split('\n').collect();
