@@ -6,9 +6,12 @@
 //! safe display name and its exact decoded bytes, attached messages parsed in turn (bounded
 //! depth), and the delivery-status part of a report so bounces can be recognised.
 
+mod applefile;
 mod attachments;
 pub mod forward;
 pub mod reply;
+mod tnef;
+mod uuencode;
 
 use attachments::collect_attachments;
 pub use attachments::safe_filename;
