@@ -67,7 +67,7 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     // anything starts (exit code 2).
     let mut passwords = Vec::with_capacity(config.mailboxes.len());
     for mb in &config.mailboxes {
-        passwords.push(mb.password.read(&config.path)?);
+        passwords.push(mb.server.read_password(&config.path)?);
     }
     // Every template renders with sample data, so a broken override stops the start, not
     // a customer's mail.

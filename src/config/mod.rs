@@ -10,14 +10,33 @@
 //! Every error names the file, the key and what is wrong; the CLI maps them to exit code 2.
 //! Unknown keys are reported as warnings (they are usually typos) rather than errors, so an
 //! older casegate can still read a newer file.
+//!
+//! Each table of the file is read and checked by its own function: the top level, `[case]`,
+//! `[limits]` and `[storage]` here; `[accounts]`/`[account_access]` in `accounts`;
+//! `[[mailbox]]`/`[[maildir]]` in `sources`; `[smtp]`/`[outbox]`/`[notify]` in `outgoing`;
+//! `[survey]` in `survey`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
+//! tls, username, password, ca_file, timeout) are one [`ServerConfig`], checked once in
+//! `server`; secrets are read in `secret`.
+
+mod accounts;
+mod outgoing;
+mod secret;
+mod server;
+mod sources;
+mod survey;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::address::{Address, AddressPattern};
+
+pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
+pub use secret::Secret;
+pub use server::{Auth, ServerConfig, Tls};
+pub use sources::{MailboxConfig, MaildirConfig, MarkProcessed, DEFAULT_BATCH_BYTES};
+pub use survey::SurveyConfig;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/casegate.toml";
 pub const CONFIG_ENV: &str = "CASEGATE_CONFIG";
@@ -33,145 +52,8 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: String, message: String },
 }
 
-/// Where a secret comes from: an environment variable or a file (first line, trimmed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Secret {
-    Env { var: String, key: String },
-    File { path: PathBuf, key: String },
-    Inline { value: String },
-}
-
-impl Secret {
-    /// Reads the secret now. The error names the config key and what to do.
-    pub fn read(&self, config_path: &Path) -> Result<String, ConfigError> {
-        match self {
-            Secret::Inline { value } => Ok(value.clone()),
-            Secret::Env { var, key } => std::env::var(var).map_err(|_| ConfigError::Invalid {
-                path: config_path.to_path_buf(),
-                key: key.clone(),
-                message: format!("environment variable {var} is not set; export it or use a *_file key"),
-            }),
-            Secret::File { path, key } => std::fs::read_to_string(path)
-                .map(|s| s.lines().next().unwrap_or_default().trim().to_string())
-                .map_err(|e| ConfigError::Invalid {
-                    path: config_path.to_path_buf(),
-                    key: key.clone(),
-                    message: format!("cannot read {}: {e}", path.display()),
-                }),
-        }
-    }
-}
-
-/// Transport security of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tls {
-    /// TLS from the first byte (IMAPS 993, SMTPS 465).
-    Tls,
-    /// Plain connection upgraded with STARTTLS; refusing to continue without it.
-    Starttls,
-    /// No encryption. Only sensible on loopback.
-    None,
-}
-
-/// What to do on the IMAP server with a mail once the database has committed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MarkProcessed {
-    /// Move to `processed_folder` (MOVE, or COPY + STORE \Deleted + EXPUNGE).
-    Move,
-    /// Set the `\Seen` flag and leave it in place.
-    Seen,
-    /// Delete it (STORE \Deleted + EXPUNGE).
-    Delete,
-}
-
-#[derive(Debug, Clone)]
-pub struct MailboxConfig {
-    /// Short name used in logs and the database (default `username/folder`).
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub tls: Tls,
-    pub username: String,
-    pub password: Secret,
-    /// Extra CA certificate (PEM) to trust, e.g. for a self-signed test server.
-    pub ca_file: Option<PathBuf>,
-    pub folder: String,
-    pub processed_folder: String,
-    pub quarantine_folder: String,
-    pub mark: MarkProcessed,
-    /// Account (queue) the cases from this mailbox belong to when the sender's domain has none.
-    pub account: Option<String>,
-    pub idle: bool,
-    pub poll_interval: Duration,
-    pub batch_size: u32,
-    /// Bytes of mail per fetch and per transaction at most (a larger mail is fetched alone).
-    pub batch_bytes: u64,
-    /// Timeout of every network step (connect, login, fetch, store...).
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct MaildirConfig {
-    pub name: String,
-    pub path: PathBuf,
-    /// When `path` does not exist yet, create it and copy these messages in (demo only).
-    pub seed_from: Option<PathBuf>,
-    pub account: Option<String>,
-    pub poll_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: Tls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub ca_file: Option<PathBuf>,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SurveyConfig {
-    pub enabled: bool,
-    pub base_url: String,
-    pub listen: String,
-    pub secret: Option<Secret>,
-    pub delay: Duration,
-    pub link_valid: Duration,
-    /// Also offer the survey when a Resolved case waits this long without an answer.
-    pub resolved_after: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OutboxConfig {
-    /// Write outgoing mail as `.eml` files here instead of sending by SMTP (demo).
-    pub file_dir: Option<PathBuf>,
-    pub max_attempts: u32,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    /// How often the daemon's outbox worker looks for due notifications (other processes,
-    /// such as a piped `casegate ingest`, add rows too).
-    pub poll_interval: Duration,
-}
-
-/// Who is told what (see `notify::recipients`); the templates live under `templates_dir`.
-#[derive(Debug, Clone)]
-pub struct NotifyConfig {
-    /// Where staff alerts (new case, customer reply, internal note, re-opened, closed) go.
-    /// `staff` may name whole domains, which cannot be mailed; default: the exact
-    /// addresses listed under `staff`.
-    pub staff_recipients: Vec<Address>,
-    /// When false, no notification is written at all (casegate only takes cases in).
-    pub enabled: bool,
-}
-
 /// Default of `limits.max_watchers_per_mail`.
 pub const DEFAULT_MAX_WATCHERS_PER_MAIL: usize = 30;
-/// Bytes of mail per IMAP fetch batch unless `batch_bytes` says otherwise.
-pub const DEFAULT_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -211,7 +93,7 @@ pub struct Config {
 }
 
 // ---------------------------------------------------------------------------------------
-// The file as written (serde); `validate` turns it into `Config`.
+// The file as written (serde); `validate` turns it into `Config`, table by table.
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -228,12 +110,12 @@ struct RawConfig {
     account_access: BTreeMap<String, Vec<String>>,
     limits: RawLimits,
     storage: RawStorage,
-    mailbox: Vec<RawMailbox>,
-    maildir: Vec<RawMaildir>,
-    smtp: Option<RawSmtp>,
-    outbox: RawOutbox,
-    notify: RawNotify,
-    survey: RawSurvey,
+    mailbox: Vec<sources::RawMailbox>,
+    maildir: Vec<sources::RawMaildir>,
+    smtp: Option<outgoing::RawSmtp>,
+    outbox: outgoing::RawOutbox,
+    notify: outgoing::RawNotify,
+    survey: survey::RawSurvey,
 }
 
 #[derive(Deserialize, Default)]
@@ -253,86 +135,6 @@ struct RawLimits {
 #[serde(default)]
 struct RawStorage {
     fsync: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawMailbox {
-    name: Option<String>,
-    host: Option<String>,
-    port: Option<u16>,
-    tls: Option<Tls>,
-    username: Option<String>,
-    password: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<String>,
-    ca_file: Option<String>,
-    folder: Option<String>,
-    processed_folder: Option<String>,
-    quarantine_folder: Option<String>,
-    mark: Option<MarkProcessed>,
-    account: Option<String>,
-    idle: Option<bool>,
-    poll_interval_secs: Option<u64>,
-    batch_size: Option<u32>,
-    batch_bytes: Option<u64>,
-    timeout_secs: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawMaildir {
-    name: Option<String>,
-    path: Option<String>,
-    seed_from: Option<String>,
-    account: Option<String>,
-    poll_interval_ms: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawSmtp {
-    host: Option<String>,
-    port: Option<u16>,
-    tls: Option<Tls>,
-    username: Option<String>,
-    password: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<String>,
-    ca_file: Option<String>,
-    from: Option<String>,
-    timeout_secs: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawOutbox {
-    file_dir: Option<String>,
-    max_attempts: Option<u32>,
-    retry_base_secs: Option<u64>,
-    retry_max_secs: Option<u64>,
-    poll_interval_ms: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawNotify {
-    staff_recipients: Option<Vec<String>>,
-    enabled: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawSurvey {
-    enabled: Option<bool>,
-    base_url: Option<String>,
-    listen: Option<String>,
-    secret: Option<String>,
-    secret_env: Option<String>,
-    secret_file: Option<String>,
-    delay_secs: Option<u64>,
-    link_valid_days: Option<u64>,
-    resolved_after_days: Option<u64>,
 }
 
 impl Config {
@@ -445,274 +247,62 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The file being checked: errors name it, and relative paths are resolved against its folder.
+struct Check<'a> {
+    path: &'a Path,
+    base: PathBuf,
+}
+
+impl<'a> Check<'a> {
+    fn new(path: &'a Path) -> Check<'a> {
+        Check { path, base: path.parent().map(Path::to_path_buf).unwrap_or_default() }
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_path_buf(), key: key.to_string(), message: message.into() }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = PathBuf::from(path);
+        if path.is_absolute() {
+            path
+        } else {
+            self.base.join(path)
+        }
+    }
+}
+
+/// Checks every table in the order of the file, so the first mistake is reported first.
 fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
-    let invalid =
-        |key: &str, message: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), message };
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let resolve = |p: &str| -> PathBuf {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            base.join(p)
-        }
+    let check = Check::new(path);
+    let data_dir = check.resolve(raw.data_dir.as_deref().unwrap_or("var"));
+    let system_addresses = system_addresses(&check, &raw.system_addresses)?;
+    let staff = patterns(&check, "staff", &raw.staff)?;
+    let admins = patterns(&check, "admins", &raw.admins)?;
+    let token_prefix = token_prefix(&check, raw.case)?;
+    let accounts = accounts::accounts(&check, raw.accounts)?;
+    let account_access = accounts::account_access(&check, raw.account_access, &accounts)?;
+    let limits = limits(&check, raw.limits)?;
+    let mailboxes = raw
+        .mailbox
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| sources::mailbox(&check, i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let maildirs = raw
+        .maildir
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| sources::maildir(&check, i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (smtp, from) = match raw.smtp {
+        Some(s) => outgoing::smtp(&check, s).map(|(smtp, from)| (Some(smtp), from))?,
+        None => (None, None),
     };
-
-    let data_dir = resolve(raw.data_dir.as_deref().unwrap_or("var"));
-
-    if raw.system_addresses.is_empty() {
-        return Err(invalid(
-            "system_addresses",
-            "must list at least one support address, e.g. [\"support@example.com\"]".into(),
-        ));
-    }
-    let mut system_addresses = Vec::new();
-    for (i, s) in raw.system_addresses.iter().enumerate() {
-        let a = Address::parse(s)
-            .ok_or_else(|| invalid(&format!("system_addresses[{i}]"), format!("{s:?} is not an email address")))?;
-        system_addresses.push(a);
-    }
-    let patterns = |key: &str, list: &[String]| -> Result<Vec<AddressPattern>, ConfigError> {
-        list.iter()
-            .enumerate()
-            .map(|(i, s)| {
-                AddressPattern::parse(s).ok_or_else(|| {
-                    invalid(&format!("{key}[{i}]"), format!("{s:?} is neither an address nor an @domain entry"))
-                })
-            })
-            .collect()
-    };
-    let staff = patterns("staff", &raw.staff)?;
-    let admins = patterns("admins", &raw.admins)?;
-
-    let token_prefix = raw.case.token_prefix.unwrap_or_else(|| "CASE".into());
-    if token_prefix.is_empty() || token_prefix.len() > 16 || !token_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(invalid(
-            "case.token_prefix",
-            format!("{token_prefix:?} must be 1-16 ASCII letters or digits, e.g. \"CASE\""),
-        ));
-    }
-
-    let mut accounts = BTreeMap::new();
-    for (domain, account) in raw.accounts {
-        let probe = Address::parse(&format!("x@{domain}")).ok_or_else(|| {
-            invalid(
-                &format!("accounts.{domain:?}"),
-                "the key must be a mail domain such as \"customer.example\"".into(),
-            )
-        })?;
-        if account.trim().is_empty() {
-            return Err(invalid(&format!("accounts.{domain:?}"), "the account name is empty".into()));
-        }
-        accounts.insert(probe.domain().to_string(), account.trim().to_string());
-    }
-
-    let mut account_access = Vec::new();
-    for (who, names) in raw.account_access {
-        let key = format!("account_access.{who:?}");
-        let pattern = AddressPattern::parse(&who)
-            .ok_or_else(|| invalid(&key, "the key must be an address or an @domain entry".into()))?;
-        let known: Vec<&String> = accounts.values().collect();
-        for name in &names {
-            if !known.contains(&name) {
-                return Err(invalid(&key, format!("{name:?} is not an account listed under [accounts]")));
-            }
-        }
-        account_access.push((pattern, names));
-    }
-
-    let max_message_bytes = raw.limits.max_message_bytes.unwrap_or(25 * 1024 * 1024);
-    if max_message_bytes < 1024 {
-        return Err(invalid(
-            "limits.max_message_bytes",
-            format!("{max_message_bytes} is too small; the default is 26214400 (25 MiB)"),
-        ));
-    }
-
-    let max_watchers_per_mail = raw.limits.max_watchers_per_mail.unwrap_or(DEFAULT_MAX_WATCHERS_PER_MAIL as u64);
-    if max_watchers_per_mail == 0 {
-        return Err(invalid(
-            "limits.max_watchers_per_mail",
-            format!("0 would add no watcher at all; the default is {DEFAULT_MAX_WATCHERS_PER_MAIL}"),
-        ));
-    }
-
-    let secret = |prefix: &str,
-                  name: &str,
-                  inline: Option<String>,
-                  env: Option<String>,
-                  file: Option<String>|
-     -> Result<Option<Secret>, ConfigError> {
-        let given = [inline.is_some(), env.is_some(), file.is_some()].iter().filter(|b| **b).count();
-        if given > 1 {
-            return Err(invalid(
-                &format!("{prefix}{name}"),
-                format!("give only one of {name}, {name}_env, {name}_file"),
-            ));
-        }
-        Ok(if let Some(var) = env {
-            Some(Secret::Env { var, key: format!("{prefix}{name}_env") })
-        } else if let Some(f) = file {
-            Some(Secret::File { path: resolve(&f), key: format!("{prefix}{name}_file") })
-        } else {
-            inline.map(|value| Secret::Inline { value })
-        })
-    };
-
-    let mut mailboxes = Vec::new();
-    for (i, m) in raw.mailbox.into_iter().enumerate() {
-        let key = |k: &str| format!("mailbox[{i}].{k}");
-        let host = m.host.ok_or_else(|| invalid(&key("host"), "is required".into()))?;
-        let username = m.username.ok_or_else(|| invalid(&key("username"), "is required".into()))?;
-        let tls = m.tls.unwrap_or(Tls::Tls);
-        let port = m.port.unwrap_or(if tls == Tls::Tls { 993 } else { 143 });
-        let password = secret(&format!("mailbox[{i}]."), "password", m.password, m.password_env, m.password_file)?
-            .ok_or_else(|| {
-                invalid(&key("password_env"), "one of password_env, password_file or password is required".into())
-            })?;
-        let folder = m.folder.unwrap_or_else(|| "INBOX".into());
-        let batch_size = m.batch_size.unwrap_or(500);
-        if batch_size == 0 {
-            return Err(invalid(&key("batch_size"), "must be at least 1".into()));
-        }
-        let batch_bytes = m.batch_bytes.unwrap_or(DEFAULT_BATCH_BYTES);
-        if batch_bytes < 1024 {
-            return Err(invalid(
-                &key("batch_bytes"),
-                format!("{batch_bytes} is too small; the default is {DEFAULT_BATCH_BYTES} (32 MiB)"),
-            ));
-        }
-        mailboxes.push(MailboxConfig {
-            name: m.name.unwrap_or_else(|| format!("{username}/{folder}")),
-            host,
-            port,
-            tls,
-            username,
-            password,
-            ca_file: m.ca_file.as_deref().map(resolve),
-            folder,
-            processed_folder: m.processed_folder.unwrap_or_else(|| "Processed".into()),
-            quarantine_folder: m.quarantine_folder.unwrap_or_else(|| "Quarantine".into()),
-            mark: m.mark.unwrap_or(MarkProcessed::Move),
-            account: m.account,
-            idle: m.idle.unwrap_or(true),
-            poll_interval: Duration::from_secs(m.poll_interval_secs.unwrap_or(60).max(1)),
-            batch_size,
-            batch_bytes,
-            timeout: Duration::from_secs(m.timeout_secs.unwrap_or(30).max(1)),
-        });
-    }
-
-    let mut maildirs = Vec::new();
-    for (i, m) in raw.maildir.into_iter().enumerate() {
-        let p = m.path.ok_or_else(|| invalid(&format!("maildir[{i}].path"), "is required".into()))?;
-        maildirs.push(MaildirConfig {
-            name: m.name.unwrap_or_else(|| format!("maildir:{p}")),
-            path: resolve(&p),
-            seed_from: m.seed_from.as_deref().map(resolve),
-            account: m.account,
-            poll_interval: Duration::from_millis(m.poll_interval_ms.unwrap_or(500).max(10)),
-        });
-    }
-
-    let mut from = None;
-    let smtp = match raw.smtp {
-        None => None,
-        Some(s) => {
-            let host = s.host.ok_or_else(|| invalid("smtp.host", "is required when [smtp] is present".into()))?;
-            let tls = s.tls.unwrap_or(Tls::Starttls);
-            let port = s.port.unwrap_or(match tls {
-                Tls::Tls => 465,
-                Tls::Starttls => 587,
-                Tls::None => 25,
-            });
-            let password = secret("smtp.", "password", s.password, s.password_env, s.password_file)?;
-            if password.is_some() && s.username.is_none() {
-                return Err(invalid("smtp.username", "is required when a password is configured".into()));
-            }
-            if let Some(f) = &s.from {
-                if f.contains(['\r', '\n']) || !f.contains('@') {
-                    return Err(invalid(
-                        "smtp.from",
-                        format!("{f:?} must be an address such as \"Support <support@example.com>\""),
-                    ));
-                }
-                from = Some(f.clone());
-            }
-            Some(SmtpConfig {
-                host,
-                port,
-                tls,
-                username: s.username,
-                password,
-                ca_file: s.ca_file.as_deref().map(resolve),
-                timeout: Duration::from_secs(s.timeout_secs.unwrap_or(30).max(1)),
-            })
-        }
-    };
-
-    let outbox = OutboxConfig {
-        file_dir: raw.outbox.file_dir.as_deref().map(resolve),
-        max_attempts: raw.outbox.max_attempts.unwrap_or(12).max(1),
-        retry_base: Duration::from_secs(raw.outbox.retry_base_secs.unwrap_or(30).max(1)),
-        retry_max: Duration::from_secs(raw.outbox.retry_max_secs.unwrap_or(3600).max(1)),
-        poll_interval: Duration::from_millis(raw.outbox.poll_interval_ms.unwrap_or(1000).max(10)),
-    };
-
-    let staff_recipients = match raw.notify.staff_recipients {
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Address::parse(s).ok_or_else(|| {
-                    invalid(&format!("notify.staff_recipients[{i}]"), format!("{s:?} is not an email address"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => staff
-            .iter()
-            .filter_map(|p| match p {
-                AddressPattern::Exact(a) => Some(a.clone()),
-                AddressPattern::Domain(_) => None,
-            })
-            .collect(),
-    };
-    if let Some(a) = staff_recipients.iter().find(|a| system_addresses.contains(a)) {
-        return Err(invalid(
-            "notify.staff_recipients",
-            format!("{a} is a system address; mail to it would open cases, not reach an analyst"),
-        ));
-    }
-    let notify = NotifyConfig { enabled: raw.notify.enabled.unwrap_or(true), staff_recipients };
-
-    let survey = SurveyConfig {
-        enabled: raw.survey.enabled.unwrap_or(true),
-        base_url: raw
-            .survey
-            .base_url
-            .unwrap_or_else(|| "http://127.0.0.1:8025".into())
-            .trim_end_matches('/')
-            .to_string(),
-        listen: raw.survey.listen.unwrap_or_else(|| "127.0.0.1:8025".into()),
-        secret: secret("survey.", "secret", raw.survey.secret, raw.survey.secret_env, raw.survey.secret_file)?,
-        delay: Duration::from_secs(raw.survey.delay_secs.unwrap_or(0)),
-        link_valid: Duration::from_secs(raw.survey.link_valid_days.unwrap_or(30) * 86_400),
-        resolved_after: raw.survey.resolved_after_days.map(|d| Duration::from_secs(d * 86_400)),
-    };
-    if !(survey.base_url.starts_with("http://") || survey.base_url.starts_with("https://")) {
-        return Err(invalid("survey.base_url", format!("{:?} must start with http:// or https://", survey.base_url)));
-    }
-    if survey.listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(invalid(
-            "survey.listen",
-            format!("{:?} must be an address and port such as \"127.0.0.1:8025\"", survey.listen),
-        ));
-    }
-
-    let instance_id = raw.instance_id.unwrap_or_else(|| system_addresses[0].domain().to_string());
-    if instance_id.is_empty() || !instance_id.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
-        return Err(invalid("instance_id", "use letters, digits, '-', '.' or '_'".into()));
-    }
+    let outbox = outgoing::outbox(&check, raw.outbox);
+    let notify = outgoing::notify(&check, raw.notify, &staff, &system_addresses)?;
+    let survey = survey::survey(&check, raw.survey)?;
+    let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -726,11 +316,11 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         token_prefix,
         accounts,
         account_access,
-        max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
-        max_watchers_per_mail: usize::try_from(max_watchers_per_mail).unwrap_or(usize::MAX),
+        max_message_bytes: limits.max_message_bytes,
+        max_watchers_per_mail: limits.max_watchers_per_mail,
         fsync: raw.storage.fsync,
         from,
-        templates_dir: raw.templates_dir.as_deref().map(resolve),
+        templates_dir: raw.templates_dir.as_deref().map(|d| check.resolve(d)),
         mailboxes,
         maildirs,
         smtp,
@@ -738,6 +328,82 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         notify,
         survey,
         unknown_keys: Vec::new(),
+    })
+}
+
+/// `system_addresses`: at least one, each a mail address.
+fn system_addresses(check: &Check, list: &[String]) -> Result<Vec<Address>, ConfigError> {
+    if list.is_empty() {
+        return Err(
+            check.invalid("system_addresses", "must list at least one support address, e.g. [\"support@example.com\"]")
+        );
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Address::parse(s).ok_or_else(|| {
+                check.invalid(&format!("system_addresses[{i}]"), format!("{s:?} is not an email address"))
+            })
+        })
+        .collect()
+}
+
+/// `staff` or `admins`: addresses or `@domain` entries.
+fn patterns(check: &Check, key: &str, list: &[String]) -> Result<Vec<AddressPattern>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            AddressPattern::parse(s).ok_or_else(|| {
+                check.invalid(&format!("{key}[{i}]"), format!("{s:?} is neither an address nor an @domain entry"))
+            })
+        })
+        .collect()
+}
+
+/// `instance_id`, by default the domain of the first system address; it goes into a mail
+/// header, so only characters that need no quoting there.
+fn instance_id(check: &Check, raw: Option<String>, system_addresses: &[Address]) -> Result<String, ConfigError> {
+    let id = raw.unwrap_or_else(|| system_addresses[0].domain().to_string());
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+        return Err(check.invalid("instance_id", "use letters, digits, '-', '.' or '_'"));
+    }
+    Ok(id)
+}
+
+/// `[case]`: the prefix of case ids, which must be easy to find again in a subject.
+fn token_prefix(check: &Check, case: RawCase) -> Result<String, ConfigError> {
+    let prefix = case.token_prefix.unwrap_or_else(|| "CASE".into());
+    if prefix.is_empty() || prefix.len() > 16 || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(check
+            .invalid("case.token_prefix", format!("{prefix:?} must be 1-16 ASCII letters or digits, e.g. \"CASE\"")));
+    }
+    Ok(prefix)
+}
+
+/// `[limits]`, checked.
+struct Limits {
+    max_message_bytes: usize,
+    max_watchers_per_mail: usize,
+}
+
+fn limits(check: &Check, raw: RawLimits) -> Result<Limits, ConfigError> {
+    let max_message_bytes = raw.max_message_bytes.unwrap_or(25 * 1024 * 1024);
+    if max_message_bytes < 1024 {
+        return Err(check.invalid(
+            "limits.max_message_bytes",
+            format!("{max_message_bytes} is too small; the default is 26214400 (25 MiB)"),
+        ));
+    }
+    let max_watchers_per_mail = raw.max_watchers_per_mail.unwrap_or(DEFAULT_MAX_WATCHERS_PER_MAIL as u64);
+    if max_watchers_per_mail == 0 {
+        return Err(check.invalid(
+            "limits.max_watchers_per_mail",
+            format!("0 would add no watcher at all; the default is {DEFAULT_MAX_WATCHERS_PER_MAIL}"),
+        ));
+    }
+    Ok(Limits {
+        max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+        max_watchers_per_mail: usize::try_from(max_watchers_per_mail).unwrap_or(usize::MAX),
     })
 }
 
@@ -794,7 +460,7 @@ mod tests {
     #[test]
     fn secrets_are_read_lazily_and_name_their_key() {
         let c = load("system_addresses = [\"a@b.c\"]\n[[mailbox]]\nhost = \"h\"\nusername = \"u\"\npassword_env = \"CASEGATE_TEST_UNSET_VAR\"").unwrap();
-        let err = c.mailboxes[0].password.read(&c.path).unwrap_err().to_string();
+        let err = c.mailboxes[0].server.read_password(&c.path).unwrap_err().to_string();
         assert!(err.contains("mailbox[0].password_env") && err.contains("CASEGATE_TEST_UNSET_VAR"), "{err}");
     }
 
