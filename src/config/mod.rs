@@ -163,7 +163,7 @@ impl Config {
         };
         let de = toml::de::Deserializer::parse(text).map_err(syntax)?;
         let mut unknown_keys = Vec::new();
-        let raw: RawConfig = serde_ignored::deserialize(de, |p| unknown_keys.push(p.to_string())).map_err(syntax)?;
+        let raw: RawConfig = serde_ignored::deserialize(de, |p| unknown_keys.push(key_of(&p))).map_err(syntax)?;
         let mut config = validate(raw, path)?;
         config.unknown_keys = unknown_keys;
         Ok(config)
@@ -232,6 +232,22 @@ impl Config {
     /// The address outgoing mail is sent from: `smtp.from`, else the first system address.
     pub fn from_header(&self) -> String {
         self.from.clone().unwrap_or_else(|| self.system_addresses[0].to_string())
+    }
+}
+
+/// An unknown key spelt as errors spell keys (`mailbox[0].prot`, `smtp.usrename`), not as
+/// serde_ignored does (`mailbox.0.prot`, `smtp.?.usrename`). The depth is that of the
+/// known tables plus one: the first unknown key is not looked into.
+fn key_of(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_of(parent)),
+        Path::Map { parent, key } => match key_of(parent) {
+            table if table.is_empty() => key.clone(),
+            table => format!("{table}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => key_of(parent),
     }
 }
 

@@ -257,16 +257,6 @@ mod tests {
     fn misspelt_server_keys_are_still_reported_in_both_tables() {
         let mut c = load(&format!("{MAILBOX}prot = 993\n{SMTP_TABLE}usrename = \"u\"\n")).unwrap();
         c.unknown_keys.sort();
-        assert_eq!(c.unknown_keys.len(), 2, "{:?}", c.unknown_keys);
-        assert!(
-            c.unknown_keys[0].starts_with("mailbox") && c.unknown_keys[0].ends_with(".prot"),
-            "{:?}",
-            c.unknown_keys
-        );
-        assert!(
-            c.unknown_keys[1].starts_with("smtp") && c.unknown_keys[1].ends_with(".usrename"),
-            "{:?}",
-            c.unknown_keys
-        );
+        assert_eq!(c.unknown_keys, ["mailbox[0].prot", "smtp.usrename"], "spelt as errors spell keys");
     }
 }
