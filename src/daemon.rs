@@ -17,14 +17,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::notify;
 use crate::source::imap::Watcher;
 use crate::source::maildir::MaildirWatcher;
-use crate::source::Writer;
+use crate::source::{Writer, WriterHandle};
 
 /// How often Resolved cases are checked for a survey that is due.
 const SURVEY_SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -64,167 +64,237 @@ pub struct Options {
 pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Secrets first: a missing password is a configuration error, reported before
     // anything starts (exit code 2).
-    let mut passwords = Vec::with_capacity(config.mailboxes.len());
-    for mb in &config.mailboxes {
-        passwords.push(mb.password.read(&config.path)?);
-    }
+    let passwords =
+        config.mailboxes.iter().map(|mb| mb.server.read_password(&config.path)).collect::<Result<Vec<_>, _>>()?;
     // Every template renders with sample data, so a broken override stops the start, not
     // a customer's mail.
     crate::notify::check_templates(&config)?;
     let (writer, handle) = Writer::start(Arc::clone(&config)).await?;
 
-    let mut sources: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
-    for (mb, password) in config.mailboxes.iter().zip(passwords) {
-        let watcher = Watcher {
-            mailbox: Arc::new(mb.clone()),
-            password,
-            writer: handle.clone(),
-            shutdown: shutdown.clone(),
-            once: options.once,
-        };
-        let name = format!("mailbox {}", mb.name);
-        sources.spawn(async move { (name, watcher.run().await) });
-    }
-    for md in &config.maildirs {
-        let watcher = MaildirWatcher {
-            maildir: Arc::new(md.clone()),
-            writer: handle.clone(),
-            shutdown: shutdown.clone(),
-            once: options.once,
-        };
-        let name = format!("maildir {}", md.name);
-        sources.spawn(async move { (name, watcher.run().await) });
-    }
-    // The writer thread ends once the sources' clones are gone too.
-    drop(handle);
-    if sources.is_empty() {
-        tracing::warn!("No [[mailbox]] or [[maildir]] configured: only the outbox is served");
-    }
-    if let Some(why) = config.forgeable_powers() {
-        tracing::warn!("Sender addresses are trusted: {why}");
-    }
-    tracing::info!(
-        mailboxes = config.mailboxes.len(),
-        maildirs = config.maildirs.len(),
-        once = options.once,
-        "casegate running"
-    );
-
-    let outbox_stop = shutdown.child_token();
-    let mut outbox = tokio::spawn(notify::run_worker(Arc::clone(&config), outbox_stop.clone()));
-    // The survey page and the survey sweep of long-Resolved cases run until shutdown;
-    // a one-off run needs neither.
-    let mut services: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
-    if !options.once {
-        let (c, s) = (Arc::clone(&config), shutdown.clone());
-        services.spawn(async move { ("survey page".into(), crate::web::serve(c, s).await) });
-        let (c, s) = (Arc::clone(&config), shutdown.clone());
-        services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
-    }
-
-    let mut failures = Vec::new();
-    let mut note = |name: String, result: anyhow::Result<()>| {
-        if let Err(e) = result {
-            tracing::error!(source = %name, error = %format!("{e:#}"), "Source stopped with an error");
-            failures.push(format!("{name}: {e:#}"));
-        }
-    };
-    // Until shutdown (or, with --once, until every source is drained).
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = writer.died() => {
-                shutdown.cancel();
-                break;
-            }
-            // A survey service that stops early (its port is taken, say) is reported at once;
-            // mail keeps flowing without it.
-            Some(joined) = services.join_next(), if !services.is_empty() => match joined {
-                Ok((name, result)) => note(name, result),
-                Err(e) => note("a service task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
-            },
-            joined = sources.join_next() => match joined {
-                Some(Ok((name, result))) => note(name, result),
-                Some(Err(e)) => note("a source task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
-                None if options.once => break,
-                // Nothing to watch: wait for the signal.
-                None => {
-                    shutdown.cancelled().await;
-                    break;
-                }
-            },
-        }
-    }
-    if shutdown.is_cancelled() {
-        tracing::info!("Shutting down: finishing the mail in hand");
-    }
-    outbox_stop.cancel();
-
-    let deadline = tokio::time::sleep(options.drain_deadline);
-    tokio::pin!(deadline);
-    let mut outbox_done = false;
-    while !sources.is_empty() || !outbox_done {
-        tokio::select! {
-            joined = sources.join_next(), if !sources.is_empty() => match joined {
-                Some(Ok((name, result))) => note(name, result),
-                Some(Err(e)) if e.is_cancelled() => {}
-                Some(Err(e)) => note("a source task".into(), Err(anyhow::anyhow!("task failed: {e}"))),
-                None => {}
-            },
-            result = &mut outbox, if !outbox_done => {
-                outbox_done = true;
-                match result {
-                    Ok(r) => note("outbox".into(), r),
-                    Err(e) => note("outbox".into(), Err(anyhow::anyhow!("task failed: {e}"))),
-                }
-            },
-            _ = &mut deadline => {
-                tracing::warn!(
-                    tasks = sources.len() + usize::from(!outbox_done),
-                    "Tasks still busy at the shutdown deadline were stopped; their mail was not marked and is fetched again next time"
-                );
-                sources.abort_all();
-                outbox.abort();
-                while sources.join_next().await.is_some() {}
-                break;
-            }
-        }
-    }
-    // The survey page finishes the requests in hand (it watches `shutdown` itself).
-    let services_done = async {
-        while let Some(joined) = services.join_next().await {
-            if let Ok((name, result)) = joined {
-                note(name, result);
-            }
-        }
-    };
-    if tokio::time::timeout(options.drain_deadline, services_done).await.is_err() {
-        services.abort_all();
-    }
+    let mut tasks = Tasks::start(&config, &options, &shutdown, handle, passwords);
+    let mut failures = Failures::default();
+    tasks.supervise(&writer, &options, &shutdown, &mut failures).await;
+    tasks.drain(options.drain_deadline, &mut failures).await;
     // Every handle is gone now: the writer finishes its queue and closes the database.
     let writer_died = writer.has_died();
     writer.join().await;
     // With --once, the notifications of what was just committed go out before returning.
     if options.once && !writer_died {
-        match notify::Sender::new(Arc::clone(&config)) {
-            Ok(sender) => {
-                let summary = sender.send_due().await;
-                sender.close().await;
-                match summary {
-                    Ok(s) => tracing::info!(sent = s.sent, deferred = s.deferred, failed = s.failed, "Outbox pass"),
-                    Err(e) => failures.push(format!("outbox: {e:#}")),
-                }
-            }
-            Err(e) => tracing::warn!("Notifications stay queued: {e:#}"),
-        }
+        send_due_once(&config, &mut failures).await;
     }
     tracing::info!("casegate stopped");
     if writer_died {
         anyhow::bail!("the database writer failed (see the log); nothing uncommitted was marked processed");
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("{} source(s) failed: {}", failures.len(), failures.join("; "))
+    failures.into_result()
+}
+
+/// A task that reports which source or service it is, with how it ended.
+type Named = (String, anyhow::Result<()>);
+
+/// What `run` starts beside the writer thread, each under `shutdown`.
+struct Tasks {
+    /// One watcher per `[[mailbox]]` and `[[maildir]]`. They hold the only writer handles,
+    /// so the writer thread ends once they all have.
+    sources: JoinSet<Named>,
+    /// The outbox worker, stopped by its own token only once the sources stop, so that it
+    /// keeps sending while they finish the mail in hand.
+    outbox: JoinHandle<anyhow::Result<()>>,
+    outbox_stop: CancellationToken,
+    /// The survey page and the survey sweep of long-Resolved cases.
+    services: JoinSet<Named>,
+}
+
+impl Tasks {
+    /// Starts the sources, the outbox worker and (unless `once`) the survey services.
+    fn start(
+        config: &Arc<Config>,
+        options: &Options,
+        shutdown: &CancellationToken,
+        handle: WriterHandle,
+        passwords: Vec<String>,
+    ) -> Tasks {
+        let mut sources = JoinSet::new();
+        for (mb, password) in config.mailboxes.iter().zip(passwords) {
+            let watcher = Watcher {
+                mailbox: Arc::new(mb.clone()),
+                password,
+                writer: handle.clone(),
+                shutdown: shutdown.clone(),
+                once: options.once,
+            };
+            let name = format!("mailbox {}", mb.name);
+            sources.spawn(async move { (name, watcher.run().await) });
+        }
+        for md in &config.maildirs {
+            let watcher = MaildirWatcher {
+                maildir: Arc::new(md.clone()),
+                writer: handle.clone(),
+                shutdown: shutdown.clone(),
+                once: options.once,
+            };
+            let name = format!("maildir {}", md.name);
+            sources.spawn(async move { (name, watcher.run().await) });
+        }
+        // The writer thread ends once the sources' clones are gone too.
+        drop(handle);
+        if sources.is_empty() {
+            tracing::warn!("No [[mailbox]] or [[maildir]] configured: only the outbox is served");
+        }
+        if let Some(why) = config.forgeable_powers() {
+            tracing::warn!("Sender addresses are trusted: {why}");
+        }
+        tracing::info!(
+            mailboxes = config.mailboxes.len(),
+            maildirs = config.maildirs.len(),
+            once = options.once,
+            "casegate running"
+        );
+
+        let outbox_stop = shutdown.child_token();
+        let outbox = tokio::spawn(notify::run_worker(Arc::clone(config), outbox_stop.clone()));
+        // The survey page and the survey sweep of long-Resolved cases run until shutdown;
+        // a one-off run needs neither.
+        let mut services = JoinSet::new();
+        if !options.once {
+            let (c, s) = (Arc::clone(config), shutdown.clone());
+            services.spawn(async move { ("survey page".into(), crate::web::serve(c, s).await) });
+            let (c, s) = (Arc::clone(config), shutdown.clone());
+            services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
+        }
+        Tasks { sources, outbox, outbox_stop, services }
+    }
+
+    /// Waits for shutdown (or, with `once`, for every source to be drained), noting every
+    /// source or service that ends on the way. A writer that dies stops everything: the
+    /// sources could not commit anything more.
+    async fn supervise(
+        &mut self,
+        writer: &Writer,
+        options: &Options,
+        shutdown: &CancellationToken,
+        failures: &mut Failures,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = writer.died() => {
+                    shutdown.cancel();
+                    break;
+                }
+                // A survey service that stops early (its port is taken, say) is reported at
+                // once; mail keeps flowing without it.
+                Some(joined) = self.services.join_next(), if !self.services.is_empty() => {
+                    failures.joined("a service task", joined);
+                }
+                joined = self.sources.join_next() => match joined {
+                    Some(joined) => failures.joined("a source task", joined),
+                    None if options.once => break,
+                    // Nothing to watch: wait for the signal.
+                    None => {
+                        shutdown.cancelled().await;
+                        break;
+                    }
+                },
+            }
+        }
+        if shutdown.is_cancelled() {
+            tracing::info!("Shutting down: finishing the mail in hand");
+        }
+        self.outbox_stop.cancel();
+    }
+
+    /// Lets the sources finish the batch in hand and the outbox worker its step, within
+    /// `deadline`; what is still busy then is aborted (nothing of it was marked before its
+    /// commit, so its mail is fetched again next time). Then the survey page finishes the
+    /// requests in hand, within the same deadline.
+    async fn drain(&mut self, deadline: Duration, failures: &mut Failures) {
+        let sleep = tokio::time::sleep(deadline);
+        tokio::pin!(sleep);
+        let mut outbox_done = false;
+        while !self.sources.is_empty() || !outbox_done {
+            tokio::select! {
+                joined = self.sources.join_next(), if !self.sources.is_empty() => match joined {
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(joined) => failures.joined("a source task", joined),
+                    None => {}
+                },
+                result = &mut self.outbox, if !outbox_done => {
+                    outbox_done = true;
+                    match result {
+                        Ok(r) => failures.note("outbox".into(), r),
+                        Err(e) => failures.note("outbox".into(), Err(anyhow::anyhow!("task failed: {e}"))),
+                    }
+                },
+                _ = &mut sleep => {
+                    tracing::warn!(
+                        tasks = self.sources.len() + usize::from(!outbox_done),
+                        "Tasks still busy at the shutdown deadline were stopped; their mail was not marked and is fetched again next time"
+                    );
+                    self.sources.abort_all();
+                    self.outbox.abort();
+                    while self.sources.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        // The survey page finishes the requests in hand (it watches `shutdown` itself).
+        let services = &mut self.services;
+        let services_done = async {
+            while let Some(joined) = services.join_next().await {
+                if let Ok((name, result)) = joined {
+                    failures.note(name, result);
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, services_done).await.is_err() {
+            self.services.abort_all();
+        }
+    }
+}
+
+/// With `--once`: one outbox pass after the writer has committed everything, so the
+/// notifications of this run's mail go out before `run` returns.
+async fn send_due_once(config: &Arc<Config>, failures: &mut Failures) {
+    match notify::Sender::new(Arc::clone(config)) {
+        Ok(sender) => {
+            let summary = sender.send_due().await;
+            sender.close().await;
+            match summary {
+                Ok(s) => tracing::info!(sent = s.sent, deferred = s.deferred, failed = s.failed, "Outbox pass"),
+                Err(e) => failures.0.push(format!("outbox: {e:#}")),
+            }
+        }
+        Err(e) => tracing::warn!("Notifications stay queued: {e:#}"),
+    }
+}
+
+/// The sources and services that ended with an error, for the log and for `run`'s result.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn note(&mut self, name: String, result: anyhow::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(source = %name, error = %format!("{e:#}"), "Source stopped with an error");
+            self.0.push(format!("{name}: {e:#}"));
+        }
+    }
+
+    /// A task of a `JoinSet<Named>` ended: how it ended, or that it panicked (`what` names
+    /// it then, since its name went down with it).
+    fn joined(&mut self, what: &str, joined: Result<Named, JoinError>) {
+        match joined {
+            Ok((name, result)) => self.note(name, result),
+            Err(e) => self.note(what.into(), Err(anyhow::anyhow!("task failed: {e}"))),
+        }
+    }
+
+    fn into_result(self) -> anyhow::Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} source(s) failed: {}", self.0.len(), self.0.join("; "))
+        }
     }
 }

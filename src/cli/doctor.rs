@@ -52,7 +52,7 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
             c.mailboxes.len(),
             c.maildirs.len(),
             match (&c.smtp, &c.outbox.file_dir) {
-                (Some(s), _) => format!("SMTP {}:{}", s.host, s.port),
+                (Some(s), _) => format!("SMTP {}:{}", s.server.host, s.server.port),
                 (None, Some(d)) => format!("outbox written to {}", d.display()),
                 (None, None) => "no SMTP".to_string(),
             }
@@ -72,8 +72,8 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for mb in &c.mailboxes {
-        let what = format!("mailbox {} ({} at {}:{})", mb.name, mb.username, mb.host, mb.port);
-        match mb.password.read(&c.path) {
+        let what = format!("mailbox {} ({} at {}:{})", mb.name, mb.username(), mb.server.host, mb.server.port);
+        match mb.server.read_password(&c.path) {
             Err(e) => r.fail(&what, &format!("no password: {e}")),
             Ok(password) => match runtime.block_on(imap::check(mb, &password)) {
                 Ok(text) => r.ok(&what, &text),
@@ -104,8 +104,8 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
 
     match (&c.smtp, &c.outbox.file_dir) {
         (Some(smtp), _) => match runtime.block_on(smtp_check(c, smtp)) {
-            Ok(text) => r.ok(&format!("smtp {}:{}", smtp.host, smtp.port), &text),
-            Err(e) => r.fail(&format!("smtp {}:{}", smtp.host, smtp.port), &format!("{e:#}")),
+            Ok(text) => r.ok(&format!("smtp {}:{}", smtp.server.host, smtp.server.port), &text),
+            Err(e) => r.fail(&format!("smtp {}:{}", smtp.server.host, smtp.server.port), &format!("{e:#}")),
         },
         (None, Some(dir)) => r.ok("outbox", &format!("notifications are written as files into {}", dir.display())),
         (None, None) => r.warn("smtp", "no [smtp] section: notifications stay queued until one is configured"),
@@ -135,8 +135,8 @@ fn database(c: &Config) -> anyhow::Result<String> {
 /// Connect, EHLO, STARTTLS or TLS, and AUTH when configured (lettre's test_connection).
 async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
     let params = || -> anyhow::Result<TlsParameters> {
-        let mut b = TlsParameters::builder(smtp.host.clone());
-        if let Some(ca) = &smtp.ca_file {
+        let mut b = TlsParameters::builder(smtp.server.host.clone());
+        if let Some(ca) = &smtp.server.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("cannot read smtp.ca_file {}", ca.display()))?;
             b = b.add_root_certificate(
                 Certificate::from_pem(&pem)
@@ -145,16 +145,16 @@ async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
         }
         Ok(b.build_rustls()?)
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .timeout(Some(smtp.timeout));
-    builder = match smtp.tls {
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.server.host.as_str())
+        .port(smtp.server.port)
+        .timeout(Some(smtp.server.timeout));
+    builder = match smtp.server.tls {
         Tls::Tls => builder.tls(SmtpTls::Wrapper(params()?)),
         Tls::Starttls => builder.tls(SmtpTls::Required(params()?)),
         Tls::None => builder,
     };
     let mut auth = "no AUTH".to_string();
-    if let (Some(user), Some(secret)) = (&smtp.username, &smtp.password) {
+    if let (Some(user), Some(secret)) = (&smtp.server.username, smtp.server.password()) {
         builder = builder.credentials(Credentials::new(user.clone(), secret.read(&c.path)?));
         auth = format!("AUTH as {user}");
     }
@@ -162,7 +162,7 @@ async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
     match transport.test_connection().await {
         Ok(true) => Ok(format!(
             "connected; {}; {auth}",
-            match smtp.tls {
+            match smtp.server.tls {
                 Tls::Tls => "TLS",
                 Tls::Starttls => "STARTTLS",
                 Tls::None => "no encryption",
@@ -178,7 +178,7 @@ async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
             }
             let hint = if text.contains("refused") {
                 "is the SMTP server running, and is the port right (587 starttls, 465 tls, 25 none)?"
-            } else if e.is_permanent() && smtp.username.is_some() {
+            } else if e.is_permanent() && smtp.server.username.is_some() {
                 "the server refused the login: wrong username or password?"
             } else if text.contains("certificate") || text.contains("InvalidCertificate") {
                 "the server's certificate is not trusted; for a private CA set smtp.ca_file"

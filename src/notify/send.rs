@@ -203,7 +203,7 @@ impl Sender {
     }
 
     fn lease(&self) -> Duration {
-        let timeout = self.config.smtp.as_ref().map_or(Duration::from_secs(30), |s| s.timeout);
+        let timeout = self.config.smtp.as_ref().map_or(Duration::from_secs(30), |s| s.server.timeout);
         // Connect, greet, TLS, AUTH, MAIL, RCPT, DATA: each may take up to the timeout.
         (timeout * 8).max(Duration::from_secs(60))
     }
@@ -313,11 +313,11 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 impl Smtp {
     fn new(config: &Config, smtp: &SmtpConfig) -> anyhow::Result<Smtp> {
-        let params = if smtp.tls == Tls::None {
+        let params = if smtp.server.tls == Tls::None {
             None
         } else {
-            let mut params = TlsParameters::builder(smtp.host.clone());
-            if let Some(ca) = &smtp.ca_file {
+            let mut params = TlsParameters::builder(smtp.server.host.clone());
+            if let Some(ca) = &smtp.server.ca_file {
                 let pem = std::fs::read(ca)
                     .map_err(|e| invalid(config, "smtp.ca_file", format!("cannot read {}: {e}", ca.display())))?;
                 let cert = Certificate::from_pem(&pem).map_err(|e| {
@@ -327,7 +327,7 @@ impl Smtp {
             }
             Some(params.build_rustls().map_err(|e| invalid(config, "smtp.tls", format!("TLS setup failed: {e}")))?)
         };
-        let credentials = match (&smtp.username, &smtp.password) {
+        let credentials = match (&smtp.server.username, smtp.server.password()) {
             (Some(user), Some(secret)) => Some(Credentials::new(user.clone(), secret.read(&config.path)?)),
             (Some(_), None) => {
                 return Err(invalid(config, "smtp.password_env", "smtp.username is set but no password".into()).into())
@@ -335,12 +335,12 @@ impl Smtp {
             (None, _) => None,
         };
         Ok(Smtp {
-            host: smtp.host.clone(),
-            port: smtp.port,
-            tls: smtp.tls,
+            host: smtp.server.host.clone(),
+            port: smtp.server.port,
+            tls: smtp.server.tls,
             params,
             credentials,
-            timeout: smtp.timeout,
+            timeout: smtp.server.timeout,
             hello: ClientId::default(),
             idle: std::sync::Mutex::new(Vec::new()),
         })

@@ -158,12 +158,12 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<TlsConnector> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// Connects, secures and logs in, with every step under `mb.timeout`. Errors are phrased
+/// Connects, secures and logs in, with every step under the server timeout. Errors are phrased
 /// for a mail administrator (they are what `casegate doctor` prints).
 pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Connected> {
-    let t = mb.timeout;
-    let addr = format!("{}:{}", mb.host, mb.port);
-    let tcp = match tokio::time::timeout(t, TcpStream::connect((mb.host.as_str(), mb.port))).await {
+    let t = mb.server.timeout;
+    let addr = format!("{}:{}", mb.server.host, mb.server.port);
+    let tcp = match tokio::time::timeout(t, TcpStream::connect((mb.server.host.as_str(), mb.server.port))).await {
         Err(_) => {
             bail!("no answer from {addr} within {} s: wrong host or port, or a firewall in between?", t.as_secs())
         }
@@ -184,17 +184,19 @@ pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Conne
         };
         anyhow!("TLS handshake with {addr} failed: {text}\n  hint: {hint}")
     };
-    let server_name =
-        || ServerName::try_from(mb.host.clone()).map_err(|_| anyhow!("{:?} is not a valid host name for TLS", mb.host));
+    let server_name = || {
+        ServerName::try_from(mb.server.host.clone())
+            .map_err(|_| anyhow!("{:?} is not a valid host name for TLS", mb.server.host))
+    };
 
-    let (client, greeting_caps) = match mb.tls {
+    let (client, greeting_caps) = match mb.server.tls {
         Tls::None => {
             let mut client = async_imap::Client::new(Box::new(tcp) as Box<dyn Io>);
             let caps = read_greeting(&mut client, &addr, t).await?;
             (client, caps)
         }
         Tls::Tls => {
-            let connector = tls_connector(mb.ca_file.as_deref())?;
+            let connector = tls_connector(mb.server.ca_file.as_deref())?;
             let tls = match tokio::time::timeout(t, connector.connect(server_name()?, tcp)).await {
                 Err(_) => bail!("TLS handshake with {addr}: no answer within {} s", t.as_secs()),
                 Ok(r) => r.map_err(handshake)?,
@@ -204,7 +206,7 @@ pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Conne
             (client, caps)
         }
         Tls::Starttls => {
-            let connector = tls_connector(mb.ca_file.as_deref())?;
+            let connector = tls_connector(mb.server.ca_file.as_deref())?;
             let mut plain = async_imap::Client::new(tcp);
             read_greeting(&mut plain, &addr, t).await?;
             step(
@@ -283,20 +285,20 @@ async fn login(
     greeting_caps: &HashSet<String>,
     addr: &str,
 ) -> anyhow::Result<ImapSession> {
-    let t = mb.timeout;
+    let t = mb.server.timeout;
     let refused = |e: async_imap::error::Error| match e {
         async_imap::error::Error::No(text) => anyhow!(
             "{addr} refused the login of {:?}: wrong username or password? (server said: {})",
-            mb.username,
+            mb.username(),
             text.trim()
         ),
         other => anyhow!("login at {addr} failed: {other}"),
     };
-    let plain = PlainAuth { user: &mb.username, password };
+    let plain = PlainAuth { user: mb.username(), password };
     let client = if greeting_caps.contains("LOGINDISABLED") {
         client
     } else {
-        match tokio::time::timeout(t, client.login(&mb.username, password)).await {
+        match tokio::time::timeout(t, client.login(mb.username(), password)).await {
             Err(_) => bail!("login at {addr}: no answer within {} s", t.as_secs()),
             Ok(Ok(session)) => return Ok(session),
             Ok(Err((async_imap::error::Error::Bad(_), client))) => client,
@@ -503,7 +505,7 @@ async fn open_folder(
     mb: &MailboxConfig,
     read_only: bool,
 ) -> anyhow::Result<async_imap::types::Mailbox> {
-    let t = mb.timeout;
+    let t = mb.server.timeout;
     let command = if read_only { "EXAMINE" } else { "SELECT" };
     let opening = async {
         if read_only {
@@ -517,7 +519,7 @@ async fn open_folder(
         Ok(Err(async_imap::error::Error::No(text))) => bail!(
             "folder {:?} cannot be opened for {}: does it exist? (server said: {})",
             mb.folder,
-            mb.username,
+            mb.username(),
             text.trim()
         ),
         Ok(r) => r.with_context(|| format!("{command} {:?}", mb.folder)),
@@ -600,7 +602,7 @@ impl Folder<'_> {
     }
 
     fn t(&self) -> Duration {
-        self.w.mailbox.timeout
+        self.w.mailbox.server.timeout
     }
 
     async fn select(&mut self) -> anyhow::Result<()> {
@@ -857,7 +859,7 @@ impl Marker<'_> {
     }
 
     fn t(&self) -> Duration {
-        self.w.mailbox.timeout
+        self.w.mailbox.server.timeout
     }
 
     /// Marks the queued batches in order until the queue is closed and empty. Any error
@@ -1136,9 +1138,9 @@ impl Marker<'_> {
 pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String> {
     let started = Instant::now();
     let Connected { mut session, caps } = connect(mb, password).await?;
-    let t = mb.timeout;
+    let t = mb.server.timeout;
     let selected =
-        open_folder(&mut session, mb, true).await.with_context(|| format!("logged in as {}", mb.username))?;
+        open_folder(&mut session, mb, true).await.with_context(|| format!("logged in as {}", mb.username()))?;
     let mut folders = Vec::new();
     let targets: Vec<&str> = match mb.mark {
         MarkProcessed::Move => vec![&mb.processed_folder, &mb.quarantine_folder],
@@ -1158,8 +1160,8 @@ pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String>
     }
     let mut text = format!(
         "logged in as {} ({}); folder {:?} has {} message(s); {}; server offers {caps}; {} ms",
-        mb.username,
-        match mb.tls {
+        mb.username(),
+        match mb.server.tls {
             Tls::Tls => "TLS",
             Tls::Starttls => "STARTTLS",
             Tls::None => "no encryption",
