@@ -191,6 +191,27 @@ impl<'m, 'x> MailCharsets<'m, 'x> {
         changed.then(|| Repaired { value: out.replace(['\r', '\n'], " "), note: notes.join("; ") })
     }
 
+    /// Decodes the encoded-words of a piece of header text (for a display name read from a
+    /// broken address line); the text around them is kept as it is.
+    pub(super) fn decode_words(&self, text: &str) -> String {
+        if !text.contains("=?") {
+            return text.to_string();
+        }
+        let pieces = split(text.as_bytes());
+        let mut out = String::with_capacity(text.len());
+        for run in runs(text.as_bytes(), &pieces) {
+            match run {
+                // Text pieces are cut from a str at ASCII boundaries, so they are UTF-8.
+                Run::Text(t) => out.push_str(&String::from_utf8_lossy(t)),
+                Run::Words { label, words, .. } => {
+                    let bytes: Vec<u8> = words.concat();
+                    out.push_str(&self.decode_word_bytes(label, &bytes, None).0);
+                }
+            }
+        }
+        out
+    }
+
     /// The decoded payload of a run of encoded-words with one label.
     fn decode_word_bytes(&self, label: &[u8], bytes: &[u8], own: Option<&'static Encoding>) -> (String, Source) {
         let encoding = encoding_for_label(label);

@@ -3,10 +3,11 @@
 //! Built on mail-parser, which never panics and decodes RFC 2047/2231 and the legacy
 //! charsets. This module adds what a ticketing gateway needs on top: validated addresses,
 //! headers sent in legacy charsets or with mislabelled encoded-words read right (see
-//! `charset`), a readable text body (HTML-only mail rendered by `html2text`), every
-//! attachment with a safe display name and its exact decoded bytes, attached messages
-//! parsed in turn (bounded depth), and the delivery-status part of a report so bounces can
-//! be recognised.
+//! `charset`), a sender recovered from a broken From line (or Sender, Reply-To,
+//! Return-Path) rather than none, a readable text body (HTML-only mail rendered by
+//! `html2text`), every attachment with a safe display name and its exact decoded bytes,
+//! attached messages parsed in turn (bounded depth), and the delivery-status part of a
+//! report so bounces can be recognised.
 
 mod attachments;
 mod charset;
@@ -21,7 +22,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, TimeZone, Utc};
 use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use crate::address::{Address, Mailbox};
+use crate::address::{recover_mailbox, Address, Mailbox};
 use charset::MailCharsets;
 
 /// How deep attached messages are followed (a forward of a forward of a forward).
@@ -223,20 +224,74 @@ fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
     if message.parts.iter().any(|p| p.is_encoding_problem) {
         mail.problems.push("a part could not be decoded cleanly".into());
     }
+    // Counted by addresses: `Smith, John <j@x>` (an unquoted comma) is one person.
+    let from_count = address(HeaderName::From).map_or(0, |a| a.iter().filter(|a| a.address().is_some()).count());
+    if mail.from.is_some() && from_count > 1 {
+        mail.problems.push(format!("From: names {from_count} mailboxes; the first valid one is the sender"));
+    }
     if mail.from.is_none() {
-        // `From: "Name" <>` happens (mass mailers, some webmail); the address to answer is
-        // then the Sender or Reply-To. Noted as a problem so the audit log shows it.
-        mail.from = mail.sender.clone().or_else(|| mail.reply_to.first().cloned());
-        if message.from().is_some() {
-            let used = mail.from.as_ref().map_or("none".to_string(), |m| m.address.to_string());
-            mail.problems.push(format!("From: holds no valid address; sender taken from Sender/Reply-To: {used}"));
-        }
+        fallback_sender(message, &charsets, &mut mail);
     }
 
     collect_body(message, &mut mail);
     collect_report(message, &mut mail);
     collect_attachments(message, &mut mail, depth);
     mail
+}
+
+/// The sender when From names no valid mailbox. Real mail has `<user@domain.>`, `John
+/// Smith@example.com`, `"user@example.com"` alone, no angle brackets, and `"Name" <>` from
+/// mass mailers; the address to answer is then read leniently from From itself, else taken
+/// from Sender (strictly, then leniently), the first Reply-To, or Return-Path. How it was
+/// found goes into the problems, so the audit log shows it; with none, the mail has no sender.
+fn fallback_sender(message: &Message<'_>, charsets: &MailCharsets<'_, '_>, mail: &mut InboundMail) {
+    let line = |name: HeaderName<'static>| {
+        let header = message.root_part().headers.iter().rev().find(|h| h.name == name)?;
+        let raw = charsets.raw_value(header);
+        Some(match charsets.repair(raw, None) {
+            Some(fixed) => fixed.value,
+            None => charsets.text(raw).into_owned(),
+        })
+    };
+    let lenient = |text: &str| {
+        recover_mailbox(text).map(|r| {
+            let name = r.name.map(|n| one_line(&charsets.decode_words(&n))).filter(|n| !n.is_empty());
+            (Mailbox { name, address: r.address }, r.how)
+        })
+    };
+    let from_line = line(HeaderName::From);
+    let shown = |text: &str| one_line(text).chars().take(200).collect::<String>();
+    if let Some(text) = &from_line {
+        if let Some((mailbox, how)) = lenient(text) {
+            mail.problems.push(format!("From: {:?} read as {} ({how})", shown(text), mailbox.address));
+            mail.from = Some(mailbox);
+            return;
+        }
+    }
+    let what = match &from_line {
+        Some(text) => format!("From: {:?} holds no address", shown(text)),
+        None => "From: missing".to_string(),
+    };
+    let from_sender = mail.sender.clone().map(|m| (m, "Sender".to_string())).or_else(|| {
+        let text = line(HeaderName::Sender)?;
+        lenient(&text).map(|(m, how)| (m, format!("Sender, {how}")))
+    });
+    let found =
+        from_sender.or_else(|| mail.reply_to.first().cloned().map(|m| (m, "Reply-To".to_string()))).or_else(|| {
+            let path = match message.return_path() {
+                HeaderValue::Text(t) => Some(t.as_ref()),
+                HeaderValue::TextList(list) => list.first().map(|t| t.as_ref()),
+                _ => None,
+            }?;
+            Address::parse(path).map(|a| (Mailbox { name: None, address: a }, "Return-Path".to_string()))
+        });
+    match found {
+        Some((mailbox, source)) => {
+            mail.problems.push(format!("{what}; sender taken from {source}: {}", mailbox.address));
+            mail.from = Some(mailbox);
+        }
+        None => mail.problems.push(format!("{what}; neither do Sender, Reply-To or Return-Path")),
+    }
 }
 
 fn collect_body(message: &Message<'_>, mail: &mut InboundMail) {
@@ -678,6 +733,70 @@ mod tests {
         assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("Hans BÄKOSchönland"));
         assert_eq!(m.subject, "utf8: 使って / cp-1251: Сергей Углицких");
         assert!(m.problems.is_empty(), "{:?}", m.problems);
+    }
+
+    fn sender_of(headers: &str) -> (Option<String>, Vec<String>) {
+        let m = parse_str(&format!("{headers}Subject: x\r\n\r\nbody\r\n"));
+        (m.from_address().map(|a| a.to_string()), m.problems)
+    }
+
+    #[test]
+    fn a_broken_from_line_is_read_leniently_before_other_headers() {
+        let (from, problems) = sender_of("From: <user@domain.example.>\r\nSender: s@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("user@domain.example"));
+        assert_eq!(problems, ["From: \"<user@domain.example.>\" read as user@domain.example (trailing dot removed)"]);
+        let (from, _) = sender_of("From: User Name user@example.com\r\n");
+        assert_eq!(from.as_deref(), Some("user@example.com"));
+        let (from, _) = sender_of("From: \"user@example.com\"\r\n");
+        assert_eq!(from.as_deref(), Some("user@example.com"));
+        let m = parse_str("From: =?utf-8?Q?J=C3=BCrgen?= <juergen@customer.example.>\r\n\r\nx");
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("Jürgen"));
+        assert_eq!(m.from_address().map(Address::as_str), Some("juergen@customer.example"));
+    }
+
+    #[test]
+    fn without_an_address_in_from_the_sender_comes_from_sender_reply_to_then_return_path() {
+        let (from, problems) = sender_of("From: Mailer-Daemon\r\nSender: s@x.example\r\nReply-To: r@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert_eq!(problems, ["From: \"Mailer-Daemon\" holds no address; sender taken from Sender: s@x.example"]);
+        let (from, problems) = sender_of("From: Mailer-Daemon\r\nSender: <s@x.example.>\r\nReply-To: r@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert!(problems[0].ends_with("sender taken from Sender, trailing dot removed: s@x.example"), "{problems:?}");
+        let (from, _) = sender_of("From: \"Name\" <>\r\nReply-To: r@x.example, q@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("r@x.example"));
+        let (from, problems) = sender_of("Return-Path: <bounce@x.example>\r\nFrom: \"Name\" <>\r\n");
+        assert_eq!(from.as_deref(), Some("bounce@x.example"));
+        assert!(problems[0].ends_with("sender taken from Return-Path: bounce@x.example"), "{problems:?}");
+        let (from, problems) = sender_of("Sender: s@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert_eq!(problems, ["From: missing; sender taken from Sender: s@x.example"]);
+    }
+
+    #[test]
+    fn no_sender_is_made_up_when_no_header_names_one() {
+        let (from, problems) = sender_of("Return-Path: <>\r\nFrom: Mailer-Daemon\r\nReply-To: nobody\r\n");
+        assert_eq!(from, None);
+        assert_eq!(problems, ["From: \"Mailer-Daemon\" holds no address; neither do Sender, Reply-To or Return-Path"]);
+        let (from, _) = sender_of("From: (sent by bob@evil.example) <>\r\n");
+        assert_eq!(from, None);
+    }
+
+    #[test]
+    fn with_several_from_mailboxes_the_first_valid_one_is_the_sender_and_sender_stays_sender() {
+        let m = parse_str("From: broken@, a@x.example, b@y.example\r\nSender: b@y.example\r\n\r\nx");
+        assert_eq!(m.from_address().map(Address::as_str), Some("a@x.example"));
+        assert_eq!(m.sender.as_ref().map(|s| s.address.as_str()), Some("b@y.example"));
+        assert_eq!(m.problems, ["From: names 3 mailboxes; the first valid one is the sender"]);
+    }
+
+    #[test]
+    fn a_broken_from_line_in_a_legacy_charset_keeps_its_decoded_name() {
+        let mut raw = b"From: \xd5\xc5\xce\xb0 <zhang@customer.example.>\r\nSubject: x\r\n".to_vec();
+        raw.extend_from_slice(b"Content-Type: text/plain; charset=gbk\r\n\r\nbody\r\n");
+        let m = parse(&raw).unwrap();
+        assert_eq!(m.from_address().map(Address::as_str), Some("zhang@customer.example"));
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("张伟"));
+        assert_eq!(m.header("from"), Some("张伟 <zhang@customer.example.>"));
     }
 
     #[test]
