@@ -54,8 +54,8 @@ pub(super) fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail,
             _ if matches!(part.body, PartType::Html(_)) => "text/html".into(),
             _ => "application/octet-stream".into(),
         });
-        let raw_name = part.attachment_name().map(str::to_string).or_else(|| match &part.body {
-            PartType::Message(nested) => nested.subject().map(|s| format!("{s}.eml")),
+        let raw_name = super::charset::file_name(message, part).or_else(|| match &part.body {
+            PartType::Message(nested) => super::subject_of(nested).map(|s| format!("{s}.eml")),
             _ => None,
         });
         // mail-parser decodes RFC 2231 continuations piece by piece, which garbles a

@@ -2,12 +2,16 @@
 //!
 //! Built on mail-parser, which never panics and decodes RFC 2047/2231 and the legacy
 //! charsets. This module adds what a ticketing gateway needs on top: validated addresses,
-//! a readable text body (HTML-only mail rendered by `html2text`), every attachment with a
-//! safe display name and its exact decoded bytes, attached messages parsed in turn (bounded
-//! depth), and the delivery-status part of a report so bounces can be recognised.
+//! headers sent in legacy charsets or with mislabelled encoded-words read right (see
+//! `charset`), a sender recovered from a broken From line (or Sender, Reply-To,
+//! Return-Path) rather than none, a readable text body (HTML-only mail rendered by
+//! `html2text`), every attachment with a safe display name and its exact decoded bytes,
+//! attached messages parsed in turn (bounded depth), and the delivery-status part of a
+//! report so bounces can be recognised.
 
 mod applefile;
 mod attachments;
+mod charset;
 pub mod forward;
 pub mod reply;
 mod tnef;
@@ -19,9 +23,10 @@ pub use attachments::safe_filename;
 use std::borrow::Cow;
 
 use chrono::{DateTime, TimeZone, Utc};
-use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-use crate::address::{Address, Mailbox};
+use crate::address::{recover_mailbox, Address, Mailbox};
+use charset::MailCharsets;
 
 /// How deep attached messages are followed (a forward of a forward of a forward).
 pub const MAX_ATTACHED_MESSAGE_DEPTH: usize = 3;
@@ -149,29 +154,17 @@ pub fn parse_headers(raw: &[u8]) -> Option<InboundMail> {
     Some(convert(&message, MAX_ATTACHED_MESSAGE_DEPTH))
 }
 
-/// A header sent as raw 8-bit bytes that are not UTF-8 (RFC 5322 forbids it, old clients
-/// do it). mail-parser can only replace such bytes; decode them instead with a charset the
-/// mail declares elsewhere, else with the encoding `chardetng` (Firefox's detector) guesses.
-/// `None` when the header is ASCII, valid UTF-8, or uses encoded-words.
-fn raw_8bit_header(message: &Message<'_>, name: &str) -> Option<String> {
-    let raw = message.raw_message();
-    let header = message.root_part().headers.iter().find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
-    let bytes = raw.get(header.offset_start as usize..header.offset_end as usize)?;
-    if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() || bytes.windows(2).any(|w| w == b"=?") {
-        return None;
-    }
-    let declared = message.parts.iter().filter_map(|p| p.content_type()?.attribute("charset"));
-    for label in declared {
-        if let Some(enc) = encoding_rs::Encoding::for_label(label.as_bytes()) {
-            if let Some(text) = enc.decode_without_bom_handling_and_without_replacement(bytes) {
-                return Some(text.into_owned());
-            }
+/// A message's subject, its charset repaired (for naming an attached message's file).
+fn subject_of(message: &Message<'_>) -> Option<String> {
+    let charsets = MailCharsets::new(message);
+    let subject = message.root_part().headers.iter().rev().find(|h| h.name == HeaderName::Subject)?;
+    match charsets.repair(charsets.raw_value(subject), None) {
+        Some(fixed) => {
+            let block = format!("Subject: {}\r\n\r\n", fixed.value);
+            MessageParser::default().parse_headers(block.as_bytes())?.subject().map(str::to_string)
         }
+        None => message.subject().map(str::to_string),
     }
-    let mut detector = chardetng::EncodingDetector::new();
-    detector.feed(bytes, true);
-    let (text, _) = detector.guess(None, true).decode_without_bom_handling(bytes);
-    Some(text.into_owned())
 }
 
 /// Skips what some stores put before the headers: blank or whitespace-only lines, and an
@@ -191,24 +184,36 @@ fn skip_preamble(raw: &[u8]) -> &[u8] {
 }
 
 fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
+    // Headers in legacy charsets or with mislabelled encoded-words are rewritten as UTF-8 and
+    // parsed again; every other header is read as mail-parser parsed it.
+    let charsets = MailCharsets::new(message);
+    let repaired = charset::repaired_headers(&charsets);
+    let fixed = repaired.as_ref().and_then(|(block, _)| MessageParser::default().parse_headers(block.as_slice()));
+    let value = |name| charset::header_value(fixed.as_ref(), message, name);
+    let address = |name| value(name).and_then(HeaderValue::as_address);
     let mut mail = InboundMail {
         message_id: message.message_id().and_then(clean_message_id),
-        from: first_mailbox(message.from()),
-        sender: first_mailbox(message.sender()),
-        reply_to: mailboxes(message.reply_to()),
-        to: mailboxes(message.to()),
-        cc: mailboxes(message.cc()),
-        subject: one_line(message.subject().unwrap_or_default()),
+        from: first_mailbox(address(HeaderName::From)),
+        sender: first_mailbox(address(HeaderName::Sender)),
+        reply_to: mailboxes(address(HeaderName::ReplyTo)),
+        to: mailboxes(address(HeaderName::To)),
+        cc: mailboxes(address(HeaderName::Cc)),
+        subject: one_line(value(HeaderName::Subject).and_then(HeaderValue::as_text).unwrap_or_default()),
         date: message.date().and_then(to_utc),
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
         ..Default::default()
     };
-    if let Some(subject) = raw_8bit_header(message, "subject") {
-        mail.subject = one_line(&subject);
-        mail.problems.push("Subject: raw 8-bit text without a declared charset; charset guessed".into());
+    if let Some((_, notes)) = &repaired {
+        mail.problems.extend(notes.iter().cloned());
     }
-    mail.headers = message.headers_raw().map(|(name, value)| (name.to_ascii_lowercase(), unfold(value))).collect();
+    // Values that are not UTF-8 are kept too, decoded, so the From line as sent stays readable.
+    mail.headers = message
+        .root_part()
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str().to_ascii_lowercase(), unfold(&charsets.text(charsets.raw_value(h)))))
+        .collect();
     let root = message.root_part();
     mail.content_type = content_type_of(root).unwrap_or_else(|| "text/plain".into());
     if mail.content_type == "multipart/report" {
@@ -222,20 +227,74 @@ fn convert(message: &Message<'_>, depth: usize) -> InboundMail {
     if message.parts.iter().any(|p| p.is_encoding_problem) {
         mail.problems.push("a part could not be decoded cleanly".into());
     }
+    // Counted by addresses: `Smith, John <j@x>` (an unquoted comma) is one person.
+    let from_count = address(HeaderName::From).map_or(0, |a| a.iter().filter(|a| a.address().is_some()).count());
+    if mail.from.is_some() && from_count > 1 {
+        mail.problems.push(format!("From: names {from_count} mailboxes; the first valid one is the sender"));
+    }
     if mail.from.is_none() {
-        // `From: "Name" <>` happens (mass mailers, some webmail); the address to answer is
-        // then the Sender or Reply-To. Noted as a problem so the audit log shows it.
-        mail.from = mail.sender.clone().or_else(|| mail.reply_to.first().cloned());
-        if message.from().is_some() {
-            let used = mail.from.as_ref().map_or("none".to_string(), |m| m.address.to_string());
-            mail.problems.push(format!("From: holds no valid address; sender taken from Sender/Reply-To: {used}"));
-        }
+        fallback_sender(message, &charsets, &mut mail);
     }
 
     collect_body(message, &mut mail);
     collect_report(message, &mut mail);
     collect_attachments(message, &mut mail, depth);
     mail
+}
+
+/// The sender when From names no valid mailbox. Real mail has `<user@domain.>`, `John
+/// Smith@example.com`, `"user@example.com"` alone, no angle brackets, and `"Name" <>` from
+/// mass mailers; the address to answer is then read leniently from From itself, else taken
+/// from Sender (strictly, then leniently), the first Reply-To, or Return-Path. How it was
+/// found goes into the problems, so the audit log shows it; with none, the mail has no sender.
+fn fallback_sender(message: &Message<'_>, charsets: &MailCharsets<'_, '_>, mail: &mut InboundMail) {
+    let line = |name: HeaderName<'static>| {
+        let header = message.root_part().headers.iter().rev().find(|h| h.name == name)?;
+        let raw = charsets.raw_value(header);
+        Some(match charsets.repair(raw, None) {
+            Some(fixed) => fixed.value,
+            None => charsets.text(raw).into_owned(),
+        })
+    };
+    let lenient = |text: &str| {
+        recover_mailbox(text).map(|r| {
+            let name = r.name.map(|n| one_line(&charsets.decode_words(&n))).filter(|n| !n.is_empty());
+            (Mailbox { name, address: r.address }, r.how)
+        })
+    };
+    let from_line = line(HeaderName::From);
+    let shown = |text: &str| one_line(text).chars().take(200).collect::<String>();
+    if let Some(text) = &from_line {
+        if let Some((mailbox, how)) = lenient(text) {
+            mail.problems.push(format!("From: {:?} read as {} ({how})", shown(text), mailbox.address));
+            mail.from = Some(mailbox);
+            return;
+        }
+    }
+    let what = match &from_line {
+        Some(text) => format!("From: {:?} holds no address", shown(text)),
+        None => "From: missing".to_string(),
+    };
+    let from_sender = mail.sender.clone().map(|m| (m, "Sender".to_string())).or_else(|| {
+        let text = line(HeaderName::Sender)?;
+        lenient(&text).map(|(m, how)| (m, format!("Sender, {how}")))
+    });
+    let found =
+        from_sender.or_else(|| mail.reply_to.first().cloned().map(|m| (m, "Reply-To".to_string()))).or_else(|| {
+            let path = match message.return_path() {
+                HeaderValue::Text(t) => Some(t.as_ref()),
+                HeaderValue::TextList(list) => list.first().map(|t| t.as_ref()),
+                _ => None,
+            }?;
+            Address::parse(path).map(|a| (Mailbox { name: None, address: a }, "Return-Path".to_string()))
+        });
+    match found {
+        Some((mailbox, source)) => {
+            mail.problems.push(format!("{what}; sender taken from {source}: {}", mailbox.address));
+            mail.from = Some(mailbox);
+        }
+        None => mail.problems.push(format!("{what}; neither do Sender, Reply-To or Return-Path")),
+    }
 }
 
 fn collect_body(message: &Message<'_>, mail: &mut InboundMail) {
@@ -464,6 +523,299 @@ mod tests {
             b"\x83\x63\x81\x5b\x83\x8b\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n",
         );
         assert_eq!(parse(&raw).unwrap().subject, "ツール");
+    }
+
+    /// Real byte sequences of one legacy charset, and the text each must decode to.
+    struct Legacy {
+        label: &'static str,
+        subject: &'static [u8],
+        name: &'static [u8],
+        file: &'static [u8],
+        want: [&'static str; 3],
+    }
+
+    const LEGACY: &[Legacy] = &[
+        Legacy {
+            label: "gbk",
+            subject: b"\xb9\xd8\xd3\xda\xb7\xa2\xc6\xb1\xb5\xc4\xce\xca\xcc\xe2",
+            name: b"\xd5\xc5\xce\xb0",
+            file: b"\xb1\xa8\xbc\xdb\xb5\xa5.xls",
+            want: ["关于发票的问题", "张伟", "报价单.xls"],
+        },
+        Legacy {
+            label: "big5",
+            subject: b"\xb5o\xb2\xbc\xb0\xdd\xc3D",
+            name: b"\xb3\xaf\xa4j\xa4\xe5",
+            file: b"\xb3\xf8\xbb\xf9\xb3\xe6.pdf",
+            want: ["發票問題", "陳大文", "報價單.pdf"],
+        },
+        Legacy {
+            label: "shift_jis",
+            subject: b"\x90\xbf\x8b\x81\x8f\x91\x82\xc9\x82\xc2\x82\xa2\x82\xc4",
+            // "ソフト開発部": the first character's trail byte is 0x5C, a backslash in ASCII.
+            name: b"\x83\x5c\x83t\x83g\x8aJ\x94\xad\x95\x94",
+            file: b"\x8c\xa9\x90\xcf\x8f\x91.pdf",
+            want: ["請求書について", "ソフト開発部", "見積書.pdf"],
+        },
+        Legacy {
+            label: "euc-kr",
+            subject: b"\xb0\xdf\xc0\xfb\xbc\xad \xbf\xe4\xc3\xbb",
+            name: b"\xb1\xe8\xc3\xb6\xbc\xf6",
+            file: b"\xb0\xdf\xc0\xfb\xbc\xad.hwp",
+            want: ["견적서 요청", "김철수", "견적서.hwp"],
+        },
+        Legacy {
+            label: "koi8-r",
+            subject: b"\xf3\xde\xa3\xd4 \xce\xc1 \xcf\xd0\xcc\xc1\xd4\xd5",
+            name: b"\xe9\xd7\xc1\xce \xf0\xc5\xd4\xd2\xcf\xd7",
+            file: b"\xf3\xde\xa3\xd4.pdf",
+            want: ["Счёт на оплату", "Иван Петров", "Счёт.pdf"],
+        },
+        Legacy {
+            label: "iso-8859-2",
+            subject: b"Za\xbf\xf3\xb3\xe6 g\xea\xb6l\xb1 ja\xbc\xf1",
+            name: b"\xa3ukasz W\xf3jcik",
+            file: b"Umowa-cz\xea\xb6\xe6.pdf",
+            want: ["Zażółć gęślą jaźń", "Łukasz Wójcik", "Umowa-część.pdf"],
+        },
+        Legacy {
+            label: "iso-8859-7",
+            subject: b"\xd4\xe9\xec\xef\xeb\xfc\xe3\xe9\xef \xcc\xe1\xc0\xef\xf5",
+            name: b"\xc5\xeb\xdd\xed\xe7 \xd0\xe1\xf0\xe1\xe4\xef\xf0\xef\xfd\xeb\xef\xf5",
+            file: b"\xd4\xe9\xec\xef\xeb\xfc\xe3\xe9\xef.pdf",
+            want: ["Τιμολόγιο Μαΐου", "Ελένη Παπαδοπούλου", "Τιμολόγιο.pdf"],
+        },
+        Legacy {
+            label: "windows-1250",
+            subject: b"P\xf8\xedloha faktura",
+            name: b"Ji\xf8\xed Dvo\xf8\xe1k",
+            file: b"P\xf8ehled.xlsx",
+            want: ["Příloha faktura", "Jiří Dvořák", "Přehled.xlsx"],
+        },
+        Legacy {
+            label: "windows-1251",
+            subject: b"\xd1\xf7\xb8\xf2 \xed\xe0 \xee\xef\xeb\xe0\xf2\xf3",
+            name: b"\xc8\xe2\xe0\xed \xcf\xe5\xf2\xf0\xee\xe2",
+            file: b"\xd1\xf7\xb8\xf2.pdf",
+            want: ["Счёт на оплату", "Иван Петров", "Счёт.pdf"],
+        },
+        Legacy {
+            label: "windows-1252",
+            subject: b"Gr\xfc\xdfe \x96 Rechnung \x80",
+            name: b"J\xfcrgen M\xfcller",
+            file: b"Gr\xf6\xdfe.pdf",
+            want: ["Grüße – Rechnung €", "Jürgen Müller", "Größe.pdf"],
+        },
+    ];
+
+    /// A mail whose Subject, From display name, Cc display name and attachment file name are
+    /// raw 8-bit bytes; `body_charset` is the text part's declared charset (if any).
+    fn legacy_mail(subject: &[u8], name: &[u8], file: &[u8], body_charset: Option<&str>) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(b"From: \"");
+        m.extend_from_slice(name);
+        m.extend_from_slice(b"\" <sender@customer.example>\r\nTo: support@example.com\r\nCc: ");
+        m.extend_from_slice(name);
+        m.extend_from_slice(b" <cc@customer.example>\r\nSubject: ");
+        m.extend_from_slice(subject);
+        m.extend_from_slice(b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n");
+        match body_charset {
+            Some(cs) => m.extend_from_slice(format!("Content-Type: text/plain; charset={cs}\r\n").as_bytes()),
+            None => m.extend_from_slice(b"Content-Type: text/plain\r\n"),
+        }
+        m.extend_from_slice(b"\r\nbody\r\n--B\r\nContent-Type: application/octet-stream\r\n");
+        m.extend_from_slice(b"Content-Disposition: attachment; filename=\"");
+        m.extend_from_slice(file);
+        m.extend_from_slice(b"\"\r\n\r\ndata\r\n--B--\r\n");
+        m
+    }
+
+    fn assert_decoded(m: &InboundMail, want: &[&str; 3], what: &str) {
+        assert_eq!(m.subject, want[0], "{what}: subject");
+        let from = m.from.as_ref().expect("a sender");
+        assert_eq!(from.address.as_str(), "sender@customer.example", "{what}");
+        assert_eq!(from.name.as_deref(), Some(want[1]), "{what}: From display name");
+        assert_eq!(m.cc.first().and_then(|c| c.name.as_deref()), Some(want[1]), "{what}: Cc display name");
+        assert_eq!(m.cc.first().map(|c| c.address.as_str()), Some("cc@customer.example"), "{what}");
+        assert_eq!(m.attachments.first().map(|a| a.filename.as_str()), Some(want[2]), "{what}: file name");
+        let everything = format!("{} {:?} {:?} {:?}", m.subject, m.from, m.cc, m.attachments[0].filename);
+        assert!(!everything.contains('\u{FFFD}'), "{what}: replacement character in {everything}");
+    }
+
+    #[test]
+    fn raw_8bit_headers_in_each_legacy_charset_are_decoded_with_the_declared_charset() {
+        for Legacy { label, subject, name, file, want } in LEGACY {
+            let m = parse(&legacy_mail(subject, name, file, Some(label))).expect("parses");
+            assert_decoded(&m, want, label);
+            assert!(
+                m.problems.iter().any(|p| p.starts_with("Subject: 8-bit text read as")),
+                "{label}: {:?}",
+                m.problems
+            );
+            // The raw From line stays available, decoded, for the audit and the thread.
+            assert_eq!(
+                m.header("from"),
+                Some(format!("\"{}\" <sender@customer.example>", want[1]).as_str()),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_8bit_headers_in_each_legacy_charset_are_detected_when_nothing_is_declared() {
+        for Legacy { label, subject, name, file, want } in LEGACY {
+            let m = parse(&legacy_mail(subject, name, file, None)).expect("parses");
+            assert_decoded(&m, want, &format!("{label} (undeclared)"));
+        }
+    }
+
+    fn with_body(headers: &[u8], charset: Option<&str>) -> InboundMail {
+        let mut raw = headers.to_vec();
+        if let Some(cs) = charset {
+            raw.extend_from_slice(format!("Content-Type: text/plain; charset={cs}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\nbody\r\n");
+        parse(&raw).expect("parses")
+    }
+
+    #[test]
+    fn encoded_words_with_a_wrong_label_are_read_with_the_right_charset() {
+        // GBK bytes labelled UTF-8: the message's charset, else detection, reads them.
+        let subject = b"From: a@b.example\r\nSubject: =?utf-8?B?udjT2reixrG1xM7KzOI=?=\r\n";
+        assert_eq!(with_body(subject, Some("gb2312")).subject, "关于发票的问题");
+        assert_eq!(with_body(subject, None).subject, "关于发票的问题");
+        // UTF-8 bytes labelled ISO-8859-1; the decoded comma must not split the address list.
+        let m = with_body(b"From: =?iso-8859-1?Q?M=C3=BCller=2C_J=C3=BCrgen?= <j@customer.example>\r\n", None);
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("Müller, Jürgen"));
+        assert_eq!(m.from_address().map(Address::as_str), Some("j@customer.example"));
+        assert!(m.problems.iter().any(|p| p.starts_with("From: encoded-word labelled iso-8859-1")), "{:?}", m.problems);
+        // 8-bit under a US-ASCII label: the body's charset says what it is.
+        let m = with_body(b"From: a@b.example\r\nSubject: =?us-ascii?Q?Gr=FC=DFe?=\r\n", Some("iso-8859-1"));
+        assert_eq!(m.subject, "Grüße");
+    }
+
+    #[test]
+    fn a_character_split_between_encoded_words_is_joined_before_decoding() {
+        // "关于发票" in UTF-8 with the second character cut after its first byte.
+        let m = with_body(b"From: a@b.example\r\nSubject: =?UTF-8?B?5YWz5A==?=\r\n =?UTF-8?B?uo7lj5Hnpag=?=\r\n", None);
+        assert_eq!(m.subject, "关于发票");
+    }
+
+    #[test]
+    fn raw_8bit_text_mixed_with_encoded_words_is_decoded_in_both_parts() {
+        let mut headers = b"From: a@b.example\r\nSubject: Re: ".to_vec();
+        headers.extend_from_slice(b"\xb7\xa2\xc6\xb1 =?gb2312?B?zsrM4g==?=\r\n");
+        let m = with_body(&headers, Some("gb2312"));
+        assert_eq!(m.subject, "Re: 发票 问题");
+        assert!(!m.subject.contains('\u{FFFD}'));
+    }
+
+    #[test]
+    fn file_name_in_a_mislabelled_encoded_word_uses_the_part_then_the_message_charset() {
+        let mail = |part_charset: &str, body_charset: &str| {
+            format!(
+                "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
+                 --B\r\nContent-Type: text/plain; charset={body_charset}\r\n\r\nbody\r\n\
+                 --B\r\nContent-Type: text/plain{part_charset}\r\n\
+                 Content-Disposition: attachment; filename=\"=?utf-8?B?sai827WlLnhscw==?=\"\r\n\r\ndata\r\n--B--\r\n"
+            )
+        };
+        let m = parse_str(&mail("; charset=gbk", "utf-8"));
+        assert_eq!(m.attachments[0].filename, "报价单.xls");
+        let m = parse_str(&mail("", "gb2312"));
+        assert_eq!(m.attachments[0].filename, "报价单.xls");
+    }
+
+    #[test]
+    fn correctly_labelled_encoded_words_are_left_to_the_parser() {
+        let m = with_body(
+            b"From: =?Windows-1252?Q?Hans_B=C4KO?= =?iso-8859-15?q?Sch=F6nland?= <me@customer.example>\r\n\
+              Subject: utf8: =?UTF-8?Q?=E4=BD=BF=E3=81=A3=E3=81=A6?= / cp-1251: =?windows-1251?B?0eXw4+XpINPj6+j26uj1?=\r\n",
+            None,
+        );
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("Hans BÄKOSchönland"));
+        assert_eq!(m.subject, "utf8: 使って / cp-1251: Сергей Углицких");
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+    }
+
+    fn sender_of(headers: &str) -> (Option<String>, Vec<String>) {
+        let m = parse_str(&format!("{headers}Subject: x\r\n\r\nbody\r\n"));
+        (m.from_address().map(|a| a.to_string()), m.problems)
+    }
+
+    #[test]
+    fn a_broken_from_line_is_read_leniently_before_other_headers() {
+        let (from, problems) = sender_of("From: <user@domain.example.>\r\nSender: s@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("user@domain.example"));
+        assert_eq!(problems, ["From: \"<user@domain.example.>\" read as user@domain.example (trailing dot removed)"]);
+        let (from, _) = sender_of("From: User Name user@example.com\r\n");
+        assert_eq!(from.as_deref(), Some("user@example.com"));
+        let (from, _) = sender_of("From: \"user@example.com\"\r\n");
+        assert_eq!(from.as_deref(), Some("user@example.com"));
+        let m = parse_str("From: =?utf-8?Q?J=C3=BCrgen?= <juergen@customer.example.>\r\n\r\nx");
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("Jürgen"));
+        assert_eq!(m.from_address().map(Address::as_str), Some("juergen@customer.example"));
+    }
+
+    #[test]
+    fn without_an_address_in_from_the_sender_comes_from_sender_reply_to_then_return_path() {
+        let (from, problems) = sender_of("From: Mailer-Daemon\r\nSender: s@x.example\r\nReply-To: r@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert_eq!(problems, ["From: \"Mailer-Daemon\" holds no address; sender taken from Sender: s@x.example"]);
+        let (from, problems) = sender_of("From: Mailer-Daemon\r\nSender: <s@x.example.>\r\nReply-To: r@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert!(problems[0].ends_with("sender taken from Sender, trailing dot removed: s@x.example"), "{problems:?}");
+        let (from, _) = sender_of("From: \"Name\" <>\r\nReply-To: r@x.example, q@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("r@x.example"));
+        let (from, problems) = sender_of("Return-Path: <bounce@x.example>\r\nFrom: \"Name\" <>\r\n");
+        assert_eq!(from.as_deref(), Some("bounce@x.example"));
+        assert!(problems[0].ends_with("sender taken from Return-Path: bounce@x.example"), "{problems:?}");
+        let (from, problems) = sender_of("Sender: s@x.example\r\n");
+        assert_eq!(from.as_deref(), Some("s@x.example"));
+        assert_eq!(problems, ["From: missing; sender taken from Sender: s@x.example"]);
+    }
+
+    #[test]
+    fn no_sender_is_made_up_when_no_header_names_one() {
+        let (from, problems) = sender_of("Return-Path: <>\r\nFrom: Mailer-Daemon\r\nReply-To: nobody\r\n");
+        assert_eq!(from, None);
+        assert_eq!(problems, ["From: \"Mailer-Daemon\" holds no address; neither do Sender, Reply-To or Return-Path"]);
+        let (from, _) = sender_of("From: (sent by bob@evil.example) <>\r\n");
+        assert_eq!(from, None);
+    }
+
+    #[test]
+    fn with_several_from_mailboxes_the_first_valid_one_is_the_sender_and_sender_stays_sender() {
+        let m = parse_str("From: broken@, a@x.example, b@y.example\r\nSender: b@y.example\r\n\r\nx");
+        assert_eq!(m.from_address().map(Address::as_str), Some("a@x.example"));
+        assert_eq!(m.sender.as_ref().map(|s| s.address.as_str()), Some("b@y.example"));
+        assert_eq!(m.problems, ["From: names 3 mailboxes; the first valid one is the sender"]);
+    }
+
+    #[test]
+    fn a_broken_from_line_in_a_legacy_charset_keeps_its_decoded_name() {
+        let mut raw = b"From: \xd5\xc5\xce\xb0 <zhang@customer.example.>\r\nSubject: x\r\n".to_vec();
+        raw.extend_from_slice(b"Content-Type: text/plain; charset=gbk\r\n\r\nbody\r\n");
+        let m = parse(&raw).unwrap();
+        assert_eq!(m.from_address().map(Address::as_str), Some("zhang@customer.example"));
+        assert_eq!(m.from.as_ref().and_then(|f| f.name.as_deref()), Some("张伟"));
+        assert_eq!(m.header("from"), Some("张伟 <zhang@customer.example.>"));
+    }
+
+    #[test]
+    fn headers_of_an_attached_message_are_decoded_from_its_own_bytes() {
+        let mut raw =
+            b"From: admin@example.com\r\nSubject: Fwd\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n".to_vec();
+        raw.extend_from_slice(
+            b"--B\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--B\r\nContent-Type: message/rfc822\r\n\r\n",
+        );
+        raw.extend_from_slice(b"From: \xd5\xc5\xce\xb0 <zhang@customer.example>\r\nSubject: \xb7\xa2\xc6\xb1\r\n");
+        raw.extend_from_slice(b"Content-Type: text/plain; charset=gbk\r\n\r\ninner\r\n--B--\r\n");
+        let m = parse(&raw).unwrap();
+        let inner = &m.attached_messages[0];
+        assert_eq!(inner.subject, "发票");
+        assert_eq!(inner.from.as_ref().and_then(|f| f.name.as_deref()), Some("张伟"));
+        assert_eq!(m.attachments[0].filename, "发票.eml");
     }
 
     #[test]
