@@ -278,3 +278,217 @@ fn answer_reason(answer: &Answer, changed: bool) -> String {
         survey::answer::solved_word(answer.solved)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! Decisions on plain data: a mail, a snapshot built by hand, a configuration. No
+    //! database anywhere.
+
+    use std::path::Path;
+
+    use super::*;
+    use crate::case::{CaseRow, Event, Impact};
+    use crate::decide::{Effect, EntryRef, PlannedEvent};
+    use crate::parse;
+
+    const JANE: &str = "jane@customer.example";
+    const ANN: &str = "ann@support.example.com";
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n\
+             accounts = {{ \"customer.example\" = \"Customer Inc\" }}\n{extra}"
+        );
+        Config::from_toml(&text, Path::new("/casegate.toml")).unwrap()
+    }
+
+    fn analyzed(config: &Config, headers: &str, body: &str) -> Analyzed {
+        let raw = format!("{headers}\r\nMessage-ID: <m1@x.example>\r\n\r\n{body}\r\n");
+        Analyzed::of(config, parse::parse(raw.as_bytes()).unwrap())
+    }
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    fn case(id: CaseId, status: Status, people: &[(&str, ParticipantRole)]) -> CaseFacts {
+        CaseFacts {
+            row: CaseRow {
+                id,
+                subject: "Printer on fire".into(),
+                status,
+                impact: Impact::Medium,
+                account: Some("Customer Inc".into()),
+                environment: None,
+                linked_case: None,
+                created_at: "2026-12-01T10:00:00.000Z".into(),
+                updated_at: "2026-12-01T10:00:00.000Z".into(),
+            },
+            participants: people.iter().map(|(a, r)| (addr(a), *r)).collect(),
+        }
+    }
+
+    fn on(case: CaseFacts) -> Snapshot {
+        Snapshot { routed: Routed::Existing { case: Box::new(case), follow_up: None }, invitation: None }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-07T10:00:00Z".parse().unwrap()
+    }
+
+    fn events(plan: &Plan<'_>) -> Vec<PlannedEvent> {
+        plan.events().cloned().collect()
+    }
+
+    fn audits(plan: &Plan<'_>) -> Vec<AuditAction> {
+        plan.effects.iter().filter_map(|e| if let Effect::Audit(a) = e { Some(a.action) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_new_mail_opens_a_case_for_its_sender_with_copied_people_watching() {
+        let c = config("");
+        let a = analyzed(&c, &format!("From: Jane <{JANE}>\r\nTo: support@example.com\r\nCc: bob@customer.example\r\nSubject: Printer on fire"), "It burns.");
+        let plan = plan(&c, &a, &Snapshot::new_case(), None, now());
+        assert_eq!((plan.outcome, plan.case), (Outcome::Created, Some(CaseRef::New)));
+        let Effect::OpenCase(new) = &plan.effects[0] else { panic!("the case is opened first: {plan:?}") };
+        assert_eq!(
+            (new.subject.as_str(), new.impact, new.account.as_deref()),
+            ("Printer on fire", Impact::Medium, Some("Customer Inc"))
+        );
+        let people: Vec<(String, ParticipantRole)> = plan
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AddParticipant { address, role, .. } => Some((address.to_string(), *role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            people,
+            [
+                (JANE.to_string(), ParticipantRole::Requester),
+                (JANE.to_string(), ParticipantRole::Contact),
+                ("bob@customer.example".to_string(), ParticipantRole::Watcher)
+            ]
+        );
+        let evs = events(&plan);
+        assert_eq!(evs[0], Event::Created { case: CaseRef::New, message: EntryRef(0) });
+        assert!(matches!(&evs[1], Event::WatcherAdded { address, .. } if address.as_str() == "bob@customer.example"));
+        assert_eq!(audits(&plan), [AuditAction::WatcherAdded, AuditAction::CaseCreated]);
+    }
+
+    #[test]
+    fn machine_mail_is_recorded_on_its_case_or_ignored_and_nobody_is_told() {
+        let c = config("");
+        let a =
+            analyzed(&c, &format!("From: {JANE}\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied"), "Away.");
+        let on_case = plan(&c, &a, &on(case(7, Status::Open, &[(JANE, ParticipantRole::Requester)])), None, now());
+        assert_eq!(on_case.outcome, Outcome::Replied);
+        assert!(matches!(&on_case.effects[0], Effect::AddEntry(e) if e.kind == MessageKind::Auto));
+        assert!(events(&on_case).is_empty(), "no notification for an auto-reply");
+        let nowhere = plan(&c, &a, &Snapshot::new_case(), None, now());
+        assert_eq!(nowhere.outcome, Outcome::Ignored);
+        assert_eq!(audits(&nowhere), [AuditAction::Ignored]);
+    }
+
+    #[test]
+    fn a_stranger_is_quarantined_and_told_and_a_forged_staff_address_is_not_told() {
+        let c = config("authserv_id = \"mx.example.com\"");
+        let snapshot = on(case(7, Status::Open, &[(JANE, ParticipantRole::Requester)]));
+        let stranger = analyzed(&c, "From: eve@elsewhere.example\r\nSubject: Re: [CASE-7]", "Let me in.");
+        let plan1 = plan(&c, &stranger, &snapshot, None, now());
+        assert_eq!(plan1.outcome, Outcome::Quarantined);
+        assert!(plan1.reason.as_deref().unwrap().starts_with("sender-not-participant: "), "{plan1:?}");
+        assert!(matches!(
+            events(&plan1)[..],
+            [Event::Notice { notice: Notice::NotApplied { reason: Reason::SenderNotParticipant }, .. }]
+        ));
+        // A staff address without the receiving server's word for it.
+        let forged = analyzed(&c, &format!("From: {ANN}\r\nSubject: Re: [CASE-7] #close"), "Closing.");
+        let plan2 = plan(&c, &forged, &snapshot, None, now());
+        assert!(plan2.reason.as_deref().unwrap().starts_with("unauthenticated-staff: "), "{plan2:?}");
+        assert!(plan2
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Quarantine { reason: Reason::UnauthenticatedStaff, .. })));
+    }
+
+    #[test]
+    fn accepting_a_solution_closes_the_case_and_a_reject_without_reason_changes_nothing() {
+        let c = config("");
+        let snapshot = on(case(7, Status::Resolved, &[(JANE, ParticipantRole::Requester)]));
+        let accept = analyzed(&c, &format!("From: {JANE}\r\nSubject: Re: [CASE-7] #accept"), "Thanks!");
+        let p = plan(&c, &accept, &snapshot, None, now());
+        assert_eq!((p.outcome, p.reason.as_deref()), (Outcome::Command, Some("applied: #accept")));
+        assert!(p.effects.iter().any(|e| matches!(e, Effect::SetStatus { case: 7, to: Status::Closed })));
+        assert!(events(&p)
+            .iter()
+            .any(|e| matches!(e, Event::StatusChanged { from: Status::Resolved, to: Status::Closed, .. })));
+
+        let reject = analyzed(&c, &format!("From: {JANE}\r\nSubject: Re: [CASE-7] #reject"), "");
+        let p = plan(&c, &reject, &snapshot, None, now());
+        assert_eq!(p.outcome, Outcome::Command);
+        assert!(p.reason.as_deref().unwrap().starts_with("refused: #reject"), "{p:?}");
+        assert!(
+            !p.effects.iter().any(|e| matches!(e, Effect::SetStatus { .. } | Effect::AddEntry(_))),
+            "nothing applied"
+        );
+        assert!(matches!(events(&p)[..], [Event::Notice { notice: Notice::ReasonRequired, .. }]));
+        assert_eq!(audits(&p), [AuditAction::CommandRefused]);
+    }
+
+    #[test]
+    fn new_words_on_a_closed_case_open_a_follow_up_or_go_to_the_open_one() {
+        let c = config("");
+        let closed = case(7, Status::Closed, &[(JANE, ParticipantRole::Requester), (JANE, ParticipantRole::Contact)]);
+        let a = analyzed(&c, &format!("From: {JANE}\r\nSubject: Re: [CASE-7] Printer on fire"), "It burns again.");
+        let p = plan(&c, &a, &on(closed.clone()), None, now());
+        assert_eq!(p.outcome, Outcome::Created);
+        let Effect::OpenCase(new) = &p.effects[0] else { panic!("{p:?}") };
+        assert_eq!((new.linked_case, new.subject.as_str()), (Some(7), "Printer on fire"));
+        assert!(events(&p)
+            .iter()
+            .any(|e| matches!(e, Event::Notice { notice: Notice::FollowUpOpened { closed: 7 }, .. })));
+
+        let follow_up = case(8, Status::Open, &[(JANE, ParticipantRole::Requester)]);
+        let snapshot = Snapshot {
+            routed: Routed::Existing { case: Box::new(closed), follow_up: Some(Box::new(follow_up)) },
+            invitation: None,
+        };
+        let p = plan(&c, &a, &snapshot, None, now());
+        assert_eq!((p.outcome, p.case), (Outcome::Replied, Some(CaseRef::Existing(8))));
+    }
+
+    #[test]
+    fn a_score_in_reply_to_the_survey_mail_is_an_answer_until_the_link_expires() {
+        let c = config("");
+        let a = analyzed(&c, &format!("From: {JANE}\r\nSubject: Re: [CASE-7] How did we do?"), "5 yes great");
+        let invitation = SurveyInvitation {
+            case: 7,
+            recipient: addr(JANE),
+            expires_at: "2026-12-10T00:00:00Z".parse().unwrap(),
+            answered: false,
+        };
+        let mut snapshot = on(case(7, Status::Closed, &[(JANE, ParticipantRole::Requester)]));
+        snapshot.invitation = Some(invitation.clone());
+        let p = plan(&c, &a, &snapshot, None, now());
+        assert_eq!(p.reason.as_deref(), Some("survey answer recorded: score 5, solved yes"));
+        assert!(matches!(&p.effects[..], [Effect::SurveyAnswer { case: 7, changed: false, .. }]));
+
+        snapshot.invitation =
+            Some(SurveyInvitation { expires_at: "2026-12-01T00:00:00Z".parse().unwrap(), ..invitation });
+        let p = plan(&c, &a, &snapshot, None, now());
+        assert!(p.reason.as_deref().unwrap().starts_with("survey answer not recorded"), "{p:?}");
+        assert_eq!(audits(&p), [AuditAction::SurveyAnswerRefused]);
+    }
+
+    #[test]
+    fn a_mail_without_a_sender_is_quarantined_and_nobody_is_answered() {
+        let c = config("");
+        let a = analyzed(&c, "Subject: who am I", "no From line at all");
+        let p = plan(&c, &a, &Snapshot::new_case(), None, now());
+        assert_eq!(p.outcome, Outcome::Quarantined);
+        assert!(p.reason.as_deref().unwrap().starts_with("no-sender: "));
+        assert!(events(&p).is_empty());
+    }
+}

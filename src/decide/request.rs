@@ -262,3 +262,134 @@ impl<'c> Watchers<'c> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::case::{AuditAction, CaseRow, Impact, Outcome};
+    use crate::decide::EntryRef;
+
+    fn addr(s: &str) -> Address {
+        Address::parse(s).unwrap()
+    }
+
+    fn config(extra: &str) -> Config {
+        let text = format!("system_addresses = [\"support@example.com\"]\nstaff = [\"@support.example.com\"]\n{extra}");
+        Config::from_toml(&text, Path::new("/casegate.toml")).unwrap()
+    }
+
+    fn case(status: Status) -> CaseFacts {
+        CaseFacts {
+            row: CaseRow {
+                id: 42,
+                subject: "VPN".into(),
+                status,
+                impact: Impact::Medium,
+                account: None,
+                environment: None,
+                linked_case: None,
+                created_at: String::new(),
+                updated_at: String::new(),
+            },
+            participants: vec![
+                (addr("jane@customer.example"), ParticipantRole::Requester),
+                (addr("bob@customer.example"), ParticipantRole::Watcher),
+            ],
+        }
+    }
+
+    fn staff() -> Standing {
+        Standing { staff: true, ..Standing::default() }
+    }
+
+    fn request(actions: Vec<Action>, text: &str) -> Request<'_> {
+        Request { actions, text: text.into(), message_id: None, attachments: &[], copied: vec![], channel: "cli" }
+    }
+
+    #[test]
+    fn a_staff_solution_is_one_entry_shown_with_the_status_change() {
+        let (c, ann) = (config(""), addr("ann@support.example.com"));
+        let mut plan = Plan::new(Outcome::Command, Some(CaseRef::Existing(42)), None);
+        let applied = super::plan(
+            &mut plan,
+            &c,
+            &case(Status::Open),
+            &ann,
+            &staff(),
+            request(vec![Action::Resolve], "  Update to 5.3.2.  "),
+        )
+        .unwrap();
+        assert_eq!(applied, ["resolve"]);
+        let Effect::AddEntry(entry) = &plan.effects[0] else { panic!("{plan:?}") };
+        assert_eq!((entry.kind, entry.body.as_ref()), (MessageKind::Staff, "Update to 5.3.2."));
+        assert!(plan.effects.iter().any(|e| matches!(e, Effect::SetStatus { case: 42, to: Status::Resolved })));
+        let status = plan.events().find(|e| matches!(e, Event::StatusChanged { .. })).unwrap();
+        assert_eq!(
+            *status,
+            Event::StatusChanged {
+                case: CaseRef::Existing(42),
+                from: Status::Open,
+                to: Status::Resolved,
+                by: Some(ann),
+                message: Some(EntryRef(0))
+            }
+        );
+    }
+
+    #[test]
+    fn one_refused_action_refuses_all_and_plans_nothing() {
+        let c = config("");
+        let jane = addr("jane@customer.example");
+        let standing = Standing { requester: true, ..Standing::default() };
+        let mut plan = Plan::new(Outcome::Replied, Some(CaseRef::Existing(42)), None);
+        let refused = super::plan(
+            &mut plan,
+            &c,
+            &case(Status::Open),
+            &jane,
+            &standing,
+            request(vec![Action::Watch(addr("x@customer.example")), Action::Resolve], "my fix"),
+        )
+        .unwrap_err();
+        assert_eq!(refused.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), ["#resolve"]);
+        assert!(plan.effects.is_empty());
+    }
+
+    #[test]
+    fn watchers_are_added_once_within_the_limit_and_the_rest_counted() {
+        let c = config("[limits]\nmax_watchers_per_mail = 2");
+        let ann = addr("ann@support.example.com");
+        let actions =
+            ["bob@customer.example", "a@x.example", "a@x.example", "b@x.example", "c@x.example", "support@example.com"]
+                .iter()
+                .map(|a| Action::Watch(addr(a)))
+                .chain([Action::Unwatch(Some(addr("bob@customer.example")))])
+                .collect();
+        let mut plan = Plan::new(Outcome::Command, None, None);
+        super::plan(&mut plan, &c, &case(Status::Open), &ann, &staff(), request(actions, "")).unwrap();
+        let added: Vec<&str> = plan
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AddParticipant { address, .. } => Some(address.as_str()),
+                _ => None,
+            })
+            .collect();
+        // bob watches already; a@ once; b@ makes two; c@ is over the limit; the support
+        // address is never a watcher; bob is then removed.
+        assert_eq!(added, ["a@x.example", "b@x.example"]);
+        assert!(plan
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::RemoveWatcher { address, .. } if address.as_str() == "bob@customer.example")));
+        let limited = plan.effects.iter().find_map(|e| match e {
+            Effect::Audit(a) if a.action == AuditAction::WatchersLimited => a.detail.clone(),
+            _ => None,
+        });
+        assert!(limited.unwrap().starts_with("1 more addresses"));
+        // Staff acting on a New case would pick it up; on an Open one the status stays.
+        assert!(plan.effects.iter().any(|e| matches!(e, Effect::Touch(42))));
+    }
+}
