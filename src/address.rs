@@ -278,24 +278,33 @@ fn tidy(candidate: &str, how: &mut Vec<&'static str>) -> String {
     s
 }
 
+/// The address one comma-separated group of a broken address line names, tried in order
+/// of how sure the reading is.
 fn recover_from_group(group: &[Token]) -> Option<Recovered> {
-    let words_before = |end: usize| -> Option<String> {
-        let parts: Vec<&str> = group[..end]
-            .iter()
-            .filter_map(|t| match &t.kind {
-                Kind::Word(w) | Kind::Quoted(w) => Some(w.as_str()),
-                _ => None,
-            })
-            .collect();
-        Some(parts.join(" ")).filter(|n| !n.trim().is_empty())
-    };
-    let done = |address: Address, name: Option<String>, how: Vec<&'static str>| Recovered {
-        name,
-        address,
-        how: if how.is_empty() { "read leniently".to_string() } else { how.join(", ") },
-    };
+    in_angle_brackets(group)
+        .or_else(|| quoted_local_part(group))
+        .or_else(|| bare_words(group))
+        .or_else(|| quoted_display_name(group))
+}
 
-    // 1. An address in angle brackets, closed or not.
+/// The words (and quoted strings) before token `end`, joined: a display name.
+fn words_before(group: &[Token], end: usize) -> Option<String> {
+    let parts: Vec<&str> = group[..end]
+        .iter()
+        .filter_map(|t| match &t.kind {
+            Kind::Word(w) | Kind::Quoted(w) => Some(w.as_str()),
+            _ => None,
+        })
+        .collect();
+    Some(parts.join(" ")).filter(|n| !n.trim().is_empty())
+}
+
+fn recovered(address: Address, name: Option<String>, how: Vec<&'static str>) -> Recovered {
+    Recovered { name, address, how: if how.is_empty() { "read leniently".to_string() } else { how.join(", ") } }
+}
+
+/// First: an address in angle brackets, closed or not.
+fn in_angle_brackets(group: &[Token]) -> Option<Recovered> {
     for (i, token) in group.iter().enumerate() {
         if let Kind::Angle { content, closed } = &token.kind {
             let mut how = Vec::new();
@@ -303,24 +312,31 @@ fn recover_from_group(group: &[Token]) -> Option<Recovered> {
                 how.push("closing > missing");
             }
             if let Some(address) = Address::parse(&tidy(content, &mut how)) {
-                return Some(done(address, words_before(i), how));
+                return Some(recovered(address, words_before(group, i), how));
             }
         }
     }
+    None
+}
 
-    // 2. A quoted local part: `"john smith"@example.com`.
+/// Second: a quoted local part: `"john smith"@example.com`.
+fn quoted_local_part(group: &[Token]) -> Option<Recovered> {
     for pair in group.windows(2) {
         if let (Kind::Quoted(local), Kind::Word(rest), false) = (&pair[0].kind, &pair[1].kind, pair[1].spaced) {
             if rest.starts_with('@') {
                 let mut how = vec!["quoted local part"];
                 if let Some(address) = Address::parse(&tidy(&format!("\"{local}\"{rest}"), &mut how)) {
-                    return Some(done(address, None, how));
+                    return Some(recovered(address, None, how));
                 }
             }
         }
     }
+    None
+}
 
-    // 3. Bare words: `User Name user@example.com`, `John Smith@example.com`, `john @ example.com`.
+/// Third: bare words: `User Name user@example.com`, `John Smith@example.com`, or with
+/// spaces around the at sign.
+fn bare_words(group: &[Token]) -> Option<Recovered> {
     let mut words: Vec<(usize, String)> = Vec::new();
     let mut glued = false;
     for (i, token) in group.iter().enumerate() {
@@ -340,43 +356,42 @@ fn recover_from_group(group: &[Token]) -> Option<Recovered> {
         }
     }
     let with_at: Vec<usize> = (0..words.len()).filter(|&k| words[k].1.contains('@')).collect();
-    if let [k] = with_at[..] {
-        let (index, word) = &words[k];
-        let mut how = Vec::new();
-        if glued {
-            how.push("spaces around @ removed");
-        }
-        let candidate = tidy(word, &mut how);
-        let before: Vec<&str> = words[..k].iter().map(|(_, w)| w.as_str()).collect();
-        if let Some((local, domain)) = candidate.rsplit_once('@') {
-            if !before.is_empty() && is_split_local_part(&before, local) {
-                let quoted = format!("\"{} {local}\"@{domain}", before.join(" "));
-                if let Some(address) = Address::parse(&quoted) {
-                    how.push("local part with spaces quoted");
-                    return Some(done(address, None, how));
-                }
-            }
-        }
-        if let Some(address) = Address::parse(&candidate) {
-            if words_before(*index).is_some() {
-                how.push("no angle brackets");
-            }
-            return Some(done(address, words_before(*index), how));
-        }
-    } else {
-        for &k in &with_at {
+    let [k] = with_at[..] else {
+        return with_at.iter().find_map(|&k| {
             let mut how = vec!["several addresses without separators; the first valid taken"];
-            if let Some(address) = Address::parse(&tidy(&words[k].1, &mut how)) {
-                return Some(done(address, None, how));
+            Address::parse(&tidy(&words[k].1, &mut how)).map(|address| recovered(address, None, how))
+        });
+    };
+    let (index, word) = &words[k];
+    let mut how = Vec::new();
+    if glued {
+        how.push("spaces around @ removed");
+    }
+    let candidate = tidy(word, &mut how);
+    let before: Vec<&str> = words[..k].iter().map(|(_, w)| w.as_str()).collect();
+    if let Some((local, domain)) = candidate.rsplit_once('@') {
+        if !before.is_empty() && is_split_local_part(&before, local) {
+            let quoted = format!("\"{} {local}\"@{domain}", before.join(" "));
+            if let Some(address) = Address::parse(&quoted) {
+                how.push("local part with spaces quoted");
+                return Some(recovered(address, None, how));
             }
         }
     }
+    let address = Address::parse(&candidate)?;
+    let name = words_before(group, *index);
+    if name.is_some() {
+        how.push("no angle brackets");
+    }
+    Some(recovered(address, name, how))
+}
 
-    // 4. Only a quoted display name that is itself an address: `"user@example.com" <>`.
+/// Last: only a quoted display name that is itself an address: `"user@example.com" <>`.
+fn quoted_display_name(group: &[Token]) -> Option<Recovered> {
     group.iter().find_map(|t| match &t.kind {
         Kind::Quoted(q) if q.contains('@') => {
             let mut how = vec!["address taken from the quoted display name"];
-            Address::parse(&tidy(q, &mut how)).map(|a| done(a, None, how))
+            Address::parse(&tidy(q, &mut how)).map(|a| recovered(a, None, how))
         }
         _ => None,
     })

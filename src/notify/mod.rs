@@ -554,24 +554,8 @@ impl<'a> Facts<'a> {
             }
             _ => None,
         };
-        let your_subject = self.your_subject.clone();
         let notice = match event {
-            Event::Notice { notice, .. } => {
-                let mut view = NoticeView { your_subject, ..NoticeView::default() };
-                match notice {
-                    Notice::NotApplied { reason } => {
-                        view.explanation = Some(explain(*reason, self.config));
-                        view.reason = Some(reason.to_string());
-                    }
-                    Notice::FollowUpOpened { closed } => view.closed = Some(self.config.case_token(*closed)),
-                    Notice::CommandRefused { command, problem } => {
-                        view.command = Some(crate::parse::one_line(command));
-                        view.problem = Some(problem.clone());
-                    }
-                    Notice::ReasonRequired | Notice::CaseList => {}
-                }
-                Some(view)
-            }
+            Event::Notice { notice, .. } => Some(self.notice_view(notice)),
             _ => None,
         };
         // Someone whose mail could not be applied may not be a participant: they learn
@@ -580,18 +564,7 @@ impl<'a> Facts<'a> {
             *c = CaseView { token: c.token.clone(), number: c.number, ..CaseView::default() };
         }
         let cases = match event {
-            Event::Notice { notice: Notice::CaseList, to, .. } if whole => {
-                case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
-                    .into_iter()
-                    .map(|c| CaseLine {
-                        token: self.config.case_token(c.case),
-                        subject: display_subject(self.config, &c.subject),
-                        status: c.status.to_string(),
-                        role: c.role.to_string(),
-                        updated_at: pretty_time(&c.updated_at),
-                    })
-                    .collect()
-            }
+            Event::Notice { notice: Notice::CaseList, to, .. } if whole => self.case_lines(to)?,
             _ => Vec::new(),
         };
         let links = if whole { self.links(case_view.as_ref()) } else { Links::default() };
@@ -616,6 +589,38 @@ impl<'a> Facts<'a> {
             links,
             survey,
         })
+    }
+
+    /// What a direct answer says, for its template.
+    fn notice_view(&self, notice: &Notice) -> NoticeView {
+        let mut view = NoticeView { your_subject: self.your_subject.clone(), ..NoticeView::default() };
+        match notice {
+            Notice::NotApplied { reason } => {
+                view.explanation = Some(explain(*reason, self.config));
+                view.reason = Some(reason.to_string());
+            }
+            Notice::FollowUpOpened { closed } => view.closed = Some(self.config.case_token(*closed)),
+            Notice::CommandRefused { command, problem } => {
+                view.command = Some(crate::parse::one_line(command));
+                view.problem = Some(problem.clone());
+            }
+            Notice::ReasonRequired | Notice::CaseList => {}
+        }
+        view
+    }
+
+    /// The cases `to` takes part in, for the answer to "cases".
+    fn case_lines(&self, to: &Address) -> rusqlite::Result<Vec<CaseLine>> {
+        Ok(case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
+            .into_iter()
+            .map(|c| CaseLine {
+                token: self.config.case_token(c.case),
+                subject: display_subject(self.config, &c.subject),
+                status: c.status.to_string(),
+                role: c.role.to_string(),
+                updated_at: pretty_time(&c.updated_at),
+            })
+            .collect())
     }
 
     fn links(&self, case: Option<&CaseView>) -> Links {

@@ -337,54 +337,11 @@ async fn answer(
     headers: HeaderMap,
     posted: Result<Form<Posted>, FormRejection>,
 ) -> Response {
-    if let Err(why) = same_origin(&headers, &state.inner.origin) {
-        tracing::warn!(reason = %why, expected = %state.inner.origin, "Survey answer refused: posted from another site");
-        return problem(
-            StatusCode::FORBIDDEN,
-            "This form cannot be sent from here",
-            "Answers are only accepted from the survey page itself. Please open the link in the survey mail and answer there.",
-        );
-    }
-    let claims = match verify(&state, &token) {
-        Ok(c) => c,
-        Err(e) => return refused(e),
+    let (claims, posted) = match admit(&state, &token, &headers, posted) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
     };
-    let Form(posted) = match posted {
-        Ok(p) => p,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(rejection) => {
-            tracing::info!(case = claims.case, error = %rejection.body_text(), "Survey answer refused: unreadable form");
-            return problem(
-                rejection.status(),
-                "Your answer could not be read",
-                "Please go back to the survey page and send the form again.",
-            );
-        }
-    };
-    if !posted.form.as_deref().is_some_and(|tag| token::verify_form_tag(&state.inner.secret, &token, tag)) {
-        tracing::warn!(case = claims.case, "Survey answer refused: the form does not belong to this link");
-        return problem(
-            StatusCode::FORBIDDEN,
-            "This form does not belong to this survey link",
-            "Please open the link in the survey mail again and answer on that page.",
-        );
-    }
-
-    let values = Values {
-        score: posted.score.as_deref().and_then(|s| s.trim().parse().ok()),
-        solved: match posted.solved.as_deref().map(str::trim) {
-            Some("yes") => Some(true),
-            Some("no") => Some(false),
-            _ => None,
-        },
-        comment: posted.comment.clone().unwrap_or_default(),
-    };
-    let checked = match (values.score.and_then(Score::new), values.solved) {
-        (Some(score), Some(solved)) => Ok(Answer::new(score, Some(solved), posted.comment.as_deref())),
-        (None, _) => Err("Please choose how satisfied you are, from 1 to 5."),
-        (Some(_), None) => Err("Please say whether our solution solved your problem."),
-    };
-
+    let (values, checked) = read_answer(&posted);
     let config = state.inner.config.clone();
     let now = Utc::now();
     let db_claims = claims.clone();
@@ -432,6 +389,67 @@ async fn answer(
         // `to_record` is `Some` exactly when `checked` is `Ok`.
         (None, Ok(_)) => server_error(anyhow::anyhow!("answer checked but not recorded")),
     }
+}
+
+/// Whether a posted answer may be looked at: sent from the survey page itself, with a
+/// valid token, a readable form, and the form tag of this very link. `Err` is the page
+/// that says why not.
+fn admit(
+    state: &SurveyState,
+    token: &str,
+    headers: &HeaderMap,
+    posted: Result<Form<Posted>, FormRejection>,
+) -> Result<(Claims, Posted), Box<Response>> {
+    if let Err(why) = same_origin(headers, &state.inner.origin) {
+        tracing::warn!(reason = %why, expected = %state.inner.origin, "Survey answer refused: posted from another site");
+        return Err(Box::new(problem(
+            StatusCode::FORBIDDEN,
+            "This form cannot be sent from here",
+            "Answers are only accepted from the survey page itself. Please open the link in the survey mail and answer there.",
+        )));
+    }
+    let claims = verify(state, token).map_err(|e| Box::new(refused(e)))?;
+    let Form(posted) = match posted {
+        Ok(p) => p,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Box::new(too_large())),
+        Err(rejection) => {
+            tracing::info!(case = claims.case, error = %rejection.body_text(), "Survey answer refused: unreadable form");
+            return Err(Box::new(problem(
+                rejection.status(),
+                "Your answer could not be read",
+                "Please go back to the survey page and send the form again.",
+            )));
+        }
+    };
+    if !posted.form.as_deref().is_some_and(|tag| token::verify_form_tag(&state.inner.secret, token, tag)) {
+        tracing::warn!(case = claims.case, "Survey answer refused: the form does not belong to this link");
+        return Err(Box::new(problem(
+            StatusCode::FORBIDDEN,
+            "This form does not belong to this survey link",
+            "Please open the link in the survey mail again and answer on that page.",
+        )));
+    }
+    Ok((claims, posted))
+}
+
+/// The values as posted (to show the form again) and the answer they make, or what is
+/// missing from it.
+fn read_answer(posted: &Posted) -> (Values, Result<Answer, &'static str>) {
+    let values = Values {
+        score: posted.score.as_deref().and_then(|s| s.trim().parse().ok()),
+        solved: match posted.solved.as_deref().map(str::trim) {
+            Some("yes") => Some(true),
+            Some("no") => Some(false),
+            _ => None,
+        },
+        comment: posted.comment.clone().unwrap_or_default(),
+    };
+    let checked = match (values.score.and_then(Score::new), values.solved) {
+        (Some(score), Some(solved)) => Ok(Answer::new(score, Some(solved), posted.comment.as_deref())),
+        (None, _) => Err("Please choose how satisfied you are, from 1 to 5."),
+        (Some(_), None) => Err("Please say whether our solution solved your problem."),
+    };
+    (values, checked)
 }
 
 fn verify(state: &SurveyState, token: &str) -> Result<Claims, TokenError> {

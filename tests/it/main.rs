@@ -2,6 +2,7 @@
 //! binary, Dovecot, an SMTP server, a browser) lives in a module here and shares the
 //! harness in `support/`.
 
+mod architecture;
 mod classify_corpus;
 mod corpus_ingest;
 mod daemon;
