@@ -123,7 +123,7 @@ pub struct Context<'a> {
 }
 
 /// Classifies a mail; `None` means a person wrote it.
-pub fn classify(mail: &InboundMail, ctx: &Context<'_>) -> Option<Verdict> {
+pub fn machine_mail(mail: &InboundMail, ctx: &Context<'_>) -> Option<Verdict> {
     let own_list = is_own_list(mail, ctx);
     own_loop(mail, ctx)
         .or_else(|| challenge_response(mail))
@@ -152,7 +152,7 @@ pub fn auto_response_allowed(mail: &InboundMail) -> Result<(), String> {
     // No installation context: the loop header was handled above, and a system address as
     // sender is the caller's to refuse (it would be a loop whatever this function says).
     let no_context = Context { system_addresses: &[], instance_id: "" };
-    if let Some(verdict) = classify(mail, &no_context) {
+    if let Some(verdict) = machine_mail(mail, &no_context) {
         return Err(format!("{} mail: {}", verdict.kind.as_str(), verdict.reason));
     }
     if let Some((rule, value)) = NO_AUTO_RESPONSE.iter().find_map(|r| matching_value(mail, r)) {
@@ -923,7 +923,7 @@ mod tests {
 
     fn judge(mail: &InboundMail) -> Option<Verdict> {
         let system = [Address::parse("support@example.com").expect("valid address")];
-        classify(mail, &Context { system_addresses: &system, instance_id: INSTANCE })
+        machine_mail(mail, &Context { system_addresses: &system, instance_id: INSTANCE })
     }
 
     fn kind(headers: &str, body: &str) -> Option<MachineKind> {

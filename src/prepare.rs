@@ -106,7 +106,7 @@ impl Analyzed {
         let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
         let authenticated = crate::authorize::is_authenticated(config, &mail);
         Analyzed {
-            machine: classify::classify(&mail, &ctx),
+            machine: classify::machine_mail(&mail, &ctx),
             new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
             authenticated,
             no_answers: no_answer_reason(config, &mail, authenticated),

@@ -359,7 +359,7 @@ impl Smtp {
             }
             Ok(Err(e)) => {
                 conn.abort().await;
-                Err(classify(&e))
+                Err(failure_of(&e))
             }
             Err(_) => {
                 conn.abort().await;
@@ -459,7 +459,7 @@ impl std::fmt::Display for DotStuffed<'_> {
 
 /// Sorts an SMTP error into retry-or-not. Login (530, 534, 535, 538) and TLS problems
 /// are the installation's, not the mail's: retried, so fixing the config sends the mail.
-fn classify(e: &lettre::transport::smtp::Error) -> Failure {
+fn failure_of(e: &lettre::transport::smtp::Error) -> Failure {
     let text = e.to_string();
     let code = e.status().map(|c| c.to_string()).unwrap_or_default();
     if e.is_permanent() {

@@ -54,7 +54,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use super::{Checkpoint, Disposition, Pending, Processed, SourceMail, WriterHandle};
+use super::{Checkpoint, Pending, Processed, Settled, SourceMail, WriterHandle};
 use crate::backoff::Backoff;
 use crate::config::{MailboxConfig, MarkProcessed, Tls};
 use crate::ingest::Origin;
@@ -957,9 +957,9 @@ impl Marker<'_> {
         let mut done = Vec::new();
         let mut quarantine = Vec::new();
         for (uid, p) in uids.iter().zip(&processed) {
-            match p.disposition {
-                Disposition::Done => done.push(*uid),
-                Disposition::Quarantine => quarantine.push(*uid),
+            match p.settled {
+                Settled::Processed => done.push(*uid),
+                Settled::Quarantined => quarantine.push(*uid),
             }
         }
         let mb = Arc::clone(&self.w.mailbox);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use tokio_util::sync::CancellationToken;
 
-use super::{Disposition, SourceMail, WriterHandle};
+use super::{Settled, SourceMail, WriterHandle};
 use crate::backoff::Backoff;
 use crate::config::MaildirConfig;
 use crate::ingest::Origin;
@@ -108,9 +108,9 @@ impl MaildirWatcher {
                 // `maildir:<name> <file>`); this says where the files went.
                 let mut quarantined = 0;
                 for (name, p) in files.iter().zip(&processed) {
-                    let flags = match p.disposition {
-                        Disposition::Done => "S",
-                        Disposition::Quarantine => {
+                    let flags = match p.settled {
+                        Settled::Processed => "S",
+                        Settled::Quarantined => {
                             quarantined += 1;
                             "FS"
                         }

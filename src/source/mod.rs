@@ -13,7 +13,7 @@
 //! 2. [`WriterHandle::ingest`]: one transaction for the batch; the answer arrives only
 //!    after the commit;
 //! 3. only then mark the mails at the source (move, flag, delete; quarantined mail to the
-//!    quarantine folder), as the [`Disposition`] of each says;
+//!    quarantine folder), as the [`Settled`] of each says;
 //! 4. only then advance the source's checkpoint ([`WriterHandle::save_checkpoint`]).
 //!
 //! A crash anywhere leaves each mail either untouched at the source (fetched again,
@@ -47,20 +47,21 @@ pub struct SourceMail {
     pub origin: Origin,
 }
 
-/// What the source should do with a mail once its batch is committed.
+/// How a mail was settled once its batch is committed, which says what the source does
+/// with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
+pub enum Settled {
     /// Processed (or a duplicate of processed mail): mark it as configured.
-    Done,
+    Processed,
     /// Quarantined now or before: put it where people look for quarantined mail.
-    Quarantine,
+    Quarantined,
 }
 
 /// The writer's answer for one mail.
 #[derive(Debug, Clone)]
 pub struct Processed {
     pub report: IngestReport,
-    pub disposition: Disposition,
+    pub settled: Settled,
 }
 
 /// How far a source is: the folder's UIDVALIDITY and the highest UID below which every
@@ -311,18 +312,18 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
 fn ingest(gateway: &mut Gateway, mails: Vec<(Prepared, Origin)>) -> anyhow::Result<Vec<Processed>> {
     let (prepared, origins): (Vec<Prepared>, Vec<Origin>) = mails.into_iter().unzip();
     let reports = gateway.ingest_prepared(prepared.into_iter().zip(origins.iter()).collect())?;
-    Ok(reports.into_iter().map(|report| Processed { disposition: disposition(&report), report }).collect())
+    Ok(reports.into_iter().map(|report| Processed { settled: settled(&report), report }).collect())
 }
 
 /// A quarantined mail goes to quarantine; so does a duplicate whose first passage was
 /// quarantined (the crash-after-commit case: it must end where that passage would have
 /// put it). Everything else is done.
-fn disposition(report: &IngestReport) -> Disposition {
+fn settled(report: &IngestReport) -> Settled {
     let quarantined = report.outcome == Outcome::Quarantined || report.first_outcome == Some(Outcome::Quarantined);
     if quarantined {
-        Disposition::Quarantine
+        Settled::Quarantined
     } else {
-        Disposition::Done
+        Settled::Processed
     }
 }
 
@@ -382,16 +383,12 @@ mod tests {
         let bad = handle.ingest(vec![garbage.clone()]).await.unwrap();
         let bad_again = handle.ingest(vec![garbage]).await.unwrap();
 
-        assert!(first.iter().all(|p| p.report.outcome == Outcome::Created && p.disposition == Disposition::Done));
-        assert!(again.iter().all(|p| p.report.outcome == Outcome::Duplicate && p.disposition == Disposition::Done));
+        assert!(first.iter().all(|p| p.report.outcome == Outcome::Created && p.settled == Settled::Processed));
+        assert!(again.iter().all(|p| p.report.outcome == Outcome::Duplicate && p.settled == Settled::Processed));
         assert_eq!(bad[0].report.outcome, Outcome::Quarantined);
-        assert_eq!(bad[0].disposition, Disposition::Quarantine);
+        assert_eq!(bad[0].settled, Settled::Quarantined);
         assert_eq!(bad_again[0].report.outcome, Outcome::Duplicate);
-        assert_eq!(
-            bad_again[0].disposition,
-            Disposition::Quarantine,
-            "a quarantined mail seen again stays quarantined"
-        );
+        assert_eq!(bad_again[0].settled, Settled::Quarantined, "a quarantined mail seen again stays quarantined");
 
         assert_eq!(handle.load_checkpoint("box").await.unwrap(), None);
         let c = Checkpoint { uidvalidity: 7, last_uid: 3 };

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use casegate::classify::{auto_response_allowed, classify, Context, MachineKind, Verdict};
+use casegate::classify::{auto_response_allowed, machine_mail, Context, MachineKind, Verdict};
 use serde_json::Value;
 
 /// Facts this test knows how to check; records without any of them (and not tagged
@@ -91,7 +91,7 @@ fn corpus_machine_mail_facts_hold() {
         let parsed = casegate::parse::parse(&raw);
         if facts.is_empty() && !negative {
             // Verbose only: what casegate makes of the corpus's ordinary mail, unchecked.
-            let verdict = parsed.as_ref().and_then(|m| classify(m, &ctx));
+            let verdict = parsed.as_ref().and_then(|m| machine_mail(m, &ctx));
             println!("{file} (no facts): {}", describe(verdict.as_ref()));
             continue;
         }
@@ -100,7 +100,7 @@ fn corpus_machine_mail_facts_hold() {
             mismatches.push(Mismatch { file, fact: "parses".into(), expected: "a mail".into(), got: "nothing".into() });
             continue;
         };
-        let verdict = classify(&mail, &ctx);
+        let verdict = machine_mail(&mail, &ctx);
         let kind = verdict.as_ref().map(|v| v.kind);
         let allowed = auto_response_allowed(&mail);
         // `CASEGATE_CORPUS_VERBOSE=1 cargo test ... -- --nocapture` shows every verdict.
