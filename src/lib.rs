@@ -1,15 +1,29 @@
 //! casegate — an email-driven ticketing gateway.
 //!
-//! One module per step of a mail's journey:
+//! The modules in the order of a mail's journey (`docs/architecture.md` tells it one step
+//! a paragraph):
 //!
-//! - [`parse`]: raw bytes → [`parse::InboundMail`] (never panics, bounded);
-//!   [`parse::reply`] trims quoted history from replies.
-//! - [`classify`]: machine mail (auto-replies, bulk, bounces, our own loops).
-//! - [`address`]: validated addresses and the staff/admin patterns.
-//! - [`source`]: where mail comes from in the daemon — IMAP ([`source::imap`]) and
-//!   Maildir ([`source::maildir`]) — and the one database writer they share.
-//! - [`daemon`]: `casegate run`, the sources and the outbox sender under one shutdown.
-//! - [`survey`]: signed survey links, the survey page, answers by web and by mail, the report.
+//! 1. [`source`]: where mail comes from in the daemon — IMAP ([`source::imap`]) and
+//!    Maildir ([`source::maildir`]) — and the one database writer they share; the
+//!    command line's `ingest` reads files. [`daemon`] runs the sources, the outbox sender
+//!    and the web pages under one shutdown.
+//! 2. [`prepare`]: what a mail's bytes say on their own — [`parse`] (MIME, charsets,
+//!    attachments, reply trimming, forwards; never panics, bounded), [`classify`]
+//!    (machine mail: auto-replies, bulk, bounces, our own loops), the content fingerprint.
+//! 3. [`ingest`]: the pipeline — seen before? then one store read for a snapshot
+//!    ([`store::snapshot`], routing by [`route`]), a pure decision, the store applying it.
+//! 4. [`decide`]: the decisions, pure — who the sender is on the case ([`authorize`]),
+//!    the commands in the mail ([`commands`], [`fields`]), the status machine
+//!    ([`workflow`]) — as a [`decide::Plan`] of effects.
+//! 5. [`store`]: SQLite, attachment blobs and raw-mail packs; one unit of work applies a
+//!    plan ([`store::apply`]).
+//! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
+//!    and notifications ([`notify`], which also sends them).
+//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
+//!
+//! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
+//! [`address`], [`digest`], [`backoff`]. Nothing imports a module above it; a test
+//! (`tests/it/architecture.rs`) keeps it so.
 
 pub mod address;
 pub mod authorize;

@@ -27,7 +27,7 @@
 //! only what the folder shows marked is logged as marked, and on every start mail at or
 //! below the checkpoint that is still unmarked is handed over again (reconciled). Fetching
 //! and marking run side by side (the server's MOVE costs several times its FETCH); while
-//! a backlog is fetched, marking waits for it (up to [`MARK_DELAY`]), so the cases come
+//! a backlog is fetched, marking waits for it (up to `MARK_DELAY`), so the cases come
 //! first and the server moves mail in few large commands. Every network step has a timeout;
 //! any error on either connection ends both, and the watcher reconnects with capped,
 //! jittered exponential backoff. Watchers share nothing but the writer, so one mailbox's

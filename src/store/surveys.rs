@@ -90,7 +90,7 @@ pub fn invite(
 
 /// Invites the requester and the contact of `case` (not watchers; never staff or our own
 /// system addresses, who are not customers), each once. Returns the new invitations —
-/// empty when surveys are not offered ([`super::offered`]: disabled, or no secret key
+/// empty when surveys are not offered ([`crate::survey::offered`]: disabled, or no secret key
 /// configured) or everyone was invited before. An error means a configured secret could
 /// not be read (or the database failed); the caller may log it and carry on.
 pub fn invite_case(

@@ -2,7 +2,7 @@
 //! comment — and the parser for answers given by replying to the survey mail.
 //!
 //! Everything here is pure: the web form and the ingest path both end in an [`Answer`],
-//! which [`super::store::record_answer`] stores.
+//! which `store::surveys::record_answer` stores.
 
 use std::fmt;
 use std::str::FromStr;
