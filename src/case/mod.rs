@@ -192,6 +192,10 @@ string_enum!(
         Quarantined => "quarantined", "quarantined";
         /// Not an outcome: the mail reused an earlier mail's Message-ID.
         MessageIdReused => "message-id-reused", "message-id-reused";
+        /// Not an outcome: the mail was read despite something wrong with it (a header in
+        /// an undeclared charset, a broken From line, a part that did not decode); the
+        /// detail says what was wrong and how it was read.
+        ReadDespite => "read-despite", "read-despite";
         SurveyInvited => "survey-invited", "survey-invited";
         SurveyAnswered => "survey-answered", "survey-answered";
         SurveyAnswerChanged => "survey-answer-changed", "survey-answer-changed";

@@ -35,6 +35,23 @@ pub fn plan<'m>(
     origin_account: Option<&str>,
     now: DateTime<Utc>,
 ) -> Plan<'m> {
+    let mut plan = outcome(config, analyzed, snapshot, origin_account, now);
+    // What was wrong with the mail and how it was read anyway, for whoever looks later.
+    let mail = &analyzed.mail;
+    if !mail.problems.is_empty() {
+        let detail = mail.problems.join("; ");
+        plan.audit(plan.case, mail.from_address(), AuditAction::ReadDespite, Some(detail));
+    }
+    plan
+}
+
+fn outcome<'m>(
+    config: &Config,
+    analyzed: &'m Analyzed,
+    snapshot: &Snapshot,
+    origin_account: Option<&str>,
+    now: DateTime<Utc>,
+) -> Plan<'m> {
     let mail = &analyzed.mail;
     let routed = match &snapshot.routed {
         Routed::Existing { case, .. } => Some(case.row.id),
@@ -480,6 +497,21 @@ mod tests {
         let p = plan(&c, &a, &snapshot, None, now());
         assert!(p.reason.as_deref().unwrap().starts_with("survey answer not recorded"), "{p:?}");
         assert_eq!(audits(&p), [AuditAction::SurveyAnswerRefused]);
+    }
+
+    #[test]
+    fn what_was_wrong_with_a_mail_that_was_read_anyway_is_audited() {
+        let c = config("");
+        let a = analyzed(&c, &format!("From: <{JANE}.>\r\nSubject: Printer"), "It burns.");
+        let p = plan(&c, &a, &Snapshot::new_case(), None, now());
+        assert_eq!(p.outcome, Outcome::Created);
+        let detail = p.effects.iter().find_map(|e| match e {
+            Effect::Audit(a) if a.action == AuditAction::ReadDespite => a.detail.clone(),
+            _ => None,
+        });
+        assert!(detail.unwrap().contains("trailing dot removed"));
+        let clean = analyzed(&c, &format!("From: {JANE}\r\nSubject: Printer"), "It burns.");
+        assert!(!audits(&plan(&c, &clean, &Snapshot::new_case(), None, now())).contains(&AuditAction::ReadDespite));
     }
 
     #[test]
