@@ -11,11 +11,11 @@ use casegate::config::Config;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::notify::{
-    assert_reply_lands, assert_well_formed, mail, open_case, pairs, to, who_got, Setup, ANN, BOB, CAROL, JANE, TOM,
-};
 use crate::support::casegate::Installation;
 use crate::support::mailstack::{Dovecot, Fault, SinkOptions, SmtpSink, CUSTOMER, PASSWORD, SUPPORT};
+use crate::support::notify::{
+    assert_reply_lands, assert_well_formed, mail, open_case, pairs, to, who_got, Setup, ANN, BOB, CAROL, JANE, TOM,
+};
 
 /// The retry delay configured by [`Setup`] (1 s, minus jitter) plus a margin.
 const RETRY_WAIT: Duration = Duration::from_millis(1_300);

@@ -17,7 +17,8 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::survey_support::SurveySite;
+use crate::support::survey::by_mail;
+use crate::support::survey::site::SurveySite;
 
 const JANE: &str = "jane@customer.example";
 /// A phone: the width of a common Android handset.
@@ -272,16 +273,15 @@ impl Drop for Daemon {
 /// Chromium, and `survey report --json` shows the answer. A forged link is refused.
 #[tokio::test]
 async fn a_case_closed_by_mail_gets_a_survey_answered_in_chromium_and_reported() {
-    use crate::survey_flow;
     let Some((chromium, chromedriver)) = browser() else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let install = survey_flow::install(&listen, "");
-    survey_flow::close_a_case_by_mail(&install);
+    let install = by_mail::install(&listen, "");
+    by_mail::close_a_case_by_mail(&install);
     install.ok(&["outbox", "flush"]);
-    let (to, mail) = survey_flow::survey_mails(&install).remove(0);
+    let (to, mail) = by_mail::survey_mails(&install).remove(0);
     assert_eq!(to, "jane.doe@customer.example");
-    let url = survey_flow::link_in(&mail);
+    let url = by_mail::link_in(&mail);
     assert!(url.starts_with(&format!("http://{listen}/survey/")), "{url}");
 
     let daemon = Daemon(

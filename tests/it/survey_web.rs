@@ -3,7 +3,8 @@
 
 use chrono::{Duration, Utc};
 
-use crate::survey_support::{form_tag, http, request_raw, SurveySite, SECRET};
+use crate::support::survey::http::{form_encode, http, request_raw};
+use crate::support::survey::site::{form_tag, SurveySite, SECRET};
 
 const JANE: &str = "jane@customer.example";
 
@@ -216,8 +217,7 @@ async fn an_oversized_body_is_refused() {
     );
     let declared = request_raw(site.addr, head.as_bytes()).await;
     // ...and a chunked body, whose length nobody declares, that grows past it.
-    let form =
-        crate::survey_support::form_encode(&[("form", &tag), ("score", "5"), ("solved", "yes"), ("comment", &comment)]);
+    let form = form_encode(&[("form", &tag), ("score", "5"), ("solved", "yes"), ("comment", &comment)]);
     let chunked = format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nOrigin: {origin}\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{form}\r\n0\r\n\r\n",
