@@ -13,39 +13,23 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::support::casegate::{fixtures, Installation};
+use crate::support::mail::to_support;
 use crate::support::mailstack::{free_port, Dovecot, SinkOptions, SmtpSink, CUSTOMER, PASSWORD, SUPPORT};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A small customer mail with CRLF line endings.
+/// A small customer mail.
 fn mail(id: &str, subject: &str) -> Vec<u8> {
-    format!(
-        "From: Customer <{CUSTOMER}>\r\n\
-         To: Support <{SUPPORT}>\r\n\
-         Subject: {subject}\r\n\
-         Message-ID: <{id}@customer.example>\r\n\
-         Date: Mon, 25 Nov 2024 09:00:00 +0000\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         Hello, {subject}.\r\n"
-    )
-    .into_bytes()
+    let from = format!("Customer <{CUSTOMER}>");
+    to_support(&from, subject, &format!("{id}@customer.example"), "", &format!("Hello, {subject}."))
 }
 
 /// A reply to `original` (by In-Reply-To only: the subject carries no token).
 fn reply(id: &str, original: &str) -> Vec<u8> {
-    format!(
-        "From: Customer <{CUSTOMER}>\r\n\
-         To: Support <{SUPPORT}>\r\n\
-         Subject: Re: more details\r\n\
-         Message-ID: <{id}@customer.example>\r\n\
-         In-Reply-To: <{original}@customer.example>\r\n\
-         References: <{original}@customer.example>\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         Some more details for {original}.\r\n"
-    )
-    .into_bytes()
+    let from = format!("Customer <{CUSTOMER}>");
+    let thread = format!("In-Reply-To: <{original}@customer.example>\r\nReferences: <{original}@customer.example>\r\n");
+    let body = format!("Some more details for {original}.");
+    to_support(&from, "Re: more details", &format!("{id}@customer.example"), &thread, &body)
 }
 
 /// A `[[mailbox]]` table for the harness's support account over plain IMAP.

@@ -8,6 +8,7 @@ use casegate::parse::{self, InboundMail};
 use serde_json::Value;
 
 use crate::support::casegate::Installation;
+use crate::support::mail::to_support;
 use crate::support::mailstack::{Received, SinkOptions, SmtpSink};
 
 pub const JANE: &str = "jane@customer.example";
@@ -132,16 +133,11 @@ pub fn to<'a>(mails: &'a [Delivered], address: &str) -> &'a Delivered {
     mails.iter().find(|d| d.to == address).unwrap_or_else(|| panic!("nothing was sent to {address}"))
 }
 
-/// A mail as a person's client writes it.
+/// A mail as a person's client writes it, with a Message-ID of its own.
 pub fn mail(from: &str, subject: &str, headers: &str, body: &str) -> Vec<u8> {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <t{n}.{}@test.example>\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n{headers}\r\n{body}\r\n",
-        std::process::id()
-    )
-    .into_bytes()
+    to_support(from, subject, &format!("t{n}.{}@test.example", std::process::id()), headers, body)
 }
 
 /// Jane opens CASE-1 with Bob and Carol in Cc (so they watch it); the opening mails are

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::support::casegate::Installation;
+use crate::support::mail::to_support;
 
 const SECRET: &str = "test-survey-secret-0123456789";
 /// The requester of the case [`close_a_case_by_mail`] closes.
@@ -25,11 +26,7 @@ pub fn install(listen: &str, extra: &str) -> Installation {
 /// A mail from `from` with Message-ID `<{id}@mail.example>`; `extra_headers` are header
 /// lines, each ending in CRLF.
 pub fn mail(from: &str, subject: &str, id: &str, body: &str, extra_headers: &str) -> Vec<u8> {
-    format!(
-        "From: <{from}>\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{id}@mail.example>\r\n\
-         {extra_headers}Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
+    to_support(&format!("<{from}>"), subject, &format!("{id}@mail.example"), extra_headers, body)
 }
 
 /// Opens CASE-1 for Jane with Bob in Cc (a watcher), resolves it as staff, and has Jane

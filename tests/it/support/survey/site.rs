@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{form_encode, http, Reply};
 use crate::support::casegate::Installation;
+use crate::support::mail::to_support;
 
 /// (case, recipient, score, solved 0/1/NULL, comment, channel) of one `survey_answers` row.
 pub type AnswerRow = (i64, String, i64, Option<i64>, Option<String>, String);
@@ -51,12 +52,8 @@ impl SurveySite {
     /// Opens a case by mail from `from` (through the real `casegate ingest`); returns its number.
     pub fn open_case(&self, from: &str, subject: &str) -> i64 {
         let id = format!("{}@customer.example", rand_id());
-        let raw = format!(
-            "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
-             MIME-Version: 1.0\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-             Please help.\r\n"
-        );
-        let line = self.install.ingest_bytes(&format!("{}.eml", rand_id()), raw.as_bytes());
+        let raw = to_support(from, subject, &id, "", "Please help.");
+        let line = self.install.ingest_bytes(&format!("{}.eml", rand_id()), &raw);
         assert_eq!(line["outcome"], "created", "{line}");
         let case = line["case"].as_str().expect("case id");
         case.trim_start_matches("CASE-").parse().expect("case number")
