@@ -58,10 +58,7 @@ fn a_reply_to_the_survey_mail_with_a_score_is_the_answer() {
     );
     assert_eq!(r["comments"][0]["comment"], "quick and friendly");
     assert_eq!(r["comments"][0]["channel"], "mail");
-    let audited: i64 = install
-        .db()
-        .query_row("SELECT count(*) FROM audit WHERE action LIKE 'survey-answer%'", [], |r| r.get(0))
-        .unwrap();
+    let audited = install.count("SELECT count(*) FROM audit WHERE action LIKE 'survey-answer%'", []);
     assert_eq!(audited, 1, "one audit row per answer, whichever channel it came by");
 
     // The answer can be changed by replying again; it does not open a follow-up case.

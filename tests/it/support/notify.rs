@@ -18,6 +18,11 @@ pub const ANN: &str = "ann@support.example.com";
 pub const TOM: &str = "tom@support.example.com";
 pub const EVE: &str = "eve@elsewhere.example";
 
+/// Who hears of Jane's new case with Bob and Carol in Cc (as [`open_case`] opens it): Jane
+/// is answered, staff alerted, and Bob and Carol told that they watch it.
+pub const OPENING: [(&str, &str); 5] =
+    [(JANE, "acknowledgement"), (ANN, "new-case"), (TOM, "new-case"), (BOB, "watcher-added"), (CAROL, "watcher-added")];
+
 /// An installation whose notifications go to its own SMTP sink. Staff alerts go to Ann
 /// and Tom (both analysts under `@support.example.com`).
 pub struct Setup {

@@ -248,12 +248,8 @@ impl SmtpSink {
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         loop {
-            let messages = self.messages();
-            if messages.len() >= n {
+            if let Some(messages) = self.arrived(n, deadline, timeout) {
                 return messages;
-            }
-            if Instant::now() > deadline {
-                self.wait_failed(n, timeout, &messages);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -263,15 +259,24 @@ impl SmtpSink {
     pub fn wait_for_blocking(&self, n: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         loop {
-            let messages = self.messages();
-            if messages.len() >= n {
+            if let Some(messages) = self.arrived(n, deadline, timeout) {
                 return messages;
-            }
-            if Instant::now() > deadline {
-                self.wait_failed(n, timeout, &messages);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One look for [`SmtpSink::wait_for`]: all messages once there are `n`, `None` while
+    /// there are fewer; past `deadline`, a panic that shows what did arrive.
+    fn arrived(&self, n: usize, deadline: Instant, timeout: Duration) -> Option<Vec<Received>> {
+        let messages = self.messages();
+        if messages.len() >= n {
+            return Some(messages);
+        }
+        if Instant::now() > deadline {
+            self.wait_failed(n, timeout, &messages);
+        }
+        None
     }
 
     fn wait_failed(&self, n: usize, timeout: Duration, got: &[Received]) -> ! {

@@ -1,8 +1,8 @@
 //! A small HTTP/1.1 client that sends exactly the bytes a test asks for (headers browsers
-//! send, oversized bodies).
+//! send, oversized bodies), and a wait for a server to listen.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -83,4 +83,19 @@ fn parse_reply(raw: &[u8]) -> Reply {
         "this client reads only sized bodies"
     );
     Reply { status, headers, body: body.to_string() }
+}
+
+/// Whether something accepts connections at `addr` within `timeout`, asked every 50 ms: a
+/// server started by another task or process takes a moment to bind its port.
+pub async fn accepts_within(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
