@@ -39,10 +39,15 @@ impl Setup {
     /// An installation sending to `sink`; `smtp` and `outbox` are extra lines for those
     /// tables (`smtp` must say `tls`). Retries come after 1 s, so tests can wait for them.
     pub fn with_sink(sink: SmtpSink, smtp: &str, outbox: &str) -> Setup {
+        Setup::with_retry(sink, smtp, outbox, 1)
+    }
+
+    /// [`Setup::with_sink`] with retries after `retry_secs` (less up to 20 % jitter).
+    pub fn with_retry(sink: SmtpSink, smtp: &str, outbox: &str, retry_secs: u64) -> Setup {
         let install = Installation::new(&format!(
             "[notify]\nstaff_recipients = [\"{ANN}\", \"{TOM}\"]\n\
              [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntimeout_secs = 10\n{smtp}\
-             [outbox]\nretry_base_secs = 1\nretry_max_secs = 1\nmax_attempts = 5\n{outbox}",
+             [outbox]\nretry_base_secs = {retry_secs}\nretry_max_secs = {retry_secs}\nmax_attempts = 5\n{outbox}",
             sink.port()
         ));
         Setup { install, sink, seen: 0 }
