@@ -23,7 +23,7 @@
 //! `cargo test --all-targets` it makes a quick smoke run (300 mails, 3 appends).
 
 #[allow(unused_imports)]
-#[path = "../tests/it/support/mailstack.rs"]
+#[path = "../tests/it/support/mailstack/mod.rs"]
 mod mailstack;
 
 use std::process::{Command, Stdio};

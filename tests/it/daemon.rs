@@ -4,48 +4,30 @@
 //!
 //! Every test starts its own Dovecot and installation, so they run in parallel.
 
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 
-use crate::support::casegate::{fixtures, Installation};
+use crate::support::casegate::{fixtures, Daemon, Installation};
+use crate::support::mail::to_support;
 use crate::support::mailstack::{free_port, Dovecot, SinkOptions, SmtpSink, CUSTOMER, PASSWORD, SUPPORT};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A small customer mail with CRLF line endings.
+/// A small customer mail.
 fn mail(id: &str, subject: &str) -> Vec<u8> {
-    format!(
-        "From: Customer <{CUSTOMER}>\r\n\
-         To: Support <{SUPPORT}>\r\n\
-         Subject: {subject}\r\n\
-         Message-ID: <{id}@customer.example>\r\n\
-         Date: Mon, 25 Nov 2024 09:00:00 +0000\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         Hello, {subject}.\r\n"
-    )
-    .into_bytes()
+    let from = format!("Customer <{CUSTOMER}>");
+    to_support(&from, subject, &format!("{id}@customer.example"), "", &format!("Hello, {subject}."))
 }
 
 /// A reply to `original` (by In-Reply-To only: the subject carries no token).
 fn reply(id: &str, original: &str) -> Vec<u8> {
-    format!(
-        "From: Customer <{CUSTOMER}>\r\n\
-         To: Support <{SUPPORT}>\r\n\
-         Subject: Re: more details\r\n\
-         Message-ID: <{id}@customer.example>\r\n\
-         In-Reply-To: <{original}@customer.example>\r\n\
-         References: <{original}@customer.example>\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         Some more details for {original}.\r\n"
-    )
-    .into_bytes()
+    let from = format!("Customer <{CUSTOMER}>");
+    let thread = format!("In-Reply-To: <{original}@customer.example>\r\nReferences: <{original}@customer.example>\r\n");
+    let body = format!("Some more details for {original}.");
+    to_support(&from, "Re: more details", &format!("{id}@customer.example"), &thread, &body)
 }
 
 /// A `[[mailbox]]` table for the harness's support account over plain IMAP.
@@ -57,7 +39,8 @@ fn mailbox(dovecot: &Dovecot, extra: &str) -> String {
     )
 }
 
-/// A number from the installation's database (0 while it does not exist yet).
+/// A number from the installation's database, 0 while it does not exist yet or cannot be
+/// read: unlike [`Installation::count`], fit for polling what a running daemon is creating.
 fn count(inst: &Installation, sql: &str) -> i64 {
     if !inst.path().join("var/casegate.db").exists() {
         return 0;
@@ -84,90 +67,6 @@ async fn folder_settles(dovecot: &Dovecot, folder: &str, n: u32) -> u32 {
             return now;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `casegate run` as a child process, its log in the installation's `daemon.log`.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-    /// Where this run's part of the (shared, appended) log starts.
-    offset: usize,
-}
-
-impl Daemon {
-    fn start(inst: &Installation, args: &[&str]) -> Daemon {
-        let log = inst.path().join("daemon.log");
-        let offset = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-        let file = OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_casegate"))
-            .arg("--config")
-            .arg(&inst.config)
-            .arg("run")
-            .args(args)
-            .current_dir(inst.path())
-            .env_remove("CASEGATE_CONFIG")
-            .env("RUST_LOG", "info,casegate=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log handle"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn casegate run");
-        Daemon { child: Some(child), log, offset }
-    }
-
-    /// This run's log.
-    fn log(&self) -> String {
-        let all = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(all.get(self.offset..).unwrap_or_default()).into_owned()
-    }
-
-    /// Waits until `needle` occurs at least `n` times in the log.
-    async fn wait_log(&self, needle: &str, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(needle).count() < n {
-            if Instant::now() > deadline {
-                panic!("{needle:?} not seen {n} time(s) in the daemon log within {timeout:?}:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
-        // SAFETY: kill has no memory-safety preconditions; the child is ours and unreaped.
-        unsafe { libc::kill(pid, signal) };
-    }
-
-    /// SIGTERM, then the exit status and how long the exit took.
-    async fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        self.signal(libc::SIGTERM);
-        let mut child = self.child.take().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return (status, started.elapsed());
-            }
-            assert!(started.elapsed() < WAIT, "casegate did not exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("--- daemon log ---\n{}", self.log());
-        }
     }
 }
 

@@ -120,9 +120,8 @@ fn garbage_and_headerless_input_is_quarantined_not_dropped() {
     assert!(outcomes[2]["reason"].as_str().unwrap().starts_with("no-sender"), "{}", outcomes[2]);
     // Broken MIME still has a sender and a subject: it becomes a case, best effort.
     assert_eq!(outcomes[3]["outcome"], "created", "{}", outcomes[3]);
-    let db = install.db();
-    let journal: i64 = db.query_row("SELECT count(*) FROM mails", [], |r| r.get(0)).unwrap();
-    let raws: i64 = db.query_row("SELECT count(*) FROM raw_mails", [], |r| r.get(0)).unwrap();
+    let journal = install.count("SELECT count(*) FROM mails", []);
+    let raws = install.count("SELECT count(*) FROM raw_mails", []);
     assert_eq!((journal, raws), (4, 4), "every input is journalled with its raw bytes");
 }
 

@@ -1,4 +1,4 @@
-//! Proves the mail-stack harness (`support/mailstack.rs`) against the real servers:
+//! Proves the mail-stack harness (`support/mailstack/`) against the real servers:
 //! IMAP and IMAPS logins, byte-exact APPEND/FETCH, IDLE, UIDVALIDITY changes, Dovecot
 //! restarts, lettre through Dovecot submission into the SMTP sink and on into an INBOX,
 //! and each of the sink's faults as lettre sees it.

@@ -16,6 +16,5 @@ mod support;
 mod survey_browser;
 mod survey_flow;
 mod survey_report;
-mod survey_support;
 mod survey_web;
 mod workflow;

@@ -9,6 +9,7 @@
 //! `CASEGATE_SURVEY_SCREENSHOT=docs/survey-page.png cargo test --test it survey_browser`
 //! also saves the phone-width screenshot shown in the README.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,7 +18,11 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::survey_support::SurveySite;
+use crate::support::casegate::Daemon;
+use crate::support::mailstack::free_port;
+use crate::support::survey::by_mail;
+use crate::support::survey::http::accepts_within;
+use crate::support::survey::site::SurveySite;
 
 const JANE: &str = "jane@customer.example";
 /// A phone: the width of a common Android handset.
@@ -40,7 +45,7 @@ struct Driver {
 impl Driver {
     fn start(chromedriver: &Path, dir: &Path) -> Driver {
         use std::os::unix::process::CommandExt as _;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let log = dir.join("chromedriver.log");
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -59,13 +64,10 @@ impl Driver {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        if !accepts_within(addr, Duration::from_secs(10)).await {
+            panic!("chromedriver did not listen within 10 s; log:\n{}", self.log_text());
         }
-        panic!("chromedriver did not listen within 10 s; log:\n{}", self.log_text());
     }
 
     fn log_text(&self) -> String {
@@ -254,56 +256,24 @@ async fn a_survey_link_answered_in_headless_chromium_is_stored() {
     site.stop().await;
 }
 
-/// `casegate run` as a child process, stopped with SIGTERM on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill only sends a signal to our own child.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// The whole way a customer takes: the case is closed by mail, the survey notification
 /// goes out, its link — served by the real `casegate run` — is answered in headless
 /// Chromium, and `survey report --json` shows the answer. A forged link is refused.
 #[tokio::test]
 async fn a_case_closed_by_mail_gets_a_survey_answered_in_chromium_and_reported() {
-    use crate::survey_flow;
     let Some((chromium, chromedriver)) = browser() else { return };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let install = survey_flow::install(&listen, "");
-    survey_flow::close_a_case_by_mail(&install);
+    let install = by_mail::install(&listen, "");
+    by_mail::close_a_case_by_mail(&install);
     install.ok(&["outbox", "flush"]);
-    let (to, mail) = survey_flow::survey_mails(&install).remove(0);
+    let (to, mail) = by_mail::survey_mails(&install).remove(0);
     assert_eq!(to, "jane.doe@customer.example");
-    let url = survey_flow::link_in(&mail);
+    let url = by_mail::link_in(&mail);
     assert!(url.starts_with(&format!("http://{listen}/survey/")), "{url}");
 
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_casegate"))
-            .arg("--config")
-            .arg(&install.config)
-            .arg("run")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start casegate run"),
-    );
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut daemon = Daemon::start(&install, &[]);
+    let up = accepts_within(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(10)).await;
     assert!(up, "casegate run did not serve the survey page on {listen}");
 
     let scratch = tempfile::tempdir().unwrap();
@@ -328,7 +298,7 @@ async fn a_case_closed_by_mail_gets_a_survey_answered_in_chromium_and_reported()
     tokio::time::timeout(Duration::from_secs(120), session).await.expect("the browser session took over 2 minutes");
     client.close().await.expect("close the browser");
     drop(driver);
-    drop(daemon);
+    daemon.terminate().await;
 
     let report = install.json(&["survey", "report", "--json"]);
     assert_eq!((report["sent"].as_i64(), report["answered"].as_i64()), (Some(1), Some(1)), "{report}");

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::support::casegate::{contains, Installation};
+use crate::support::mail::to_support;
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -18,11 +19,8 @@ fn at(s: &str) -> DateTime<Utc> {
 fn installation_with_answers() -> Installation {
     let install = Installation::new("[survey]\nsecret = \"report-test secret 0123456789\"\nlink_valid_days = 30\n");
     for (n, from) in [(1, "ann@acme.example"), (2, "jane@customer.example"), (3, "bob@acme.example")] {
-        let raw = format!(
-            "From: {from}\r\nTo: support@example.com\r\nSubject: Problem {n}\r\nMessage-ID: <report-{n}@example.com>\r\n\
-             Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nHelp.\r\n"
-        );
-        assert_eq!(install.ingest_bytes(&format!("{n}.eml"), raw.as_bytes())["case"], format!("CASE-{n}"));
+        let raw = to_support(from, &format!("Problem {n}"), &format!("report-{n}@example.com"), "", "Help.");
+        assert_eq!(install.ingest_bytes(&format!("{n}.eml"), &raw)["case"], format!("CASE-{n}"));
     }
     let config = Config::load(&install.config).unwrap();
     let store = Store::open(&config).unwrap();

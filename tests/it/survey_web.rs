@@ -3,7 +3,9 @@
 
 use chrono::{Duration, Utc};
 
-use crate::survey_support::{form_tag, http, request_raw, SurveySite, SECRET};
+use crate::support::mailstack::free_port;
+use crate::support::survey::http::{accepts_within, form_encode, http, request_raw};
+use crate::support::survey::site::{form_tag, SurveySite, SECRET};
 
 const JANE: &str = "jane@customer.example";
 
@@ -16,10 +18,7 @@ async fn site_with_link(subject: &str) -> (SurveySite, i64, String) {
 }
 
 fn audit_count(site: &SurveySite, action_like: &str) -> i64 {
-    site.install
-        .db()
-        .query_row("SELECT count(*) FROM audit WHERE action LIKE ?1", [action_like], |r| r.get(0))
-        .expect("count audit")
+    site.install.count("SELECT count(*) FROM audit WHERE action LIKE ?1", [action_like])
 }
 
 #[tokio::test]
@@ -216,8 +215,7 @@ async fn an_oversized_body_is_refused() {
     );
     let declared = request_raw(site.addr, head.as_bytes()).await;
     // ...and a chunked body, whose length nobody declares, that grows past it.
-    let form =
-        crate::survey_support::form_encode(&[("form", &tag), ("score", "5"), ("solved", "yes"), ("comment", &comment)]);
+    let form = form_encode(&[("form", &tag), ("score", "5"), ("solved", "yes"), ("comment", &comment)]);
     let chunked = format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nOrigin: {origin}\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{form}\r\n0\r\n\r\n",
@@ -282,22 +280,15 @@ async fn serve_listens_on_survey_listen_and_stops_on_shutdown() {
     let case = site.open_case(JANE, "Printer offline");
     let url = site.invite(case, JANE);
     // A second server through the daemon's entry point, on a port of its own.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut config = (*site.config).clone();
     config.survey.listen = format!("127.0.0.1:{port}");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(casegate::web::serve(std::sync::Arc::new(config), shutdown.clone()));
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut reply = None;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            reply = Some(http(addr, "GET", &site.path_of(&url), &[], b"").await);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(reply.expect("serve never listened").status, 200);
+    assert!(accepts_within(addr, std::time::Duration::from_secs(5)).await, "serve never listened");
+    assert_eq!(http(addr, "GET", &site.path_of(&url), &[], b"").await.status, 200);
 
     shutdown.cancel();
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;

@@ -9,6 +9,7 @@ use casegate::workflow::{Kind, Role, PERMISSIONS};
 use serde_json::Value;
 
 use crate::support::casegate::Installation;
+use crate::support::mail::to_support;
 
 const REQUESTER: &str = "jane.doe@customer.example";
 const SAME_ACCOUNT: &str = "bob.miller@customer.example";
@@ -22,11 +23,7 @@ const STRANGER: &str = "eve@evil.example";
 /// A mail as a mail client would send it to the support address.
 fn mail(from: &str, subject: &str, id: &str, body: &str, cc: &[&str]) -> Vec<u8> {
     let cc = if cc.is_empty() { String::new() } else { format!("Cc: {}\r\n", cc.join(", ")) };
-    format!(
-        "From: <{from}>\r\nTo: Support <support@example.com>\r\n{cc}Subject: {subject}\r\nMessage-ID: <{id}@mail.example>\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
+    to_support(&format!("<{from}>"), subject, &format!("{id}@mail.example"), &cc, body)
 }
 
 /// A fresh copy of the installation built by [`build`] for `status`: built once per status

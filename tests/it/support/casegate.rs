@@ -1,8 +1,11 @@
 //! A throw-away casegate installation: a temp directory with a config file, and the real
-//! `casegate` binary run against it (black-box, as an operator or a mail server would).
+//! `casegate` binary run against it (black-box, as an operator or a mail server would):
+//! one command at a time, or `casegate run` as a daemon.
 
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -115,6 +118,101 @@ impl Installation {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open database")
+    }
+
+    /// A number the database holds (`SELECT count(*) …`), for assertions on what was stored.
+    pub fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.db().query_row(sql, params, |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// How long `casegate run` may take to exit after SIGTERM before the test fails.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `casegate run` as a child process, its log in the installation's `daemon.log`.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    /// Where this run's part of the (shared, appended) log starts.
+    offset: usize,
+}
+
+impl Daemon {
+    /// Starts `casegate run ARGS` on `inst`, logging at debug into `daemon.log`.
+    pub fn start(inst: &Installation, args: &[&str]) -> Daemon {
+        let log = inst.path().join("daemon.log");
+        let offset = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        let file = OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_casegate"))
+            .arg("--config")
+            .arg(&inst.config)
+            .arg("run")
+            .args(args)
+            .current_dir(inst.path())
+            .env_remove("CASEGATE_CONFIG")
+            .env("RUST_LOG", "info,casegate=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn casegate run");
+        Daemon { child: Some(child), log, offset }
+    }
+
+    /// This run's log.
+    pub fn log(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(all.get(self.offset..).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until `needle` occurs at least `n` times in the log.
+    pub async fn wait_log(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < n {
+            if Instant::now() > deadline {
+                panic!("{needle:?} not seen {n} time(s) in the daemon log within {timeout:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` to the daemon (which must be running).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; the child is ours and unreaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    pub async fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < STOP_TIMEOUT, "casegate did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGKILL, like a crash, and reaps it. Does nothing if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log());
+        }
     }
 }
 

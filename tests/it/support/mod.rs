@@ -1,5 +1,10 @@
-//! Shared test harness: temporary installations and real servers on 127.0.0.1.
+//! Shared test harness: temporary installations running the real binary, real servers on
+//! 127.0.0.1, mails as people write them, and the notification and survey setups that
+//! several test files build on.
 
 pub mod casegate;
 pub mod corpus;
+pub mod mail;
 pub mod mailstack;
+pub mod notify;
+pub mod survey;

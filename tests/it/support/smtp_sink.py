@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""SMTP sink for casegate's integration tests (driven by tests/it/support/mailstack.rs).
+"""SMTP sink for casegate's integration tests (driven by tests/it/support/mailstack/smtp_sink.rs).
 
 A real SMTP server (aiosmtpd) on 127.0.0.1 that stores every accepted message in
 DIR/messages/ as NNNNNN.eml (the raw DATA, CRLF line endings, dot-unstuffed) plus a
