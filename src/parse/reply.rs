@@ -33,7 +33,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::forward::forward_marker;
+use super::quoting::{
+    clean_line, constant_regex, forward_marker, header_field, is_original_message, is_separator, looks_dated,
+    read_header_block, split_footnotes,
+};
 use super::{html_to_text, normalise_text, InboundMail};
 
 /// Most non-blank lines after a "-- " delimiter that still read as a signature. A longer tail
@@ -149,21 +152,6 @@ struct Line<'a> {
     kind: Kind,
 }
 
-/// A line as matched: trimmed, invisible characters removed, no-break spaces as spaces.
-pub(crate) fn clean_line(raw: &str) -> String {
-    // Every character dropped or replaced below is encoded with a lead byte of C2, E2 or
-    // EF; most lines have none of them and need no pass over their characters.
-    if !raw.bytes().any(|b| matches!(b, 0xC2 | 0xE2 | 0xEF)) {
-        return raw.trim().to_string();
-    }
-    raw.chars()
-        .filter(|c| !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}'))
-        .map(|c| if c == '\u{A0}' { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
 fn classify(text: &str) -> Vec<Line<'_>> {
     let mut lines: Vec<Line<'_>> = text
         .split('\n')
@@ -225,18 +213,6 @@ fn is_address_piece(line: &Line<'_>) -> bool {
         && (line.clean == "<" || line.clean.starts_with("mailto:") || CLOSING_BRACKET.is_match(&line.clean))
 }
 
-fn is_separator(clean: &str) -> bool {
-    let mut marks = 0;
-    for c in clean.chars() {
-        if "-_=*~─━—–".contains(c) {
-            marks += 1;
-        } else if !c.is_whitespace() {
-            return false;
-        }
-    }
-    marks >= 3
-}
-
 /// "-- " (RFC 3676), a bare "--", or a line of underscores (mailing-list footers).
 fn is_signature_delimiter(clean: &str) -> bool {
     clean == "--" || (clean.len() >= 2 && clean.chars().all(|c| c == '_'))
@@ -270,40 +246,39 @@ const WROTE: &str = r"wrote|writes|a\s+écrit|a\s+ecrit|schrieb|schreef|geschrev
 
 /// Words an attribution starts with ("On", "Am", "Le", "El", "Il", "Op", "Em", "Den", …).
 static START: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
+    constant_regex(
         r"(?i)^(?:on|at|am|le|el|il|op|em|den|dne|dnia|dňa|w\s+dniu|på|в|στις|pada|vào|ngày|in\s+message|in\s+data)\b",
     )
 });
-static WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"(?i)\b(?:{WROTE})\s*[:：]?$")));
-static CJK_WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| regex(r"(?:写道|寫道)\s*[:：]?$"));
+static WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| constant_regex(&format!(r"(?i)\b(?:{WROTE})\s*[:：]?$")));
+static CJK_WROTE_AT_END: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"(?:写道|寫道)\s*[:：]?$"));
 /// "Am 18.09.2013 um 16:24 schrieb Name <x@y>:" — the verb before the name.
 static WROTE_IN_MIDDLE: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?i)\b(?:schrieb|schreef|skrev|wrote|escribió|escreveu|a\s+écrit|ha\s+scritto|napisał|написал|kirjoitti)\b")
+    constant_regex(
+        r"(?i)\b(?:schrieb|schreef|skrev|wrote|escribió|escreveu|a\s+écrit|ha\s+scritto|napisał|написал|kirjoitti)\b",
+    )
 });
 /// "Name <x@y> schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:" — name first.
 static WROTE_ON: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
+    constant_regex(
         r"(?i)\b(?:wrote\s+on|schrieb\s+am|a\s+écrit\s+le|escribió\s+el|escreveu\s+em|schreef\s+op|skrev\s+den|ha\s+scritto\s+il)\b",
     )
 });
 /// The end of an attribution wrapped inside its address: ">:", "> wrote:", "> skrev:".
-static CLOSING_BRACKET: LazyLock<Regex> = LazyLock::new(|| regex(&format!(r"(?i)^>\s*(?:(?:{WROTE})\s*)?[:：]$")));
+static CLOSING_BRACKET: LazyLock<Regex> =
+    LazyLock::new(|| constant_regex(&format!(r"(?i)^>\s*(?:(?:{WROTE})\s*)?[:：]$")));
 static EMAIL_BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\[mailto:[^\[\]\s]+\]|\[[^\[\]\s]+@[^\[\]\s]+\]")
+    constant_regex(r"<[^<>\s]+@[^<>\s]+>|\([^()\s]+@[^()\s]+\)|\[mailto:[^\[\]\s]+\]|\[[^\[\]\s]+@[^\[\]\s]+\]")
 });
-static EMAIL_ANY: LazyLock<Regex> = LazyLock::new(|| regex(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"));
-/// A time, a year or a numeric date: what separates "On 3 May 2021, Bob wrote:" from
-/// "On 3 occasions Bob wrote:".
-static DATEISH: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"\d{1,2}[:.]\d{2}|\b(?:19|20)\d{2}\b|\b\d{1,2}[./-]\d{1,2}[./-]\d{2,4}\b"));
+static EMAIL_ANY: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"));
 /// Gmail in some locales: "2016/3/3 Name <x@y>" and "2015-10-18 0:17 GMT+03:00 Name <x@y>:".
 static DATE_THEN_EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b.{0,120}<[^<>\s]+@[^<>\s]+>\s*[:：]?$"));
+    LazyLock::new(|| constant_regex(r"^\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b.{0,120}<[^<>\s]+@[^<>\s]+>\s*[:：]?$"));
 static ISO_DATE_GMT: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"^\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2}\s+GMT[+-]\d{1,2}:?\d{2}\b"));
+    LazyLock::new(|| constant_regex(r"^\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2}\s+GMT[+-]\d{1,2}:?\d{2}\b"));
 /// The first line of an attribution wrapped over several lines, when it has no start word:
 /// a date first ("2016-03-03 …", "Понедельник, 6 октября …", "pe 20. lokakuuta …").
-static WRAPPED_START: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)^(?:\p{L}{1,15}\.?,?\s+)?\d"));
+static WRAPPED_START: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"(?i)^(?:\p{L}{1,15}\.?,?\s+)?\d"));
 
 /// How sure a line is an attribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,13 +293,6 @@ struct Span {
     start: usize,
     end: usize,
     strength: Strength,
-}
-
-/// Compiles a pattern that is a constant of this module.
-fn regex(pattern: &str) -> Regex {
-    // The patterns are literals in this file and every one is exercised by the unit tests,
-    // so a failure here is a programming error caught before release.
-    Regex::new(pattern).expect("constant regex compiles")
 }
 
 /// Removes bold/underline markers and dashes around a line ("---- On … wrote ----").
@@ -352,7 +320,7 @@ fn attribution_strength(s: &str) -> Option<Strength> {
     let has_digit = s.bytes().any(|b| b.is_ascii_digit());
     // `\d` is any Unicode digit (full-width dates in CJK attributions).
     let any_digit = has_digit || (!s.is_ascii() && s.chars().any(char::is_numeric));
-    let dated = || any_digit && DATEISH.is_match(s);
+    let dated = || any_digit && looks_dated(s);
     let bracketed = || s.contains(['<', '(', '[']) && EMAIL_BRACKETED.is_match(s);
     if WROTE_AT_END.is_match(s) || CJK_WROTE_AT_END.is_match(s) {
         if START.is_match(s) && dated() {
@@ -454,221 +422,36 @@ fn find_attributions(lines: &[Line<'_>]) -> Vec<Span> {
     spans
 }
 
-// ---------------------------------------------------------------------------------------
-// Header blocks ("From: … Sent: … To: … Subject: …") and "Original Message" lines
-
-/// A field of a header block quoted in a mail body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum HeaderField {
-    From,
-    To,
-    Cc,
-    /// Date, or Outlook's "Sent".
-    Date,
-    Subject,
-    ReplyTo,
-}
-
-fn field_named(name: &str) -> Option<HeaderField> {
-    use HeaderField::*;
-    Some(match name {
-        "from" | "von" | "de" | "van" | "da" | "fra" | "från" | "od" | "от" | "lähettäjä" | "kimden" | "feladó"
-        | "absender" | "expéditeur" | "remitente" | "afzender" | "avsändare" | "发件人" | "發件人" | "寄件者"
-        | "差出人" => From,
-        "sent"
-        | "date"
-        | "datum"
-        | "gesendet"
-        | "envoyé"
-        | "envoyé le"
-        | "envoye"
-        | "enviado"
-        | "enviado el"
-        | "enviada em"
-        | "enviado em"
-        | "enviada"
-        | "fecha"
-        | "data"
-        | "inviato"
-        | "verzonden"
-        | "verstuurd"
-        | "skickat"
-        | "sendt"
-        | "dato"
-        | "wysłano"
-        | "wysłane"
-        | "отправлено"
-        | "дата"
-        | "lähetetty"
-        | "päivämäärä"
-        | "gönderildi"
-        | "tarih"
-        | "odesláno"
-        | "message du"
-        | "发送时间"
-        | "日期"
-        | "送信日時"
-        | "日付"
-        | "寄件日期"
-        | "傳送時間" => Date,
-        "to" | "an" | "à" | "a" | "para" | "aan" | "till" | "til" | "do" | "кому" | "vastaanottaja" | "kime"
-        | "címzett" | "komu" | "destinataire" | "empfänger" | "收件人" | "收件者" | "宛先" => To,
-        "cc" | "kopie" | "copie" | "copie à" | "cópia" | "copia" | "kopia" | "dw" | "копия" | "kopio" | "bilgi"
-        | "másolat" | "抄送" | "副本" => Cc,
-        "subject" | "betreff" | "objet" | "asunto" | "assunto" | "oggetto" | "onderwerp" | "ämne" | "emne"
-        | "temat" | "тема" | "aihe" | "konu" | "tárgy" | "předmět" | "sujet" | "主题" | "主旨" | "件名" => {
-            Subject
-        }
-        "reply-to" | "antwort an" | "répondre à" | "responder a" => ReplyTo,
-        _ => return None,
-    })
-}
-
-/// Reads one header line of a quoted or forwarded message: `From: x`, `*From:* x`,
-/// `**Sent:** x`, `De : x`, `Envoyé le :x`. Returns the field and its value.
-pub(crate) fn header_field(line: &str) -> Option<(HeaderField, &str)> {
-    let s = line.trim().trim_start_matches(['*', '_']).trim_start();
-    let (colon, colon_char) = s.char_indices().take(32).find(|(_, c)| *c == ':' || *c == '：')?;
-    let name = s[..colon].trim().trim_end_matches(['*', '_']).trim_end();
-    if name.is_empty() {
-        return None;
-    }
-    let field = field_named(&name.to_lowercase())?;
-    let value = s[colon + colon_char.len_utf8()..].trim_start().trim_start_matches(['*', '_']).trim();
-    Some((field, value))
-}
-
-/// A header block: consecutive header lines, values of wrapped lines joined.
-#[derive(Debug, Clone)]
-pub(crate) struct HeaderBlock {
-    /// Index of the last line that belongs to the block.
-    pub end: usize,
-    pub fields: Vec<(HeaderField, String)>,
-}
-
-impl HeaderBlock {
-    pub(crate) fn value(&self, field: HeaderField) -> Option<&str> {
-        self.fields.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str())
-    }
-
-    fn has(&self, field: HeaderField) -> bool {
-        self.fields.iter().any(|(f, _)| *f == field)
-    }
-
-    fn distinct(&self) -> usize {
-        let mut seen: Vec<HeaderField> = Vec::new();
-        for (f, _) in &self.fields {
-            if !seen.contains(f) {
-                seen.push(*f);
-            }
-        }
-        seen.len()
-    }
-
-    /// Whether this block introduces an earlier message rather than being prose that
-    /// happens to contain "From:" and "To:" (an itinerary, say).
-    fn introduces_history(&self, after_separator: bool) -> bool {
-        let from_has_address = self.value(HeaderField::From).is_some_and(|v| v.contains('@'));
-        let dated = self.value(HeaderField::Date).is_some_and(|v| DATEISH.is_match(v));
-        let from = self.has(HeaderField::From);
-        if self.distinct() >= 3 && from && (self.has(HeaderField::Subject) || from_has_address || dated) {
-            return true;
-        }
-        after_separator && self.distinct() >= 2 && (from || self.has(HeaderField::Date))
-    }
-}
-
-/// Reads the header block whose first line is `lines[start]`, or `None` if that is not a
-/// header line. Wrapped values (address lists, Outlook's "12:06\nPM") are joined; one blank
-/// line between fields is allowed when a new field follows it.
-pub(crate) fn read_header_block<S: AsRef<str>>(lines: &[S], start: usize) -> Option<HeaderBlock> {
-    let (field, value) = header_field(lines.get(start)?.as_ref())?;
-    let mut block = HeaderBlock { end: start, fields: vec![(field, value.to_string())] };
-    let mut blanks = 0;
-    let mut wrapped = 0;
-    for (k, line) in lines.iter().enumerate().skip(start + 1) {
-        let raw = line.as_ref();
-        let text = raw.trim();
-        if text.is_empty() {
-            blanks += 1;
-            if blanks > 1 {
-                break;
-            }
-            continue;
-        }
-        if let Some((field, value)) = header_field(text) {
-            if blanks > 0 && block.has(field) {
-                break;
-            }
-            block.fields.push((field, value.to_string()));
-            block.end = k;
-            blanks = 0;
-            wrapped = 0;
-            continue;
-        }
-        if blanks == 0 && GENERIC_HEADER.is_match(text) {
-            // A field we do not use ("Organization:", "Importance:") still belongs to the block.
-            block.end = k;
-            wrapped = 0;
-            continue;
-        }
-        // A wrapped value: address lists, a name with its address on the next line,
-        // Outlook's "12:06\nPM".
-        if blanks > 0 || wrapped >= 2 || is_separator(text) {
-            break;
-        }
-        wrapped += 1;
-        if let Some((_, v)) = block.fields.last_mut() {
-            v.push(' ');
-            v.push_str(text);
-        }
-        block.end = k;
-    }
-    Some(block)
-}
-
-static GENERIC_HEADER: LazyLock<Regex> = LazyLock::new(|| regex(r"^[A-Za-z][A-Za-z-]{1,30}:\s"));
-
-/// "-----Original Message-----" and its translations.
-static ORIGINAL_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"(?i)^[*_\s]*-{2,}\s*(?:original message|original-nachricht|ursprüngliche nachricht|urspr\.? nachricht|mensaje original|message d'origine|message original|messaggio originale|oorspronkelijk bericht|origineel bericht|originalmeddelande|ursprungligt meddelande|opprinnelig melding|oprindelig meddelelse|oprindelig besked|originalnachricht|alkuperäinen viesti|wiadomość oryginalna|oryginalna wiadomość|исходное сообщение|mensagem original|původní zpráva|pôvodná správa|eredeti üzenet|orijinal ileti|原始邮件|原始郵件|元のメッセージ|reply message)\s*-*[*_\s]*$",
-    )
-});
-
-pub(crate) fn is_original_message(clean: &str) -> bool {
-    ORIGINAL_MESSAGE.is_match(clean)
-}
-
 /// "-------- Some words --------": above a header block, the title of the quoted message in
-/// a language the list above does not know.
-static DASHED_TITLE: LazyLock<Regex> = LazyLock::new(|| regex(r"^[-=_*]{2,}\s*[\p{L}\p{M}' ]{2,40}?\s*[-=_*]{2,}$"));
+/// a language that [`is_original_message`] does not know.
+static DASHED_TITLE: LazyLock<Regex> =
+    LazyLock::new(|| constant_regex(r"^[-=_*]{2,}\s*[\p{L}\p{M}' ]{2,40}?\s*[-=_*]{2,}$"));
 
 // ---------------------------------------------------------------------------------------
 // Phone footers
 
 /// "Sent from my iPhone" and its relatives, optionally with "please excuse typos".
 static FOOTER: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
+    constant_regex(
         r"(?i)^[(<\[]*(?:sent (?:from|via|with|using|by|on) |get outlook for |envoyé (?:de|depuis) |envoye (?:de|depuis) |von meinem |gesendet (?:von|mit|vom) |diese nachricht wurde von |enviado (?:desde|do|de|a partir d[eo]) |inviato da |inviato dal |verzonden (?:vanaf|met|van) |verstuurd (?:vanaf|met|van) |skickat från |sendt fra |lähetetty |wysłane z |wysłano z |отправлено (?:с|из) |надіслано з |从我的|發自我的|发自我的|從我的|iphoneから送信)[^,;!?]{0,60}(?:[.,;]?\s*(?:please\s+)?(?:excuse|pardon|forgive)\b[^!?]{0,60})?$",
     )
 });
 /// "Nik from mobile", "From my iPhone 6".
 static SHORT_FOOTER: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
+    constant_regex(
         r"(?i)^(?:\p{L}+ from (?:my )?(?:mobile|phone|cell|iphone|android)|from my (?:iphone|ipad|ipod|android|mobile|phone|cell|samsung|galaxy|blackberry|smartphone|tablet)\b[^,;!?]{0,30})\.?$",
     )
 });
 /// The Outlook apps' footer. Outlook for iOS and Android put it between the reply and the
 /// quoted message, which they do not mark, so everything after it is history.
 static OUTLOOK_APP_FOOTER: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
+    constant_regex(
         r"(?i)^(?:(?:get|télécharger|obtenir|obtener|descargar|scarica|ottieni|obter|baixe|holen sie sich|skaffa|hent|få|pobierz|загрузите|скачайте|sent from|sent with|envoyé (?:de|depuis)|enviado (?:de|desde)|inviato da|verzonden (?:met|vanaf)|gesendet (?:von|mit)|skickat från|sendt fra|wysłane z)\s+(?:(?:my|the|o|mon|mi|meu)\s+)?outlook\b|outlook (?:für|voor|för) \S+ (?:herunterladen|downloaden|hämta))",
     )
 });
 /// A link as html2text renders it ("[text][1]"), or a bare URL in brackets at the end.
 static LINK_DECORATION: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"\[([^\[\]]*)\]\[\d+\]|\s*[<\[(]\s*(?:https?|mailto):[^\s>\])]*\s*[>\])]"));
+    LazyLock::new(|| constant_regex(r"\[([^\[\]]*)\]\[\d+\]|\s*[<\[(]\s*(?:https?|mailto):[^\s>\])]*\s*[>\])]"));
 
 /// A footer line without its link ("Get Outlook for iOS<https://aka.ms/…>").
 fn footer_text(clean: &str) -> String {
@@ -1077,23 +860,6 @@ fn parts_of_html(html: &str, container: Option<Container>) -> ReplyParts {
         result.text = format!("{}\n\n{}", result.text, referenced.join("\n"));
     }
     result
-}
-
-static FOOTNOTE: LazyLock<Regex> = LazyLock::new(|| regex(r"^\[\d+\]: \S"));
-
-/// Splits html2text's link list ("[1]: https://…" lines at the end) from the body.
-pub(crate) fn split_footnotes(rendered: &str) -> (String, Vec<String>) {
-    let lines: Vec<&str> = rendered.split('\n').collect();
-    let mut start = lines.len();
-    while start > 0 && FOOTNOTE.is_match(lines[start - 1]) {
-        start -= 1;
-    }
-    let notes_follow_blank = start == 0 || lines[start - 1].trim().is_empty();
-    if start == lines.len() || !notes_follow_blank {
-        return (rendered.to_string(), Vec::new());
-    }
-    let notes = lines[start..].iter().map(|s| s.to_string()).collect();
-    (lines[..start].join("\n"), notes)
 }
 
 /// Prefixes the lines rendered from inside the marked container with "> " so they read as
