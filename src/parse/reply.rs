@@ -117,7 +117,7 @@ pub fn new_text_of(mail: &InboundMail) -> String {
 pub fn parts(text: &str) -> ReplyParts {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines = classify(&text);
-    let fates = decide(&lines);
+    let fates = assign_parts(&lines);
     assemble(&lines, &fates)
 }
 
@@ -527,7 +527,10 @@ fn is_own_text(line: &Line<'_>) -> bool {
     }
 }
 
-fn decide(lines: &[Line<'_>]) -> Fates {
+/// The part every line is, decided in steps: where the unquoted history starts (from the
+/// top), a signature, what trails the sender's text (from the end), the leading quote of a
+/// bottom-posted reply, and the attributions of the quotes that stay.
+fn assign_parts(lines: &[Line<'_>]) -> Fates {
     let n = lines.len();
     let mut fates = vec![Part::New; n];
     let spans = find_attributions(lines);
@@ -537,16 +540,50 @@ fn decide(lines: &[Line<'_>]) -> Fates {
         span_starting[span.start] = Some(*span);
         span_ending[span.end] = Some(*span);
     }
-    // Attributions followed by quoted lines: they go wherever their quote goes.
-    let mut introductions: Vec<Span> = Vec::new();
 
-    // 1. The start of unquoted history: the first attribution not followed by quoted lines,
-    //    "Original Message" line or header block that has the sender's own text above it.
-    let mut cut = n;
-    let mut footer_cut = None;
+    let history = find_unquoted_history(lines, &span_starting, &mut fates);
+    for fate in &mut fates[history.start..] {
+        *fate = Part::Quoted;
+    }
+    if let Some(footer) = history.footer {
+        fates[footer] = Part::Signature;
+    }
+
+    let mut introduces = vec![false; n];
+    for span in &history.introductions {
+        introduces[span.start..=span.end].fill(true);
+    }
+    // The first line that is the sender's own: nothing above it may be cut as a signature
+    // or trailing quote, or the message would vanish.
+    let first_own = (0..history.start).find(|&k| fates[k] == Part::New && !introduces[k] && is_own_text(&lines[k]));
+
+    let cut = cut_signature(lines, &mut fates, history.start, first_own, &introduces);
+    let cut = cut_trailing_history(lines, &mut fates, cut, first_own, &span_ending);
+    drop_bottom_posted_quote(lines, &mut fates, cut, &history.introductions);
+    quote_introductions(&mut fates, &introduces);
+    fates
+}
+
+/// Where the unquoted history starts, and what was learnt reading down to it.
+struct History {
+    /// The first line of the history: everything from here on was written before. The
+    /// number of lines when there is no such history.
+    start: usize,
+    /// The device footer the history starts at, when that is what marked it.
+    footer: Option<usize>,
+    /// Attributions followed by quoted lines: they go wherever their quote goes.
+    introductions: Vec<Span>,
+}
+
+/// Step 1, from the top: the start of unquoted history, which is the first attribution not
+/// followed by quoted lines, "Original Message" line, device footer or header block that has
+/// the sender's own text above it. An attribution with nothing of the sender's above it is
+/// marked quoted in `fates` on the way.
+fn find_unquoted_history(lines: &[Line<'_>], span_starting: &[Option<Span>], fates: &mut [Part]) -> History {
+    let mut introductions: Vec<Span> = Vec::new();
     let mut seen_own_text = false;
     let mut i = 0;
-    while i < n {
+    while i < lines.len() {
         let line = &lines[i];
         if line.kind != Kind::Text {
             seen_own_text |= is_own_text(line);
@@ -562,8 +599,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             }
             if span.strength == Strength::Strong {
                 if seen_own_text {
-                    cut = include_separators_above(lines, i);
-                    break;
+                    return History { start: include_separators_above(lines, i), footer: None, introductions };
                 }
                 // An attribution with nothing of the sender's above it (some mobile clients
                 // put it first): drop that line and read on, rather than cut everything.
@@ -577,32 +613,19 @@ fn decide(lines: &[Line<'_>]) -> Fates {
         if forward_marker(&line.clean).is_some() {
             // An explicitly forwarded message is kept, header block and all.
             seen_own_text = true;
-            i = match next_non_blank(lines, i + 1) {
-                Some(k) if lines[k].kind == Kind::Text => {
-                    read_header_block(&clean_lines_from(lines, k), 0).map_or(i + 1, |b| k + b.end + 1)
-                }
-                _ => i + 1,
-            };
+            i = after_forwarded_header(lines, i);
             continue;
         }
         if is_original_message(&line.clean) {
-            cut = include_separators_above(lines, i);
-            break;
+            return History { start: include_separators_above(lines, i), footer: None, introductions };
         }
         if seen_own_text && (is_outlook_app_footer(&line.clean) || is_footer_paragraph(lines, i)) {
-            footer_cut = Some(i);
-            cut = i;
-            break;
+            return History { start: i, footer: Some(i), introductions };
         }
         if header_field(&line.clean).is_some() {
             if let Some(block) = read_header_block(&clean_lines_from(lines, i), 0) {
-                let after_separator = prev_non_blank(lines, i).is_some_and(|k| {
-                    lines[k].kind == Kind::Text
-                        && (is_separator(&lines[k].clean) || is_original_message(&lines[k].clean))
-                });
-                if block.introduces_history(after_separator) {
-                    cut = include_separators_above(lines, i);
-                    break;
+                if block.introduces_history(follows_separator(lines, i)) {
+                    return History { start: include_separators_above(lines, i), footer: None, introductions };
                 }
                 seen_own_text = true;
                 i += block.end + 1;
@@ -612,43 +635,68 @@ fn decide(lines: &[Line<'_>]) -> Fates {
         seen_own_text |= is_own_text(line);
         i += 1;
     }
-    for fate in &mut fates[cut..] {
-        *fate = Part::Quoted;
-    }
-    if let Some(footer) = footer_cut {
-        fates[footer] = Part::Signature;
-    }
+    History { start: lines.len(), footer: None, introductions }
+}
 
-    let mut introduces = vec![false; n];
-    for span in &introductions {
-        introduces[span.start..=span.end].fill(true);
-    }
-    // The first line that is the sender's own: nothing above it may be cut as a signature
-    // or trailing quote, or the message would vanish.
-    let first_own = (0..cut).find(|&k| fates[k] == Part::New && !introduces[k] && is_own_text(&lines[k]));
-
-    // 2. A signature delimiter, if its tail is short enough to be a signature.
-    if let Some(delimiter) = (0..cut).find(|&k| {
-        lines[k].kind == Kind::Text && is_signature_delimiter(&lines[k].clean) && first_own.is_some_and(|f| f < k)
-    }) {
-        let limit = if lines[delimiter].raw.trim_start().starts_with("-- ") {
-            MAX_SIGNATURE_LINES
-        } else {
-            MAX_BARE_DASH_SIGNATURE_LINES
-        };
-        let tail = (delimiter + 1..cut)
-            .filter(|&k| lines[k].kind != Kind::Blank && lines[k].kind != Kind::Quote && !introduces[k])
-            .count();
-        if tail <= limit {
-            for k in delimiter..cut {
-                fates[k] = if lines[k].kind == Kind::Quote || introduces[k] { Part::Quoted } else { Part::Signature };
-            }
-            cut = delimiter;
+/// The line after the header block below a forward marker at `marker`, or after the marker
+/// when no header block follows it.
+fn after_forwarded_header(lines: &[Line<'_>], marker: usize) -> usize {
+    match next_non_blank(lines, marker + 1) {
+        Some(k) if lines[k].kind == Kind::Text => {
+            read_header_block(&clean_lines_from(lines, k), 0).map_or(marker + 1, |b| k + b.end + 1)
         }
+        _ => marker + 1,
     }
+}
 
-    // 3. From the end: phone footers, trailing quote blocks (with the attribution that
-    //    introduces them) and separator lines, until the sender's own text is reached.
+/// Whether the line above `i`, blank lines aside, is a rule or an "Original Message" line.
+fn follows_separator(lines: &[Line<'_>], i: usize) -> bool {
+    prev_non_blank(lines, i).is_some_and(|k| {
+        lines[k].kind == Kind::Text && (is_separator(&lines[k].clean) || is_original_message(&lines[k].clean))
+    })
+}
+
+/// Step 2: a signature delimiter below the sender's first own line, if its tail (before
+/// `cut`) is short enough to be a signature. Returns where the text that may be new ends.
+fn cut_signature(
+    lines: &[Line<'_>],
+    fates: &mut [Part],
+    cut: usize,
+    first_own: Option<usize>,
+    introduces: &[bool],
+) -> usize {
+    let Some(delimiter) = (0..cut).find(|&k| {
+        lines[k].kind == Kind::Text && is_signature_delimiter(&lines[k].clean) && first_own.is_some_and(|f| f < k)
+    }) else {
+        return cut;
+    };
+    let limit = if lines[delimiter].raw.trim_start().starts_with("-- ") {
+        MAX_SIGNATURE_LINES
+    } else {
+        MAX_BARE_DASH_SIGNATURE_LINES
+    };
+    let tail = (delimiter + 1..cut)
+        .filter(|&k| lines[k].kind != Kind::Blank && lines[k].kind != Kind::Quote && !introduces[k])
+        .count();
+    if tail > limit {
+        return cut;
+    }
+    for k in delimiter..cut {
+        fates[k] = if lines[k].kind == Kind::Quote || introduces[k] { Part::Quoted } else { Part::Signature };
+    }
+    delimiter
+}
+
+/// Step 3, from the end (`cut`) up: phone footers, trailing quote blocks (with the
+/// attribution that introduces them) and separator lines, until the sender's own text is
+/// reached. Returns where the text that may be new ends.
+fn cut_trailing_history(
+    lines: &[Line<'_>],
+    fates: &mut [Part],
+    mut cut: usize,
+    first_own: Option<usize>,
+    span_ending: &[Option<Span>],
+) -> usize {
     while let Some(last) = prev_non_blank(lines, cut) {
         if first_own.is_none_or(|f| f >= last) {
             break;
@@ -661,7 +709,7 @@ fn decide(lines: &[Line<'_>]) -> Fates {
             cut = last;
             continue;
         }
-        if line.kind == Kind::Text && cut < n && is_separator(&line.clean) {
+        if line.kind == Kind::Text && cut < lines.len() && is_separator(&line.clean) {
             for fate in &mut fates[last..cut] {
                 *fate = Part::Quoted;
             }
@@ -691,34 +739,41 @@ fn decide(lines: &[Line<'_>]) -> Fates {
         }
         cut = start;
     }
+    cut
+}
 
-    // 4. Bottom-posting: the message opens with an attribution and one quoted block and the
-    //    sender's text follows with no other quote; the block is history, not context.
-    if let Some(first) = (0..cut).find(|&k| lines[k].kind != Kind::Blank && fates[k] == Part::New) {
-        if let Some(span) = introductions.iter().find(|s| s.start == first) {
-            let mut end = span.end + 1;
-            while end < cut && matches!(lines[end].kind, Kind::Quote | Kind::Blank) {
-                end += 1;
-            }
-            let rest = end..cut;
-            let more_quotes = rest.clone().any(|k| lines[k].kind == Kind::Quote && fates[k] == Part::New);
-            let own_text = rest.clone().any(|k| fates[k] == Part::New && is_own_text(&lines[k]));
-            if own_text && !more_quotes {
-                for fate in &mut fates[first..end] {
-                    *fate = Part::Quoted;
-                }
-            }
+/// Step 4, bottom-posting: the message opens with an attribution and one quoted block and
+/// the sender's text follows with no other quote (before `cut`); the block is history, not
+/// context.
+fn drop_bottom_posted_quote(lines: &[Line<'_>], fates: &mut [Part], cut: usize, introductions: &[Span]) {
+    let Some(first) = (0..cut).find(|&k| lines[k].kind != Kind::Blank && fates[k] == Part::New) else {
+        return;
+    };
+    let Some(span) = introductions.iter().find(|s| s.start == first) else {
+        return;
+    };
+    let mut end = span.end + 1;
+    while end < cut && matches!(lines[end].kind, Kind::Quote | Kind::Blank) {
+        end += 1;
+    }
+    let rest = end..cut;
+    let more_quotes = rest.clone().any(|k| lines[k].kind == Kind::Quote && fates[k] == Part::New);
+    let own_text = rest.clone().any(|k| fates[k] == Part::New && is_own_text(&lines[k]));
+    if own_text && !more_quotes {
+        for fate in &mut fates[first..end] {
+            *fate = Part::Quoted;
         }
     }
+}
 
-    // 5. Attributions of quotes that stay (inline replies): the quoted lines give the
-    //    context; "On …, … wrote:" adds only noise to the thread.
-    for (fate, _) in fates.iter_mut().zip(&introduces).filter(|(_, i)| **i) {
+/// Step 5: the attributions of quotes that stay (inline replies). The quoted lines give the
+/// context; "On …, … wrote:" adds only noise to the thread.
+fn quote_introductions(fates: &mut [Part], introduces: &[bool]) {
+    for (fate, _) in fates.iter_mut().zip(introduces).filter(|(_, i)| **i) {
         if *fate == Part::New {
             *fate = Part::Quoted;
         }
     }
-    fates
 }
 
 /// Cleaned lines from `start`, at most a header block's worth (bounds the work per line).
