@@ -75,13 +75,13 @@ pub fn find_forwarded(mail: &InboundMail) -> Option<Forwarded> {
 // Subject prefixes and rendered links
 
 /// "Fwd:", "FW:", "WG:", "TR:", "RV:", "Doorst:", "VS:", "Enc:", "PD:", after an optional
-/// list tag such as "[support]".
+/// list tag such as `[support]`.
 static FORWARD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     constant_regex(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:")
 });
 static LEADING_FORWARD_PREFIXES: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:\s*)+"));
-/// An html2text link, "[text][3]": the text is what the sender saw.
+/// An html2text link, `[text][3]`: the text is what the sender saw.
 static RENDERED_LINK: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"\[([^\[\]]*)\]\[\d+\]"));
 
 // ---------------------------------------------------------------------------------------

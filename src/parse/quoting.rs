@@ -289,7 +289,7 @@ pub(super) fn forward_marker(line: &str) -> Option<ForwardMarker> {
 
 static FOOTNOTE: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"^\[\d+\]: \S"));
 
-/// Splits html2text's link list ("[1]: https://…" lines at the end) from the body.
+/// Splits html2text's link list (`[1]: https://…` lines at the end) from the body.
 pub(super) fn split_footnotes(rendered: &str) -> (String, Vec<String>) {
     let lines: Vec<&str> = rendered.split('\n').collect();
     let mut start = lines.len();
