@@ -15,9 +15,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::reply::{
-    self, clean_line, is_original_message, read_header_block, split_footnotes, HeaderBlock, HeaderField,
+use super::quoting::{
+    clean_line, constant_regex, forward_marker, is_original_message, read_header_block, split_footnotes, ForwardMarker,
+    HeaderBlock, HeaderField,
 };
+use super::reply;
 use super::{normalise_text, InboundMail};
 use crate::address::{Address, Mailbox};
 
@@ -70,54 +72,34 @@ pub fn find_forwarded(mail: &InboundMail) -> Option<Forwarded> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Marker lines
+// Subject prefixes and rendered links
 
-static DASHED_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    constant_regex(
-        r"(?i)^[*_\s]*(-{2,})\s*(?:forwarded message|forwarded e-?mail|weitergeleitete nachricht|message transféré|message transfere|mensaje reenviado|messaggio inoltrato|doorgestuurd bericht|mensagem encaminhada|mensagem reencaminhada|vidarebefordrat meddelande|videresendt melding|videresendt meddelelse|przekazana wiadomość|wiadomość przekazana|пересылаемое сообщение|переслане повідомлення|přeposlaná zpráva|välitetty viesti|iletilen mesaj|转发的邮件|轉寄的郵件|転送されたメッセージ)\s*-*[*_\s]*:?$",
-    )
-});
-static APPLE_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    constant_regex(
-        r"(?i)^[*_\s]*(?:begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié|début du message transféré|inicio del mensaje reenviado|comienzo del mensaje reenviado|inizio messaggio inoltrato|begin doorgestuurd bericht|início da mensagem reencaminhada|início da mensagem encaminhada|vidarebefordrat brev|videresendt e-post|start på videresendt besked|начало переадресованного сообщения|początek przekazywanej wiadomości)\s*:[*_\s]*$",
-    )
-});
 /// "Fwd:", "FW:", "WG:", "TR:", "RV:", "Doorst:", "VS:", "Enc:", "PD:", after an optional
-/// list tag such as "[support]".
+/// list tag such as `[support]`.
 static FORWARD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     constant_regex(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:")
 });
 static LEADING_FORWARD_PREFIXES: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?i)^(?:\s*(?:fwd?|wg|tr|rv|doorst|vs|vb|enc|pd|reenv)\s*(?:\[\d+\])?\s*:\s*)+"));
-/// An html2text link, "[text][3]": the text is what the sender saw.
+/// An html2text link, `[text][3]`: the text is what the sender saw.
 static RENDERED_LINK: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"\[([^\[\]]*)\]\[\d+\]"));
-
-/// Compiles a pattern that is a constant of this module.
-fn constant_regex(pattern: &str) -> Regex {
-    // The patterns are literals in this file, each exercised by the unit tests.
-    Regex::new(pattern).expect("constant regex compiles")
-}
-
-/// The forwarding style a marker line announces ("---------- Forwarded message ---------",
-/// "Begin forwarded message:"), for a trimmed line.
-pub(crate) fn forward_marker(line: &str) -> Option<ForwardStyle> {
-    if line.len() > 120 {
-        return None;
-    }
-    if let Some(caps) = DASHED_MARKER.captures(line) {
-        let dashes = caps.get(1).map_or(0, |m| m.len());
-        return Some(if dashes == 8 { ForwardStyle::Thunderbird } else { ForwardStyle::Gmail });
-    }
-    APPLE_MARKER.is_match(line).then_some(ForwardStyle::AppleMail)
-}
 
 // ---------------------------------------------------------------------------------------
 // Inline forwards
 
+/// The style a forward marker line stands for.
+fn style_of(marker: ForwardMarker) -> ForwardStyle {
+    match marker {
+        ForwardMarker::Dashed => ForwardStyle::Gmail,
+        ForwardMarker::Thunderbird => ForwardStyle::Thunderbird,
+        ForwardMarker::BeginForwarded => ForwardStyle::AppleMail,
+    }
+}
+
 fn inline_after_marker(mail: &InboundMail, lines: &[String], subject_says_forward: bool) -> Option<Forwarded> {
     for (i, line) in lines.iter().enumerate() {
         let style = match forward_marker(line) {
-            Some(style) => style,
+            Some(marker) => style_of(marker),
             // Outlook writes the same line above a reply; only the subject tells them apart.
             None if subject_says_forward && is_original_message(line) => ForwardStyle::Outlook,
             None => continue,

@@ -13,6 +13,7 @@ mod applefile;
 mod attachments;
 mod charset;
 pub mod forward;
+mod quoting;
 pub mod reply;
 mod tnef;
 mod uuencode;
