@@ -7,4 +7,5 @@ pub mod corpus;
 pub mod mail;
 pub mod mailstack;
 pub mod notify;
+pub mod postgres;
 pub mod survey;

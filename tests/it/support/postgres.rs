@@ -1,0 +1,195 @@
+//! A throw-away PostgreSQL cluster for the tests: Debian's `initdb` and `postgres`, run as
+//! a non-root user (the server refuses root; as root the harness runs it as `nobody`), on
+//! 127.0.0.1 with a port and a socket directory of its own under a temp dir.
+//!
+//! One cluster serves the whole test process (starting one takes about a second); every
+//! test gets a database of its own from [`database`]. The cluster is stopped when the test
+//! process ends: a small shell watchdog beside it waits for the process and then stops the
+//! server, so no cluster outlives a run, even one that was killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::mailstack::free_port;
+
+/// The one cluster of this test process.
+pub struct Cluster {
+    /// Kept for the life of the process (the watchdog removes it at the end).
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+/// The user the tests connect as (trust authentication, loopback only).
+pub const USER: &str = "casegate";
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// Where Debian's PostgreSQL programs are (the newest version installed).
+fn bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("postgres").is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// The running cluster, started on first use; `None` (with the reason printed) when
+/// PostgreSQL is not installed, so a test can say it skipped.
+pub fn cluster() -> Option<&'static Cluster> {
+    match CLUSTER.get_or_init(Cluster::start) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            println!("skipping: no PostgreSQL for the tests: {why}");
+            None
+        }
+    }
+}
+
+/// A new, empty database on the shared cluster; its connection URL.
+pub fn database() -> Option<String> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let cluster = cluster()?;
+    let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    cluster.psql("postgres", &format!("CREATE DATABASE {name}"));
+    Some(cluster.url(&name))
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster, String> {
+        let bin = bin_dir().ok_or("no /usr/lib/postgresql/*/bin/postgres (install Debian's postgresql)")?;
+        let dir = tempfile::Builder::new().prefix("casegate-pg.").tempdir().map_err(|e| e.to_string())?.keep();
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            // The server refuses to run as root: its files belong to `nobody`.
+            chown_tree(&dir, 65534, 65534)?;
+        }
+        let initdb = run_as(
+            as_root,
+            &bin.join("initdb"),
+            &["-D", &path(&data), "-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"],
+        )
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+        if !initdb.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
+        }
+        for attempt in 0..5 {
+            let port = free_port();
+            let cluster = Cluster { dir: dir.clone(), port, bin: bin.clone() };
+            match cluster.launch(as_root) {
+                Ok(()) => return Ok(cluster),
+                Err(e) if attempt < 4 => eprintln!("PostgreSQL did not start on port {port}, trying another: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Starts the server with a watchdog that stops it when this process is gone, and
+    /// waits until it accepts connections.
+    fn launch(&self, as_root: bool) -> Result<(), String> {
+        let data = path(&self.dir.join("data"));
+        let log = path(&self.dir.join(format!("postgres-{}.log", self.port)));
+        // Tests need speed, not durability; the cluster is thrown away.
+        let server = format!(
+            "{} -D {data} -p {} -k {} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=300 -c shared_buffers=64MB",
+            path(&self.bin.join("postgres")),
+            self.port,
+            path(&self.dir)
+        );
+        // The watchdog runs as the server's user, which may not signal this process:
+        // it looks for it in /proc instead.
+        let me = std::process::id();
+        let watchdog = format!(
+            "{server} >>{log} 2>&1 & pg=$!; while [ -d /proc/{me} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
+             kill -INT $pg 2>/dev/null; wait $pg; rm -rf {}",
+            path(&self.dir)
+        );
+        run_as(as_root, Path::new("/bin/sh"), &["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("PostgreSQL did not accept connections within 30 s; see {log}"))
+    }
+
+    /// `postgres://casegate@127.0.0.1:PORT/NAME`
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs one SQL statement with psql; panics with psql's words when it fails.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-d", database])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// `program args…`, as `nobody` when we are root.
+fn run_as(as_root: bool, program: &Path, args: &[&str]) -> Command {
+    if as_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let p = entry.map_err(|e| e.to_string())?.path();
+        if p.is_dir() {
+            chown_tree(&p, uid, gid)?;
+        } else {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn a_postgres_cluster_starts_as_a_non_root_user_and_gives_each_test_a_database() {
+    let Some(url) = database() else { return };
+    let cluster = cluster().expect("started above");
+    let name = url.rsplit('/').next().unwrap();
+    cluster.psql(name, "CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (42)");
+    assert_eq!(cluster.psql(name, "SELECT x FROM t"), "42");
+    let owner = cluster.psql("postgres", "SELECT current_setting('data_directory')");
+    assert!(owner.contains("casegate-pg."), "{owner}");
+    let other = database().unwrap();
+    assert_ne!(other, url, "each test gets a database of its own");
+}
