@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod blobs;
 pub mod cases;
+pub mod db;
 pub mod mails;
 pub mod migrations;
 pub mod outbox;
