@@ -22,7 +22,7 @@
 //! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
-//! [`address`], [`digest`], [`backoff`]. Nothing imports a module above it; a test
+//! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test
 //! (`tests/it/architecture.rs`) keeps it so.
 
 pub mod address;
@@ -39,10 +39,12 @@ pub mod decide;
 pub mod digest;
 pub mod fields;
 pub mod ingest;
+pub mod links;
 pub mod notify;
 pub mod parse;
 pub mod prepare;
 pub mod route;
+pub mod signed;
 pub mod source;
 pub mod store;
 pub mod survey;

@@ -36,6 +36,7 @@ impl Secret {
 
 /// The three keys one secret may be written with, e.g. `password`, `password_env` and
 /// `password_file`.
+#[derive(Default)]
 pub(super) struct RawSecret {
     pub inline: Option<String>,
     pub env: Option<String>,
