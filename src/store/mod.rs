@@ -14,6 +14,7 @@ pub mod mails;
 pub mod migrations;
 pub mod outbox;
 pub mod packs;
+pub mod records;
 pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;
