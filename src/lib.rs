@@ -19,7 +19,8 @@
 //!    plan ([`store::apply`]).
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
-//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
+//! 7. At the edges: [`cli`] (the command line), [`web`] (the pages: survey, case page, "My
+//!    cases", downloads), [`config`].
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test

@@ -1,4 +1,4 @@
-//! Secrets (passwords, the survey key): where the file says to find them, read only when
+//! Secrets (passwords, the link secret): where the file says to find them, read only when
 //! a command needs them, so `cases list` works without an IMAP password in the environment.
 
 use std::path::{Path, PathBuf};
