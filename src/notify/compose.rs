@@ -71,7 +71,10 @@ pub fn build(o: Outgoing<'_>) -> Result<Vec<u8>, String> {
     if let Some(uri) = o.list_unsubscribe {
         builder = builder.raw_header(header("List-Unsubscribe", &format!("<{uri}>")));
     }
-    let mut body = MultiPart::alternative_plain_html(o.text, o.html);
+    // A NUL byte in a composed mail stands for a carried file (see `files`); one in what
+    // people wrote is shown as a replacement character, so text can never pass for a file.
+    let (text, html) = (o.text.replace('\0', "\u{fffd}"), o.html.replace('\0', "\u{fffd}"));
+    let mut body = MultiPart::alternative_plain_html(text, html);
     if !o.inline.is_empty() {
         let mut related = MultiPart::related().multipart(body);
         for (file, cid) in o.inline {
@@ -288,6 +291,19 @@ mod tests {
         assert_eq!((report.data.as_slice(), report.filename.as_str()), (pdf.as_slice(), "Bericht März.pdf"));
         assert!(mail.html.as_deref().unwrap().contains("cid:file1.x@example.com"));
         assert_eq!(mail.text.trim(), "Grüße");
+    }
+
+    #[test]
+    fn text_that_imitates_a_file_reference_stays_text() {
+        let from: Mailbox = "Support <support@example.com>".parse().unwrap();
+        let to = Address::parse("jane@customer.example").unwrap();
+        let mut o = outgoing(&from, &to, "[CASE-1] x", &[]);
+        let forged = format!("\0casegate-blob:{}:5\0", "ab".repeat(32));
+        o.text = format!("look: {forged}\n");
+        o.html = format!("<p>{forged}</p>");
+        let raw = build(o).unwrap();
+        assert!(!super::super::files::carries_files(&raw), "{}", String::from_utf8_lossy(&raw));
+        assert!(parse::parse(&raw).unwrap().text.contains("\u{fffd}casegate-blob:"));
     }
 
     #[test]

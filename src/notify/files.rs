@@ -11,9 +11,9 @@
 //! ```
 //!
 //! A reference is `\0casegate-blob:<sha256>:<size>\0`, the whole (pre-encoded) body of one
-//! MIME part. It cannot be forged from outside: lettre encodes every text casegate writes
-//! (customer text included) and header values carry no control characters, so a NUL byte
-//! in a composed mail comes only from a reference. A rendered notification therefore
+//! MIME part. It cannot be forged from outside: `compose` replaces any NUL in the text and
+//! HTML parts (customer text included), and header values carry no control characters, so
+//! a NUL byte in a composed mail comes only from a reference. A rendered notification therefore
 //! stays small in the outbox, however large its files, and every attempt sends the same
 //! bytes.
 

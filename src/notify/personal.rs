@@ -39,6 +39,25 @@ pub fn personalize(
 ) -> rusqlite::Result<Carried> {
     let signer = secret.map(|s| Signer::new(config, s, now));
     links(view, to, signer.as_ref());
+    let carried = files_for(conn, config, view, to, message_id, signer.as_ref())?;
+    let linked = view.message.as_ref().is_some_and(|m| m.files.iter().any(|f| f.link.is_some()));
+    if let (Some(signer), true) =
+        (&signer, linked || !view.links.case_page.is_empty() || !view.links.my_cases.is_empty())
+    {
+        view.links.valid_until = crate::links::day(signer.expires);
+    }
+    Ok(carried)
+}
+
+/// Chooses the files of the reported entry for `to` and lists them in the view.
+fn files_for(
+    conn: &Connection,
+    config: &Config,
+    view: &mut View,
+    to: &Address,
+    message_id: &str,
+    signer: Option<&Signer<'_>>,
+) -> rusqlite::Result<Carried> {
     let Some(message) = view.message.as_mut() else { return Ok(Carried::default()) };
     let Some(entry) = message.entry else { return Ok(Carried::default()) };
     if message.from.as_deref() == Some(to.as_str()) {
@@ -49,12 +68,13 @@ pub fn personalize(
         inline: choice.inline.iter().map(|f| (f.clone(), format!("file{}.{message_id}", f.id))).collect(),
         attached: choice.attached.clone(),
     };
-    message.files = file_views(&choice, &carried, to, signer.as_ref());
+    message.files = file_views(&choice, &carried, to, signer);
     Ok(carried)
 }
 
-/// The case page for the people of the case, "My cases" for them and for whoever asked
-/// for their list of cases; nothing for staff, whose tools are the mail and the terminal.
+/// The case page for the people of the case, "My cases" for them (staff aside) and for
+/// whoever asked for their list of cases; nothing for the staff alerts, whose readers
+/// work from the mail and the terminal.
 fn links(view: &mut View, to: &Address, signer: Option<&Signer<'_>>) {
     let Some(signer) = signer else { return };
     let takes_part = view.recipient.can_decide || view.recipient.is_watcher;
@@ -72,7 +92,6 @@ fn links(view: &mut View, to: &Address, signer: Option<&Signer<'_>>) {
             }
         }
     }
-    view.links.valid_until = crate::links::day(signer.expires);
 }
 
 /// The entry's files as the templates list them, in their original order.

@@ -311,6 +311,16 @@ pub(super) async fn act(
             (status, Said::Refused(why))
         }
         Acted::NotThere => return respond(&state, &token, &claims, found, None, &typed),
+        Acted::NotWatching => (
+            StatusCode::CONFLICT,
+            Said::Refused(format!(
+                "You do not watch this case, you are {} of it: there is nothing to stop.",
+                match &found {
+                    Found::Page(l) => role_of(&claims.address, &l.facts),
+                    _ => "part",
+                }
+            )),
+        ),
     };
     let typed = if matches!(said.1, Said::Refused(_)) { typed } else { Typed::default() };
     respond(&state, &token, &claims, found, Some(said), &typed)
@@ -407,6 +417,8 @@ enum Acted {
     Refused(Refusal),
     /// The case is gone, or the person no longer takes part: nothing was done.
     NotThere,
+    /// `unwatch` from someone who takes part otherwise (the requester): nothing to stop.
+    NotWatching,
 }
 
 /// Takes the action in one unit of work — the same decision, writes, audit and
@@ -418,6 +430,10 @@ fn perform(store: &mut Store, config: &Config, claims: &Claims, wanted: &Wanted)
         let Some(facts) = snapshot::case_facts(scope.conn, case)? else { return Ok(Some(Acted::NotThere)) };
         if !facts.participants.iter().any(|(a, _)| a == person) {
             return Ok(Some(Acted::NotThere));
+        }
+        let watches = facts.participants.iter().any(|(a, r)| a == person && *r == ParticipantRole::Watcher);
+        if matches!(wanted, Wanted::Unwatch) && !watches {
+            return Ok(Some(Acted::NotWatching));
         }
         let standing = authorize::standing(config, person, true, &facts.participants, facts.row.account.as_deref());
         let (actions, text) = wanted.actions();

@@ -301,6 +301,9 @@ async fn refused_links_forms_and_actions_change_nothing() {
     let nothing_to_accept = site.post(&janes, &[("form", &tag), ("action", "accept")]).await;
     assert_eq!(nothing_to_accept.status, 409, "{}", nothing_to_accept.body);
     assert!(nothing_to_accept.body.contains("There is no proposed solution to answer"));
+    let requester_unwatches = site.post(&janes, &[("form", &tag), ("action", "unwatch")]).await;
+    assert_eq!(requester_unwatches.status, 409, "{}", requester_unwatches.body);
+    assert!(requester_unwatches.body.contains("You do not watch this case, you are the requester"));
 
     assert_eq!((status(&site, case), status(&site, other)), ("New".into(), "New".into()));
     assert_eq!(watchers(&site, case), [BOB]);
