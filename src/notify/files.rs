@@ -75,9 +75,9 @@ pub fn reference(file: &StoredFile) -> Vec<u8> {
     format!("\0casegate-blob:{}:{}\0", file.sha256, file.size).into_bytes()
 }
 
-/// Why a mail's files could not be put in.
+/// Why a carried file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExpandError {
+pub enum FileError {
     /// The blob is gone or does not hold what it should: sending again will not help.
     Damaged(String),
     /// Reading failed; it may work later.
@@ -91,7 +91,7 @@ pub fn carries_files(mail: &[u8]) -> bool {
 
 /// The mail as it is sent: every blob reference replaced by its file, in base64 (lines of
 /// 76 characters). A mail without references is returned as it is.
-pub fn expand<'a>(mail: &'a [u8], blobs: &Path) -> Result<Cow<'a, [u8]>, ExpandError> {
+pub fn expand<'a>(mail: &'a [u8], blobs: &Path) -> Result<Cow<'a, [u8]>, FileError> {
     if !carries_files(mail) {
         return Ok(Cow::Borrowed(mail));
     }
@@ -110,12 +110,12 @@ pub fn expand<'a>(mail: &'a [u8], blobs: &Path) -> Result<Cow<'a, [u8]>, ExpandE
     Ok(Cow::Owned(out))
 }
 
-fn damaged(what: &str) -> ExpandError {
-    ExpandError::Damaged(format!("the stored mail is damaged: {what}"))
+fn damaged(what: &str) -> FileError {
+    FileError::Damaged(format!("the stored mail is damaged: {what}"))
 }
 
 /// `<sha256>:<size>` → both, checked.
-fn parse_reference(text: &[u8]) -> Result<(&str, u64), ExpandError> {
+fn parse_reference(text: &[u8]) -> Result<(&str, u64), FileError> {
     let text = std::str::from_utf8(text).map_err(|_| damaged("a blob reference that is not text"))?;
     let (sha, size) = text.split_once(':').ok_or_else(|| damaged("a blob reference without a size"))?;
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -125,18 +125,19 @@ fn parse_reference(text: &[u8]) -> Result<(&str, u64), ExpandError> {
     Ok((sha, size))
 }
 
-/// A blob's bytes, checked against the size and hash the reference names.
-fn read_blob(blobs: &Path, sha: &str, size: u64) -> Result<Vec<u8>, ExpandError> {
-    let path = blobs.join(&sha[..2]).join(sha);
+/// A blob's bytes from the blob directory `blobs`, checked against the size and hash
+/// they were stored with.
+pub fn read_blob(blobs: &Path, sha: &str, size: u64) -> Result<Vec<u8>, FileError> {
+    let path = crate::store::blobs::path_in(blobs, sha);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ExpandError::Damaged(format!("attachment file {} is missing", path.display())))
+            return Err(FileError::Damaged(format!("attachment file {} is missing", path.display())))
         }
-        Err(e) => return Err(ExpandError::Io(format!("cannot read attachment file {}: {e}", path.display()))),
+        Err(e) => return Err(FileError::Io(format!("cannot read attachment file {}: {e}", path.display()))),
     };
     if bytes.len() as u64 != size || sha256_hex(&bytes) != sha {
-        return Err(ExpandError::Damaged(format!("attachment file {} does not hold what was stored", path.display())));
+        return Err(FileError::Damaged(format!("attachment file {} does not hold what was stored", path.display())));
     }
     Ok(bytes)
 }
@@ -209,11 +210,11 @@ mod tests {
 
         f.size = 999;
         let wrong = [b"x".as_slice(), &reference(&f)].concat();
-        assert!(matches!(expand(&wrong, dir.path()), Err(ExpandError::Damaged(_))), "the size must match");
+        assert!(matches!(expand(&wrong, dir.path()), Err(FileError::Damaged(_))), "the size must match");
         f.sha256 = "11".repeat(32);
         let gone = [b"x".as_slice(), &reference(&f)].concat();
-        let Err(ExpandError::Damaged(why)) = expand(&gone, dir.path()) else { panic!("a missing blob") };
+        let Err(FileError::Damaged(why)) = expand(&gone, dir.path()) else { panic!("a missing blob") };
         assert!(why.contains("missing"), "{why}");
-        assert!(matches!(expand(b"x\0casegate-blob:abc", dir.path()), Err(ExpandError::Damaged(_))));
+        assert!(matches!(expand(b"x\0casegate-blob:abc", dir.path()), Err(FileError::Damaged(_))));
     }
 }

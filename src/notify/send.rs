@@ -244,13 +244,13 @@ impl Sender {
         if !super::files::carries_files(stored) {
             return Ok(std::borrow::Cow::Borrowed(stored));
         }
-        let (mail, blobs) = (stored.to_vec(), self.config.data_dir.join("blobs"));
+        let (mail, blobs) = (stored.to_vec(), self.config.data_dir.join(crate::store::blobs::DIR));
         let expanded = tokio::task::spawn_blocking(move || super::files::expand(&mail, &blobs).map(|m| m.into_owned()))
             .await
             .map_err(|e| Failure::Transient(format!("reading the attached files failed: {e}")))?;
         expanded.map(std::borrow::Cow::Owned).map_err(|e| match e {
-            super::files::ExpandError::Damaged(why) => Failure::Permanent(why),
-            super::files::ExpandError::Io(why) => Failure::Transient(why),
+            super::files::FileError::Damaged(why) => Failure::Permanent(why),
+            super::files::FileError::Io(why) => Failure::Transient(why),
         })
     }
 }

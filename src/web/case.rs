@@ -30,6 +30,7 @@ use crate::consequences;
 use crate::decide::request::{self, Request};
 use crate::decide::{CaseFacts, CaseRef, Plan};
 use crate::links::Signer;
+use crate::notify::files::FileError;
 use crate::signed::{self, Claims, TokenError};
 use crate::store::apply::{self, Journal};
 use crate::store::records::{self, PublicEntry, PublicThread};
@@ -624,22 +625,16 @@ pub(super) async fn download(State(state): State<WebState>, Path(token): Path<St
         }
         Err(e) => return server_error(e),
     };
-    let blobs = state.config().data_dir.join("blobs");
+    let blobs = state.config().data_dir.join(crate::store::blobs::DIR);
     let file = record.file;
-    let sha = file.sha256.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(blobs.join(sha.get(..2).unwrap_or("xx")).join(&sha))?;
-        let intact = crate::digest::sha256_hex(&bytes) == sha;
-        Ok::<_, std::io::Error>((bytes, intact))
-    })
-    .await;
+    let (sha, size) = (file.sha256.clone(), file.size);
+    let read = tokio::task::spawn_blocking(move || crate::notify::files::read_blob(&blobs, &sha, size)).await;
     match read {
-        Ok(Ok((bytes, true))) => {
+        Ok(Ok(bytes)) => {
             tracing::info!(file = file.id, person = %claims.address, "File downloaded");
             file_response(&file.filename, &file.content_type, bytes)
         }
-        Ok(Ok((_, false))) => server_error(anyhow::anyhow!("attachment {} does not hold what was stored", file.id)),
-        Ok(Err(e)) => server_error(anyhow::anyhow!("cannot read attachment {}: {e}", file.id)),
+        Ok(Err(FileError::Damaged(why) | FileError::Io(why))) => server_error(anyhow::anyhow!(why)),
         Err(e) => server_error(anyhow::anyhow!("reading attachment {} failed: {e}", file.id)),
     }
 }
