@@ -2,7 +2,9 @@
 //! working a case from a terminal, through the same workflow and notifications as mail.
 //!
 //! The acting analyst is `--as ADDRESS` (or `$CASEGATE_ANALYST`) and must be listed under
-//! `staff` or `admins`: terminal access is trusted, mail is not.
+//! `staff` or `admins`: terminal access is trusted, mail is not. `--attach FILE…` adds
+//! files to a reply, note, solution or closing message; they are stored like a mail's
+//! attachments and carried by the notifications that report the message.
 
 use std::io::Read;
 use std::path::PathBuf;
