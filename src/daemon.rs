@@ -101,7 +101,7 @@ struct Tasks {
     /// keeps sending while they finish the mail in hand.
     outbox: JoinHandle<anyhow::Result<()>>,
     outbox_stop: CancellationToken,
-    /// The survey page and the survey sweep of long-Resolved cases.
+    /// The web pages and the survey sweep of long-Resolved cases.
     services: JoinSet<Named>,
 }
 
@@ -153,12 +153,12 @@ impl Tasks {
 
         let outbox_stop = shutdown.child_token();
         let outbox = tokio::spawn(notify::run_worker(Arc::clone(config), outbox_stop.clone()));
-        // The survey page and the survey sweep of long-Resolved cases run until shutdown;
-        // a one-off run needs neither.
+        // The web pages (survey, case pages, downloads) and the survey sweep of
+        // long-Resolved cases run until shutdown; a one-off run needs neither.
         let mut services = JoinSet::new();
         if !options.once {
             let (c, s) = (Arc::clone(config), shutdown.clone());
-            services.spawn(async move { ("survey page".into(), crate::web::serve(c, s).await) });
+            services.spawn(async move { ("web pages".into(), crate::web::serve(c, s).await) });
             let (c, s) = (Arc::clone(config), shutdown.clone());
             services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
         }
@@ -206,7 +206,7 @@ impl Tasks {
 
     /// Lets the sources finish the batch in hand and the outbox worker its step, within
     /// `deadline`; what is still busy then is aborted (nothing of it was marked before its
-    /// commit, so its mail is fetched again next time). Then the survey page finishes the
+    /// commit, so its mail is fetched again next time). Then the web pages finish the
     /// requests in hand, within the same deadline.
     async fn drain(&mut self, deadline: Duration, failures: &mut Failures) {
         let sleep = tokio::time::sleep(deadline);
@@ -238,7 +238,7 @@ impl Tasks {
                 }
             }
         }
-        // The survey page finishes the requests in hand (it watches `shutdown` itself).
+        // The web pages finish the requests in hand (it watches `shutdown` itself).
         let services = &mut self.services;
         let services_done = async {
             while let Some(joined) = services.join_next().await {

@@ -19,10 +19,11 @@
 //!    plan ([`store::apply`]).
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
-//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
+//! 7. At the edges: [`cli`] (the command line), [`web`] (the pages: survey, case page, "My
+//!    cases", downloads), [`config`].
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
-//! [`address`], [`digest`], [`backoff`]. Nothing imports a module above it; a test
+//! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test
 //! (`tests/it/architecture.rs`) keeps it so.
 
 pub mod address;
@@ -39,10 +40,12 @@ pub mod decide;
 pub mod digest;
 pub mod fields;
 pub mod ingest;
+pub mod links;
 pub mod notify;
 pub mod parse;
 pub mod prepare;
 pub mod route;
+pub mod signed;
 pub mod source;
 pub mod store;
 pub mod survey;

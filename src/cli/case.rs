@@ -2,9 +2,12 @@
 //! working a case from a terminal, through the same workflow and notifications as mail.
 //!
 //! The acting analyst is `--as ADDRESS` (or `$CASEGATE_ANALYST`) and must be listed under
-//! `staff` or `admins`: terminal access is trusted, mail is not.
+//! `staff` or `admins`: terminal access is trusted, mail is not. `--attach FILE…` adds
+//! files to a reply, note, solution or closing message; they are stored like a mail's
+//! attachments and carried by the notifications that report the message.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -17,6 +20,7 @@ use crate::config::Config;
 use crate::consequences;
 use crate::decide::request::{self, Request};
 use crate::decide::{CaseRef, Plan};
+use crate::parse::{self, Attachment, Disposition};
 use crate::store::apply::{self, Journal};
 use crate::store::{cases as case_store, snapshot, Store};
 use crate::workflow::Action;
@@ -40,6 +44,9 @@ pub struct WithText {
     /// The text; '-' reads it from stdin
     #[arg(short, long, value_name = "TEXT")]
     message: Option<String>,
+    /// Files sent with it (mailed to whoever gets the message; never to customers for a note)
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    attach: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -77,21 +84,26 @@ pub enum Command {
 }
 
 pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
+    let mut files = Vec::new();
     let (common, actions, text) = match cmd {
         Command::Reply(w) => {
             let text = required_text(&w, "reply")?;
+            files = attachments(&config, &w.attach)?;
             (w.common, vec![], text)
         }
         Command::Note(w) => {
             let text = required_text(&w, "note")?;
+            files = attachments(&config, &w.attach)?;
             (w.common, vec![Action::Note], text)
         }
         Command::Resolve(w) => {
             let text = required_text(&w, "solution")?;
+            files = attachments(&config, &w.attach)?;
             (w.common, vec![Action::Resolve], text)
         }
         Command::Close(w) => {
             let text = optional_text(&w)?;
+            files = attachments(&config, &w.attach)?;
             (w.common, vec![Action::Close], text)
         }
         Command::Open(c) => (c, vec![Action::Open], String::new()),
@@ -131,7 +143,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
             actions,
             text: text.as_str().into(),
             message_id: None,
-            attachments: &[],
+            attachments: &files,
             copied: vec![],
             channel: "cli",
         };
@@ -181,6 +193,36 @@ fn optional_text(w: &WithText) -> anyhow::Result<String> {
         Some(t) => Ok(t.trim().to_string()),
         None => Ok(String::new()),
     }
+}
+
+/// The files given with `--attach`, read whole: named as on disk (made safe as mail
+/// attachments' names are), typed by their extension. Together they may be as large as a
+/// mail casegate accepts (`limits.max_message_bytes`).
+fn attachments(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Vec<Attachment>> {
+    let mut out = Vec::with_capacity(paths.len());
+    let mut total = 0usize;
+    for (i, path) in paths.iter().enumerate() {
+        let data = std::fs::read(path).map_err(|e| UsageError(format!("--attach {}: {e}", path.display())))?;
+        total = total.saturating_add(data.len());
+        if total > config.max_message_bytes {
+            return Err(UsageError(format!(
+                "the attached files are larger than limits.max_message_bytes ({} bytes) together; send large files as a link",
+                config.max_message_bytes
+            ))
+            .into());
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let content_type = name.as_deref().map_or("application/octet-stream", parse::type_for_name).to_string();
+        out.push(Attachment {
+            filename: parse::safe_filename(name.as_deref(), &content_type, i + 1),
+            content_type,
+            disposition: Disposition::Attachment,
+            content_id: None,
+            sha256: crate::digest::sha256_hex(&data),
+            data,
+        });
+    }
+    Ok(out)
 }
 
 fn addresses_of(list: &[String]) -> Result<Vec<Address>, UsageError> {

@@ -14,7 +14,7 @@
 //! Each table of the file is read and checked by its own function: the top level, `[case]`,
 //! `[limits]` and `[storage]` here; `[accounts]`/`[account_access]` in `accounts`;
 //! `[[mailbox]]`/`[[maildir]]` in `sources`; `[smtp]`/`[outbox]`/`[notify]` in `outgoing`;
-//! `[survey]` in `survey`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
+//! `[survey]` in `survey`; `[web]` in `web`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
 //! tls, username, password, ca_file, timeout) are one [`ServerConfig`], checked once in
 //! `server`; secrets are read in `secret`.
 
@@ -24,6 +24,7 @@ mod secret;
 mod server;
 mod sources;
 mod survey;
+mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};
 pub use sources::{MailboxConfig, MaildirConfig, MarkProcessed, DEFAULT_BATCH_BYTES};
 pub use survey::SurveyConfig;
+pub use web::WebConfig;
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/casegate.toml";
 pub const CONFIG_ENV: &str = "CASEGATE_CONFIG";
@@ -88,6 +90,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub notify: NotifyConfig,
     pub survey: SurveyConfig,
+    /// The pages casegate serves and the secret of their links.
+    pub web: WebConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
 }
@@ -116,6 +120,7 @@ struct RawConfig {
     outbox: outgoing::RawOutbox,
     notify: outgoing::RawNotify,
     survey: survey::RawSurvey,
+    web: web::RawWeb,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,7 +322,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     };
     let outbox = outgoing::outbox(&check, raw.outbox);
     let notify = outgoing::notify(&check, raw.notify, &staff, &system_addresses)?;
-    let survey = survey::survey(&check, raw.survey)?;
+    let (survey, legacy_web_keys) = survey::survey(raw.survey);
+    let web = web::web(&check, raw.web, legacy_web_keys)?;
     let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
 
     Ok(Config {
@@ -343,6 +349,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         outbox,
         notify,
         survey,
+        web,
         unknown_keys: Vec::new(),
     })
 }

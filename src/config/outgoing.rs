@@ -37,7 +37,13 @@ pub struct NotifyConfig {
     pub staff_recipients: Vec<Address>,
     /// When false, no notification is written at all (casegate only takes cases in).
     pub enabled: bool,
+    /// Attachment bytes one notification carries; the files beyond are listed with
+    /// personal download links instead (0: every file as a link).
+    pub attach_max_bytes: usize,
 }
+
+/// Default of `notify.attach_max_bytes`: 10 MiB, which most mail servers take whole.
+pub const DEFAULT_ATTACH_MAX_BYTES: usize = 10 * 1024 * 1024;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -69,6 +75,7 @@ pub(super) struct RawOutbox {
 pub(super) struct RawNotify {
     staff_recipients: Option<Vec<String>>,
     enabled: Option<bool>,
+    attach_max_bytes: Option<u64>,
 }
 
 /// `[smtp]`, and its `from` (which `Config` keeps, since it also applies to mail written
@@ -137,5 +144,7 @@ pub(super) fn notify(
             format!("{a} is a system address; mail to it would open cases, not reach an analyst"),
         ));
     }
-    Ok(NotifyConfig { enabled: n.enabled.unwrap_or(true), staff_recipients })
+    let attach_max_bytes =
+        n.attach_max_bytes.map_or(DEFAULT_ATTACH_MAX_BYTES, |b| usize::try_from(b).unwrap_or(usize::MAX));
+    Ok(NotifyConfig { enabled: n.enabled.unwrap_or(true), staff_recipients, attach_max_bytes })
 }

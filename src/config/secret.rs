@@ -1,4 +1,4 @@
-//! Secrets (passwords, the survey key): where the file says to find them, read only when
+//! Secrets (passwords, the link secret): where the file says to find them, read only when
 //! a command needs them, so `cases list` works without an IMAP password in the environment.
 
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ impl Secret {
 
 /// The three keys one secret may be written with, e.g. `password`, `password_env` and
 /// `password_file`.
+#[derive(Default)]
 pub(super) struct RawSecret {
     pub inline: Option<String>,
     pub env: Option<String>,

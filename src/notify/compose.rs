@@ -1,5 +1,8 @@
 //! Rendered notification → RFC 5322 bytes: headers for threading and loop safety, and a
-//! multipart/alternative body (text and HTML).
+//! multipart/alternative body (text and HTML) — inside multipart/related with the inline
+//! images its HTML shows, inside multipart/mixed with the files it carries. Files are
+//! written as references to their blobs (see [`super::files`]), put in when the mail is
+//! sent.
 //!
 //! Header values built from what customers wrote (the case subject, names) go through
 //! lettre's header encoder, which turns any CR or LF into an RFC 2047 encoded word: a
@@ -7,13 +10,14 @@
 //! are also made one line before that, so they read well (and because lettre panics on a
 //! control character in a display name).
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use rand::Rng;
 
 use crate::address::Address;
 use crate::classify::LOOP_HEADER;
+use crate::store::records::StoredFile;
 
 /// Longest subject we write, in characters (mail clients cut long ones anyway).
 const MAX_SUBJECT_CHARS: usize = 200;
@@ -37,6 +41,10 @@ pub struct Outgoing<'a> {
     pub list_unsubscribe: Option<&'a str>,
     pub text: String,
     pub html: String,
+    /// Images the HTML part shows (`<img src="cid:…">`), each with its Content-ID.
+    pub inline: &'a [(StoredFile, String)],
+    /// Files carried as attachments.
+    pub attached: &'a [StoredFile],
 }
 
 /// Builds the mail. Fails only for an address lettre cannot write (then the notification
@@ -63,10 +71,42 @@ pub fn build(o: Outgoing<'_>) -> Result<Vec<u8>, String> {
     if let Some(uri) = o.list_unsubscribe {
         builder = builder.raw_header(header("List-Unsubscribe", &format!("<{uri}>")));
     }
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(o.text, o.html))
-        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    // A NUL byte in a composed mail stands for a carried file (see `files`); one in what
+    // people wrote is shown as a replacement character, so text can never pass for a file.
+    let (text, html) = (o.text.replace('\0', "\u{fffd}"), o.html.replace('\0', "\u{fffd}"));
+    let mut body = MultiPart::alternative_plain_html(text, html);
+    if !o.inline.is_empty() {
+        let mut related = MultiPart::related().multipart(body);
+        for (file, cid) in o.inline {
+            related = related.singlepart(file_part(file, Some(cid)));
+        }
+        body = related;
+    }
+    if !o.attached.is_empty() {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for file in o.attached {
+            mixed = mixed.singlepart(file_part(file, None));
+        }
+        body = mixed;
+    }
+    let message = builder.multipart(body).map_err(|e| format!("cannot build the mail: {e}"))?;
     Ok(message.formatted())
+}
+
+/// One carried file: its name and type, inline (with `cid`) or as an attachment, and as
+/// its body the reference to its blob (already in its final form: base64 once expanded).
+fn file_part(file: &StoredFile, cid: Option<&String>) -> SinglePart {
+    let kind = ContentType::parse(&file.content_type).unwrap_or_else(|_| {
+        // Stored types were read from mail and lower-cased; one lettre cannot write is
+        // sent as what it is to a mail client that cannot tell: bytes.
+        ContentType::parse("application/octet-stream").expect("a constant, valid content type")
+    });
+    let body = Body::dangerous_pre_encoded(super::files::reference(file), ContentTransferEncoding::Base64);
+    let name = crate::parse::one_line(&file.filename);
+    match cid {
+        Some(cid) => Attachment::new_inline_with_name(cid.clone(), name).body(body, kind),
+        None => Attachment::new(name).body(body, kind),
+    }
 }
 
 /// The mailbox with its display name on one line: lettre panics on a control character
@@ -143,6 +183,8 @@ mod tests {
             list_unsubscribe: Some("mailto:support@example.com?subject=%23unwatch"),
             text: "Grüße\n".into(),
             html: "<p>Grüße</p>".into(),
+            inline: &[],
+            attached: &[],
         }
     }
 
@@ -202,6 +244,66 @@ mod tests {
         let c = new_message_id(None, "example.com");
         assert!(a < c && b < c && c.ends_with(".notice@example.com"), "{a} {b} {c}");
         assert!(parse::clean_message_id(&a).as_deref() == Some(a.as_str()));
+    }
+
+    #[test]
+    fn carried_files_are_blob_references_until_sent_and_then_the_exact_bytes() {
+        use crate::parse::Disposition;
+        use crate::store::{BlobSink, BlobStore};
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path(), false).unwrap();
+        let png: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let pdf = b"%PDF-1.4 not really a pdf \x00\x01".repeat(50);
+        let stored = |id, name: &str, kind: &str, disposition, data: &[u8]| {
+            let sha = crate::digest::sha256_hex(data);
+            blobs.put(&sha, data).unwrap();
+            StoredFile {
+                id,
+                message: 1,
+                filename: name.into(),
+                content_type: kind.into(),
+                disposition,
+                content_id: None,
+                size: data.len() as u64,
+                sha256: sha,
+            }
+        };
+        let inline =
+            [(stored(1, "shot.png", "image/png", Disposition::Inline, &png), "file1.x@example.com".to_string())];
+        let attached = [stored(2, "Bericht März.pdf", "application/pdf", Disposition::Attachment, &pdf)];
+        let from: Mailbox = "Support <support@example.com>".parse().unwrap();
+        let to = Address::parse("jane@customer.example").unwrap();
+        let mut o = outgoing(&from, &to, "[CASE-1] Files", &[]);
+        o.html = "<p>See <img src=\"cid:file1.x@example.com\"></p>".into();
+        o.inline = &inline;
+        o.attached = &attached;
+
+        let stored_mail = build(o).unwrap();
+        assert!(stored_mail.len() < 3000, "the stored mail holds references, not the files: {}", stored_mail.len());
+        let sent = super::super::files::expand(&stored_mail, dir.path()).unwrap();
+        let mail = parse::parse(&sent).unwrap();
+        assert!(mail.content_type.starts_with("multipart/mixed"), "{}", mail.content_type);
+        assert_eq!(mail.attachments.len(), 2, "{:?}", mail.attachments.iter().map(|a| &a.filename).collect::<Vec<_>>());
+        let shot = mail.attachments.iter().find(|a| a.filename == "shot.png").unwrap();
+        assert_eq!((shot.data.as_slice(), shot.disposition), (png.as_slice(), Disposition::Inline));
+        assert_eq!(shot.content_id.as_deref(), Some("file1.x@example.com"));
+        let report = mail.attachments.iter().find(|a| a.content_type == "application/pdf").unwrap();
+        assert_eq!((report.data.as_slice(), report.filename.as_str()), (pdf.as_slice(), "Bericht März.pdf"));
+        assert!(mail.html.as_deref().unwrap().contains("cid:file1.x@example.com"));
+        assert_eq!(mail.text.trim(), "Grüße");
+    }
+
+    #[test]
+    fn text_that_imitates_a_file_reference_stays_text() {
+        let from: Mailbox = "Support <support@example.com>".parse().unwrap();
+        let to = Address::parse("jane@customer.example").unwrap();
+        let mut o = outgoing(&from, &to, "[CASE-1] x", &[]);
+        let forged = format!("\0casegate-blob:{}:5\0", "ab".repeat(32));
+        o.text = format!("look: {forged}\n");
+        o.html = format!("<p>{forged}</p>");
+        let raw = build(o).unwrap();
+        assert!(!super::super::files::carries_files(&raw), "{}", String::from_utf8_lossy(&raw));
+        assert!(parse::parse(&raw).unwrap().text.contains("\u{fffd}casegate-blob:"));
     }
 
     #[test]

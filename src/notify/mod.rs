@@ -19,6 +19,8 @@
 //! [`Sender::send_due`].
 
 pub mod compose;
+pub mod files;
+mod personal;
 pub mod recipients;
 pub mod send;
 pub mod templates;
@@ -54,6 +56,11 @@ const NOT_APPLIED_EVERY_HOURS: i64 = 24;
 /// override stops the program at start.
 pub fn check_templates(config: &Config) -> anyhow::Result<()> {
     let templates = Templates::cached(config)?;
+    if crate::links::configured(config) {
+        // A secret that is configured but cannot be read would leave every mail without
+        // its links; better to stop now with the key named.
+        crate::links::secret(config)?;
+    }
     if !templates.overridden.is_empty() {
         tracing::info!(overridden = ?templates.overridden, "Template overrides loaded");
     }
@@ -297,20 +304,42 @@ fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Res
 pub(crate) struct Renderer<'a> {
     facts: Facts<'a>,
     templates: std::sync::Arc<Templates>,
+    /// The link secret, when personal links can be made (see [`check_templates`]); read
+    /// when the first mail is made (`outbox list` renders only subjects).
+    secret: std::cell::OnceCell<Option<Vec<u8>>>,
 }
 
 impl<'a> Renderer<'a> {
     pub(crate) fn new(conn: &'a Connection, config: &'a Config) -> Result<Renderer<'a>, String> {
         let templates = Templates::cached(config).map_err(|e| format!("templates: {e}"))?;
         let facts = Facts::new(conn, config, None).map_err(|e| e.to_string())?;
-        Ok(Renderer { facts, templates })
+        Ok(Renderer { facts, templates, secret: std::cell::OnceCell::new() })
+    }
+
+    /// The link secret, if links can be made. Checked at start-up; should it fail to be
+    /// read now, mails go without links rather than not at all.
+    fn secret(&self) -> Option<&[u8]> {
+        let config = self.facts.config;
+        self.secret
+            .get_or_init(|| {
+                let read = crate::links::configured(config).then(|| crate::links::secret(config)).transpose();
+                read.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "Notifications go without personal links: the link secret cannot be read");
+                    None
+                })
+            })
+            .as_deref()
     }
 
     /// One notification: its subject line and the whole mail. `Err` says why it cannot be
     /// built (the row is then failed).
     pub(crate) fn render(&mut self, to: &Address, message_id: &str, spec: &str) -> Result<(String, Vec<u8>), String> {
-        let (spec, view) = self.view(to, spec, true)?;
+        let (spec, mut view) = self.view(to, spec, true)?;
         let subject = self.subject_of(&spec, &view)?;
+        let facts = &self.facts;
+        let carried =
+            personal::personalize(facts.conn, facts.config, self.secret(), &mut view, to, message_id, Utc::now())
+                .map_err(|e| format!("cannot read the files of the notification: {e}"))?;
         let parts = self.templates.render(&view).map_err(|e| format!("template {}: {e}", spec.template))?;
         let unsubscribe = (view.recipient.is_watcher && !view.links.unwatch.is_empty()).then_some(&view.links.unwatch);
         let facts = &self.facts;
@@ -327,6 +356,8 @@ impl<'a> Renderer<'a> {
             list_unsubscribe: unsubscribe.map(String::as_str),
             text: parts.text,
             html: parts.html,
+            inline: &carried.inline,
+            attached: &carried.attached,
         })?;
         Ok((subject, mail))
     }
@@ -541,6 +572,9 @@ impl<'a> Facts<'a> {
                     kind: m.kind.to_string(),
                     body: m.body,
                     attachments: m.attachments,
+                    // Chosen for the recipient when the mail is made (`personal`).
+                    files: Vec::new(),
+                    entry: Some(id),
                 }),
             None => None,
         };
@@ -619,6 +653,7 @@ impl<'a> Facts<'a> {
                 status: c.status.to_string(),
                 role: c.role.to_string(),
                 updated_at: pretty_time(&c.updated_at),
+                page: String::new(),
             })
             .collect())
     }
@@ -638,6 +673,8 @@ impl<'a> Facts<'a> {
             reject: compose::mailto(to, &format!("Re: [{token}] #reject"), "The solution does not work because: "),
             unwatch: compose::mailto(to, &format!("Re: [{token}] #unwatch"), ""),
             cases,
+            // Personal: filled in for each recipient when the mail is made (`personal`).
+            ..Links::default()
         }
     }
 

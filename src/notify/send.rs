@@ -213,11 +213,12 @@ impl Sender {
         if recipients.is_empty() || recipients.len() != due.recipients.len() {
             return Err(Failure::Permanent(format!("cannot send to {:?}: not a valid address", due.recipients)));
         }
-        let Some(payload) = &due.payload else {
+        let Some(stored) = &due.payload else {
             let why =
                 due.build_error.clone().unwrap_or_else(|| "the stored mail is damaged (cannot decompress it)".into());
             return Err(Failure::Permanent(why));
         };
+        let payload = &self.with_files(stored).await?;
         match &self.transport {
             Transport::Smtp(smtp) => smtp.send(&self.envelope_from, &recipients, payload).await,
             Transport::Files(dir) => {
@@ -226,13 +227,31 @@ impl Sender {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() || "-._@".contains(c) { c } else { '_' })
                     .collect();
-                let (dir, payload) = (dir.clone(), payload.clone());
+                let (dir, payload) = (dir.clone(), payload.to_vec());
                 tokio::task::spawn_blocking(move || write_file(&dir, &format!("{name}.eml"), &payload))
                     .await
                     .map_err(|e| Failure::Transient(format!("writing the file failed: {e}")))?
                     .map_err(Failure::Transient)
             }
         }
+    }
+}
+
+impl Sender {
+    /// The stored mail with the files it carries put in (read from their blobs, on the
+    /// blocking pool; see [`super::files`]).
+    async fn with_files<'a>(&self, stored: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, Failure> {
+        if !super::files::carries_files(stored) {
+            return Ok(std::borrow::Cow::Borrowed(stored));
+        }
+        let (mail, blobs) = (stored.to_vec(), self.config.data_dir.join(crate::store::blobs::DIR));
+        let expanded = tokio::task::spawn_blocking(move || super::files::expand(&mail, &blobs).map(|m| m.into_owned()))
+            .await
+            .map_err(|e| Failure::Transient(format!("reading the attached files failed: {e}")))?;
+        expanded.map(std::borrow::Cow::Owned).map_err(|e| match e {
+            super::files::FileError::Damaged(why) => Failure::Permanent(why),
+            super::files::FileError::Io(why) => Failure::Transient(why),
+        })
     }
 }
 

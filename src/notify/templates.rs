@@ -75,7 +75,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin!(
     "acknowledgement", "opened-on-your-behalf", "new-case", "customer-reply", "reply", "note", "watcher-added",
     "watcher-removed", "picked-up", "resolved", "reopened", "closed", "field-changed", "not-applied",
     "follow-up-opened", "command-refused", "reason-required", "case-list", "survey";
-    "text-case", "text-message", "text-footer", "html-layout", "html-case", "html-message", "html-footer"
+    "text-case", "text-message", "text-files", "text-footer", "html-layout", "html-case", "html-message",
+    "html-files", "html-footer"
 );
 
 /// A rendered notification, before it becomes a mail.
@@ -363,7 +364,29 @@ pub struct MessageView {
     /// customer, staff, note, system
     pub kind: String,
     pub body: String,
+    /// File names of its attachments (all of them, whether carried or not).
     pub attachments: Vec<String>,
+    /// Its files as this recipient gets them: carried inline or attached, or linked.
+    pub files: Vec<FileView>,
+    /// The thread entry (row id), for choosing the files when the mail is made.
+    #[serde(skip)]
+    pub entry: Option<i64>,
+}
+
+/// One file of the entry a notification reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileView {
+    pub name: String,
+    pub content_type: String,
+    /// In words: `12 KB`.
+    pub size: String,
+    /// Shown in the HTML part (`<img src="cid:{{cid}}">`): an inline image carried.
+    pub cid: Option<String>,
+    /// Carried as an attachment of this mail.
+    pub attached: bool,
+    /// Not carried (over `notify.attach_max_bytes`): the personal download link, when
+    /// links can be made.
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -400,6 +423,8 @@ pub struct CaseLine {
     pub status: String,
     pub role: String,
     pub updated_at: String,
+    /// The recipient's page of this case, when links can be made (else empty).
+    pub page: String,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -411,6 +436,13 @@ pub struct Links {
     pub unwatch: String,
     /// Ask for one's list of cases.
     pub cases: String,
+    /// The recipient's personal case page (`{base_url}/case/{token}`), for participants;
+    /// empty when there is none (staff, no link secret configured).
+    pub case_page: String,
+    /// The recipient's "My cases" page, when links can be made.
+    pub my_cases: String,
+    /// Until when the personal links work (`31 January 2030`); empty without links.
+    pub valid_until: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -457,9 +489,17 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             reject: text("mailto:support@example.com?subject=Re%3A%20%5BCASE-42%5D%20%23reject"),
             unwatch: text("mailto:support@example.com?subject=Re%3A%20%5BCASE-42%5D%20%23unwatch"),
             cases: text("mailto:support@example.com?subject=%23cases"),
+            case_page: if full { text("https://support.example.com/case/abc") } else { String::new() },
+            my_cases: if full { text("https://support.example.com/cases/abc") } else { String::new() },
+            valid_until: if full { text("31 January 2030") } else { String::new() },
         }
     } else {
-        Links { cases: text("mailto:support@example.com?subject=%23cases"), ..Links::default() }
+        Links {
+            cases: text("mailto:support@example.com?subject=%23cases"),
+            my_cases: if full { text("https://support.example.com/cases/abc") } else { String::new() },
+            valid_until: if full { text("31 January 2030") } else { String::new() },
+            ..Links::default()
+        }
     };
     View {
         kind,
@@ -477,7 +517,9 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             from: Some(text("ann@support.example.com")),
             kind: text("staff"),
             body: text("Restart the spooler.\n<b>Then</b> try again."),
-            attachments: vec![text("log.txt")],
+            attachments: vec![text("log.txt"), text("screen.png"), text("trace.zip")],
+            files: sample_files(),
+            entry: None,
         }),
         change: STATUS_KINDS.contains(&kind).then(|| Change { from: text("Open"), to: text("Resolved") }),
         field: (kind == "field-changed").then(|| FieldView { name: text("impact"), value: text("High") }),
@@ -496,6 +538,7 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
                 status: text("Open"),
                 role: text("requester"),
                 updated_at: text("2026-01-02T10:00:00.000Z"),
+                page: text("https://support.example.com/case/abc"),
             }]
         } else {
             Vec::new()
@@ -503,6 +546,25 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
         links,
         survey: (kind == "survey").then(|| SurveyView { url: text("https://support.example.com/survey/abc") }),
     }
+}
+
+/// A file of each kind: an inline image, an attachment, and linked files with and without
+/// a link.
+fn sample_files() -> Vec<FileView> {
+    let file = |name: &str, cid: Option<&str>, attached: bool, link: Option<&str>| FileView {
+        name: name.to_string(),
+        content_type: "application/octet-stream".into(),
+        size: "12 KB".into(),
+        cid: cid.map(str::to_string),
+        attached,
+        link: link.map(str::to_string),
+    };
+    vec![
+        file("screen.png", Some("file1.abc@example.com"), false, None),
+        file("log.txt", None, true, None),
+        file("trace.zip", None, false, Some("https://support.example.com/file/abc")),
+        file("dump.bin", None, false, None),
+    ]
 }
 
 /// A sample view (for tests and the benchmark).
@@ -521,7 +583,7 @@ mod tests {
                 assert!(BUILTIN.iter().any(|(n, _)| *n == format!("{kind}.{part}")), "{kind}.{part}");
             }
         }
-        assert_eq!(BUILTIN.len(), KINDS.len() * 3 + 7);
+        assert_eq!(BUILTIN.len(), KINDS.len() * 3 + 9);
         Templates::load(None).expect("built-in templates render with every sample");
     }
 

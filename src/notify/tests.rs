@@ -139,3 +139,72 @@ fn a_queued_notification_lists_the_subject_it_will_be_sent_with() {
         assert_eq!(sent.subject(), Some(subject.as_str()));
     }
 }
+
+#[test]
+fn files_and_personal_links_are_chosen_for_each_recipient_when_the_mail_is_made() {
+    let (dir, mut g) = gateway("[web]\nbase_url = \"https://support.example.com\"\nsecret = \"0123456789abcdef-test\"");
+    let body = "--b\r\nContent-Type: text/plain\r\n\r\non fire\r\n--b\r\nContent-Type: application/pdf\r\n\
+                Content-Disposition: attachment; filename=\"smoke.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                JVBERi0xLjQgc21va2U=\r\n--b--";
+    let raw = mail(
+        "jane@customer.example",
+        "printer",
+        "Cc: bob@customer.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n",
+        body,
+    );
+    g.ingest(&raw, &Origin::file("a")).unwrap();
+    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    let mut seen = Vec::new();
+    for row in list(&g.store.conn, &g.config, None).unwrap() {
+        let to = Address::parse(&row.to[0]).unwrap();
+        let (_, stored) = renderer.render(&to, &row.message_id, row.spec.as_deref().unwrap()).unwrap();
+        let sent = files::expand(&stored, &dir.path().join("var/blobs")).unwrap();
+        let mail = crate::parse::parse(&sent).unwrap();
+        let carried: Vec<&str> = mail.attachments.iter().map(|a| a.filename.as_str()).collect();
+        let page = mail.text.split_whitespace().find(|w| w.starts_with("https://support.example.com/case/"));
+        seen.push((row.event.clone(), to.to_string(), carried.join(","), page.map(str::to_string)));
+        if let Some(url) = page {
+            let token = url.rsplit('/').next().unwrap();
+            let claims = crate::signed::verify(b"0123456789abcdef-test", &crate::signed::CASE_PAGE, token, Utc::now());
+            assert_eq!(claims.unwrap().address, to, "the link is made for its recipient");
+        }
+    }
+    let summary: Vec<(&str, &str, &str, bool)> =
+        seen.iter().map(|(e, to, files, page)| (e.as_str(), to.as_str(), files.as_str(), page.is_some())).collect();
+    assert_eq!(
+        summary,
+        [
+            // The author is not sent her own file back; she gets her case page.
+            ("acknowledgement", "jane@customer.example", "", true),
+            // Staff get the file, and no case page (they are not of the case's people).
+            ("new-case", "ann@support.example.com", "smoke.pdf", false),
+            ("watcher-added", "bob@customer.example", "", true),
+        ]
+    );
+}
+
+#[test]
+fn the_answer_to_cases_links_my_cases_and_each_case_page() {
+    let (_dir, mut g) =
+        gateway("[web]\nbase_url = \"https://support.example.com\"\nsecret = \"0123456789abcdef-test\"");
+    g.ingest(&mail("jane@customer.example", "printer", "", "on fire"), &Origin::file("a")).unwrap();
+    g.ingest(&mail("jane@customer.example", "cases", "", ""), &Origin::file("b")).unwrap();
+    let row = list(&g.store.conn, &g.config, None).unwrap().into_iter().find(|r| r.event == "case-list").unwrap();
+    let jane = Address::parse("jane@customer.example").unwrap();
+    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    let (_, raw) = renderer.render(&jane, &row.message_id, row.spec.as_deref().unwrap()).unwrap();
+    let text = crate::parse::parse(&raw).unwrap().text;
+    let token_of = |prefix: &str| {
+        let url =
+            text.split_whitespace().find(|w| w.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}:\n{text}"));
+        url.trim_start_matches(prefix).to_string()
+    };
+    let now = Utc::now();
+    let secret = b"0123456789abcdef-test";
+    let mine =
+        crate::signed::verify(secret, &crate::signed::MY_CASES, &token_of("https://support.example.com/cases/"), now);
+    assert_eq!(mine.unwrap().address, jane);
+    let page =
+        crate::signed::verify(secret, &crate::signed::CASE_PAGE, &token_of("https://support.example.com/case/"), now);
+    assert_eq!(page.unwrap().id, 1, "each listed case links to its page");
+}

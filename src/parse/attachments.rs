@@ -634,8 +634,9 @@ fn extension_for(content_type: &str) -> &'static str {
 }
 
 /// The content type a file name's extension suggests, for files unpacked from containers
-/// that carry no type (uuencode, TNEF without a MIME tag, AppleSingle).
-fn type_for_name(name: &str) -> &'static str {
+/// that carry no type (uuencode, TNEF without a MIME tag, AppleSingle), and for files
+/// analysts attach from a terminal.
+pub fn type_for_name(name: &str) -> &'static str {
     let Some((_, ext)) = name.rsplit_once('.') else {
         return "application/octet-stream";
     };

@@ -19,7 +19,7 @@ mod tnef;
 mod uuencode;
 
 use attachments::collect_attachments;
-pub use attachments::safe_filename;
+pub use attachments::{safe_filename, type_for_name};
 
 use std::borrow::Cow;
 

@@ -12,6 +12,16 @@ use std::sync::mpsc;
 
 use crate::digest::sha256_hex;
 
+/// The blob directory's name under `data_dir`.
+pub const DIR: &str = "blobs";
+
+/// Where the blob with this hash lives under the blob directory `root`, for readers that
+/// do not hold a [`BlobStore`] (the outbox sender, the download page).
+pub fn path_in(root: &Path, sha256: &str) -> PathBuf {
+    let prefix = sha256.get(..2).unwrap_or("xx");
+    root.join(prefix).join(sha256)
+}
+
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
@@ -26,8 +36,7 @@ impl BlobStore {
 
     /// Where the blob with this hash lives (whether or not it exists).
     pub fn path(&self, sha256: &str) -> PathBuf {
-        let prefix = sha256.get(..2).unwrap_or("xx");
-        self.root.join(prefix).join(sha256)
+        path_in(&self.root, sha256)
     }
 
     pub fn get(&self, sha256: &str) -> io::Result<Vec<u8>> {

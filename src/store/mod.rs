@@ -15,6 +15,7 @@ pub mod mails;
 pub mod migrations;
 pub mod outbox;
 pub mod packs;
+pub mod records;
 pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;
@@ -51,7 +52,7 @@ impl Store {
             Connection::open(&db_path).with_context(|| format!("cannot open database {}", db_path.display()))?;
         configure(&conn, fsync).with_context(|| format!("cannot configure database {}", db_path.display()))?;
         migrations::migrate(&mut conn).with_context(|| format!("cannot migrate database {}", db_path.display()))?;
-        let blobs = BlobStore::open(&data_dir.join("blobs"), fsync)
+        let blobs = BlobStore::open(&data_dir.join(blobs::DIR), fsync)
             .with_context(|| format!("cannot create blob directory under {}", data_dir.display()))?;
         let packs = packs::RawPacks::open(&data_dir.join(packs::DIR), fsync)
             .with_context(|| format!("cannot create raw mail directory under {}", data_dir.display()))?;

@@ -404,10 +404,10 @@ pub(crate) mod tests {
         let other = case(&conn, None);
         assert!(invite_case(&conn, &disabled, other, at(now)).unwrap().is_empty());
         let mut no_secret = self::config("");
-        no_secret.survey.secret = None;
+        no_secret.web.secret = None;
         assert!(invite_case(&conn, &no_secret, other, at(now)).unwrap().is_empty(), "no secret, no survey");
         let mut unreadable = self::config("");
-        unreadable.survey.secret = Some(crate::config::Secret::Env {
+        unreadable.web.secret = Some(crate::config::Secret::Env {
             var: "CASEGATE_TEST_UNSET_SECRET".into(),
             key: "survey.secret_env".into(),
         });

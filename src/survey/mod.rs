@@ -19,51 +19,25 @@ use crate::config::{Config, ConfigError};
 
 pub use answer::{parse_mail_answer, Answer, Channel, Score};
 
-/// The shortest survey secret accepted, in bytes. HMAC-SHA256 is only as strong as its key;
-/// `openssl rand -base64 32` makes a good one.
-pub const MIN_SECRET_LEN: usize = 16;
+/// The shortest link secret accepted, in bytes (see [`crate::links::MIN_SECRET_LEN`]).
+pub const MIN_SECRET_LEN: usize = crate::links::MIN_SECRET_LEN;
 
-/// Whether surveys are offered: enabled, a secret to sign links with is configured, and
-/// notifications are on (a survey is offered by mail; an invitation nobody is sent would
-/// count as sent in the report). Without a secret key surveys stay off instead of failing
-/// the mail that closes a case.
+/// Whether surveys are offered: enabled, a secret to sign links with is configured (under
+/// `[web]`), and notifications are on (a survey is offered by mail; an invitation nobody
+/// is sent would count as sent in the report). Without a secret key surveys stay off
+/// instead of failing the mail that closes a case.
 pub fn offered(config: &Config) -> bool {
-    config.survey.enabled && config.survey.secret.is_some() && config.notify.enabled
+    config.survey.enabled && crate::links::configured(config) && config.notify.enabled
 }
 
-/// Reads the survey secret (`survey.secret_env`, `survey.secret_file` or `survey.secret`).
-/// A missing or short secret is a configuration error naming the key.
+/// Reads the link secret the survey links are signed with (see [`crate::links::secret`]).
 pub fn secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
-    let invalid =
-        |key: &str, message: String| ConfigError::Invalid { path: config.path.clone(), key: key.to_string(), message };
-    let source = config.survey.secret.as_ref().ok_or_else(|| {
-        invalid(
-            "survey.secret_env",
-            "survey links need a secret: set survey.secret_env (an environment variable) or \
-             survey.secret_file, holding e.g. the output of `openssl rand -base64 32`"
-                .into(),
-        )
-    })?;
-    let value = source.read(&config.path)?;
-    if value.len() < MIN_SECRET_LEN {
-        let key = match source {
-            crate::config::Secret::Env { key, .. } | crate::config::Secret::File { key, .. } => key.clone(),
-            crate::config::Secret::Inline { .. } => "survey.secret".into(),
-        };
-        return Err(invalid(
-            &key,
-            format!(
-                "the survey secret is {} bytes long; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -base64 32`)",
-                value.len()
-            ),
-        ));
-    }
-    Ok(value.into_bytes())
+    crate::links::secret(config)
 }
 
 /// The survey link for a token: `{base_url}/survey/{token}`.
 pub fn link(config: &Config, token: &str) -> String {
-    format!("{}/survey/{token}", config.survey.base_url)
+    crate::links::survey(config, token)
 }
 
 #[cfg(test)]
@@ -77,9 +51,9 @@ mod tests {
     }
 
     #[test]
-    fn the_secret_must_be_configured_and_long_enough() {
+    fn the_secret_may_still_be_given_under_survey() {
         let err = secret(&config("")).unwrap_err().to_string();
-        assert!(err.contains("survey.secret_env"), "{err}");
+        assert!(err.contains("web.secret_env"), "{err}");
         let err = secret(&config("secret = \"short\"")).unwrap_err().to_string();
         assert!(err.contains("survey.secret") && err.contains("at least 16"), "{err}");
         let err = secret(&config("secret_env = \"CASEGATE_TEST_UNSET_SURVEY_SECRET\"")).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! Signed survey tokens: who may answer which case's survey, and until when.
 //!
-//! A token is `base64url(payload ‖ tag)` without padding, where
+//! The token is the shared signed-link format of [`crate::signed`] under its
+//! [`SURVEY`] purpose, with the case as its id:
 //!
 //! ```text
 //! payload = version (1 byte, 1) ‖ case (u64, big-endian) ‖ expires (i64 Unix seconds, big-endian)
@@ -11,38 +12,16 @@
 //! The payload is only encoded, not encrypted: whoever holds the link can read the case
 //! number and the address it was sent to (both are in the survey mail anyway). What the HMAC
 //! gives is integrity: without the secret nobody can make a token for another case, another
-//! address or a later expiry, and changing any byte of a token makes it invalid. The tag is
-//! checked in constant time (`hmac`'s `verify_slice`) before anything in the payload is
-//! believed, and decoding is strict (no padding, no non-zero trailing bits, one canonical
-//! spelling per token), so a token cannot be re-spelled into a "different" valid one.
-//!
-//! The same secret also makes the form tag ([`form_tag`]) that binds a rendered form to its
-//! token; a different context string keeps the two kinds of tag from ever standing in for
-//! each other.
+//! address or a later expiry, and changing any byte of a token makes it invalid. The form
+//! tag ([`form_tag`]) binds a rendered form to its token, under a context of its own.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::address::Address;
 use crate::case::CaseId;
+use crate::signed::{self, SURVEY};
 
-type HmacSha256 = Hmac<Sha256>;
-
-const VERSION: u8 = 1;
-const TAG_LEN: usize = 32;
-/// version + case + expires.
-const HEADER_LEN: usize = 1 + 8 + 8;
-/// The shortest address `Address::parse` accepts is `a@b`.
-const MIN_RECIPIENT_LEN: usize = 3;
-/// Longest token we even try to decode: header, the longest address (254 bytes) and tag
-/// make 303 bytes, 404 characters in base64.
-pub const MAX_TOKEN_LEN: usize = 404;
-
-const TOKEN_CONTEXT: &[u8] = b"casegate/survey-token\0";
-const FORM_CONTEXT: &[u8] = b"casegate/survey-form\0";
+pub use crate::signed::MAX_TOKEN_LEN;
 
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +35,7 @@ pub struct Claims {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    /// Not a token we made: wrong shape, wrong length, bad encoding, or a tag that does not
-    /// match (tampered, truncated, or signed under another secret). Deliberately one case:
-    /// telling a forger which check failed would only help them.
+    /// Not a survey token we made (see [`signed::TokenError::Invalid`]).
     #[error("the survey link is not valid")]
     Invalid,
     /// A genuine token whose time is up. The claims are trustworthy (the tag matched).
@@ -69,83 +46,36 @@ pub enum TokenError {
 /// Makes the token for `recipient`'s survey of `case`, valid until `expires` (rounded down
 /// to whole seconds).
 pub fn sign(secret: &[u8], case: CaseId, recipient: &Address, expires: DateTime<Utc>) -> String {
-    let mut bytes = Vec::with_capacity(HEADER_LEN + recipient.as_str().len() + TAG_LEN);
-    bytes.push(VERSION);
-    // Case numbers are positive (SQLite AUTOINCREMENT); the cast keeps the bit pattern
-    // either way, and `verify` refuses anything that is not positive.
-    bytes.extend_from_slice(&(case as u64).to_be_bytes());
-    bytes.extend_from_slice(&expires.timestamp().to_be_bytes());
-    bytes.extend_from_slice(recipient.as_str().as_bytes());
-    let tag = mac(secret, TOKEN_CONTEXT, &bytes).finalize().into_bytes();
-    bytes.extend_from_slice(&tag);
-    URL_SAFE_NO_PAD.encode(bytes)
+    signed::sign(secret, &SURVEY, case, recipient, expires)
 }
 
-/// Checks a token and returns what it says. The tag is verified (in constant time) before
-/// the payload is read; expiry is checked last, so [`TokenError::Expired`] is only ever
-/// returned for a token that was really signed under `secret`.
+/// Checks a token and returns what it says; a survey is always about a case, so an id
+/// that is not a case number is refused.
 pub fn verify(secret: &[u8], token: &str, now: DateTime<Utc>) -> Result<Claims, TokenError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(TokenError::Invalid);
+    let claims = |c: signed::Claims| Claims { case: c.id, recipient: c.address, expires: c.expires };
+    match signed::verify(secret, &SURVEY, token, now) {
+        Ok(c) if c.id > 0 => Ok(claims(c)),
+        Err(signed::TokenError::Expired(c)) if c.id > 0 => Err(TokenError::Expired(claims(c))),
+        _ => Err(TokenError::Invalid),
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| TokenError::Invalid)?;
-    // The engine already refuses padding and non-zero trailing bits; comparing with the
-    // canonical spelling makes "one token, one spelling" a property we check, not assume.
-    if URL_SAFE_NO_PAD.encode(&bytes) != token {
-        return Err(TokenError::Invalid);
-    }
-    if bytes.len() < HEADER_LEN + MIN_RECIPIENT_LEN + TAG_LEN {
-        return Err(TokenError::Invalid);
-    }
-    let (payload, tag) = bytes.split_at(bytes.len() - TAG_LEN);
-    mac(secret, TOKEN_CONTEXT, payload).verify_slice(tag).map_err(|_| TokenError::Invalid)?;
-
-    // From here on the payload is ours; the checks below only guard against our own
-    // future format changes (or a secret shared with something else).
-    if payload[0] != VERSION {
-        return Err(TokenError::Invalid);
-    }
-    let case = u64::from_be_bytes(payload[1..9].try_into().map_err(|_| TokenError::Invalid)?);
-    let case = CaseId::try_from(case).ok().filter(|c| *c > 0).ok_or(TokenError::Invalid)?;
-    let expires = i64::from_be_bytes(payload[9..17].try_into().map_err(|_| TokenError::Invalid)?);
-    let expires = DateTime::<Utc>::from_timestamp(expires, 0).ok_or(TokenError::Invalid)?;
-    let recipient = std::str::from_utf8(&payload[HEADER_LEN..]).map_err(|_| TokenError::Invalid)?;
-    let recipient = Address::parse(recipient).filter(|a| a.as_str() == recipient).ok_or(TokenError::Invalid)?;
-
-    let claims = Claims { case, recipient, expires };
-    if now >= expires {
-        return Err(TokenError::Expired(claims));
-    }
-    Ok(claims)
 }
 
 /// The hidden form field that binds a rendered survey form to its token: a form copied
 /// from one survey page cannot be posted to another token's address.
 pub fn form_tag(secret: &[u8], token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(mac(secret, FORM_CONTEXT, token.as_bytes()).finalize().into_bytes())
+    signed::form_tag(secret, &SURVEY, token)
 }
 
 /// Checks a posted form tag against the token it was posted to (constant time).
 pub fn verify_form_tag(secret: &[u8], token: &str, tag: &str) -> bool {
-    if tag.len() > 64 {
-        return false;
-    }
-    match URL_SAFE_NO_PAD.decode(tag) {
-        Ok(bytes) => mac(secret, FORM_CONTEXT, token.as_bytes()).verify_slice(&bytes).is_ok(),
-        Err(_) => false,
-    }
-}
-
-fn mac(secret: &[u8], context: &[u8], data: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length (long ones are hashed), so this cannot fail.
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    m.update(context);
-    m.update(data);
-    m
+    signed::verify_form_tag(secret, &SURVEY, token, tag)
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
     use super::*;
 
     const SECRET: &[u8] = b"test secret: at least sixteen bytes";
@@ -309,7 +239,7 @@ mod tests {
         assert!(!verify_form_tag(b"another secret of sixteen bytes+", &t, &tag));
         assert!(!verify_form_tag(SECRET, &t, ""));
         assert!(!verify_form_tag(SECRET, &t, &tag[..tag.len() - 1]));
-        // A token tag is not a form tag, even for the same bytes.
-        assert_ne!(tag, URL_SAFE_NO_PAD.encode(mac(SECRET, TOKEN_CONTEXT, t.as_bytes()).finalize().into_bytes()));
+        // A survey form tag is not a case page's form tag, even for the same token.
+        assert!(!signed::verify_form_tag(SECRET, &signed::CASE_PAGE, &t, &tag));
     }
 }

@@ -3,72 +3,20 @@
 //! tested without a server.
 //!
 //! Plain semantic HTML that needs no JavaScript: each question is a `fieldset` with a
-//! `legend`, every input has a `label` tied to it by `for`/`id`, focus is always visible,
-//! and the layout is a single column that widens on larger screens. The only style is the
-//! inline [`STYLE`] sheet, allowed by its hash in the Content-Security-Policy
-//! ([`style_csp_source`]). Everything that comes from outside — the case subject, a
-//! comment, a date — passes through [`escape`].
+//! `legend`, every input has a `label` tied to it by `for`/`id`, focus is always visible.
+//! The document, the style and the escaping are the ones every page shares
+//! ([`super::html`]). Everything that comes from outside — the case subject, a comment, a
+//! date — passes through [`escape`].
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
+use super::html::{document, escape, human_date};
 use crate::survey::answer::{Answer, MAX_COMMENT_CHARS};
-
-/// The page's only style sheet (inline, allowed by hash).
-pub const STYLE: &str = "
-*{box-sizing:border-box}
-html{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;line-height:1.5;color:#1d1d1f;background:#f4f5f7;-webkit-text-size-adjust:100%}
-body{margin:0;padding:1rem}
-main{max-width:36rem;margin:0 auto;background:#fff;border-radius:12px;padding:1.25rem 1.25rem 1.5rem;box-shadow:0 1px 3px rgba(0,0,0,.12)}
-h1{font-size:1.5rem;line-height:1.25;margin:0 0 .5rem}
-p{margin:.5rem 0 1rem}
-.case{color:#3c3c43}
-.subject{overflow-wrap:anywhere}
-fieldset{border:0;margin:0 0 1rem;padding:0;min-width:0}
-legend{font-weight:600;font-size:1.05rem;margin-bottom:.5rem;padding:0}
-.options{display:grid;gap:.4rem}
-.options label{display:flex;align-items:center;gap:.75rem;min-height:2.75rem;padding:.4rem .75rem;border:2px solid #c7c7cc;border-radius:8px;cursor:pointer;background:#fff}
-.options label:hover{border-color:#1a5fb4}
-.options label:has(input:checked){border-color:#1a5fb4;background:#e8f0fc}
-.options input{width:1.25rem;height:1.25rem;margin:0;flex:none;accent-color:#1a5fb4}
-.n{font-weight:700;font-size:1.15rem;min-width:1ch}
-.comment-label{display:block;font-weight:600;font-size:1.05rem;margin-bottom:.5rem}
-.optional{font-weight:400;color:#57575c}
-textarea{width:100%;min-height:5.5rem;font:inherit;padding:.6rem;border:2px solid #8e8e93;border-radius:8px;resize:vertical}
-button{display:block;width:100%;margin-top:1rem;padding:.85rem 1rem;font:inherit;font-weight:600;font-size:1.05rem;color:#fff;background:#1a5fb4;border:0;border-radius:8px;cursor:pointer}
-button:hover{background:#144a8c}
-:focus-visible{outline:3px solid #e66100;outline-offset:2px}
-.options label:focus-within{outline:3px solid #e66100;outline-offset:2px}
-.error{border-left:4px solid #c01c28;background:#fdecea;padding:.5rem .75rem}
-.notice{border-left:4px solid #1a5fb4;background:#e8f0fc;padding:.5rem .75rem}
-.small{font-size:.9rem;color:#57575c}
-a{color:#1a5fb4}
-dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:0 0 1rem}
-dt{font-weight:600}
-dd{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
-@media (min-width:40rem){body{padding:2rem}main{padding:2rem}.scale{grid-template-columns:repeat(5,1fr)}.scale label{flex-direction:column;gap:.25rem;text-align:center;font-size:.9rem}.choices{grid-template-columns:1fr 1fr}}
-";
-
-/// The CSP source that allows exactly [`STYLE`]: `'sha256-…'`.
-pub fn style_csp_source() -> String {
-    let digest = Sha256::digest(STYLE.as_bytes());
-    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
-}
 
 /// The five points of the satisfaction scale, as read out and shown.
 pub const SCALE: [&str; 5] = ["Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"];
-
-/// Escapes text for HTML element content and quoted attribute values: the escaping the
-/// HTML notifications get too.
-pub use handlebars::html_escape as escape;
-
-/// A date as shown to the person answering, e.g. `31 January 2030` (UTC).
-pub fn human_date(t: DateTime<Utc>) -> String {
-    t.format("%-d %B %Y").to_string()
-}
 
 /// The case the survey is about, as shown at the top of every page.
 #[derive(Debug, Clone)]
@@ -208,12 +156,6 @@ pub fn thanks(
     document(&format!("Thank you · {}", case.label), &h)
 }
 
-/// A page that explains why nothing was recorded.
-pub fn problem(title: &str, message: &str) -> String {
-    let h = format!("<h1>{}</h1>\n<p>{}</p>\n", escape(title), escape(message));
-    document(title, &h)
-}
-
 fn case_line(case: &CaseHeading<'_>) -> String {
     format!(
         "<p class=\"case\">About your case <strong>{}</strong>: <span class=\"subject\">{}</span></p>\n",
@@ -222,18 +164,9 @@ fn case_line(case: &CaseHeading<'_>) -> String {
     )
 }
 
-fn document(title: &str, main: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n{main}</main>\n</body>\n</html>\n",
-        escape(title)
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::html::{problem, style_csp_source, STYLE};
     use super::*;
     use crate::survey::answer::Score;
 

@@ -3,6 +3,9 @@
 //! harness in `support/`.
 
 mod architecture;
+mod attachments_mail;
+mod case_browser;
+mod case_web;
 mod classify_corpus;
 mod corpus_ingest;
 mod daemon;

@@ -10,14 +10,14 @@
 //! also saves the phone-width screenshot shown in the README.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
 
+use crate::support::browser::{browser, connect, focused_id, press, screenshot, wait_for_heading, Driver, PHONE};
 use crate::support::casegate::Daemon;
 use crate::support::mailstack::free_port;
 use crate::support::survey::by_mail;
@@ -25,157 +25,10 @@ use crate::support::survey::http::accepts_within;
 use crate::support::survey::site::SurveySite;
 
 const JANE: &str = "jane@customer.example";
-/// A phone: the width of a common Android handset.
-const PHONE: (u32, u32) = (412, 900);
-
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/bin", "/usr/lib/chromium"].map(PathBuf::from));
-    names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.is_file())
-}
-
-/// chromedriver in a process group of its own, so that the browsers it starts go with it.
-struct Driver {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Driver {
-    fn start(chromedriver: &Path, dir: &Path) -> Driver {
-        use std::os::unix::process::CommandExt as _;
-        let port = free_port();
-        let log = dir.join("chromedriver.log");
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-        Driver { child, port, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_ready(&self) {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        if !accepts_within(addr, Duration::from_secs(10)).await {
-            panic!("chromedriver did not listen within 10 s; log:\n{}", self.log_text());
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Our own child's process group (chromedriver and the browser it started), by id.
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: killpg only sends a signal; the group is the one we created at spawn.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-async fn connect(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
-    let args = [
-        "--headless".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--no-first-run".into(),
-        "--no-default-browser-check".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--disable-extensions".into(),
-        "--hide-scrollbars".into(),
-        "--force-device-scale-factor=1".into(),
-        format!("--window-size={},{}", PHONE.0, PHONE.1),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    let capabilities = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": { "binary": chromium, "args": args },
-    });
-    let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("a JSON object literal") };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&driver.url())
-        .await
-        .unwrap_or_else(|e| panic!("cannot start a Chromium session: {e}\nchromedriver log:\n{}", driver.log_text()))
-}
-
-/// Presses keys on whatever has the focus, as a person at a keyboard does.
-async fn press(client: &Client, keys: &str) {
-    client.active_element().await.expect("focused element").send_keys(keys).await.expect("send keys");
-}
-
-async fn focused_id(client: &Client) -> String {
-    client.active_element().await.unwrap().attr("id").await.unwrap().unwrap_or_default()
-}
-
-async fn wait_for_heading(client: &Client, text: &str) {
-    let found = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::XPath(&format!("//h1[normalize-space()='{text}']")))
-        .await;
-    if found.is_err() {
-        panic!("no heading {text:?}; the page is:\n{}", client.source().await.unwrap_or_default());
-    }
-}
-
-/// Chromium's own screenshot mode, exactly at phone size (a GET: it records nothing).
-async fn screenshot(chromium: &Path, url: &str, target: &Path, scratch: &Path) {
-    let out = tokio::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", scratch.join("screenshot-profile").display()))
-        .arg(format!("--window-size={},{}", PHONE.0, PHONE.1))
-        .arg(format!("--screenshot={}", target.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("screenshot within 60 s").unwrap();
-    assert!(out.status.success() && target.is_file(), "screenshot failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Chromium and chromedriver, or `None` (after saying so) where a developer may lack them.
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    let programs = (find_program(&["chromium", "chromium-browser"]), find_program(&["chromedriver"]));
-    let (Some(chromium), Some(chromedriver)) = programs else {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-        assert!(
-            !root && !ci,
-            "chromium and chromedriver are needed for the browser test: \
-             apt-get install chromium chromium-driver (scripts/test does this as root)"
-        );
-        eprintln!(
-            "SKIPPED survey_browser: chromium/chromedriver not installed and not root \
-             (sudo apt-get install chromium chromium-driver)"
-        );
-        return None;
-    };
-    Some((chromium, chromedriver))
-}
 
 #[tokio::test]
 async fn a_survey_link_answered_in_headless_chromium_is_stored() {
-    let Some((chromium, chromedriver)) = browser() else { return };
+    let Some((chromium, chromedriver)) = browser("survey_browser") else { return };
     let site = SurveySite::start().await;
     let case = site.open_case(&format!("Jane <{JANE}>"), "Printer prints only blank pages");
     let url = site.invite(case, JANE);
@@ -192,7 +45,8 @@ async fn a_survey_link_answered_in_headless_chromium_is_stored() {
         let width = client.execute("return window.innerWidth", vec![]).await.unwrap();
         assert_eq!(width, json!(PHONE.0), "the page is laid out at phone width");
         if let Some(target) = std::env::var_os("CASEGATE_SURVEY_SCREENSHOT") {
-            screenshot(&chromium, &url, &Path::new(env!("CARGO_MANIFEST_DIR")).join(target), scratch.path()).await;
+            screenshot(&chromium, &url, &Path::new(env!("CARGO_MANIFEST_DIR")).join(target), scratch.path(), PHONE)
+                .await;
         }
         assert!(site.answers().is_empty(), "opening the link records nothing");
 
@@ -261,7 +115,7 @@ async fn a_survey_link_answered_in_headless_chromium_is_stored() {
 /// Chromium, and `survey report --json` shows the answer. A forged link is refused.
 #[tokio::test]
 async fn a_case_closed_by_mail_gets_a_survey_answered_in_chromium_and_reported() {
-    let Some((chromium, chromedriver)) = browser() else { return };
+    let Some((chromium, chromedriver)) = browser("survey_browser") else { return };
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let install = by_mail::install(&listen, "");

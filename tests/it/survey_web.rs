@@ -282,7 +282,7 @@ async fn serve_listens_on_survey_listen_and_stops_on_shutdown() {
     // A second server through the daemon's entry point, on a port of its own.
     let port = free_port();
     let mut config = (*site.config).clone();
-    config.survey.listen = format!("127.0.0.1:{port}");
+    config.web.listen = format!("127.0.0.1:{port}");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(casegate::web::serve(std::sync::Arc::new(config), shutdown.clone()));
 
@@ -300,7 +300,7 @@ async fn serve_listens_on_survey_listen_and_stops_on_shutdown() {
 async fn without_a_secret_serve_does_not_listen_and_stops_on_shutdown() {
     let install = crate::support::casegate::Installation::new("");
     let config = std::sync::Arc::new(casegate::config::Config::load(&install.config).unwrap());
-    assert!(config.survey.secret.is_none() && !casegate::survey::offered(&config));
+    assert!(config.web.secret.is_none() && !casegate::survey::offered(&config));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(casegate::web::serve(config, shutdown.clone()));
 

@@ -2,6 +2,7 @@
 //! 127.0.0.1, mails as people write them, and the notification and survey setups that
 //! several test files build on.
 
+pub mod browser;
 pub mod casegate;
 pub mod corpus;
 pub mod mail;
@@ -9,3 +10,4 @@ pub mod mailstack;
 pub mod notify;
 pub mod postgres;
 pub mod survey;
+pub mod web;

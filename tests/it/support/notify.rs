@@ -44,10 +44,20 @@ impl Setup {
 
     /// [`Setup::with_sink`] with retries after `retry_secs` (less up to 20 % jitter).
     pub fn with_retry(sink: SmtpSink, smtp: &str, outbox: &str, retry_secs: u64) -> Setup {
+        Setup::build(sink, "", smtp, outbox, retry_secs, "")
+    }
+
+    /// [`Setup::new`] with more `[notify]` keys (`notify`, lines) and more tables after the
+    /// others (`tables`, e.g. `[web]`).
+    pub fn with_tables(notify: &str, tables: &str) -> Setup {
+        Setup::build(SmtpSink::start(SinkOptions::plain()), notify, "tls = \"none\"\n", "", 1, tables)
+    }
+
+    fn build(sink: SmtpSink, notify: &str, smtp: &str, outbox: &str, retry_secs: u64, tables: &str) -> Setup {
         let install = Installation::new(&format!(
-            "[notify]\nstaff_recipients = [\"{ANN}\", \"{TOM}\"]\n\
+            "[notify]\nstaff_recipients = [\"{ANN}\", \"{TOM}\"]\n{notify}\
              [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntimeout_secs = 10\n{smtp}\
-             [outbox]\nretry_base_secs = {retry_secs}\nretry_max_secs = {retry_secs}\nmax_attempts = 5\n{outbox}",
+             [outbox]\nretry_base_secs = {retry_secs}\nretry_max_secs = {retry_secs}\nmax_attempts = 5\n{outbox}{tables}",
             sink.port()
         ));
         Setup { install, sink, seen: 0 }

@@ -28,6 +28,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body exactly as received (downloads).
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -69,8 +71,11 @@ pub async fn request_raw(addr: SocketAddr, bytes: &[u8]) -> Reply {
 }
 
 fn parse_reply(raw: &[u8]) -> Reply {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let split = split.unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let bytes = raw[split + 4..].to_vec();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{status_line}"));
@@ -82,7 +87,7 @@ fn parse_reply(raw: &[u8]) -> Reply {
         !headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
         "this client reads only sized bodies"
     );
-    Reply { status, headers, body: body.to_string() }
+    Reply { status, headers, body, bytes }
 }
 
 /// Whether something accepts connections at `addr` within `timeout`, asked every 50 ms: a

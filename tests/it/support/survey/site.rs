@@ -8,7 +8,7 @@ use std::sync::Arc;
 use casegate::address::Address;
 use casegate::config::Config;
 use casegate::store::Store;
-use casegate::web::{serve_on, SurveyState};
+use casegate::web::{serve_on, WebState};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ impl SurveySite {
         let config = Arc::new(Config::load(&install.config).expect("load config"));
         Store::open(&config).expect("create the database");
         let shutdown = CancellationToken::new();
-        let state = SurveyState::new(config.clone()).expect("survey state");
+        let state = WebState::new(config.clone()).expect("web state");
         let server = tokio::spawn(serve_on(listener, state, shutdown.clone()));
         SurveySite { install, config, addr, base_url, shutdown, server: Some(server) }
     }
