@@ -66,6 +66,8 @@
 //! of the system addresses, the headers a list manager adds are not held against the mail;
 //! otherwise every case would silently vanish as "list mail".
 
+pub mod bounce;
+
 use crate::address::Address;
 use crate::parse::InboundMail;
 

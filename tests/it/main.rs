@@ -3,6 +3,7 @@
 //! harness in `support/`.
 
 mod architecture;
+mod bounce_corpus;
 mod classify_corpus;
 mod corpus_ingest;
 mod daemon;
