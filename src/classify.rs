@@ -67,6 +67,7 @@
 //! otherwise every case would silently vanish as "list mail".
 
 pub mod bounce;
+pub mod spam;
 
 use crate::address::Address;
 use crate::parse::InboundMail;

@@ -776,5 +776,35 @@ fn returned_ids(mail: &InboundMail, returned_text: &str) -> Vec<String> {
     ids
 }
 
+// ---------------------------------------------------------------------------------------
+// The return path (VERP)
+// ---------------------------------------------------------------------------------------
+
+/// The envelope sender of outbox row `row` under the return path `base`
+/// (`bounce@example.com` → `bounce+17@example.com`): a bounce comes back to it, and names
+/// the row without being read at all.
+pub fn return_path(base: &Address, row: i64) -> String {
+    format!("{}+{row}@{}", base.local_part(), base.domain())
+}
+
+/// Headers in which the address a mail was delivered to shows.
+const DELIVERY_HEADERS: &[&str] =
+    &["To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Delivered-To"];
+
+/// The outbox row a mail names by arriving at its return path, if it does.
+pub fn return_path_row(mail: &InboundMail, base: &Address) -> Option<i64> {
+    let prefix = format!("{}+", base.local_part());
+    DELIVERY_HEADERS.iter().flat_map(|h| mail.headers_named(h)).take(20).find_map(|value| {
+        address_pattern().find_iter(value).take(20).find_map(|m| {
+            let address = Address::parse(m.as_str())?;
+            let row = address.local_part().strip_prefix(&prefix)?;
+            if address.domain() != base.domain() || row.is_empty() || !row.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            row.parse().ok().filter(|r: &i64| *r > 0)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,8 @@ pub fn store_payload(conn: &Connection, id: i64, subject: &str, payload: &[u8]) 
     Ok(())
 }
 
-fn recipients_json(to: &Address) -> String {
+/// How a row names its recipient (`["a@x.example"]`), for lookups by recipient.
+pub(crate) fn recipients_json(to: &Address) -> String {
     // An array of one string cannot fail to serialise; the exact text (no spaces) is what
     // `not_applied_answered_since` compares against.
     serde_json::to_string(&[to.as_str()]).expect("a string array serialises")
@@ -85,6 +86,26 @@ pub fn not_applied_answered_since(
     .query_row(params![recipients_json(to), case, since], |_| Ok(()))
     .optional()
     .map(|found| found.is_some())
+}
+
+/// The automatic answers (see `notify::limits::AUTOMATIC`) `to` was sent, or is about to
+/// be sent, since `since`; the ones held back do not count.
+pub fn automatic_answers_since(conn: &Connection, to: &Address, since: &str) -> rusqlite::Result<u32> {
+    // The event condition is written out as the partial index `outbox_automatic` has it,
+    // so that SQLite uses the index.
+    conn.prepare_cached(
+        "SELECT count(*) FROM outbox WHERE recipients = ?1 AND created_at >= ?2 AND status != 'suppressed'
+           AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
+           OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')",
+    )?
+    .query_row(params![recipients_json(to), since], |r| r.get(0))
+}
+
+/// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
+pub fn hold_back(conn: &Connection, message_id: &str, reason: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1")?
+        .execute(params![message_id, reason])?;
+    Ok(())
 }
 
 /// A claimed notification, ready to send.

@@ -205,3 +205,20 @@ fn hostile_reports_are_read_within_bounds() {
     let r = read(&dsn);
     assert_eq!(addresses(&r), ["gone@customer.example"]);
 }
+
+#[test]
+fn the_return_path_names_its_row_and_nothing_else_does() {
+    let base = Address::parse("bounce@example.com").unwrap();
+    assert_eq!(return_path(&base, 17), "bounce+17@example.com");
+    let to = |headers: &str| {
+        let raw = format!("From: MAILER-DAEMON@mx.example\r\n{headers}\r\nSubject: failure\r\n\r\nx\r\n");
+        return_path_row(&parse_mail(raw.as_bytes()).unwrap(), &base)
+    };
+    assert_eq!(to("To: <bounce+17@example.com>"), Some(17));
+    assert_eq!(to("To: support@example.com\r\nDelivered-To: Bounce+42@Example.com"), Some(42));
+    assert_eq!(to("To: bounce+17@other.example"), None, "another domain");
+    assert_eq!(to("To: bounce+x17@example.com"), None, "not a row number");
+    assert_eq!(to("To: bounce+0@example.com"), None);
+    assert_eq!(to("To: bounce@example.com"), None);
+    assert_eq!(to("To: bounce+99999999999999999999@example.com"), None, "too large to be a row");
+}
