@@ -4,15 +4,18 @@
 
 mod architecture;
 mod bounce_corpus;
+mod bounces;
 mod classify_corpus;
 mod corpus_ingest;
 mod daemon;
 mod ingest;
+mod loops;
 mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
 mod reply_corpus;
 mod scenarios;
+mod spam;
 mod support;
 mod survey_browser;
 mod survey_flow;
