@@ -27,7 +27,7 @@
 //!
 //! A status field of `x.0.0` says little: when the diagnostic has a more specific code of
 //! the same class (`550 5.1.1 ...`), that one is the status. The cause is read from the
-//! words first, then the codes (see [`cause`]).
+//! words first, then the codes (see [`cause_of`]).
 //!
 //! Everything is bounded: at most [`MAX_SCAN`] bytes of text are read, [`MAX_RECIPIENTS`]
 //! recipients kept and [`MAX_RETURNED_IDS`] Message-IDs, and diagnostics are cut to

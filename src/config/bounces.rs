@@ -77,3 +77,42 @@ pub(super) fn bounces(check: &Check, b: RawBounces) -> Result<BounceConfig, Conf
     };
     Ok(BounceConfig { suppress_for, soft_bounces_to_suppress, soft_window, return_path })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_toml(&format!("system_addresses = [\"support@example.com\"]\n{extra}"), Path::new("/etc/c.toml"))
+    }
+
+    #[test]
+    fn bounces_have_defaults_and_bad_values_name_their_key() {
+        let c = load("").unwrap();
+        assert_eq!(c.bounces.suppress_for.as_secs(), 30 * 86_400);
+        assert_eq!((c.bounces.soft_bounces_to_suppress, c.bounces.return_path.is_none()), (5, true));
+        let c = load("[bounces]\nreturn_path = \"Bounce@Example.com\"\nsuppress_days = 7").unwrap();
+        assert_eq!(c.bounces.return_path.unwrap().as_str(), "bounce@example.com");
+        for (text, key) in [
+            ("[bounces]\nreturn_path = \"bounce+x@example.com\"", "bounces.return_path"),
+            ("[bounces]\nreturn_path = \"nonsense\"", "bounces.return_path"),
+            ("[bounces]\nsuppress_days = 0", "bounces.suppress_days"),
+            ("[bounces]\nsoft_bounces_to_suppress = 0", "bounces.soft_bounces_to_suppress"),
+            ("[limits]\ncase_exchange_limit = 1", "limits.case_exchange_limit"),
+            ("[limits]\ncase_exchange_minutes = 0", "limits.case_exchange_minutes"),
+            ("[spam]\nheader_rules = [\"Not a header: x\"]", "spam.header_rules[0]"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("/etc/c.toml"), "{text}: {err}");
+        }
+        let c = load(
+            "[limits]\nauto_replies_per_address_per_day = 3\n[spam]\nheader_rules = [\"X-Junk\", \"X-Verdict: Spam\"]",
+        )
+        .unwrap();
+        assert_eq!(c.auto_replies_per_address_per_day, 3);
+        assert_eq!(c.spam.header_rules, [("X-Junk".to_string(), String::new()), ("X-Verdict".into(), "spam".into())]);
+        assert_eq!(load("").unwrap().auto_replies_per_address_per_day, 20);
+    }
+}

@@ -64,6 +64,8 @@ pub(super) struct Limits<'a> {
     trigger: Option<&'a InboundMail>,
     /// Loop evidence in the trigger mail, once worked out.
     evidence: Option<Option<String>>,
+    /// Entries per author within the brake's window, per case (read once per batch).
+    authors: HashMap<CaseId, HashMap<String, usize>>,
 }
 
 impl<'a> Limits<'a> {
@@ -73,7 +75,7 @@ impl<'a> Limits<'a> {
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
     ) -> Limits<'a> {
-        Limits { conn, config, now, trigger, evidence: None }
+        Limits { conn, config, now, trigger, evidence: None, authors: HashMap::new() }
     }
 
     /// Why the notification about `event` to `r` is held back, if it is.
@@ -100,20 +102,31 @@ impl<'a> Limits<'a> {
             }
         }
         match (sender, event.case()) {
-            (Some(sender), case) if case != 0 && *sender != r.address => self.brake(case, sender, &r.address),
+            (Some(sender), case) if case != 0 && *sender != r.address => {
+                let sender = sender.clone();
+                self.brake(case, &sender, &r.address)
+            }
             _ => Ok(None),
         }
     }
 
-    /// Loop evidence in the trigger mail (worked out once per batch).
+    /// Loop evidence in the trigger mail (worked out once per batch). What the sender
+    /// wrote is the new case's description when the mail opened one (its quoted history
+    /// already cut off), else the mail's text.
     fn loop_evidence(&mut self, event: &Event) -> anyhow::Result<Option<String>> {
         if let Some(known) = &self.evidence {
             return Ok(known.clone());
         }
         let Some(mail) = self.trigger else { return Ok(None) };
-        let mut found = quotes_our_text(self.config, mail);
-        if found.is_none() {
-            found = self.repeats(mail, event)?;
+        let case = Some(event.case()).filter(|c| *c != 0);
+        let written = match case {
+            Some(c) => crate::store::cases::description(self.conn, c)?.unwrap_or_default(),
+            None => mail.text.clone(),
+        };
+        let words = gist(&written);
+        let mut found = quotes_our_text(self.config, &words);
+        if found.is_none() && !words.is_empty() {
+            found = self.repeats(mail, &words, case)?;
         }
         self.evidence = Some(found.clone());
         Ok(found)
@@ -121,34 +134,32 @@ impl<'a> Limits<'a> {
 
     /// The mail says what `REPEATS` or more of its sender's cases opened in the last 24
     /// hours said.
-    fn repeats(&self, mail: &InboundMail, event: &Event) -> anyhow::Result<Option<String>> {
+    fn repeats(&self, mail: &InboundMail, words: &str, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
         let Some(from) = mail.from_address() else { return Ok(None) };
-        let words = gist(&crate::parse::reply::new_text_of(mail));
-        if words.is_empty() {
-            return Ok(None);
-        }
-        let case = Some(event.case()).filter(|c| *c != 0);
         let since = stamp(self.now - Duration::hours(24));
         let openings = loops::recent_openings(self.conn, from, &since, case, OPENINGS)?;
         let same = openings.iter().filter(|body| gist(body) == words).count();
-        Ok((same >= REPEATS).then(|| format!("{from} sent the same text {} times before today", same)))
+        Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 
     /// The per-case brake (see the module documentation).
-    fn brake(&self, case: CaseId, sender: &Address, to: &Address) -> anyhow::Result<Option<String>> {
+    fn brake(&mut self, case: CaseId, sender: &Address, to: &Address) -> anyhow::Result<Option<String>> {
         let limit = self.config.case_exchange_limit as usize;
         let window = Duration::from_std(self.config.case_exchange_window).unwrap_or(Duration::minutes(10));
-        let since = stamp(self.now - window);
-        let entries = loops::recent_authors(self.conn, case, BRAKE_ENTRIES)?;
-        let mut by: HashMap<&str, usize> = HashMap::new();
-        for (from, at) in &entries {
-            if at.as_str() < since.as_str() {
-                break;
+        if !self.authors.contains_key(&case) {
+            let since = stamp(self.now - window);
+            let mut by: HashMap<String, usize> = HashMap::new();
+            for (from, at) in loops::recent_authors(self.conn, case, BRAKE_ENTRIES)? {
+                if at < since {
+                    break;
+                }
+                if let Some(from) = from {
+                    *by.entry(from).or_default() += 1;
+                }
             }
-            if let Some(from) = from {
-                *by.entry(from.as_str()).or_default() += 1;
-            }
+            self.authors.insert(case, by);
         }
+        let by = &self.authors[&case];
         let (a, b) = (by.get(sender.as_str()).copied().unwrap_or(0), by.get(to.as_str()).copied().unwrap_or(0));
         if a < limit || b < limit {
             return Ok(None);
@@ -183,16 +194,15 @@ fn gist(text: &str) -> String {
     out
 }
 
-/// Whether the text the sender added quotes a line of our own automatic mails: what an
-/// autoresponder does that returns the mail it got (a person quotes below their answer,
-/// and reply trimming removes that).
-fn quotes_our_text(config: &Config, mail: &InboundMail) -> Option<String> {
-    let text = gist(&crate::parse::reply::new_text_of(mail));
-    if text.is_empty() {
+/// Whether what the sender wrote (as [`gist`] reduces it) quotes a line of our own
+/// automatic mails: what an autoresponder does that returns the mail it got. (A person
+/// quotes below their answer, and the quoted history is not part of what they wrote.)
+fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
+    if words.is_empty() {
         return None;
     }
     let lines = template_lines(config);
-    let quoted = lines.iter().find(|line| text.contains(line.as_str()))?;
+    let quoted = lines.iter().find(|line| words.contains(line.as_str()))?;
     let shown: String = quoted.chars().take(60).collect();
     Some(format!("the mail quotes our own automatic mail (\"{shown}…\")"))
 }
@@ -235,6 +245,19 @@ mod tests {
         assert_eq!(gist("Thank you! Ticket #4711 received.\n\nRegards"), "thank you ticket received regards");
         assert_eq!(gist("Ticket 1"), gist("TICKET 2"));
         assert_eq!(gist("12 34"), "");
+    }
+
+    #[test]
+    fn a_mail_that_quotes_our_acknowledgement_in_its_own_words_is_a_loop() {
+        let config =
+            Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))
+                .expect("minimal config");
+        let robot = "I am away.\n\nYour message:\nthank you for your mail. We opened case CASE-3 for it:\n\
+                     An analyst will pick it up soon. To add information, reply to this mail and keep\n[CASE-3] in the subject.";
+        let why = quotes_our_text(&config, &gist(robot)).expect("our text quoted back");
+        assert!(why.starts_with("the mail quotes our own automatic mail (\"an analyst will pick it up soon"), "{why}");
+        let person = "Thanks, I will keep the case number in the subject and add the logs later.";
+        assert_eq!(quotes_our_text(&config, &gist(person)), None);
     }
 
     #[test]
