@@ -261,6 +261,30 @@ mod tests {
     }
 
     #[test]
+    fn the_store_counts_exactly_the_automatic_kinds() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        let to = Address::parse("a@x.example").unwrap();
+        for (i, kind) in super::super::templates::KINDS.iter().enumerate() {
+            let n = outbox::NewNotification {
+                case: None,
+                event: kind,
+                to: &to,
+                subject: "s",
+                message_id: &format!("{i}@x"),
+                payload: Some(b"mail"),
+                spec: None,
+                error: None,
+                not_before: None,
+            };
+            outbox::insert(&conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
+        }
+        let counted = outbox::automatic_answers_since(&conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
+        assert_eq!(counted as usize, AUTOMATIC.len());
+        assert!(AUTOMATIC.iter().all(|k| super::super::templates::KINDS.contains(k)));
+    }
+
+    #[test]
     fn our_automatic_mails_have_lines_long_enough_to_be_recognised() {
         let config =
             Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))

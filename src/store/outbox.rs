@@ -360,4 +360,32 @@ mod tests {
             .unwrap();
         assert!(plan.contains("outbox_not_applied"), "{plan}");
     }
+
+    #[test]
+    fn automatic_answers_are_counted_per_recipient_without_the_held_back_ones_through_their_index() {
+        let conn = db();
+        let t = "2026-01-01T10:00:00.000Z";
+        add_event(&conn, "a@x.example", "1@x", t, "acknowledgement");
+        add_event(&conn, "a@x.example", "2@x", t, "case-list");
+        add_event(&conn, "a@x.example", "3@x", t, "reply");
+        add_event(&conn, "a@x.example", "4@x", t, "not-applied");
+        hold_back(&conn, "4@x", "loop breaker: test").unwrap();
+        add_event(&conn, "b@x.example", "5@x", t, "acknowledgement");
+        let a = Address::parse("a@x.example").unwrap();
+        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T00:00:00.000Z").unwrap(), 2);
+        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T11:00:00.000Z").unwrap(), 0);
+        let held = list(&conn, "CASE", Some("suppressed")).unwrap();
+        assert_eq!((held.len(), held[0].last_error.as_deref()), (1, Some("loop breaker: test")));
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM outbox WHERE recipients = ?1 AND created_at >= ?2 AND status != 'suppressed'
+                   AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
+                   OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')",
+                ["[]", ""],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("outbox_automatic"), "{plan}");
+    }
 }
