@@ -97,6 +97,24 @@ pub fn is_authenticated(config: &Config, mail: &InboundMail) -> bool {
     passes_for(results, from.domain())
 }
 
+/// The From domain when the receiving server (`authserv_id`, topmost header) says DMARC
+/// failed for it: the mail claims a sender whose domain disowns it.
+pub fn dmarc_failure(config: &Config, mail: &InboundMail) -> Option<String> {
+    let authserv_id = config.authserv_id.as_deref()?;
+    let from = mail.from_address()?;
+    let results = mail
+        .headers_named("authentication-results")
+        .find(|v| authserv_id_of(v).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id)))?;
+    results.split(';').skip(1).find_map(|clause| {
+        let clause = strip_comments(clause).to_ascii_lowercase();
+        let mut words = clause.split_whitespace();
+        (words.next() == Some("dmarc=fail")).then_some(())?;
+        let domain =
+            words.filter_map(|w| w.strip_prefix("header.from=")).next().map(|d| d.trim_matches('"').to_string());
+        domain.is_none_or(|d| d == from.domain()).then(|| from.domain().to_string())
+    })
+}
+
 fn authserv_id_of(value: &str) -> Option<&str> {
     value.split(';').next().map(|s| s.split_whitespace().next().unwrap_or_default())
 }
@@ -190,6 +208,23 @@ mod tests {
         // Only the topmost header from our server counts: a forged one below is ignored.
         let below = "From: ann@support.example.com\r\nAuthentication-Results: mx.example.com; dmarc=fail header.from=support.example.com\r\nAuthentication-Results: mx.example.com; dmarc=pass header.from=support.example.com";
         assert!(!is_authenticated(&c, &mail(below)));
+    }
+
+    #[test]
+    fn a_dmarc_failure_is_read_only_from_our_server_and_for_the_from_domain() {
+        let c = config("authserv_id = \"mx.example.com\"");
+        let fail = "From: bob@bank.example\r\nAuthentication-Results: mx.example.com; spf=fail; dmarc=fail (p=reject) header.from=bank.example";
+        assert_eq!(dmarc_failure(&c, &mail(fail)).as_deref(), Some("bank.example"));
+        let pass =
+            "From: bob@bank.example\r\nAuthentication-Results: mx.example.com; dmarc=pass header.from=bank.example";
+        assert_eq!(dmarc_failure(&c, &mail(pass)), None);
+        let elsewhere =
+            "From: bob@bank.example\r\nAuthentication-Results: evil.example; dmarc=fail header.from=bank.example";
+        assert_eq!(dmarc_failure(&c, &mail(elsewhere)), None);
+        let other_domain =
+            "From: bob@bank.example\r\nAuthentication-Results: mx.example.com; dmarc=fail header.from=other.example";
+        assert_eq!(dmarc_failure(&c, &mail(other_domain)), None);
+        assert_eq!(dmarc_failure(&config(""), &mail(fail)), None, "without authserv_id nothing is trusted");
     }
 
     #[test]

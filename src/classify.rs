@@ -7,7 +7,9 @@
 //! the precedence between kinds when a mail carries several kinds of evidence (a bounce is
 //! usually `Auto-Submitted` too; an out-of-office reply to a list post carries `List-Id`):
 //!
-//! 1. **Loop**: our own `X-Casegate-Loop` header carrying this installation's id, or a
+//! 1. **Loop**: our own `X-Casegate-Loop` header carrying this installation's id, an
+//!    `X-Loop` naming one of the system addresses (list managers and autoresponders add it
+//!    with the address they passed the mail on for: our own mail is on its way back), or a
 //!    `From:` that is one of the system addresses.
 //! 2. **Challenge-response** (kind `AutoReply`): "please verify that you are human" filters
 //!    (Bluebottle, Boxbe, TMDA, BoxTrapper). They often dress up as a delivery report, so
@@ -65,6 +67,9 @@
 //! `List-Unsubscribe` and `Precedence: list` added by that list. When `List-Id` names one
 //! of the system addresses, the headers a list manager adds are not held against the mail;
 //! otherwise every case would silently vanish as "list mail".
+
+pub mod bounce;
+pub mod spam;
 
 use crate::address::Address;
 use crate::parse::InboundMail;
@@ -427,6 +432,13 @@ fn own_loop(mail: &InboundMail, ctx: &Context<'_>) -> Option<Verdict> {
         if let Some(value) = mail.headers_named(LOOP_HEADER).find(|v| v.trim() == ctx.instance_id) {
             return verdict(MachineKind::Loop, format!("{LOOP_HEADER}: {} (our own mail came back)", shorten(value)));
         }
+    }
+    let names_us = |v: &str| {
+        let v = v.to_lowercase();
+        ctx.system_addresses.iter().any(|a| v.contains(a.as_str()))
+    };
+    if let Some(value) = mail.headers_named("X-Loop").find(|v| names_us(v)) {
+        return verdict(MachineKind::Loop, format!("X-Loop: {} (names a system address)", shorten(value)));
     }
     let from = mail.from_address()?;
     if ctx.system_addresses.contains(from) {
@@ -1132,6 +1144,18 @@ mod tests {
         assert_eq!(v.kind, MachineKind::Loop);
         assert!(v.reason.starts_with("X-Casegate-Loop: inst-1"), "{}", v.reason);
         assert_eq!(kind(&format!("{LOOP_HEADER}: other-company"), "x"), None);
+    }
+
+    #[test]
+    fn an_x_loop_naming_a_system_address_is_a_loop_and_another_is_only_not_answered() {
+        let v = judge(&mail("X-Loop: Support@Example.com", "x")).expect("loop");
+        assert_eq!(
+            (v.kind, v.reason.as_str()),
+            (MachineKind::Loop, "X-Loop: Support@Example.com (names a system address)")
+        );
+        let other = mail("X-Loop: helpdesk@customer.example", "x");
+        assert_eq!(judge(&other), None);
+        assert!(auto_response_allowed(&other).is_err());
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Parsed {
         }
         // mail-parser promises not to panic; the guard keeps that promise from being
         // load-bearing for the daemon. The analysis is guarded the same way.
-        match panic::catch_unwind(|| parse::parse(raw).map(|mail| Analyzed::of(config, mail))) {
+        match panic::catch_unwind(|| parse::parse(raw).map(|mail| Analyzed::read(config, mail, raw))) {
             Ok(Some(analyzed)) => Parsed::Mail(Box::new(analyzed)),
             Ok(None) => Parsed::Rejected {
                 reason: Reason::Unparseable,
@@ -90,6 +90,14 @@ pub struct Analyzed {
     pub authenticated: bool,
     /// Why the sender gets no automatic answer, if they get none.
     pub no_answers: Option<String>,
+    /// What a bounce says per recipient (read only for mail judged a bounce).
+    pub bounce: Option<classify::bounce::Report>,
+    /// The outbox row whose return path the mail arrived at (`[bounces] return_path`).
+    pub return_path_row: Option<i64>,
+    /// Why the receiving server's marks make the mail spam, if they do.
+    pub spam: Option<String>,
+    /// The From domain, when the receiving server says DMARC failed for it.
+    pub dmarc_failure: Option<String>,
 }
 
 impl Analyzed {
@@ -103,15 +111,41 @@ impl Analyzed {
     }
 
     pub fn of(config: &Config, mail: InboundMail) -> Analyzed {
+        Analyzed::read(config, mail, &[])
+    }
+
+    /// [`Analyzed::of`], with the raw mail for a bounce whose parts the parser could not
+    /// make out (see `classify::bounce::parse`).
+    pub fn read(config: &Config, mail: InboundMail, raw: &[u8]) -> Analyzed {
         let ctx = classify::Context { system_addresses: &config.system_addresses, instance_id: &config.instance_id };
         let authenticated = crate::authorize::is_authenticated(config, &mail);
+        let machine = classify::machine_mail(&mail, &ctx);
+        let bounce = machine
+            .as_ref()
+            .filter(|v| v.kind == classify::MachineKind::Bounce)
+            .and_then(|_| classify::bounce::parse(&mail, raw));
         Analyzed {
-            machine: classify::machine_mail(&mail, &ctx),
+            machine,
+            bounce,
+            return_path_row: config
+                .bounces
+                .return_path
+                .as_ref()
+                .and_then(|b| classify::bounce::return_path_row(&mail, b)),
+            spam: classify::spam::verdict(&mail, config.spam.enabled, &config.spam.header_rules),
+            dmarc_failure: crate::authorize::dmarc_failure(config, &mail),
             new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
             authenticated,
             no_answers: no_answer_reason(config, &mail, authenticated),
             mail,
         }
+    }
+
+    /// Forgets the spam marks: a person released the mail from the quarantine, having
+    /// looked at it.
+    pub fn released_by_a_person(&mut self) {
+        self.spam = None;
+        self.dmarc_failure = None;
     }
 }
 

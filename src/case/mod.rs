@@ -170,6 +170,11 @@ string_enum!(
         InternalError => "internal-error", "internal-error";
         AccountNotAllowed => "account-not-allowed", "account-not-allowed";
         BadField => "bad-field", "bad-field";
+        /// The receiving server marked it as spam (or it matched a `[spam]` header rule).
+        Spam => "spam", "spam";
+        /// DMARC failed at `authserv_id` for a sender casegate has never seen: most likely
+        /// forged, and an answer would be backscatter.
+        DmarcFail => "dmarc-fail", "dmarc-fail";
     }
 );
 
@@ -200,6 +205,12 @@ string_enum!(
         SurveyAnswered => "survey-answered", "survey-answered";
         SurveyAnswerChanged => "survey-answer-changed", "survey-answer-changed";
         SurveyAnswerRefused => "survey-answer-refused", "survey-answer-refused";
+        /// A notification bounced: the outbox row, the address and what the report said.
+        Bounced => "bounced", "bounced";
+        /// An address is not mailed for a while (hard bounce, too many soft ones).
+        AddressSuppressed => "address-suppressed", "address-suppressed";
+        /// Staff lifted an address's suppression.
+        SuppressionLifted => "suppression-lifted", "suppression-lifted";
     }
 );
 
@@ -229,6 +240,8 @@ pub enum Event<C = CaseId, M = EntryId> {
     Notice { to: Address, case: Option<C>, notice: Notice, in_reply_to: Option<String> },
     /// A closed case's requester or contact is offered the survey, at `url`.
     SurveyOffered { case: C, to: Address, url: String },
+    /// A notification to `address` bounced; `message` is the `system` entry that says so.
+    Bounced { case: C, message: M, address: Address },
 }
 
 /// What a direct answer says.
@@ -257,7 +270,8 @@ impl<M> Event<CaseId, M> {
             | Event::WatcherRemoved { case, .. }
             | Event::StatusChanged { case, .. }
             | Event::FieldChanged { case, .. }
-            | Event::SurveyOffered { case, .. } => *case,
+            | Event::SurveyOffered { case, .. }
+            | Event::Bounced { case, .. } => *case,
             Event::Notice { case, .. } => case.unwrap_or(0),
         }
     }
@@ -288,6 +302,9 @@ impl<C, M> Event<C, M> {
                 Event::Notice { to, case: c.map(case).transpose()?, notice, in_reply_to }
             }
             Event::SurveyOffered { case: c, to, url } => Event::SurveyOffered { case: case(c)?, to, url },
+            Event::Bounced { case: c, message: m, address } => {
+                Event::Bounced { case: case(c)?, message: message(m)?, address }
+            }
         })
     }
 }

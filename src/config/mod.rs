@@ -19,10 +19,12 @@
 //! `server`; secrets are read in `secret`.
 
 mod accounts;
+mod bounces;
 mod outgoing;
 mod secret;
 mod server;
 mod sources;
+mod spam;
 mod survey;
 mod web;
 
@@ -33,10 +35,12 @@ use serde::Deserialize;
 
 use crate::address::{Address, AddressPattern};
 
+pub use bounces::BounceConfig;
 pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
 pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};
 pub use sources::{MailboxConfig, MaildirConfig, MarkProcessed, DEFAULT_BATCH_BYTES};
+pub use spam::SpamConfig;
 pub use survey::SurveyConfig;
 pub use web::WebConfig;
 
@@ -56,6 +60,8 @@ pub enum ConfigError {
 
 /// Default of `limits.max_watchers_per_mail`.
 pub const DEFAULT_MAX_WATCHERS_PER_MAIL: usize = 30;
+/// Default of `limits.auto_replies_per_address_per_day`.
+pub const DEFAULT_AUTO_REPLIES_PER_ADDRESS_PER_DAY: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -80,6 +86,13 @@ pub struct Config {
     /// At most this many watchers are added by one mail (Cc, To, `#watch`): a mail copied to
     /// thousands of addresses cannot make casegate write to all of them.
     pub max_watchers_per_mail: usize,
+    /// The loop breaker: at most this many automatic mails (acknowledgements, answers,
+    /// case lists) to one address in 24 hours; see `notify::limits`.
+    pub auto_replies_per_address_per_day: u32,
+    /// The per-case brake: when two people have each written this many entries on one
+    /// case within `case_exchange_window`, notifications between them are held back.
+    pub case_exchange_limit: u32,
+    pub case_exchange_window: std::time::Duration,
     /// fsync attachment files and use synchronous=FULL (survives power loss, slower).
     pub fsync: bool,
     pub from: Option<String>,
@@ -92,6 +105,8 @@ pub struct Config {
     pub survey: SurveyConfig,
     /// The pages casegate serves and the secret of their links.
     pub web: WebConfig,
+    pub bounces: BounceConfig,
+    pub spam: SpamConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
 }
@@ -121,6 +136,8 @@ struct RawConfig {
     notify: outgoing::RawNotify,
     survey: survey::RawSurvey,
     web: web::RawWeb,
+    bounces: bounces::RawBounces,
+    spam: spam::RawSpam,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,6 +151,9 @@ struct RawCase {
 struct RawLimits {
     max_message_bytes: Option<u64>,
     max_watchers_per_mail: Option<u64>,
+    auto_replies_per_address_per_day: Option<u32>,
+    case_exchange_limit: Option<u32>,
+    case_exchange_minutes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -324,6 +344,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let notify = outgoing::notify(&check, raw.notify, &staff, &system_addresses)?;
     let (survey, legacy_web_keys) = survey::survey(raw.survey);
     let web = web::web(&check, raw.web, legacy_web_keys)?;
+    let bounces = bounces::bounces(&check, raw.bounces)?;
+    let spam = spam::spam(&check, raw.spam)?;
     let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
 
     Ok(Config {
@@ -340,6 +362,9 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         account_access,
         max_message_bytes: limits.max_message_bytes,
         max_watchers_per_mail: limits.max_watchers_per_mail,
+        auto_replies_per_address_per_day: limits.auto_replies_per_address_per_day,
+        case_exchange_limit: limits.case_exchange_limit,
+        case_exchange_window: limits.case_exchange_window,
         fsync: raw.storage.fsync,
         from,
         templates_dir: raw.templates_dir.as_deref().map(|d| check.resolve(d)),
@@ -350,6 +375,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         notify,
         survey,
         web,
+        bounces,
+        spam,
         unknown_keys: Vec::new(),
     })
 }
@@ -407,6 +434,9 @@ fn token_prefix(check: &Check, case: RawCase) -> Result<String, ConfigError> {
 struct Limits {
     max_message_bytes: usize,
     max_watchers_per_mail: usize,
+    auto_replies_per_address_per_day: u32,
+    case_exchange_limit: u32,
+    case_exchange_window: std::time::Duration,
 }
 
 fn limits(check: &Check, raw: RawLimits) -> Result<Limits, ConfigError> {
@@ -424,9 +454,25 @@ fn limits(check: &Check, raw: RawLimits) -> Result<Limits, ConfigError> {
             format!("0 would add no watcher at all; the default is {DEFAULT_MAX_WATCHERS_PER_MAIL}"),
         ));
     }
+    let auto_replies_per_address_per_day =
+        raw.auto_replies_per_address_per_day.unwrap_or(DEFAULT_AUTO_REPLIES_PER_ADDRESS_PER_DAY);
+    let case_exchange_limit = raw.case_exchange_limit.unwrap_or(4);
+    if case_exchange_limit < 2 {
+        return Err(check.invalid(
+            "limits.case_exchange_limit",
+            format!("{case_exchange_limit} would brake an ordinary conversation; the default is 4"),
+        ));
+    }
+    let minutes = raw.case_exchange_minutes.unwrap_or(10);
+    if minutes == 0 {
+        return Err(check.invalid("limits.case_exchange_minutes", "must be at least 1; the default is 10"));
+    }
     Ok(Limits {
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
         max_watchers_per_mail: usize::try_from(max_watchers_per_mail).unwrap_or(usize::MAX),
+        auto_replies_per_address_per_day,
+        case_exchange_limit,
+        case_exchange_window: std::time::Duration::from_secs(minutes.saturating_mul(60)),
     })
 }
 

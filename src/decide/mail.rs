@@ -1,6 +1,9 @@
 //! What an incoming mail means, given where routing put it:
 //!
 //! ```text
+//! a bounce of our notifications ───────────────────────▶ decide::bounce
+//! marked as spam by the receiving server ──────────────▶ quarantined (spam), no answer
+//! DMARC fail at authserv_id, sender never seen ────────▶ quarantined (dmarc-fail), no answer
 //! machine mail ─ on a case ▶ thread entry `auto` │ else ▶ ignored
 //! no sender ─────────────────────────────────────────▶ quarantined (no-sender)
 //! new ─ "cases" ▶ the sender's cases │ else ▶ a new case
@@ -57,6 +60,21 @@ fn outcome<'m>(
         Routed::Existing { case, .. } => Some(case.row.id),
         Routed::New { .. } => None,
     };
+    if let Some(plan) = super::bounce::plan(config, analyzed, &snapshot.bounced, now) {
+        return plan;
+    }
+    if let Some(why) = &analyzed.spam {
+        return unanswered_quarantine(mail, Reason::Spam, format!("marked as spam by the receiving server: {why}"));
+    }
+    if let Some(domain) = analyzed.dmarc_failure.as_ref().filter(|_| config.spam.quarantine_dmarc_fail) {
+        if snapshot.sender_known == Some(false) {
+            let detail = format!(
+                "DMARC failed for {domain} at {} and the sender never wrote before: most likely forged",
+                config.authserv_id.as_deref().unwrap_or("the receiving server")
+            );
+            return unanswered_quarantine(mail, Reason::DmarcFail, detail);
+        }
+    }
     if let Some(verdict) = &analyzed.machine {
         let reason = format!("{}: {}", verdict.kind.as_str(), verdict.reason);
         return match routed {
@@ -216,6 +234,17 @@ fn quarantine<'m>(mail: Option<&InboundMail>, case: Option<CaseId>, reason: Reas
     plan
 }
 
+/// Quarantines the mail without answering its sender (who is most likely not who wrote
+/// it, so an answer would be backscatter). No case is touched: released by a person, the
+/// mail is processed again from the start.
+fn unanswered_quarantine<'m>(mail: &InboundMail, reason: Reason, detail: String) -> Plan<'m> {
+    let text = format!("{reason}: {detail}");
+    let mut plan = Plan::new(Outcome::Quarantined, None, Some(text.clone()));
+    plan.effects.push(Effect::Quarantine { reason, detail });
+    plan.audit(None, mail.from_address(), AuditAction::Quarantined, Some(text));
+    plan
+}
+
 /// Machine mail on no case: recorded, nothing else.
 fn ignored<'m>(mail: &InboundMail, reason: String) -> Plan<'m> {
     let mut plan = Plan::new(Outcome::Ignored, None, Some(reason.clone()));
@@ -346,7 +375,7 @@ mod tests {
     }
 
     fn on(case: CaseFacts) -> Snapshot {
-        Snapshot { routed: Routed::Existing { case: Box::new(case), follow_up: None }, invitation: None }
+        Snapshot::routed(Routed::Existing { case: Box::new(case), follow_up: None })
     }
 
     fn now() -> DateTime<Utc> {
@@ -468,10 +497,8 @@ mod tests {
             .any(|e| matches!(e, Event::Notice { notice: Notice::FollowUpOpened { closed: 7 }, .. })));
 
         let follow_up = case(8, Status::Open, &[(JANE, ParticipantRole::Requester)]);
-        let snapshot = Snapshot {
-            routed: Routed::Existing { case: Box::new(closed), follow_up: Some(Box::new(follow_up)) },
-            invitation: None,
-        };
+        let snapshot =
+            Snapshot::routed(Routed::Existing { case: Box::new(closed), follow_up: Some(Box::new(follow_up)) });
         let p = plan(&c, &a, &snapshot, None, now());
         assert_eq!((p.outcome, p.case), (Outcome::Replied, Some(CaseRef::Existing(8))));
     }
@@ -512,6 +539,47 @@ mod tests {
         assert!(detail.unwrap().contains("trailing dot removed"));
         let clean = analyzed(&c, &format!("From: {JANE}\r\nSubject: Printer"), "It burns.");
         assert!(!audits(&plan(&c, &clean, &Snapshot::new_case(), None, now())).contains(&AuditAction::ReadDespite));
+    }
+
+    #[test]
+    fn spam_is_quarantined_without_an_answer_wherever_it_is_routed() {
+        let c = config("[spam]\nheader_rules = [\"X-Verdict: junk\"]");
+        for headers in ["X-Spam-Flag: YES", "X-Spam-Status: Yes, score=9.1", "X-Verdict: JUNK mail"] {
+            let a = analyzed(&c, &format!("From: {JANE}\r\nSubject: Re: [CASE-7] Cheap pills\r\n{headers}"), "Buy.");
+            for snapshot in [Snapshot::new_case(), on(case(7, Status::Open, &[(JANE, ParticipantRole::Requester)]))] {
+                let p = plan(&c, &a, &snapshot, None, now());
+                assert_eq!((p.outcome, p.case), (Outcome::Quarantined, None), "{headers}");
+                assert!(p.reason.as_deref().unwrap().starts_with("spam: marked as spam"), "{p:?}");
+                assert!(events(&p).is_empty(), "no answer to spam");
+                assert!(!p.effects.iter().any(|e| matches!(e, Effect::AddEntry(_) | Effect::OpenCase(_))));
+            }
+        }
+        let released = {
+            let mut a = analyzed(&c, &format!("From: {JANE}\r\nSubject: Printer\r\nX-Spam-Flag: YES"), "It burns.");
+            a.released_by_a_person();
+            a
+        };
+        assert_eq!(plan(&c, &released, &Snapshot::new_case(), None, now()).outcome, Outcome::Created);
+    }
+
+    #[test]
+    fn a_dmarc_failure_from_a_new_sender_is_quarantined_without_an_answer() {
+        let c = config("authserv_id = \"mx.example.com\"");
+        let headers = format!(
+            "From: {JANE}\r\nSubject: Invoice\r\n\
+             Authentication-Results: mx.example.com; dmarc=fail (p=reject) header.from=customer.example"
+        );
+        let a = analyzed(&c, &headers, "Pay now.");
+        let mut snapshot = Snapshot::new_case();
+        snapshot.sender_known = Some(false);
+        let p = plan(&c, &a, &snapshot, None, now());
+        assert_eq!(p.outcome, Outcome::Quarantined);
+        assert!(p.reason.as_deref().unwrap().starts_with("dmarc-fail: DMARC failed for customer.example"), "{p:?}");
+        assert!(events(&p).is_empty(), "an acknowledgement would be backscatter");
+        // Someone casegate knows is not held up by a failing DMARC record (mailing lists
+        // and forwarders break it).
+        snapshot.sender_known = Some(true);
+        assert_eq!(plan(&c, &a, &snapshot, None, now()).outcome, Outcome::Created);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!   commands, follow-ups of closed cases, survey answers by mail).
 //! - [`request`]: actions on an existing case, by mail or from `casegate case …`.
 
+pub mod bounce;
 pub mod mail;
 mod new_case;
 pub mod request;
@@ -22,6 +23,7 @@ use crate::address::Address;
 use crate::case::{
     AuditAction, CaseId, CaseRow, Event, Impact, MessageKind, Notice, Outcome, ParticipantRole, Reason, Status,
 };
+use crate::classify::bounce::Cause;
 use crate::parse::{Attachment, InboundMail};
 use crate::survey::Answer;
 
@@ -94,6 +96,29 @@ pub enum Effect<'m> {
     Audit(Audit),
     /// Something people hear about (the notification step turns it into mail).
     Announce(PlannedEvent),
+    /// A notification bounced: its outbox row becomes `bounced`, and the bounce is
+    /// recorded for its address.
+    RecordBounce(BounceRecord),
+    /// An address is not mailed until `until` (its still queued mail is held back too).
+    Suppress {
+        address: Address,
+        reason: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// A bounce of one notification, as it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BounceRecord {
+    /// The outbox row.
+    pub row: i64,
+    pub address: Address,
+    pub status: Option<String>,
+    pub cause: Cause,
+    pub hard: bool,
+    pub diagnostic: String,
+    /// The status, cause and diagnostic on one line: the row's `last_error`.
+    pub summary: String,
 }
 
 /// The fields a new case starts with.
@@ -196,17 +221,46 @@ pub enum Routed {
     Existing { case: Box<CaseFacts>, follow_up: Option<Box<CaseFacts>> },
 }
 
+/// A notification a bounce refers to (by its Message-ID or its return path), with what the
+/// store knows about its address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentRow {
+    pub id: i64,
+    pub case: Option<CaseId>,
+    pub to: Address,
+    /// The row's outbox status now (`sent`, `bounced`, ...).
+    pub status: String,
+    /// Whether the bounce named it by its return path (else by its Message-ID).
+    pub by_return_path: bool,
+    /// Bounces of the address recorded within `[bounces] soft_bounce_window_days`, and
+    /// how many of them were soft.
+    pub recent_bounces: u32,
+    pub recent_soft: u32,
+    /// Whether the address is suppressed now.
+    pub suppressed: bool,
+}
+
 /// What the store knows that a decision about a mail needs (see `store::snapshot`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub routed: Routed,
     /// The survey invitation whose mail this one answers, if any.
     pub invitation: Option<SurveyInvitation>,
+    /// The notifications a bounce refers to (looked up only for bounces).
+    pub bounced: Vec<SentRow>,
+    /// Whether the sender took part in any case before (looked up only when DMARC
+    /// failed for the mail: `None` when not looked up).
+    pub sender_known: Option<bool>,
 }
 
 impl Snapshot {
     /// A mail that goes to no existing case.
     pub fn new_case() -> Snapshot {
-        Snapshot { routed: Routed::New { note: None }, invitation: None }
+        Snapshot::routed(Routed::New { note: None })
+    }
+
+    /// A snapshot with only the routing known.
+    pub fn routed(routed: Routed) -> Snapshot {
+        Snapshot { routed, invitation: None, bounced: Vec::new(), sender_known: None }
     }
 }

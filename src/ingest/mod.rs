@@ -192,7 +192,11 @@ impl Gateway {
             mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
         let raw = mails::raw(&self.store.conn, self.store.packs.borrow().dir(), &record.raw_sha256)?
             .context("raw copy of a quarantined mail is missing")?;
-        let prepared = Prepared::new(&self.config, raw);
+        let mut prepared = Prepared::new(&self.config, raw);
+        // A person looked at the mail and released it: spam marks no longer hold it.
+        if let Parsed::Mail(analyzed) = &mut prepared.parsed {
+            analyzed.released_by_a_person();
+        }
         let config = Arc::clone(&self.config);
         let report = self.store.write(false, |unit| {
             let step = Step { config: &config, prepared: &prepared, passage: Passage::Replay { mail_id: record.id } };
@@ -314,7 +318,7 @@ impl Step<'_> {
         let message_id = self.prepared.message_id();
         let plan = match &self.prepared.parsed {
             Parsed::Mail(analyzed) => {
-                let snapshot = store::snapshot::for_mail(scope.conn, self.config, &analyzed.mail)?;
+                let snapshot = store::snapshot::for_analyzed(scope.conn, self.config, analyzed, scope.now)?;
                 let account = match self.passage {
                     Passage::New(origin) => origin.account.as_deref(),
                     Passage::Replay { .. } => None,

@@ -21,6 +21,7 @@
 pub mod compose;
 pub mod files;
 mod personal;
+pub mod limits;
 pub mod recipients;
 pub mod send;
 pub mod templates;
@@ -104,9 +105,16 @@ pub fn enqueue(
         return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
+    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger);
     let mut queued = Vec::new();
     for (index, recipient) in plan(events, &mut facts)? {
+        // Checked before writing, so that what this batch already queued counts.
+        let held = limits.held_back(&events[index], &recipient)?;
         let message_id = write_one(&mut facts, &events[index], &recipient)?;
+        if let Some(reason) = held {
+            tracing::info!(to = %recipient.address, event = recipient.rule.template, reason = %reason, "Notification held back");
+            outbox::hold_back(conn, &message_id, &reason)?;
+        }
         queued.push(Queued { event: index, to: recipient.address, message_id });
     }
     Ok(queued)
@@ -215,7 +223,9 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
         }
         Event::Replied { from, .. } => from.clone(),
         Event::WatcherAdded { by, .. } | Event::StatusChanged { by, .. } | Event::FieldChanged { by, .. } => by.clone(),
-        Event::WatcherRemoved { .. } | Event::Notice { .. } | Event::SurveyOffered { .. } => None,
+        Event::WatcherRemoved { .. } | Event::Notice { .. } | Event::SurveyOffered { .. } | Event::Bounced { .. } => {
+            None
+        }
     }
 }
 
@@ -557,7 +567,9 @@ impl<'a> Facts<'a> {
         };
         let actor = actor_of(event, &people).map(|a| self.person(&a));
         let message_id = match event {
-            Event::Created { message, .. } | Event::Replied { message, .. } => Some(*message),
+            Event::Created { message, .. } | Event::Replied { message, .. } | Event::Bounced { message, .. } => {
+                Some(*message)
+            }
             Event::StatusChanged { message, .. } => *message,
             _ => None,
         };
@@ -750,7 +762,7 @@ fn explain(reason: Reason, config: &Config) -> String {
         Reason::AccountNotAllowed => "it names an account you may not open cases for.".into(),
         Reason::BadField => "one of its field lines (Contact:, Account:, Impact:) could not be used.".into(),
         Reason::InternalError => "of a problem on our side. Our team has been told; you need not do anything.".into(),
-        Reason::NoSender | Reason::UnauthenticatedStaff => {
+        Reason::NoSender | Reason::UnauthenticatedStaff | Reason::Spam | Reason::DmarcFail => {
             "it could not be processed automatically. Our team has been told.".into()
         }
     }

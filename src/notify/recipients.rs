@@ -43,6 +43,8 @@ pub enum On {
     CaseList,
     /// A closed case's survey is offered to its requester or contact.
     Survey,
+    /// A notification bounced: staff are told (once per address, see `decide::bounce`).
+    Bounced,
 }
 
 impl On {
@@ -73,6 +75,7 @@ impl On {
                 Notice::CaseList => On::CaseList,
             },
             Event::SurveyOffered { .. } => On::Survey,
+            Event::Bounced { .. } => On::Bounced,
         })
     }
 }
@@ -150,6 +153,7 @@ pub const RULES: &[Rule] = &[
     rule(On::ReasonRequired, &[Sender],                                 "reason-required",       true),
     rule(On::CaseList,       &[Sender],                                 "case-list",             true),
     rule(On::Survey,         &[Sender],                                 "survey",                true),
+    rule(On::Bounced,        &[Staff],                                  "bounced",               false),
 ];
 
 /// One person a notification goes to.
@@ -248,7 +252,7 @@ mod tests {
         // Every event on a case that people can see names the watchers (the opening mail's
         // watchers are told by WatcherAdded; notes are internal; answers are personal, and
         // so is the survey, which asks the requester and contact only).
-        let private = [On::Created, On::Note, On::WatcherAdded, On::WatcherRemoved];
+        let private = [On::Created, On::Note, On::WatcherAdded, On::WatcherRemoved, On::Bounced];
         let answers =
             [On::NotApplied, On::FollowUpOpened, On::CommandRefused, On::ReasonRequired, On::CaseList, On::Survey];
         let mut seen = std::collections::HashSet::new();

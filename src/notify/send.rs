@@ -208,6 +208,13 @@ impl Sender {
         (timeout * 8).max(Duration::from_secs(60))
     }
 
+    /// The envelope sender of row `id`: its own return path under `[bounces] return_path`
+    /// (bounces then name the row), else the From address.
+    fn envelope_from_of(&self, id: i64) -> lettre::Address {
+        let verp = self.config.bounces.return_path.as_ref().map(|base| crate::classify::bounce::return_path(base, id));
+        verp.and_then(|a| a.parse().ok()).unwrap_or_else(|| self.envelope_from.clone())
+    }
+
     async fn deliver(&self, due: &Due) -> Result<(), Failure> {
         let recipients: Vec<lettre::Address> = due.recipients.iter().filter_map(|r| r.parse().ok()).collect();
         if recipients.is_empty() || recipients.len() != due.recipients.len() {
@@ -220,7 +227,7 @@ impl Sender {
         };
         let payload = &self.with_files(stored).await?;
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(&self.envelope_from, &recipients, payload).await,
+            Transport::Smtp(smtp) => smtp.send(&self.envelope_from_of(due.id), &recipients, payload).await,
             Transport::Files(dir) => {
                 let name: String = due
                     .message_id

@@ -47,6 +47,7 @@ pub const KINDS: &[&str] = &[
     "reason-required",
     "case-list",
     "survey",
+    "bounced",
 ];
 
 /// Kinds that may be about no case at all (an answer to a mail that opened none).
@@ -74,7 +75,7 @@ macro_rules! builtin {
 pub const BUILTIN: &[(&str, &str)] = builtin!(
     "acknowledgement", "opened-on-your-behalf", "new-case", "customer-reply", "reply", "note", "watcher-added",
     "watcher-removed", "picked-up", "resolved", "reopened", "closed", "field-changed", "not-applied",
-    "follow-up-opened", "command-refused", "reason-required", "case-list", "survey";
+    "follow-up-opened", "command-refused", "reason-required", "case-list", "survey", "bounced";
     "text-case", "text-message", "text-files", "text-footer", "html-layout", "html-case", "html-message",
     "html-files", "html-footer"
 );

@@ -4,6 +4,7 @@
 
 use anyhow::Context as _;
 
+use super::bounces;
 use super::cases::{self, AttachmentView, NewMessage};
 use super::mails::{self, NewMail, Recorded};
 use super::surveys;
@@ -132,6 +133,11 @@ fn write(scope: &Scope<'_>, effect: &Effect<'_>, mail_id: Option<i64>, written: 
             }
             let detail = audit.detail.as_deref();
             scope.audit(&AuditRecord { mail: mail_id, case, actor, action: audit.action, detail })?;
+        }
+        Effect::RecordBounce(bounce) => bounces::record(conn, bounce, mail_id, now)?,
+        Effect::Suppress { address, reason, until } => {
+            tracing::warn!(address = %address, until = %until, reason = %reason, "Address suppressed");
+            bounces::suppress(conn, address, reason, now, &super::stamp(*until))?;
         }
         Effect::Announce(_) => {}
     }

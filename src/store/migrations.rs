@@ -232,7 +232,64 @@ pub const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 9: mail hygiene. Outbox rows may also be `bounced` (a report came back) or
+    // `suppressed` (held back: a dead address, the loop breaker); bounces are recorded per
+    // address, and addresses are suppressed for a while; answers to one address are
+    // counted through their own index (the loop breaker's daily limit).
+    Migration::Code(hygiene),
 ];
+
+/// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through
+/// `writable_schema`, as migration 7: the stored rows stay as they are), and the tables
+/// and index of bounces, suppressions and automatic answers.
+fn hygiene(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let old = "CHECK (status = 'queued' OR status = 'sent' OR status = 'failed')";
+    let new = "CHECK (status = 'queued' OR status = 'sent' OR status = 'failed' OR status = 'bounced' OR status = 'suppressed')";
+    let sql: String =
+        tx.query_row("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'outbox'", [], |r| r.get(0))?;
+    if !sql.contains(old) {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the outbox table's status constraint is not the one this migration knows: {sql}"
+        )));
+    }
+    let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    tx.pragma_update(None, "writable_schema", true)?;
+    tx.execute("UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = 'outbox'", [sql.replace(old, new)])?;
+    tx.pragma_update(None, "schema_version", version + 1)?;
+    tx.pragma_update(None, "writable_schema", false)?;
+    tx.execute_batch(
+        r#"
+    -- Every bounce of a notification: the row it was, the address, what the report said.
+    CREATE TABLE bounces (
+        id          INTEGER PRIMARY KEY,
+        address     TEXT NOT NULL,
+        outbox_id   INTEGER REFERENCES outbox(id),
+        mail_id     INTEGER REFERENCES mails(id),
+        status      TEXT,
+        cause       TEXT NOT NULL,
+        hard        INTEGER NOT NULL,
+        diagnostic  TEXT,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX bounces_by_address ON bounces(address, at);
+
+    -- Addresses not mailed for now, and why; a lifted suppression keeps its row.
+    CREATE TABLE suppressions (
+        address    TEXT PRIMARY KEY,
+        reason     TEXT NOT NULL,
+        since      TEXT NOT NULL,
+        until      TEXT NOT NULL,
+        lifted_at  TEXT,
+        lifted_by  TEXT
+    ) WITHOUT ROWID;
+
+    -- Automatic answers by recipient and time, for the loop breaker's daily limit.
+    CREATE INDEX outbox_automatic ON outbox(recipients, created_at)
+        WHERE event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
+           OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list';
+    "#,
+    )
+}
 
 /// Migration 7: rewrites `CHECK (col IN ('a', 'b', 'c'))` as `CHECK (col = 'a' OR col =
 /// 'b' OR col = 'c')` in the stored table definitions, through `writable_schema` — the

@@ -1,6 +1,6 @@
 //! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
 //! processed-mail journal, raw mails, quarantine and audit ([`mails`]), notifications
-//! waiting to be sent ([`outbox`]), attachment bytes on disk ([`blobs`]) and raw mails in
+//! waiting to be sent ([`outbox`]), bounces and suppressed addresses ([`bounces`]), attachment bytes on disk ([`blobs`]) and raw mails in
 //! pack files ([`packs`]).
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
@@ -9,8 +9,10 @@
 
 pub mod apply;
 pub mod blobs;
+pub mod bounces;
 pub mod cases;
 pub mod db;
+pub mod loops;
 pub mod mails;
 pub mod migrations;
 pub mod outbox;

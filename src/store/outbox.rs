@@ -63,7 +63,8 @@ pub fn store_payload(conn: &Connection, id: i64, subject: &str, payload: &[u8]) 
     Ok(())
 }
 
-fn recipients_json(to: &Address) -> String {
+/// How a row names its recipient (`["a@x.example"]`), for lookups by recipient.
+pub(crate) fn recipients_json(to: &Address) -> String {
     // An array of one string cannot fail to serialise; the exact text (no spaces) is what
     // `not_applied_answered_since` compares against.
     serde_json::to_string(&[to.as_str()]).expect("a string array serialises")
@@ -85,6 +86,26 @@ pub fn not_applied_answered_since(
     .query_row(params![recipients_json(to), case, since], |_| Ok(()))
     .optional()
     .map(|found| found.is_some())
+}
+
+/// The automatic answers (see `notify::limits::AUTOMATIC`) `to` was sent, or is about to
+/// be sent, since `since`; the ones held back do not count.
+pub fn automatic_answers_since(conn: &Connection, to: &Address, since: &str) -> rusqlite::Result<u32> {
+    // The event condition is written out as the partial index `outbox_automatic` has it,
+    // so that SQLite uses the index.
+    conn.prepare_cached(
+        "SELECT count(*) FROM outbox WHERE recipients = ?1 AND created_at >= ?2 AND status != 'suppressed'
+           AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
+           OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')",
+    )?
+    .query_row(params![recipients_json(to), since], |r| r.get(0))
+}
+
+/// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
+pub fn hold_back(conn: &Connection, message_id: &str, reason: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1")?
+        .execute(params![message_id, reason])?;
+    Ok(())
 }
 
 /// A claimed notification, ready to send.
@@ -338,5 +359,33 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("outbox_not_applied"), "{plan}");
+    }
+
+    #[test]
+    fn automatic_answers_are_counted_per_recipient_without_the_held_back_ones_through_their_index() {
+        let conn = db();
+        let t = "2026-01-01T10:00:00.000Z";
+        add_event(&conn, "a@x.example", "1@x", t, "acknowledgement");
+        add_event(&conn, "a@x.example", "2@x", t, "case-list");
+        add_event(&conn, "a@x.example", "3@x", t, "reply");
+        add_event(&conn, "a@x.example", "4@x", t, "not-applied");
+        hold_back(&conn, "4@x", "loop breaker: test").unwrap();
+        add_event(&conn, "b@x.example", "5@x", t, "acknowledgement");
+        let a = Address::parse("a@x.example").unwrap();
+        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T00:00:00.000Z").unwrap(), 2);
+        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T11:00:00.000Z").unwrap(), 0);
+        let held = list(&conn, "CASE", Some("suppressed")).unwrap();
+        assert_eq!((held.len(), held[0].last_error.as_deref()), (1, Some("loop breaker: test")));
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM outbox WHERE recipients = ?1 AND created_at >= ?2 AND status != 'suppressed'
+                   AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
+                   OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')",
+                ["[]", ""],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("outbox_automatic"), "{plan}");
     }
 }

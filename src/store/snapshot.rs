@@ -1,15 +1,39 @@
 //! Loading what a decision needs, in one call: where routing puts a mail (the pure rules
 //! of [`crate::route`], run against the store's case numbers and Message-IDs), that case
-//! with its participants and open follow-up, and the survey invitation the mail answers.
+//! with its participants and open follow-up, the survey invitation the mail answers, the
+//! notifications a bounce names, and whether a sender that failed DMARC is known.
 
 use rusqlite::Connection;
 
-use super::{cases, surveys};
+use super::{bounces, cases, surveys};
 use crate::case::{CaseId, Status};
 use crate::config::Config;
 use crate::decide::{CaseFacts, Routed, Snapshot, SurveyInvitation};
 use crate::parse::InboundMail;
+use crate::prepare::Analyzed;
 use crate::route::{self, Route};
+
+/// The snapshot a decision about `analyzed` is made on: [`for_mail`], with the
+/// notifications it bounces and, when DMARC failed for it, whether its sender is known.
+pub fn for_analyzed(
+    conn: &Connection,
+    config: &Config,
+    analyzed: &Analyzed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Snapshot> {
+    let mut snapshot = for_mail(conn, config, &analyzed.mail)?;
+    let ids = analyzed.bounce.as_ref().map_or(&[][..], |b| b.returned_ids.as_slice());
+    if analyzed.return_path_row.is_some() || !ids.is_empty() {
+        let window = chrono::Duration::from_std(config.bounces.soft_window).unwrap_or(chrono::Duration::days(36_500));
+        let since = super::stamp(now - window);
+        snapshot.bounced = bounces::sent_rows(conn, analyzed.return_path_row, ids, &since, &super::stamp(now))?;
+    }
+    if let (Some(_), Some(from)) = (&analyzed.dmarc_failure, analyzed.mail.from_address()) {
+        snapshot.sender_known =
+            Some(takes_part_anywhere(conn, from)? || config.is_staff(from) || config.is_admin(from));
+    }
+    Ok(snapshot)
+}
 
 /// The snapshot a decision about `mail` is made on.
 pub fn for_mail(conn: &Connection, config: &Config, mail: &InboundMail) -> anyhow::Result<Snapshot> {
@@ -21,7 +45,7 @@ pub fn for_mail(conn: &Connection, config: &Config, mail: &InboundMail) -> anyho
         |id| cases::case_for_message_id(conn, id),
     )?;
     let case = match route {
-        Route::New { note } => return Ok(Snapshot { routed: Routed::New { note }, invitation: None }),
+        Route::New { note } => return Ok(Snapshot::routed(Routed::New { note })),
         Route::Existing { case, .. } => case,
     };
     let facts = case_facts(conn, case)?
@@ -34,7 +58,19 @@ pub fn for_mail(conn: &Connection, config: &Config, mail: &InboundMail) -> anyho
         _ => None,
     };
     let invitation = invitation(conn, mail)?;
-    Ok(Snapshot { routed: Routed::Existing { case: Box::new(facts), follow_up }, invitation })
+    let mut snapshot = Snapshot::routed(Routed::Existing { case: Box::new(facts), follow_up });
+    snapshot.invitation = invitation;
+    Ok(snapshot)
+}
+
+/// Whether `address` takes (or took) part in any case: someone casegate has seen before.
+fn takes_part_anywhere(conn: &Connection, address: &crate::address::Address) -> rusqlite::Result<bool> {
+    use rusqlite::OptionalExtension;
+    let found = conn
+        .prepare_cached("SELECT 1 FROM participants WHERE address = ?1 LIMIT 1")?
+        .query_row([address.as_str()], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
 }
 
 /// A case's fields and active participants, if it exists.

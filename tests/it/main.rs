@@ -4,17 +4,21 @@
 
 mod architecture;
 mod attachments_mail;
+mod bounce_corpus;
+mod bounces;
 mod case_browser;
 mod case_web;
 mod classify_corpus;
 mod corpus_ingest;
 mod daemon;
 mod ingest;
+mod loops;
 mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
 mod reply_corpus;
 mod scenarios;
+mod spam;
 mod support;
 mod survey_browser;
 mod survey_flow;

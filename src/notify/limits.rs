@@ -1,0 +1,296 @@
+//! The loop breaker: which notifications are held back rather than sent. A held-back
+//! notification is still written to the outbox — `suppressed`, with the reason in
+//! `last_error` — so `outbox list` shows what casegate did not send and why; the event it
+//! is about is on the case whatever happens here.
+//!
+//! In the order they are checked, the first that applies giving the reason:
+//!
+//! 1. **A suppressed address** (a hard bounce, or too many soft ones: `decide::bounce`):
+//!    nothing is sent to it until the suppression ends or staff lift it.
+//! 2. **Loop evidence in the mail being answered** — automatic answers only ([`AUTOMATIC`]),
+//!    to that mail's sender: it quotes the text of our own automatic mails back (an
+//!    autoresponder that returns what it got), or it says what the sender's earlier
+//!    mails opening cases today said ([`REPEATS`] of them, digits aside: an autoresponder
+//!    writes the same words with a new ticket number each time).
+//! 3. **The daily limit**: at most `limits.auto_replies_per_address_per_day` automatic
+//!    answers (acknowledgements, not-applied and other answers, case lists) to one address
+//!    in 24 hours, however many mails it sends. Notifications a person asked for by
+//!    acting on a case (a reply, a status change, a watcher added) do not count.
+//! 4. **The per-case brake**: when the mail's sender and the recipient have each written
+//!    `limits.case_exchange_limit` entries on the case within
+//!    `limits.case_exchange_minutes`, the notification about the sender's latest mail is
+//!    not sent to the recipient: two programs are answering each other through the case
+//!    (two autoresponders watching it, say), faster than people write.
+//!
+//! The checks are made just before each notification is written, inside the unit of
+//! work, so the notifications of the same batch count too.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::Connection;
+
+use super::recipients::Recipient;
+use crate::address::Address;
+use crate::case::{CaseId, Event};
+use crate::config::Config;
+use crate::parse::InboundMail;
+use crate::store::{bounces, loops, outbox, stamp};
+
+/// The notification kinds that answer a mail automatically; the daily limit counts them
+/// (and the store's `outbox_automatic` index lists the same kinds).
+pub const AUTOMATIC: &[&str] =
+    &["acknowledgement", "follow-up-opened", "not-applied", "command-refused", "reason-required", "case-list"];
+
+/// Earlier mails opening cases today with the same words that make a loop.
+pub const REPEATS: usize = 2;
+
+/// How many of a case's newest entries the per-case brake reads.
+const BRAKE_ENTRIES: usize = 50;
+/// How many of a sender's newest cases are compared with the mail being answered.
+const OPENINGS: usize = 20;
+/// Shortest line of our templates that counts as quoted back when found in a mail.
+const MIN_QUOTED_LINE: usize = 40;
+/// Most of a mail's text compared with our templates.
+const MAX_COMPARED: usize = 16 * 1024;
+
+/// The loop breaker for one batch of events.
+pub(super) struct Limits<'a> {
+    conn: &'a Connection,
+    config: &'a Config,
+    now: DateTime<Utc>,
+    trigger: Option<&'a InboundMail>,
+    /// Loop evidence in the trigger mail, once worked out.
+    evidence: Option<Option<String>>,
+    /// Entries per author within the brake's window, per case (read once per batch).
+    authors: HashMap<CaseId, HashMap<String, usize>>,
+}
+
+impl<'a> Limits<'a> {
+    pub(super) fn new(
+        conn: &'a Connection,
+        config: &'a Config,
+        now: DateTime<Utc>,
+        trigger: Option<&'a InboundMail>,
+    ) -> Limits<'a> {
+        Limits { conn, config, now, trigger, evidence: None, authors: HashMap::new() }
+    }
+
+    /// Why the notification about `event` to `r` is held back, if it is.
+    pub(super) fn held_back(&mut self, event: &Event, r: &Recipient) -> anyhow::Result<Option<String>> {
+        let now = stamp(self.now);
+        if let Some(s) = bounces::suppression(self.conn, &r.address, &now)? {
+            return Ok(Some(format!("suppressed until {}: {}", day(&s.until), s.reason)));
+        }
+        let sender = self.trigger.and_then(InboundMail::from_address);
+        if AUTOMATIC.contains(&r.rule.template) {
+            if sender == Some(&r.address) {
+                if let Some(why) = self.loop_evidence(event)? {
+                    return Ok(Some(format!("loop breaker: {why}")));
+                }
+            }
+            let limit = self.config.auto_replies_per_address_per_day;
+            let since = stamp(self.now - Duration::hours(24));
+            let sent = outbox::automatic_answers_since(self.conn, &r.address, &since)?;
+            if sent >= limit {
+                return Ok(Some(format!(
+                    "loop breaker: {sent} automatic mails to {} in 24 hours (limits.auto_replies_per_address_per_day = {limit})",
+                    r.address
+                )));
+            }
+        }
+        match (sender, event.case()) {
+            (Some(sender), case) if case != 0 && *sender != r.address => {
+                let sender = sender.clone();
+                self.brake(case, &sender, &r.address)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Loop evidence in the trigger mail (worked out once per batch). What the sender
+    /// wrote is the new case's description when the mail opened one (its quoted history
+    /// already cut off), else the mail's text.
+    fn loop_evidence(&mut self, event: &Event) -> anyhow::Result<Option<String>> {
+        if let Some(known) = &self.evidence {
+            return Ok(known.clone());
+        }
+        let Some(mail) = self.trigger else { return Ok(None) };
+        let case = Some(event.case()).filter(|c| *c != 0);
+        let written = match case {
+            Some(c) => crate::store::cases::description(self.conn, c)?.unwrap_or_default(),
+            None => mail.text.clone(),
+        };
+        let words = gist(&written);
+        let mut found = quotes_our_text(self.config, &words);
+        if found.is_none() && !words.is_empty() {
+            found = self.repeats(mail, &words, case)?;
+        }
+        self.evidence = Some(found.clone());
+        Ok(found)
+    }
+
+    /// The mail says what `REPEATS` or more of its sender's cases opened in the last 24
+    /// hours said.
+    fn repeats(&self, mail: &InboundMail, words: &str, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
+        let Some(from) = mail.from_address() else { return Ok(None) };
+        let since = stamp(self.now - Duration::hours(24));
+        let openings = loops::recent_openings(self.conn, from, &since, case, OPENINGS)?;
+        let same = openings.iter().filter(|body| gist(body) == words).count();
+        Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
+    }
+
+    /// The per-case brake (see the module documentation).
+    fn brake(&mut self, case: CaseId, sender: &Address, to: &Address) -> anyhow::Result<Option<String>> {
+        let limit = self.config.case_exchange_limit as usize;
+        let window = Duration::from_std(self.config.case_exchange_window).unwrap_or(Duration::minutes(10));
+        if !self.authors.contains_key(&case) {
+            let since = stamp(self.now - window);
+            let mut by: HashMap<String, usize> = HashMap::new();
+            for (from, at) in loops::recent_authors(self.conn, case, BRAKE_ENTRIES)? {
+                if at < since {
+                    break;
+                }
+                if let Some(from) = from {
+                    *by.entry(from).or_default() += 1;
+                }
+            }
+            self.authors.insert(case, by);
+        }
+        let by = &self.authors[&case];
+        let (a, b) = (by.get(sender.as_str()).copied().unwrap_or(0), by.get(to.as_str()).copied().unwrap_or(0));
+        if a < limit || b < limit {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "loop breaker: {sender} and {to} wrote {} entries on {} within {} minutes",
+            a + b,
+            self.config.case_token(case),
+            window.num_minutes()
+        )))
+    }
+}
+
+/// `2026-01-02T10:00:00.000Z` → `2026-01-02`.
+fn day(stored: &str) -> &str {
+    stored.get(..10).unwrap_or(stored)
+}
+
+/// A text reduced to what an autoresponder repeats: lower case, letters only (digits
+/// differ from ticket to ticket), single spaces.
+fn gist(text: &str) -> String {
+    let mut out = String::new();
+    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
+        if out.len() >= MAX_COMPARED {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word.to_lowercase());
+    }
+    out
+}
+
+/// Whether what the sender wrote (as [`gist`] reduces it) quotes a line of our own
+/// automatic mails: what an autoresponder does that returns the mail it got. (A person
+/// quotes below their answer, and the quoted history is not part of what they wrote.)
+fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
+    if words.is_empty() {
+        return None;
+    }
+    let lines = template_lines(config);
+    let quoted = lines.iter().find(|line| words.contains(line.as_str()))?;
+    let shown: String = quoted.chars().take(60).collect();
+    Some(format!("the mail quotes our own automatic mail (\"{shown}…\")"))
+}
+
+/// The literal lines (no template values) of the text templates of our automatic mails,
+/// as [`gist`] reduces them; the overrides in `templates_dir` replace the built-in ones.
+/// Worked out once per process and templates directory.
+fn template_lines(config: &Config) -> Arc<Vec<String>> {
+    type Cache = Mutex<Vec<(Option<PathBuf>, Arc<Vec<String>>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let dir = config.templates_dir.clone();
+    if let Some((_, lines)) = cache.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(d, _)| *d == dir) {
+        return Arc::clone(lines);
+    }
+    let mut lines = Vec::new();
+    for kind in AUTOMATIC {
+        let name = format!("{kind}.text");
+        let overridden = dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(format!("{name}.hbs"))).ok());
+        let builtin = super::templates::BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string());
+        let Some(source) = overridden.or(builtin) else { continue };
+        for line in source.lines().filter(|l| !l.contains("{{")) {
+            let line = gist(line);
+            if line.len() >= MIN_QUOTED_LINE && !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+    }
+    let lines = Arc::new(lines);
+    cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&lines)));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gist_ignores_case_digits_and_punctuation() {
+        assert_eq!(gist("Thank you! Ticket #4711 received.\n\nRegards"), "thank you ticket received regards");
+        assert_eq!(gist("Ticket 1"), gist("TICKET 2"));
+        assert_eq!(gist("12 34"), "");
+    }
+
+    #[test]
+    fn a_mail_that_quotes_our_acknowledgement_in_its_own_words_is_a_loop() {
+        let config =
+            Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))
+                .expect("minimal config");
+        let robot = "I am away.\n\nYour message:\nthank you for your mail. We opened case CASE-3 for it:\n\
+                     An analyst will pick it up soon. To add information, reply to this mail and keep\n[CASE-3] in the subject.";
+        let why = quotes_our_text(&config, &gist(robot)).expect("our text quoted back");
+        assert!(why.starts_with("the mail quotes our own automatic mail (\"an analyst will pick it up soon"), "{why}");
+        let person = "Thanks, I will keep the case number in the subject and add the logs later.";
+        assert_eq!(quotes_our_text(&config, &gist(person)), None);
+    }
+
+    #[test]
+    fn the_store_counts_exactly_the_automatic_kinds() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        let to = Address::parse("a@x.example").unwrap();
+        for (i, kind) in super::super::templates::KINDS.iter().enumerate() {
+            let n = outbox::NewNotification {
+                case: None,
+                event: kind,
+                to: &to,
+                subject: "s",
+                message_id: &format!("{i}@x"),
+                payload: Some(b"mail"),
+                spec: None,
+                error: None,
+                not_before: None,
+            };
+            outbox::insert(&conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
+        }
+        let counted = outbox::automatic_answers_since(&conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
+        assert_eq!(counted as usize, AUTOMATIC.len());
+        assert!(AUTOMATIC.iter().all(|k| super::super::templates::KINDS.contains(k)));
+    }
+
+    #[test]
+    fn our_automatic_mails_have_lines_long_enough_to_be_recognised() {
+        let config =
+            Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))
+                .expect("minimal config");
+        let lines = template_lines(&config);
+        assert!(lines.iter().any(|l| l.starts_with("an analyst will pick it up soon")), "{lines:?}");
+        assert!(lines.iter().all(|l| l.len() >= MIN_QUOTED_LINE));
+    }
+}
