@@ -19,7 +19,9 @@
 //!    plan ([`store::apply`]).
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
-//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
+//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`],
+//!    [`oauth`] (OAuth2 tokens and SASL XOAUTH2/OAUTHBEARER, for the IMAP source and the
+//!    SMTP sender).
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`]. Nothing imports a module above it; a test
@@ -40,6 +42,7 @@ pub mod digest;
 pub mod fields;
 pub mod ingest;
 pub mod notify;
+pub mod oauth;
 pub mod parse;
 pub mod prepare;
 pub mod route;
