@@ -61,7 +61,7 @@ pub enum Command {
     /// Customer surveys after a case is closed
     #[command(subcommand)]
     Survey(survey::Command),
-    /// OAuth2 sign-in: obtain the first refresh token of a mailbox or of [smtp]
+    /// OAuth2 sign-in: obtain the first refresh token of a mailbox or of the SMTP account
     #[command(subcommand)]
     Oauth(oauth::Command),
 }

@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn auth_and_the_table_go_together_and_passwords_are_not_mixed_in() {
         let table = "[mailbox.oauth2]\nprovider = \"google\"\nclient_id = \"c\"\nrefresh_token_file = \"f\"\n";
-        let (key, message) = refused(&format!("{MAILBOX}"));
+        let (key, message) = refused(MAILBOX);
         assert_eq!(key, "mailbox[0].oauth2");
         assert!(message.contains("auth = \"oauth2\""), "{message}");
         let no_auth = MAILBOX.replace("auth = \"oauth2\"\n", "password = \"p\"\n");

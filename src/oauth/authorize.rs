@@ -6,8 +6,8 @@
 //! to come back with the code. The answer must carry the random `state` sent out (else it
 //! may be another attempt's or a forged link's, and is refused); a person declining comes
 //! back as `error=access_denied`. The code is exchanged, with the PKCE verifier, for the
-//! refresh token. The local server reads at most [`MAX_REQUEST_BYTES`] of a request, each
-//! within [`REQUEST_TIMEOUT`], answers anything but the redirect with 404, and stops at
+//! refresh token. The local server reads at most `MAX_REQUEST_BYTES` of a request, each
+//! within `REQUEST_TIMEOUT`, answers anything but the redirect with 404, and stops at
 //! the deadline.
 
 use std::time::Duration;

@@ -10,6 +10,7 @@ mod ingest;
 mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
+mod oauth2;
 mod reply_corpus;
 mod scenarios;
 mod support;
