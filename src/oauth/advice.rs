@@ -19,13 +19,15 @@ pub fn refused(settings: &OAuth2Config, protocol: Protocol, user: &str) -> Strin
             let (permission, enabled) = if imap {
                 (
                     "IMAP.AccessAsApp",
-                    "IMAP is enabled for the mailbox (Exchange admin center, the mailbox's Email apps)",
+                    "IMAP is enabled for the mailbox (Exchange admin center, the mailbox's Email apps)".to_string(),
                 )
             } else {
                 (
                     "SMTP.SendAsApp",
-                    "SMTP AUTH is enabled for the mailbox (Set-CASMailbox -Identity <mailbox> \
-                     -SmtpClientAuthenticationDisabled $false)",
+                    format!(
+                        "SMTP AUTH is enabled for the mailbox (Set-CASMailbox -Identity {user} \
+                         -SmtpClientAuthenticationDisabled $false)"
+                    ),
                 )
             };
             format!(

@@ -114,13 +114,22 @@ where
         Err(_) => Tried::Failed(format!("no answer within {} s (timeout_secs)", server.timeout.as_secs())),
         Ok(Ok(session)) => Tried::In(session),
         Ok(Err((async_imap::error::Error::No(text), client))) => {
+            let text = server_text(&text);
             let said = match challenge {
-                Some(c) => format!("{}; {}", sasl::describe_challenge(&c), text.trim()),
-                None => text.trim().to_string(),
+                Some(c) => format!("{}; {text}", sasl::describe_challenge(&c)),
+                None => text,
             };
             Tried::Refused(said, client)
         }
         Ok(Err((e, _))) => Tried::Failed(e.to_string()),
+    }
+}
+
+/// The server's words in async-imap's text of a NO (`code: …, info: Some("…")`).
+fn server_text(no: &str) -> String {
+    match no.split_once("info: Some(\"").and_then(|(_, rest)| rest.rsplit_once("\")")) {
+        Some((info, _)) => info.to_string(),
+        None => no.trim().to_string(),
     }
 }
 
@@ -175,5 +184,53 @@ pub fn capability_name(c: &Capability<'_>) -> String {
         Capability::Imap4rev1 => "IMAP4REV1".into(),
         Capability::Auth(name) => format!("AUTH={}", name.to_ascii_uppercase()),
         Capability::Atom(name) => name.to_ascii_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_imap::Authenticator as _;
+
+    use super::*;
+
+    fn exchange(initial_response: bool) -> Exchange {
+        Exchange {
+            first: b"user=u\x01auth=Bearer t\x01\x01".to_vec(),
+            first_sent: AtomicBool::new(initial_response),
+            acknowledgement: Mechanism::XOAuth2.error_acknowledgement(),
+            challenge: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn without_sasl_ir_the_first_message_answers_the_empty_challenge_then_an_error_is_acknowledged() {
+        let ex = exchange(false);
+        let mut auth = &ex;
+        assert_eq!(auth.process(b""), ex.first);
+        let error = br#"{"status":"401","schemes":"bearer"}"#;
+        assert_eq!(auth.process(error), b"", "XOAUTH2's error challenge is answered with an empty line");
+        assert_eq!(ex.challenge.lock().unwrap().as_deref(), Some(&error[..]));
+    }
+
+    #[test]
+    fn with_sasl_ir_any_challenge_is_the_servers_error() {
+        let ex = exchange(true);
+        let mut auth = &ex;
+        assert_eq!(auth.process(br#"{"status":"invalid_token"}"#), b"");
+        assert!(ex.challenge.lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn the_servers_words_are_taken_out_of_the_libraries_text() {
+        let no = r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#;
+        assert_eq!(server_text(no), "[AUTHENTICATIONFAILED] Authentication failed.");
+        assert_eq!(server_text(" other "), "other");
+    }
+
+    #[test]
+    fn capabilities_are_compared_in_one_spelling() {
+        assert_eq!(capability_name(&Capability::Auth("xoauth2".into())), "AUTH=XOAUTH2");
+        assert_eq!(capability_name(&Capability::Atom("sasl-ir".into())), "SASL-IR");
+        assert_eq!(capability_name(&Capability::Imap4rev1), "IMAP4REV1");
     }
 }

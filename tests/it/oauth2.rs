@@ -586,3 +586,38 @@ async fn a_mailbox_configured_as_docs_oauth2_md_says_for_generic_works() {
     assert!(doctor.status.success(), "{stdout}");
     assert!(stdout.contains("with an OAuth2 token"), "{stdout}");
 }
+
+/// A token the endpoint issues but the mail server does not accept for the mailbox (here:
+/// issued for another user), with the Microsoft preset: doctor quotes the server's reason
+/// and names what a Microsoft 365 administrator checks, for IMAP and for SMTP.
+#[test]
+fn doctor_explains_a_refused_token_in_a_microsoft_administrators_terms() {
+    let stack = Stack::start("xoauth2", &[]);
+    stack.auth.register_client("app", Some(SECRET), "someone-else@example.com");
+    let oauth2 = format!(
+        "provider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\ntoken_url = \"{}\"\nclient_id = \"app\"\n\
+         client_secret_file = \"client.secret\"\n",
+        stack.auth.token_url()
+    );
+    let inst = installation(&format!(
+        "{}{}",
+        stack.mailbox("support", SUPPORT, "tls", &oauth2),
+        stack.smtp("starttls", &oauth2)
+    ));
+
+    let out = inst.run(&["doctor"]);
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("ok    mailbox support") && l.contains("token: ")), "{stdout}");
+    let imap = stdout.split("FAIL  mailbox support").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+    let imap = imap.split("\nok").next().unwrap_or_default();
+    assert!(imap.contains("refused the XOAUTH2 sign-in of \"support@example.com\""), "{imap}");
+    assert!(imap.contains("server said: status"), "the server's JSON reason is quoted: {imap}");
+    for words in ["IMAP.AccessAsApp", "New-ServicePrincipal", "Add-MailboxPermission -Identity support@example.com"] {
+        assert!(imap.contains(words), "{words}: {imap}");
+    }
+    let smtp = stdout.split("FAIL  smtp").nth(1).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(smtp.contains("SMTP.SendAsApp") && smtp.contains("SmtpClientAuthenticationDisabled"), "{smtp}");
+    assert_no_secrets(&stdout, &stack.auth);
+}
