@@ -621,3 +621,47 @@ fn doctor_explains_a_refused_token_in_a_microsoft_administrators_terms() {
     assert!(smtp.contains("SMTP.SendAsApp") && smtp.contains("SmtpClientAuthenticationDisabled"), "{smtp}");
     assert_no_secrets(&stdout, &stack.auth);
 }
+
+/// A server without SASL-IR: the token goes after the server's empty challenge, and a
+/// refused one is still answered and reported (here with an unknown client's token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sasl_ir_the_token_follows_the_servers_challenge() {
+    let auth = AuthServer::start();
+    let dovecot = Dovecot::builder()
+        .oauth2(&auth.introspection_url(), "xoauth2 oauthbearer")
+        .imap_capability("IMAP4rev1 IDLE MOVE UIDPLUS")
+        .start();
+    let greeting = {
+        use tokio::io::AsyncReadExt;
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", dovecot.ports().imap)).await.unwrap();
+        let mut buf = vec![0; 1024];
+        let n = tcp.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(greeting.contains("AUTH=OAUTHBEARER") && !greeting.contains("SASL-IR"), "{greeting}");
+    auth.register_client("casegate", Some(SECRET), SUPPORT);
+    auth.register_client("stranger", Some(SECRET), "someone-else@example.com");
+    let stack_mailbox = |client: &str| {
+        format!(
+            "[[mailbox]]\nname = \"support\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"{SUPPORT}\"\n\
+             auth = \"oauth2\"\ntimeout_secs = 5\n[mailbox.oauth2]\nprovider = \"generic\"\ntoken_url = \"{}\"\n\
+             client_id = \"{client}\"\nclient_secret_file = \"client.secret\"\n",
+            dovecot.ports().imap,
+            auth.token_url()
+        )
+    };
+
+    let good = installation(&stack_mailbox("casegate"));
+    let out = good.run(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("logged in as support@example.com with an OAuth2 token"), "{stdout}");
+
+    let refused = installation(&stack_mailbox("stranger"));
+    let out = refused.run(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("refused the OAUTHBEARER sign-in") && stdout.contains("server said: status"), "{stdout}");
+    let log = std::fs::read_to_string(dovecot.log_path()).unwrap();
+    assert!(log.contains("method=OAUTHBEARER"), "{log}");
+}
