@@ -233,6 +233,7 @@ pub async fn connect(mb: &MailboxConfig, credentials: &Credentials) -> anyhow::R
             crate::oauth::imap::sign_in(client, &server, user, tokens, &greeting_caps).await?
         }
         Credentials::Password { password, .. } => login(client, mb, password, &greeting_caps, &addr).await?,
+        // A loaded config gives every mailbox a password or OAuth2; the server refuses this.
         Credentials::None => login(client, mb, "", &greeting_caps, &addr).await?,
     };
     let mut session = session;
