@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::notify;
+use crate::oauth::{Account, Credentials};
 use crate::source::imap::Watcher;
 use crate::source::maildir::MaildirWatcher;
 use crate::source::{Writer, WriterHandle};
@@ -62,16 +63,20 @@ pub struct Options {
 /// drained). `Err` for start-up failures (database, secrets) and, with `once`, when a
 /// source failed.
 pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Secrets first: a missing password is a configuration error, reported before
-    // anything starts (exit code 2).
-    let passwords =
-        config.mailboxes.iter().map(|mb| mb.server.read_password(&config.path)).collect::<Result<Vec<_>, _>>()?;
+    // Secrets first: a missing password (or OAuth2 client secret, refresh token file,
+    // service-account key) is a configuration error, reported before anything starts
+    // (exit code 2).
+    let credentials = config
+        .mailboxes
+        .iter()
+        .map(|mb| Credentials::for_server(&mb.server, &config.path, Account::mailbox(&mb.name)))
+        .collect::<Result<Vec<_>, _>>()?;
     // Every template renders with sample data, so a broken override stops the start, not
     // a customer's mail.
     crate::notify::check_templates(&config)?;
     let (writer, handle) = Writer::start(Arc::clone(&config)).await?;
 
-    let mut tasks = Tasks::start(&config, &options, &shutdown, handle, passwords);
+    let mut tasks = Tasks::start(&config, &options, &shutdown, handle, credentials);
     let mut failures = Failures::default();
     tasks.supervise(&writer, &options, &shutdown, &mut failures).await;
     tasks.drain(options.drain_deadline, &mut failures).await;
@@ -112,13 +117,13 @@ impl Tasks {
         options: &Options,
         shutdown: &CancellationToken,
         handle: WriterHandle,
-        passwords: Vec<String>,
+        credentials: Vec<Credentials>,
     ) -> Tasks {
         let mut sources = JoinSet::new();
-        for (mb, password) in config.mailboxes.iter().zip(passwords) {
+        for (mb, credentials) in config.mailboxes.iter().zip(credentials) {
             let watcher = Watcher {
                 mailbox: Arc::new(mb.clone()),
-                password,
+                credentials,
                 writer: handle.clone(),
                 shutdown: shutdown.clone(),
                 once: options.once,

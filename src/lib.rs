@@ -20,7 +20,8 @@
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
 //! 7. At the edges: [`cli`] (the command line), [`web`] (the pages: survey, case page, "My
-//!    cases", downloads), [`config`].
+//!    cases", downloads), [`config`], [`oauth`] (OAuth2 tokens and SASL
+//!    XOAUTH2/OAUTHBEARER, for the IMAP source and the SMTP sender).
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test
@@ -42,6 +43,7 @@ pub mod fields;
 pub mod ingest;
 pub mod links;
 pub mod notify;
+pub mod oauth;
 pub mod parse;
 pub mod prepare;
 pub mod route;

@@ -15,6 +15,9 @@ fn main() {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},casegate={level}")));
+    // async-imap logs every command it sends at trace level, sign-in included (with its
+    // password or token): never, whatever RUST_LOG asks for.
+    let filter = filter.add_directive("async_imap::imap_stream=off".parse().expect("a valid static directive"));
     // Colours only for a person at a terminal; files, pipes and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     // Log lines are written by a thread of their own, so the database writer never waits

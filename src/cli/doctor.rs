@@ -1,15 +1,17 @@
 //! `casegate doctor` — checks the configuration, the database, every mailbox (connect,
 //! TLS, login, folder, server capabilities), every Maildir and the SMTP connection, and
 //! says what is wrong in words a mail administrator understands. Exit 1 when something is.
+//! With `auth = "oauth2"` it first obtains a token (its own line: the token endpoint's
+//! verdict), then signs in with it.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use crate::config::{Config, SmtpConfig, Tls};
+use crate::oauth::{Account, Credentials, TokenSource};
 use crate::source::imap;
 use crate::store::Store;
 
@@ -73,12 +75,19 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for mb in &c.mailboxes {
         let what = format!("mailbox {} ({} at {}:{})", mb.name, mb.username(), mb.server.host, mb.server.port);
-        match mb.server.read_password(&c.path) {
+        match Credentials::for_server(&mb.server, &c.path, Account::mailbox(&mb.name)) {
+            Err(e) if mb.server.oauth2().is_some() => r.fail(&what, &format!("cannot sign in: {e}")),
             Err(e) => r.fail(&what, &format!("no password: {e}")),
-            Ok(password) => match runtime.block_on(imap::check(mb, &password)) {
-                Ok(text) => r.ok(&what, &text),
-                Err(e) => r.fail(&what, &format!("{e:#}")),
-            },
+            Ok(credentials) => {
+                match &credentials {
+                    Credentials::OAuth2 { tokens, .. } if !oauth_token(&mut r, &runtime, &what, tokens) => continue,
+                    _ => {}
+                }
+                match runtime.block_on(imap::check(mb, &credentials)) {
+                    Ok(text) => r.ok(&what, &text),
+                    Err(e) => r.fail(&what, &format!("{e:#}")),
+                }
+            }
         }
     }
     for md in &c.maildirs {
@@ -103,6 +112,7 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
     }
 
     match (&c.smtp, &c.outbox.file_dir) {
+        (Some(smtp), None) if smtp.server.oauth2().is_some() => smtp_oauth_check(&mut r, &runtime, &config, smtp),
         (Some(smtp), _) => match runtime.block_on(smtp_check(c, smtp)) {
             Ok(text) => r.ok(&format!("smtp {}:{}", smtp.server.host, smtp.server.port), &text),
             Err(e) => r.fail(&format!("smtp {}:{}", smtp.server.host, smtp.server.port), &format!("{e:#}")),
@@ -116,6 +126,49 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
     }
     println!("all checks passed");
     Ok(())
+}
+
+/// For an OAuth2 account: obtains a token and reports the token endpoint's verdict on a
+/// line of its own. Whether signing in is worth trying.
+fn oauth_token(r: &mut Report, runtime: &tokio::runtime::Runtime, what: &str, tokens: &TokenSource) -> bool {
+    let settings = tokens.settings();
+    match runtime.block_on(tokens.token()) {
+        Ok(token) => {
+            r.ok(
+                &format!("{what} token"),
+                &format!(
+                    "{} ({}) issued a token by the {} grant, valid for {} s",
+                    settings.token_url,
+                    settings.provider.name(),
+                    settings.grant.name(),
+                    token.expires_in.as_secs()
+                ),
+            );
+            true
+        }
+        Err(e) => {
+            r.fail(what, &format!("no OAuth2 token: {e}"));
+            false
+        }
+    }
+}
+
+/// `[smtp]` with OAuth2: a token, then connecting and signing in as the outbox does.
+fn smtp_oauth_check(r: &mut Report, runtime: &tokio::runtime::Runtime, config: &Arc<Config>, smtp: &SmtpConfig) {
+    let what = format!("smtp {}:{}", smtp.server.host, smtp.server.port);
+    let sender = match crate::notify::Sender::new(Arc::clone(config)) {
+        Ok(sender) => sender,
+        Err(e) => return r.fail(&what, &format!("cannot sign in: {e:#}")),
+    };
+    if let Some(tokens) = sender.token_source() {
+        if !oauth_token(r, runtime, &what, tokens) {
+            return;
+        }
+    }
+    match runtime.block_on(sender.check_sign_in()) {
+        Ok(text) => r.ok(&what, &text),
+        Err(e) => r.fail(&what, &format!("{e:#}")),
+    }
 }
 
 fn database(c: &Config) -> anyhow::Result<String> {
@@ -155,7 +208,10 @@ async fn smtp_check(c: &Config, smtp: &SmtpConfig) -> anyhow::Result<String> {
     };
     let mut auth = "no AUTH".to_string();
     if let (Some(user), Some(secret)) = (&smtp.server.username, smtp.server.password()) {
-        builder = builder.credentials(Credentials::new(user.clone(), secret.read(&c.path)?));
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.clone(),
+            secret.read(&c.path)?,
+        ));
         auth = format!("AUTH as {user}");
     }
     let transport: AsyncSmtpTransport<Tokio1Executor> = builder.build();

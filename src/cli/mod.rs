@@ -8,6 +8,7 @@ mod case;
 mod cases;
 mod doctor;
 mod ingest;
+mod oauth;
 mod outbox;
 mod quarantine;
 mod run;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Customer surveys after a case is closed
     #[command(subcommand)]
     Survey(survey::Command),
+    /// OAuth2 sign-in: obtain the first refresh token of a mailbox or of the SMTP account
+    #[command(subcommand)]
+    Oauth(oauth::Command),
 }
 
 impl Command {
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Case(cmd) => case::run(config, cmd),
         Command::Outbox(cmd) => outbox::run(config, cmd),
         Command::Survey(cmd) => survey::run(config, cmd),
+        Command::Oauth(cmd) => oauth::run(config, cmd),
     }
 }
 

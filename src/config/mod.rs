@@ -16,10 +16,11 @@
 //! `[[mailbox]]`/`[[maildir]]` in `sources`; `[smtp]`/`[outbox]`/`[notify]` in `outgoing`;
 //! `[survey]` in `survey`; `[web]` in `web`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
 //! tls, username, password, ca_file, timeout) are one [`ServerConfig`], checked once in
-//! `server`; secrets are read in `secret`.
+//! `server`, with its `[….oauth2]` table in `oauth2`; secrets are read in `secret`.
 
 mod accounts;
 mod bounces;
+mod oauth2;
 mod outgoing;
 mod secret;
 mod server;
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use crate::address::{Address, AddressPattern};
 
 pub use bounces::BounceConfig;
+pub use oauth2::{Grant, OAuth2Config, Provider};
 pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
 pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};

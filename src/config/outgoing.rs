@@ -55,6 +55,8 @@ pub(super) struct RawSmtp {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<String>,
+    auth: Option<super::server::AuthMethod>,
+    oauth2: Option<super::oauth2::RawOAuth2>,
     ca_file: Option<String>,
     timeout_secs: Option<u64>,
     from: Option<String>,
@@ -87,6 +89,8 @@ pub(super) fn smtp(check: &Check, s: RawSmtp) -> Result<(SmtpConfig, Option<Stri
         tls: s.tls,
         username: s.username,
         password: RawSecret { inline: s.password, env: s.password_env, file: s.password_file },
+        auth: s.auth,
+        oauth2: s.oauth2,
         ca_file: s.ca_file,
         timeout_secs: s.timeout_secs,
     };

@@ -1,13 +1,15 @@
 //! The keys `[[mailbox]]` and `[smtp]` share: where the server is, how the connection is
 //! secured, how casegate signs in, how long it waits. One function reads them for both
 //! tables, so both accept the same keys and report the same mistake in the same words;
-//! only the defaults and whether signing in is required differ ([`Protocol`]).
+//! only the defaults and whether signing in is required differ ([`Protocol`]). Signing in
+//! is by password or, with `auth = "oauth2"`, by OAuth2 access tokens (`super::oauth2`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::oauth2::{OAuth2Config, RawOAuth2};
 use super::secret::RawSecret;
 use super::{Check, ConfigError, Secret};
 
@@ -42,13 +44,23 @@ pub struct ServerConfig {
     pub timeout: Duration,
 }
 
-/// How casegate signs in. A new method (OAuth2 tokens, say) is one more variant, read and
-/// checked in one place for both tables.
+/// How casegate signs in, read and checked in one place for both tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
     /// A password from `password_env`, `password_file` or `password`. `None` when none is
     /// configured, which only `[smtp]` allows.
     Password(Option<Secret>),
+    /// `auth = "oauth2"`: access tokens from the `oauth2` table's provider, presented with
+    /// SASL XOAUTH2 or OAUTHBEARER.
+    OAuth2(Box<OAuth2Config>),
+}
+
+/// The `auth` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    Password,
+    Oauth2,
 }
 
 impl ServerConfig {
@@ -56,6 +68,15 @@ impl ServerConfig {
     pub fn password(&self) -> Option<&Secret> {
         match &self.auth {
             Auth::Password(secret) => secret.as_ref(),
+            Auth::OAuth2(_) => None,
+        }
+    }
+
+    /// The OAuth2 settings, when casegate signs in with tokens.
+    pub fn oauth2(&self) -> Option<&OAuth2Config> {
+        match &self.auth {
+            Auth::OAuth2(o) => Some(o),
+            Auth::Password(_) => None,
         }
     }
 
@@ -110,6 +131,8 @@ pub(super) struct RawServer {
     pub tls: Option<Tls>,
     pub username: Option<String>,
     pub password: RawSecret,
+    pub auth: Option<AuthMethod>,
+    pub oauth2: Option<RawOAuth2>,
     pub ca_file: Option<String>,
     pub timeout_secs: Option<u64>,
 }
@@ -138,23 +161,68 @@ impl ServerConfig {
         if protocol.sign_in_required && raw.username.is_none() {
             return Err(check.invalid(&key("username"), "is required"));
         }
-        let password = check.secret(table, "password", raw.password)?;
-        if protocol.sign_in_required && password.is_none() {
-            return Err(check.invalid(&key("password_env"), format!("{PASSWORD_KEYS} is required")));
-        }
-        if password.is_some() && raw.username.is_none() {
-            return Err(check.invalid(&key("username"), "is required when a password is configured"));
-        }
+        let auth = auth(check, table, raw.auth, raw.oauth2, raw.password, raw.username.is_some(), protocol)?;
         Ok(ServerConfig {
             table: table.to_string(),
             host,
             port,
             tls,
             username: raw.username,
-            auth: Auth::Password(password),
+            auth,
             ca_file: raw.ca_file.as_deref().map(|f| check.resolve(f)),
             timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(30).max(1)),
         })
+    }
+}
+
+/// `auth` with either the password keys or the `oauth2` table: one way of signing in.
+fn auth(
+    check: &Check,
+    table: &str,
+    method: Option<AuthMethod>,
+    oauth2: Option<RawOAuth2>,
+    password: RawSecret,
+    has_username: bool,
+    protocol: &Protocol,
+) -> Result<Auth, ConfigError> {
+    let key = |name: &str| format!("{table}.{name}");
+    let password = check.secret(table, "password", password)?;
+    match (method.unwrap_or(AuthMethod::Password), oauth2) {
+        (AuthMethod::Password, Some(_)) => Err(check.invalid(
+            &key("auth"),
+            format!(
+                "[{table}.oauth2] is given, so set auth = \"oauth2\" (or remove the table to sign in with a password)"
+            ),
+        )),
+        (AuthMethod::Password, None) => {
+            if protocol.sign_in_required && password.is_none() {
+                return Err(check.invalid(&key("password_env"), format!("{PASSWORD_KEYS} is required")));
+            }
+            if password.is_some() && !has_username {
+                return Err(check.invalid(&key("username"), "is required when a password is configured"));
+            }
+            Ok(Auth::Password(password))
+        }
+        (AuthMethod::Oauth2, None) => Err(check.invalid(
+            &key("oauth2"),
+            format!("auth = \"oauth2\" needs a [{table}.oauth2] table (provider, client_id, …; see docs/oauth2.md)"),
+        )),
+        (AuthMethod::Oauth2, Some(raw)) => {
+            if let Some(secret) = &password {
+                let name = match secret {
+                    Secret::Env { .. } => "password_env",
+                    Secret::File { .. } => "password_file",
+                    Secret::Inline { .. } => "password",
+                };
+                return Err(check.invalid(&key(name), "is not used with auth = \"oauth2\"; remove it"));
+            }
+            if !has_username {
+                return Err(
+                    check.invalid(&key("username"), "is required with auth = \"oauth2\": the mailbox to sign in to")
+                );
+            }
+            Ok(Auth::OAuth2(Box::new(super::oauth2::oauth2(check, table, raw)?)))
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub(super) struct RawMailbox {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<String>,
+    auth: Option<super::server::AuthMethod>,
+    oauth2: Option<super::oauth2::RawOAuth2>,
     ca_file: Option<String>,
     timeout_secs: Option<u64>,
     folder: Option<String>,
@@ -104,6 +106,8 @@ pub(super) fn mailbox(check: &Check, index: usize, m: RawMailbox) -> Result<Mail
         tls: m.tls,
         username: m.username,
         password: RawSecret { inline: m.password, env: m.password_env, file: m.password_file },
+        auth: m.auth,
+        oauth2: m.oauth2,
         ca_file: m.ca_file,
         timeout_secs: m.timeout_secs,
     };

@@ -20,8 +20,8 @@
 
 pub mod compose;
 pub mod files;
-mod personal;
 pub mod limits;
+mod personal;
 pub mod recipients;
 pub mod send;
 pub mod templates;

@@ -2,8 +2,9 @@
 //! files, for the demo), and records the outcome.
 //!
 //! - **SMTP** through lettre's SMTP client (`AsyncSmtpConnection`: TLS `tls` (implicit),
-//!   `starttls` (required) or `none`; AUTH when `smtp.username` is set; `smtp.ca_file`
-//!   adds a CA), with connections kept open and reused across mails and steps, and
+//!   `starttls` (required) or `none`; AUTH when `smtp.username` is set — PLAIN/LOGIN with
+//!   the password, or XOAUTH2/OAUTHBEARER with an OAuth2 token (`crate::oauth::smtp`,
+//!   one token shared by the pool); `smtp.ca_file` adds a CA), with connections kept open and reused across mails and steps, and
 //!   [`CONCURRENCY`] mails in flight at once. The pool is ours rather than lettre's
 //!   `AsyncSmtpTransport`, because lettre writes a mail's final `\r\n.\r\n` as a second
 //!   small write, which Nagle's algorithm holds back until the server's delayed ACK: about
@@ -37,6 +38,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, SmtpConfig, Tls};
+use crate::oauth::{self, Account};
 use crate::store::outbox::{self, Attempt, Due};
 use crate::store::Store;
 
@@ -185,6 +187,41 @@ impl Sender {
         }
     }
 
+    /// For `doctor`: connects to the SMTP server and signs in as `send_due` would, then
+    /// says goodbye. Errors are the ones a send would meet.
+    pub async fn check_sign_in(&self) -> anyhow::Result<String> {
+        let Transport::Smtp(smtp) = &self.transport else {
+            return Ok("notifications are written as files".into());
+        };
+        let mut conn = smtp.checkout().await.map_err(|f| match f {
+            Failure::Transient(e) | Failure::Connection(e) | Failure::Permanent(e) => anyhow::anyhow!(e),
+        })?;
+        let _ = tokio::time::timeout(smtp.timeout, conn.command(Quit)).await;
+        let how = match &smtp.auth {
+            SmtpAuth::None => "no AUTH".to_string(),
+            SmtpAuth::Password(_) => "signed in with the password".to_string(),
+            SmtpAuth::OAuth2 { user, tokens } => {
+                format!("signed in as {user} with an OAuth2 token ({} grant)", tokens.settings().grant.name())
+            }
+        };
+        Ok(format!(
+            "connected; {}; {how}",
+            match smtp.tls {
+                Tls::Tls => "TLS",
+                Tls::Starttls => "STARTTLS",
+                Tls::None => "no encryption",
+            }
+        ))
+    }
+
+    /// The OAuth2 token source of `[smtp]`, when it signs in with tokens.
+    pub fn token_source(&self) -> Option<&oauth::TokenSource> {
+        match &self.transport {
+            Transport::Smtp(Smtp { auth: SmtpAuth::OAuth2 { tokens, .. }, .. }) => Some(tokens),
+            _ => None,
+        }
+    }
+
     /// Closes idle SMTP connections politely (QUIT). Call when done sending.
     pub async fn close(&self) {
         if let Transport::Smtp(smtp) = &self.transport {
@@ -325,12 +362,24 @@ struct Smtp {
     port: u16,
     tls: Tls,
     params: Option<TlsParameters>,
-    credentials: Option<Credentials>,
+    auth: SmtpAuth,
     timeout: Duration,
     hello: ClientId,
     /// Open connections not in use, with when they were last used. A std mutex: it is
     /// held only to push or pop, never across an `.await`.
     idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
+}
+
+/// How `Smtp` signs in.
+enum SmtpAuth {
+    /// A relay that trusts this host.
+    None,
+    Password(Credentials),
+    /// The account's token source, shared by every connection of the pool.
+    OAuth2 {
+        user: String,
+        tokens: Arc<oauth::TokenSource>,
+    },
 }
 
 /// An idle connection older than this is checked with NOOP before it is reused (servers
@@ -353,19 +402,17 @@ impl Smtp {
             }
             Some(params.build_rustls().map_err(|e| invalid(config, "smtp.tls", format!("TLS setup failed: {e}")))?)
         };
-        let credentials = match (&smtp.server.username, smtp.server.password()) {
-            (Some(user), Some(secret)) => Some(Credentials::new(user.clone(), secret.read(&config.path)?)),
-            (Some(_), None) => {
-                return Err(invalid(config, "smtp.password_env", "smtp.username is set but no password".into()).into())
-            }
-            (None, _) => None,
+        let auth = match oauth::Credentials::for_server(&smtp.server, &config.path, Account::smtp())? {
+            oauth::Credentials::None => SmtpAuth::None,
+            oauth::Credentials::Password { user, password } => SmtpAuth::Password(Credentials::new(user, password)),
+            oauth::Credentials::OAuth2 { user, tokens } => SmtpAuth::OAuth2 { user, tokens },
         };
         Ok(Smtp {
             host: smtp.server.host.clone(),
             port: smtp.server.port,
             tls: smtp.server.tls,
             params,
-            credentials,
+            auth,
             timeout: smtp.server.timeout,
             hello: ClientId::default(),
             idle: std::sync::Mutex::new(Vec::new()),
@@ -406,6 +453,7 @@ impl Smtp {
             conn.abort().await;
         }
         let connect = async {
+            let failed = |e: SmtpError| Failure::Connection(e.to_string());
             let implicit = if self.tls == Tls::Tls { self.params.clone() } else { None };
             let mut conn = AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
@@ -414,18 +462,26 @@ impl Smtp {
                 implicit,
                 None,
             )
-            .await?;
+            .await
+            .map_err(failed)?;
             if let (Tls::Starttls, Some(params)) = (self.tls, &self.params) {
-                conn.starttls(params.clone(), &self.hello).await?;
+                conn.starttls(params.clone(), &self.hello).await.map_err(failed)?;
             }
-            if let Some(credentials) = &self.credentials {
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
+            match &self.auth {
+                SmtpAuth::None => {}
+                SmtpAuth::Password(credentials) => {
+                    conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(failed)?;
+                }
+                SmtpAuth::OAuth2 { user, tokens } => {
+                    oauth::smtp::sign_in(&mut conn, &self.hello, (&self.host, self.port), user, tokens)
+                        .await
+                        .map_err(|e| Failure::Connection(e.to_string()))?;
+                }
             }
-            Ok::<_, SmtpError>(conn)
+            Ok(conn)
         };
         match tokio::time::timeout(self.timeout * 4, connect).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(Failure::Connection(e.to_string())),
+            Ok(result) => result,
             Err(_) => Err(Failure::Connection(format!("cannot connect within {:?}", self.timeout * 4))),
         }
     }

@@ -2,7 +2,8 @@
 //! that fetches, and one that marks what is committed.
 //!
 //! ```text
-//! fetching connection: connect (TLS | STARTTLS | plain) ─ LOGIN/AUTHENTICATE PLAIN ─ SELECT
+//! fetching connection: connect (TLS | STARTTLS | plain) ─ LOGIN/AUTHENTICATE PLAIN
+//!   (or, with auth = "oauth2", AUTHENTICATE XOAUTH2/OAUTHBEARER: crate::oauth::imap) ─ SELECT
 //!   └ checkpoint: same UIDVALIDITY? continue after last_uid : re-scan from UID 1
 //!   reconcile: UID SEARCH UID 1:<last_uid> (UNSEEN) NOT DELETED → handed over again
 //!   loop:
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use async_imap::extensions::idle::IdleResponse;
-use async_imap::imap_proto::{Capability, Response, ResponseCode, Status};
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 use async_imap::types::UnsolicitedResponse;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -58,6 +59,7 @@ use super::{Checkpoint, Pending, Processed, Settled, SourceMail, WriterHandle};
 use crate::backoff::Backoff;
 use crate::config::{MailboxConfig, MarkProcessed, Tls};
 use crate::ingest::Origin;
+use crate::oauth::Credentials;
 
 /// RFC 2177: clients should re-issue IDLE at least every 29 minutes.
 const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
@@ -160,7 +162,7 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<TlsConnector> {
 
 /// Connects, secures and logs in, with every step under the server timeout. Errors are phrased
 /// for a mail administrator (they are what `casegate doctor` prints).
-pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Connected> {
+pub async fn connect(mb: &MailboxConfig, credentials: &Credentials) -> anyhow::Result<Connected> {
     let t = mb.server.timeout;
     let addr = format!("{}:{}", mb.server.host, mb.server.port);
     let tcp = match tokio::time::timeout(t, TcpStream::connect((mb.server.host.as_str(), mb.server.port))).await {
@@ -225,7 +227,15 @@ pub async fn connect(mb: &MailboxConfig, password: &str) -> anyhow::Result<Conne
         }
     };
 
-    let session = login(client, mb, password, &greeting_caps, &addr).await?;
+    let session = match credentials {
+        Credentials::OAuth2 { user, tokens } => {
+            let server = crate::oauth::imap::Server { host: &mb.server.host, port: mb.server.port, timeout: t };
+            crate::oauth::imap::sign_in(client, &server, user, tokens, &greeting_caps).await?
+        }
+        Credentials::Password { password, .. } => login(client, mb, password, &greeting_caps, &addr).await?,
+        // A loaded config gives every mailbox a password or OAuth2; the server refuses this.
+        Credentials::None => login(client, mb, "", &greeting_caps, &addr).await?,
+    };
     let mut session = session;
     let caps = step(t, "CAPABILITY", session.capabilities()).await?;
     let caps = ServerCaps { idle: caps.has_str("IDLE"), mv: caps.has_str("MOVE"), uidplus: caps.has_str("UIDPLUS") };
@@ -248,11 +258,7 @@ async fn read_greeting<T: Io>(
         Response::Data { status: Status::Ok | Status::PreAuth, outcome } => {
             let mut caps = HashSet::new();
             if let Some(ResponseCode::Capabilities(list)) = &outcome.code {
-                for c in list {
-                    if let Capability::Atom(a) = c {
-                        caps.insert(a.to_ascii_uppercase());
-                    }
-                }
+                caps.extend(list.iter().map(crate::oauth::imap::capability_name));
             }
             Ok(caps)
         }
@@ -340,7 +346,8 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[derive(Clone)]
 pub struct Watcher {
     pub mailbox: Arc<MailboxConfig>,
-    pub password: String,
+    /// The password, or the mailbox's OAuth2 token source (shared by both connections).
+    pub credentials: Credentials,
     pub writer: WriterHandle,
     pub shutdown: CancellationToken,
     /// Process what is waiting, then return (`casegate run --once`).
@@ -384,7 +391,7 @@ impl Watcher {
         let mb = &self.mailbox;
         let started = Instant::now();
         let Connected { session, caps } = tokio::select! {
-            c = connect(mb, &self.password) => c?,
+            c = connect(mb, &self.credentials) => c?,
             _ = self.shutdown.cancelled() => return Ok(()),
         };
         tracing::debug!(mailbox = %mb.name, ms = started.elapsed().as_millis() as u64, "Logged in");
@@ -918,7 +925,7 @@ impl Marker<'_> {
         let mb = &self.w.mailbox;
         let started = Instant::now();
         let Connected { mut session, caps } =
-            connect(mb, &self.w.password).await.context("opening the connection that marks processed mail")?;
+            connect(mb, &self.w.credentials).await.context("opening the connection that marks processed mail")?;
         let uidvalidity = select_folder(&mut session, mb).await?;
         if uidvalidity != self.uidvalidity {
             goodbye(Some(session)).await;
@@ -1135,9 +1142,9 @@ impl Marker<'_> {
 }
 
 /// For `doctor`: connect, log in, open the folder, and describe what was found.
-pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String> {
+pub async fn check(mb: &MailboxConfig, credentials: &Credentials) -> anyhow::Result<String> {
     let started = Instant::now();
-    let Connected { mut session, caps } = connect(mb, password).await?;
+    let Connected { mut session, caps } = connect(mb, credentials).await?;
     let t = mb.server.timeout;
     let selected =
         open_folder(&mut session, mb, true).await.with_context(|| format!("logged in as {}", mb.username()))?;
@@ -1159,8 +1166,9 @@ pub async fn check(mb: &MailboxConfig, password: &str) -> anyhow::Result<String>
         notes.push("neither MOVE nor UIDPLUS: processed mail stays flagged \\Deleted in the folder".into());
     }
     let mut text = format!(
-        "logged in as {} ({}); folder {:?} has {} message(s); {}; server offers {caps}; {} ms",
+        "logged in as {}{} ({}); folder {:?} has {} message(s); {}; server offers {caps}; {} ms",
         mb.username(),
+        if matches!(credentials, Credentials::OAuth2 { .. }) { " with an OAuth2 token" } else { "" },
         match mb.server.tls {
             Tls::Tls => "TLS",
             Tls::Starttls => "STARTTLS",

@@ -16,6 +16,7 @@ mod loops;
 mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
+mod oauth2;
 mod reply_corpus;
 mod scenarios;
 mod spam;

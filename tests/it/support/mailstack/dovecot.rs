@@ -95,6 +95,17 @@ impl DovecotPorts {
 pub struct DovecotBuilder {
     users: Vec<User>,
     imap_capability: Option<String>,
+    oauth2: Option<OAuth2Passdb>,
+}
+
+/// Bearer tokens checked by Dovecot itself (its `oauth2` passdb) at an RFC 7662
+/// introspection endpoint, for IMAP and submission alike; password logins keep working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth2Passdb {
+    /// `http://127.0.0.1:PORT/introspect`.
+    pub introspection_url: String,
+    /// The SASL mechanisms announced for tokens: `xoauth2`, `oauthbearer` or both.
+    pub mechanisms: String,
 }
 
 impl DovecotBuilder {
@@ -106,6 +117,14 @@ impl DovecotBuilder {
         );
         self.users.retain(|u| u.address != address);
         self.users.push(User { address: address.to_owned(), password: password.to_owned() });
+        self
+    }
+
+    /// Checks bearer tokens at `introspection_url` and announces `mechanisms` (`"xoauth2"`,
+    /// `"oauthbearer"`, or both separated by a space) besides PLAIN and LOGIN.
+    pub fn oauth2(mut self, introspection_url: &str, mechanisms: &str) -> DovecotBuilder {
+        self.oauth2 =
+            Some(OAuth2Passdb { introspection_url: introspection_url.to_owned(), mechanisms: mechanisms.to_owned() });
         self
     }
 
@@ -140,6 +159,16 @@ impl DovecotBuilder {
             })
             .collect();
         fs::write(dir.path().join("users"), users).expect("write users file");
+        if let Some(oauth2) = &self.oauth2 {
+            // Dovecot POSTs `token=…` and believes `active` and `username` of the answer;
+            // force_introspection: every login asks (nothing is taken from the token itself).
+            let settings = format!(
+                "introspection_mode = post\nintrospection_url = {}\nusername_attribute = username\n\
+                 active_attribute = active\nactive_value = true\nforce_introspection = yes\n",
+                oauth2.introspection_url
+            );
+            fs::write(dir.path().join("oauth2.conf.ext"), settings).expect("write oauth2.conf.ext");
+        }
 
         let mut dovecot = Dovecot {
             process: None,
@@ -148,6 +177,7 @@ impl DovecotBuilder {
             tag: instance_tag(),
             users: self.users,
             imap_capability: self.imap_capability,
+            oauth2: self.oauth2,
             ca,
             owner,
             dir,
@@ -213,6 +243,7 @@ pub struct Dovecot {
     tag: String,
     users: Vec<User>,
     imap_capability: Option<String>,
+    oauth2: Option<OAuth2Passdb>,
     ca: TestCa,
     owner: MailOwner,
     // Last field: dropped after Drop::drop has killed the servers using it.
@@ -229,7 +260,9 @@ impl Dovecot {
 
     /// A builder with the default users, to declare more before starting.
     pub fn builder() -> DovecotBuilder {
-        DovecotBuilder { users: Vec::new(), imap_capability: None }.user(SUPPORT, PASSWORD).user(CUSTOMER, PASSWORD)
+        DovecotBuilder { users: Vec::new(), imap_capability: None, oauth2: None }
+            .user(SUPPORT, PASSWORD)
+            .user(CUSTOMER, PASSWORD)
     }
 
     pub fn ports(&self) -> DovecotPorts {
@@ -344,6 +377,22 @@ impl Dovecot {
             Some(c) => format!("  imap_capability = {c}\n"),
             None => String::new(),
         };
+        let (mechanisms, passwd_mechanisms, oauth2_passdb) = match &self.oauth2 {
+            None => (String::new(), String::new(), String::new()),
+            Some(o) => (
+                format!(" {}", o.mechanisms),
+                "  mechanisms = plain login\n".to_owned(),
+                // Refused tokens are part of these tests: answered at once, and without
+                // the growing delay (2 s, 4 s, …) Dovecot's auth penalty puts on the next
+                // logins from an address after a failed one (mode 0 switches it off).
+                format!(
+                    "passdb {{\n  driver = oauth2\n  mechanisms = {}\n  args = {dir}/oauth2.conf.ext\n}}\n\
+                     auth_failure_delay = 0\n\
+                     service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n",
+                    o.mechanisms
+                ),
+            ),
+        };
         let dh = Path::new("/usr/share/dovecot/dh.pem");
         let ssl_dh = if dh.is_file() { format!("ssl_dh = <{}\n", dh.display()) } else { String::new() };
         format!(
@@ -362,7 +411,7 @@ mail_location = maildir:~/Maildir
 # Test data need not survive a power cut; fsync would only slow seeding down.
 mail_fsync = never
 first_valid_uid = 1
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 auth_verbose = yes
 disable_plaintext_auth = no
 ssl = yes
@@ -373,9 +422,9 @@ hostname = localhost
 postmaster_address = postmaster@example.com
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
+{passwd_mechanisms}  args = scheme=PLAIN username_format=%u {dir}/users
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {dir}/users
 }}

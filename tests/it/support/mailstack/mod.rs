@@ -1,5 +1,6 @@
 //! Real mail servers on 127.0.0.1 for the integration tests: Dovecot (IMAP, IMAPS,
-//! STARTTLS, IDLE, LMTP, submission) and an SMTP sink (`smtp_sink.py`, aiosmtpd).
+//! STARTTLS, IDLE, LMTP, submission; bearer tokens through its `oauth2` passdb when asked)
+//! and an SMTP sink (`smtp_sink.py`, aiosmtpd).
 //!
 //! Every instance lives in its own temp dir with its own free ports, config,
 //! `instance_name` and `base_dir`, so tests run in parallel without colliding; nothing
@@ -45,7 +46,7 @@ use tempfile::TempDir;
 
 // The harness's whole API, named from here whichever part a test uses.
 #[allow(unused_imports)]
-pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts, User};
+pub use dovecot::{Dovecot, DovecotBuilder, DovecotPorts, OAuth2Passdb, User};
 #[allow(unused_imports)]
 pub use smtp_sink::{Fault, Received, SinkOptions, SinkTls, SmtpSink};
 pub use tls::TestCa;
