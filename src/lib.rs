@@ -19,7 +19,10 @@
 //!    plan ([`store::apply`]).
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
-//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`].
+//! 7. At the edges: [`cli`] (the command line), [`web`] (the survey page), [`config`];
+//!    for operators, [`metrics`] (Prometheus metrics and health checks), [`systemd`]
+//!    (readiness and watchdog for the service manager) and [`reconcile`] (server folders
+//!    against the journal).
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`]. Nothing imports a module above it; a test
@@ -39,12 +42,15 @@ pub mod decide;
 pub mod digest;
 pub mod fields;
 pub mod ingest;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod prepare;
+pub mod reconcile;
 pub mod route;
 pub mod source;
 pub mod store;
 pub mod survey;
+pub mod systemd;
 pub mod web;
 pub mod workflow;

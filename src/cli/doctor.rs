@@ -1,6 +1,7 @@
 //! `casegate doctor` — checks the configuration, the database, every mailbox (connect,
-//! TLS, login, folder, server capabilities), every Maildir and the SMTP connection, and
-//! says what is wrong in words a mail administrator understands. Exit 1 when something is.
+//! TLS, login, folder, server capabilities, and a summary of `casegate reconcile`), every
+//! Maildir and the SMTP connection, and says what is wrong in words a mail administrator
+//! understands. Exit 1 when something is.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
-use crate::config::{Config, SmtpConfig, Tls};
+use crate::config::{Config, MailboxConfig, SmtpConfig, Tls};
+use crate::reconcile;
 use crate::source::imap;
 use crate::store::Store;
 
@@ -76,7 +78,10 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
         match mb.server.read_password(&c.path) {
             Err(e) => r.fail(&what, &format!("no password: {e}")),
             Ok(password) => match runtime.block_on(imap::check(mb, &password)) {
-                Ok(text) => r.ok(&what, &text),
+                Ok(text) => {
+                    r.ok(&what, &text);
+                    reconcile_summary(&mut r, c, &runtime, mb, &password);
+                }
                 Err(e) => r.fail(&what, &format!("{e:#}")),
             },
         }
@@ -116,6 +121,34 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
     }
     println!("all checks passed");
     Ok(())
+}
+
+/// What `casegate reconcile` would report for the mailbox, in counts (a warning when the
+/// folders and the journal disagree).
+fn reconcile_summary(
+    r: &mut Report,
+    c: &Arc<Config>,
+    runtime: &tokio::runtime::Runtime,
+    mb: &MailboxConfig,
+    password: &str,
+) {
+    let what = format!("reconcile {}", mb.name);
+    // A database that cannot be opened was reported above already.
+    let Ok(store) = Store::open(c) else { return };
+    let progress = super::progress::Progress::new();
+    let ctx = reconcile::Context { config: c, journal: &store.conn, writer: None, progress: &progress };
+    match runtime.block_on(reconcile::mailbox(&ctx, mb, password)) {
+        Ok(report) => {
+            let text = super::reconcile::summary(&report).join("\n");
+            if report.problems() == 0 {
+                r.ok(&what, &text);
+            } else {
+                let hint = format!("hint: `casegate reconcile --mailbox {}` lists them; --fix repairs", mb.name);
+                r.warn(&what, &format!("{text}\n{hint}"));
+            }
+        }
+        Err(e) => r.warn(&what, &format!("cannot compare the folders with the journal: {e:#}")),
+    }
 }
 
 fn database(c: &Config) -> anyhow::Result<String> {

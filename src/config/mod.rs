@@ -19,6 +19,8 @@
 //! `server`; secrets are read in `secret`.
 
 mod accounts;
+mod log;
+mod metrics;
 mod outgoing;
 mod secret;
 mod server;
@@ -32,6 +34,8 @@ use serde::Deserialize;
 
 use crate::address::{Address, AddressPattern};
 
+pub use log::{LogConfig, LogFormat};
+pub use metrics::MetricsConfig;
 pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
 pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};
@@ -88,6 +92,9 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub notify: NotifyConfig,
     pub survey: SurveyConfig,
+    /// The operators' listener (`/metrics`, `/healthz`, `/readyz`) and its limits.
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
 }
@@ -116,6 +123,8 @@ struct RawConfig {
     outbox: outgoing::RawOutbox,
     notify: outgoing::RawNotify,
     survey: survey::RawSurvey,
+    metrics: metrics::RawMetrics,
+    log: log::RawLog,
 }
 
 #[derive(Deserialize, Default)]
@@ -319,6 +328,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let notify = outgoing::notify(&check, raw.notify, &staff, &system_addresses)?;
     let survey = survey::survey(&check, raw.survey)?;
     let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
+    let metrics = metrics::metrics(&check, raw.metrics)?;
+    let log = log::log(&check, raw.log)?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -343,6 +354,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         outbox,
         notify,
         survey,
+        metrics,
+        log,
         unknown_keys: Vec::new(),
     })
 }

@@ -232,6 +232,16 @@ pub const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 9: one row the daemon rewrites when asked whether the database is writable
+    // (`/readyz`): a real commit, which fails as the mail's would (disk full, read-only).
+    Migration::Sql(
+        r#"
+    CREATE TABLE health_probe (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at  TEXT NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Migration 7: rewrites `CHECK (col IN ('a', 'b', 'c'))` as `CHECK (col = 'a' OR col =
