@@ -10,6 +10,7 @@ mod ingest;
 mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
+mod operators;
 mod reply_corpus;
 mod scenarios;
 mod support;
