@@ -4,8 +4,8 @@
 //!
 //! It is meant for a monitoring system on a trusted network (the default address is the
 //! loopback): nothing it answers names a person or a secret. Requests are small and
-//! bounded like the survey page's: headers within [`HEADER_TIMEOUT`], one request per
-//! connection, at most [`MAX_CONNECTIONS`] at once; database reads run on the blocking
+//! bounded like the survey page's: headers within 5 s, one request per
+//! connection, at most 16 at once; database reads run on the blocking
 //! pool, one at a time.
 
 use std::net::SocketAddr;

@@ -335,6 +335,12 @@ async fn reconcile_finds_and_fixes_an_unmarked_and_an_unknown_mail() {
     assert_eq!(found["processed"]["checked"], 1);
     assert_eq!(found["processed"]["unknown"][0]["message_id"], "r2@customer.example", "{found}");
     assert_eq!(found["quarantine"]["not_in_table"][0]["message_id"], "r3@customer.example");
+    // For people: the same in words on stdout; progress in the log (no terminal here).
+    let text = inst.run(&["reconcile"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&text.stdout), String::from_utf8_lossy(&text.stderr));
+    assert!(stdout.contains("INBOX: 1 committed but not marked, 1 waiting to be processed"), "{stdout}");
+    assert!(stdout.contains("Processed uid 1 <r2@customer.example>: not in the journal"), "{stdout}");
+    assert!(stderr.contains("Looked through") && !stderr.contains('\u{1b}'), "{stderr}");
     assert_eq!(dovecot.folder_count(SUPPORT, "INBOX").await, 2, "reporting changes nothing");
     assert_eq!(inst.count("SELECT count(*) FROM mails", []), 1);
 
