@@ -8,6 +8,11 @@
 //!              └ outbox worker (notify::run_worker)  ┘
 //! ```
 //!
+//! Beside them, for operators: the metrics and health listener on `[metrics] listen`
+//! ([`crate::metrics::server`]), and under systemd the readiness and watchdog
+//! notifications ([`crate::systemd`]): `READY=1` once everything runs, `WATCHDOG=1` while
+//! the database writer answers, `STOPPING=1` at shutdown.
+//!
 //! On shutdown each source finishes the batch in hand (commit, then mark at the source),
 //! starts no new one, and returns; the writer drains its queue (including checkpoints)
 //! and closes the database. Whatever is still running after the drain deadline (a server
@@ -21,11 +26,14 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::health::Limits;
+use crate::metrics::server::{Listener, Probe};
 use crate::notify;
 use crate::oauth::{Account, Credentials};
 use crate::source::imap::Watcher;
 use crate::source::maildir::MaildirWatcher;
-use crate::source::{Writer, WriterHandle};
+use crate::source::{Writer, WriterHandle, WriterProbe};
+use crate::systemd::{self, Notifier};
 
 /// How often Resolved cases are checked for a survey that is due.
 const SURVEY_SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -75,10 +83,26 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
     // a customer's mail.
     crate::notify::check_templates(&config)?;
     let (writer, handle) = Writer::start(Arc::clone(&config)).await?;
+    // Bound before anything is announced ready: a port taken by another process stops
+    // the start instead of leaving the service unmonitored.
+    let listener = if options.once { None } else { bind_metrics(&config, &handle).await? };
+    let probe = handle.probe();
+    // Every mailbox is known to /readyz from the start, connected or not.
+    for mb in &config.mailboxes {
+        crate::metrics::global().mailbox(&mb.name);
+    }
 
     let mut tasks = Tasks::start(&config, &options, &shutdown, handle, credentials);
+    let notifier = Arc::new(Notifier::from_env());
+    tasks.operators(listener, probe, &notifier, &shutdown);
+    notifier.ready(&format!(
+        "Watching {} mailbox(es) and {} maildir(s)",
+        config.mailboxes.len(),
+        config.maildirs.len()
+    ));
     let mut failures = Failures::default();
     tasks.supervise(&writer, &options, &shutdown, &mut failures).await;
+    notifier.stopping();
     tasks.drain(options.drain_deadline, &mut failures).await;
     // Every handle is gone now: the writer finishes its queue and closes the database.
     let writer_died = writer.has_died();
@@ -170,6 +194,25 @@ impl Tasks {
         Tasks { sources, outbox, outbox_stop, services }
     }
 
+    /// The metrics listener (bound already) and, when systemd asks for it, the watchdog,
+    /// as services that run until shutdown.
+    fn operators(
+        &mut self,
+        listener: Option<Listener>,
+        probe: WriterProbe,
+        notifier: &Arc<Notifier>,
+        shutdown: &CancellationToken,
+    ) {
+        if let Some(listener) = listener {
+            let s = shutdown.clone();
+            self.services.spawn(async move { ("metrics listener".into(), listener.serve(s).await) });
+        }
+        if let Some(interval) = systemd::watchdog_interval().filter(|_| notifier.is_active()) {
+            let (n, s) = (Arc::clone(notifier), shutdown.clone());
+            self.services.spawn(async move { ("watchdog".into(), watchdog(n, interval, probe, s).await) });
+        }
+    }
+
     /// Waits for shutdown (or, with `once`, for every source to be drained), noting every
     /// source or service that ends on the way. A writer that dies stops everything: the
     /// sources could not commit anything more.
@@ -254,6 +297,51 @@ impl Tasks {
         };
         if tokio::time::timeout(deadline, services_done).await.is_err() {
             self.services.abort_all();
+        }
+    }
+}
+
+/// Binds `[metrics] listen`, if configured. `/readyz` asks the writer for a small write
+/// through a probe, which does not keep the writer running once the sources are gone.
+async fn bind_metrics(config: &Config, handle: &WriterHandle) -> anyhow::Result<Option<Listener>> {
+    let Some(listen) = &config.metrics.listen else { return Ok(None) };
+    let writer = handle.probe();
+    let probe: Probe = Arc::new(move || {
+        let writer = writer.clone();
+        Box::pin(async move { writer.check(true).await })
+    });
+    let limits =
+        Limits { mailbox_retry_window: config.metrics.mailbox_retry_window, outbox_stuck: config.metrics.outbox_stuck };
+    let listener = Listener::bind(listen, crate::metrics::global(), config.database_path(), limits, probe).await?;
+    let at = listener.local_addr().map_or_else(|_| listen.clone(), |a| a.to_string());
+    tracing::info!(listen = %at, "Metrics and health checks listening (/metrics, /healthz, /readyz)");
+    Ok(Some(listener))
+}
+
+/// Tells systemd every half `interval` that casegate is alive — as long as the database
+/// writer answers (or is visibly busy): a writer that hangs gets the service restarted,
+/// which loses nothing (nothing is marked processed before its commit).
+async fn watchdog(
+    notifier: Arc<Notifier>,
+    interval: Duration,
+    writer: WriterProbe,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let every = interval / 2;
+    notifier.watchdog();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(every) => {}
+        }
+        let answered = matches!(tokio::time::timeout(every, writer.check(false)).await, Ok(Ok(())));
+        if answered || crate::metrics::global().writer_active_within(interval) {
+            notifier.watchdog();
+        } else {
+            tracing::warn!(
+                waited_ms = every.as_millis() as u64,
+                "The database writer does not answer; systemd's watchdog will restart casegate if this goes on"
+            );
         }
     }
 }

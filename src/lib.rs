@@ -21,7 +21,10 @@
 //!    and notifications ([`notify`], which also sends them).
 //! 7. At the edges: [`cli`] (the command line), [`web`] (the pages: survey, case page, "My
 //!    cases", downloads), [`config`], [`oauth`] (OAuth2 tokens and SASL
-//!    XOAUTH2/OAUTHBEARER, for the IMAP source and the SMTP sender).
+//!    XOAUTH2/OAUTHBEARER, for the IMAP source and the SMTP sender); for operators,
+//!    [`metrics`] (Prometheus metrics and health checks), [`systemd`] (readiness and
+//!    watchdog for the service manager) and [`reconcile`] (server folders against the
+//!    journal).
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test
@@ -42,14 +45,17 @@ pub mod digest;
 pub mod fields;
 pub mod ingest;
 pub mod links;
+pub mod metrics;
 pub mod notify;
 pub mod oauth;
 pub mod parse;
 pub mod prepare;
+pub mod reconcile;
 pub mod route;
 pub mod signed;
 pub mod source;
 pub mod store;
 pub mod survey;
+pub mod systemd;
 pub mod web;
 pub mod workflow;

@@ -5,9 +5,14 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use casegate::cli::{self, Cli};
+use casegate::config::LogFormat;
 
 fn main() {
     let cli = Cli::parse();
+    // The configuration says how to log; a configuration that cannot be read is reported
+    // (in text) by `cli::run`, which maps it to exit code 2.
+    let config = cli::load_config(&cli);
+    let format = config.as_ref().map_or(LogFormat::Text, |c| c.log.format);
     let level = match cli.verbose {
         0 => cli.command.default_log_level(),
         1 => "info",
@@ -25,9 +30,15 @@ fn main() {
     // full queue makes the logging thread wait rather than drop what happened to a mail.
     let (stderr, flush_logs) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr).with_ansi(ansi).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(ansi).init(),
+        // One JSON object per event, its fields beside the message (not nested), so that
+        // `jq .outcome` or a log shipper finds them where the text shows them.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
 
-    let result = cli::run(cli);
+    let result = cli::run(cli, config);
     // Every log line is out before the final word and the exit.
     drop(flush_logs);
     if let Err(err) = result {

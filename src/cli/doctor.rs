@@ -1,8 +1,8 @@
 //! `casegate doctor` — checks the configuration, the database, every mailbox (connect,
-//! TLS, login, folder, server capabilities), every Maildir and the SMTP connection, and
-//! says what is wrong in words a mail administrator understands. Exit 1 when something is.
-//! With `auth = "oauth2"` it first obtains a token (its own line: the token endpoint's
-//! verdict), then signs in with it.
+//! TLS, login, folder, server capabilities, and a summary of `casegate reconcile`), every
+//! Maildir and the SMTP connection, and says what is wrong in words a mail administrator
+//! understands. Exit 1 when something is. With `auth = "oauth2"` it first obtains a token
+//! (its own line: the token endpoint's verdict), then signs in with it.
 
 use std::sync::Arc;
 
@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
-use crate::config::{Config, SmtpConfig, Tls};
+use crate::config::{Config, MailboxConfig, SmtpConfig, Tls};
 use crate::oauth::{Account, Credentials, TokenSource};
+use crate::reconcile;
 use crate::source::imap;
 use crate::store::Store;
 
@@ -84,7 +85,10 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
                     _ => {}
                 }
                 match runtime.block_on(imap::check(mb, &credentials)) {
-                    Ok(text) => r.ok(&what, &text),
+                    Ok(text) => {
+                        r.ok(&what, &text);
+                        reconcile_summary(&mut r, c, &runtime, mb, &credentials);
+                    }
                     Err(e) => r.fail(&what, &format!("{e:#}")),
                 }
             }
@@ -168,6 +172,34 @@ fn smtp_oauth_check(r: &mut Report, runtime: &tokio::runtime::Runtime, config: &
     match runtime.block_on(sender.check_sign_in()) {
         Ok(text) => r.ok(&what, &text),
         Err(e) => r.fail(&what, &format!("{e:#}")),
+    }
+}
+
+/// What `casegate reconcile` would report for the mailbox, in counts (a warning when the
+/// folders and the journal disagree).
+fn reconcile_summary(
+    r: &mut Report,
+    c: &Arc<Config>,
+    runtime: &tokio::runtime::Runtime,
+    mb: &MailboxConfig,
+    credentials: &Credentials,
+) {
+    let what = format!("reconcile {}", mb.name);
+    // A database that cannot be opened was reported above already.
+    let Ok(store) = Store::open(c) else { return };
+    let progress = super::progress::Progress::new();
+    let ctx = reconcile::Context { config: c, journal: &store.conn, writer: None, progress: &progress };
+    match runtime.block_on(reconcile::mailbox(&ctx, mb, credentials)) {
+        Ok(report) => {
+            let text = super::reconcile::summary(&report).join("\n");
+            if report.problems() == 0 {
+                r.ok(&what, &text);
+            } else {
+                let hint = format!("hint: `casegate reconcile --mailbox {}` lists them; --fix repairs", mb.name);
+                r.warn(&what, &format!("{text}\n{hint}"));
+            }
+        }
+        Err(e) => r.warn(&what, &format!("cannot compare the folders with the journal: {e:#}")),
     }
 }
 

@@ -10,7 +10,9 @@ mod doctor;
 mod ingest;
 mod oauth;
 mod outbox;
+mod progress;
 mod quarantine;
+mod reconcile;
 mod run;
 mod survey;
 mod table;
@@ -64,6 +66,8 @@ pub enum Command {
     /// OAuth2 sign-in: obtain the first refresh token of a mailbox or of the SMTP account
     #[command(subcommand)]
     Oauth(oauth::Command),
+    /// Compare each mailbox's server folders with the journal (--fix repairs)
+    Reconcile(reconcile::Args),
 }
 
 impl Command {
@@ -72,6 +76,8 @@ impl Command {
         match self {
             // The daemon's log is its record of what happened to every mail.
             Command::Run(_) => "info",
+            // Its progress and what it fixed are the point of running it.
+            Command::Reconcile(_) => "info",
             _ => "warn",
         }
     }
@@ -91,18 +97,19 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
 }
 
-/// Loads the configuration the command line points at, warning about unknown keys.
+/// Loads the configuration the command line points at. Its unknown keys are warned about
+/// by [`run`], once logging is set up as the configuration says.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Arc<Config>> {
     let path = Config::locate(cli.config.as_deref());
-    let config = Config::load(&path)?;
-    for key in &config.unknown_keys {
-        tracing::warn!(file = %path.display(), key = %key, "Unknown configuration key ignored (a typo?)");
-    }
-    Ok(Arc::new(config))
+    Ok(Arc::new(Config::load(&path)?))
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = load_config(&cli)?;
+/// Runs the command with the configuration [`load_config`] gave.
+pub fn run(cli: Cli, config: anyhow::Result<Arc<Config>>) -> anyhow::Result<()> {
+    let config = config?;
+    for key in &config.unknown_keys {
+        tracing::warn!(file = %config.path.display(), key = %key, "Unknown configuration key ignored (a typo?)");
+    }
     match cli.command {
         Command::Run(args) => run::run(config, args),
         Command::Doctor(args) => doctor::run(config, args),
@@ -113,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Outbox(cmd) => outbox::run(config, cmd),
         Command::Survey(cmd) => survey::run(config, cmd),
         Command::Oauth(cmd) => oauth::run(config, cmd),
+        Command::Reconcile(args) => reconcile::run(config, args),
     }
 }
 

@@ -20,6 +20,8 @@
 
 mod accounts;
 mod bounces;
+mod log;
+mod metrics;
 mod oauth2;
 mod outgoing;
 mod secret;
@@ -37,6 +39,8 @@ use serde::Deserialize;
 use crate::address::{Address, AddressPattern};
 
 pub use bounces::BounceConfig;
+pub use log::{LogConfig, LogFormat};
+pub use metrics::MetricsConfig;
 pub use oauth2::{Grant, OAuth2Config, Provider};
 pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
 pub use secret::Secret;
@@ -109,6 +113,9 @@ pub struct Config {
     pub web: WebConfig,
     pub bounces: BounceConfig,
     pub spam: SpamConfig,
+    /// The operators' listener (`/metrics`, `/healthz`, `/readyz`) and its limits.
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
 }
@@ -140,6 +147,8 @@ struct RawConfig {
     web: web::RawWeb,
     bounces: bounces::RawBounces,
     spam: spam::RawSpam,
+    metrics: metrics::RawMetrics,
+    log: log::RawLog,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +358,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let bounces = bounces::bounces(&check, raw.bounces)?;
     let spam = spam::spam(&check, raw.spam)?;
     let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
+    let metrics = metrics::metrics(&check, raw.metrics)?;
+    let log = log::log(&check, raw.log)?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -379,6 +390,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         web,
         bounces,
         spam,
+        metrics,
+        log,
         unknown_keys: Vec::new(),
     })
 }

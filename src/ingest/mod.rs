@@ -146,8 +146,10 @@ impl Gateway {
                 self.write_batch(&mails, Guard::PerMail)?.context("a mail failed although each mail was guarded")?
             }
         };
+        let metrics = crate::metrics::global();
         for ((_, origin), report) in mails.iter().zip(&reports) {
             log_report(report, &origin.description, &self.config);
+            metrics.mail(report.outcome, report.reason.as_deref());
         }
         Ok(reports)
     }

@@ -139,7 +139,9 @@ impl Sender {
             }
             let results: Vec<(i64, String, Result<(), Failure>, u32)> = futures::stream::iter(due)
                 .map(|d| async move {
+                    let started = std::time::Instant::now();
                     let result = self.deliver(&d).await;
+                    record(&result, started.elapsed());
                     (d.id, d.message_id, result, d.attempts + 1)
                 })
                 .buffer_unordered(CONCURRENCY)
@@ -157,11 +159,13 @@ impl Sender {
                     }
                     Err(Failure::Permanent(error)) => {
                         summary.failed += 1;
+                        crate::metrics::global().notification_outcome("failed");
                         tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
                         Attempt::Failed { error }
                     }
                     Err(Failure::Transient(error) | Failure::Connection(error)) if attempt >= self.max_attempts() => {
                         summary.failed += 1;
+                        crate::metrics::global().notification_outcome("failed");
                         let error = format!("gave up after {attempt} attempts; last: {error}");
                         tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
                         Attempt::Failed { error }
@@ -171,6 +175,7 @@ impl Sender {
                         let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) =
                             failure;
                         summary.deferred += 1;
+                        crate::metrics::global().notification_outcome("deferred");
                         let delay = retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
                         tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
@@ -296,6 +301,18 @@ impl Sender {
             super::files::FileError::Damaged(why) => Failure::Permanent(why),
             super::files::FileError::Io(why) => Failure::Transient(why),
         })
+    }
+}
+
+/// The metrics of one send: its time when it went through, the kind of error when not.
+/// (Whether a failure is retried is told by `outbox_sends_total`, from the outcomes.)
+fn record(result: &Result<(), Failure>, took: Duration) {
+    let metrics = crate::metrics::global();
+    match result {
+        Ok(()) => metrics.notification_sent(took),
+        Err(Failure::Transient(_)) => metrics.smtp_error("transient"),
+        Err(Failure::Connection(_)) => metrics.smtp_error("connection"),
+        Err(Failure::Permanent(_)) => metrics.smtp_error("permanent"),
     }
 }
 

@@ -199,6 +199,7 @@ impl TokenSource {
                 });
                 state.failed = None;
                 state.backoff.reset();
+                crate::metrics::global().token_refresh(self.account.client(), true);
                 tracing::info!(
                     account = %self.account.label,
                     grant = self.settings.grant.name(),
@@ -216,6 +217,7 @@ impl TokenSource {
                 let delay = state.backoff.next_delay();
                 state.current = None;
                 state.failed = Some((Instant::now() + delay, error.clone()));
+                crate::metrics::global().token_refresh(self.account.client(), false);
                 tracing::warn!(
                     account = %self.account.label,
                     error = %error,

@@ -58,6 +58,11 @@ pub struct Account {
 }
 
 impl Account {
+    /// The account as the metrics name it: the mailbox's name, or `smtp`.
+    pub fn client(&self) -> &str {
+        self.label.strip_prefix("mailbox ").unwrap_or(&self.label)
+    }
+
     pub fn mailbox(name: &str) -> Account {
         let quoted = if name.chars().all(|c| c.is_ascii_alphanumeric() || "-._@/".contains(c)) {
             name.to_string()

@@ -39,7 +39,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context as _};
 use async_imap::extensions::idle::IdleResponse;
@@ -59,6 +59,7 @@ use super::{Checkpoint, Pending, Processed, Settled, SourceMail, WriterHandle};
 use crate::backoff::Backoff;
 use crate::config::{MailboxConfig, MarkProcessed, Tls};
 use crate::ingest::Origin;
+use crate::metrics::MailboxMetrics;
 use crate::oauth::Credentials;
 
 /// RFC 2177: clients should re-issue IDLE at least every 29 minutes.
@@ -360,8 +361,10 @@ impl Watcher {
     pub async fn run(self) -> anyhow::Result<()> {
         let name = self.mailbox.name.clone();
         let mut backoff = Backoff::after_errors();
+        let metrics = crate::metrics::global().mailbox(&name);
+        let _stopped = StopsMetrics(&metrics);
         loop {
-            match self.session(&mut backoff).await {
+            match self.session(&mut backoff, &metrics).await {
                 Ok(()) => return Ok(()),
                 Err(e) if self.shutdown.is_cancelled() => {
                     tracing::debug!(mailbox = %name, error = %format!("{e:#}"), "Error while shutting down");
@@ -370,6 +373,7 @@ impl Watcher {
                 Err(e) if self.once => return Err(e.context(format!("mailbox {name}"))),
                 Err(e) => {
                     let delay = backoff.next_delay();
+                    metrics.failed(&format!("{e:#}"), delay);
                     tracing::warn!(
                         mailbox = %name,
                         error = %format!("{e:#}"),
@@ -387,7 +391,7 @@ impl Watcher {
 
     /// One connection's life: connect, select, then drain and wait until shutdown, with
     /// a marking connection beside it.
-    async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+    async fn session(&self, backoff: &mut Backoff, metrics: &MailboxMetrics) -> anyhow::Result<()> {
         let mb = &self.mailbox;
         let started = Instant::now();
         let Connected { session, caps } = tokio::select! {
@@ -404,8 +408,10 @@ impl Watcher {
             drained: false,
             in_memory: Arc::new(Semaphore::new(BATCHES_IN_MEMORY)),
             draining: watch::channel(false).0,
+            metrics,
         };
         folder.select().await?;
+        metrics.connected(caps.idle && mb.idle);
         tracing::info!(
             mailbox = %mb.name,
             folder = %mb.folder,
@@ -451,6 +457,15 @@ impl Watcher {
         goodbye(folder.session.take()).await;
         goodbye(marker.session.take()).await;
         result
+    }
+}
+
+/// Marks the mailbox stopped in the metrics when its watcher returns, however it does.
+struct StopsMetrics<'a>(&'a MailboxMetrics);
+
+impl Drop for StopsMetrics<'_> {
+    fn drop(&mut self) {
+        self.0.stopped();
     }
 }
 
@@ -549,6 +564,8 @@ struct Folder<'a> {
     in_memory: Arc<Semaphore>,
     /// `true` while a drain is under way (the marker lets batches gather meanwhile).
     draining: watch::Sender<bool>,
+    /// Where the last successful fetch is recorded.
+    metrics: &'a MailboxMetrics,
 }
 
 /// The marking connection: marks committed batches in order and advances the checkpoint.
@@ -643,6 +660,7 @@ impl Folder<'_> {
             self.drain(&queue).await?;
             self.draining.send_replace(false);
             self.drained = true;
+            self.metrics.fetched();
             if self.w.once || self.w.shutdown.is_cancelled() {
                 return Ok(());
             }
@@ -771,7 +789,8 @@ impl Folder<'_> {
             let pending = if mails.is_empty() {
                 None
             } else {
-                let batch = mails.into_iter().map(|(uid, raw)| self.source_mail(uid, raw)).collect();
+                let batch =
+                    mails.into_iter().map(|(uid, (raw, arrived))| self.source_mail(uid, raw, arrived)).collect();
                 Some(self.w.writer.submit(batch, Some(permit)).await?)
             };
             let max_uid = *chunk.last().expect("chunks are not empty");
@@ -784,7 +803,7 @@ impl Folder<'_> {
         Ok(())
     }
 
-    fn source_mail(&self, uid: u32, raw: Vec<u8>) -> SourceMail {
+    fn source_mail(&self, uid: u32, raw: Vec<u8>, arrived: Option<SystemTime>) -> SourceMail {
         let mb = &self.w.mailbox;
         SourceMail {
             raw,
@@ -794,6 +813,7 @@ impl Folder<'_> {
                 source_key: Some(format!("{}:{uid}", self.uidvalidity)),
                 account: mb.account.clone(),
             },
+            arrived,
         }
     }
 
@@ -824,10 +844,15 @@ impl Folder<'_> {
         Ok(uids.iter().map(|uid| by_uid.get(uid).copied().unwrap_or(0)).collect())
     }
 
-    /// Fetches the raw mails of `uids` without setting \Seen. Mails expunged meanwhile by
-    /// someone else are simply absent.
-    async fn fetch(&mut self, uids: &[u32]) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
-        let mut out = self.fetch_each(uids, "(UID BODY.PEEK[])", |fetch| fetch.body().map(<[u8]>::to_vec)).await?;
+    /// Fetches the raw mails of `uids` without setting \Seen, with when the server received
+    /// each (INTERNALDATE). Mails expunged meanwhile by someone else are simply absent.
+    async fn fetch(&mut self, uids: &[u32]) -> anyhow::Result<Vec<(u32, (Vec<u8>, Option<SystemTime>))>> {
+        let mut out = self
+            .fetch_each(uids, "(UID INTERNALDATE BODY.PEEK[])", |fetch| {
+                let arrived = fetch.internal_date().map(SystemTime::from);
+                fetch.body().map(|raw| (raw.to_vec(), arrived))
+            })
+            .await?;
         out.sort_by_key(|(uid, _)| *uid);
         out.dedup_by_key(|(uid, _)| *uid);
         Ok(out)
@@ -1139,6 +1164,34 @@ impl Marker<'_> {
         while step(t, "UID EXPUNGE", stream.try_next()).await?.is_some() {}
         Ok(())
     }
+}
+
+/// Marks committed mail of `watcher`'s folder (UIDVALIDITY `uidvalidity`) on a connection
+/// of its own, exactly as the daemon does after a commit: `done` as configured,
+/// `quarantine` to the quarantine folder, checked against the folder afterwards. For
+/// `casegate reconcile --fix`; the watcher's checkpoint is not touched.
+pub async fn mark_committed(
+    watcher: &Watcher,
+    uidvalidity: u32,
+    done: &[u32],
+    quarantine: &[u32],
+) -> anyhow::Result<()> {
+    let mut marker = Marker {
+        w: watcher,
+        // Nothing drains here: marking need not wait for anything.
+        draining: watch::channel(false).1,
+        session: None,
+        caps: ServerCaps::default(),
+        uidvalidity,
+        last_uid: 0,
+        known_folders: HashSet::new(),
+        warned_no_expunge: false,
+        failed: false,
+    };
+    marker.open().await?;
+    let result = marker.mark(done, quarantine).await;
+    goodbye(marker.session.take()).await;
+    result
 }
 
 /// For `doctor`: connect, log in, open the folder, and describe what was found.

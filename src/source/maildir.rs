@@ -84,6 +84,8 @@ impl MaildirWatcher {
                     let path = md.path.join("new").join(name);
                     match tokio::fs::read(&path).await {
                         Ok(raw) => {
+                            // Delivery writes the file and moves it into new/ untouched since.
+                            let arrived = tokio::fs::metadata(&path).await.and_then(|m| m.modified()).ok();
                             mails.push(SourceMail {
                                 raw,
                                 origin: Origin {
@@ -92,6 +94,7 @@ impl MaildirWatcher {
                                     source_key: Some(unique_name(name).to_string()),
                                     account: md.account.clone(),
                                 },
+                                arrived,
                             });
                             files.push(name.clone());
                         }

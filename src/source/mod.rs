@@ -25,6 +25,7 @@ pub mod maildir;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use rusqlite::{params, OptionalExtension};
@@ -45,6 +46,9 @@ const WRITER_QUEUE: usize = 8;
 pub struct SourceMail {
     pub raw: Vec<u8>,
     pub origin: Origin,
+    /// When the mail server received it (IMAP INTERNALDATE, a Maildir file's time), for
+    /// the ingest latency metric; `None` when unknown.
+    pub arrived: Option<SystemTime>,
 }
 
 /// How a mail was settled once its batch is committed, which says what the source does
@@ -78,6 +82,8 @@ type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 enum Job {
     Ingest {
         mails: Vec<(Prepared, Origin)>,
+        /// When the server received each mail (see [`SourceMail::arrived`]).
+        arrived: Vec<Option<SystemTime>>,
         reply: Reply<Vec<Processed>>,
         /// Released once the mails are written (and their bytes freed).
         permit: Option<OwnedSemaphorePermit>,
@@ -91,6 +97,12 @@ enum Job {
         source: String,
         checkpoint: Checkpoint,
         reply: Option<Reply<()>>,
+    },
+    /// Health: answers at once, after a small committed write when `write` is set (see
+    /// [`WriterProbe`]).
+    Probe {
+        write: bool,
+        reply: Reply<()>,
     },
 }
 
@@ -189,6 +201,7 @@ impl WriterHandle {
         permit: Option<OwnedSemaphorePermit>,
     ) -> anyhow::Result<Pending> {
         let config = Arc::clone(&self.config);
+        let arrived = mails.iter().map(|m| m.arrived).collect();
         let mails = tokio::task::spawn_blocking(move || {
             let (raws, origins): (Vec<Vec<u8>>, Vec<Origin>) = mails.into_iter().map(|m| (m.raw, m.origin)).unzip();
             Prepared::many(&config, raws).into_iter().zip(origins).collect::<Vec<_>>()
@@ -197,7 +210,7 @@ impl WriterHandle {
         .context("preparing mail failed")?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Ingest { mails, reply, permit })
+            .send(Job::Ingest { mails, arrived, reply, permit })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
         Ok(Pending { rx })
@@ -226,6 +239,12 @@ impl WriterHandle {
         rx.await.context("the database writer stopped")?
     }
 
+    /// A way to ask the writer for its health that does not keep it running: the writer
+    /// ends when the sources' handles are gone, whoever still holds a probe.
+    pub fn probe(&self) -> WriterProbe {
+        WriterProbe { tx: self.tx.downgrade(), db_path: self.config.database_path(), fsync: self.config.fsync }
+    }
+
     /// Queues a checkpoint without waiting for it. Jobs run in order, so it is written
     /// before anything queued later, and before the writer exits (it drains its queue).
     /// Not waiting matters: the writer is usually committing the next batch just then.
@@ -234,6 +253,55 @@ impl WriterHandle {
             .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
+    }
+}
+
+/// Asks the writer thread whether it works (see [`WriterHandle::probe`]).
+#[derive(Clone)]
+pub struct WriterProbe {
+    tx: mpsc::WeakSender<Job>,
+    /// For when the writer has ended: with no source configured it ends at once, and the
+    /// database is then probed on a connection of the probe's own.
+    db_path: std::path::PathBuf,
+    fsync: bool,
+}
+
+impl WriterProbe {
+    /// Answers once the writer has taken the probe from its queue (after the jobs before
+    /// it) and, with `write`, committed a small write to the database. `Err` says what
+    /// went wrong, in words.
+    pub async fn check(&self, write: bool) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        // Upgraded only to queue the probe: holding the sender would keep the writer alive.
+        let Some(tx) = self.tx.upgrade() else { return self.directly(write).await };
+        if tx.send(Job::Probe { write, reply }).await.is_err() {
+            return self.directly(write).await;
+        }
+        drop(tx);
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err("the database writer stopped before answering".into()),
+        }
+    }
+}
+
+impl WriterProbe {
+    /// The probe without the writer, on a connection of its own (on the blocking pool).
+    async fn directly(&self, write: bool) -> Result<(), String> {
+        let (path, fsync) = (self.db_path.clone(), self.fsync);
+        let probed = tokio::task::spawn_blocking(move || {
+            let conn = store::connect(&path, fsync)?;
+            if write {
+                store::probe_write(&conn)?;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match probed {
+            Ok(result) => result.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("the database task failed: {e}")),
+        }
     }
 }
 
@@ -270,11 +338,12 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
     // returns None once every handle is dropped and the queue is empty.
     while let Some(job) = rx.blocking_recv() {
         match job {
-            Job::Ingest { mails, reply, permit } => {
+            Job::Ingest { mails, arrived, reply, permit } => {
                 let started = std::time::Instant::now();
                 let count = mails.len();
                 let result = ingest(&mut gateway, mails);
                 drop(permit);
+                record(&result, &arrived, started.elapsed());
                 match &result {
                     Ok(_) => tracing::debug!(
                         mails = count,
@@ -290,6 +359,11 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
             }
             Job::LoadCheckpoint { source, reply } => {
                 let _ = reply.send(load_checkpoint(&gateway, &source));
+            }
+            Job::Probe { write, reply } => {
+                let result = if write { store::probe_write(&gateway.store.conn) } else { Ok(()) };
+                crate::metrics::global().writer_finished_job();
+                let _ = reply.send(result);
             }
             Job::SaveCheckpoint { source, checkpoint, reply } => {
                 let result = save_checkpoint(&gateway, &source, checkpoint);
@@ -307,6 +381,23 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
         }
     }
     tracing::debug!("Database writer finished");
+}
+
+/// The metrics of a batch: its time, and for each mail committed (not a duplicate, which
+/// was committed before) the time since its server received it.
+fn record(result: &anyhow::Result<Vec<Processed>>, arrived: &[Option<SystemTime>], took: Duration) {
+    let metrics = crate::metrics::global();
+    metrics.writer_batch(took, result.is_ok());
+    let Ok(processed) = result else { return };
+    let now = SystemTime::now();
+    for (p, arrived) in processed.iter().zip(arrived) {
+        if p.report.outcome == Outcome::Duplicate {
+            continue;
+        }
+        if let Some(latency) = arrived.and_then(|at| now.duration_since(at).ok()) {
+            metrics.ingest_latency(latency);
+        }
+    }
 }
 
 fn ingest(gateway: &mut Gateway, mails: Vec<(Prepared, Origin)>) -> anyhow::Result<Vec<Processed>> {
@@ -369,6 +460,7 @@ mod tests {
                 source_key: Some(key.into()),
                 account: None,
             },
+            arrived: None,
         }
     }
 
@@ -379,7 +471,7 @@ mod tests {
 
         let first = handle.ingest(vec![mail(1, "7:1"), mail(2, "7:2")]).await.unwrap();
         let again = handle.ingest(vec![mail(1, "7:1"), mail(2, "8:2")]).await.unwrap();
-        let garbage = SourceMail { raw: vec![0xff; 4], origin: mail(3, "7:3").origin };
+        let garbage = SourceMail { raw: vec![0xff; 4], origin: mail(3, "7:3").origin, arrived: None };
         let bad = handle.ingest(vec![garbage.clone()]).await.unwrap();
         let bad_again = handle.ingest(vec![garbage]).await.unwrap();
 

@@ -237,6 +237,16 @@ pub const MIGRATIONS: &[Migration] = &[
     // address, and addresses are suppressed for a while; answers to one address are
     // counted through their own index (the loop breaker's daily limit).
     Migration::Code(hygiene),
+    // 10: one row the daemon rewrites when asked whether the database is writable
+    // (`/readyz`): a real commit, which fails as the mail's would (disk full, read-only).
+    Migration::Sql(
+        r#"
+    CREATE TABLE health_probe (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at  TEXT NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through

@@ -169,6 +169,18 @@ impl Drop for Checkpointer {
     }
 }
 
+/// A small committed write (table `health_probe`), for health checks: it fails as the
+/// writes of mail would when the disk is full, the file system read-only, or another
+/// process holds the database's lock for too long.
+pub fn probe_write(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO health_probe (id, checked_at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET checked_at = ?1",
+        [now()],
+    )
+    .context("the database is not writable")?;
+    Ok(())
+}
+
 /// A time as stored everywhere in casegate: RFC 3339, UTC, milliseconds, so that text
 /// comparison orders times.
 pub fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {

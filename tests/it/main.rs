@@ -17,6 +17,7 @@ mod mailstack_smoke;
 mod notify;
 mod notify_delivery;
 mod oauth2;
+mod operators;
 mod reply_corpus;
 mod scenarios;
 mod spam;

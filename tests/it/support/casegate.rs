@@ -140,6 +140,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `casegate run ARGS` on `inst`, logging at debug into `daemon.log`.
     pub fn start(inst: &Installation, args: &[&str]) -> Daemon {
+        Daemon::start_with_env(inst, args, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (as a service manager sets them).
+    pub fn start_with_env(inst: &Installation, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = inst.path().join("daemon.log");
         let offset = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let file = OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
@@ -152,6 +157,7 @@ impl Daemon {
             .env_remove("CASEGATE_CONFIG")
             .env("RUST_LOG", "info,casegate=debug")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log handle"))
             .stderr(file)
