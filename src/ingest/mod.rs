@@ -29,6 +29,8 @@ use serde::Serialize;
 
 mod apply;
 mod decide;
+#[doc(hidden)]
+pub mod fuzzing;
 
 use crate::case::{CaseId, Event, Notice, Outcome};
 use crate::classify;
