@@ -5,7 +5,8 @@
 //! every line below it. So 500 KB of `<br>` took 160 MB, and 50,000 nested `<div>`s 25 s
 //! and 45 MB. Two bounds keep every HTML body to a cost in proportion to its size:
 //!
-//! - elements nested deeper than [`MAX_DEPTH`] lose their tags (their text stays);
+//! - elements nested deeper than [`MAX_DEPTH`], and tables nested deeper than
+//!   [`MAX_TABLE_DEPTH`], lose their tags (their text stays);
 //! - HTML with more tags than html2text can render within the budget is rendered by
 //!   [`strip_tags`], a single pass that keeps the text, line breaks and `> ` quote marks.
 
@@ -14,6 +15,12 @@ use std::borrow::Cow;
 /// Nesting beyond this is dropped: real quote chains reach a few dozen levels of quotes,
 /// `div`s and tables only in ancient history that reply trimming drops anyway.
 pub const MAX_DEPTH: usize = 32;
+
+/// Tables nested deeper than this become text flow: html2text lays out every nested table
+/// again inside its cell, so 9 levels of layout tables turned 76 KB of HTML into 294 KB of
+/// text and 8.7 MB of memory (3 levels still took 4 MB). A layout table around a content
+/// table keeps its shape; deeper layout tables only arrange decoration.
+pub const MAX_TABLE_DEPTH: usize = 2;
 
 /// [`strip_tags`] marks quoted blocks nested up to this deep: enough to tell quotes from new
 /// text, and a line of HTML never grows by more than this many `> `.
@@ -30,7 +37,7 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
     if scan.tags > BASE_TAGS + html.len() / BYTES_PER_TAG {
         return strip_tags(html);
     }
-    if scan.max_depth > MAX_DEPTH {
+    if scan.max_depth > MAX_DEPTH || scan.max_table_depth > MAX_TABLE_DEPTH {
         return render(&flatten(html));
     }
     render(html)
@@ -40,6 +47,7 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
 struct Scan {
     tags: usize,
     max_depth: usize,
+    max_table_depth: usize,
 }
 
 /// One markup item at `start..end`.
@@ -101,8 +109,16 @@ fn nests(name: &str) -> bool {
     !FLAT.iter().any(|flat| name.eq_ignore_ascii_case(flat))
 }
 
+/// Tags that lay out a table's rows and cells.
+fn is_table_part(name: &str) -> bool {
+    ["tr", "td", "th", "tbody", "thead", "tfoot", "caption", "colgroup", "col"]
+        .iter()
+        .any(|part| name.eq_ignore_ascii_case(part))
+}
+
 fn scan(html: &str) -> Scan {
     let (mut tags, mut depth, mut max_depth) = (0, 0usize, 0);
+    let (mut tables, mut max_table_depth) = (0usize, 0);
     let mut at = 0;
     while let Some((_, end, item)) = next_item(html, at) {
         match item {
@@ -111,6 +127,10 @@ fn scan(html: &str) -> Scan {
                 if nests(name) && !self_closing {
                     depth += 1;
                     max_depth = max_depth.max(depth);
+                    if name.eq_ignore_ascii_case("table") {
+                        tables += 1;
+                        max_table_depth = max_table_depth.max(tables);
+                    }
                 }
             }
             Item::Close { name } => {
@@ -118,29 +138,41 @@ fn scan(html: &str) -> Scan {
                 if nests(name) {
                     depth = depth.saturating_sub(1);
                 }
+                if name.eq_ignore_ascii_case("table") {
+                    tables = tables.saturating_sub(1);
+                }
             }
             Item::Other => {}
         }
         at = end;
     }
-    Scan { tags, max_depth }
+    Scan { tags, max_depth, max_table_depth }
 }
 
 /// The document without the tags of elements nested deeper than [`MAX_DEPTH`] (counted as
-/// [`scan`] counts, so an end tag closes the innermost open element whatever its name).
+/// [`scan`] counts, so an end tag closes the innermost open element whatever its name) and
+/// of tables nested deeper than [`MAX_TABLE_DEPTH`] (their text stays, as text flow).
 fn flatten(html: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(html.len());
-    let (mut depth, mut copied, mut at) = (0usize, 0, 0);
+    let (mut depth, mut tables, mut copied, mut at) = (0usize, 0usize, 0, 0);
     while let Some((start, end, item)) = next_item(html, at) {
         let keep = match item {
             Item::Open { name, self_closing } if nests(name) && !self_closing => {
                 depth += 1;
-                depth <= MAX_DEPTH
+                if name.eq_ignore_ascii_case("table") {
+                    tables += 1;
+                }
+                depth <= MAX_DEPTH && tables <= MAX_TABLE_DEPTH
             }
             Item::Close { name } if nests(name) => {
                 depth = depth.saturating_sub(1);
-                depth < MAX_DEPTH
+                let inside = tables;
+                if name.eq_ignore_ascii_case("table") {
+                    tables = tables.saturating_sub(1);
+                }
+                depth < MAX_DEPTH && inside <= MAX_TABLE_DEPTH
             }
+            Item::Open { name, .. } | Item::Close { name } if is_table_part(name) => tables <= MAX_TABLE_DEPTH,
             _ => true,
         };
         if !keep {
@@ -345,6 +377,20 @@ mod tests {
         assert_eq!(scan(&flat).max_depth, MAX_DEPTH);
         assert!(flat.contains("deep text"));
         assert!(to_text(&html, html2text).contains("deep text"));
+    }
+
+    #[test]
+    fn tables_nested_beyond_the_limit_become_text_flow() {
+        let cell = |inner: &str| format!("<table><tr><td>cell</td><td>{inner}</td></tr></table>");
+        let html = (0..9).fold(String::from("innermost"), |inner, _| cell(&inner));
+        assert_eq!(scan(&html).max_table_depth, 9);
+        let flat = flatten(&html);
+        assert_eq!(scan(&flat).max_table_depth, MAX_TABLE_DEPTH);
+        assert_eq!(flat.matches("<td>").count(), 2 * MAX_TABLE_DEPTH);
+        assert!(flat.contains("innermost") && flat.matches("cell").count() == 9, "{flat}");
+        // The layout html2text makes of the nine levels is many times the bounded one's.
+        let (unbounded, bounded) = (html2text(&html).len(), to_text(&html, html2text).len());
+        assert!(unbounded > bounded, "{unbounded} {bounded}");
     }
 
     #[test]
