@@ -44,6 +44,10 @@ impl Rng {
     }
 }
 
+/// Mutations that repeat a part stop once the mail is this large (an input is then at most
+/// this plus one part): larger mails only repeat what these already test.
+const MAX_GROWN: usize = 8 * 1024 * 1024;
+
 /// A mutated mail and the names of the mutations that made it, for people.
 pub struct Mutant {
     pub bytes: Vec<u8>,
@@ -481,6 +485,9 @@ fn duplicate_parts(rng: &mut Rng, mail: Vec<u8>, _: &[Vec<u8>]) -> Vec<u8> {
         body.extend_from_slice(b"\r\n");
         let part = body.clone();
         for _ in 1..times.min(200) {
+            if body.len() > MAX_GROWN {
+                break;
+            }
             body.extend_from_slice(&part);
         }
         body.extend_from_slice(b"--d--\r\n");
@@ -495,7 +502,7 @@ fn duplicate_parts(rng: &mut Rng, mail: Vec<u8>, _: &[Vec<u8>]) -> Vec<u8> {
     let mut out = mail[..next].to_vec();
     for _ in 0..times {
         out.extend_from_slice(&part);
-        if out.len() > 8 * 1024 * 1024 {
+        if out.len() > MAX_GROWN {
             break;
         }
     }
