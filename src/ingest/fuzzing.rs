@@ -66,6 +66,9 @@ impl fmt::Display for Finding {
 /// What one mail cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Cost {
+    /// The CPU time of the thread that ran the mail where the system tells it (Linux), else
+    /// the time that passed: on a busy machine a mail waits for a processor, which is the
+    /// machine's cost, not the mail's.
     pub took: Duration,
     /// Peak of the Rust heap above its level before the mail; `None` without
     /// [`CountingAllocator`].
@@ -192,8 +195,12 @@ impl Harness {
         let sqlite_before = unsafe { rusqlite::ffi::sqlite3_memory_highwater(1) };
         let heap_before = reset_peak();
         let started = Instant::now();
+        let cpu_before = thread_cpu_time();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(raw)));
-        let took = started.elapsed();
+        let took = match (cpu_before, thread_cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => started.elapsed(),
+        };
         let heap_peak = PEAK.load(Ordering::Relaxed).saturating_sub(heap_before);
         // SAFETY: as above.
         let sqlite_peak = unsafe { rusqlite::ffi::sqlite3_memory_highwater(0) };
@@ -219,6 +226,18 @@ impl Harness {
         }
         Ok(Cost { took, heap_peak, sqlite_peak: sqlite_growth })
     }
+}
+
+/// CPU time of the calling thread so far, from `/proc/thread-self/stat` (utime and stime,
+/// in the kernel's fixed 100 ticks a second); `None` where there is no such file.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Attachment bytes go nowhere: the transaction that would reference them is rolled back.
@@ -392,6 +411,23 @@ mod tests {
         match harness.check(mail, Duration::from_secs(60)) {
             Err(Finding::Error(what)) => assert!(what.contains("failing as the test asked"), "{what}"),
             other => panic!("expected an error finding, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn thread_cpu_time_counts_work_and_not_sleep() {
+        let Some(before) = thread_cpu_time() else { return };
+        std::thread::sleep(Duration::from_millis(300));
+        let slept = thread_cpu_time().unwrap().saturating_sub(before);
+        assert!(slept < Duration::from_millis(100), "{slept:?}");
+        // Busy until 100 ms of CPU time are counted (however busy the machine is).
+        let started = Instant::now();
+        let mut x = 0u64;
+        while thread_cpu_time().unwrap().saturating_sub(before) < Duration::from_millis(100) {
+            assert!(started.elapsed() < Duration::from_secs(30), "CPU time does not grow with work");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
     }
 
