@@ -19,6 +19,8 @@
 //! This file holds the pipeline (batches, savepoints); `journal.rs` the journal's side
 //! (duplicates, Message-ID reuse).
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod journal;
 
 use std::panic::{self, AssertUnwindSafe};

@@ -13,6 +13,7 @@ mod applefile;
 mod attachments;
 mod charset;
 pub mod forward;
+mod html;
 mod quoting;
 pub mod reply;
 mod tnef;
@@ -347,10 +348,11 @@ fn collect_report(message: &Message<'_>, mail: &mut InboundMail) {
     }
 }
 
-/// Renders HTML as plain text (tables, lists and quotes kept readable; `> ` marks quotes).
+/// Renders HTML as plain text (tables, lists and quotes kept readable; `> ` marks quotes),
+/// within the bounds of [`html::to_text`].
 pub fn html_to_text(html: &str) -> String {
     // Width is generous so sentences are not hard-wrapped into the thread.
-    html2text::from_read(html.as_bytes(), 10_000).unwrap_or_else(|_| String::new())
+    html::to_text(html, |html| html2text::from_read(html.as_bytes(), 10_000).unwrap_or_else(|_| String::new()))
 }
 
 /// LF line endings, no trailing whitespace per line, no leading/trailing blank lines.

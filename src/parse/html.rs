@@ -1,0 +1,413 @@
+//! HTML → plain text, within bounds on hostile HTML.
+//!
+//! html2text builds a full DOM and a render tree: about 25 times the HTML's size for
+//! ordinary mail, 650 bytes for every tag, and an indentation for every nesting level on
+//! every line below it. So 500 KB of `<br>` took 160 MB, and 50,000 nested `<div>`s 25 s
+//! and 45 MB. Two bounds keep every HTML body to a cost in proportion to its size:
+//!
+//! - elements nested deeper than [`MAX_DEPTH`], and tables nested deeper than
+//!   [`MAX_TABLE_DEPTH`], lose their tags (their text stays);
+//! - HTML with more tags than html2text can render within the budget is rendered by
+//!   [`strip_tags`], a single pass that keeps the text, line breaks and `> ` quote marks.
+
+use std::borrow::Cow;
+
+/// Nesting beyond this is dropped: real quote chains reach a few dozen levels of quotes,
+/// `div`s and tables only in ancient history that reply trimming drops anyway.
+pub const MAX_DEPTH: usize = 32;
+
+/// Tables nested deeper than this become text flow: html2text lays out every nested table
+/// again inside its cell, so 9 levels of layout tables turned 76 KB of HTML into 294 KB of
+/// text and 8.7 MB of memory (3 levels still took 4 MB). A layout table around a content
+/// table keeps its shape; deeper layout tables only arrange decoration.
+pub const MAX_TABLE_DEPTH: usize = 2;
+
+/// [`strip_tags`] marks quoted blocks nested up to this deep: enough to tell quotes from new
+/// text, and a line of HTML never grows by more than this many `> `.
+const MAX_QUOTE_MARKS: usize = 4;
+
+/// html2text renders HTML with at most this many tags, plus one per [`BYTES_PER_TAG`]
+/// bytes: about 650 bytes per tag stay within ten times the HTML's size plus 1 MiB.
+const BASE_TAGS: usize = 1_500;
+const BYTES_PER_TAG: usize = 64;
+
+/// Renders HTML as plain text: html2text where it fits the bounds, else [`strip_tags`].
+pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
+    let scan = scan(html);
+    if scan.tags > BASE_TAGS + html.len() / BYTES_PER_TAG {
+        return strip_tags(html);
+    }
+    if scan.max_depth > MAX_DEPTH || scan.max_table_depth > MAX_TABLE_DEPTH {
+        return render(&flatten(html));
+    }
+    render(html)
+}
+
+/// What the tags of a document add up to.
+struct Scan {
+    tags: usize,
+    max_depth: usize,
+    max_table_depth: usize,
+}
+
+/// One markup item at `start..end`.
+enum Item<'a> {
+    Open {
+        name: &'a str,
+        self_closing: bool,
+    },
+    Close {
+        name: &'a str,
+    },
+    /// A comment, doctype or processing instruction.
+    Other,
+}
+
+/// The next markup item at or after `from`: its start, end and kind. A `<` that opens no
+/// tag is text.
+fn next_item(html: &str, from: usize) -> Option<(usize, usize, Item<'_>)> {
+    let bytes = html.as_bytes();
+    let mut at = from;
+    while let Some(offset) = memchr(b'<', &bytes[at..]) {
+        let start = at + offset;
+        let rest = &html[start + 1..];
+        if let Some(comment) = rest.strip_prefix("!--") {
+            let end = comment.find("-->").map_or(html.len(), |i| start + 4 + i + 3);
+            return Some((start, end, Item::Other));
+        }
+        if rest.starts_with('!') || rest.starts_with('?') {
+            let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
+            return Some((start, end, Item::Other));
+        }
+        let (closing, name_from) = if rest.starts_with('/') { (true, 1) } else { (false, 0) };
+        let name_len = rest[name_from..].bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
+        if name_len == 0 || !rest.as_bytes()[name_from].is_ascii_alphabetic() {
+            at = start + 1;
+            continue;
+        }
+        let name = &rest[name_from..name_from + name_len];
+        let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
+        let item =
+            if closing { Item::Close { name } } else { Item::Open { name, self_closing: html[..end].ends_with("/>") } };
+        return Some((start, end, item));
+    }
+    None
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+/// Elements that never contain others, or whose end the parser implies at the next
+/// sibling: neither deepens the document.
+fn nests(name: &str) -> bool {
+    const FLAT: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
+        "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody", "tfoot", "colgroup", "rb",
+        "rt", "rp",
+    ];
+    !FLAT.iter().any(|flat| name.eq_ignore_ascii_case(flat))
+}
+
+/// Tags that lay out a table's rows and cells.
+fn is_table_part(name: &str) -> bool {
+    ["tr", "td", "th", "tbody", "thead", "tfoot", "caption", "colgroup", "col"]
+        .iter()
+        .any(|part| name.eq_ignore_ascii_case(part))
+}
+
+fn scan(html: &str) -> Scan {
+    let (mut tags, mut depth, mut max_depth) = (0, 0usize, 0);
+    let (mut tables, mut max_table_depth) = (0usize, 0);
+    let mut at = 0;
+    while let Some((_, end, item)) = next_item(html, at) {
+        match item {
+            Item::Open { name, self_closing } => {
+                tags += 1;
+                if nests(name) && !self_closing {
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                    if name.eq_ignore_ascii_case("table") {
+                        tables += 1;
+                        max_table_depth = max_table_depth.max(tables);
+                    }
+                }
+            }
+            Item::Close { name } => {
+                tags += 1;
+                if nests(name) {
+                    depth = depth.saturating_sub(1);
+                }
+                if name.eq_ignore_ascii_case("table") {
+                    tables = tables.saturating_sub(1);
+                }
+            }
+            Item::Other => {}
+        }
+        at = end;
+    }
+    Scan { tags, max_depth, max_table_depth }
+}
+
+/// The document without the tags of elements nested deeper than [`MAX_DEPTH`] (counted as
+/// [`scan`] counts, so an end tag closes the innermost open element whatever its name) and
+/// of tables nested deeper than [`MAX_TABLE_DEPTH`] (their text stays, as text flow).
+fn flatten(html: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(html.len());
+    let (mut depth, mut tables, mut copied, mut at) = (0usize, 0usize, 0, 0);
+    while let Some((start, end, item)) = next_item(html, at) {
+        let keep = match item {
+            Item::Open { name, self_closing } if nests(name) && !self_closing => {
+                depth += 1;
+                if name.eq_ignore_ascii_case("table") {
+                    tables += 1;
+                }
+                depth <= MAX_DEPTH && tables <= MAX_TABLE_DEPTH
+            }
+            Item::Close { name } if nests(name) => {
+                depth = depth.saturating_sub(1);
+                let inside = tables;
+                if name.eq_ignore_ascii_case("table") {
+                    tables = tables.saturating_sub(1);
+                }
+                depth < MAX_DEPTH && inside <= MAX_TABLE_DEPTH
+            }
+            Item::Open { name, .. } | Item::Close { name } if is_table_part(name) => tables <= MAX_TABLE_DEPTH,
+            _ => true,
+        };
+        if !keep {
+            out.push_str(&html[copied..start]);
+            copied = end;
+        }
+        at = end;
+    }
+    out.push_str(&html[copied..]);
+    Cow::Owned(out)
+}
+
+/// Plain text from HTML in one pass: tags removed, block elements on lines of their own,
+/// list items marked `* `, quoted blocks marked `> ` (up to [`MAX_QUOTE_MARKS`] levels), the
+/// content of `script`, `style` and `head` dropped, common character references decoded.
+/// The result is never much larger than the HTML.
+pub fn strip_tags(html: &str) -> String {
+    let mut out = Out { text: String::with_capacity(html.len() / 2), quote: 0, at_line_start: true, space: false };
+    let (mut at, mut skip_until): (usize, Option<&str>) = (0, None);
+    while let Some((start, end, item)) = next_item(html, at) {
+        if skip_until.is_none() {
+            out.text_run(&html[at..start]);
+        }
+        match item {
+            Item::Close { name } if skip_until.is_some_and(|s| name.eq_ignore_ascii_case(s)) => skip_until = None,
+            _ if skip_until.is_some() => {}
+            Item::Open { name, self_closing } => {
+                let lower = name.to_ascii_lowercase();
+                match lower.as_str() {
+                    "script" | "style" | "head" | "title" if !self_closing => {
+                        skip_until = ["script", "style", "head", "title"].into_iter().find(|s| *s == lower)
+                    }
+                    "br" => out.newline(),
+                    "li" => {
+                        out.newline();
+                        out.push_str("* ");
+                    }
+                    "blockquote" => {
+                        out.newline();
+                        out.quote += 1;
+                    }
+                    "td" | "th" => out.space = true,
+                    other if is_block(other) => out.newline(),
+                    _ => {}
+                }
+            }
+            Item::Close { name } => {
+                let lower = name.to_ascii_lowercase();
+                if lower == "blockquote" {
+                    out.newline();
+                    out.quote = out.quote.saturating_sub(1);
+                } else if is_block(&lower) {
+                    out.newline();
+                }
+            }
+            Item::Other => {}
+        }
+        at = end;
+    }
+    if skip_until.is_none() {
+        out.text_run(&html[at..]);
+    }
+    out.text
+}
+
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div"
+            | "tr"
+            | "table"
+            | "ul"
+            | "ol"
+            | "dl"
+            | "dt"
+            | "dd"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "hr"
+            | "pre"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "address"
+            | "center"
+    )
+}
+
+/// The text being written: whitespace collapsed, quote marks at the start of each line.
+struct Out {
+    text: String,
+    quote: usize,
+    at_line_start: bool,
+    /// A space is due before the next word.
+    space: bool,
+}
+
+impl Out {
+    fn newline(&mut self) {
+        if !self.at_line_start {
+            self.text.push('\n');
+            self.at_line_start = true;
+        }
+        self.space = false;
+    }
+
+    fn push_str(&mut self, s: &str) {
+        if self.at_line_start {
+            for _ in 0..self.quote.min(MAX_QUOTE_MARKS) {
+                self.text.push_str("> ");
+            }
+            self.at_line_start = false;
+        } else if self.space {
+            self.text.push(' ');
+        }
+        self.space = false;
+        self.text.push_str(s);
+    }
+
+    /// Text between tags: whitespace collapsed, character references decoded.
+    fn text_run(&mut self, run: &str) {
+        let decoded = decode_references(run);
+        for (i, word) in decoded.split(|c: char| c.is_whitespace() && c != '\u{a0}').enumerate() {
+            if i > 0 {
+                self.space = true;
+            }
+            if !word.is_empty() {
+                self.push_str(word);
+            }
+        }
+    }
+}
+
+/// `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`, `&nbsp;` and numeric references; others
+/// stay as written.
+fn decode_references(run: &str) -> Cow<'_, str> {
+    if !run.contains('&') {
+        return Cow::Borrowed(run);
+    }
+    let mut out = String::with_capacity(run.len());
+    let mut rest = run;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp..];
+        let reference = tail.find(';').filter(|&semi| semi <= 12).map(|semi| (&tail[1..semi], semi + 1));
+        let decoded = reference.and_then(|(name, len)| {
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some('\u{a0}'),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, len))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn html2text(html: &str) -> String {
+        html2text::from_read(html.as_bytes(), 10_000).unwrap_or_default()
+    }
+
+    #[test]
+    fn ordinary_html_goes_to_html2text_unchanged() {
+        let html = "<p>Hello <b>there</b></p><blockquote><p>quoted</p></blockquote>";
+        assert_eq!(to_text(html, html2text), html2text(html));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_loses_its_tags_but_not_its_text() {
+        let n = 10_000;
+        let html = format!("{}deep text{}", "<div>".repeat(n), "</div>".repeat(n));
+        let flat = flatten(&html);
+        assert_eq!(scan(&flat).max_depth, MAX_DEPTH);
+        assert!(flat.contains("deep text"));
+        assert!(to_text(&html, html2text).contains("deep text"));
+    }
+
+    #[test]
+    fn tables_nested_beyond_the_limit_become_text_flow() {
+        let cell = |inner: &str| format!("<table><tr><td>cell</td><td>{inner}</td></tr></table>");
+        let html = (0..9).fold(String::from("innermost"), |inner, _| cell(&inner));
+        assert_eq!(scan(&html).max_table_depth, 9);
+        let flat = flatten(&html);
+        assert_eq!(scan(&flat).max_table_depth, MAX_TABLE_DEPTH);
+        assert_eq!(flat.matches("<td>").count(), 2 * MAX_TABLE_DEPTH);
+        assert!(flat.contains("innermost") && flat.matches("cell").count() == 9, "{flat}");
+        // The layout html2text makes of the nine levels is many times the bounded one's.
+        let (unbounded, bounded) = (html2text(&html).len(), to_text(&html, html2text).len());
+        assert!(unbounded > bounded, "{unbounded} {bounded}");
+    }
+
+    #[test]
+    fn a_tag_flood_is_stripped_in_one_pass() {
+        let html = format!("<blockquote>{}</blockquote><p>after &amp; &#x263A;</p>", "line<br>".repeat(100_000));
+        assert!(scan(&html).tags > BASE_TAGS + html.len() / BYTES_PER_TAG);
+        let text = to_text(&html, |_| panic!("html2text must not run on a tag flood"));
+        assert!(text.starts_with("> line\n> line\n"), "{}", &text[..40]);
+        assert!(text.ends_with("after & \u{263A}\n"), "{:?}", &text[text.len() - 20..]);
+        assert!(text.len() < html.len(), "the text is no larger than the HTML");
+    }
+
+    #[test]
+    fn strip_tags_keeps_lines_lists_quotes_and_drops_scripts() {
+        let html = "<html><head><title>t</title><style>p{}</style></head><body>\
+                    <p>One  two\n three</p><ul><li>a</li><li>b</li></ul>\
+                    <script>alert(1)</script><blockquote><div>quoted</div></blockquote>x &lt;y&gt; &bogus; 1 < 2</body></html>";
+        assert_eq!(strip_tags(html), "One two three\n* a\n* b\n> quoted\nx <y> &bogus; 1 < 2");
+    }
+}
