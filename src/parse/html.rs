@@ -5,8 +5,11 @@
 //! every line below it. So 500 KB of `<br>` took 160 MB, and 50,000 nested `<div>`s 25 s
 //! and 45 MB. Two bounds keep every HTML body to a cost in proportion to its size:
 //!
-//! - elements nested deeper than [`MAX_DEPTH`], and tables nested deeper than
-//!   [`MAX_TABLE_DEPTH`], lose their tags (their text stays);
+//! - elements nested deeper than [`MAX_DEPTH`] lose their tags (their text stays), and
+//!   tables become text flow — a line per row, the cells side by side — because html2text
+//!   pads every line of a table to the width of its widest line (a 6,000-character cell
+//!   made 974 KB of text out of 36 KB of HTML) and lays out nested tables again inside
+//!   their cells;
 //! - HTML with more tags than html2text can render within the budget is rendered by
 //!   [`strip_tags`], a single pass that keeps the text, line breaks and `> ` quote marks.
 
@@ -15,12 +18,6 @@ use std::borrow::Cow;
 /// Nesting beyond this is dropped: real quote chains reach a few dozen levels of quotes,
 /// `div`s and tables only in ancient history that reply trimming drops anyway.
 pub const MAX_DEPTH: usize = 32;
-
-/// Tables nested deeper than this become text flow: html2text lays out every nested table
-/// again inside its cell, so 9 levels of layout tables turned 76 KB of HTML into 294 KB of
-/// text and 8.7 MB of memory (3 levels still took 4 MB). A layout table around a content
-/// table keeps its shape; deeper layout tables only arrange decoration.
-pub const MAX_TABLE_DEPTH: usize = 2;
 
 /// [`strip_tags`] marks quoted blocks nested up to this deep: enough to tell quotes from new
 /// text, and a line of HTML never grows by more than this many `> `.
@@ -37,7 +34,7 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
     if scan.tags > BASE_TAGS + html.len() / BYTES_PER_TAG {
         return strip_tags(html);
     }
-    if scan.max_depth > MAX_DEPTH || scan.max_table_depth > MAX_TABLE_DEPTH {
+    if scan.max_depth > MAX_DEPTH || scan.tables > 0 {
         return render(&flatten(html));
     }
     render(html)
@@ -47,7 +44,8 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
 struct Scan {
     tags: usize,
     max_depth: usize,
-    max_table_depth: usize,
+    /// How many tables (tags that open one).
+    tables: usize,
 }
 
 /// One markup item at `start..end`.
@@ -117,20 +115,16 @@ fn is_table_part(name: &str) -> bool {
 }
 
 fn scan(html: &str) -> Scan {
-    let (mut tags, mut depth, mut max_depth) = (0, 0usize, 0);
-    let (mut tables, mut max_table_depth) = (0usize, 0);
+    let (mut tags, mut depth, mut max_depth, mut tables) = (0, 0usize, 0, 0);
     let mut at = 0;
     while let Some((_, end, item)) = next_item(html, at) {
         match item {
             Item::Open { name, self_closing } => {
                 tags += 1;
+                tables += usize::from(name.eq_ignore_ascii_case("table"));
                 if nests(name) && !self_closing {
                     depth += 1;
                     max_depth = max_depth.max(depth);
-                    if name.eq_ignore_ascii_case("table") {
-                        tables += 1;
-                        max_table_depth = max_table_depth.max(tables);
-                    }
                 }
             }
             Item::Close { name } => {
@@ -138,45 +132,59 @@ fn scan(html: &str) -> Scan {
                 if nests(name) {
                     depth = depth.saturating_sub(1);
                 }
-                if name.eq_ignore_ascii_case("table") {
-                    tables = tables.saturating_sub(1);
-                }
             }
             Item::Other => {}
         }
         at = end;
     }
-    Scan { tags, max_depth, max_table_depth }
+    Scan { tags, max_depth, tables }
+}
+
+/// What a table's tag becomes in text flow: a table, a row or a caption a block of its
+/// own; a cell an inline run followed by a space, so cells stay words apart.
+fn as_flow(name: &str, closing: bool) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(match (lower.as_str(), closing) {
+        ("table" | "tr" | "caption", false) => "<div>",
+        ("table" | "tr" | "caption", true) => "</div>",
+        ("td" | "th", false) => "<span>",
+        ("td" | "th", true) => "</span> ",
+        ("tbody" | "thead" | "tfoot" | "colgroup" | "col", _) => "",
+        _ => return None,
+    })
 }
 
 /// The document without the tags of elements nested deeper than [`MAX_DEPTH`] (counted as
-/// [`scan`] counts, so an end tag closes the innermost open element whatever its name) and
-/// of tables nested deeper than [`MAX_TABLE_DEPTH`] (their text stays, as text flow).
+/// [`scan`] counts, so an end tag closes the innermost open element whatever its name),
+/// and with its tables as text flow (see [`as_flow`]).
 fn flatten(html: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(html.len());
-    let (mut depth, mut tables, mut copied, mut at) = (0usize, 0usize, 0, 0);
+    let (mut depth, mut copied, mut at) = (0usize, 0, 0);
     while let Some((start, end, item)) = next_item(html, at) {
-        let keep = match item {
+        let replacement = match item {
             Item::Open { name, self_closing } if nests(name) && !self_closing => {
                 depth += 1;
-                if name.eq_ignore_ascii_case("table") {
-                    tables += 1;
+                if depth > MAX_DEPTH {
+                    Some("")
+                } else {
+                    as_flow(name, false)
                 }
-                depth <= MAX_DEPTH && tables <= MAX_TABLE_DEPTH
             }
             Item::Close { name } if nests(name) => {
                 depth = depth.saturating_sub(1);
-                let inside = tables;
-                if name.eq_ignore_ascii_case("table") {
-                    tables = tables.saturating_sub(1);
+                if depth >= MAX_DEPTH {
+                    Some("")
+                } else {
+                    as_flow(name, true)
                 }
-                depth < MAX_DEPTH && inside <= MAX_TABLE_DEPTH
             }
-            Item::Open { name, .. } | Item::Close { name } if is_table_part(name) => tables <= MAX_TABLE_DEPTH,
-            _ => true,
+            Item::Open { name, .. } => as_flow(name, false),
+            Item::Close { name } => as_flow(name, true),
+            Item::Other => None,
         };
-        if !keep {
+        if let Some(replacement) = replacement {
             out.push_str(&html[copied..start]);
+            out.push_str(replacement);
             copied = end;
         }
         at = end;
@@ -380,17 +388,23 @@ mod tests {
     }
 
     #[test]
-    fn tables_nested_beyond_the_limit_become_text_flow() {
+    fn tables_become_text_flow_a_line_per_row() {
         let cell = |inner: &str| format!("<table><tr><td>cell</td><td>{inner}</td></tr></table>");
-        let html = (0..9).fold(String::from("innermost"), |inner, _| cell(&inner));
-        assert_eq!(scan(&html).max_table_depth, 9);
-        let flat = flatten(&html);
-        assert_eq!(scan(&flat).max_table_depth, MAX_TABLE_DEPTH);
-        assert_eq!(flat.matches("<td>").count(), 2 * MAX_TABLE_DEPTH);
+        let nested = (0..9).fold(String::from("innermost"), |inner, _| cell(&inner));
+        let flat = flatten(&nested);
+        assert!(!flat.contains("<t"), "no table tags are left: {flat}");
         assert!(flat.contains("innermost") && flat.matches("cell").count() == 9, "{flat}");
-        // The layout html2text makes of the nine levels is many times the bounded one's.
-        let (unbounded, bounded) = (html2text(&html).len(), to_text(&html, html2text).len());
-        assert!(unbounded > bounded, "{unbounded} {bounded}");
+        let text = to_text(&nested, html2text);
+        assert!(text.matches("cell").count() == 9 && text.contains("innermost"), "{text}");
+        // A data table: a row a line, its cells words apart.
+        let data = "<p>Versions:</p><table><tr><th>Client</th><th>Server</th></tr><tr><td>5.3.1</td><td>5.3.2</td></tr></table>";
+        let text = to_text(data, html2text);
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines, ["Versions:", "Client Server", "5.3.1 5.3.2"], "{text:?}");
+        // One long cell no longer widens every line of its table.
+        let wide =
+            format!("<table>{}<tr><td>{}</td></tr></table>", "<tr><td>x</td></tr>".repeat(200), "word ".repeat(1200));
+        assert!(to_text(&wide, html2text).len() < 2 * wide.len());
     }
 
     #[test]
