@@ -107,13 +107,6 @@ fn nests(name: &str) -> bool {
     !FLAT.iter().any(|flat| name.eq_ignore_ascii_case(flat))
 }
 
-/// Tags that lay out a table's rows and cells.
-fn is_table_part(name: &str) -> bool {
-    ["tr", "td", "th", "tbody", "thead", "tfoot", "caption", "colgroup", "col"]
-        .iter()
-        .any(|part| name.eq_ignore_ascii_case(part))
-}
-
 fn scan(html: &str) -> Scan {
     let (mut tags, mut depth, mut max_depth, mut tables) = (0, 0usize, 0, 0);
     let mut at = 0;
