@@ -247,6 +247,10 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     ),
+    // 11: the key of the words a case was opened with (`classify::gist_key`), so the loop
+    // breaker finds a sender who keeps writing the same text with one lookup instead of
+    // reading and reducing their latest cases' descriptions.
+    Migration::Sql("ALTER TABLE cases ADD COLUMN opening_gist TEXT;"),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through
