@@ -932,6 +932,22 @@ pub fn gist_key(gist: &str) -> Option<String> {
     (!gist.is_empty()).then(|| hex::encode(&Sha256::digest(gist.as_bytes())[..12]))
 }
 
+/// What a mail says as an autoresponder would repeat it: its [`gist`] and the gist's
+/// [`gist_key`], worked out once while the mail is prepared (off the database writer).
+#[derive(Debug, Clone, Default)]
+pub struct Gist {
+    pub words: String,
+    pub key: Option<String>,
+}
+
+impl Gist {
+    pub fn of(text: &str) -> Gist {
+        let words = gist(text);
+        let key = gist_key(&words);
+        Gist { words, key }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

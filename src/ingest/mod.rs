@@ -379,7 +379,7 @@ impl Step<'_> {
         // announce was committed.
         let no_answers = prepared.parsed.no_answers();
         let gist = match &prepared.parsed {
-            Parsed::Mail(analyzed) => Some(analyzed.gist.as_str()),
+            Parsed::Mail(analyzed) => Some(&analyzed.gist),
             Parsed::Rejected { .. } => None,
         };
         let trigger = headers.map(|mail| Trigger { mail, no_answers, gist });

@@ -35,7 +35,7 @@ use rusqlite::Connection;
 use super::recipients::Recipient;
 use crate::address::Address;
 use crate::case::{CaseId, Event};
-use crate::classify::{gist, gist_key};
+use crate::classify::{gist, Gist};
 use crate::config::Config;
 use crate::parse::InboundMail;
 use crate::store::{bounces, loops, outbox, stamp};
@@ -62,7 +62,7 @@ pub(super) struct Limits<'a> {
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
     /// The trigger mail's words as an autoresponder repeats them, if worked out already.
-    gist: Option<&'a str>,
+    gist: Option<&'a Gist>,
     /// Loop evidence in the trigger mail, once worked out.
     evidence: Option<Option<String>>,
     /// Entries per author within the brake's window, per case (read once per batch).
@@ -75,7 +75,7 @@ impl<'a> Limits<'a> {
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
-        gist: Option<&'a str>,
+        gist: Option<&'a Gist>,
     ) -> Limits<'a> {
         Limits { conn, config, now, trigger, gist, evidence: None, authors: HashMap::new() }
     }
@@ -120,14 +120,14 @@ impl<'a> Limits<'a> {
             return Ok(known.clone());
         }
         let Some(mail) = self.trigger else { return Ok(None) };
-        let words = match self.gist {
-            Some(words) => std::borrow::Cow::Borrowed(words),
-            None => std::borrow::Cow::Owned(gist(&mail.text)),
+        let said = match self.gist {
+            Some(known) => std::borrow::Cow::Borrowed(known),
+            None => std::borrow::Cow::Owned(Gist::of(&mail.text)),
         };
         let case = Some(event.case()).filter(|c| *c != 0);
-        let mut found = quotes_our_text(self.config, &words);
+        let mut found = quotes_our_text(self.config, &said.words);
         if found.is_none() {
-            found = self.repeats(mail, &words, case)?;
+            found = self.repeats(mail, said.key.as_deref(), case)?;
         }
         self.evidence = Some(found.clone());
         Ok(found)
@@ -135,10 +135,10 @@ impl<'a> Limits<'a> {
 
     /// The mail says what `REPEATS` or more of its sender's cases opened in the last 24
     /// hours said: one lookup of the key stored with each case a mail opens.
-    fn repeats(&self, mail: &InboundMail, words: &str, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
-        let (Some(from), Some(key)) = (mail.from_address(), gist_key(words)) else { return Ok(None) };
+    fn repeats(&self, mail: &InboundMail, key: Option<&str>, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
+        let (Some(from), Some(key)) = (mail.from_address(), key) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
-        let same = loops::openings_saying(self.conn, from, &key, &since, case, OPENINGS)?;
+        let same = loops::openings_saying(self.conn, from, key, &since, case, OPENINGS)?;
         Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 

@@ -85,7 +85,7 @@ pub struct Trigger<'a> {
     pub no_answers: Option<&'a str>,
     /// What the mail says as an autoresponder would repeat it (`classify::gist`), when
     /// worked out while it was prepared.
-    pub gist: Option<&'a str>,
+    pub gist: Option<&'a crate::classify::Gist>,
 }
 
 /// A notification written to the outbox: for which of the events, to whom, and its
