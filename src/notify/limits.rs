@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aho_corasick::AhoCorasick;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::Connection;
 
@@ -185,17 +186,26 @@ fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
     if words.is_empty() {
         return None;
     }
-    let lines = template_lines(config);
-    let quoted = lines.iter().find(|line| words.contains(line.as_str()))?;
-    let shown: String = quoted.chars().take(60).collect();
+    let ours = template_lines(config);
+    let found = ours.finder.as_ref()?.find(words)?;
+    let shown: String = ours.lines[found.pattern().as_usize()].chars().take(60).collect();
     Some(format!("the mail quotes our own automatic mail (\"{shown}…\")"))
+}
+
+/// The literal lines of our automatic mails and one automaton that finds any of them in a
+/// text in a single pass (this runs on the database writer's thread, once per mail).
+struct OurLines {
+    lines: Vec<String>,
+    /// `None` when there are no lines to find (or, defensively, the automaton could not
+    /// be built: then nothing counts as quoted, as before the lines were known).
+    finder: Option<AhoCorasick>,
 }
 
 /// The literal lines (no template values) of the text templates of our automatic mails,
 /// as [`gist`] reduces them; the overrides in `templates_dir` replace the built-in ones.
 /// Worked out once per process and templates directory.
-fn template_lines(config: &Config) -> Arc<Vec<String>> {
-    type Cache = Mutex<Vec<(Option<PathBuf>, Arc<Vec<String>>)>>;
+fn template_lines(config: &Config) -> Arc<OurLines> {
+    type Cache = Mutex<Vec<(Option<PathBuf>, Arc<OurLines>)>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let dir = config.templates_dir.clone();
@@ -215,9 +225,10 @@ fn template_lines(config: &Config) -> Arc<Vec<String>> {
             }
         }
     }
-    let lines = Arc::new(lines);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&lines)));
-    lines
+    let finder = if lines.is_empty() { None } else { AhoCorasick::new(&lines).ok() };
+    let ours = Arc::new(OurLines { lines, finder });
+    cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&ours)));
+    ours
 }
 
 #[cfg(test)]
@@ -273,8 +284,10 @@ mod tests {
         let config =
             Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))
                 .expect("minimal config");
-        let lines = template_lines(&config);
+        let ours = template_lines(&config);
+        let lines = &ours.lines;
         assert!(lines.iter().any(|l| l.starts_with("an analyst will pick it up soon")), "{lines:?}");
         assert!(lines.iter().all(|l| l.len() >= MIN_QUOTED_LINE));
+        assert!(ours.finder.is_some(), "an automaton over {} lines", lines.len());
     }
 }
