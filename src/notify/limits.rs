@@ -29,11 +29,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::Connection;
 
 use super::recipients::Recipient;
+use super::Said;
 use crate::address::Address;
 use crate::case::{CaseId, Event};
 use crate::classify::{gist, Gist};
@@ -51,8 +52,6 @@ pub const REPEATS: usize = 2;
 
 /// How many of a case's newest entries the per-case brake reads.
 const BRAKE_ENTRIES: usize = 50;
-/// How many of a sender's newest cases are compared with the mail being answered.
-const OPENINGS: usize = 20;
 /// Shortest line of our templates that counts as quoted back when found in a mail.
 const MIN_QUOTED_LINE: usize = 40;
 
@@ -62,8 +61,8 @@ pub(super) struct Limits<'a> {
     config: &'a Config,
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
-    /// The trigger mail's words as an autoresponder repeats them, if worked out already.
-    gist: Option<&'a Gist>,
+    /// What the trigger mail says, if worked out already.
+    said: Option<Said<'a>>,
     /// Loop evidence in the trigger mail, once worked out.
     evidence: Option<Option<String>>,
     /// Entries per author within the brake's window, per case (read once per batch).
@@ -76,9 +75,9 @@ impl<'a> Limits<'a> {
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
-        gist: Option<&'a Gist>,
+        said: Option<Said<'a>>,
     ) -> Limits<'a> {
-        Limits { conn, config, now, trigger, gist, evidence: None, authors: HashMap::new() }
+        Limits { conn, config, now, trigger, said, evidence: None, authors: HashMap::new() }
     }
 
     /// Why the notification about `event` to `r` is held back, if it is.
@@ -121,14 +120,17 @@ impl<'a> Limits<'a> {
             return Ok(known.clone());
         }
         let Some(mail) = self.trigger else { return Ok(None) };
-        let said = match self.gist {
-            Some(known) => std::borrow::Cow::Borrowed(known),
-            None => std::borrow::Cow::Owned(Gist::of(&mail.text)),
+        let (quoted, key) = match self.said {
+            Some(said) => (said.quotes_ours.map(str::to_string), said.gist.key.clone()),
+            None => {
+                let gist = Gist::of(&mail.text);
+                (quotes_our_text(self.config, &gist.words), gist.key)
+            }
         };
         let case = Some(event.case()).filter(|c| *c != 0);
-        let mut found = quotes_our_text(self.config, &said.words);
+        let mut found = quoted;
         if found.is_none() {
-            found = self.repeats(mail, said.key.as_deref(), case)?;
+            found = self.repeats(mail, key.as_deref(), case)?;
         }
         self.evidence = Some(found.clone());
         Ok(found)
@@ -139,7 +141,7 @@ impl<'a> Limits<'a> {
     fn repeats(&self, mail: &InboundMail, key: Option<&str>, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
         let (Some(from), Some(key)) = (mail.from_address(), key) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
-        let same = loops::openings_saying(self.conn, from, key, &since, case, OPENINGS)?;
+        let same = loops::openings_saying(self.conn, from, key, &since, case)?;
         Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 
@@ -182,7 +184,7 @@ fn day(stored: &str) -> &str {
 /// Whether what the sender wrote (as [`gist`] reduces it) quotes a line of our own
 /// automatic mails: what an autoresponder does that returns the mail it got. (A person
 /// quotes below their answer, and the quoted history is not part of what they wrote.)
-fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
+pub(super) fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
     if words.is_empty() {
         return None;
     }
@@ -225,7 +227,13 @@ fn template_lines(config: &Config) -> Arc<OurLines> {
             }
         }
     }
-    let finder = if lines.is_empty() { None } else { AhoCorasick::new(&lines).ok() };
+    // A DFA without a prefilter: the texts are lower-case letters and spaces only, so a
+    // prefilter for rare bytes fires at every few letters and costs more than it saves.
+    let finder = if lines.is_empty() {
+        None
+    } else {
+        AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).prefilter(false).build(&lines).ok()
+    };
     let ours = Arc::new(OurLines { lines, finder });
     cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&ours)));
     ours

@@ -250,7 +250,10 @@ pub const MIGRATIONS: &[Migration] = &[
     // 11: the key of the words a case was opened with (`classify::gist_key`), so the loop
     // breaker finds a sender who keeps writing the same text with one lookup instead of
     // reading and reducing their latest cases' descriptions.
-    Migration::Sql("ALTER TABLE cases ADD COLUMN opening_gist TEXT;"),
+    Migration::Sql(
+        "ALTER TABLE cases ADD COLUMN opening_gist TEXT;
+         CREATE INDEX cases_by_opening_gist ON cases (opening_gist) WHERE opening_gist IS NOT NULL;",
+    ),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through
