@@ -67,6 +67,9 @@ pub(super) struct Limits<'a> {
     evidence: Option<Option<String>>,
     /// Entries per author within the brake's window, per case (read once per batch).
     authors: HashMap<CaseId, HashMap<String, usize>>,
+    /// Whether any address is suppressed now (read once per batch: usually none is, and
+    /// then no recipient needs a lookup of its own).
+    any_suppressed: Option<bool>,
 }
 
 impl<'a> Limits<'a> {
@@ -76,15 +79,31 @@ impl<'a> Limits<'a> {
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
         said: Option<Said<'a>>,
+        events: &[Event],
     ) -> Limits<'a> {
-        Limits { conn, config, now, trigger, said, evidence: None, authors: HashMap::new() }
+        // A case opened by this batch has only the entries of the mail being answered, all
+        // by its sender: the brake, which needs both parties' entries, cannot hold it.
+        let authors = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Created { case, .. } => Some((*case, HashMap::new())),
+                _ => None,
+            })
+            .collect();
+        Limits { conn, config, now, trigger, said, evidence: None, authors, any_suppressed: None }
     }
 
     /// Why the notification about `event` to `r` is held back, if it is.
     pub(super) fn held_back(&mut self, event: &Event, r: &Recipient) -> anyhow::Result<Option<String>> {
         let now = stamp(self.now);
-        if let Some(s) = bounces::suppression(self.conn, &r.address, &now)? {
-            return Ok(Some(format!("suppressed until {}: {}", day(&s.until), s.reason)));
+        let any_suppressed = match self.any_suppressed {
+            Some(known) => known,
+            None => *self.any_suppressed.insert(bounces::any_suppression(self.conn, &now)?),
+        };
+        if any_suppressed {
+            if let Some(s) = bounces::suppression(self.conn, &r.address, &now)? {
+                return Ok(Some(format!("suppressed until {}: {}", day(&s.until), s.reason)));
+            }
         }
         let sender = self.trigger.and_then(InboundMail::from_address);
         if AUTOMATIC.contains(&r.rule.template) {

@@ -124,7 +124,7 @@ pub fn enqueue(
         return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
-    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.said));
+    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.said), events);
     let mut queued = Vec::new();
     for (index, recipient) in plan(events, &mut facts)? {
         // Checked before writing, so that what this batch already queued counts.

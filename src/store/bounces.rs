@@ -117,6 +117,12 @@ pub fn suppression(conn: &Connection, address: &Address, now: &str) -> rusqlite:
     .optional()
 }
 
+/// Whether any suppression is in force at `now`.
+pub fn any_suppression(conn: &Connection, now: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressions WHERE lifted_at IS NULL AND until > ?1)")?
+        .query_row([now], |r| r.get(0))
+}
+
 /// Every suppression in force at `now`, newest first.
 pub fn suppressions(conn: &Connection, now: &str) -> rusqlite::Result<Vec<Suppression>> {
     let mut stmt = conn.prepare(
