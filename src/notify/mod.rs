@@ -223,9 +223,11 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
         }
         Event::Replied { from, .. } => from.clone(),
         Event::WatcherAdded { by, .. } | Event::StatusChanged { by, .. } | Event::FieldChanged { by, .. } => by.clone(),
-        Event::WatcherRemoved { .. } | Event::Notice { .. } | Event::SurveyOffered { .. } | Event::Bounced { .. } => {
-            None
-        }
+        Event::WatcherRemoved { .. }
+        | Event::Notice { .. }
+        | Event::SurveyOffered { .. }
+        | Event::Bounced { .. }
+        | Event::ClosingSoon { .. } => None,
     }
 }
 
@@ -618,6 +620,10 @@ impl<'a> Facts<'a> {
             Event::SurveyOffered { url, .. } => Some(templates::SurveyView { url: url.clone() }),
             _ => None,
         };
+        let closing = match event {
+            Event::ClosingSoon { closes_at, .. } => Some(closing_view(closes_at)),
+            _ => None,
+        };
         Ok(View {
             kind: r.template,
             support: Support {
@@ -634,6 +640,7 @@ impl<'a> Facts<'a> {
             cases,
             links,
             survey,
+            closing,
         })
     }
 
@@ -739,6 +746,14 @@ pub(crate) fn display_subject(config: &Config, subject: &str) -> String {
     } else {
         clean
     }
+}
+
+/// When a case closes itself, for the reminder: the day in words and the exact time.
+fn closing_view(closes_at: &str) -> templates::ClosingView {
+    let on = chrono::DateTime::parse_from_rfc3339(closes_at)
+        .map(|t| t.with_timezone(&Utc).format("%-d %B %Y").to_string())
+        .unwrap_or_else(|_| closes_at.to_string());
+    templates::ClosingView { on, at: pretty_time(closes_at) }
 }
 
 /// `2026-01-02T10:00:00.000Z` → `2026-01-02 10:00 UTC`.

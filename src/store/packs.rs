@@ -15,6 +15,11 @@
 //! A record is the LZ4 block (size-prepended) of one raw mail. Reading checks it against
 //! the SHA-256 it is stored under, so a damaged or mismatched pack is reported, never
 //! returned as the mail.
+//!
+//! Records are never changed in place by the writer; what removes them (retention,
+//! erasure) and what rewrites packs without the records no row names any more
+//! ([`super::compaction`]) is elsewhere. A writer holds an exclusive lock on the pack it
+//! writes, so compaction leaves that pack alone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -187,10 +192,17 @@ impl RawPacks {
         first
     }
 
+    /// Starts a pack, locked (see [`lock_if_idle`]) before it gets its name: compaction never
+    /// sees a pack of this writer that is not locked.
     fn create(&self) -> io::Result<OpenPack> {
-        let millis = chrono::Utc::now().timestamp_millis();
-        let name = format!("{millis:013}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>());
-        let file = OpenOptions::new().append(true).create_new(true).open(self.dir.join(&name))?;
+        let name = new_name();
+        let fresh = self.dir.join(format!(".{name}.new"));
+        let file = OpenOptions::new().append(true).create_new(true).open(&fresh)?;
+        if let Err(e) = file.try_lock() {
+            let _ = fs::remove_file(&fresh);
+            return Err(io::Error::other(format!("cannot lock a new raw mail pack: {e}")));
+        }
+        fs::rename(&fresh, self.dir.join(&name))?;
         if self.fsync {
             File::open(&self.dir)?.sync_all()?;
         }
@@ -224,6 +236,26 @@ impl Drop for Background {
     }
 }
 
+/// A new pack's name: the time, the process and a random part, so two writers (or a
+/// writer and compaction) never choose the same one.
+pub(crate) fn new_name() -> String {
+    let millis = chrono::Utc::now().timestamp_millis();
+    format!("{millis:013}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>())
+}
+
+/// Whether a process is writing `file` (an open pack of this module): its writer holds an
+/// exclusive `flock` on it from before it had its name until it is closed, and the kernel
+/// drops the lock when the writer dies. `Some(file)` (now locked by the caller, until it is
+/// dropped) when nobody writes it.
+pub(crate) fn lock_if_idle(path: &Path) -> io::Result<Option<File>> {
+    let file = File::open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Reads one record back.
 pub fn read(dir: &Path, place: &Place) -> io::Result<Vec<u8>> {
     if !is_pack_name(&place.pack) {
@@ -237,7 +269,7 @@ pub fn read(dir: &Path, place: &Place) -> io::Result<Vec<u8>> {
 }
 
 /// Names this module makes: digits, dashes, hex and `.pack`, nothing that leaves `raw/`.
-fn is_pack_name(name: &str) -> bool {
+pub(crate) fn is_pack_name(name: &str) -> bool {
     name.ends_with(".pack")
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
