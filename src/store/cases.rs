@@ -12,10 +12,18 @@ use crate::parse::Disposition;
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(conn: &Connection, case: &NewCase, now: &str) -> rusqlite::Result<CaseId> {
     conn.prepare_cached(
-        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at)
-         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist)
+         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![case.subject, case.impact.as_db(), case.account, case.environment, case.linked_case, now])?;
+    .execute(params![
+        case.subject,
+        case.impact.as_db(),
+        case.account,
+        case.environment,
+        case.linked_case,
+        now,
+        case.opening_gist
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 

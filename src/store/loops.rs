@@ -1,5 +1,5 @@
 //! What the loop breaker (`notify::limits`) reads: who wrote a case's latest entries and
-//! when, and what a sender's latest cases were opened with.
+//! when, and whether a sender's latest cases were opened with the same words.
 
 use rusqlite::{params, Connection};
 
@@ -18,28 +18,22 @@ pub fn recent_authors(
     rows.collect()
 }
 
-/// What the cases `requester` opened since `since` (other than `except`) were opened
-/// with: their first entries, newest case first, at most `limit`.
-pub fn recent_openings(
+/// How many of the cases `requester` opened since `since` (other than `except`; at most
+/// `limit` of the newest) were opened with a mail whose words have the key `key`
+/// (`classify::gist_key`).
+pub fn openings_saying(
     conn: &Connection,
     requester: &Address,
+    key: &str,
     since: &str,
     except: Option<CaseId>,
     limit: usize,
-) -> rusqlite::Result<Vec<String>> {
-    let mut cases = conn.prepare_cached(
-        "SELECT c.id FROM participants p JOIN cases c ON c.id = p.case_id
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT c.opening_gist FROM participants p JOIN cases c ON c.id = p.case_id
          WHERE p.address = ?1 AND p.role = 'requester' AND c.created_at >= ?2 AND c.id IS NOT ?3
-         ORDER BY c.id DESC LIMIT ?4",
-    )?;
-    let ids: Vec<CaseId> = cases
-        .query_map(params![requester.as_str(), since, except, limit as i64], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(body) = super::cases::description(conn, id)? {
-            out.push(body);
-        }
-    }
-    Ok(out)
+         ORDER BY c.id DESC LIMIT ?4) WHERE opening_gist = ?5",
+    )?
+    .query_row(params![requester.as_str(), since, except, limit as i64, key], |r| r.get::<_, i64>(0))
+    .map(|n| usize::try_from(n).unwrap_or(0))
 }

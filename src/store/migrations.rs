@@ -247,7 +247,11 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     ),
-    // 11: the data lifecycle (src/store/lifecycle/): retention, erasure, compaction of
+    // 11: the key of the words a case was opened with (`classify::gist_key`), so the loop
+    // breaker finds a sender who keeps writing the same text with one lookup instead of
+    // reading and reducing their latest cases' descriptions.
+    Migration::Sql("ALTER TABLE cases ADD COLUMN opening_gist TEXT;"),
+    // 12: the data lifecycle (src/store/lifecycle/): retention, erasure, compaction of
     // the raw-mail packs, cases that close themselves.
     Migration::Sql(
         r#"
