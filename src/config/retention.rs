@@ -27,7 +27,10 @@ pub struct RetentionConfig {
 impl RetentionConfig {
     /// Whether any key is set (the daily job has something to do).
     pub fn any(&self) -> bool {
-        self.closed_cases.is_some() || self.raw_mails.is_some() || self.quarantine.is_some() || self.sent_outbox.is_some()
+        self.closed_cases.is_some()
+            || self.raw_mails.is_some()
+            || self.quarantine.is_some()
+            || self.sent_outbox.is_some()
     }
 }
 

@@ -84,7 +84,8 @@ mod tests {
         assert!(load("").unwrap().workflow.auto_close.is_none());
         let a = load("[workflow]\nauto_close_after_days = 14").unwrap().workflow.auto_close.unwrap();
         assert_eq!((a.after.as_secs(), a.remind_after.as_secs()), (14 * 86_400, 7 * 86_400));
-        let a = load("[workflow]\nauto_close_after_days = 10\nremind_after_days = 8").unwrap().workflow.auto_close.unwrap();
+        let a =
+            load("[workflow]\nauto_close_after_days = 10\nremind_after_days = 8").unwrap().workflow.auto_close.unwrap();
         assert_eq!((a.remind_after.as_secs(), a.notice().as_secs()), (8 * 86_400, 2 * 86_400));
         for (text, key) in [
             ("[workflow]\nauto_close_after_days = 0", "workflow.auto_close_after_days"),

@@ -61,7 +61,12 @@ pub struct EraseReport {
 }
 
 /// Erases `address`; see the module documentation.
-pub fn erase(config: &Config, address: &Address, dry_run: bool, progress: &dyn Progress) -> anyhow::Result<EraseReport> {
+pub fn erase(
+    config: &Config,
+    address: &Address,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<EraseReport> {
     if pseudonym::is_pseudonym(address) {
         anyhow::bail!("{address} is the pseudonym of an address erased before");
     }
@@ -133,13 +138,19 @@ pub fn erase(config: &Config, address: &Address, dry_run: bool, progress: &dyn P
 
 /// Reads every raw mail kept and every rendered notification, and finds those that name
 /// `address`; how many raw mails could not be read.
-fn search(store: &Store, config: &Config, address: &Address, progress: &dyn Progress) -> anyhow::Result<(Mentions, u64)> {
+fn search(
+    store: &Store,
+    config: &Config,
+    address: &Address,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Mentions, u64)> {
     let pattern = needle(address);
     let db = Db::Sqlite(&store.conn);
     let packs = config.data_dir.join(crate::store::packs::DIR);
     let mut found = Mentions::default();
     let mut unreadable = 0;
-    let total = db.query_row("SELECT count(*) FROM mails WHERE removed_at IS NULL", crate::vals![], |r| r.get::<i64>(0))?;
+    let total =
+        db.query_row("SELECT count(*) FROM mails WHERE removed_at IS NULL", crate::vals![], |r| r.get::<i64>(0))?;
     progress.start("Searching raw mails", total.unwrap_or(0).max(0) as u64);
     let mut after = 0;
     loop {

@@ -15,7 +15,8 @@ use crate::store::compaction::Mode;
 use crate::store::db::Db;
 use crate::store::lifecycle::bytes::Scrubbed;
 use crate::store::lifecycle::purge::{self as sql, ClosedCase, Purged};
-use crate::store::lifecycle::Dead;
+use crate::store::lifecycle::{Bytes, Dead};
+use crate::store::Store;
 
 /// Cases purged in one unit of work.
 const CHUNK: usize = 50;
@@ -41,8 +42,9 @@ pub struct PurgeReport {
     pub space: Space,
 }
 
-/// Purges the cases closed (and not changed since) before `before`. `why` goes into the
-/// audit record each purged case leaves.
+/// Purges the cases closed (and not changed since) before `before`, then compacts the
+/// packs and rewrites the database without the freed pages. `why` goes into the audit
+/// record each purged case leaves.
 pub fn purge(
     config: &Config,
     before: DateTime<Utc>,
@@ -51,6 +53,24 @@ pub fn purge(
     progress: &dyn Progress,
 ) -> anyhow::Result<PurgeReport> {
     let (mut store, bytes) = open_for_removal(config)?;
+    let mut report = purge_cases(&mut store, &bytes, config, before, why, dry_run, progress)?;
+    if !dry_run && report.removed.cases > 0 {
+        report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, progress)?;
+    }
+    Ok(report)
+}
+
+/// The purge itself, in units of [`CHUNK`] cases, on a store opened for removal; the
+/// space is given back by the caller.
+pub(crate) fn purge_cases(
+    store: &mut Store,
+    bytes: &impl Bytes,
+    config: &Config,
+    before: DateTime<Utc>,
+    why: &str,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<PurgeReport> {
     let found = sql::closed_before(Db::Sqlite(&store.conn), &crate::store::stamp(before))?;
     let mut report = PurgeReport {
         closed_before: crate::store::stamp(before),
@@ -74,7 +94,7 @@ pub fn purge(
                 }
             }
             dead.blobs = crate::store::lifecycle::unused_blobs(db, std::mem::take(&mut dead.blobs))?;
-            overwritten = scrub_unless(dry_run, &bytes, &dead)?;
+            overwritten = scrub_unless(dry_run, bytes, &dead)?;
             Ok((!dry_run).then_some(()))
         })?;
         if committed.is_none() && !dry_run {
@@ -95,9 +115,6 @@ pub fn purge(
     if !dry_run {
         for case in &report.cases {
             tracing::info!(case = %case.case, closed_at = %case.closed_at, why, "Case purged");
-        }
-        if report.removed.cases > 0 {
-            report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, progress)?;
         }
     }
     Ok(report)

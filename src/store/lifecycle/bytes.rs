@@ -183,7 +183,9 @@ impl Bytes for Files {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     tracing::warn!(pack, "A removed raw mail's pack does not exist; nothing to overwrite there");
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot overwrite removed raw mails in {}", path.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot overwrite removed raw mails in {}", path.display()))
+                }
             }
         }
         for sha in &dead.blobs {

@@ -132,7 +132,8 @@ pub fn footprint(db: Db<'_>, address: &Address) -> DbResult<Footprint> {
     cases.sort_by_key(|c| c.case);
     let mut files = 0;
     for (entry, _) in &entries {
-        files += db.query_row("SELECT count(*) FROM attachments WHERE message = ?1", vals![*entry], |r| r.get::<i64>(0))?
+        files += db
+            .query_row("SELECT count(*) FROM attachments WHERE message = ?1", vals![*entry], |r| r.get::<i64>(0))?
             .unwrap_or(0) as u64;
     }
     let own_mails = db.query_map("SELECT id FROM mails WHERE from_addr = ?1 ORDER BY id", vals![a], |r| r.get(0))?;
@@ -148,8 +149,9 @@ pub fn footprint(db: Db<'_>, address: &Address) -> DbResult<Footprint> {
     case_mails.sort_unstable();
     case_mails.dedup();
     let to = recipients_json(a);
-    let notifications_to =
-        db.query_row("SELECT count(*) FROM outbox WHERE recipients = ?1", vals![&to], |r| r.get::<i64>(0))?.unwrap_or(0);
+    let notifications_to = db
+        .query_row("SELECT count(*) FROM outbox WHERE recipients = ?1", vals![&to], |r| r.get::<i64>(0))?
+        .unwrap_or(0);
     let survey_answers = db
         .query_row("SELECT count(*) FROM survey_answers WHERE recipient = ?1", vals![a], |r| r.get::<i64>(0))?
         .unwrap_or(0);
@@ -244,15 +246,16 @@ pub fn erase(
     let mut files = Vec::new();
     for &entry in &found.entries {
         files.extend(remove_attachments(db, entry)?);
-        done.entries += db.execute("UPDATE messages SET body = ?2, from_addr = ?3 WHERE id = ?1", vals![entry, ERASED, p])?
-            as u64;
+        done.entries +=
+            db.execute("UPDATE messages SET body = ?2, from_addr = ?3 WHERE id = ?1", vals![entry, ERASED, p])? as u64;
     }
     done.files = files.len() as u64;
     dead.blobs.extend(files);
     // A case opened with their mail has their words as its subject, and so has every
     // notification about it.
     for c in found.cases.iter().filter(|c| c.opened) {
-        db.execute("UPDATE cases SET subject = ?2 WHERE id = ?1", vals![c.case, ERASED])?;
+        // The key of their opening words (the loop breaker's) goes with the words.
+        db.execute("UPDATE cases SET subject = ?2, opening_gist = NULL WHERE id = ?1", vals![c.case, ERASED])?;
         db.execute("UPDATE outbox SET subject = ?2 WHERE case_id = ?1 AND subject <> ''", vals![c.case, ERASED])?;
     }
     let mut mails: BTreeSet<i64> = found.own_mails.iter().chain(&found.case_mails).copied().collect();
@@ -304,7 +307,8 @@ fn survey(db: Db<'_>, a: &str, p: &str) -> DbResult<u64> {
          SELECT case_id, ?2, created_at, expires_at, NULL FROM survey_invitations WHERE recipient = ?1",
         vals![a, p],
     )?;
-    let answers = db.execute("UPDATE survey_answers SET recipient = ?2, comment = NULL WHERE recipient = ?1", vals![a, p])?;
+    let answers =
+        db.execute("UPDATE survey_answers SET recipient = ?2, comment = NULL WHERE recipient = ?1", vals![a, p])?;
     db.execute("DELETE FROM survey_invitations WHERE recipient = ?1", vals![a])?;
     Ok(answers as u64)
 }

@@ -69,8 +69,8 @@ pub struct DeadRaw {
 pub fn remove_mails(db: Db<'_>, ids: &[i64], now: &str) -> DbResult<Vec<DeadRaw>> {
     let mut dead = Vec::new();
     for &id in ids {
-        let sha: Option<String> = db
-            .query_row("SELECT raw_sha256 FROM mails WHERE id = ?1 AND removed_at IS NULL", vals![id], |r| r.get(0))?;
+        let sha: Option<String> =
+            db.query_row("SELECT raw_sha256 FROM mails WHERE id = ?1 AND removed_at IS NULL", vals![id], |r| r.get(0))?;
         let Some(sha) = sha else { continue };
         db.execute(
             "UPDATE mails SET removed_at = ?2, from_addr = NULL, subject = NULL, reason = NULL WHERE id = ?1",

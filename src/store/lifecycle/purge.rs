@@ -88,7 +88,10 @@ pub fn purge_case(db: Db<'_>, case: &ClosedCase, why: &str, now: &str, dead: &mu
 
     // A bounce stays recorded for its address (it counts towards suppressing it); it no
     // longer names the notification.
-    db.execute("UPDATE bounces SET outbox_id = NULL WHERE outbox_id IN (SELECT id FROM outbox WHERE case_id = ?1)", vals![id])?;
+    db.execute(
+        "UPDATE bounces SET outbox_id = NULL WHERE outbox_id IN (SELECT id FROM outbox WHERE case_id = ?1)",
+        vals![id],
+    )?;
     n.notifications = db.execute("DELETE FROM outbox WHERE case_id = ?1", vals![id])? as u64;
     n.survey_answers = db.execute("DELETE FROM survey_answers WHERE case_id = ?1", vals![id])? as u64;
     db.execute("DELETE FROM survey_invitations WHERE case_id = ?1", vals![id])?;

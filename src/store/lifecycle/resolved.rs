@@ -43,7 +43,8 @@ pub fn waiting(db: Db<'_>) -> DbResult<Vec<Waiting>> {
          WHERE c.status = 'resolved' ORDER BY c.id",
         vals![AuditAction::StatusChanged.as_str(), resolved],
         |r| {
-            let reminder = match (r.get::<Option<String>>(5)?, r.get::<Option<String>>(6)?, r.get::<Option<String>>(7)?) {
+            let reminder = match (r.get::<Option<String>>(5)?, r.get::<Option<String>>(6)?, r.get::<Option<String>>(7)?)
+            {
                 (Some(waiting_since), Some(reminded_at), Some(closes_at)) => {
                     Some(Reminder { waiting_since, reminded_at, closes_at })
                 }

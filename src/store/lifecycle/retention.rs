@@ -47,7 +47,9 @@ pub fn clear_old_notifications(db: Db<'_>, before: &str) -> DbResult<(u64, u64)>
            (SELECT id FROM outbox WHERE status <> 'queued' AND created_at < ?1 AND case_id IS NULL)",
         vals![before],
     )?;
-    let removed =
-        db.execute("DELETE FROM outbox WHERE status <> 'queued' AND created_at < ?1 AND case_id IS NULL", vals![before])?;
+    let removed = db.execute(
+        "DELETE FROM outbox WHERE status <> 'queued' AND created_at < ?1 AND case_id IS NULL",
+        vals![before],
+    )?;
     Ok((cleared as u64, removed as u64))
 }

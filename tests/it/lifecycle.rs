@@ -1,0 +1,249 @@
+//! The data lifecycle through the real binary: `casegate purge` and `casegate erase` leave
+//! no trace of what they removed anywhere under the data directory (the database file, its
+//! write-ahead log, the raw-mail packs, the attachment files), and every other case still
+//! shows as before; the daily retention of `casegate run` does the same on its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::casegate::{Daemon, Installation};
+use crate::support::survey::by_mail::{install, mail, outbox_mails, ANN, BOB, JANE};
+
+const WENDY: &str = "wendy@other.example";
+
+/// A mail with a text attachment (8bit, so its words are in the raw mail as written).
+fn with_file(from: &str, subject: &str, id: &str, body: &str, name: &str, file: &str, headers: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{id}@mail.example>\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n{headers}\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8; name=\"{name}\"\r\n\
+         Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{file}\r\n\
+         --b--\r\n"
+    )
+    .into_bytes()
+}
+
+/// Every file under `dir` whose bytes contain `needle`, ASCII case ignored.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let needle = needle.to_ascii_lowercase().into_bytes();
+    let mut hits = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read data dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("read data file").to_ascii_lowercase();
+            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+fn tomorrow() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string()
+}
+
+/// CASE-1: Jane's, with a file only she sent and one Bob sends too, resolved, accepted,
+/// its survey answered with a comment. CASE-2: Bob's, open, with the shared file.
+fn a_closed_and_an_open_case(install: &Installation, phrase: &str) {
+    let open = with_file(
+        JANE,
+        &format!("Printer {phrase}-subject"),
+        "open",
+        &format!("The printer says {phrase}-body."),
+        "printer.txt",
+        &format!("log line {phrase}-file"),
+        "",
+    );
+    assert_eq!(install.ingest_bytes("open.eml", &open)["case"], "CASE-1");
+    let shared = "driver settings shared by two cases\r\n";
+    let own = with_file(JANE, "Re: [CASE-1] Printer", "own", "The settings.", "settings.txt", shared, "");
+    assert_eq!(install.ingest_bytes("own.eml", &own)["outcome"], "replied");
+    let resolve = mail(ANN, "Re: [CASE-1] Printer", "resolve", "#resolve\r\nReplace the toner.", "");
+    assert_eq!(install.ingest_bytes("resolve.eml", &resolve)["outcome"], "command");
+    let accept = mail(JANE, "Re: [CASE-1] Printer #accept", "accept", "Works again.", "");
+    assert_eq!(install.ingest_bytes("accept.eml", &accept)["outcome"], "command");
+    install.ok(&["outbox", "flush"]);
+    let survey = outbox_mails(install).into_iter().find(|(_, m)| m.subject.contains("How did we do?")).expect("survey");
+    let id = survey.1.message_id.clone().expect("survey Message-ID");
+    let answer = mail(
+        JANE,
+        "Re: [CASE-1] How did we do?",
+        "answer",
+        &format!("4 yes {phrase}-comment"),
+        &format!("In-Reply-To: <{id}>\r\n"),
+    );
+    assert_eq!(install.ingest_bytes("answer.eml", &answer)["outcome"], "command");
+    let bobs = with_file(BOB, "Scanner jams", "bob", "It jams.", "settings.txt", shared, "");
+    assert_eq!(install.ingest_bytes("bob.eml", &bobs)["case"], "CASE-2");
+}
+
+#[test]
+fn purge_removes_closed_cases_whole_and_keeps_only_that_they_existed() {
+    let install = install("127.0.0.1:9", "");
+    let phrase = "quartzfalcon7319";
+    a_closed_and_an_open_case(&install, phrase);
+    let var = install.path().join("var");
+    let case2 = install.case("CASE-2");
+    install.ok(&["outbox", "flush"]);
+    // The test can fail: before the purge the words are on disk.
+    for what in ["subject", "body", "file", "comment"] {
+        assert!(!files_containing(&var, &format!("{phrase}-{what}")).is_empty(), "{what} stored before");
+    }
+
+    let dry = install.json(&["purge", "--closed-before", &tomorrow(), "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["cases"].as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(dry["cases"][0]["case"], "CASE-1");
+    assert_eq!(dry["removed"]["survey_answers"], 1, "{dry}");
+    assert_eq!(install.case("CASE-1")["status"], "Closed", "a dry run changes nothing");
+    assert!(!files_containing(&var, &format!("{phrase}-file")).is_empty());
+
+    let none = install.json(&["purge", "--closed-before", "2000-01-01", "--json"]);
+    assert_eq!(none["removed"]["cases"], 0, "nothing was closed before 2000: {none}");
+
+    let done = install.json(&["purge", "--closed-before", &tomorrow(), "--json"]);
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(done["removed"], dry["removed"], "the dry run counted exactly what went");
+    assert_eq!(done["removed"]["cases"], 1);
+    assert_eq!(done["removed"]["attachments"], 2, "{done}");
+    assert_eq!(done["overwritten"]["files"], 1, "the shared file stays: {done}");
+    assert!(!install.run(&["cases", "show", "CASE-1", "--json"]).status.success(), "CASE-1 is gone");
+    assert_eq!(install.case("CASE-2"), case2, "the other case shows as before");
+
+    for what in ["subject", "body", "file", "comment"] {
+        let hits = files_containing(&var, &format!("{phrase}-{what}"));
+        assert!(hits.is_empty(), "the purged case's {what} is still on disk in {hits:?}");
+    }
+    for (table, column) in [
+        ("messages", "case_id"),
+        ("participants", "case_id"),
+        ("outbox", "case_id"),
+        ("survey_answers", "case_id"),
+        ("survey_invitations", "case_id"),
+        ("mails", "case_id"),
+    ] {
+        assert_eq!(install.count(&format!("SELECT count(*) FROM {table} WHERE {column} = 1"), []), 0, "{table}");
+    }
+    let audit: Vec<String> = {
+        let db = install.db();
+        let mut q = db.prepare("SELECT action || ': ' || detail FROM audit WHERE case_id = 1").unwrap();
+        q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(audit.len(), 1, "one audit line stays: {audit:?}");
+    assert!(audit[0].starts_with("case-purged: opened ") && audit[0].contains("closed "), "{audit:?}");
+    assert!(!audit[0].contains("Printer"), "no content in the audit: {audit:?}");
+
+    // The journal still knows the mails: delivered again, they are duplicates, not new cases.
+    let again = install.ingest(&[&install.path().join("open.eml")]);
+    assert_eq!(again[0]["outcome"], "duplicate", "{again:?}");
+}
+
+#[test]
+fn erase_replaces_the_address_everywhere_and_its_bytes_leave_the_disk() {
+    let install = install("127.0.0.1:9", "");
+    let phrase = "velvetotter4471";
+    let open = with_file(
+        JANE,
+        "Printer on fire",
+        "open",
+        &format!("It burns, {phrase}-body."),
+        "fire.txt",
+        &format!("smoke {phrase}-file"),
+        &format!("Cc: <{WENDY}>\r\n"),
+    );
+    assert_eq!(install.ingest_bytes("open.eml", &open)["case"], "CASE-1");
+    let staff = mail(ANN, "Re: [CASE-1] Printer on fire", "staff", &format!("Called {JANE} back."), "");
+    assert_eq!(install.ingest_bytes("staff.eml", &staff)["outcome"], "replied");
+    let bobs = mail(BOB, "Scanner jams", "bob", "It jams.", &format!("Cc: <{JANE}>\r\n"));
+    assert_eq!(install.ingest_bytes("bob.eml", &bobs)["case"], "CASE-2");
+    install.ok(&["outbox", "flush"]);
+    let var = install.path().join("var");
+    assert!(!files_containing(&var, JANE).is_empty() && !files_containing(&var, phrase).is_empty());
+    assert!(install.case("CASE-2")["watchers"].as_array().unwrap().contains(&Value::from(JANE)));
+
+    let dry = install.json(&["erase", "--address", JANE, "--dry-run", "--json"]);
+    let cases: Vec<(String, String)> = dry["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["case"].as_str().unwrap().to_string(), c["roles"].to_string()))
+        .collect();
+    assert_eq!(
+        cases,
+        [("CASE-1".into(), "[\"contact\",\"requester\"]".into()), ("CASE-2".into(), "[\"watcher\"]".into())]
+    );
+    assert_eq!(dry["cases"][0]["opened"], true);
+    assert_eq!(install.case("CASE-1")["reported_by"], JANE, "a dry run changes nothing");
+
+    let done = install.json(&["erase", "--address", JANE, "--json"]);
+    let pseudonym = done["pseudonym"].as_str().expect("a pseudonym").to_string();
+    assert!(pseudonym.starts_with("erased-") && pseudonym.ends_with("@erased.invalid"), "{pseudonym}");
+    assert_eq!(done["erased"]["entries"], 1, "{done}");
+    assert_eq!(done["erased"]["files"], 1, "{done}");
+    assert!(done["erased"]["kept_in_identifiers"].as_array().unwrap().is_empty(), "{done}");
+
+    for needle in [JANE, &format!("{phrase}-body"), &format!("{phrase}-file")] {
+        let hits = files_containing(&var, needle);
+        assert!(hits.is_empty(), "{needle:?} is still on disk in {hits:?}");
+    }
+    let case1 = install.case("CASE-1");
+    assert_eq!(case1["reported_by"], pseudonym.as_str());
+    assert_eq!(case1["messages"][0]["body"], "(erased)");
+    assert_eq!(case1["messages"][0]["from"], pseudonym.as_str());
+    let staff_entry = case1["messages"].as_array().unwrap().iter().find(|m| m["kind"] == "staff").unwrap().clone();
+    assert_eq!(staff_entry["body"], format!("Called {pseudonym} back."));
+    assert_eq!(case1["watchers"], serde_json::json!([WENDY]), "other people stay");
+    let case2 = install.case("CASE-2");
+    assert!(!case2["watchers"].to_string().contains("erased"), "a watcher leaves: {case2}");
+    assert_eq!(case2["reported_by"], BOB);
+    assert_eq!(install.count("SELECT count(*) FROM audit WHERE action = 'person-erased'", []), 1);
+
+    // Erasing again finds nothing; the pseudonym cannot be erased as a person.
+    let again = install.json(&["erase", "--address", JANE, "--dry-run", "--json"]);
+    assert!(again["cases"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(again["pseudonym"], pseudonym.as_str(), "the same address gets the same pseudonym");
+    assert!(!install.run(&["erase", "--address", &pseudonym]).status.success());
+}
+
+#[tokio::test]
+async fn the_daemon_applies_retention_once_a_day() {
+    let install = Installation::new("[retention]\nclosed_cases_days = 30\nraw_mails_days = 90\n");
+    let old = mail(JANE, "Old printer", "old", "Old words oldwords5521.", "");
+    assert_eq!(install.ingest_bytes("old.eml", &old)["case"], "CASE-1");
+    install.ok(&["case", "close", "CASE-1", "--as", ANN]);
+    let recent = mail(BOB, "New scanner", "new", "Recent words.", "");
+    assert_eq!(install.ingest_bytes("new.eml", &recent)["case"], "CASE-2");
+    install.ok(&["case", "close", "CASE-2", "--as", ANN]);
+    // CASE-1 was closed long ago; CASE-2 today. A mail of CASE-2's kept longer than raw
+    // copies are: its raw copy goes, its thread entry stays.
+    {
+        let db = rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
+        db.execute("UPDATE cases SET updated_at = '2020-01-01T00:00:00.000Z' WHERE id = 1", []).unwrap();
+        db.execute("UPDATE mails SET received_at = '2020-01-01T00:00:00.000Z' WHERE case_id = 2", []).unwrap();
+    }
+    let mut daemon = Daemon::start(&install, &[]);
+    daemon.wait_log("Retention applied", 1, Duration::from_secs(30)).await;
+    daemon.terminate().await;
+    assert!(!install.run(&["cases", "show", "CASE-1", "--json"]).status.success(), "CASE-1 purged");
+    let case2 = install.case("CASE-2");
+    assert_eq!(case2["messages"][0]["body"], "Recent words.", "{case2}");
+    assert_eq!(install.count("SELECT count(*) FROM mails WHERE case_id = 2 AND removed_at IS NOT NULL", []), 1);
+    assert!(files_containing(&install.path().join("var"), "oldwords5521").is_empty());
+
+    // Started again the same day, it does not run again.
+    let mut daemon = Daemon::start(&install, &[]);
+    daemon.wait_log("casegate running", 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.terminate().await;
+    assert_eq!(install.count("SELECT count(*) FROM audit WHERE action = 'retention-applied'", []), 1);
+}
