@@ -76,6 +76,17 @@ const LOCK: &str = ".compact.lock";
 /// Temporary files of compaction (before they become packs).
 const TMP_PREFIX: &str = ".compact-";
 
+/// A point between two steps where a test stops a compaction as a kill would (nothing
+/// after it runs; what the process wrote so far stays). Nothing stops outside tests.
+fn step(name: &'static str) -> anyhow::Result<()> {
+    #[cfg(test)]
+    if tests::stops_at(name) {
+        anyhow::bail!("stopped before {name} (test)");
+    }
+    let _ = name;
+    Ok(())
+}
+
 /// One live record: its hash, where it is and how long.
 #[derive(Debug, Clone)]
 struct Record {
@@ -236,9 +247,11 @@ fn rewrite(store: &mut Store, dir: &Path, batch: Vec<Idle>, done: &mut Compacted
     let tmp = dir.join(format!("{TMP_PREFIX}{:08x}.tmp", rand::random::<u32>()));
     let moves = copy_live(dir, &batch, &tmp, done).with_context(|| format!("cannot write {}", tmp.display()))?;
     let path = dir.join(&name);
+    step("rename")?;
     fs::rename(&tmp, &path)?;
     File::open(dir)?.sync_all()?;
 
+    step("switch")?;
     let stale = switch(store, &name, &moves)?;
     if !stale.is_empty() {
         // Removed while they were copied: their copies here are overwritten at once.
@@ -248,7 +261,9 @@ fn rewrite(store: &mut Store, dir: &Path, batch: Vec<Idle>, done: &mut Compacted
     done.bytes_after += fs::metadata(&path).map_or(0, |m| m.len());
     for idle in batch {
         let old = dir.join(&idle.name);
+        step("zero old")?;
         done.bytes_overwritten += zero_ranges(&old, &idle.dead_ranges())?;
+        step("delete old")?;
         fs::remove_file(&old).with_context(|| format!("cannot delete the old pack {}", old.display()))?;
         done.rewritten += 1;
     }
@@ -273,6 +288,11 @@ fn copy_live(dir: &Path, batch: &[Idle], tmp: &Path, done: &mut Compacted) -> an
                 done.damaged += 1;
             }
             out.write_all(&record)?;
+            if moves.len() == 1 {
+                // Half-way through the copy: what was written so far is in the file.
+                out.flush()?;
+                step("copy")?;
+            }
             moves.push(Move {
                 sha256: r.sha256.clone(),
                 from_pack: idle.name.clone(),
@@ -286,6 +306,7 @@ fn copy_live(dir: &Path, batch: &[Idle], tmp: &Path, done: &mut Compacted) -> an
     out.flush()?;
     drop(out);
     file.sync_all()?;
+    step("after copy")?;
     Ok(moves)
 }
 
@@ -311,9 +332,13 @@ fn switch(store: &mut Store, name: &str, moves: &[Move]) -> anyhow::Result<Vec<(
                 stale.push((m.to_offset, m.length));
             }
         }
+        step("commit")?;
         Ok(Some(stale))
     });
     // Back to the store's setting (a number: 1 NORMAL, 2 FULL).
     Db::Sqlite(&store.conn).batch(&format!("PRAGMA synchronous = {setting}"))?;
     Ok(switched?.unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests;

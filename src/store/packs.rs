@@ -65,6 +65,10 @@ struct OpenPack {
     file: Arc<File>,
     /// Bytes handed to the background writer so far (staged bytes go after them).
     written: u64,
+    /// Past [`PACK_LIMIT`]: the next batch starts a new pack. It stays open (and locked)
+    /// until then, because the rows naming its last records commit after [`RawPacks::flush`],
+    /// and compaction must not take a pack whose records it cannot see yet.
+    full: bool,
 }
 
 /// The thread that appends chunks to pack files, in order, and answers each.
@@ -96,6 +100,9 @@ impl RawPacks {
 
     /// Where the next record staged will be.
     pub fn next_place(&mut self, length: usize) -> io::Result<Place> {
+        if self.open.as_ref().is_some_and(|p| p.full) && self.staged.is_empty() {
+            self.open = None;
+        }
         let pack = match &mut self.open {
             Some(pack) => pack,
             None => self.open.insert(self.create()?),
@@ -137,8 +144,8 @@ impl RawPacks {
         });
         match result {
             Ok(()) => {
-                if self.open.as_ref().is_some_and(|p| p.written >= PACK_LIMIT) {
-                    self.open = None;
+                if let Some(pack) = self.open.as_mut().filter(|p| p.written >= PACK_LIMIT) {
+                    pack.full = true;
                 }
                 Ok(())
             }
@@ -207,7 +214,7 @@ impl RawPacks {
             File::open(&self.dir)?.sync_all()?;
         }
         tracing::debug!(pack = %name, "Started a raw mail pack");
-        Ok(OpenPack { name, file: Arc::new(file), written: 0 })
+        Ok(OpenPack { name, file: Arc::new(file), written: 0, full: false })
     }
 }
 
@@ -218,7 +225,11 @@ impl Background {
         let thread = std::thread::Builder::new().name("raw-packs".into()).spawn(move || {
             for (file, chunk) in queue {
                 // Appends (the file is opened for appending and written by this thread only).
-                if answers.send((&*file).write_all(&chunk)).is_err() {
+                let written = (&*file).write_all(&chunk);
+                // Let go of the file before answering: once the writer closes a pack, its
+                // lock must go with the writer's handle (see `OpenPack::full`).
+                drop(file);
+                if answers.send(written).is_err() {
                     return;
                 }
             }
@@ -360,7 +371,11 @@ mod tests {
         let big = vec![7u8; PACK_LIMIT as usize];
         let first = packs.stage(&big).unwrap();
         packs.flush().unwrap();
+        // Its rows commit after the flush: until the next batch it stays locked, so
+        // compaction does not take it for a pack of dead records.
+        assert!(lock_if_idle(&dir.path().join(&first.pack)).unwrap().is_none(), "still held after the flush");
         let next = packs.stage(b"next").unwrap();
+        assert!(lock_if_idle(&dir.path().join(&first.pack)).unwrap().is_some(), "let go by the next batch");
         packs.flush().unwrap();
         assert_ne!(first.pack, next.pack);
         assert_eq!(next.offset, 0);
