@@ -160,3 +160,6 @@ fn close(scope: &Scope<'_>, config: &Config, case: CaseId, waiting_since: DateTi
     consequences::follow(scope, config, applied.events, None)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
