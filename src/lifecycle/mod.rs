@@ -11,9 +11,9 @@
 //! - Compaction of the raw-mail packs (`casegate compact`, and after each of the above)
 //!   is `store::compaction`.
 //!
-//! The daemon calls [`run_due`] every minute; each job is claimed in the database first
-//! (`store::lifecycle::jobs`), so one that runs once a day does so once, across restarts
-//! and across nodes sharing a database.
+//! The daemon calls [`run_due`] every minute. The daily retention is claimed in the
+//! database first (`store::lifecycle::jobs`), so it runs once a day, across restarts and
+//! across nodes sharing a database; the auto-close sweep runs every time and is idempotent.
 
 pub mod auto_close;
 pub mod erase;
@@ -35,8 +35,6 @@ pub const TICK: Duration = Duration::from_secs(60);
 
 /// The daily retention job's name in `job_runs`.
 pub const RETENTION_JOB: &str = "retention";
-/// The auto-close job's name in `job_runs`.
-pub const AUTO_CLOSE_JOB: &str = "auto-close";
 
 /// A failed retention run is tried again after this, not a day later.
 const RETRY_AFTER: chrono::Duration = chrono::Duration::hours(1);
@@ -59,10 +57,12 @@ impl Progress for Silent {
 }
 
 /// Runs the jobs that are due at `now` and configured: the auto-close sweep every
-/// [`TICK`], retention once a day. Each runs once however many processes call this.
+/// [`TICK`], retention once a day (claimed, so once however many processes call this).
 pub fn run_due(config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
     let mut failures = Vec::new();
-    if config.workflow.auto_close.is_some() && claim(config, AUTO_CLOSE_JOB, now, chrono::Duration::seconds(50))? {
+    // The sweep needs no claim: it is one unit of work that finds nothing left to do once
+    // another process has done it.
+    if config.workflow.auto_close.is_some() {
         if let Err(e) = auto_close::run(config, now) {
             failures.push(format!("auto-close: {e:#}"));
         }

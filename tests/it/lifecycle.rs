@@ -323,3 +323,55 @@ fn compaction_killed_at_random_points_loses_no_live_mail() {
     let again = install.json(&["compact", "--json"]);
     assert_eq!(again["bytes_won"], 0, "{again}");
 }
+
+/// Waits until the outbox folder holds a mail whose subject contains `needle`.
+async fn outbox_mail(install: &Installation, needle: &str) -> casegate::parse::InboundMail {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((_, m)) = outbox_mails(install).into_iter().find(|(_, m)| m.subject.contains(needle)) {
+            return m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail {needle:?} in the outbox folder");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_daemon_reminds_then_closes_a_case_left_resolved() {
+    let install = install("127.0.0.1:9", "[workflow]\nauto_close_after_days = 10\nremind_after_days = 7\n");
+    let open = mail(JANE, "Printer", "open", "It is broken.", "");
+    assert_eq!(install.ingest_bytes("open.eml", &open)["case"], "CASE-1");
+    let resolve = mail(ANN, "Re: [CASE-1] Printer", "resolve", "#resolve\r\nNew toner.", "");
+    assert_eq!(install.ingest_bytes("resolve.eml", &resolve)["outcome"], "command");
+    let rw = || rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
+    // Resolved eight days ago.
+    let ago = (chrono::Utc::now() - chrono::Duration::days(8)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    rw().execute("UPDATE audit SET at = ?1 WHERE case_id = 1", [&ago]).unwrap();
+    rw().execute("UPDATE messages SET created_at = ?1 WHERE case_id = 1", [&ago]).unwrap();
+
+    let mut daemon = Daemon::start(&install, &[]);
+    daemon.wait_log("Reminded that a Resolved case closes itself", 1, Duration::from_secs(30)).await;
+    let reminder = outbox_mail(&install, "or it closes on").await;
+    assert_eq!(reminder.to[0].address.to_string(), JANE);
+    assert!(reminder.subject.starts_with("[CASE-1] Accept, reject, or it closes on "), "{}", reminder.subject);
+    // Remind at 7 days, close at 10: three days from the solution's eighth day are two;
+    // the reminder gives the full three days' notice.
+    let closes = (chrono::Utc::now() + chrono::Duration::days(3)).format("%-d %B %Y").to_string();
+    assert!(reminder.text.contains(&format!("closes by itself on {closes}")), "{}", reminder.text);
+    assert!(reminder.text.contains("#accept") && reminder.text.contains("#reject"), "{}", reminder.text);
+    daemon.terminate().await;
+    assert_eq!(install.case("CASE-1")["status"], "Resolved");
+
+    // The promised day has come.
+    rw().execute("UPDATE close_reminders SET closes_at = ?1", [&ago]).unwrap();
+    let mut daemon = Daemon::start(&install, &[]);
+    daemon.wait_log("Resolved case closed itself", 1, Duration::from_secs(30)).await;
+    outbox_mail(&install, "How did we do?").await;
+    daemon.terminate().await;
+    let case = install.case("CASE-1");
+    assert_eq!(case["status"], "Closed");
+    let last = case["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "system", "{last}");
+    let reminders = outbox_mails(&install).iter().filter(|(_, m)| m.subject.contains("or it closes on")).count();
+    assert_eq!(reminders, 1, "one reminder");
+}
