@@ -131,7 +131,7 @@ pub fn erase(
             mails = report.erased.mails,
             "Personal data of one person erased"
         );
-        report.space = give_back_space(&mut store, &bytes, Mode::Thorough, progress)?;
+        report.space = give_back_space(&mut store, &bytes, Mode::Thorough, true, progress)?;
     }
     Ok(report)
 }

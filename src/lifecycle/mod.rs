@@ -104,13 +104,15 @@ pub struct Space {
     pub reclaimed: Option<store::lifecycle::Reclaimed>,
 }
 
-/// After a removal that committed: compacts the packs and rewrites the database without
-/// its free pages. Failures here leave the removal done; they are reported for a later
-/// `casegate compact`.
+/// After a removal that committed: compacts the packs and, when `rewrite` (something was
+/// removed), rewrites the database without its free pages — which holds the database's
+/// write lock while it copies, so the daemon's writer waits meanwhile. Failures here leave
+/// the removal done; they are reported for a later `casegate compact`.
 pub(crate) fn give_back_space(
     store: &mut Store,
     bytes: &impl Bytes,
     mode: compaction::Mode,
+    rewrite: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<Space> {
     let (mut started, mut last) = (false, 0);
@@ -124,6 +126,9 @@ pub(crate) fn give_back_space(
     });
     progress.finish();
     let compacted = compacted.map_err(|e| e.context("the removal is done; compacting the raw mail packs failed"))?;
+    if !rewrite {
+        return Ok(Space { compacted: Some(compacted), reclaimed: None });
+    }
     let reclaimed = bytes
         .reclaim(Db::Sqlite(&store.conn))
         .map_err(|e| e.context("the removal is done; rewriting the database failed"))?;

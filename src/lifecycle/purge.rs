@@ -55,7 +55,7 @@ pub fn purge(
     let (mut store, bytes) = open_for_removal(config)?;
     let mut report = purge_cases(&mut store, &bytes, config, before, why, dry_run, progress)?;
     if !dry_run && report.removed.cases > 0 {
-        report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, progress)?;
+        report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, true, progress)?;
     }
     Ok(report)
 }

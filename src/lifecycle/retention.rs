@@ -78,8 +78,8 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
             .unwrap_or_default();
         (report.notifications_cleared, report.notifications_removed) = (cleared, removed);
     }
-    record(&mut store, &report)?;
-    report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, progress)?;
+    let removed = record(&mut store, &report)?;
+    report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, removed, progress)?;
     Ok(report)
 }
 
@@ -115,10 +115,11 @@ fn remove_in_chunks(
 }
 
 /// The audit record of a run that removed something: how much of each, nothing else.
-fn record(store: &mut Store, r: &RetentionReport) -> anyhow::Result<()> {
+/// Whether there was anything.
+fn record(store: &mut Store, r: &RetentionReport) -> anyhow::Result<bool> {
     let cases = r.purge.as_ref().map_or(0, |p| p.removed.cases);
     if cases + r.raw_mails + r.quarantined_mails + r.notifications_cleared + r.notifications_removed == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let detail = format!(
         "{cases} closed cases purged, {} raw mails and {} quarantined mails removed, {} notification copies cleared, {} notifications removed",
@@ -142,5 +143,5 @@ fn record(store: &mut Store, r: &RetentionReport) -> anyhow::Result<()> {
         notifications_cleared = r.notifications_cleared,
         "Retention applied"
     );
-    Ok(())
+    Ok(true)
 }

@@ -16,7 +16,7 @@
 //! Readers that looked up a row just before step 2 and open the old pack after step 3
 //! read the row again (`mails::raw`).
 //!
-//! Online: a pack a writer is appending to is locked by it ([`packs::lock_if_idle`]) and
+//! Online: a pack a writer is appending to is locked by it (`packs::lock_if_idle`) and
 //! left alone; two compactions never run at once (a lock file in the packs' directory).
 
 use std::fs::{self, File, OpenOptions};
