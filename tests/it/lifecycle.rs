@@ -375,3 +375,59 @@ async fn the_daemon_reminds_then_closes_a_case_left_resolved() {
     let reminders = outbox_mails(&install).iter().filter(|(_, m)| m.subject.contains("or it closes on")).count();
     assert_eq!(reminders, 1, "one reminder");
 }
+
+#[tokio::test]
+async fn compaction_runs_while_the_daemon_writes_mail() {
+    let install = Installation::new("[[maildir]]\nname = \"local\"\npath = \"maildir\"\npoll_interval_ms = 50\n");
+    for run in 0..3 {
+        let files: Vec<PathBuf> = (0..20)
+            .map(|i| {
+                let raw = mail(JANE, &format!("Old {run}-{i}"), &format!("old{run}-{i}"), "Old words.", "");
+                let path = install.path().join(format!("old{run}-{i}.eml"));
+                std::fs::write(&path, raw).unwrap();
+                path
+            })
+            .collect();
+        install.ingest(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    }
+    {
+        let db = rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
+        db.execute_batch(
+            "UPDATE mails SET removed_at = '2026-01-01T00:00:00.000Z' WHERE id % 2 = 0;
+             UPDATE raw_mails SET data = x'', pack = NULL, pack_offset = NULL, pack_length = NULL
+               WHERE sha256 IN (SELECT raw_sha256 FROM mails WHERE removed_at IS NOT NULL);",
+        )
+        .unwrap();
+    }
+    let mut daemon = Daemon::start(&install, &[]);
+    let maildir = install.path().join("maildir");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !maildir.join("tmp").is_dir() {
+        assert!(std::time::Instant::now() < deadline, "the daemon made no Maildir");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut reports = Vec::new();
+    for i in 0..30 {
+        let name = format!("17325252{i:02}.M{i}P1.host");
+        let raw = mail(BOB, &format!("New {i}"), &format!("new-{i}"), "New words.", "");
+        std::fs::write(maildir.join("tmp").join(&name), raw).unwrap();
+        std::fs::rename(maildir.join("tmp").join(&name), maildir.join("new").join(&name)).unwrap();
+        if i % 10 == 5 {
+            reports.push(install.json(&["compact", "--json"]));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.wait_log("Mails marked maildir=local", 1, Duration::from_secs(30)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while install.count("SELECT count(*) FROM mails WHERE subject LIKE 'New %'", []) < 30 {
+        assert!(std::time::Instant::now() < deadline, "the daemon did not take every mail");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reports.push(install.json(&["compact", "--json"]));
+    daemon.terminate().await;
+    assert_eq!(verify_raw_mails(&install), 30 + 30);
+    let rewritten: u64 = reports.iter().map(|r| r["rewritten"].as_u64().unwrap()).sum();
+    assert_eq!(rewritten, 3, "the three old packs, once: {reports:?}");
+    assert!(reports.iter().any(|r| r["in_use"].as_u64().unwrap() > 0), "the daemon's pack is left alone: {reports:?}");
+    assert!(reports[0]["bytes_won"].as_u64().unwrap() > 0, "{reports:?}");
+}
