@@ -8,10 +8,11 @@
 //! customer's `#accept`. A customer's mail after the wait began stops the clock until
 //! staff answer again (the wait, and the reminder, start anew from that answer).
 //!
-//! Exactly once: the reminder of a wait is a row of `close_reminders` (written in the same
-//! unit as its notification), and closing changes the status the sweep looks for; the
-//! whole sweep is one unit of work, so two processes sweeping at once queue one after the
-//! other and the second finds nothing left to do.
+//! Exactly once: the reminder of a wait is a row of `close_reminders`, claimed by a
+//! conditional write in the same unit as its notification, and closing claims the case by
+//! removing that row (only one writer removes it) before it changes the status the sweep
+//! looks for. So two processes sweeping at once — nodes sharing a database — remind and
+//! close once between them.
 
 use std::borrow::Cow;
 
@@ -93,12 +94,14 @@ pub fn run(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Swept> {
             match due(&case, &rule, now) {
                 Due::Nothing => {}
                 Due::Remind { waiting_since, closes_at } => {
-                    remind(&scope, config, case.case, waiting_since, closes_at, now)?;
-                    swept.reminded.push(case.case);
+                    if remind(&scope, config, case.case, waiting_since, closes_at, now)? {
+                        swept.reminded.push(case.case);
+                    }
                 }
                 Due::Close { waiting_since } => {
-                    close(&scope, config, case.case, waiting_since)?;
-                    swept.closed.push(case.case);
+                    if close(&scope, config, case.case, waiting_since)? {
+                        swept.closed.push(case.case);
+                    }
                 }
             }
         }
@@ -121,24 +124,31 @@ fn remind(
     waiting_since: DateTime<Utc>,
     closes_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let closes = crate::store::stamp(closes_at);
-    let at = CaseRef::Existing(case);
-    let mut plan = Plan::new(Outcome::Command, Some(at), None);
-    plan.announce(Event::ClosingSoon { case: at, closes_at: closes.clone() });
-    plan.audit(Some(at), None, AuditAction::CloseReminded, Some(closes.clone()));
-    let applied = apply::apply(scope, &plan, Journal::None)?;
     let reminder = Reminder {
         waiting_since: crate::store::stamp(waiting_since),
         reminded_at: crate::store::stamp(now),
-        closes_at: closes,
+        closes_at: closes.clone(),
     };
-    resolved::record_reminder(Db::Sqlite(scope.conn), case, &reminder)?;
+    if !resolved::record_reminder(Db::Sqlite(scope.conn), case, &reminder)? {
+        return Ok(false);
+    }
+    let at = CaseRef::Existing(case);
+    let mut plan = Plan::new(Outcome::Command, Some(at), None);
+    plan.announce(Event::ClosingSoon { case: at, closes_at: closes.clone() });
+    plan.audit(Some(at), None, AuditAction::CloseReminded, Some(closes));
+    let applied = apply::apply(scope, &plan, Journal::None)?;
     consequences::follow(scope, config, applied.events, None)?;
-    Ok(())
+    Ok(true)
 }
 
-fn close(scope: &Scope<'_>, config: &Config, case: CaseId, waiting_since: DateTime<Utc>) -> anyhow::Result<()> {
+/// Closes `case` as an `#accept` would, with a `system` entry; false when another process
+/// closed it first.
+fn close(scope: &Scope<'_>, config: &Config, case: CaseId, waiting_since: DateTime<Utc>) -> anyhow::Result<bool> {
+    if !resolved::claim_close(Db::Sqlite(scope.conn), case, &crate::store::stamp(waiting_since))? {
+        return Ok(false);
+    }
     let at = CaseRef::Existing(case);
     let (from, to) = (Status::Resolved, Status::Closed);
     let mut plan = Plan::new(Outcome::Command, Some(at), None);
@@ -158,7 +168,7 @@ fn close(scope: &Scope<'_>, config: &Config, case: CaseId, waiting_since: DateTi
     plan.audit(Some(at), None, AuditAction::StatusChanged, Some(format!("{from} -> {to}")));
     let applied = apply::apply(scope, &plan, Journal::None)?;
     consequences::follow(scope, config, applied.events, None)?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

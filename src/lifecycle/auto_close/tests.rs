@@ -51,6 +51,18 @@ fn a_resolved_case_is_reminded_once_then_closes_once_with_its_survey() {
     assert_eq!(count(&g, "SELECT count(*) FROM outbox WHERE event = 'closing-soon' AND recipients LIKE '%jane@%'"), 1);
     assert_eq!(count(&g, "SELECT count(*) FROM audit WHERE action = 'close-reminded'"), 1);
     assert_eq!(run(&g.config, now + Duration::days(8)).unwrap(), Swept::default(), "one reminder");
+    // What keeps two processes from both reminding or both closing: the claims.
+    let db = Db::Sqlite(&g.store.conn);
+    let stored: (String, String, String) = g
+        .store
+        .conn
+        .query_row("SELECT waiting_since, reminded_at, closes_at FROM close_reminders WHERE case_id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let again = Reminder { waiting_since: stored.0.clone(), reminded_at: stored.1, closes_at: stored.2 };
+    assert!(!resolved::record_reminder(db, 1, &again).unwrap(), "this wait's reminder is claimed already");
+    assert!(!resolved::claim_close(db, 1, "2000-01-01T00:00:00.000Z").unwrap(), "another wait's close");
 
     let swept = run(&g.config, now + Duration::days(10) + Duration::minutes(1)).unwrap();
     assert_eq!(swept.closed, [1]);

@@ -62,12 +62,23 @@ pub fn waiting(db: Db<'_>) -> DbResult<Vec<Waiting>> {
     )
 }
 
-/// Records the reminder of `case` (replacing one of an earlier wait).
-pub fn record_reminder(db: Db<'_>, case: CaseId, reminder: &Reminder) -> DbResult<()> {
-    db.execute(
+/// Records the reminder of `case` (replacing one of an earlier wait): false when this
+/// wait's reminder is recorded already (another process sent it), and then nothing
+/// changes. The conditional upsert is the claim: of two writers, one changes the row.
+pub fn record_reminder(db: Db<'_>, case: CaseId, reminder: &Reminder) -> DbResult<bool> {
+    let changed = db.execute(
         "INSERT INTO close_reminders (case_id, waiting_since, reminded_at, closes_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (case_id) DO UPDATE SET waiting_since = ?2, reminded_at = ?3, closes_at = ?4",
+         ON CONFLICT (case_id) DO UPDATE SET waiting_since = ?2, reminded_at = ?3, closes_at = ?4
+         WHERE close_reminders.waiting_since <> ?2",
         vals![case, &reminder.waiting_since, &reminder.reminded_at, &reminder.closes_at],
     )?;
-    Ok(())
+    Ok(changed > 0)
+}
+
+/// Claims the closing of `case` for the wait that began at `waiting_since`: its reminder
+/// row goes, and only the writer that removed it closes the case.
+pub fn claim_close(db: Db<'_>, case: CaseId, waiting_since: &str) -> DbResult<bool> {
+    let removed = db
+        .execute("DELETE FROM close_reminders WHERE case_id = ?1 AND waiting_since = ?2", vals![case, waiting_since])?;
+    Ok(removed > 0)
 }
