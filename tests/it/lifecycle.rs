@@ -217,19 +217,36 @@ fn erase_replaces_the_address_everywhere_and_its_bytes_leave_the_disk() {
 
 #[tokio::test]
 async fn the_daemon_applies_retention_once_a_day() {
-    let install = Installation::new("[retention]\nclosed_cases_days = 30\nraw_mails_days = 90\n");
+    let install = Installation::new(
+        "[outbox]\nfile_dir = \"outbox\"\n\
+         [retention]\nclosed_cases_days = 30\nraw_mails_days = 90\nquarantine_days = 30\nsent_outbox_days = 30\n",
+    );
     let old = mail(JANE, "Old printer", "old", "Old words oldwords5521.", "");
     assert_eq!(install.ingest_bytes("old.eml", &old)["case"], "CASE-1");
     install.ok(&["case", "close", "CASE-1", "--as", ANN]);
     let recent = mail(BOB, "New scanner", "new", "Recent words.", "");
     assert_eq!(install.ingest_bytes("new.eml", &recent)["case"], "CASE-2");
     install.ok(&["case", "close", "CASE-2", "--as", ANN]);
-    // CASE-1 was closed long ago; CASE-2 today. A mail of CASE-2's kept longer than raw
-    // copies are: its raw copy goes, its thread entry stays.
+    let spam = mail(WENDY, "Cheap pills", "spam", "Buy spamwords8812 now.", "X-Spam-Flag: YES\r\n");
+    assert_eq!(install.ingest_bytes("spam.eml", &spam)["outcome"], "quarantined");
+    install.ok(&["outbox", "flush"]);
+    let sent_copies = "SELECT count(*) FROM outbox WHERE case_id = 2 AND payload IS NOT NULL";
+    assert!(install.count(sent_copies, []) > 0, "the sent notifications keep their copy");
+    // CASE-1 was closed long ago; CASE-2 today, but its mail and notifications are old
+    // (its raw copy goes, its thread entry stays); the spam waited long in the quarantine.
     {
         let db = rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
-        db.execute("UPDATE cases SET updated_at = '2020-01-01T00:00:00.000Z' WHERE id = 1", []).unwrap();
-        db.execute("UPDATE mails SET received_at = '2020-01-01T00:00:00.000Z' WHERE case_id = 2", []).unwrap();
+        let long_ago = "'2020-01-01T00:00:00.000Z'";
+        db.execute_batch(&format!(
+            "UPDATE cases SET updated_at = {long_ago} WHERE id = 1;
+             UPDATE mails SET received_at = {long_ago} WHERE case_id = 2;
+             UPDATE outbox SET created_at = {long_ago};
+             UPDATE quarantine SET created_at = {long_ago};"
+        ))
+        .unwrap();
+    }
+    for words in ["oldwords5521", "spamwords8812"] {
+        assert!(!files_containing(&install.path().join("var"), words).is_empty(), "{words} stored before");
     }
     let mut daemon = Daemon::start(&install, &[]);
     daemon.wait_log("Retention applied", 1, Duration::from_secs(30)).await;
@@ -238,7 +255,12 @@ async fn the_daemon_applies_retention_once_a_day() {
     let case2 = install.case("CASE-2");
     assert_eq!(case2["messages"][0]["body"], "Recent words.", "{case2}");
     assert_eq!(install.count("SELECT count(*) FROM mails WHERE case_id = 2 AND removed_at IS NOT NULL", []), 1);
-    assert!(files_containing(&install.path().join("var"), "oldwords5521").is_empty());
+    assert_eq!(install.count(sent_copies, []), 0, "the copies of old notifications are gone");
+    assert_eq!(install.count("SELECT count(*) FROM quarantine", []), 0);
+    let var = install.path().join("var");
+    assert!(files_containing(&var, "oldwords5521").is_empty());
+    assert!(files_containing(&var, "spamwords8812").is_empty());
+    assert!(install.json(&["quarantine", "list", "--json"]).as_array().unwrap().is_empty());
 
     // Started again the same day, it does not run again.
     let mut daemon = Daemon::start(&install, &[]);
