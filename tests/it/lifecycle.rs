@@ -166,9 +166,27 @@ fn erase_replaces_the_address_everywhere_and_its_bytes_leave_the_disk() {
     assert_eq!(install.ingest_bytes("staff.eml", &staff)["outcome"], "replied");
     let bobs = mail(BOB, "Scanner jams", "bob", "It jams.", &format!("Cc: <{JANE}>\r\n"));
     assert_eq!(install.ingest_bytes("bob.eml", &bobs)["case"], "CASE-2");
+    // CASE-1 is solved; Jane accepts and answers the survey with a comment.
+    let resolve = mail(ANN, "Re: [CASE-1] Printer on fire", "resolve", "#resolve\r\nWater.", "");
+    assert_eq!(install.ingest_bytes("resolve.eml", &resolve)["outcome"], "command");
+    let accept = mail(JANE, "Re: [CASE-1] Printer on fire #accept", "accept", "Out now.", "");
+    assert_eq!(install.ingest_bytes("accept.eml", &accept)["outcome"], "command");
     install.ok(&["outbox", "flush"]);
+    let survey =
+        outbox_mails(&install).into_iter().find(|(_, m)| m.subject.contains("How did we do?")).expect("survey");
+    let survey_id = survey.1.message_id.clone().expect("survey Message-ID");
+    let answer = mail(
+        JANE,
+        "Re: [CASE-1] How did we do?",
+        "answer",
+        &format!("5 yes {phrase}-comment"),
+        &format!("In-Reply-To: <{survey_id}>\r\n"),
+    );
+    assert_eq!(install.ingest_bytes("answer.eml", &answer)["outcome"], "command");
     let var = install.path().join("var");
-    assert!(!files_containing(&var, JANE).is_empty() && !files_containing(&var, phrase).is_empty());
+    for needle in [JANE, &format!("{phrase}-body"), &format!("{phrase}-file"), &format!("{phrase}-comment")] {
+        assert!(!files_containing(&var, needle).is_empty(), "{needle} stored before");
+    }
     assert!(install.case("CASE-2")["watchers"].as_array().unwrap().contains(&Value::from(JANE)));
 
     let dry = install.json(&["erase", "--address", JANE, "--dry-run", "--json"]);
@@ -188,11 +206,11 @@ fn erase_replaces_the_address_everywhere_and_its_bytes_leave_the_disk() {
     let done = install.json(&["erase", "--address", JANE, "--json"]);
     let pseudonym = done["pseudonym"].as_str().expect("a pseudonym").to_string();
     assert!(pseudonym.starts_with("erased-") && pseudonym.ends_with("@erased.invalid"), "{pseudonym}");
-    assert_eq!(done["erased"]["entries"], 1, "{done}");
+    assert_eq!(done["erased"]["entries"], 2, "the opening mail and the accepting one: {done}");
     assert_eq!(done["erased"]["files"], 1, "{done}");
     assert!(done["erased"]["kept_in_identifiers"].as_array().unwrap().is_empty(), "{done}");
 
-    for needle in [JANE, &format!("{phrase}-body"), &format!("{phrase}-file")] {
+    for needle in [JANE, &format!("{phrase}-body"), &format!("{phrase}-file"), &format!("{phrase}-comment")] {
         let hits = files_containing(&var, needle);
         assert!(hits.is_empty(), "{needle:?} is still on disk in {hits:?}");
     }
@@ -207,6 +225,10 @@ fn erase_replaces_the_address_everywhere_and_its_bytes_leave_the_disk() {
     assert!(!case2["watchers"].to_string().contains("erased"), "a watcher leaves: {case2}");
     assert_eq!(case2["reported_by"], BOB);
     assert_eq!(install.count("SELECT count(*) FROM audit WHERE action = 'person-erased'", []), 1);
+    // The survey answer stays as a score, without its comment.
+    let report = install.json(&["survey", "report", "--json"]);
+    assert_eq!((report["answered"].as_i64(), report["average_score"].as_f64()), (Some(1), Some(5.0)), "{report}");
+    assert_eq!(install.count("SELECT count(*) FROM survey_answers WHERE comment IS NOT NULL", []), 0);
 
     // Erasing again finds nothing; the pseudonym cannot be erased as a person.
     let again = install.json(&["erase", "--address", JANE, "--dry-run", "--json"]);
