@@ -43,7 +43,12 @@ pub fn existing_key(data_dir: &Path) -> io::Result<Option<Vec<u8>>> {
     if key.len() != KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} holds {} bytes, not the {KEY_LEN} of an erasure key", path.display(), key.len()),
+            format!(
+                "{} holds {} bytes, not the {KEY_LEN} bytes of an erasure key; restore it from a backup, or delete \
+                 it to make a new key (the same addresses then get new pseudonyms)",
+                path.display(),
+                key.len()
+            ),
         ));
     }
     Ok(Some(key))
