@@ -149,9 +149,7 @@ fn search(
     let packs = config.data_dir.join(crate::store::packs::DIR);
     let mut found = Mentions::default();
     let mut unreadable = 0;
-    let total =
-        db.query_row("SELECT count(*) FROM mails WHERE removed_at IS NULL", crate::vals![], |r| r.get::<i64>(0))?;
-    progress.start("Searching raw mails", total.unwrap_or(0).max(0) as u64);
+    progress.start("Searching raw mails", sql::kept_mail_count(db)?);
     let mut after = 0;
     loop {
         let page = sql::kept_mails(db, after, PAGE)?;

@@ -191,6 +191,12 @@ pub fn kept_mails(db: Db<'_>, after: i64, limit: usize) -> DbResult<Vec<(i64, St
     )
 }
 
+/// How many journal rows still have their raw copy (the size of that search).
+pub fn kept_mail_count(db: Db<'_>) -> DbResult<u64> {
+    let n = db.query_row("SELECT count(*) FROM mails WHERE removed_at IS NULL", vals![], |r| r.get::<i64>(0))?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
 /// Notifications (after `after`, at most `limit`) with a rendered copy: the pages of the
 /// search for copies that name the person.
 pub fn rendered_notifications(db: Db<'_>, after: i64, limit: usize) -> DbResult<Vec<(i64, Vec<u8>)>> {
