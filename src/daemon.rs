@@ -26,6 +26,7 @@ use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::lifecycle;
 use crate::metrics::health::Limits;
 use crate::metrics::server::{Listener, Probe};
 use crate::notify;
@@ -53,6 +54,26 @@ async fn sweep_surveys(config: Arc<Config>, shutdown: CancellationToken) -> anyh
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(SURVEY_SWEEP_EVERY) => {}
+        }
+    }
+}
+
+/// Runs the data lifecycle's jobs that are due (retention once a day, cases that close
+/// themselves), every [`lifecycle::TICK`], until shutdown.
+async fn lifecycle_jobs(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !config.retention.any() && config.workflow.auto_close.is_none() {
+        return Ok(());
+    }
+    loop {
+        let c = Arc::clone(&config);
+        match tokio::task::spawn_blocking(move || lifecycle::run_due(&c, chrono::Utc::now())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "Data lifecycle job failed; trying again later"),
+            Err(e) => tracing::error!(error = %e, "Data lifecycle task failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(lifecycle::TICK) => {}
         }
     }
 }
@@ -190,6 +211,8 @@ impl Tasks {
             services.spawn(async move { ("web pages".into(), crate::web::serve(c, s).await) });
             let (c, s) = (Arc::clone(config), shutdown.clone());
             services.spawn(async move { ("survey sweep".into(), sweep_surveys(c, s).await) });
+            let (c, s) = (Arc::clone(config), shutdown.clone());
+            services.spawn(async move { ("data lifecycle".into(), lifecycle_jobs(c, s).await) });
         }
         Tasks { sources, outbox, outbox_stop, services }
     }

@@ -44,6 +44,7 @@ pub mod decide;
 pub mod digest;
 pub mod fields;
 pub mod ingest;
+pub mod lifecycle;
 pub mod links;
 pub mod metrics;
 pub mod notify;

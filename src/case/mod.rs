@@ -211,6 +211,16 @@ string_enum!(
         AddressSuppressed => "address-suppressed", "address-suppressed";
         /// Staff lifted an address's suppression.
         SuppressionLifted => "suppression-lifted", "suppression-lifted";
+        /// A Resolved case's requester and contact were reminded that it closes itself;
+        /// the detail is the closing time promised.
+        CloseReminded => "close-reminded", "close-reminded";
+        /// A case was purged (retention or `casegate purge`): the only record left of it,
+        /// with its number and dates, nothing of its content.
+        CasePurged => "case-purged", "case-purged";
+        /// One person's personal data was erased (`casegate erase`): how much, not whose.
+        PersonErased => "person-erased", "person-erased";
+        /// The daily retention removed what it keeps no longer: how much of each.
+        RetentionApplied => "retention-applied", "retention-applied";
     }
 );
 
@@ -242,6 +252,9 @@ pub enum Event<C = CaseId, M = EntryId> {
     SurveyOffered { case: C, to: Address, url: String },
     /// A notification to `address` bounced; `message` is the `system` entry that says so.
     Bounced { case: C, message: M, address: Address },
+    /// A Resolved case waits for its requester's verdict and closes itself at `closes_at`
+    /// (stored time) unless they accept or reject the solution (or write) before.
+    ClosingSoon { case: C, closes_at: String },
 }
 
 /// What a direct answer says.
@@ -271,7 +284,8 @@ impl<M> Event<CaseId, M> {
             | Event::StatusChanged { case, .. }
             | Event::FieldChanged { case, .. }
             | Event::SurveyOffered { case, .. }
-            | Event::Bounced { case, .. } => *case,
+            | Event::Bounced { case, .. }
+            | Event::ClosingSoon { case, .. } => *case,
             Event::Notice { case, .. } => case.unwrap_or(0),
         }
     }
@@ -305,6 +319,7 @@ impl<C, M> Event<C, M> {
             Event::Bounced { case: c, message: m, address } => {
                 Event::Bounced { case: case(c)?, message: message(m)?, address }
             }
+            Event::ClosingSoon { case: c, closes_at } => Event::ClosingSoon { case: case(c)?, closes_at },
         })
     }
 }

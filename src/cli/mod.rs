@@ -8,6 +8,7 @@ mod case;
 mod cases;
 mod doctor;
 mod ingest;
+mod lifecycle;
 mod oauth;
 mod outbox;
 mod progress;
@@ -68,6 +69,12 @@ pub enum Command {
     Oauth(oauth::Command),
     /// Compare each mailbox's server folders with the journal (--fix repairs)
     Reconcile(reconcile::Args),
+    /// Remove closed cases whole, keeping only that they existed
+    Purge(lifecycle::PurgeArgs),
+    /// Erase one person's personal data (their address becomes a pseudonym)
+    Erase(lifecycle::EraseArgs),
+    /// Rewrite the raw mail packs without the mails removed from them
+    Compact(lifecycle::CompactArgs),
 }
 
 impl Command {
@@ -78,6 +85,8 @@ impl Command {
             Command::Run(_) => "info",
             // Its progress and what it fixed are the point of running it.
             Command::Reconcile(_) => "info",
+            // What they removed is logged; the log is their record.
+            Command::Purge(_) | Command::Erase(_) | Command::Compact(_) => "info",
             _ => "warn",
         }
     }
@@ -121,6 +130,9 @@ pub fn run(cli: Cli, config: anyhow::Result<Arc<Config>>) -> anyhow::Result<()> 
         Command::Survey(cmd) => survey::run(config, cmd),
         Command::Oauth(cmd) => oauth::run(config, cmd),
         Command::Reconcile(args) => reconcile::run(config, args),
+        Command::Purge(args) => lifecycle::purge(config, args),
+        Command::Erase(args) => lifecycle::erase(config, args),
+        Command::Compact(args) => lifecycle::compact(config, args),
     }
 }
 

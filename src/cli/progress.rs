@@ -85,6 +85,21 @@ impl crate::reconcile::Progress for Progress {
     }
 }
 
+/// The data lifecycle's long commands (`purge`, `erase`) report through the same bar.
+impl crate::lifecycle::Progress for Progress {
+    fn start(&self, what: &str, total: u64) {
+        crate::reconcile::Progress::start(self, what, total);
+    }
+
+    fn advance(&self, n: u64) {
+        crate::reconcile::Progress::advance(self, n);
+    }
+
+    fn finish(&self) {
+        crate::reconcile::Progress::finish(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,8 @@
 //! Each table of the file is read and checked by its own function: the top level, `[case]`,
 //! `[limits]` and `[storage]` here; `[accounts]`/`[account_access]` in `accounts`;
 //! `[[mailbox]]`/`[[maildir]]` in `sources`; `[smtp]`/`[outbox]`/`[notify]` in `outgoing`;
-//! `[survey]` in `survey`; `[web]` in `web`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
+//! `[survey]` in `survey`; `[web]` in `web`; `[retention]` in `retention`; `[workflow]` in
+//! `workflow`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
 //! tls, username, password, ca_file, timeout) are one [`ServerConfig`], checked once in
 //! `server`, with its `[….oauth2]` table in `oauth2`; secrets are read in `secret`.
 
@@ -24,12 +25,14 @@ mod log;
 mod metrics;
 mod oauth2;
 mod outgoing;
+mod retention;
 mod secret;
 mod server;
 mod sources;
 mod spam;
 mod survey;
 mod web;
+mod workflow;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,12 +46,14 @@ pub use log::{LogConfig, LogFormat};
 pub use metrics::MetricsConfig;
 pub use oauth2::{Grant, OAuth2Config, Provider};
 pub use outgoing::{NotifyConfig, OutboxConfig, SmtpConfig};
+pub use retention::RetentionConfig;
 pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};
 pub use sources::{MailboxConfig, MaildirConfig, MarkProcessed, DEFAULT_BATCH_BYTES};
 pub use spam::SpamConfig;
 pub use survey::SurveyConfig;
 pub use web::WebConfig;
+pub use workflow::{AutoClose, WorkflowConfig};
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/casegate.toml";
 pub const CONFIG_ENV: &str = "CASEGATE_CONFIG";
@@ -116,6 +121,10 @@ pub struct Config {
     /// The operators' listener (`/metrics`, `/healthz`, `/readyz`) and its limits.
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// How long what casegate stores is kept (`[retention]`).
+    pub retention: RetentionConfig,
+    /// Cases that close themselves (`[workflow]`).
+    pub workflow: WorkflowConfig,
     /// Unknown keys found in the file, for a warning at start-up.
     pub unknown_keys: Vec<String>,
 }
@@ -149,6 +158,8 @@ struct RawConfig {
     spam: spam::RawSpam,
     metrics: metrics::RawMetrics,
     log: log::RawLog,
+    retention: retention::RawRetention,
+    workflow: workflow::RawWorkflow,
 }
 
 #[derive(Deserialize, Default)]
@@ -360,6 +371,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let instance_id = instance_id(&check, raw.instance_id, &system_addresses)?;
     let metrics = metrics::metrics(&check, raw.metrics)?;
     let log = log::log(&check, raw.log)?;
+    let retention = retention::retention(&check, raw.retention)?;
+    let workflow = workflow::workflow(&check, raw.workflow)?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -392,6 +405,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         spam,
         metrics,
         log,
+        retention,
+        workflow,
         unknown_keys: Vec::new(),
     })
 }

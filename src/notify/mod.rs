@@ -242,9 +242,11 @@ fn actor_of(event: &Event, participants: &[(Address, ParticipantRole)]) -> Optio
         }
         Event::Replied { from, .. } => from.clone(),
         Event::WatcherAdded { by, .. } | Event::StatusChanged { by, .. } | Event::FieldChanged { by, .. } => by.clone(),
-        Event::WatcherRemoved { .. } | Event::Notice { .. } | Event::SurveyOffered { .. } | Event::Bounced { .. } => {
-            None
-        }
+        Event::WatcherRemoved { .. }
+        | Event::Notice { .. }
+        | Event::SurveyOffered { .. }
+        | Event::Bounced { .. }
+        | Event::ClosingSoon { .. } => None,
     }
 }
 
@@ -637,6 +639,10 @@ impl<'a> Facts<'a> {
             Event::SurveyOffered { url, .. } => Some(templates::SurveyView { url: url.clone() }),
             _ => None,
         };
+        let closing = match event {
+            Event::ClosingSoon { closes_at, .. } => Some(closing_view(closes_at)),
+            _ => None,
+        };
         Ok(View {
             kind: r.template,
             support: Support {
@@ -653,6 +659,7 @@ impl<'a> Facts<'a> {
             cases,
             links,
             survey,
+            closing,
         })
     }
 
@@ -758,6 +765,14 @@ pub(crate) fn display_subject(config: &Config, subject: &str) -> String {
     } else {
         clean
     }
+}
+
+/// When a case closes itself, for the reminder: the day in words and the exact time.
+fn closing_view(closes_at: &str) -> templates::ClosingView {
+    let on = chrono::DateTime::parse_from_rfc3339(closes_at)
+        .map(|t| t.with_timezone(&Utc).format("%-d %B %Y").to_string())
+        .unwrap_or_else(|_| closes_at.to_string());
+    templates::ClosingView { on, at: pretty_time(closes_at) }
 }
 
 /// `2026-01-02T10:00:00.000Z` → `2026-01-02 10:00 UTC`.

@@ -45,6 +45,8 @@ pub enum On {
     Survey,
     /// A notification bounced: staff are told (once per address, see `decide::bounce`).
     Bounced,
+    /// A Resolved case closes itself soon: the people who may accept or reject are reminded.
+    ClosingSoon,
 }
 
 impl On {
@@ -76,6 +78,7 @@ impl On {
             },
             Event::SurveyOffered { .. } => On::Survey,
             Event::Bounced { .. } => On::Bounced,
+            Event::ClosingSoon { .. } => On::ClosingSoon,
         })
     }
 }
@@ -154,6 +157,7 @@ pub const RULES: &[Rule] = &[
     rule(On::CaseList,       &[Sender],                                 "case-list",             true),
     rule(On::Survey,         &[Sender],                                 "survey",                true),
     rule(On::Bounced,        &[Staff],                                  "bounced",               false),
+    rule(On::ClosingSoon,    &[Requester, Contact],                     "closing-soon",          false),
 ];
 
 /// One person a notification goes to.
@@ -253,8 +257,17 @@ mod tests {
         // watchers are told by WatcherAdded; notes are internal; answers are personal, and
         // so is the survey, which asks the requester and contact only).
         let private = [On::Created, On::Note, On::WatcherAdded, On::WatcherRemoved, On::Bounced];
-        let answers =
-            [On::NotApplied, On::FollowUpOpened, On::CommandRefused, On::ReasonRequired, On::CaseList, On::Survey];
+        // The reminder before a case closes itself asks for a verdict only the requester
+        // and contact may give.
+        let answers = [
+            On::NotApplied,
+            On::FollowUpOpened,
+            On::CommandRefused,
+            On::ReasonRequired,
+            On::CaseList,
+            On::Survey,
+            On::ClosingSoon,
+        ];
         let mut seen = std::collections::HashSet::new();
         for r in RULES {
             seen.insert(r.on);

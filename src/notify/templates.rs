@@ -48,6 +48,7 @@ pub const KINDS: &[&str] = &[
     "case-list",
     "survey",
     "bounced",
+    "closing-soon",
 ];
 
 /// Kinds that may be about no case at all (an answer to a mail that opened none).
@@ -75,7 +76,7 @@ macro_rules! builtin {
 pub const BUILTIN: &[(&str, &str)] = builtin!(
     "acknowledgement", "opened-on-your-behalf", "new-case", "customer-reply", "reply", "note", "watcher-added",
     "watcher-removed", "picked-up", "resolved", "reopened", "closed", "field-changed", "not-applied",
-    "follow-up-opened", "command-refused", "reason-required", "case-list", "survey", "bounced";
+    "follow-up-opened", "command-refused", "reason-required", "case-list", "survey", "bounced", "closing-soon";
     "text-case", "text-message", "text-files", "text-footer", "html-layout", "html-case", "html-message",
     "html-files", "html-footer"
 );
@@ -306,6 +307,16 @@ pub struct View {
     pub links: Links,
     /// For `survey`: the link to the survey page.
     pub survey: Option<SurveyView>,
+    /// For `closing-soon`: when the case closes itself.
+    pub closing: Option<ClosingView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosingView {
+    /// The day, in words: `3 May 2026`.
+    pub on: String,
+    /// The exact time: `2026-05-03 09:00 UTC`.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -546,6 +557,8 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
         },
         links,
         survey: (kind == "survey").then(|| SurveyView { url: text("https://support.example.com/survey/abc") }),
+        closing: (kind == "closing-soon")
+            .then(|| ClosingView { on: text("3 May 2026"), at: text("2026-05-03 09:00 UTC") }),
     }
 }
 

@@ -102,10 +102,36 @@ pub fn store_raw(
 }
 
 /// The raw bytes of a stored mail (`packs_dir` is `data_dir/raw`), checked against the
-/// hash they are stored under.
+/// hash they are stored under. `None` when there is no such mail, or when its raw copy was
+/// removed (retention, purge, erasure: the row is kept, empty and in no pack).
 pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let row = conn
-        .prepare_cached("SELECT data, pack, pack_offset, pack_length FROM raw_mails WHERE sha256 = ?1")?
+    let Some((mut data, mut place)) = raw_row(conn, sha256)? else { return Ok(None) };
+    let mut read = place.as_ref().map(|at| packs::read(packs_dir, at));
+    // Compaction may move the record to a new pack between reading the row and opening the
+    // old pack, which it then deletes: the row, read again, names the new place.
+    if matches!(&read, Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound) {
+        let Some(again) = raw_row(conn, sha256)? else { return Ok(None) };
+        (data, place) = again;
+        read = place.as_ref().map(|at| packs::read(packs_dir, at));
+    }
+    let packed = match (place, read) {
+        (Some(place), Some(read)) => read
+            .with_context(|| format!("cannot read raw mail {sha256} from {}", packs_dir.join(&place.pack).display()))?,
+        (None, _) if data.is_empty() => return Ok(None),
+        // Stored before packs existed (schema version 5 and older).
+        _ => data,
+    };
+    let raw = lz4_flex::decompress_size_prepended(&packed)
+        .with_context(|| format!("the stored raw mail {sha256} is damaged (cannot decompress)"))?;
+    if crate::digest::sha256_hex(&raw) != sha256 {
+        anyhow::bail!("the stored raw mail {sha256} is damaged (its content does not match its hash)");
+    }
+    Ok(Some(raw))
+}
+
+/// A raw mail's row: the bytes kept in the row (before packs), and its place in a pack.
+fn raw_row(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<(Vec<u8>, Option<Place>)>> {
+    conn.prepare_cached("SELECT data, pack, pack_offset, pack_length FROM raw_mails WHERE sha256 = ?1")?
         .query_row([sha256], |r| {
             let place = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?)
             {
@@ -116,20 +142,7 @@ pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<
             };
             Ok((r.get::<_, Vec<u8>>(0)?, place))
         })
-        .optional()?;
-    let Some((data, place)) = row else { return Ok(None) };
-    let packed = match place {
-        Some(place) => packs::read(packs_dir, &place)
-            .with_context(|| format!("cannot read raw mail {sha256} from {}", packs_dir.join(&place.pack).display()))?,
-        // Stored before packs existed (schema version 5 and older).
-        None => data,
-    };
-    let raw = lz4_flex::decompress_size_prepended(&packed)
-        .with_context(|| format!("the stored raw mail {sha256} is damaged (cannot decompress)"))?;
-    if crate::digest::sha256_hex(&raw) != sha256 {
-        anyhow::bail!("the stored raw mail {sha256} is damaged (its content does not match its hash)");
-    }
-    Ok(Some(raw))
+        .optional()
 }
 
 /// A journal row being written: where the mail came from and what identifies it.

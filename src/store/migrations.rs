@@ -254,6 +254,34 @@ pub const MIGRATIONS: &[Migration] = &[
         "ALTER TABLE cases ADD COLUMN opening_gist TEXT;
          CREATE INDEX cases_by_opening_gist ON cases (opening_gist) WHERE opening_gist IS NOT NULL;",
     ),
+    // 12: the data lifecycle (src/store/lifecycle/): retention, erasure, compaction of
+    // the raw-mail packs, cases that close themselves.
+    Migration::Sql(
+        r#"
+    -- A journal row whose mail was removed (retention, purge, erasure) keeps only what
+    -- recognises the mail if it comes again (source position, dedupe key, Message-ID);
+    -- its raw copy is gone and its sender, subject and reason are cleared.
+    ALTER TABLE mails ADD COLUMN removed_at TEXT;
+    -- Compaction reads the records of one pack at a time.
+    CREATE INDEX raw_mails_by_pack ON raw_mails(pack, pack_offset) WHERE pack IS NOT NULL;
+    -- Whether a file is still used by another attachment, when one is removed.
+    CREATE INDEX attachments_by_sha256 ON attachments(sha256);
+    -- When each periodic job last ran: one that runs once a day does so across restarts
+    -- (and, on a shared database, across nodes: the run is claimed by one UPDATE).
+    CREATE TABLE job_runs (
+        name         TEXT PRIMARY KEY,
+        last_run_at  TEXT NOT NULL
+    );
+    -- The reminder a Resolved case got before it closes itself: the wait it belongs to
+    -- (the solution, or the newest staff answer after it) and the date it promised.
+    CREATE TABLE close_reminders (
+        case_id        INTEGER PRIMARY KEY REFERENCES cases(id),
+        waiting_since  TEXT NOT NULL,
+        reminded_at    TEXT NOT NULL,
+        closes_at      TEXT NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through

@@ -1,7 +1,8 @@
 //! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
 //! processed-mail journal, raw mails, quarantine and audit ([`mails`]), notifications
 //! waiting to be sent ([`outbox`]), bounces and suppressed addresses ([`bounces`]), attachment bytes on disk ([`blobs`]) and raw mails in
-//! pack files ([`packs`]).
+//! pack files ([`packs`], rewritten without removed records by [`compaction`]); retention,
+//! purges, erasure and cases that close themselves ([`lifecycle`]).
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
@@ -11,7 +12,9 @@ pub mod apply;
 pub mod blobs;
 pub mod bounces;
 pub mod cases;
+pub mod compaction;
 pub mod db;
+pub mod lifecycle;
 pub mod loops;
 pub mod mails;
 pub mod migrations;

@@ -15,6 +15,11 @@
 //! A record is the LZ4 block (size-prepended) of one raw mail. Reading checks it against
 //! the SHA-256 it is stored under, so a damaged or mismatched pack is reported, never
 //! returned as the mail.
+//!
+//! Records are never changed in place by the writer; what removes them (retention,
+//! erasure) and what rewrites packs without the records no row names any more
+//! ([`super::compaction`]) is elsewhere. A writer holds an exclusive lock on the pack it
+//! writes, so compaction leaves that pack alone.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -60,6 +65,10 @@ struct OpenPack {
     file: Arc<File>,
     /// Bytes handed to the background writer so far (staged bytes go after them).
     written: u64,
+    /// Past [`PACK_LIMIT`]: the next batch starts a new pack. It stays open (and locked)
+    /// until then, because the rows naming its last records commit after [`RawPacks::flush`],
+    /// and compaction must not take a pack whose records it cannot see yet.
+    full: bool,
 }
 
 /// The thread that appends chunks to pack files, in order, and answers each.
@@ -91,6 +100,9 @@ impl RawPacks {
 
     /// Where the next record staged will be.
     pub fn next_place(&mut self, length: usize) -> io::Result<Place> {
+        if self.open.as_ref().is_some_and(|p| p.full) && self.staged.is_empty() {
+            self.open = None;
+        }
         let pack = match &mut self.open {
             Some(pack) => pack,
             None => self.open.insert(self.create()?),
@@ -132,8 +144,8 @@ impl RawPacks {
         });
         match result {
             Ok(()) => {
-                if self.open.as_ref().is_some_and(|p| p.written >= PACK_LIMIT) {
-                    self.open = None;
+                if let Some(pack) = self.open.as_mut().filter(|p| p.written >= PACK_LIMIT) {
+                    pack.full = true;
                 }
                 Ok(())
             }
@@ -187,15 +199,22 @@ impl RawPacks {
         first
     }
 
+    /// Starts a pack, locked (see [`lock_if_idle`]) before it gets its name: compaction never
+    /// sees a pack of this writer that is not locked.
     fn create(&self) -> io::Result<OpenPack> {
-        let millis = chrono::Utc::now().timestamp_millis();
-        let name = format!("{millis:013}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>());
-        let file = OpenOptions::new().append(true).create_new(true).open(self.dir.join(&name))?;
+        let name = new_name();
+        let fresh = self.dir.join(format!(".{name}.new"));
+        let file = OpenOptions::new().append(true).create_new(true).open(&fresh)?;
+        if let Err(e) = file.try_lock() {
+            let _ = fs::remove_file(&fresh);
+            return Err(io::Error::other(format!("cannot lock a new raw mail pack: {e}")));
+        }
+        fs::rename(&fresh, self.dir.join(&name))?;
         if self.fsync {
             File::open(&self.dir)?.sync_all()?;
         }
         tracing::debug!(pack = %name, "Started a raw mail pack");
-        Ok(OpenPack { name, file: Arc::new(file), written: 0 })
+        Ok(OpenPack { name, file: Arc::new(file), written: 0, full: false })
     }
 }
 
@@ -206,7 +225,11 @@ impl Background {
         let thread = std::thread::Builder::new().name("raw-packs".into()).spawn(move || {
             for (file, chunk) in queue {
                 // Appends (the file is opened for appending and written by this thread only).
-                if answers.send((&*file).write_all(&chunk)).is_err() {
+                let written = (&*file).write_all(&chunk);
+                // Let go of the file before answering: once the writer closes a pack, its
+                // lock must go with the writer's handle (see `OpenPack::full`).
+                drop(file);
+                if answers.send(written).is_err() {
                     return;
                 }
             }
@@ -224,6 +247,26 @@ impl Drop for Background {
     }
 }
 
+/// A new pack's name: the time, the process and a random part, so two writers (or a
+/// writer and compaction) never choose the same one.
+pub(crate) fn new_name() -> String {
+    let millis = chrono::Utc::now().timestamp_millis();
+    format!("{millis:013}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>())
+}
+
+/// Whether a process is writing `file` (an open pack of this module): its writer holds an
+/// exclusive `flock` on it from before it had its name until it is closed, and the kernel
+/// drops the lock when the writer dies. `Some(file)` (now locked by the caller, until it is
+/// dropped) when nobody writes it.
+pub(crate) fn lock_if_idle(path: &Path) -> io::Result<Option<File>> {
+    let file = File::open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Reads one record back.
 pub fn read(dir: &Path, place: &Place) -> io::Result<Vec<u8>> {
     if !is_pack_name(&place.pack) {
@@ -237,7 +280,7 @@ pub fn read(dir: &Path, place: &Place) -> io::Result<Vec<u8>> {
 }
 
 /// Names this module makes: digits, dashes, hex and `.pack`, nothing that leaves `raw/`.
-fn is_pack_name(name: &str) -> bool {
+pub(crate) fn is_pack_name(name: &str) -> bool {
     name.ends_with(".pack")
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -328,7 +371,11 @@ mod tests {
         let big = vec![7u8; PACK_LIMIT as usize];
         let first = packs.stage(&big).unwrap();
         packs.flush().unwrap();
+        // Its rows commit after the flush: until the next batch it stays locked, so
+        // compaction does not take it for a pack of dead records.
+        assert!(lock_if_idle(&dir.path().join(&first.pack)).unwrap().is_none(), "still held after the flush");
         let next = packs.stage(b"next").unwrap();
+        assert!(lock_if_idle(&dir.path().join(&first.pack)).unwrap().is_some(), "let go by the next batch");
         packs.flush().unwrap();
         assert_ne!(first.pack, next.pack);
         assert_eq!(next.offset, 0);

@@ -12,6 +12,7 @@ mod classify_corpus;
 mod corpus_ingest;
 mod daemon;
 mod ingest;
+mod lifecycle;
 mod loops;
 mod mailstack_smoke;
 mod notify;
