@@ -61,33 +61,82 @@ enum Item<'a> {
     Other,
 }
 
-/// The next markup item at or after `from`: its start, end and kind. A `<` that opens no
-/// tag is text.
-fn next_item(html: &str, from: usize) -> Option<(usize, usize, Item<'_>)> {
+/// Elements whose content is text to the HTML parser, up to their end tag (`plaintext`:
+/// to the end of the document): a `<` inside them opens no tag, and `<!--` no comment.
+const RAW_TEXT: &[&str] =
+    &["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"];
+
+/// Walks the markup items of a document as the HTML parser sees them: the content of a
+/// [`RAW_TEXT`] element is skipped whole, so markup-like text inside a `<style>` (a
+/// comment that never ends, say) cannot hide from the bounds what follows it.
+struct Items<'h> {
+    html: &'h str,
+    /// The raw-text element whose content comes next, if one was just opened.
+    raw: Option<&'static str>,
+}
+
+impl<'h> Items<'h> {
+    fn new(html: &'h str) -> Items<'h> {
+        Items { html, raw: None }
+    }
+
+    /// The next markup item at or after `from`: its start, end and kind. A `<` that opens
+    /// no tag is text.
+    fn next(&mut self, from: usize) -> Option<(usize, usize, Item<'h>)> {
+        let html = self.html;
+        let bytes = html.as_bytes();
+        let mut at = from;
+        if let Some(raw) = self.raw.take() {
+            at = if raw == "plaintext" { html.len() } else { end_tag(html, at, raw).unwrap_or(html.len()) };
+        }
+        while let Some(offset) = memchr(b'<', &bytes[at..]) {
+            let start = at + offset;
+            let rest = &html[start + 1..];
+            if let Some(comment) = rest.strip_prefix("!--") {
+                let end = comment.find("-->").map_or(html.len(), |i| start + 4 + i + 3);
+                return Some((start, end, Item::Other));
+            }
+            if rest.starts_with('!') || rest.starts_with('?') {
+                let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
+                return Some((start, end, Item::Other));
+            }
+            let (closing, name_from) = if rest.starts_with('/') { (true, 1) } else { (false, 0) };
+            let name_len = rest[name_from..].bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
+            if name_len == 0 || !rest.as_bytes()[name_from].is_ascii_alphabetic() {
+                at = start + 1;
+                continue;
+            }
+            let name = &rest[name_from..name_from + name_len];
+            let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
+            let item = if closing {
+                Item::Close { name }
+            } else {
+                let self_closing = html[..end].ends_with("/>");
+                if !self_closing {
+                    self.raw = RAW_TEXT.iter().find(|r| name.eq_ignore_ascii_case(r)).copied();
+                }
+                Item::Open { name, self_closing }
+            };
+            return Some((start, end, item));
+        }
+        None
+    }
+}
+
+/// Where the end tag `</name` (any case) starts, at or after `from`.
+fn end_tag(html: &str, from: usize, name: &str) -> Option<usize> {
     let bytes = html.as_bytes();
     let mut at = from;
     while let Some(offset) = memchr(b'<', &bytes[at..]) {
         let start = at + offset;
-        let rest = &html[start + 1..];
-        if let Some(comment) = rest.strip_prefix("!--") {
-            let end = comment.find("-->").map_or(html.len(), |i| start + 4 + i + 3);
-            return Some((start, end, Item::Other));
+        let candidate = &bytes[start + 1..];
+        if candidate.first() == Some(&b'/')
+            && candidate.len() > name.len()
+            && candidate[1..=name.len()].eq_ignore_ascii_case(name.as_bytes())
+        {
+            return Some(start);
         }
-        if rest.starts_with('!') || rest.starts_with('?') {
-            let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
-            return Some((start, end, Item::Other));
-        }
-        let (closing, name_from) = if rest.starts_with('/') { (true, 1) } else { (false, 0) };
-        let name_len = rest[name_from..].bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
-        if name_len == 0 || !rest.as_bytes()[name_from].is_ascii_alphabetic() {
-            at = start + 1;
-            continue;
-        }
-        let name = &rest[name_from..name_from + name_len];
-        let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
-        let item =
-            if closing { Item::Close { name } } else { Item::Open { name, self_closing: html[..end].ends_with("/>") } };
-        return Some((start, end, item));
+        at = start + 1;
     }
     None
 }
@@ -96,21 +145,21 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
 }
 
-/// Elements that never contain others, or whose end the parser implies at the next
-/// sibling: neither deepens the document.
+/// Elements that never contain others (raw-text ones hold only text), or whose end the
+/// parser implies at the next sibling: neither deepens the document.
 fn nests(name: &str) -> bool {
     const FLAT: &[&str] = &[
         "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
         "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody", "tfoot", "colgroup", "rb",
         "rt", "rp",
     ];
-    !FLAT.iter().any(|flat| name.eq_ignore_ascii_case(flat))
+    !FLAT.iter().chain(RAW_TEXT).any(|flat| name.eq_ignore_ascii_case(flat))
 }
 
 fn scan(html: &str) -> Scan {
     let (mut tags, mut depth, mut max_depth, mut tables) = (0, 0usize, 0, 0);
-    let mut at = 0;
-    while let Some((_, end, item)) = next_item(html, at) {
+    let (mut items, mut at) = (Items::new(html), 0);
+    while let Some((_, end, item)) = items.next(at) {
         match item {
             Item::Open { name, self_closing } => {
                 tags += 1;
@@ -152,8 +201,8 @@ fn as_flow(name: &str, closing: bool) -> Option<&'static str> {
 /// and with its tables as text flow (see [`as_flow`]).
 fn flatten(html: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(html.len());
-    let (mut depth, mut copied, mut at) = (0usize, 0, 0);
-    while let Some((start, end, item)) = next_item(html, at) {
+    let (mut depth, mut copied, mut at, mut items) = (0usize, 0, 0, Items::new(html));
+    while let Some((start, end, item)) = items.next(at) {
         let replacement = match item {
             Item::Open { name, self_closing } if nests(name) && !self_closing => {
                 depth += 1;
@@ -193,7 +242,8 @@ fn flatten(html: &str) -> Cow<'_, str> {
 pub fn strip_tags(html: &str) -> String {
     let mut out = Out { text: String::with_capacity(html.len() / 2), quote: 0, at_line_start: true, space: false };
     let (mut at, mut skip_until): (usize, Option<&str>) = (0, None);
-    while let Some((start, end, item)) = next_item(html, at) {
+    let mut items = Items::new(html);
+    while let Some((start, end, item)) = items.next(at) {
         if skip_until.is_none() {
             out.text_run(&html[at..start]);
         }
@@ -378,6 +428,21 @@ mod tests {
         assert_eq!(scan(&flat).max_depth, MAX_DEPTH);
         assert!(flat.contains("deep text"));
         assert!(to_text(&html, html2text).contains("deep text"));
+    }
+
+    #[test]
+    fn an_endless_comment_inside_a_style_hides_no_nesting() {
+        // To the HTML parser the style's content is text; the quotes after it nest.
+        let n = 5_000;
+        let html = format!("<style><!-- p {{}}</style>{}deep text", "<blockquote>x".repeat(n));
+        assert_eq!(scan(&html).max_depth, n);
+        let text = to_text(&html, html2text);
+        assert!(text.contains("deep text"));
+        assert!(text.len() < 100 * html.len(), "{} bytes of text", text.len());
+        // A `<` in a script opens nothing; the end tag is found in any case.
+        let script = "<script>if (a <b) { x = '<div>'; }</SCRIPT><div>after</div>";
+        assert_eq!(scan(script).max_depth, 1);
+        assert!(strip_tags(script).contains("after") && !strip_tags(script).contains("x ="));
     }
 
     #[test]
