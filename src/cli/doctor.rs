@@ -186,9 +186,9 @@ fn reconcile_summary(
 ) {
     let what = format!("reconcile {}", mb.name);
     // A database that cannot be opened was reported above already.
-    let Ok(store) = Store::open(c) else { return };
+    let Ok(_store) = Store::open(c) else { return };
     let progress = super::progress::Progress::new();
-    let ctx = reconcile::Context { config: c, journal: &store.conn, writer: None, progress: &progress };
+    let ctx = reconcile::Context { config: c, writer: None, progress: &progress };
     match runtime.block_on(reconcile::mailbox(&ctx, mb, credentials)) {
         Ok(report) => {
             let text = super::reconcile::summary(&report).join("\n");
@@ -205,11 +205,17 @@ fn reconcile_summary(
 
 fn database(c: &Config) -> anyhow::Result<String> {
     let store = Store::open(c)?;
-    let count = |sql: &str| -> anyhow::Result<i64> { Ok(store.conn.query_row(sql, [], |r| r.get(0))?) };
-    let version = count("PRAGMA user_version")?;
+    let db = store.db();
+    let count = |sql: &str| -> anyhow::Result<i64> { Ok(db.query_one(sql, crate::vals![], |r| r.get(0))?) };
+    let (place, version) = match db {
+        crate::store::db::Db::Sqlite(_) => (c.database_path().display().to_string(), count("PRAGMA user_version")?),
+        crate::store::db::Db::Postgres(conn) => {
+            let version = crate::store::pg_migrations::version(db)?;
+            (format!("PostgreSQL {}", conn.target()), i64::try_from(version).unwrap_or(i64::MAX))
+        }
+    };
     Ok(format!(
-        "{} (schema {version}; {} case(s), {} mail(s), {} in quarantine, {} notification(s) queued)",
-        c.database_path().display(),
+        "{place} (schema {version}; {} case(s), {} mail(s), {} in quarantine, {} notification(s) queued)",
         count("SELECT count(*) FROM cases")?,
         count("SELECT count(*) FROM mails")?,
         count("SELECT count(*) FROM quarantine WHERE released_at IS NULL")?,

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::store::db::Db;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::Connection;
 
 use super::recipients::Recipient;
 use crate::address::Address;
@@ -58,7 +58,7 @@ const MAX_COMPARED: usize = 16 * 1024;
 
 /// The loop breaker for one batch of events.
 pub(super) struct Limits<'a> {
-    conn: &'a Connection,
+    conn: Db<'a>,
     config: &'a Config,
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
@@ -70,7 +70,7 @@ pub(super) struct Limits<'a> {
 
 impl<'a> Limits<'a> {
     pub(super) fn new(
-        conn: &'a Connection,
+        conn: Db<'a>,
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
@@ -262,8 +262,9 @@ mod tests {
 
     #[test]
     fn the_store_counts_exactly_the_automatic_kinds() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut conn).unwrap();
+        let conn = Db::Sqlite(&conn);
         let to = Address::parse("a@x.example").unwrap();
         for (i, kind) in super::super::templates::KINDS.iter().enumerate() {
             let n = outbox::NewNotification {
@@ -277,9 +278,9 @@ mod tests {
                 error: None,
                 not_before: None,
             };
-            outbox::insert(&conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
+            outbox::insert(conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
         }
-        let counted = outbox::automatic_answers_since(&conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
+        let counted = outbox::automatic_answers_since(conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
         assert_eq!(counted as usize, AUTOMATIC.len());
         assert!(AUTOMATIC.iter().all(|k| super::super::templates::KINDS.contains(k)));
     }
