@@ -905,6 +905,33 @@ fn shorten(value: &str) -> String {
     }
 }
 
+/// Most of a mail's text reduced by [`gist`]: an autoresponder's words are in its first
+/// lines.
+const MAX_GIST: usize = 16 * 1024;
+
+/// A text reduced to what an autoresponder repeats: lower case, letters only (digits
+/// differ from ticket to ticket), single spaces; at most 16 KiB.
+pub fn gist(text: &str) -> String {
+    let mut out = String::new();
+    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
+        if out.len() >= MAX_GIST {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&word.to_lowercase());
+    }
+    out
+}
+
+/// A short key of a [`gist`], stored with the case a mail opens, so that a sender who
+/// keeps writing the same words is found with one lookup; `None` for a text without words.
+pub fn gist_key(gist: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    (!gist.is_empty()).then(|| hex::encode(&Sha256::digest(gist.as_bytes())[..12]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

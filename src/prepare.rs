@@ -98,6 +98,9 @@ pub struct Analyzed {
     pub spam: Option<String>,
     /// The From domain, when the receiving server says DMARC failed for it.
     pub dmarc_failure: Option<String>,
+    /// What the mail's text says as an autoresponder would repeat it ([`classify::gist`]),
+    /// for the loop breaker.
+    pub gist: String,
 }
 
 impl Analyzed {
@@ -124,6 +127,10 @@ impl Analyzed {
             .as_ref()
             .filter(|v| v.kind == classify::MachineKind::Bounce)
             .and_then(|_| classify::bounce::parse(&mail, raw));
+        let new_text = may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail));
+        // What the sender wrote, without the history they quoted: a person quotes our
+        // acknowledgement below their answer, an autoresponder returns it as its text.
+        let gist = classify::gist(new_text.as_deref().unwrap_or(&mail.text));
         Analyzed {
             machine,
             bounce,
@@ -134,9 +141,10 @@ impl Analyzed {
                 .and_then(|b| classify::bounce::return_path_row(&mail, b)),
             spam: classify::spam::verdict(&mail, config.spam.enabled, &config.spam.header_rules),
             dmarc_failure: crate::authorize::dmarc_failure(config, &mail),
-            new_text: may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail)),
+            new_text,
             authenticated,
             no_answers: no_answer_reason(config, &mail, authenticated),
+            gist,
             mail,
         }
     }

@@ -129,6 +129,8 @@ pub struct NewCase {
     pub account: Option<String>,
     pub environment: Option<String>,
     pub linked_case: Option<CaseId>,
+    /// The key of the opening mail's words (`classify::gist_key`), for the loop breaker.
+    pub opening_gist: Option<String>,
 }
 
 /// A thread entry to add, with its attachments; its Message-ID (if any) is linked to the

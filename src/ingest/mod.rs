@@ -419,7 +419,11 @@ impl Step<'_> {
         // Notifications are rows of the same unit: they exist exactly when the change they
         // announce was committed.
         let no_answers = prepared.parsed.no_answers();
-        let trigger = headers.map(|mail| Trigger { mail, no_answers });
+        let gist = match &prepared.parsed {
+            Parsed::Mail(analyzed) => Some(analyzed.gist.as_str()),
+            Parsed::Rejected { .. } => None,
+        };
+        let trigger = headers.map(|mail| Trigger { mail, no_answers, gist });
         consequences::follow(scope, self.config, applied.events.clone(), trigger)?;
         Ok(IngestReport {
             mail_id: applied.mail_id,

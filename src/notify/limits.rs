@@ -35,6 +35,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::recipients::Recipient;
 use crate::address::Address;
 use crate::case::{CaseId, Event};
+use crate::classify::{gist, gist_key};
 use crate::config::Config;
 use crate::parse::InboundMail;
 use crate::store::{bounces, loops, outbox, stamp};
@@ -53,8 +54,6 @@ const BRAKE_ENTRIES: usize = 50;
 const OPENINGS: usize = 20;
 /// Shortest line of our templates that counts as quoted back when found in a mail.
 const MIN_QUOTED_LINE: usize = 40;
-/// Most of a mail's text compared with our templates.
-const MAX_COMPARED: usize = 16 * 1024;
 
 /// The loop breaker for one batch of events.
 pub(super) struct Limits<'a> {
@@ -62,6 +61,8 @@ pub(super) struct Limits<'a> {
     config: &'a Config,
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
+    /// The trigger mail's words as an autoresponder repeats them, if worked out already.
+    gist: Option<&'a str>,
     /// Loop evidence in the trigger mail, once worked out.
     evidence: Option<Option<String>>,
     /// Entries per author within the brake's window, per case (read once per batch).
@@ -74,8 +75,9 @@ impl<'a> Limits<'a> {
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
+        gist: Option<&'a str>,
     ) -> Limits<'a> {
-        Limits { conn, config, now, trigger, evidence: None, authors: HashMap::new() }
+        Limits { conn, config, now, trigger, gist, evidence: None, authors: HashMap::new() }
     }
 
     /// Why the notification about `event` to `r` is held back, if it is.
@@ -110,22 +112,21 @@ impl<'a> Limits<'a> {
         }
     }
 
-    /// Loop evidence in the trigger mail (worked out once per batch). What the sender
-    /// wrote is the new case's description when the mail opened one (its quoted history
-    /// already cut off), else the mail's text.
+    /// Loop evidence in the trigger mail (worked out once per batch), from what its
+    /// sender wrote reduced to its words (see [`gist`]; worked out while the mail was
+    /// prepared, off the database writer's thread).
     fn loop_evidence(&mut self, event: &Event) -> anyhow::Result<Option<String>> {
         if let Some(known) = &self.evidence {
             return Ok(known.clone());
         }
         let Some(mail) = self.trigger else { return Ok(None) };
-        let case = Some(event.case()).filter(|c| *c != 0);
-        let written = match case {
-            Some(c) => crate::store::cases::description(self.conn, c)?.unwrap_or_default(),
-            None => mail.text.clone(),
+        let words = match self.gist {
+            Some(words) => std::borrow::Cow::Borrowed(words),
+            None => std::borrow::Cow::Owned(gist(&mail.text)),
         };
-        let words = gist(&written);
+        let case = Some(event.case()).filter(|c| *c != 0);
         let mut found = quotes_our_text(self.config, &words);
-        if found.is_none() && !words.is_empty() {
+        if found.is_none() {
             found = self.repeats(mail, &words, case)?;
         }
         self.evidence = Some(found.clone());
@@ -133,12 +134,11 @@ impl<'a> Limits<'a> {
     }
 
     /// The mail says what `REPEATS` or more of its sender's cases opened in the last 24
-    /// hours said.
+    /// hours said: one lookup of the key stored with each case a mail opens.
     fn repeats(&self, mail: &InboundMail, words: &str, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
-        let Some(from) = mail.from_address() else { return Ok(None) };
+        let (Some(from), Some(key)) = (mail.from_address(), gist_key(words)) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
-        let openings = loops::recent_openings(self.conn, from, &since, case, OPENINGS)?;
-        let same = openings.iter().filter(|body| gist(body) == words).count();
+        let same = loops::openings_saying(self.conn, from, &key, &since, case, OPENINGS)?;
         Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 
@@ -176,22 +176,6 @@ impl<'a> Limits<'a> {
 /// `2026-01-02T10:00:00.000Z` → `2026-01-02`.
 fn day(stored: &str) -> &str {
     stored.get(..10).unwrap_or(stored)
-}
-
-/// A text reduced to what an autoresponder repeats: lower case, letters only (digits
-/// differ from ticket to ticket), single spaces.
-fn gist(text: &str) -> String {
-    let mut out = String::new();
-    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
-        if out.len() >= MAX_COMPARED {
-            break;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&word.to_lowercase());
-    }
-    out
 }
 
 /// Whether what the sender wrote (as [`gist`] reduces it) quotes a line of our own

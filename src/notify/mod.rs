@@ -83,6 +83,9 @@ pub fn check_templates(config: &Config) -> anyhow::Result<()> {
 pub struct Trigger<'a> {
     pub mail: &'a InboundMail,
     pub no_answers: Option<&'a str>,
+    /// What the mail says as an autoresponder would repeat it (`classify::gist`), when
+    /// worked out while it was prepared.
+    pub gist: Option<&'a str>,
 }
 
 /// A notification written to the outbox: for which of the events, to whom, and its
@@ -105,7 +108,7 @@ pub fn enqueue(
         return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
-    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger);
+    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.gist));
     let mut queued = Vec::new();
     for (index, recipient) in plan(events, &mut facts)? {
         // Checked before writing, so that what this batch already queued counts.

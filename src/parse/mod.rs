@@ -349,7 +349,7 @@ fn collect_report(message: &Message<'_>, mail: &mut InboundMail) {
 }
 
 /// Renders HTML as plain text (tables, lists and quotes kept readable; `> ` marks quotes),
-/// within the bounds of [`html::to_text`].
+/// within the size bounds the `html` module sets.
 pub fn html_to_text(html: &str) -> String {
     // Width is generous so sentences are not hard-wrapped into the thread.
     html::to_text(html, |html| html2text::from_read(html.as_bytes(), 10_000).unwrap_or_else(|_| String::new()))

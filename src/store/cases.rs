@@ -13,15 +13,16 @@ use crate::vals;
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
     db.insert(
-        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at)
-         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist)
+         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
         vals![
             &case.subject,
             case.impact.as_db(),
             case.account.as_deref(),
             case.environment.as_deref(),
             case.linked_case,
-            now
+            now,
+            case.opening_gist.as_deref()
         ],
     )
 }

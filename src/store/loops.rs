@@ -1,5 +1,5 @@
 //! What the loop breaker (`notify::limits`) reads: who wrote a case's latest entries and
-//! when, and what a sender's latest cases were opened with.
+//! when, and whether a sender's latest cases were opened with the same words.
 
 use super::db::{Db, DbResult};
 use crate::address::Address;
@@ -15,27 +15,23 @@ pub fn recent_authors(db: Db<'_>, case: CaseId, limit: usize) -> DbResult<Vec<(O
     )
 }
 
-/// What the cases `requester` opened since `since` (other than `except`) were opened
-/// with: their first entries, newest case first, at most `limit`.
-pub fn recent_openings(
+/// How many of the cases `requester` opened since `since` (other than `except`; at most
+/// `limit` of the newest) were opened with a mail whose words have the key `key`
+/// (`classify::gist_key`).
+pub fn openings_saying(
     db: Db<'_>,
     requester: &Address,
+    key: &str,
     since: &str,
     except: Option<CaseId>,
     limit: usize,
-) -> DbResult<Vec<String>> {
-    let ids: Vec<CaseId> = db.query_map(
-        "SELECT c.id FROM participants p JOIN cases c ON c.id = p.case_id
+) -> DbResult<usize> {
+    let n: i64 = db.query_one(
+        "SELECT count(*) FROM (SELECT c.opening_gist FROM participants p JOIN cases c ON c.id = p.case_id
          WHERE p.address = ?1 AND p.role = 'requester' AND c.created_at >= ?2 AND c.id IS NOT ?3
-         ORDER BY c.id DESC LIMIT ?4",
-        vals![requester.as_str(), since, except, limit],
+         ORDER BY c.id DESC LIMIT ?4) AS recent WHERE opening_gist = ?5",
+        vals![requester.as_str(), since, except, limit, key],
         |r| r.get(0),
     )?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(body) = super::cases::description(db, id)? {
-            out.push(body);
-        }
-    }
-    Ok(out)
+    Ok(usize::try_from(n).unwrap_or(0))
 }

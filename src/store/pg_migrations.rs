@@ -22,7 +22,7 @@ const MIGRATION_LOCK: i64 = 0x6361_7365_6761_7465;
 
 /// Migration `i` (0-based) brings the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
-    // 1: what SQLite's migrations 1 to 10 made, in one step; plus the attachment bytes.
+    // 1: what SQLite's migrations 1 to 11 made, in one step; plus the attachment bytes.
     r#"
     CREATE TABLE raw_mails (
         sha256       TEXT COLLATE "C" PRIMARY KEY,
@@ -42,7 +42,8 @@ pub const MIGRATIONS: &[&str] = &[
         environment  TEXT COLLATE "C",
         linked_case  BIGINT REFERENCES cases(id),
         created_at   TEXT COLLATE "C" NOT NULL,
-        updated_at   TEXT COLLATE "C" NOT NULL
+        updated_at   TEXT COLLATE "C" NOT NULL,
+        opening_gist TEXT COLLATE "C"
     );
     CREATE INDEX cases_by_status ON cases(status);
 
@@ -222,7 +223,7 @@ pub const MIGRATIONS: &[&str] = &[
         data    BYTEA NOT NULL
     );
     "#,
-    // 2: several nodes, as SQLite's migration 11.
+    // 2: several nodes, as SQLite's migration 12.
     r#"
     CREATE TABLE nodes (
         name        TEXT COLLATE "C" PRIMARY KEY,

@@ -181,6 +181,7 @@ mod tests {
             account: None,
             environment: None,
             linked_case: None,
+            opening_gist: None,
         };
         let case = cases::insert_case((&conn).into(), &new, "2030-01-01T00:00:00.000Z").unwrap();
         entry(&conn, case, MessageKind::Note, "forwarder's words", &["secret.png"]);

@@ -356,6 +356,7 @@ pub(crate) mod tests {
             account: account.map(str::to_string),
             environment: None,
             linked_case: None,
+            opening_gist: None,
         };
         let id = insert_case(conn, &case, now).unwrap();
         add_participant(
