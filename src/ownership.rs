@@ -49,6 +49,14 @@ struct Held {
     watcher: JoinHandle<anyhow::Result<()>>,
     /// Being handed back: the lease is freed once the watcher has finished.
     leaving: bool,
+    /// Set by the watcher's task as it ends (before its handle says so).
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Held {
+    fn is_done(&self) -> bool {
+        self.done.load(std::sync::atomic::Ordering::SeqCst) || self.watcher.is_finished()
+    }
 }
 
 /// What one round in the database found.
@@ -82,11 +90,14 @@ impl Mailboxes {
         let mut held: BTreeMap<String, Held> = BTreeMap::new();
         let mut failures = Vec::new();
         let mut first = true;
+        // Told when a watcher ends, so that its lease is handed back (and, with --once,
+        // the run ends) at once rather than at the next round.
+        let ended = Arc::new(tokio::sync::Notify::new());
         loop {
             self.reap(&mut held, &mut failures).await;
             if first || !self.once {
                 match self.round(&node, &held).await {
-                    Ok(round) => self.apply(round, &mut held, first),
+                    Ok(round) => self.apply(round, &mut held, first, &ended),
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "Cannot reach the database to renew the mailbox leases");
                         // Not renewed: a lease no longer sure is given up (its watcher stops).
@@ -99,13 +110,14 @@ impl Mailboxes {
                 self.renew_only(&held).await;
             }
             first = false;
-            if self.once && held.values().all(|h| h.watcher.is_finished()) {
+            if self.once && held.values().all(|h| h.is_done()) {
                 self.reap(&mut held, &mut failures).await;
                 break;
             }
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 () = tokio::time::sleep(renew_every(lease_time)) => {}
+                () = ended.notified() => {}
             }
         }
         self.finish(&node, held, &mut failures).await;
@@ -201,7 +213,7 @@ impl Mailboxes {
 
     /// Acts on a round: starts watchers for new leases, hands back what is over the fair
     /// share.
-    fn apply(&self, round: Round, held: &mut BTreeMap<String, Held>, first: bool) {
+    fn apply(&self, round: Round, held: &mut BTreeMap<String, Held>, first: bool, ended: &Arc<tokio::sync::Notify>) {
         self.note_renewals(round.sent, &round.renewed, held);
         for mailbox in &round.elsewhere {
             crate::metrics::global().mailbox_elsewhere(mailbox);
@@ -223,7 +235,15 @@ impl Mailboxes {
                 once: self.once,
                 lease: Some(Arc::clone(&lease)),
             };
-            held.insert(mb.name.clone(), Held { lease, watcher: tokio::spawn(watcher.run()), leaving: false });
+            let (ended, done) = (Arc::clone(ended), Arc::new(std::sync::atomic::AtomicBool::new(false)));
+            let flag = Arc::clone(&done);
+            let watcher = tokio::spawn(async move {
+                let result = watcher.run().await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                ended.notify_one();
+                result
+            });
+            held.insert(mb.name.clone(), Held { lease, watcher, leaving: false, done });
         }
         if self.once {
             return;
@@ -243,7 +263,7 @@ impl Mailboxes {
     /// Collects the watchers that have finished: their leases are handed back (unless
     /// lost), their errors noted.
     async fn reap(&self, held: &mut BTreeMap<String, Held>, failures: &mut Vec<String>) {
-        let done: Vec<String> = held.iter().filter(|(_, h)| h.watcher.is_finished()).map(|(n, _)| n.clone()).collect();
+        let done: Vec<String> = held.iter().filter(|(_, h)| h.is_done()).map(|(n, _)| n.clone()).collect();
         for name in done {
             let Some(h) = held.remove(&name) else { continue };
             match h.watcher.await {

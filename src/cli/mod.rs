@@ -8,6 +8,7 @@ mod case;
 mod cases;
 mod doctor;
 mod ingest;
+mod nodes;
 mod oauth;
 mod outbox;
 mod progress;
@@ -68,6 +69,8 @@ pub enum Command {
     Oauth(oauth::Command),
     /// Compare each mailbox's server folders with the journal (--fix repairs)
     Reconcile(reconcile::Args),
+    /// The nodes sharing the database, the mailboxes each holds, and their lease ages
+    Nodes(nodes::Args),
 }
 
 impl Command {
@@ -121,6 +124,7 @@ pub fn run(cli: Cli, config: anyhow::Result<Arc<Config>>) -> anyhow::Result<()> 
         Command::Survey(cmd) => survey::run(config, cmd),
         Command::Oauth(cmd) => oauth::run(config, cmd),
         Command::Reconcile(args) => reconcile::run(config, args),
+        Command::Nodes(args) => nodes::run(config, args),
     }
 }
 

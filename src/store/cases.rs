@@ -383,7 +383,7 @@ pub fn list_cases(db: Db<'_>, prefix: &str, status: Option<Status>) -> DbResult<
         people.entry(case).or_default().push((addr, role));
     }
     let rows = db.query_map(
-        &format!("SELECT {CASE_COLUMNS} FROM cases WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"),
+        &format!("SELECT {CASE_COLUMNS} FROM cases WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY id DESC"),
         vals![status.map(Status::as_db)],
         row_to_case,
     )?;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use super::postgres::Target;
+use super::target::Target;
 
 /// A value bound to a query parameter.
 #[derive(Debug, Clone, PartialEq)]

@@ -28,6 +28,7 @@ pub mod records;
 pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;
+pub mod target;
 pub mod unit;
 
 use std::cell::RefCell;
@@ -101,7 +102,7 @@ impl Store {
     /// Opens (migrating if needed) the PostgreSQL database `url` names, on a session of
     /// its own.
     pub fn open_postgres(url: &str) -> anyhow::Result<Store> {
-        let target = Arc::new(postgres::Target::parse(url).map_err(|e| anyhow::anyhow!("database URL: {e}"))?);
+        let target = Arc::new(target::Target::parse(url).map_err(|e| anyhow::anyhow!("database URL: {e}"))?);
         let conn = PgConn::connect(Arc::clone(&target)).with_context(|| format!("cannot connect to {target}"))?;
         pg_migrations::migrate(Db::Postgres(&conn)).with_context(|| format!("cannot migrate database {target}"))?;
         Ok(Store { backend: Backend::Postgres(PgSession::Own(conn)) })

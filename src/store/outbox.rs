@@ -248,7 +248,7 @@ pub struct OutboxView {
 pub fn list(db: Db<'_>, prefix: &str, status: Option<&str>) -> DbResult<Vec<OutboxView>> {
     db.query_map(
         "SELECT id, case_id, event, recipients, subject, message_id, status, attempts, last_error, next_attempt_at, created_at, sent_at, spec
-         FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
+         FROM outbox WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY id",
         vals![status],
         |r| {
             let recipients: String = r.get(3)?;

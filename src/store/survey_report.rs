@@ -112,7 +112,7 @@ pub fn load(db: Db<'_>, token_prefix: &str, filter: &Filter) -> DbResult<Report>
     // Accounts match whatever their case (`lower` on both sides: ASCII, as SQLite's NOCASE).
     let sent: i64 = db.query_one(
         "SELECT count(*) FROM survey_invitations i JOIN cases c ON c.id = i.case_id
-         WHERE (?1 IS NULL OR i.created_at >= ?1) AND (?2 IS NULL OR lower(c.account) = lower(?2))",
+         WHERE (CAST(?1 AS TEXT) IS NULL OR i.created_at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR lower(c.account) = lower(?2))",
         vals![since.as_deref(), account],
         |r| r.get(0),
     )?;
@@ -121,7 +121,7 @@ pub fn load(db: Db<'_>, token_prefix: &str, filter: &Filter) -> DbResult<Report>
          FROM survey_answers a
          JOIN survey_invitations i ON i.case_id = a.case_id AND i.recipient = a.recipient
          JOIN cases c ON c.id = a.case_id
-         WHERE (?1 IS NULL OR i.created_at >= ?1) AND (?2 IS NULL OR lower(c.account) = lower(?2))
+         WHERE (CAST(?1 AS TEXT) IS NULL OR i.created_at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR lower(c.account) = lower(?2))
          ORDER BY a.updated_at",
         vals![since.as_deref(), account],
         |r| {
