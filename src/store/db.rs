@@ -258,7 +258,8 @@ pub(crate) fn sqlite_is_systemic(e: &rusqlite::Error) -> bool {
     })
 }
 
-/// SQLSTATE classes that are the installation's: the connection (08), another writer in
+/// SQLSTATE classes that are the installation's: the connection (08, and 25P03/25P04: a
+/// session ended for sitting in a transaction too long), another writer in
 /// the way (40, 55 — a lock not available —, and 23505: the same mail recorded first
 /// elsewhere), resources (53), an operator (57), the system (58), the server itself (XX),
 /// its configuration (F0) and a missing privilege (42501). A data exception (22), a
@@ -268,6 +269,10 @@ pub(crate) fn sqlite_is_systemic(e: &rusqlite::Error) -> bool {
 fn postgres_is_systemic(code: &str) -> bool {
     code == "23505"
         || code == "42501"
+        // The server ended a session that sat too long inside a transaction (idle, or in
+        // all): the connection is gone, not the work wrong.
+        || code == "25P03"
+        || code == "25P04"
         || ["08", "40", "53", "55", "57", "58", "XX", "F0"].iter().any(|class| code.starts_with(class))
 }
 
@@ -770,6 +775,7 @@ mod tests {
             ("23503", false),
             ("23514", false),
             ("25P02", false),
+            ("25P03", true),
             ("42703", false),
             ("54000", false),
         ] {

@@ -147,7 +147,9 @@ pub fn once_across_nodes(config: &Config, name: &str, every: Duration) -> anyhow
 /// The PostgreSQL URL of `[storage]`, if one is configured (read from where the
 /// configuration says: the file, an environment variable, a file of its own).
 pub fn database_url(config: &Config) -> anyhow::Result<Option<String>> {
-    Ok(config.storage.database_url.as_ref().map(|s| s.read(&config.path)).transpose()?)
+    let Some(secret) = &config.storage.database_url else { return Ok(None) };
+    target::limit_idle_transactions(config.storage.lease);
+    Ok(Some(secret.read(&config.path)?))
 }
 
 /// A session of this process's pool for `url` (made, and the database migrated, on first

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,20 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// How long connecting may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session of this process may sit idle inside a transaction before the server
+/// ends it (milliseconds; 0: no limit).
+static IDLE_IN_TRANSACTION_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Limits how long this process's sessions may sit idle inside a transaction: to a
+/// node's lease. A node that stalls mid-transaction (paused, swapping, cut off) would
+/// otherwise keep its row locks, and the node that took its mailbox over would wait for
+/// them for as long as it stalls; past its lease it has lost the mailbox anyway, so the
+/// server ends its session and its transaction with it.
+pub fn limit_idle_transactions(limit: Duration) {
+    let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    IDLE_IN_TRANSACTION_MS.store(ms, Ordering::Relaxed);
+}
 
 /// A PostgreSQL database as a URL names it: where it is, how to sign in, and TLS.
 pub struct Target {
@@ -99,12 +114,18 @@ impl Target {
         Ok(Target { config, tls, shown: parsed.to_string() })
     }
 
-    /// Opens a new session.
+    /// Opens a new session, limited in how long it may sit idle inside a transaction
+    /// (see [`limit_idle_transactions`]).
     pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        match &self.tls {
+        let mut client = match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
+        }?;
+        let ms = IDLE_IN_TRANSACTION_MS.load(Ordering::Relaxed);
+        if ms > 0 {
+            client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))?;
         }
+        Ok(client)
     }
 }
 
