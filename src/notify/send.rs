@@ -235,7 +235,7 @@ impl Sender {
 
     /// When the next queued notification falls due, if any.
     pub async fn next_due(&self) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
-        let next = with_db(&self.config, |db| outbox::next_due_at(db)).await?;
+        let next = with_db(&self.config, outbox::next_due_at).await?;
         Ok(next.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc)))
     }
 

@@ -167,7 +167,7 @@ fn pooled(url: &str) -> anyhow::Result<postgres::Pooled> {
 /// session (from the pool, or of its own).
 pub enum Session {
     Sqlite(Connection),
-    Postgres(PgSession),
+    Postgres(Box<PgSession>),
 }
 
 /// A PostgreSQL session: one of its own (the writer's, a command's), or one borrowed
@@ -191,7 +191,7 @@ impl Session {
     /// (or `Store::open`) made and migrated it.
     pub fn open(config: &Config) -> anyhow::Result<Session> {
         match database_url(config)? {
-            Some(url) => Ok(Session::Postgres(PgSession::Pooled(pooled(&url)?))),
+            Some(url) => Ok(Session::Postgres(Box::new(PgSession::Pooled(pooled(&url)?)))),
             None => Ok(Session::Sqlite(connect(&config.database_path(), config.fsync)?)),
         }
     }

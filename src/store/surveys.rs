@@ -359,20 +359,10 @@ pub(crate) mod tests {
             opening_gist: None,
         };
         let id = insert_case(conn, &case, now).unwrap();
-        add_participant(
-            conn.into(),
-            id,
-            &addr("jane@customer.example"),
-            ParticipantRole::Requester,
-            "sender",
-            None,
-            now,
-        )
-        .unwrap();
-        add_participant(conn.into(), id, &addr("joe@customer.example"), ParticipantRole::Contact, "cc", None, now)
+        add_participant(conn, id, &addr("jane@customer.example"), ParticipantRole::Requester, "sender", None, now)
             .unwrap();
-        add_participant(conn.into(), id, &addr("boss@customer.example"), ParticipantRole::Watcher, "cc", None, now)
-            .unwrap();
+        add_participant(conn, id, &addr("joe@customer.example"), ParticipantRole::Contact, "cc", None, now).unwrap();
+        add_participant(conn, id, &addr("boss@customer.example"), ParticipantRole::Watcher, "cc", None, now).unwrap();
         id
     }
 
