@@ -8,7 +8,7 @@
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
-//! [`Db`](db::Db) — a SQLite connection or a PostgreSQL session — so they work the same
+//! [`Db`] — a SQLite connection or a PostgreSQL session — so they work the same
 //! on both, and inside a transaction.
 
 pub mod apply;
