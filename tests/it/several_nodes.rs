@@ -385,3 +385,44 @@ async fn a_paused_node_whose_lease_ran_out_commits_nothing_when_it_resumes() {
     let (status, _) = node_b.terminate().await;
     assert!(status.success(), "{}", node_b.log());
 }
+
+#[test]
+fn on_postgres_a_periodic_job_runs_once_per_round_and_a_taken_over_lease_fences_commits() {
+    use casegate::store::db::TxMode;
+    use casegate::store::nodes::{self, LeaseLost, NodeId};
+    let Some(url) = postgres::database() else { return };
+    let (a, b) = (Store::open_postgres(&url).unwrap(), Store::open_postgres(&url).unwrap());
+    let (t0, t1, t2, t3) = (
+        "2030-01-01T00:00:00.000Z",
+        "2030-01-01T00:00:10.000Z",
+        "2030-01-01T00:00:20.000Z",
+        "2030-01-01T00:00:30.000Z",
+    );
+    assert!(nodes::claim_job(a.db(), "survey-sweep", "a", t0, t1).unwrap());
+    assert!(!nodes::claim_job(b.db(), "survey-sweep", "b", t0, t1).unwrap(), "a runs this round");
+    assert!(nodes::claim_job(b.db(), "survey-sweep", "b", t1, t2).unwrap(), "the next round is b's");
+
+    let node = |n: &str| NodeId { name: n.into(), instance: format!("{n}-1") };
+    let fa = nodes::acquire(a.db(), "support", &node("a"), t0, t1).unwrap().unwrap();
+    assert_eq!(nodes::acquire(b.db(), "support", &node("b"), t0, t1).unwrap(), None, "a holds it");
+    // a's unit of work holds the lease row from its fence check to its commit: b's
+    // takeover waits for that commit, then raises the fencing number.
+    a.db().begin(TxMode::Write).unwrap();
+    nodes::check_fence(a.db(), &fa).unwrap();
+    let url_b = url.clone();
+    let taker = std::thread::spawn(move || {
+        let b = Store::open_postgres(&url_b).unwrap();
+        nodes::acquire(b.db(), "support", &NodeId { name: "b".into(), instance: "b-1".into() }, t2, t3).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!taker.is_finished(), "the takeover waits for a's commit");
+    a.db().commit().unwrap();
+    let fb = taker.join().unwrap().expect("expired at t2: b takes it");
+    assert_eq!(fb.fencing, fa.fencing + 1);
+    // Now a's next unit of work is refused, and rolled back.
+    a.db().begin(TxMode::Write).unwrap();
+    let err = nodes::check_fence(a.db(), &fa).unwrap_err();
+    a.db().rollback();
+    assert!(err.downcast_ref::<LeaseLost>().is_some(), "{err:#}");
+    assert!(!nodes::renew(a.db(), &fa, t2, t3).unwrap(), "a cannot renew it either");
+}
