@@ -339,6 +339,13 @@ async fn a_killed_node_s_mailbox_is_taken_over_and_nothing_is_lost_or_doubled() 
     let leases = b.json(&["nodes", "--json"]);
     let b_holds = leases["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-b").unwrap();
     assert_eq!(b_holds["mailboxes"].as_array().unwrap().len(), 2, "{leases}");
+    let doctor = b.run(&["doctor"]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    let version = casegate::store::pg_migrations::MIGRATIONS.len();
+    assert!(report.contains("PostgreSQL postgres://casegate@127.0.0.1"), "{report}");
+    assert!(report.contains(&format!("(schema {version}; {} case(s)", 2 * N)), "{report}");
+    assert!(report.contains("held: second by node-b, support by node-b"), "{report}");
+    assert!(doctor.status.success(), "{report}");
     drop(node_b);
 }
 
