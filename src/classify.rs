@@ -910,17 +910,29 @@ fn shorten(value: &str) -> String {
 const MAX_GIST: usize = 16 * 1024;
 
 /// A text reduced to what an autoresponder repeats: lower case, letters only (digits
-/// differ from ticket to ticket), single spaces; at most 16 KiB.
+/// differ from ticket to ticket), single spaces; about 16 KiB at most (a letter's lower
+/// case may take a few bytes more).
 pub fn gist(text: &str) -> String {
-    let mut out = String::new();
-    for word in text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
+    let mut out = String::with_capacity(text.len().min(MAX_GIST));
+    // A space is owed between two words; nothing before the first or after the last.
+    let mut space = false;
+    for c in text.chars() {
+        if !c.is_alphabetic() {
+            space = !out.is_empty();
+            continue;
+        }
         if out.len() >= MAX_GIST {
             break;
         }
-        if !out.is_empty() {
+        if space {
             out.push(' ');
+            space = false;
         }
-        out.push_str(&word.to_lowercase());
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
     }
     out
 }
@@ -932,10 +944,40 @@ pub fn gist_key(gist: &str) -> Option<String> {
     (!gist.is_empty()).then(|| hex::encode(&Sha256::digest(gist.as_bytes())[..12]))
 }
 
+/// What a mail says as an autoresponder would repeat it: its [`gist`] and the gist's
+/// [`gist_key`], worked out once while the mail is prepared (off the database writer).
+#[derive(Debug, Clone, Default)]
+pub struct Gist {
+    pub words: String,
+    pub key: Option<String>,
+}
+
+impl Gist {
+    pub fn of(text: &str) -> Gist {
+        let words = gist(text);
+        let key = gist_key(&words);
+        Gist { words, key }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parse::parse;
+
+    #[test]
+    fn a_gist_keeps_the_words_in_lower_case_and_is_bounded() {
+        assert_eq!(gist("  Größe: 42 ÄPFEL -- ok?\r\n"), "größe äpfel ok");
+        assert_eq!(gist("İ"), "i\u{307}");
+        assert_eq!(gist("1 2 3"), "");
+        let long = "word ".repeat(10_000) + &"x".repeat(100_000);
+        let reduced = gist(&long);
+        assert!(reduced.len() <= MAX_GIST + 4, "{}", reduced.len());
+        assert!(reduced.starts_with("word word"));
+        assert_eq!(Gist::of("Ticket 1 received").key, Gist::of("TICKET 2 RECEIVED!").key);
+        assert_ne!(Gist::of("ticket received").key, Gist::of("ticket refused").key);
+        assert_eq!(Gist::of("42").key, None);
+    }
 
     const INSTANCE: &str = "inst-1";
 

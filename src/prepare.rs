@@ -100,7 +100,7 @@ pub struct Analyzed {
     pub dmarc_failure: Option<String>,
     /// What the mail's text says as an autoresponder would repeat it ([`classify::gist`]),
     /// for the loop breaker.
-    pub gist: String,
+    pub gist: classify::Gist,
 }
 
 impl Analyzed {
@@ -130,7 +130,7 @@ impl Analyzed {
         let new_text = may_reach_a_case(config, &mail).then(|| parse::reply::new_text_of(&mail));
         // What the sender wrote, without the history they quoted: a person quotes our
         // acknowledgement below their answer, an autoresponder returns it as its text.
-        let gist = classify::gist(new_text.as_deref().unwrap_or(&mail.text));
+        let gist = classify::Gist::of(new_text.as_deref().unwrap_or(&mail.text));
         Analyzed {
             machine,
             bounce,

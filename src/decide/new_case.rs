@@ -71,7 +71,7 @@ pub(super) fn plan<'m>(
         account: shape.account.clone().or_else(|| origin_account.map(str::to_string)),
         environment: shape.environment.clone(),
         linked_case: linked,
-        opening_gist: crate::classify::gist_key(&analyzed.gist),
+        opening_gist: analyzed.gist.key.clone(),
     }));
     let via = match (&shape.forwarded, on_behalf) {
         (Some(_), _) => "forward",

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::consequences;
 use crate::decide;
 use crate::digest::sha256_hex;
-use crate::notify::Trigger;
+use crate::notify::{Said, Trigger};
 use crate::prepare::{self, Parsed};
 use crate::store::apply::{self as applying, Journal, RawMail};
 use crate::store::mails::{self, NewMail};
@@ -266,6 +266,9 @@ pub struct Prepared {
     fingerprint: String,
     packed: Vec<u8>,
     parsed: Parsed,
+    /// Why the mail quotes our own automatic mails back, if it does (loop evidence, worked
+    /// out here, on the preparing threads).
+    quotes_ours: Option<String>,
 }
 
 impl Prepared {
@@ -274,7 +277,11 @@ impl Prepared {
         let parsed = Parsed::of(config, &raw);
         let fingerprint = prepare::fingerprint(&parsed, &raw);
         let packed = mails::pack_raw(&raw);
-        Prepared { size: raw.len(), sha, fingerprint, packed, parsed }
+        let quotes_ours = match &parsed {
+            Parsed::Mail(analyzed) => crate::notify::quotes_ours(config, &analyzed.gist.words),
+            Parsed::Rejected { .. } => None,
+        };
+        Prepared { size: raw.len(), sha, fingerprint, packed, parsed, quotes_ours }
     }
 
     /// Prepares many mails, on two threads when there are enough to be worth it.
@@ -419,11 +426,11 @@ impl Step<'_> {
         // Notifications are rows of the same unit: they exist exactly when the change they
         // announce was committed.
         let no_answers = prepared.parsed.no_answers();
-        let gist = match &prepared.parsed {
-            Parsed::Mail(analyzed) => Some(analyzed.gist.as_str()),
+        let said = match &prepared.parsed {
+            Parsed::Mail(analyzed) => Some(Said { gist: &analyzed.gist, quotes_ours: prepared.quotes_ours.as_deref() }),
             Parsed::Rejected { .. } => None,
         };
-        let trigger = headers.map(|mail| Trigger { mail, no_answers, gist });
+        let trigger = headers.map(|mail| Trigger { mail, no_answers, said });
         consequences::follow(scope, self.config, applied.events.clone(), trigger)?;
         Ok(IngestReport {
             mail_id: applied.mail_id,

@@ -29,15 +29,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::store::db::Db;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use chrono::{DateTime, Duration, Utc};
 
 use super::recipients::Recipient;
+use super::Said;
 use crate::address::Address;
 use crate::case::{CaseId, Event};
-use crate::classify::{gist, gist_key};
+use crate::classify::{gist, Gist};
 use crate::config::Config;
 use crate::parse::InboundMail;
+use crate::store::db::Db;
 use crate::store::{bounces, loops, outbox, stamp};
 
 /// The notification kinds that answer a mail automatically; the daily limit counts them
@@ -50,8 +52,6 @@ pub const REPEATS: usize = 2;
 
 /// How many of a case's newest entries the per-case brake reads.
 const BRAKE_ENTRIES: usize = 50;
-/// How many of a sender's newest cases are compared with the mail being answered.
-const OPENINGS: usize = 20;
 /// Shortest line of our templates that counts as quoted back when found in a mail.
 const MIN_QUOTED_LINE: usize = 40;
 
@@ -61,8 +61,8 @@ pub(super) struct Limits<'a> {
     config: &'a Config,
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
-    /// The trigger mail's words as an autoresponder repeats them, if worked out already.
-    gist: Option<&'a str>,
+    /// What the trigger mail says, if worked out already.
+    said: Option<Said<'a>>,
     /// Loop evidence in the trigger mail, once worked out.
     evidence: Option<Option<String>>,
     /// Entries per author within the brake's window, per case (read once per batch).
@@ -75,9 +75,9 @@ impl<'a> Limits<'a> {
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
-        gist: Option<&'a str>,
+        said: Option<Said<'a>>,
     ) -> Limits<'a> {
-        Limits { conn, config, now, trigger, gist, evidence: None, authors: HashMap::new() }
+        Limits { conn, config, now, trigger, said, evidence: None, authors: HashMap::new() }
     }
 
     /// Why the notification about `event` to `r` is held back, if it is.
@@ -120,14 +120,17 @@ impl<'a> Limits<'a> {
             return Ok(known.clone());
         }
         let Some(mail) = self.trigger else { return Ok(None) };
-        let words = match self.gist {
-            Some(words) => std::borrow::Cow::Borrowed(words),
-            None => std::borrow::Cow::Owned(gist(&mail.text)),
+        let (quoted, key) = match self.said {
+            Some(said) => (said.quotes_ours.map(str::to_string), said.gist.key.clone()),
+            None => {
+                let gist = Gist::of(&mail.text);
+                (quotes_our_text(self.config, &gist.words), gist.key)
+            }
         };
         let case = Some(event.case()).filter(|c| *c != 0);
-        let mut found = quotes_our_text(self.config, &words);
+        let mut found = quoted;
         if found.is_none() {
-            found = self.repeats(mail, &words, case)?;
+            found = self.repeats(mail, key.as_deref(), case)?;
         }
         self.evidence = Some(found.clone());
         Ok(found)
@@ -135,10 +138,10 @@ impl<'a> Limits<'a> {
 
     /// The mail says what `REPEATS` or more of its sender's cases opened in the last 24
     /// hours said: one lookup of the key stored with each case a mail opens.
-    fn repeats(&self, mail: &InboundMail, words: &str, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
-        let (Some(from), Some(key)) = (mail.from_address(), gist_key(words)) else { return Ok(None) };
+    fn repeats(&self, mail: &InboundMail, key: Option<&str>, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
+        let (Some(from), Some(key)) = (mail.from_address(), key) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
-        let same = loops::openings_saying(self.conn, from, &key, &since, case, OPENINGS)?;
+        let same = loops::openings_saying(self.conn, from, key, &since, case)?;
         Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 
@@ -181,21 +184,30 @@ fn day(stored: &str) -> &str {
 /// Whether what the sender wrote (as [`gist`] reduces it) quotes a line of our own
 /// automatic mails: what an autoresponder does that returns the mail it got. (A person
 /// quotes below their answer, and the quoted history is not part of what they wrote.)
-fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
+pub(super) fn quotes_our_text(config: &Config, words: &str) -> Option<String> {
     if words.is_empty() {
         return None;
     }
-    let lines = template_lines(config);
-    let quoted = lines.iter().find(|line| words.contains(line.as_str()))?;
-    let shown: String = quoted.chars().take(60).collect();
+    let ours = template_lines(config);
+    let found = ours.finder.as_ref()?.find(words)?;
+    let shown: String = ours.lines[found.pattern().as_usize()].chars().take(60).collect();
     Some(format!("the mail quotes our own automatic mail (\"{shown}…\")"))
+}
+
+/// The literal lines of our automatic mails and one automaton that finds any of them in a
+/// text in a single pass (this runs on the database writer's thread, once per mail).
+struct OurLines {
+    lines: Vec<String>,
+    /// `None` when there are no lines to find (or, defensively, the automaton could not
+    /// be built: then nothing counts as quoted, as before the lines were known).
+    finder: Option<AhoCorasick>,
 }
 
 /// The literal lines (no template values) of the text templates of our automatic mails,
 /// as [`gist`] reduces them; the overrides in `templates_dir` replace the built-in ones.
 /// Worked out once per process and templates directory.
-fn template_lines(config: &Config) -> Arc<Vec<String>> {
-    type Cache = Mutex<Vec<(Option<PathBuf>, Arc<Vec<String>>)>>;
+fn template_lines(config: &Config) -> Arc<OurLines> {
+    type Cache = Mutex<Vec<(Option<PathBuf>, Arc<OurLines>)>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let dir = config.templates_dir.clone();
@@ -215,9 +227,16 @@ fn template_lines(config: &Config) -> Arc<Vec<String>> {
             }
         }
     }
-    let lines = Arc::new(lines);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&lines)));
-    lines
+    // A DFA without a prefilter: the texts are lower-case letters and spaces only, so a
+    // prefilter for rare bytes fires at every few letters and costs more than it saves.
+    let finder = if lines.is_empty() {
+        None
+    } else {
+        AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).prefilter(false).build(&lines).ok()
+    };
+    let ours = Arc::new(OurLines { lines, finder });
+    cache.lock().unwrap_or_else(|e| e.into_inner()).push((dir, Arc::clone(&ours)));
+    ours
 }
 
 #[cfg(test)]
@@ -274,8 +293,10 @@ mod tests {
         let config =
             Config::from_toml("system_addresses = [\"support@example.com\"]", std::path::Path::new("/x/c.toml"))
                 .expect("minimal config");
-        let lines = template_lines(&config);
+        let ours = template_lines(&config);
+        let lines = &ours.lines;
         assert!(lines.iter().any(|l| l.starts_with("an analyst will pick it up soon")), "{lines:?}");
         assert!(lines.iter().all(|l| l.len() >= MIN_QUOTED_LINE));
+        assert!(ours.finder.is_some(), "an automaton over {} lines", lines.len());
     }
 }

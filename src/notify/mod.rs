@@ -83,9 +83,25 @@ pub fn check_templates(config: &Config) -> anyhow::Result<()> {
 pub struct Trigger<'a> {
     pub mail: &'a InboundMail,
     pub no_answers: Option<&'a str>,
-    /// What the mail says as an autoresponder would repeat it (`classify::gist`), when
-    /// worked out while it was prepared.
-    pub gist: Option<&'a str>,
+    /// What the mail says, as the loop breaker reads it, when worked out while the mail
+    /// was prepared (else the loop breaker works it out from the mail's text).
+    pub said: Option<Said<'a>>,
+}
+
+/// What a mail says, as the loop breaker reads it: worked out while the mail is prepared,
+/// on the preparing threads, so that the database writer does not have to.
+#[derive(Debug, Clone, Copy)]
+pub struct Said<'a> {
+    /// Its words as an autoresponder would repeat them (`classify::gist`) and their key.
+    pub gist: &'a crate::classify::Gist,
+    /// Why it quotes our own automatic mails back, if it does (see [`quotes_ours`]).
+    pub quotes_ours: Option<&'a str>,
+}
+
+/// Whether words reduced by `classify::gist` quote a line of our own automatic mails
+/// (what an autoresponder that returns the mail it got does), and which.
+pub fn quotes_ours(config: &Config, words: &str) -> Option<String> {
+    limits::quotes_our_text(config, words)
 }
 
 /// A notification written to the outbox: for which of the events, to whom, and its
@@ -108,7 +124,7 @@ pub fn enqueue(
         return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
-    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.gist));
+    let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.said));
     let mut queued = Vec::new();
     for (index, recipient) in plan(events, &mut facts)? {
         // Checked before writing, so that what this batch already queued counts.

@@ -250,7 +250,10 @@ pub const MIGRATIONS: &[Migration] = &[
     // 11: the key of the words a case was opened with (`classify::gist_key`), so the loop
     // breaker finds a sender who keeps writing the same text with one lookup instead of
     // reading and reducing their latest cases' descriptions.
-    Migration::Sql("ALTER TABLE cases ADD COLUMN opening_gist TEXT;"),
+    Migration::Sql(
+        "ALTER TABLE cases ADD COLUMN opening_gist TEXT;
+         CREATE INDEX cases_by_opening_gist ON cases (opening_gist) WHERE opening_gist IS NOT NULL;",
+    ),
     // 12: several nodes (src/store/nodes.rs): the nodes that run, the lease of each
     // mailbox with its fencing number, the periodic jobs that run once across nodes; the
     // journal names the node that recorded each mail. The same tables as PostgreSQL's
