@@ -66,7 +66,7 @@ pub fn sweep_resolved(config: &Config) -> anyhow::Result<usize> {
     if config.survey.resolved_after.is_none() || !crate::survey::offered(config) {
         return Ok(0);
     }
-    let mut store = Store::open(config)?;
+    let mut store = Store::shared(config)?;
     let swept = store.write(true, |unit| {
         let scope = unit.scope();
         let due = surveys::resolved_cases_due(scope.conn, config, scope.now)?;

@@ -31,7 +31,7 @@ use crate::metrics::health::Limits;
 use crate::metrics::server::{Listener, Probe};
 use crate::notify;
 use crate::oauth::{Account, Credentials};
-use crate::source::imap::Watcher;
+use crate::ownership::Mailboxes;
 use crate::source::maildir::MaildirWatcher;
 use crate::source::{Writer, WriterHandle, WriterProbe};
 use crate::systemd::{self, Notifier};
@@ -39,14 +39,21 @@ use crate::systemd::{self, Notifier};
 /// How often Resolved cases are checked for a survey that is due.
 const SURVEY_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Offers the survey of long-Resolved cases, every minute, until shutdown.
+/// Offers the survey of long-Resolved cases, every minute, until shutdown — once across
+/// the nodes sharing a database: each minute, the node that claims the round runs it.
 async fn sweep_surveys(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
     if config.survey.resolved_after.is_none() {
         return Ok(());
     }
     loop {
         let c = Arc::clone(&config);
-        match tokio::task::spawn_blocking(move || crate::consequences::sweep_resolved(&c)).await {
+        let sweep = move || -> anyhow::Result<usize> {
+            if !crate::store::once_across_nodes(&c, "survey-sweep", SURVEY_SWEEP_EVERY)? {
+                return Ok(0);
+            }
+            crate::consequences::sweep_resolved(&c)
+        };
+        match tokio::task::spawn_blocking(sweep).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "Survey sweep failed; trying again later"),
             Err(e) => tracing::error!(error = %e, "Survey sweep task failed"),
@@ -165,16 +172,17 @@ impl Tasks {
         credentials: Vec<Credentials>,
     ) -> Tasks {
         let mut sources = JoinSet::new();
-        for (mb, credentials) in config.mailboxes.iter().zip(credentials) {
-            let watcher = Watcher {
-                mailbox: Arc::new(mb.clone()),
-                credentials,
+        if !config.mailboxes.is_empty() {
+            // Each mailbox is watched by the node holding its lease (this one, when it runs
+            // alone): see `ownership`.
+            let mailboxes = Mailboxes {
+                config: Arc::clone(config),
                 writer: handle.clone(),
-                shutdown: shutdown.clone(),
+                credentials: config.mailboxes.iter().map(|m| m.name.clone()).zip(credentials).collect(),
                 once: options.once,
+                shutdown: shutdown.clone(),
             };
-            let name = format!("mailbox {}", mb.name);
-            sources.spawn(async move { (name, watcher.run().await) });
+            sources.spawn(async move { ("mailboxes".to_string(), mailboxes.run().await) });
         }
         for md in &config.maildirs {
             let watcher = MaildirWatcher {
@@ -326,7 +334,7 @@ impl Tasks {
 
 /// Binds `[metrics] listen`, if configured. `/readyz` asks the writer for a small write
 /// through a probe, which does not keep the writer running once the sources are gone.
-async fn bind_metrics(config: &Config, handle: &WriterHandle) -> anyhow::Result<Option<Listener>> {
+async fn bind_metrics(config: &Arc<Config>, handle: &WriterHandle) -> anyhow::Result<Option<Listener>> {
     let Some(listen) = &config.metrics.listen else { return Ok(None) };
     let writer = handle.probe();
     let probe: Probe = Arc::new(move || {
@@ -335,7 +343,7 @@ async fn bind_metrics(config: &Config, handle: &WriterHandle) -> anyhow::Result<
     });
     let limits =
         Limits { mailbox_retry_window: config.metrics.mailbox_retry_window, outbox_stuck: config.metrics.outbox_stuck };
-    let listener = Listener::bind(listen, crate::metrics::global(), config.database_path(), limits, probe).await?;
+    let listener = Listener::bind(listen, crate::metrics::global(), Arc::clone(config), limits, probe).await?;
     let at = listener.local_addr().map_or_else(|_| listen.clone(), |a| a.to_string());
     tracing::info!(listen = %at, "Metrics and health checks listening (/metrics, /healthz, /readyz)");
     Ok(Some(listener))

@@ -6,7 +6,8 @@
 //! 1. [`source`]: where mail comes from in the daemon — IMAP ([`source::imap`]) and
 //!    Maildir ([`source::maildir`]) — and the one database writer they share; the
 //!    command line's `ingest` reads files. [`daemon`] runs the sources, the outbox sender
-//!    and the web pages under one shutdown.
+//!    and the web pages under one shutdown; [`ownership`] decides which mailboxes this
+//!    node works when several share one database (a lease per mailbox).
 //! 2. [`prepare`]: what a mail's bytes say on their own — [`parse`] (MIME, charsets,
 //!    attachments, reply trimming, forwards; never panics, bounded), [`classify`]
 //!    (machine mail: auto-replies, bulk, bounces, our own loops), the content fingerprint.
@@ -15,8 +16,9 @@
 //! 4. [`decide`]: the decisions, pure — who the sender is on the case ([`authorize`]),
 //!    the commands in the mail ([`commands`], [`fields`]), the status machine
 //!    ([`workflow`]) — as a [`decide::Plan`] of effects.
-//! 5. [`store`]: SQLite, attachment blobs and raw-mail packs; one unit of work applies a
-//!    plan ([`store::apply`]).
+//! 5. [`store`]: SQLite (attachment blobs and raw-mail packs beside it) or PostgreSQL
+//!    (several nodes on one database), behind one query interface ([`store::db`]); one
+//!    unit of work applies a plan ([`store::apply`]).
 //! 6. [`consequences`]: what the events of a plan lead to — survey offers ([`survey`])
 //!    and notifications ([`notify`], which also sends them).
 //! 7. At the edges: [`cli`] (the command line), [`web`] (the pages: survey, case page, "My
@@ -49,6 +51,7 @@ pub mod links;
 pub mod metrics;
 pub mod notify;
 pub mod oauth;
+pub mod ownership;
 pub mod parse;
 pub mod prepare;
 pub mod reconcile;

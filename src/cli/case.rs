@@ -135,7 +135,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
     let mut store = Store::open(&config)?;
     let done = store.write(true, |unit| {
         let scope = unit.scope();
-        let Some(case) = snapshot::case_facts(scope.conn, number)? else {
+        let Some(case) = snapshot::case_facts_to_change(scope.conn, number)? else {
             anyhow::bail!("there is no case {}; `casegate cases list` shows the cases", config.case_token(number));
         };
         let standing = authorize::standing(&config, &actor, true, &case.participants, case.row.account.as_deref());
@@ -158,7 +158,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
         Ok(Some((case.row.status, events)))
     })?;
     let (before, events) = done.context("the change was rolled back")?;
-    let after = case_store::case_row(&store.conn, number)?.context("the case is gone")?;
+    let after = case_store::case_row(store.db(), number)?.context("the case is gone")?;
     let token = config.case_token(number);
     if common.json {
         return print_json(&serde_json::json!({

@@ -35,7 +35,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
         Command::List { status, json } => {
             let status =
                 status.map(|s| s.parse::<Status>().map_err(|e| UsageError(format!("--status: {e}")))).transpose()?;
-            let cases = case_store::list_cases(&store.conn, &config.token_prefix, status)?;
+            let cases = case_store::list_cases(store.db(), &config.token_prefix, status)?;
             if json {
                 return print_json(&cases);
             }
@@ -61,7 +61,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Show { id, json } => {
             let number = parse_case_id(&id, &config.token_prefix)?;
-            let case = case_store::show_case(&store.conn, &config.token_prefix, number)?.ok_or_else(|| {
+            let case = case_store::show_case(store.db(), &config.token_prefix, number)?.ok_or_else(|| {
                 anyhow::anyhow!("there is no case {}; `casegate cases list` shows the cases", config.case_token(number))
             })?;
             if json {

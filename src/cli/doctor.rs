@@ -72,6 +72,13 @@ pub fn run(config: Arc<Config>, _args: Args) -> anyhow::Result<()> {
         Ok(text) => r.ok("database", &text),
         Err(e) => r.fail("database", &format!("{e:#}")),
     }
+    if c.storage.database_url.is_some() {
+        match leases(c) {
+            Ok((text, None)) => r.ok("nodes", &text),
+            Ok((text, Some(problem))) => r.warn("nodes", &format!("{text}; {problem}")),
+            Err(e) => r.fail("nodes", &format!("{e:#}")),
+        }
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for mb in &c.mailboxes {
@@ -186,9 +193,9 @@ fn reconcile_summary(
 ) {
     let what = format!("reconcile {}", mb.name);
     // A database that cannot be opened was reported above already.
-    let Ok(store) = Store::open(c) else { return };
+    let Ok(_store) = Store::open(c) else { return };
     let progress = super::progress::Progress::new();
-    let ctx = reconcile::Context { config: c, journal: &store.conn, writer: None, progress: &progress };
+    let ctx = reconcile::Context { config: c, writer: None, progress: &progress };
     match runtime.block_on(reconcile::mailbox(&ctx, mb, credentials)) {
         Ok(report) => {
             let text = super::reconcile::summary(&report).join("\n");
@@ -205,16 +212,54 @@ fn reconcile_summary(
 
 fn database(c: &Config) -> anyhow::Result<String> {
     let store = Store::open(c)?;
-    let count = |sql: &str| -> anyhow::Result<i64> { Ok(store.conn.query_row(sql, [], |r| r.get(0))?) };
-    let version = count("PRAGMA user_version")?;
+    let db = store.db();
+    let count = |sql: &str| -> anyhow::Result<i64> { Ok(db.query_one(sql, crate::vals![], |r| r.get(0))?) };
+    let (place, version) = match db {
+        crate::store::db::Db::Sqlite(_) => (c.database_path().display().to_string(), count("PRAGMA user_version")?),
+        crate::store::db::Db::Postgres(conn) => {
+            let version = crate::store::pg_migrations::version(db)?;
+            (format!("PostgreSQL {}", conn.target()), i64::try_from(version).unwrap_or(i64::MAX))
+        }
+    };
     Ok(format!(
-        "{} (schema {version}; {} case(s), {} mail(s), {} in quarantine, {} notification(s) queued)",
-        c.database_path().display(),
+        "{place} (schema {version}; {} case(s), {} mail(s), {} in quarantine, {} notification(s) queued)",
         count("SELECT count(*) FROM cases")?,
         count("SELECT count(*) FROM mails")?,
         count("SELECT count(*) FROM quarantine WHERE released_at IS NULL")?,
         count("SELECT count(*) FROM outbox WHERE status = 'queued'")?,
     ))
+}
+
+/// The nodes sharing the database and the leases of the configured mailboxes: which node
+/// holds each, and which mailbox no live node works (its lease ran out and nobody took it:
+/// no node runs, or they all hold their fair share).
+fn leases(c: &Config) -> anyhow::Result<(String, Option<String>)> {
+    use crate::store::nodes;
+    let store = Store::open(c)?;
+    let now = crate::store::now();
+    let live = nodes::live_nodes(
+        store.db(),
+        &crate::store::stamp(chrono::Utc::now() - chrono::Duration::from_std(c.storage.lease)?),
+    )?;
+    let leases = nodes::leases(store.db())?;
+    let unworked: Vec<&str> = c
+        .mailboxes
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|name| !leases.iter().any(|l| l.mailbox == *name && l.node.is_some() && l.expires_at > now))
+        .collect();
+    let held: Vec<String> = leases
+        .iter()
+        .filter(|l| l.node.is_some() && l.expires_at > now)
+        .map(|l| format!("{} by {}", l.mailbox, l.node.as_deref().unwrap_or("?")))
+        .collect();
+    let text = format!(
+        "{live} node(s) running; {}",
+        if held.is_empty() { "no mailbox held".to_string() } else { format!("held: {}", held.join(", ")) }
+    );
+    let problem = (!unworked.is_empty() && !c.mailboxes.is_empty())
+        .then(|| format!("no running node works {} (fine while no `casegate run` is up)", unworked.join(", ")));
+    Ok((text, problem))
 }
 
 /// Connect, EHLO, STARTTLS or TLS, and AUTH when configured (lettre's test_connection).

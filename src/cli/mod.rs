@@ -9,6 +9,7 @@ mod cases;
 mod doctor;
 mod ingest;
 mod lifecycle;
+mod nodes;
 mod oauth;
 mod outbox;
 mod progress;
@@ -75,6 +76,8 @@ pub enum Command {
     Erase(lifecycle::EraseArgs),
     /// Rewrite the raw mail packs without the mails removed from them
     Compact(lifecycle::CompactArgs),
+    /// The nodes sharing the database, the mailboxes each holds, and their lease ages
+    Nodes(nodes::Args),
 }
 
 impl Command {
@@ -133,6 +136,7 @@ pub fn run(cli: Cli, config: anyhow::Result<Arc<Config>>) -> anyhow::Result<()> 
         Command::Purge(args) => lifecycle::purge(config, args),
         Command::Erase(args) => lifecycle::erase(config, args),
         Command::Compact(args) => lifecycle::compact(config, args),
+        Command::Nodes(args) => nodes::run(config, args),
     }
 }
 

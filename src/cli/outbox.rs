@@ -64,7 +64,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
 
 fn suppressed(config: &Config, json: bool) -> anyhow::Result<()> {
     let store = Store::open(config)?;
-    let rows = bounces::suppressions(&store.conn, &crate::store::now())?;
+    let rows = bounces::suppressions(store.db(), &crate::store::now())?;
     if json {
         return print_json(&rows);
     }
@@ -119,7 +119,7 @@ fn list(config: &Config, status: Option<&str>, json: bool) -> anyhow::Result<()>
         }
     }
     let store = Store::open(config)?;
-    let rows = notify::list(&store.conn, config, status)?;
+    let rows = notify::list(store.db(), config, status)?;
     if json {
         return print_json(&rows);
     }
@@ -151,6 +151,8 @@ fn list(config: &Config, status: Option<&str>, json: bool) -> anyhow::Result<()>
 
 fn flush(config: Arc<Config>, json: bool) -> anyhow::Result<()> {
     notify::check_templates(&config)?;
+    // Creates and migrates the database if need be: the sender only opens sessions.
+    drop(Store::open(&config)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let summary = runtime.block_on(async {
         let sender = Sender::new(Arc::clone(&config))?;

@@ -33,7 +33,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::List { json, all } => {
             let store = Store::open(&config)?;
-            let items = mails::list_quarantine(&store.conn, all)?;
+            let items = mails::list_quarantine(store.db(), all)?;
             if json {
                 return print_json(&items);
             }

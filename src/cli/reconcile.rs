@@ -42,18 +42,14 @@ pub fn run(config: Arc<Config>, args: Args) -> anyhow::Result<()> {
         println!("no [[mailbox]] configured: nothing to reconcile");
         return Ok(());
     }
-    let store = Store::open(&config)?;
+    // Made and migrated if need be; the journal is read through sessions of its own.
+    drop(Store::open(&config)?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let progress = Progress::new();
     let mut failed = Vec::new();
     runtime.block_on(async {
         let writer = if args.fix { Some(Writer::start(Arc::clone(&config)).await?) } else { None };
-        let ctx = Context {
-            config: &config,
-            journal: &store.conn,
-            writer: writer.as_ref().map(|(_, h)| h.clone()),
-            progress: &progress,
-        };
+        let ctx = Context { config: &config, writer: writer.as_ref().map(|(_, h)| h.clone()), progress: &progress };
         for mb in mailboxes {
             let credentials = Credentials::for_server(&mb.server, &config.path, Account::mailbox(&mb.name));
             let result = match credentials {

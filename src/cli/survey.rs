@@ -31,7 +31,7 @@ pub fn run(config: Arc<Config>, cmd: Command) -> anyhow::Result<()> {
         Command::Report { json, since, account } => {
             let filter = Filter { since: since.as_deref().map(parse_date).transpose()?, account };
             let store = Store::open(&config)?;
-            let report = report::load(&store.conn, &config.token_prefix, &filter)?;
+            let report = report::load(store.db(), &config.token_prefix, &filter)?;
             if json {
                 return print_json(&report);
             }

@@ -12,7 +12,7 @@
 //! older casegate can still read a newer file.
 //!
 //! Each table of the file is read and checked by its own function: the top level, `[case]`,
-//! `[limits]` and `[storage]` here; `[accounts]`/`[account_access]` in `accounts`;
+//! `[limits]` here; `[storage]` in `storage`; `[accounts]`/`[account_access]` in `accounts`;
 //! `[[mailbox]]`/`[[maildir]]` in `sources`; `[smtp]`/`[outbox]`/`[notify]` in `outgoing`;
 //! `[survey]` in `survey`; `[web]` in `web`; `[retention]` in `retention`; `[workflow]` in
 //! `workflow`. The server keys `[[mailbox]]` and `[smtp]` share (host, port,
@@ -30,6 +30,7 @@ mod secret;
 mod server;
 mod sources;
 mod spam;
+mod storage;
 mod survey;
 mod web;
 mod workflow;
@@ -51,6 +52,7 @@ pub use secret::Secret;
 pub use server::{Auth, ServerConfig, Tls};
 pub use sources::{MailboxConfig, MaildirConfig, MarkProcessed, DEFAULT_BATCH_BYTES};
 pub use spam::SpamConfig;
+pub use storage::StorageConfig;
 pub use survey::SurveyConfig;
 pub use web::WebConfig;
 pub use workflow::{AutoClose, WorkflowConfig};
@@ -106,6 +108,8 @@ pub struct Config {
     pub case_exchange_window: std::time::Duration,
     /// fsync attachment files and use synchronous=FULL (survives power loss, slower).
     pub fsync: bool,
+    /// Where the data lives (SQLite or PostgreSQL), and this node's name and leases.
+    pub storage: StorageConfig,
     pub from: Option<String>,
     pub templates_dir: Option<PathBuf>,
     pub mailboxes: Vec<MailboxConfig>,
@@ -146,7 +150,7 @@ struct RawConfig {
     accounts: BTreeMap<String, String>,
     account_access: BTreeMap<String, Vec<String>>,
     limits: RawLimits,
-    storage: RawStorage,
+    storage: storage::RawStorage,
     mailbox: Vec<sources::RawMailbox>,
     maildir: Vec<sources::RawMaildir>,
     smtp: Option<outgoing::RawSmtp>,
@@ -176,12 +180,6 @@ struct RawLimits {
     auto_replies_per_address_per_day: Option<u32>,
     case_exchange_limit: Option<u32>,
     case_exchange_minutes: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawStorage {
-    fsync: bool,
 }
 
 impl Config {
@@ -346,6 +344,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let accounts = accounts::accounts(&check, raw.accounts)?;
     let account_access = accounts::account_access(&check, raw.account_access, &accounts)?;
     let limits = limits(&check, raw.limits)?;
+    let fsync = raw.storage.fsync;
+    let storage = storage::storage(&check, raw.storage)?;
     let mailboxes = raw
         .mailbox
         .into_iter()
@@ -391,7 +391,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         auto_replies_per_address_per_day: limits.auto_replies_per_address_per_day,
         case_exchange_limit: limits.case_exchange_limit,
         case_exchange_window: limits.case_exchange_window,
-        fsync: raw.storage.fsync,
+        fsync,
+        storage,
         from,
         templates_dir: raw.templates_dir.as_deref().map(|d| check.resolve(d)),
         mailboxes,

@@ -358,7 +358,8 @@ mod tests {
             assert_eq!(report.outcome.as_str(), "replied", "{report:?}");
             assert_eq!(report.case, Some(1));
         }
-        let count: i64 = harness.gateway.store.conn.query_row("SELECT count(*) FROM mails", [], |r| r.get(0)).unwrap();
+        let count: i64 =
+            harness.gateway.store.db().query_one("SELECT count(*) FROM mails", crate::vals![], |r| r.get(0)).unwrap();
         assert_eq!(count, SEEDS.len() as i64, "only the seeds are journalled");
     }
 

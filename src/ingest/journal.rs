@@ -1,12 +1,11 @@
 //! The journal's side of a mail's passage: is it a mail seen before (a duplicate, which
 //! writes nothing), a new mail, or a new mail that reuses an earlier one's Message-ID?
 
-use rusqlite::Connection;
-
 use super::{IngestReport, Origin, Prepared};
 use crate::case::{AuditAction, Outcome};
 use crate::config::Config;
 use crate::prepare::{self, Parsed};
+use crate::store::db::{Db, DbResult};
 use crate::store::mails::{self, MailRecord};
 use crate::store::unit::AuditRecord;
 use crate::store::{packs, Scope};
@@ -37,7 +36,7 @@ pub(super) enum Seen {
 /// with the same Message-ID and the same content fingerprint (or, without a Message-ID,
 /// the same bytes). The same Message-ID with other content is another mail.
 pub(super) fn seen_before(
-    tx: &Connection,
+    tx: Db<'_>,
     config: &Config,
     origin: &Origin,
     message_id: Option<&str>,
@@ -74,7 +73,7 @@ pub(super) fn seen_before(
 }
 
 /// The fingerprint of a journalled mail, from its stored raw copy.
-fn stored_fingerprint(tx: &Connection, config: &Config, found: &MailRecord) -> anyhow::Result<String> {
+fn stored_fingerprint(tx: Db<'_>, config: &Config, found: &MailRecord) -> anyhow::Result<String> {
     let dir = config.data_dir.join(packs::DIR);
     Ok(match mails::raw(tx, &dir, &found.raw_sha256)? {
         Some(raw) => prepare::fingerprint(&Parsed::of(config, &raw), &raw),
@@ -91,7 +90,7 @@ pub(super) fn record_reuse(
     id: &str,
     earlier: &[MailRecord],
     report: &IngestReport,
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     let names: Vec<String> = earlier
         .iter()
         .map(|m| match m.case_id {

@@ -10,11 +10,17 @@
 //!           ─ consequences: survey offers, notifications                      (crate::consequences)
 //! ```
 //!
-//! Exactly once: the duplicate checks run inside the same `BEGIN IMMEDIATE` transaction
-//! that writes the journal row, so two processes (the daemon and a piped `ingest`) can
-//! never both create a case for one mail. Attachment files are written inside the
-//! transaction window but outside SQLite; if it rolls back they are unreferenced, which is
-//! harmless (see [`crate::store::blobs`]).
+//! Exactly once: the duplicate checks run inside the same transaction that writes the
+//! journal row, and the journal's keys are unique in the database, so two processes (the
+//! daemon and a piped `ingest`, or two nodes on one PostgreSQL) can never both create a
+//! case for one mail. On SQLite the transaction is `BEGIN IMMEDIATE` (one writer at a
+//! time); on PostgreSQL the second writer of one mail is refused by the unique key, and
+//! its batch is written again at once, where the mail is found a duplicate. Attachment
+//! files are written inside the transaction window but outside SQLite; if it rolls back
+//! they are unreferenced, which is harmless (see [`crate::store::blobs`]).
+//!
+//! A batch from a mailbox carries the mailbox's lease ([`Fence`]): it commits only while
+//! the lease is this node's (`store::nodes::check_fence`, in the same transaction).
 //!
 //! This file holds the pipeline (batches, savepoints); `journal.rs` the journal's side
 //! (duplicates, Message-ID reuse).
@@ -38,7 +44,8 @@ use crate::notify::{Said, Trigger};
 use crate::prepare::{self, Parsed};
 use crate::store::apply::{self as applying, Journal, RawMail};
 use crate::store::mails::{self, NewMail};
-use crate::store::{self, is_systemic, Scope, Store, UnitOfWork};
+use crate::store::nodes::{self, Fence};
+use crate::store::{self, is_conflict, is_systemic, packs, Scope, Store, UnitOfWork};
 use journal::Seen;
 
 /// Mails per transaction in bulk ingest: large enough that commits are cheap (a page that
@@ -47,6 +54,9 @@ use journal::Seen;
 pub const DEFAULT_BATCH: usize = 400;
 /// A bulk-ingest batch also ends once it holds this many bytes of mail.
 pub const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// How often a batch is written again at once when another writer got in the way (on
+/// PostgreSQL: another node recorded one of its mails first, or a deadlock).
+const CONFLICT_RETRIES: usize = 5;
 
 /// Where a mail came from.
 #[derive(Debug, Clone, Default)]
@@ -135,17 +145,24 @@ impl Gateway {
 
     /// [`Gateway::ingest_batch`] for mails already [`Prepared`] (possibly on another thread).
     pub fn ingest_prepared(&mut self, mails: Vec<(Prepared, &Origin)>) -> anyhow::Result<Vec<IngestReport>> {
-        // A mail is atomic because a failure of casegate on it (a panic or an error that is
-        // the mail's, not the database's: see `is_systemic`) can be undone. The batch is
-        // first written without a savepoint per mail, which would copy every page a mail
-        // touches; if a mail fails, that attempt is rolled back and the batch is written
-        // again with one savepoint per mail, where the failing mail is undone alone and
-        // quarantined, so it can neither stop the mail behind it nor be retried forever.
-        let reports = match self.write_batch(&mails, Guard::Batch)? {
-            Some(reports) => reports,
-            None => {
-                tracing::warn!(mails = mails.len(), "Writing the batch again mail by mail");
-                self.write_batch(&mails, Guard::PerMail)?.context("a mail failed although each mail was guarded")?
+        self.ingest_fenced(mails, None)
+    }
+
+    /// [`Gateway::ingest_prepared`] for a batch of a mailbox whose lease is `fence`:
+    /// nothing is committed unless the lease is still this node's.
+    pub fn ingest_fenced(
+        &mut self,
+        mails: Vec<(Prepared, &Origin)>,
+        fence: Option<&Fence>,
+    ) -> anyhow::Result<Vec<IngestReport>> {
+        let mut conflicts = 0;
+        let reports = loop {
+            match self.write_all(&mails, fence) {
+                Err(e) if is_conflict(&e) && conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tracing::info!(error = %format!("{e:#}"), attempt = conflicts, "Another writer got in the way; writing the batch again");
+                }
+                other => break other?,
             }
         };
         let metrics = crate::metrics::global();
@@ -156,12 +173,31 @@ impl Gateway {
         Ok(reports)
     }
 
+    /// Writes a batch, with a savepoint per mail only when needed.
+    fn write_all(&mut self, mails: &[(Prepared, &Origin)], fence: Option<&Fence>) -> anyhow::Result<Vec<IngestReport>> {
+        // A mail is atomic because a failure of casegate on it (a panic or an error that is
+        // the mail's, not the database's: see `is_systemic`) can be undone. The batch is
+        // first written without a savepoint per mail, which would copy every page a mail
+        // touches; if a mail fails, that attempt is rolled back and the batch is written
+        // again with one savepoint per mail, where the failing mail is undone alone and
+        // quarantined, so it can neither stop the mail behind it nor be retried forever.
+        Ok(match self.write_batch(mails, Guard::Batch, fence)? {
+            Some(reports) => reports,
+            None => {
+                tracing::warn!(mails = mails.len(), "Writing the batch again mail by mail");
+                self.write_batch(mails, Guard::PerMail, fence)?
+                    .context("a mail failed although each mail was guarded")?
+            }
+        })
+    }
+
     /// One attempt at a batch; `None` when a mail failed unguarded and the attempt was
     /// rolled back.
     fn write_batch(
         &mut self,
         mails: &[(Prepared, &Origin)],
         guard: Guard,
+        fence: Option<&Fence>,
     ) -> anyhow::Result<Option<Vec<IngestReport>>> {
         let config = Arc::clone(&self.config);
         // Mail by mail, a failed mail's staged raw copy is taken back, so nothing may be
@@ -179,6 +215,10 @@ impl Gateway {
                 };
                 reports.push(report);
             }
+            // Last, so that the lease row is held (PostgreSQL) only until the commit.
+            if let Some(fence) = fence {
+                nodes::check_fence(unit.scope().conn, fence)?;
+            }
             Ok(Some(reports))
         })
     }
@@ -186,15 +226,15 @@ impl Gateway {
     /// Processes a quarantined mail again (e.g. after the sender was added as a watcher,
     /// or a limit was raised). The same journal row gets the new outcome.
     pub fn release(&mut self, quarantine_id: i64) -> anyhow::Result<IngestReport> {
-        let q = mails::get_quarantine(&self.store.conn, quarantine_id)?.with_context(|| {
+        let db = self.store.db();
+        let q = mails::get_quarantine(db, quarantine_id)?.with_context(|| {
             format!("there is no quarantined mail #{quarantine_id}; `casegate quarantine list` shows them")
         })?;
         if let Some(at) = &q.released_at {
             anyhow::bail!("quarantined mail #{quarantine_id} was already released at {at}");
         }
-        let record =
-            mails::find_by_id(&self.store.conn, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
-        let raw = mails::raw(&self.store.conn, self.store.packs.borrow().dir(), &record.raw_sha256)?
+        let record = mails::find_by_id(db, q.mail_id)?.context("journal row of a quarantined mail is missing")?;
+        let raw = mails::raw(db, &self.config.data_dir.join(packs::DIR), &record.raw_sha256)?
             .context("raw copy of a quarantined mail is missing")?;
         let mut prepared = Prepared::new(&self.config, raw);
         // A person looked at the mail and released it: spam marks no longer hold it.
@@ -376,6 +416,7 @@ impl Step<'_> {
                     raw_sha256: &prepared.sha,
                     from: headers.and_then(|m| m.from_address()).map(|a| a.as_str()),
                     subject: headers.map(|m| m.subject.as_str()),
+                    node: Some(&self.config.storage.node),
                 },
                 raw: RawMail { sha256: &prepared.sha, size: prepared.size, packed: &prepared.packed },
             },
@@ -418,6 +459,7 @@ fn log_report(report: &IngestReport, origin: &str, config: &Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vals;
 
     /// Subject that makes processing panic in test builds: a stand-in for a bug.
     const PANIC_SUBJECT: &str = "make casegate panic (test)";
@@ -470,19 +512,12 @@ mod tests {
         let reason = reports[1].reason.as_deref().unwrap();
         assert!(reason.starts_with("internal-error: casegate failed on this mail") && reason.contains(why), "{reason}");
 
-        let count = |g: &Gateway, sql: &str| g.store.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let count = |g: &Gateway, sql: &str| g.store.db().query_one(sql, vals![], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(count(&gateway, "SELECT count(*) FROM cases"), 2, "nothing of the panicking mail's case is left");
         assert_eq!(count(&gateway, "SELECT count(*) FROM mails"), 3, "every mail is journalled once");
         assert_eq!(count(&gateway, "SELECT count(*) FROM quarantine"), 1);
-        let subjects: Vec<String> = gateway
-            .store
-            .conn
-            .prepare("SELECT subject FROM cases ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let subjects: Vec<String> =
+            gateway.store.db().query_map("SELECT subject FROM cases ORDER BY id", vals![], |r| r.get(0)).unwrap();
         assert_eq!(subjects, ["Printer", "Scanner"]);
         assert_raw_copies_are_exact(&gateway, &raws);
 
@@ -496,14 +531,14 @@ mod tests {
     /// Every journalled mail reads back byte for byte from its pack, and the packs hold
     /// exactly those records: what attempts that were rolled back staged was never written.
     fn assert_raw_copies_are_exact(gateway: &Gateway, raws: &[Vec<u8>]) {
-        let packs_dir = gateway.store.packs.borrow().dir().to_path_buf();
+        let packs_dir = gateway.store.packs().expect("SQLite").borrow().dir().to_path_buf();
         for (i, raw) in raws.iter().enumerate() {
             let sha = sha256_hex(raw);
-            let stored = mails::raw(&gateway.store.conn, &packs_dir, &sha).unwrap();
+            let stored = mails::raw(gateway.store.db(), &packs_dir, &sha).unwrap();
             assert_eq!(stored.as_ref(), Some(raw), "mail {i}");
         }
         let recorded: i64 =
-            gateway.store.conn.query_row("SELECT sum(pack_length) FROM raw_mails", [], |r| r.get(0)).unwrap();
+            gateway.store.db().query_one("SELECT sum(pack_length) FROM raw_mails", vals![], |r| r.get(0)).unwrap();
         let on_disk: u64 = std::fs::read_dir(&packs_dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert_eq!(on_disk, recorded as u64);
     }
@@ -523,8 +558,8 @@ mod tests {
         // Keys as written before fingerprints existed.
         gateway
             .store
-            .conn
-            .execute("UPDATE mails SET dedupe_key = 'mid:' || message_id WHERE message_id IS NOT NULL", [])
+            .db()
+            .execute("UPDATE mails SET dedupe_key = 'mid:' || message_id WHERE message_id IS NOT NULL", vals![])
             .unwrap();
 
         let outcome = |g: &mut Gateway, raw: &[u8]| g.ingest(raw, &Origin::file("again.eml")).unwrap().outcome;
@@ -544,11 +579,11 @@ mod tests {
         let mut gateway = Gateway::open(Arc::new(config)).unwrap();
         let raw = mail(1, "Printer");
         gateway.ingest(&raw, &Origin::file("m1.eml")).unwrap();
-        let packs_dir = gateway.store.packs.borrow().dir().to_path_buf();
+        let packs_dir = gateway.store.packs().expect("SQLite").borrow().dir().to_path_buf();
         let (pack, offset): (String, i64) = gateway
             .store
-            .conn
-            .query_row("SELECT pack, pack_offset FROM raw_mails", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()
+            .query_one("SELECT pack, pack_offset FROM raw_mails", vals![], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         // One byte of the mail's text changed on disk (LZ4 stores short text as literals).
         let path = packs_dir.join(pack);
@@ -556,11 +591,11 @@ mod tests {
         let at = offset as usize + bytes[offset as usize..].windows(6).position(|w| w == b"Body 1").unwrap();
         bytes[at] = b'X';
         std::fs::write(&path, bytes).unwrap();
-        let err = mails::raw(&gateway.store.conn, &packs_dir, &sha256_hex(&raw)).unwrap_err().to_string();
+        let err = mails::raw(gateway.store.db(), &packs_dir, &sha256_hex(&raw)).unwrap_err().to_string();
         assert!(err.contains("is damaged"), "{err}");
         // A pack that is gone is named.
         std::fs::remove_file(&path).unwrap();
-        let err = format!("{:#}", mails::raw(&gateway.store.conn, &packs_dir, &sha256_hex(&raw)).unwrap_err());
+        let err = format!("{:#}", mails::raw(gateway.store.db(), &packs_dir, &sha256_hex(&raw)).unwrap_err());
         assert!(err.contains("cannot read raw mail") && err.contains(".pack"), "{err}");
     }
 }

@@ -23,7 +23,6 @@ use crate::config::{AutoClose, Config};
 use crate::consequences;
 use crate::decide::{CaseRef, Effect, Entry, Plan};
 use crate::store::apply::{self, Journal};
-use crate::store::db::Db;
 use crate::store::lifecycle::resolved::{self, Reminder, Waiting};
 use crate::store::{Scope, Store};
 
@@ -90,7 +89,7 @@ pub fn run(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Swept> {
     let swept = store.write(true, |unit| {
         let scope = unit.scope();
         let mut swept = Swept::default();
-        for case in resolved::waiting(Db::Sqlite(scope.conn))? {
+        for case in resolved::waiting(scope.conn)? {
             match due(&case, &rule, now) {
                 Due::Nothing => {}
                 Due::Remind { waiting_since, closes_at } => {
@@ -131,7 +130,7 @@ fn remind(
         reminded_at: crate::store::stamp(now),
         closes_at: closes.clone(),
     };
-    if !resolved::record_reminder(Db::Sqlite(scope.conn), case, &reminder)? {
+    if !resolved::record_reminder(scope.conn, case, &reminder)? {
         return Ok(false);
     }
     let at = CaseRef::Existing(case);
@@ -146,7 +145,7 @@ fn remind(
 /// Closes `case` as an `#accept` would, with a `system` entry; false when another process
 /// closed it first.
 fn close(scope: &Scope<'_>, config: &Config, case: CaseId, waiting_since: DateTime<Utc>) -> anyhow::Result<bool> {
-    if !resolved::claim_close(Db::Sqlite(scope.conn), case, &crate::store::stamp(waiting_since))? {
+    if !resolved::claim_close(scope.conn, case, &crate::store::stamp(waiting_since))? {
         return Ok(false);
     }
     let at = CaseRef::Existing(case);

@@ -21,7 +21,6 @@ use crate::address::Address;
 use crate::case::ParticipantRole;
 use crate::config::Config;
 use crate::store::compaction::Mode;
-use crate::store::db::Db;
 use crate::store::lifecycle::bytes::Scrubbed;
 use crate::store::lifecycle::erase::{self as sql, Erased, Mentions};
 use crate::store::lifecycle::Dead;
@@ -83,7 +82,7 @@ pub fn erase(
     let pseudonym = shown.clone().unwrap_or_else(|| pseudonym::of(&rand::random::<[u8; 32]>(), address));
 
     let (mut store, bytes) = open_for_removal(config)?;
-    let found = sql::footprint(Db::Sqlite(&store.conn), address)?;
+    let found = sql::footprint(store.db(), address)?;
     let (mentions, unreadable) = search(&store, config, address, progress)?;
     let mut report = EraseReport {
         address: address.to_string(),
@@ -111,7 +110,7 @@ pub fn erase(
     let committed = store.write(false, |unit| {
         let scope = unit.scope();
         let mut dead = Dead::default();
-        let db = Db::Sqlite(scope.conn);
+        let db = scope.conn;
         let done = sql::erase(db, address, &pseudonym, &found, &mentions, scope.stamp, &mut dead)?;
         dead.blobs = crate::store::lifecycle::unused_blobs(db, std::mem::take(&mut dead.blobs))?;
         overwritten = scrub_unless(dry_run, &bytes, &dead)?;
@@ -145,7 +144,7 @@ fn search(
     progress: &dyn Progress,
 ) -> anyhow::Result<(Mentions, u64)> {
     let pattern = needle(address);
-    let db = Db::Sqlite(&store.conn);
+    let db = store.db();
     let packs = config.data_dir.join(crate::store::packs::DIR);
     let mut found = Mentions::default();
     let mut unreadable = 0;
@@ -156,7 +155,7 @@ fn search(
         let Some(last) = page.last() else { break };
         after = last.0;
         for (id, sha) in &page {
-            match mails::raw(&store.conn, &packs, sha) {
+            match mails::raw(store.db(), &packs, sha) {
                 Ok(Some(raw)) if pattern.is_match(&raw) => found.mails.push(*id),
                 Ok(_) => {}
                 Err(e) => {

@@ -26,7 +26,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::store::db::Db;
 use crate::store::lifecycle::{jobs, Bytes, Dead};
 use crate::store::{self, compaction, Store};
 
@@ -72,7 +71,7 @@ pub fn run_due(config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
             // Tried again in an hour rather than tomorrow.
             let again = store::stamp(now - chrono::Duration::hours(23) + RETRY_AFTER);
             let store = Store::open(config)?;
-            jobs::set_last_run(Db::Sqlite(&store.conn), RETENTION_JOB, &again)?;
+            jobs::set_last_run(store.db(), RETENTION_JOB, &again)?;
             failures.push(format!("retention: {e:#}"));
         }
     }
@@ -86,14 +85,21 @@ pub fn run_due(config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
 /// Claims job `name` if it last ran at least `every` before `now`.
 fn claim(config: &Config, name: &str, now: DateTime<Utc>, every: chrono::Duration) -> anyhow::Result<bool> {
     let store = Store::open(config)?;
-    Ok(jobs::claim(Db::Sqlite(&store.conn), name, &store::stamp(now), &store::stamp(now - every))?)
+    Ok(jobs::claim(store.db(), name, &store::stamp(now), &store::stamp(now - every))?)
 }
 
 /// The store, opened for removing: its connection zeroes what it frees.
 pub(crate) fn open_for_removal(config: &Config) -> anyhow::Result<(Store, store::lifecycle::bytes::Files)> {
     let store = Store::open(config)?;
+    if store.sqlite().is_none() {
+        anyhow::bail!(
+            "removing data (purge, erase, retention) is not available on PostgreSQL in this version: \
+             its storage keeps raw mails and files as rows, which these commands do not yet scrub; \
+             remove [storage] database_url to work on the SQLite store, or wait for the next release"
+        );
+    }
     let bytes = store::lifecycle::bytes::Files::new(&config.data_dir);
-    bytes.prepare(Db::Sqlite(&store.conn))?;
+    bytes.prepare(store.db())?;
     Ok((store, bytes))
 }
 
@@ -129,9 +135,8 @@ pub(crate) fn give_back_space(
     if !rewrite {
         return Ok(Space { compacted: Some(compacted), reclaimed: None });
     }
-    let reclaimed = bytes
-        .reclaim(Db::Sqlite(&store.conn))
-        .map_err(|e| e.context("the removal is done; rewriting the database failed"))?;
+    let reclaimed =
+        bytes.reclaim(store.db()).map_err(|e| e.context("the removal is done; rewriting the database failed"))?;
     Ok(Space { compacted: Some(compacted), reclaimed: Some(reclaimed) })
 }
 

@@ -12,7 +12,6 @@ use serde::Serialize;
 use super::{give_back_space, open_for_removal, scrub_unless, Progress, Space};
 use crate::config::Config;
 use crate::store::compaction::Mode;
-use crate::store::db::Db;
 use crate::store::lifecycle::bytes::Scrubbed;
 use crate::store::lifecycle::purge::{self as sql, ClosedCase, Purged};
 use crate::store::lifecycle::{Bytes, Dead};
@@ -71,7 +70,7 @@ pub(crate) fn purge_cases(
     dry_run: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<PurgeReport> {
-    let found = sql::closed_before(Db::Sqlite(&store.conn), &crate::store::stamp(before))?;
+    let found = sql::closed_before(store.db(), &crate::store::stamp(before))?;
     let mut report = PurgeReport {
         closed_before: crate::store::stamp(before),
         dry_run,
@@ -86,7 +85,7 @@ pub(crate) fn purge_cases(
         let mut overwritten = Scrubbed::default();
         let committed = store.write(false, |unit| {
             let scope = unit.scope();
-            let db = Db::Sqlite(scope.conn);
+            let db = scope.conn;
             let mut dead = Dead::default();
             for case in chunk {
                 if let Some(n) = sql::purge_case(db, case, why, scope.stamp, &mut dead)? {

@@ -62,9 +62,8 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
         report.quarantined_mails = remove_in_chunks(&mut store, &bytes, &mut report.overwritten, |db| {
             sql::old_quarantine(db, &before, CHUNK)
         })?;
-        report.released_quarantine_rows = store
-            .write(false, |unit| Ok(Some(sql::forget_released(Db::Sqlite(unit.scope().conn), &before)?)))?
-            .unwrap_or(0);
+        report.released_quarantine_rows =
+            store.write(false, |unit| Ok(Some(sql::forget_released(unit.scope().conn, &before)?)))?.unwrap_or(0);
     }
     if let Some(keep) = keys.raw_mails {
         let before = crate::store::stamp(cutoff(now, keep));
@@ -74,7 +73,7 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
     if let Some(keep) = keys.sent_outbox {
         let before = crate::store::stamp(cutoff(now, keep));
         let (cleared, removed) = store
-            .write(false, |unit| Ok(Some(sql::clear_old_notifications(Db::Sqlite(unit.scope().conn), &before)?)))?
+            .write(false, |unit| Ok(Some(sql::clear_old_notifications(unit.scope().conn, &before)?)))?
             .unwrap_or_default();
         (report.notifications_cleared, report.notifications_removed) = (cleared, removed);
     }
@@ -98,7 +97,7 @@ fn remove_in_chunks(
     loop {
         let removed = store.write(false, |unit| {
             let scope = unit.scope();
-            let db = Db::Sqlite(scope.conn);
+            let db = scope.conn;
             let ids: Vec<i64> = next(db)?.into_iter().filter(|id| seen.insert(*id)).collect();
             if ids.is_empty() {
                 return Ok(Some(0));

@@ -6,9 +6,11 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::{Metrics, StatusLabels};
+use crate::config::Config;
+use crate::store::db::{Db, DbResult, TxMode};
+use crate::vals;
 
 /// The figures of one reading.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,37 +22,47 @@ pub struct Figures {
     /// survey's `delay_secs`) are not waiting on anything and do not count.
     pub oldest_queued_secs: f64,
     pub quarantined: i64,
-    /// The database file and its write-ahead log, in bytes.
+    /// The database file and its write-ahead log (PostgreSQL: the database), in bytes.
     pub size_bytes: u64,
 }
 
 impl Figures {
-    /// Reads the figures through `conn` (a read transaction of its own) at `now`.
-    pub fn read(conn: &Connection, db_path: &Path, now: DateTime<Utc>) -> rusqlite::Result<Figures> {
-        let tx = conn.unchecked_transaction()?;
-        let outbox = tx
-            .prepare("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
-        let oldest: Option<String> = tx.query_row(
-            "SELECT min(created_at) FROM outbox WHERE status = 'queued' AND (attempts > 0 OR next_attempt_at <= ?1)",
-            [crate::store::stamp(now)],
-            |r| r.get(0),
-        )?;
-        let oldest_queued_secs = oldest
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| (now - t.with_timezone(&Utc)).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
-        let quarantined =
-            tx.query_row("SELECT count(*) FROM quarantine WHERE released_at IS NULL", [], |r| r.get(0))?;
-        tx.finish()?;
-        Ok(Figures { outbox, oldest_queued_secs, quarantined, size_bytes: size_on_disk(db_path) })
+    /// Reads the figures through `db` (a read transaction of its own) at `now`; the size
+    /// of a SQLite database is that of the file `db_path` and its log.
+    pub fn read(db: Db<'_>, db_path: &Path, now: DateTime<Utc>) -> DbResult<Figures> {
+        db.transaction(TxMode::Read, |db| {
+            let outbox = db.query_map(
+                "SELECT status, count(*) FROM outbox GROUP BY status ORDER BY status",
+                vals![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let oldest: Option<String> = db.query_one(
+                "SELECT min(created_at) FROM outbox WHERE status = 'queued' AND (attempts > 0 OR next_attempt_at <= ?1)",
+                vals![crate::store::stamp(now)],
+                |r| r.get(0),
+            )?;
+            let oldest_queued_secs = oldest
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| (now - t.with_timezone(&Utc)).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            let quarantined =
+                db.query_one("SELECT count(*) FROM quarantine WHERE released_at IS NULL", vals![], |r| r.get(0))?;
+            let size_bytes = match db {
+                Db::Sqlite(_) => size_on_disk(db_path),
+                Db::Postgres(_) => {
+                    let size: i64 =
+                        db.query_one("SELECT pg_database_size(current_database())", vals![], |r| r.get(0))?;
+                    u64::try_from(size).unwrap_or(0)
+                }
+            };
+            Ok(Figures { outbox, oldest_queued_secs, quarantined, size_bytes })
+        })
     }
 
-    /// Opens the database of `db_path` (which must exist) and reads the figures now.
-    pub fn read_from(db_path: &Path) -> anyhow::Result<Figures> {
-        let conn = crate::store::connect(db_path, false)?;
-        Ok(Figures::read(&conn, db_path, Utc::now())?)
+    /// Opens the configured database (which must exist) and reads the figures now.
+    pub fn read_from(config: &Config) -> anyhow::Result<Figures> {
+        let session = crate::store::Session::open(config)?;
+        Ok(Figures::read(session.db(), &config.database_path(), Utc::now())?)
     }
 
     /// Sets the gauges of `metrics` to these figures. A status no longer present (every

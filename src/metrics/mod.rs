@@ -304,6 +304,12 @@ impl Metrics {
     }
 
     /// What `/readyz` knows of each mailbox now.
+    /// A mailbox another node works (several nodes on one database): not this node's to
+    /// report on, so `/readyz` leaves it out until this node takes it.
+    pub fn mailbox_elsewhere(&self, name: &str) {
+        self.mailboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
     pub fn mailbox_states(&self) -> BTreeMap<String, MailboxState> {
         self.mailboxes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

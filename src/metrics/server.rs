@@ -8,8 +8,8 @@
 //! connection, at most 16 at once; database reads run on the blocking
 //! pool, one at a time.
 
+use crate::config::Config;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,8 @@ pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send +
 #[derive(Clone)]
 struct Served {
     metrics: &'static Metrics,
-    db_path: PathBuf,
+    /// Which database to read the figures from.
+    config: Arc<Config>,
     limits: Limits,
     probe: Probe,
     /// One database reading at a time: scrapes that pile up wait rather than open more.
@@ -67,8 +68,8 @@ impl Served {
     /// The database's figures now (on the blocking pool), published into the gauges.
     async fn figures(&self) -> Result<Figures, String> {
         let _permit = self.reading.acquire().await.map_err(|_| "shutting down".to_string())?;
-        let path = self.db_path.clone();
-        let read = tokio::task::spawn_blocking(move || Figures::read_from(&path)).await;
+        let config = Arc::clone(&self.config);
+        let read = tokio::task::spawn_blocking(move || Figures::read_from(&config)).await;
         match read {
             Ok(Ok(figures)) => {
                 figures.publish(self.metrics);
@@ -121,13 +122,13 @@ impl Listener {
     pub async fn bind(
         listen: &str,
         metrics: &'static Metrics,
-        db_path: PathBuf,
+        config: Arc<Config>,
         limits: Limits,
         probe: Probe,
     ) -> anyhow::Result<Listener> {
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on metrics.listen = {listen:?}"))?;
-        let served = Served { metrics, db_path, limits, probe, reading: Arc::new(Semaphore::new(1)) };
+        let served = Served { metrics, config, limits, probe, reading: Arc::new(Semaphore::new(1)) };
         Ok(Listener { listener, served })
     }
 

@@ -113,7 +113,8 @@ fn the_database_figures_count_what_waits_and_not_what_waits_for_its_delay() {
     let ago = |secs: i64| crate::store::stamp(now - chrono::Duration::seconds(secs));
     let insert = |id: i64, status: &str, attempts: i64, next: String, created: String| {
         store
-            .conn
+            .sqlite()
+            .unwrap()
             .execute(
                 "INSERT INTO outbox (id, event, recipients, subject, message_id, status, attempts, next_attempt_at, created_at)
                  VALUES (?1, 'acknowledgement', '[\"jane@customer.example\"]', 's', ?2, ?3, ?4, ?5, ?6)",
@@ -131,7 +132,7 @@ fn the_database_figures_count_what_waits_and_not_what_waits_for_its_delay() {
     insert(5, "failed", 5, ago(0), ago(9000));
 
     let db = dir.path().join("casegate.db");
-    let f = Figures::read(&store.conn, &db, now).unwrap();
+    let f = Figures::read(store.db(), &db, now).unwrap();
     assert_eq!(f.outbox, [("failed".to_string(), 1), ("queued".to_string(), 3), ("sent".to_string(), 1)]);
     assert!((f.oldest_queued_secs - 3600.0).abs() < 1.0, "{}", f.oldest_queued_secs);
     assert_eq!(f.quarantined, 0);
@@ -144,8 +145,8 @@ fn the_database_figures_count_what_waits_and_not_what_waits_for_its_delay() {
     assert_eq!(sample(&text, "casegate_outbox_oldest_queued_age_seconds"), Some(f.oldest_queued_secs));
     assert_eq!(sample(&text, "casegate_quarantine_rows"), Some(0.0));
 
-    store.conn.execute("DELETE FROM outbox WHERE status <> 'sent'", []).unwrap();
-    let f = Figures::read(&store.conn, &db, now).unwrap();
+    store.sqlite().unwrap().execute("DELETE FROM outbox WHERE status <> 'sent'", []).unwrap();
+    let f = Figures::read(store.db(), &db, now).unwrap();
     assert_eq!(f.oldest_queued_secs, 0.0, "nothing waits");
     f.publish(&m);
     assert_eq!(sample(&m.render(), r#"casegate_outbox_rows{status="failed"}"#), Some(0.0), "gone, not stale");

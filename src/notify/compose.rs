@@ -280,7 +280,8 @@ mod tests {
 
         let stored_mail = build(o).unwrap();
         assert!(stored_mail.len() < 3000, "the stored mail holds references, not the files: {}", stored_mail.len());
-        let sent = super::super::files::expand(&stored_mail, dir.path()).unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let sent = super::super::files::expand(&stored_mail, crate::store::db::Db::Sqlite(&conn), dir.path()).unwrap();
         let mail = parse::parse(&sent).unwrap();
         assert!(mail.content_type.starts_with("multipart/mixed"), "{}", mail.content_type);
         assert_eq!(mail.attachments.len(), 2, "{:?}", mail.attachments.iter().map(|a| &a.filename).collect::<Vec<_>>());

@@ -23,7 +23,8 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::digest::sha256_hex;
+use crate::store::blobs::{self, BlobError};
+use crate::store::db::Db;
 use crate::store::records::StoredFile;
 
 /// What one recipient gets of an entry's files.
@@ -89,9 +90,10 @@ pub fn carries_files(mail: &[u8]) -> bool {
     mail.windows(MARK.len()).any(|w| w == MARK)
 }
 
-/// The mail as it is sent: every blob reference replaced by its file, in base64 (lines of
-/// 76 characters). A mail without references is returned as it is.
-pub fn expand<'a>(mail: &'a [u8], blobs: &Path) -> Result<Cow<'a, [u8]>, FileError> {
+/// The mail as it is sent: every blob reference replaced by its file (read through `db`;
+/// on SQLite from the blob directory `blobs`), in base64 (lines of 76 characters). A mail
+/// without references is returned as it is.
+pub fn expand<'a>(mail: &'a [u8], db: Db<'_>, blobs: &Path) -> Result<Cow<'a, [u8]>, FileError> {
     if !carries_files(mail) {
         return Ok(Cow::Borrowed(mail));
     }
@@ -102,7 +104,7 @@ pub fn expand<'a>(mail: &'a [u8], blobs: &Path) -> Result<Cow<'a, [u8]>, FileErr
         let after = &rest[start + MARK.len()..];
         let end = after.iter().position(|b| *b == 0).ok_or_else(|| damaged("an unfinished blob reference"))?;
         let (sha, size) = parse_reference(&after[..end])?;
-        let bytes = read_blob(blobs, sha, size)?;
+        let bytes = read_blob(db, blobs, sha, size)?;
         write_base64(&mut out, &bytes);
         rest = &after[end + 1..];
     }
@@ -125,21 +127,12 @@ fn parse_reference(text: &[u8]) -> Result<(&str, u64), FileError> {
     Ok((sha, size))
 }
 
-/// A blob's bytes from the blob directory `blobs`, checked against the size and hash
-/// they were stored with.
-pub fn read_blob(blobs: &Path, sha: &str, size: u64) -> Result<Vec<u8>, FileError> {
-    let path = crate::store::blobs::path_in(blobs, sha);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(FileError::Damaged(format!("attachment file {} is missing", path.display())))
-        }
-        Err(e) => return Err(FileError::Io(format!("cannot read attachment file {}: {e}", path.display()))),
-    };
-    if bytes.len() as u64 != size || sha256_hex(&bytes) != sha {
-        return Err(FileError::Damaged(format!("attachment file {} does not hold what was stored", path.display())));
-    }
-    Ok(bytes)
+/// A blob's bytes, checked against the size and hash they were stored with.
+pub fn read_blob(db: Db<'_>, blobs: &Path, sha: &str, size: u64) -> Result<Vec<u8>, FileError> {
+    blobs::read(db, blobs, sha, size).map_err(|e| match e {
+        BlobError::Damaged(why) => FileError::Damaged(why),
+        BlobError::Unavailable(why) => FileError::Io(why),
+    })
 }
 
 /// Base64 in lines of 76 characters separated by CRLF, without a final line end (the
@@ -157,8 +150,14 @@ fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256_hex;
     use crate::parse::Disposition;
     use crate::store::{BlobSink, BlobStore};
+
+    /// On SQLite blobs are files: the connection is not read (leaked: a test's lifetime).
+    fn db() -> Db<'static> {
+        Db::Sqlite(Box::leak(Box::new(rusqlite::Connection::open_in_memory().unwrap())))
+    }
 
     fn file(id: i64, size: u64, inline: bool) -> StoredFile {
         StoredFile {
@@ -201,20 +200,20 @@ mod tests {
         f.sha256 = sha.clone();
         let mail = [b"head\r\n\r\n".as_slice(), &reference(&f), b"\r\n--end--\r\n"].concat();
 
-        let sent = expand(&mail, dir.path()).unwrap();
+        let sent = expand(&mail, db(), dir.path()).unwrap();
         let text = String::from_utf8(sent.to_vec()).unwrap();
         let body = text.strip_prefix("head\r\n\r\n").unwrap().strip_suffix("\r\n--end--\r\n").unwrap();
         assert!(body.split("\r\n").all(|l| l.len() <= 76), "{body}");
         assert_eq!(STANDARD.decode(body.replace("\r\n", "")).unwrap(), data);
-        assert!(matches!(expand(b"no files here", dir.path()).unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(expand(b"no files here", db(), dir.path()).unwrap(), Cow::Borrowed(_)));
 
         f.size = 999;
         let wrong = [b"x".as_slice(), &reference(&f)].concat();
-        assert!(matches!(expand(&wrong, dir.path()), Err(FileError::Damaged(_))), "the size must match");
+        assert!(matches!(expand(&wrong, db(), dir.path()), Err(FileError::Damaged(_))), "the size must match");
         f.sha256 = "11".repeat(32);
         let gone = [b"x".as_slice(), &reference(&f)].concat();
-        let Err(FileError::Damaged(why)) = expand(&gone, dir.path()) else { panic!("a missing blob") };
+        let Err(FileError::Damaged(why)) = expand(&gone, db(), dir.path()) else { panic!("a missing blob") };
         assert!(why.contains("missing"), "{why}");
-        assert!(matches!(expand(b"x\0casegate-blob:abc", dir.path()), Err(FileError::Damaged(_))));
+        assert!(matches!(expand(b"x\0casegate-blob:abc", db(), dir.path()), Err(FileError::Damaged(_))));
     }
 }

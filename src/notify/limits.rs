@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::Connection;
 
 use super::recipients::Recipient;
 use super::Said;
@@ -40,6 +39,7 @@ use crate::case::{CaseId, Event};
 use crate::classify::{gist, Gist};
 use crate::config::Config;
 use crate::parse::InboundMail;
+use crate::store::db::Db;
 use crate::store::{bounces, loops, outbox, stamp};
 
 /// The notification kinds that answer a mail automatically; the daily limit counts them
@@ -57,7 +57,7 @@ const MIN_QUOTED_LINE: usize = 40;
 
 /// The loop breaker for one batch of events.
 pub(super) struct Limits<'a> {
-    conn: &'a Connection,
+    conn: Db<'a>,
     config: &'a Config,
     now: DateTime<Utc>,
     trigger: Option<&'a InboundMail>,
@@ -74,7 +74,7 @@ pub(super) struct Limits<'a> {
 
 impl<'a> Limits<'a> {
     pub(super) fn new(
-        conn: &'a Connection,
+        conn: Db<'a>,
         config: &'a Config,
         now: DateTime<Utc>,
         trigger: Option<&'a InboundMail>,
@@ -284,8 +284,9 @@ mod tests {
 
     #[test]
     fn the_store_counts_exactly_the_automatic_kinds() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut conn).unwrap();
+        let conn = Db::Sqlite(&conn);
         let to = Address::parse("a@x.example").unwrap();
         for (i, kind) in super::super::templates::KINDS.iter().enumerate() {
             let n = outbox::NewNotification {
@@ -299,9 +300,9 @@ mod tests {
                 error: None,
                 not_before: None,
             };
-            outbox::insert(&conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
+            outbox::insert(conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
         }
-        let counted = outbox::automatic_answers_since(&conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
+        let counted = outbox::automatic_answers_since(conn, &to, "2026-01-01T00:00:00.000Z").unwrap();
         assert_eq!(counted as usize, AUTOMATIC.len());
         assert!(AUTOMATIC.iter().all(|k| super::super::templates::KINDS.contains(k)));
     }

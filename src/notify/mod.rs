@@ -28,8 +28,8 @@ pub mod templates;
 
 use std::collections::HashMap;
 
+use crate::store::db::{Db, DbResult};
 use chrono::{Duration as ChronoDuration, Utc};
-use rusqlite::Connection;
 
 use crate::address::Address;
 use crate::case::{CaseId, Event, MessageKind, Notice, ParticipantRole, Reason};
@@ -115,7 +115,7 @@ pub struct Queued {
 
 /// Writes the outbox rows the events call for, and says which.
 pub fn enqueue(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     events: &[Event],
     trigger: Option<Trigger<'_>>,
@@ -142,7 +142,7 @@ pub fn enqueue(
 /// The outbox as `outbox list` shows it: [`outbox::list`], with the subject of each
 /// notification not sent yet rendered as it will be sent (it is stored only once the mail
 /// is rendered).
-pub fn list(conn: &Connection, config: &Config, status: Option<&str>) -> anyhow::Result<Vec<outbox::OutboxView>> {
+pub fn list(conn: Db<'_>, config: &Config, status: Option<&str>) -> anyhow::Result<Vec<outbox::OutboxView>> {
     let mut rows = outbox::list(conn, &config.token_prefix, status)?;
     if rows.iter().all(|r| r.spec.is_none()) {
         return Ok(rows);
@@ -341,7 +341,7 @@ pub(crate) struct Renderer<'a> {
 }
 
 impl<'a> Renderer<'a> {
-    pub(crate) fn new(conn: &'a Connection, config: &'a Config) -> Result<Renderer<'a>, String> {
+    pub(crate) fn new(conn: Db<'a>, config: &'a Config) -> Result<Renderer<'a>, String> {
         let templates = Templates::cached(config).map_err(|e| format!("templates: {e}"))?;
         let facts = Facts::new(conn, config, None).map_err(|e| e.to_string())?;
         Ok(Renderer { facts, templates, secret: std::cell::OnceCell::new() })
@@ -440,7 +440,7 @@ fn support_mailbox(config: &Config) -> anyhow::Result<lettre::message::Mailbox> 
 
 /// What the notifications of one `enqueue` call need to know, read once.
 struct Facts<'a> {
-    conn: &'a Connection,
+    conn: Db<'a>,
     config: &'a Config,
     trigger: Option<&'a InboundMail>,
     /// Why automatic answers to the trigger's sender are withheld, if they are.
@@ -464,7 +464,7 @@ struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    fn new(conn: &'a Connection, config: &'a Config, trigger: Option<Trigger<'a>>) -> anyhow::Result<Facts<'a>> {
+    fn new(conn: Db<'a>, config: &'a Config, trigger: Option<Trigger<'a>>) -> anyhow::Result<Facts<'a>> {
         let no_answers = trigger.and_then(|t| t.no_answers).map(str::to_string);
         let trigger = trigger.map(|t| t.mail);
         let from = support_mailbox(config)?;
@@ -501,7 +501,7 @@ impl<'a> Facts<'a> {
         })
     }
 
-    fn participants(&mut self, case: CaseId) -> rusqlite::Result<&[(Address, ParticipantRole)]> {
+    fn participants(&mut self, case: CaseId) -> DbResult<&[(Address, ParticipantRole)]> {
         if !self.participants.contains_key(&case) {
             let people = case_store::participants(self.conn, case)?;
             self.participants.insert(case, people);
@@ -548,7 +548,7 @@ impl<'a> Facts<'a> {
         Ok(view)
     }
 
-    fn message(&mut self, id: i64) -> rusqlite::Result<Option<case_store::MessageEntry>> {
+    fn message(&mut self, id: i64) -> DbResult<Option<case_store::MessageEntry>> {
         if !self.messages.contains_key(&id) {
             let entry = case_store::message_entry(self.conn, id)?;
             self.messages.insert(id, entry);
@@ -682,7 +682,7 @@ impl<'a> Facts<'a> {
     }
 
     /// The cases `to` takes part in, for the answer to "cases".
-    fn case_lines(&self, to: &Address) -> rusqlite::Result<Vec<CaseLine>> {
+    fn case_lines(&self, to: &Address) -> DbResult<Vec<CaseLine>> {
         Ok(case_store::cases_of(self.conn, to, CASE_LIST_MAX)?
             .into_iter()
             .map(|c| CaseLine {

@@ -7,8 +7,8 @@
 //! note's entry for staff (`Facts::view`), so a note's files never reach a customer. The
 //! author of the entry is not sent their own files back.
 
+use crate::store::db::{Db, DbResult};
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 use super::files::{self, Choice};
 use super::templates::{FileView, View};
@@ -29,14 +29,14 @@ pub struct Carried {
 /// `secret` is the link secret, when links can be made; `message_id` the mail's own (the
 /// Content-IDs of its inline images are made from it, so they are unique).
 pub fn personalize(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     secret: Option<&[u8]>,
     view: &mut View,
     to: &Address,
     message_id: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Carried> {
+) -> DbResult<Carried> {
     let signer = secret.map(|s| Signer::new(config, s, now));
     links(view, to, signer.as_ref());
     let carried = files_for(conn, config, view, to, message_id, signer.as_ref())?;
@@ -51,13 +51,13 @@ pub fn personalize(
 
 /// Chooses the files of the reported entry for `to` and lists them in the view.
 fn files_for(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     view: &mut View,
     to: &Address,
     message_id: &str,
     signer: Option<&Signer<'_>>,
-) -> rusqlite::Result<Carried> {
+) -> DbResult<Carried> {
     let Some(message) = view.message.as_mut() else { return Ok(Carried::default()) };
     let Some(entry) = message.entry else { return Ok(Carried::default()) };
     if message.from.as_deref() == Some(to.as_str()) {

@@ -33,14 +33,13 @@ use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, MailParameter};
 use lettre::transport::smtp::Error as SmtpError;
 use rand::Rng;
-use rusqlite::Connection;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, SmtpConfig, Tls};
 use crate::oauth::{self, Account};
+use crate::store::db::{Db, DbResult, TxMode};
 use crate::store::outbox::{self, Attempt, Due};
-use crate::store::Store;
 
 /// Mails in flight at once (and SMTP connections in the pool).
 pub const CONCURRENCY: usize = 8;
@@ -128,9 +127,9 @@ impl Sender {
             let lease = now + chrono::Duration::from_std(self.lease()).unwrap_or(chrono::Duration::hours(1));
             let (now_text, lease_text) = (crate::store::stamp(now), crate::store::stamp(lease));
             let config = Arc::clone(&self.config);
-            let due = with_db(&self.config, move |conn| {
-                let mut due = outbox::claim_due(conn, &now_text, &lease_text, CHUNK)?;
-                render_claimed(conn, &config, &mut due)?;
+            let due = with_db(&self.config, move |db| {
+                let mut due = outbox::claim_due(db, &now_text, &lease_text, CHUNK)?;
+                render_claimed(db, &config, &mut due)?;
                 Ok(due)
             })
             .await?;
@@ -185,7 +184,7 @@ impl Sender {
                 records.push((id, outcome));
             }
             let now_text = crate::store::stamp(Utc::now());
-            with_db(&self.config, move |conn| outbox::record(conn, &records, &now_text)).await?;
+            with_db(&self.config, move |db| outbox::record(db, &records, &now_text)).await?;
             if connection_failed {
                 return Ok(summary);
             }
@@ -236,7 +235,7 @@ impl Sender {
 
     /// When the next queued notification falls due, if any.
     pub async fn next_due(&self) -> anyhow::Result<Option<chrono::DateTime<Utc>>> {
-        let next = with_db(&self.config, |conn| outbox::next_due_at(conn)).await?;
+        let next = with_db(&self.config, outbox::next_due_at).await?;
         Ok(next.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc)))
     }
 
@@ -293,10 +292,15 @@ impl Sender {
         if !super::files::carries_files(stored) {
             return Ok(std::borrow::Cow::Borrowed(stored));
         }
-        let (mail, blobs) = (stored.to_vec(), self.config.data_dir.join(crate::store::blobs::DIR));
-        let expanded = tokio::task::spawn_blocking(move || super::files::expand(&mail, &blobs).map(|m| m.into_owned()))
-            .await
-            .map_err(|e| Failure::Transient(format!("reading the attached files failed: {e}")))?;
+        let (mail, config) = (stored.to_vec(), Arc::clone(&self.config));
+        let expanded = tokio::task::spawn_blocking(move || {
+            let session =
+                crate::store::Session::open(&config).map_err(|e| super::files::FileError::Io(format!("{e:#}")))?;
+            let blobs = config.data_dir.join(crate::store::blobs::DIR);
+            super::files::expand(&mail, session.db(), &blobs).map(|m| m.into_owned())
+        })
+        .await
+        .map_err(|e| Failure::Transient(format!("reading the attached files failed: {e}")))?;
         expanded.map(std::borrow::Cow::Owned).map_err(|e| match e {
             super::files::FileError::Damaged(why) => Failure::Permanent(why),
             super::files::FileError::Io(why) => Failure::Transient(why),
@@ -319,11 +323,11 @@ fn record(result: &Result<(), Failure>, took: Duration) {
 /// Renders the claimed notifications that are not rendered yet and stores each mail with
 /// its row, so that every later attempt sends exactly these bytes. A notification that
 /// cannot be built keeps no payload and carries the reason; it is then failed.
-fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due]) -> rusqlite::Result<()> {
+fn render_claimed(db: Db<'_>, config: &Config, due: &mut [Due]) -> DbResult<()> {
     if due.iter().all(|d| d.payload.is_some()) {
         return Ok(());
     }
-    let mut renderer = match super::Renderer::new(conn, config) {
+    let mut renderer = match super::Renderer::new(db, config) {
         Ok(r) => r,
         Err(e) => {
             for d in due.iter_mut().filter(|d| d.payload.is_none()) {
@@ -351,13 +355,14 @@ fn render_claimed(conn: &rusqlite::Connection, config: &Config, due: &mut [Due])
     }
     // The chunk's new payloads, stored in one write transaction (reading was done first,
     // outside it, so the ingest writer is held up only for the writes).
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    for i in rendered {
-        if let Some(mail) = &due[i].payload {
-            outbox::store_payload(&tx, due[i].id, &due[i].subject, mail)?;
+    db.transaction(TxMode::Write, |db| {
+        for i in rendered {
+            if let Some(mail) = &due[i].payload {
+                outbox::store_payload(db, due[i].id, &due[i].subject, mail)?;
+            }
         }
-    }
-    tx.commit()
+        Ok(())
+    })
 }
 
 /// Writes `name` into `dir` atomically (a reader never sees half a mail).
@@ -584,16 +589,17 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     capped.mul_f64(1.0 - 0.2 * rand::thread_rng().gen::<f64>())
 }
 
-/// Runs `f` on a fresh database connection on the blocking pool.
+/// Runs `f` on the blocking pool with a database session (SQLite: a connection of its
+/// own; PostgreSQL: one of the pool's).
 async fn with_db<T, F>(config: &Arc<Config>, f: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    F: FnOnce(Db<'_>) -> DbResult<T> + Send + 'static,
 {
     let config = Arc::clone(config);
     tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&config)?;
-        Ok(f(&mut store.conn)?)
+        let session = crate::store::Session::open(&config)?;
+        Ok(f(session.db())?)
     })
     .await
     .context("the database task panicked")?

@@ -29,7 +29,7 @@ fn mail(from: &str, subject: &str, headers: &str, body: &str) -> Vec<u8> {
 }
 
 fn rows(g: &Gateway) -> Vec<(String, String)> {
-    outbox::list(&g.store.conn, "CASE", None).unwrap().into_iter().map(|r| (r.to[0].clone(), r.event)).collect()
+    outbox::list(g.store.db(), "CASE", None).unwrap().into_iter().map(|r| (r.to[0].clone(), r.event)).collect()
 }
 
 #[test]
@@ -47,16 +47,17 @@ fn notifications_exist_exactly_when_their_event_commits() {
     // An event whose transaction rolls back leaves no notification behind.
     let events = report.events.clone();
     {
-        let tx = g.store.conn.transaction().unwrap();
-        enqueue(&tx, &g.config, &events, None).unwrap();
-        assert_eq!(outbox::list(&tx, "CASE", None).unwrap().len(), 4);
-        // Dropped without commit.
+        let db = g.store.db();
+        db.begin(crate::store::db::TxMode::Write).unwrap();
+        enqueue(db, &g.config, &events, None).unwrap();
+        assert_eq!(outbox::list(db, "CASE", None).unwrap().len(), 4);
+        db.rollback();
     }
     assert_eq!(rows(&g).len(), 2);
 
     // Every Message-ID is stored and routes to the case.
-    for row in outbox::list(&g.store.conn, "CASE", None).unwrap() {
-        assert_eq!(case_store::case_for_message_id(&g.store.conn, &row.message_id).unwrap(), Some(1));
+    for row in outbox::list(g.store.db(), "CASE", None).unwrap() {
+        assert_eq!(case_store::case_for_message_id(g.store.db(), &row.message_id).unwrap(), Some(1));
     }
 }
 
@@ -109,7 +110,7 @@ fn references_name_the_people_s_mail_not_other_recipients_notifications() {
         .unwrap();
     g.ingest(&mail("jane@customer.example", "Re: [CASE-1] printer", "", "still"), &Origin::file("b")).unwrap();
     let store = Store::open(&g.config).unwrap();
-    let ids = case_store::inbound_thread_ids(&store.conn, 1, 10).unwrap();
+    let ids = case_store::inbound_thread_ids(store.db(), 1, 10).unwrap();
     assert_eq!(ids, ["1@test.example", "2@test.example"]);
 }
 
@@ -125,11 +126,11 @@ fn size_limits_are_told_in_the_unit_people_use() {
 fn a_queued_notification_lists_the_subject_it_will_be_sent_with() {
     let (_dir, mut g) = gateway("");
     g.ingest(&mail("jane@customer.example", "Printer on fire", "", "smoke"), &Origin::file("a")).unwrap();
-    let stored = outbox::list(&g.store.conn, "CASE", None).unwrap();
+    let stored = outbox::list(g.store.db(), "CASE", None).unwrap();
     assert!(stored.iter().all(|r| r.subject.is_empty() && r.spec.is_some()), "rendered only when sent");
-    let listed = list(&g.store.conn, &g.config, None).unwrap();
+    let listed = list(g.store.db(), &g.config, None).unwrap();
     assert_eq!(listed.len(), 2);
-    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    let mut renderer = Renderer::new(g.store.db(), &g.config).unwrap();
     for row in &listed {
         assert!(row.subject.starts_with("[CASE-1] ") && row.subject.contains("Printer on fire"), "{}", row.subject);
         let to = Address::parse(&row.to[0]).unwrap();
@@ -153,12 +154,12 @@ fn files_and_personal_links_are_chosen_for_each_recipient_when_the_mail_is_made(
         body,
     );
     g.ingest(&raw, &Origin::file("a")).unwrap();
-    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    let mut renderer = Renderer::new(g.store.db(), &g.config).unwrap();
     let mut seen = Vec::new();
-    for row in list(&g.store.conn, &g.config, None).unwrap() {
+    for row in list(g.store.db(), &g.config, None).unwrap() {
         let to = Address::parse(&row.to[0]).unwrap();
         let (_, stored) = renderer.render(&to, &row.message_id, row.spec.as_deref().unwrap()).unwrap();
-        let sent = files::expand(&stored, &dir.path().join("var/blobs")).unwrap();
+        let sent = files::expand(&stored, g.store.db(), &dir.path().join("var/blobs")).unwrap();
         let mail = crate::parse::parse(&sent).unwrap();
         let carried: Vec<&str> = mail.attachments.iter().map(|a| a.filename.as_str()).collect();
         let page = mail.text.split_whitespace().find(|w| w.starts_with("https://support.example.com/case/"));
@@ -189,9 +190,9 @@ fn the_answer_to_cases_links_my_cases_and_each_case_page() {
         gateway("[web]\nbase_url = \"https://support.example.com\"\nsecret = \"0123456789abcdef-test\"");
     g.ingest(&mail("jane@customer.example", "printer", "", "on fire"), &Origin::file("a")).unwrap();
     g.ingest(&mail("jane@customer.example", "cases", "", ""), &Origin::file("b")).unwrap();
-    let row = list(&g.store.conn, &g.config, None).unwrap().into_iter().find(|r| r.event == "case-list").unwrap();
+    let row = list(g.store.db(), &g.config, None).unwrap().into_iter().find(|r| r.event == "case-list").unwrap();
     let jane = Address::parse("jane@customer.example").unwrap();
-    let mut renderer = Renderer::new(&g.store.conn, &g.config).unwrap();
+    let mut renderer = Renderer::new(g.store.db(), &g.config).unwrap();
     let (_, raw) = renderer.render(&jane, &row.message_id, row.spec.as_deref().unwrap()).unwrap();
     let text = crate::parse::parse(&raw).unwrap().text;
     let token_of = |prefix: &str| {

@@ -24,7 +24,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rusqlite::Connection;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +32,8 @@ use crate::config::{Config, MailboxConfig, MarkProcessed};
 use crate::ingest::Origin;
 use crate::source::imap::{self, Watcher};
 use crate::source::{Settled, SourceMail, WriterHandle};
-use crate::store::mails;
+use crate::store::db::{Db, DbResult};
+use crate::store::{mails, Session};
 use folders::{Identity, Reader};
 
 /// Told how far reconciling is, for a progress bar or progress lines.
@@ -131,13 +131,29 @@ impl MailboxReport {
     }
 }
 
-/// What a run needs: the configuration, a read connection to the journal, and for
+/// What a run needs: the configuration (the journal is read through it), and for
 /// `--fix` the database writer the daemon uses.
 pub struct Context<'a> {
     pub config: &'a Arc<Config>,
-    pub journal: &'a Connection,
     pub writer: Option<WriterHandle>,
     pub progress: &'a dyn Progress,
+}
+
+impl Context<'_> {
+    /// Reads the journal on the blocking pool, with a session of its own (database calls
+    /// never run on the async runtime's threads).
+    async fn journal<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(Db<'_>) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let config = Arc::clone(self.config);
+        tokio::task::spawn_blocking(move || {
+            let session = Session::open(&config)?;
+            read(session.db())
+        })
+        .await
+        .context("the journal task failed")?
+    }
 }
 
 /// Reconciles one mailbox; with a writer in `ctx`, fixes what can be fixed.
@@ -157,6 +173,9 @@ pub async fn mailbox(
             writer: writer.clone(),
             shutdown: CancellationToken::new(),
             once: true,
+            // Reconciling is an operator's, beside whichever node works the mailbox: it
+            // marks only what is committed, and processes through the journal's checks.
+            lease: None,
         };
         fix(ctx, &watcher, &mut report).await?;
     }
@@ -173,18 +192,29 @@ async fn inspect(ctx: &Context<'_>, reader: &mut Reader, mb: &MailboxConfig) -> 
         MarkProcessed::Seen => "UNSEEN NOT DELETED",
         MarkProcessed::Move | MarkProcessed::Delete => "NOT DELETED",
     };
+    let name = mb.name.clone();
+    let checkpoint = ctx.journal(move |db| checkpoint(db, &name, uidvalidity)).await?;
     let mut report = MailboxReport {
         mailbox: mb.name.clone(),
         folder: mb.folder.clone(),
         uidvalidity,
-        checkpoint: checkpoint(ctx.journal, &mb.name, uidvalidity)?,
+        checkpoint,
         unmarked: Vec::new(),
         waiting: 0,
         processed: None,
         quarantine: QuarantineReport::default(),
     };
-    for uid in reader.search(unmarked_query).await? {
-        match mails::find_by_position(ctx.journal, &mb.name, &format!("{uidvalidity}:{uid}"))? {
+    let uids = reader.search(unmarked_query).await?;
+    let name = mb.name.clone();
+    let found = ctx
+        .journal(move |db| {
+            uids.into_iter()
+                .map(|uid| Ok((uid, mails::find_by_position(db, &name, &format!("{uidvalidity}:{uid}"))?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await?;
+    for (uid, found) in found {
+        match found {
             Some(found) => report.unmarked.push(Unmarked {
                 uid,
                 message_id: found.message_id,
@@ -203,13 +233,8 @@ async fn inspect(ctx: &Context<'_>, reader: &mut Reader, mb: &MailboxConfig) -> 
 }
 
 /// The daemon's checkpoint, when it is for this UIDVALIDITY.
-fn checkpoint(conn: &Connection, mailbox: &str, uidvalidity: u32) -> anyhow::Result<Option<u32>> {
-    use rusqlite::OptionalExtension as _;
-    let row: Option<(i64, i64)> = conn
-        .query_row("SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?1", [mailbox], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+fn checkpoint(db: Db<'_>, mailbox: &str, uidvalidity: u32) -> anyhow::Result<Option<u32>> {
+    let row = crate::store::nodes::checkpoint(db, mailbox)?;
     Ok(row.filter(|(v, _)| *v == i64::from(uidvalidity)).and_then(|(_, u)| u32::try_from(u).ok()))
 }
 
@@ -230,16 +255,23 @@ async fn processed(ctx: &Context<'_>, reader: &mut Reader, folder: &str) -> anyh
     }
     let found = everything(ctx, reader, folder).await?;
     report.checked = found.len();
-    for mail in found {
-        if !known(ctx.journal, &mail)? {
-            report.unknown.push(Unknown { uid: mail.uid, message_id: mail.message_id, ingested: None });
-        }
-    }
+    let unknown = ctx
+        .journal(move |db| {
+            let mut unknown = Vec::new();
+            for mail in found {
+                if !known(db, &mail)? {
+                    unknown.push(Unknown { uid: mail.uid, message_id: mail.message_id, ingested: None });
+                }
+            }
+            Ok(unknown)
+        })
+        .await?;
+    report.unknown = unknown;
     Ok(report)
 }
 
 /// Whether the journal has a mail with this identity.
-fn known(conn: &Connection, mail: &Identity) -> anyhow::Result<bool> {
+fn known(conn: Db<'_>, mail: &Identity) -> anyhow::Result<bool> {
     Ok(match (&mail.message_id, &mail.sha256) {
         (Some(id), _) => !mails::find_by_message_id_key(conn, &format!("mid:{id}"))?.is_empty(),
         (None, Some(sha)) => mails::find_by_dedupe_key(conn, &format!("sha256:{sha}"))?.is_some(),
@@ -254,7 +286,8 @@ async fn quarantine(ctx: &Context<'_>, reader: &mut Reader, mb: &MailboxConfig) 
         Some(_) => everything(ctx, reader, folder).await?,
         None => Vec::new(),
     };
-    let rows = quarantine_rows(ctx.journal, &mb.name)?;
+    let name = mb.name.clone();
+    let rows = ctx.journal(move |db| Ok(quarantine_rows(db, &name)?)).await?;
     Ok(compare_quarantine(folder, in_folder, rows))
 }
 
@@ -267,13 +300,13 @@ struct Row {
     reason: String,
 }
 
-fn quarantine_rows(conn: &Connection, mailbox: &str) -> rusqlite::Result<Vec<Row>> {
-    conn.prepare(
+fn quarantine_rows(db: Db<'_>, mailbox: &str) -> DbResult<Vec<Row>> {
+    db.query_map(
         "SELECT q.id, m.message_id, m.raw_sha256, q.reason FROM quarantine q JOIN mails m ON m.id = q.mail_id
          WHERE q.released_at IS NULL AND m.source = ?1 ORDER BY q.id",
-    )?
-    .query_map([mailbox], |r| Ok(Row { id: r.get(0)?, message_id: r.get(1)?, sha256: r.get(2)?, reason: r.get(3)? }))?
-    .collect()
+        crate::vals![mailbox],
+        |r| Ok(Row { id: r.get(0)?, message_id: r.get(1)?, sha256: r.get(2)?, reason: r.get(3)? }),
+    )
 }
 
 /// Pairs folder mails with rows by Message-ID (or bytes); what is left on either side is

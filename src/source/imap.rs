@@ -55,7 +55,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use super::{Checkpoint, Pending, Processed, Settled, SourceMail, WriterHandle};
+use super::{lease, Checkpoint, Lease, Pending, Processed, Settled, SourceMail, WriterHandle};
 use crate::backoff::Backoff;
 use crate::config::{MailboxConfig, MarkProcessed, Tls};
 use crate::ingest::Origin;
@@ -353,9 +353,17 @@ pub struct Watcher {
     pub shutdown: CancellationToken,
     /// Process what is waiting, then return (`casegate run --once`).
     pub once: bool,
+    /// The mailbox's lease, when this node works it under one (`casegate run`): batches
+    /// and checkpoints commit only while it holds, marking only while it is sure.
+    pub lease: Option<Arc<Lease>>,
 }
 
 impl Watcher {
+    /// The fence its commits carry, under a lease.
+    fn fence(&self) -> Option<crate::store::nodes::Fence> {
+        self.lease.as_ref().map(|l| l.fence.clone())
+    }
+
     /// Watches the mailbox until shutdown (or, with `once`, until it is drained).
     /// Reconnects after any error; returns `Err` only in `once` mode.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -366,6 +374,13 @@ impl Watcher {
         loop {
             match self.session(&mut backoff, &metrics).await {
                 Ok(()) => return Ok(()),
+                Err(e) if lease::is_lost(&e) => {
+                    tracing::warn!(mailbox = %name, error = %format!("{e:#}"), "Mailbox left: its lease was lost");
+                    if let Some(lease) = &self.lease {
+                        lease.lose();
+                    }
+                    return Ok(());
+                }
                 Err(e) if self.shutdown.is_cancelled() => {
                     tracing::debug!(mailbox = %name, error = %format!("{e:#}"), "Error while shutting down");
                     return Ok(());
@@ -642,7 +657,8 @@ impl Folder<'_> {
                     new = self.uidvalidity,
                     "UIDVALIDITY changed: re-scanning the whole folder; mails already processed are recognised by the journal"
                 );
-                self.w.writer.save_checkpoint(name, Checkpoint { uidvalidity: self.uidvalidity, last_uid: 0 }).await?;
+                let checkpoint = Checkpoint { uidvalidity: self.uidvalidity, last_uid: 0 };
+                self.w.writer.save_checkpoint(name, checkpoint, self.w.fence()).await?;
                 0
             }
             None => 0,
@@ -791,7 +807,7 @@ impl Folder<'_> {
             } else {
                 let batch =
                     mails.into_iter().map(|(uid, (raw, arrived))| self.source_mail(uid, raw, arrived)).collect();
-                Some(self.w.writer.submit(batch, Some(permit)).await?)
+                Some(self.w.writer.submit_fenced(batch, Some(permit), self.w.fence()).await?)
             };
             let max_uid = *chunk.last().expect("chunks are not empty");
             // Fails only when the marker has ended with an error (reported by it).
@@ -995,6 +1011,11 @@ impl Marker<'_> {
             }
         }
         let mb = Arc::clone(&self.w.mailbox);
+        // Committed under the lease; marked only while it is surely still ours (a node
+        // paused past its lease leaves the marking to the node that took the mailbox).
+        if let Some(lease) = &self.w.lease {
+            lease.check()?;
+        }
         // Each mail's outcome was logged when it was committed (`Mail processed`, origin
         // `imap:<mailbox> uid <N>`); marking logs what became of them on the server.
         self.mark(&done, &quarantine).await?;
@@ -1006,7 +1027,11 @@ impl Marker<'_> {
         self.last_uid = self.last_uid.max(max_uid);
         self.w
             .writer
-            .save_checkpoint_later(&mb.name, Checkpoint { uidvalidity: self.uidvalidity, last_uid: self.last_uid })
+            .save_checkpoint_later(
+                &mb.name,
+                Checkpoint { uidvalidity: self.uidvalidity, last_uid: self.last_uid },
+                self.w.fence(),
+            )
             .await?;
         Ok(())
     }

@@ -19,8 +19,13 @@
 //! A crash anywhere leaves each mail either untouched at the source (fetched again,
 //! processed once) or committed but not marked (fetched again, recognised by the journal
 //! as a duplicate, and only marked).
+//!
+//! When several nodes share a database, a mailbox is worked by the node that holds its
+//! [`Lease`]: its batches and checkpoints carry the lease's fence, and commit only while
+//! the lease is the node's; marking waits for nothing but also checks it.
 
 pub mod imap;
+pub mod lease;
 pub mod maildir;
 
 use std::sync::Arc;
@@ -28,7 +33,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use rusqlite::{params, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,8 @@ use crate::case::Outcome;
 use crate::config::Config;
 use crate::ingest::{Gateway, IngestReport, Origin, Prepared};
 use crate::store;
+use crate::store::nodes::Fence;
+pub use lease::Lease;
 
 /// Jobs waiting for the writer, across all sources. Each source bounds its own batches in
 /// flight (an IMAP watcher: three), so a small bound is enough to keep the writer busy.
@@ -87,6 +93,8 @@ enum Job {
         reply: Reply<Vec<Processed>>,
         /// Released once the mails are written (and their bytes freed).
         permit: Option<OwnedSemaphorePermit>,
+        /// The mailbox's lease, when the mails come from a leased mailbox.
+        fence: Option<Fence>,
     },
     LoadCheckpoint {
         source: String,
@@ -97,6 +105,7 @@ enum Job {
         source: String,
         checkpoint: Checkpoint,
         reply: Option<Reply<()>>,
+        fence: Option<Fence>,
     },
     /// Health: answers at once, after a small committed write when `write` is set (see
     /// [`WriterProbe`]).
@@ -200,6 +209,17 @@ impl WriterHandle {
         mails: Vec<SourceMail>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> anyhow::Result<Pending> {
+        self.submit_fenced(mails, permit, None).await
+    }
+
+    /// [`WriterHandle::submit`] for mails of a leased mailbox: committed only while
+    /// `fence` is still the mailbox's lease.
+    pub async fn submit_fenced(
+        &self,
+        mails: Vec<SourceMail>,
+        permit: Option<OwnedSemaphorePermit>,
+        fence: Option<Fence>,
+    ) -> anyhow::Result<Pending> {
         let config = Arc::clone(&self.config);
         let arrived = mails.iter().map(|m| m.arrived).collect();
         let mails = tokio::task::spawn_blocking(move || {
@@ -210,7 +230,7 @@ impl WriterHandle {
         .context("preparing mail failed")?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Ingest { mails, arrived, reply, permit })
+            .send(Job::Ingest { mails, arrived, reply, permit, fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
         Ok(Pending { rx })
@@ -230,10 +250,16 @@ impl WriterHandle {
         rx.await.context("the database writer stopped")?
     }
 
-    pub async fn save_checkpoint(&self, source: &str, checkpoint: Checkpoint) -> anyhow::Result<()> {
+    /// Saves a checkpoint (fenced by the mailbox's lease, when it has one).
+    pub async fn save_checkpoint(
+        &self,
+        source: &str,
+        checkpoint: Checkpoint,
+        fence: Option<Fence>,
+    ) -> anyhow::Result<()> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: Some(reply) })
+            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: Some(reply), fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
         rx.await.context("the database writer stopped")?
@@ -242,15 +268,20 @@ impl WriterHandle {
     /// A way to ask the writer for its health that does not keep it running: the writer
     /// ends when the sources' handles are gone, whoever still holds a probe.
     pub fn probe(&self) -> WriterProbe {
-        WriterProbe { tx: self.tx.downgrade(), db_path: self.config.database_path(), fsync: self.config.fsync }
+        WriterProbe { tx: self.tx.downgrade(), config: Arc::clone(&self.config) }
     }
 
     /// Queues a checkpoint without waiting for it. Jobs run in order, so it is written
     /// before anything queued later, and before the writer exits (it drains its queue).
     /// Not waiting matters: the writer is usually committing the next batch just then.
-    pub async fn save_checkpoint_later(&self, source: &str, checkpoint: Checkpoint) -> anyhow::Result<()> {
+    pub async fn save_checkpoint_later(
+        &self,
+        source: &str,
+        checkpoint: Checkpoint,
+        fence: Option<Fence>,
+    ) -> anyhow::Result<()> {
         self.tx
-            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None })
+            .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None, fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
     }
@@ -261,9 +292,8 @@ impl WriterHandle {
 pub struct WriterProbe {
     tx: mpsc::WeakSender<Job>,
     /// For when the writer has ended: with no source configured it ends at once, and the
-    /// database is then probed on a connection of the probe's own.
-    db_path: std::path::PathBuf,
-    fsync: bool,
+    /// database is then probed on a session of the probe's own.
+    config: Arc<Config>,
 }
 
 impl WriterProbe {
@@ -289,11 +319,11 @@ impl WriterProbe {
 impl WriterProbe {
     /// The probe without the writer, on a connection of its own (on the blocking pool).
     async fn directly(&self, write: bool) -> Result<(), String> {
-        let (path, fsync) = (self.db_path.clone(), self.fsync);
+        let config = Arc::clone(&self.config);
         let probed = tokio::task::spawn_blocking(move || {
-            let conn = store::connect(&path, fsync)?;
+            let session = store::Session::open(&config)?;
             if write {
-                store::probe_write(&conn)?;
+                store::probe_write(session.db())?;
             }
             anyhow::Ok(())
         })
@@ -338,10 +368,10 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
     // returns None once every handle is dropped and the queue is empty.
     while let Some(job) = rx.blocking_recv() {
         match job {
-            Job::Ingest { mails, arrived, reply, permit } => {
+            Job::Ingest { mails, arrived, reply, permit, fence } => {
                 let started = std::time::Instant::now();
                 let count = mails.len();
-                let result = ingest(&mut gateway, mails);
+                let result = ingest(&mut gateway, mails, fence.as_ref());
                 drop(permit);
                 record(&result, &arrived, started.elapsed());
                 match &result {
@@ -351,6 +381,9 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
                         queued = rx.len(),
                         "Batch committed"
                     ),
+                    Err(e) if lease::is_lost(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), mails = count, "Batch not committed: the mailbox's lease was lost")
+                    }
                     Err(e) => tracing::error!(error = %format!("{e:#}"), mails = count, "Batch not committed"),
                 }
                 // The source may have gone (shutdown deadline): the commit stands anyway,
@@ -361,12 +394,12 @@ fn writer_thread(config: Arc<Config>, mut rx: mpsc::Receiver<Job>, ready: onesho
                 let _ = reply.send(load_checkpoint(&gateway, &source));
             }
             Job::Probe { write, reply } => {
-                let result = if write { store::probe_write(&gateway.store.conn) } else { Ok(()) };
+                let result = if write { store::probe_write(gateway.store.db()) } else { Ok(()) };
                 crate::metrics::global().writer_finished_job();
                 let _ = reply.send(result);
             }
-            Job::SaveCheckpoint { source, checkpoint, reply } => {
-                let result = save_checkpoint(&gateway, &source, checkpoint);
+            Job::SaveCheckpoint { source, checkpoint, reply, fence } => {
+                let result = save_checkpoint(&mut gateway, &source, checkpoint, fence.as_ref());
                 match reply {
                     Some(reply) => {
                         let _ = reply.send(result);
@@ -400,9 +433,13 @@ fn record(result: &anyhow::Result<Vec<Processed>>, arrived: &[Option<SystemTime>
     }
 }
 
-fn ingest(gateway: &mut Gateway, mails: Vec<(Prepared, Origin)>) -> anyhow::Result<Vec<Processed>> {
+fn ingest(
+    gateway: &mut Gateway,
+    mails: Vec<(Prepared, Origin)>,
+    fence: Option<&Fence>,
+) -> anyhow::Result<Vec<Processed>> {
     let (prepared, origins): (Vec<Prepared>, Vec<Origin>) = mails.into_iter().unzip();
-    let reports = gateway.ingest_prepared(prepared.into_iter().zip(origins.iter()).collect())?;
+    let reports = gateway.ingest_fenced(prepared.into_iter().zip(origins.iter()).collect(), fence)?;
     Ok(reports.into_iter().map(|report| Processed { settled: settled(&report), report }).collect())
 }
 
@@ -419,25 +456,25 @@ fn settled(report: &IngestReport) -> Settled {
 }
 
 fn load_checkpoint(gateway: &Gateway, source: &str) -> anyhow::Result<Option<Checkpoint>> {
-    let row = gateway
-        .store
-        .conn
-        .query_row("SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?1", [source], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })
-        .optional()?;
+    let row = store::nodes::checkpoint(gateway.store.db(), source)?;
     Ok(row.map(|(v, u)| Checkpoint {
         uidvalidity: u32::try_from(v).unwrap_or_default(),
         last_uid: u32::try_from(u).unwrap_or_default(),
     }))
 }
 
-fn save_checkpoint(gateway: &Gateway, source: &str, c: Checkpoint) -> anyhow::Result<()> {
-    gateway.store.conn.execute(
-        "INSERT INTO mailbox_state (source, uidvalidity, last_uid, updated_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (source) DO UPDATE SET uidvalidity = ?2, last_uid = ?3, updated_at = ?4",
-        params![source, i64::from(c.uidvalidity), i64::from(c.last_uid), store::now()],
-    )?;
+/// Saves a checkpoint, in a unit of work that checks the mailbox's lease when there is
+/// one: a node that lost the mailbox must not move its checkpoint back or forth.
+fn save_checkpoint(gateway: &mut Gateway, source: &str, c: Checkpoint, fence: Option<&Fence>) -> anyhow::Result<()> {
+    gateway.store.write(false, |unit| {
+        let scope = unit.scope();
+        let (v, u) = (i64::from(c.uidvalidity), i64::from(c.last_uid));
+        store::nodes::save_checkpoint(scope.conn, source, v, u, scope.stamp)?;
+        if let Some(fence) = fence {
+            store::nodes::check_fence(scope.conn, fence)?;
+        }
+        Ok(Some(()))
+    })?;
     Ok(())
 }
 
@@ -484,8 +521,8 @@ mod tests {
 
         assert_eq!(handle.load_checkpoint("box").await.unwrap(), None);
         let c = Checkpoint { uidvalidity: 7, last_uid: 3 };
-        handle.save_checkpoint("box", c).await.unwrap();
-        handle.save_checkpoint("box", Checkpoint { last_uid: 9, ..c }).await.unwrap();
+        handle.save_checkpoint("box", c, None).await.unwrap();
+        handle.save_checkpoint("box", Checkpoint { last_uid: 9, ..c }, None).await.unwrap();
         assert_eq!(handle.load_checkpoint("box").await.unwrap(), Some(Checkpoint { uidvalidity: 7, last_uid: 9 }));
 
         drop(handle);

@@ -75,7 +75,8 @@ pub fn apply(scope: &Scope<'_>, plan: &Plan<'_>, journal: Journal<'_>) -> anyhow
     let recorded = Recorded { outcome: plan.outcome, case, reason: plan.reason.as_deref() };
     let mail_id = match journal {
         Journal::New { mail, raw } => {
-            mails::store_raw(scope.conn, &mut scope.packs.borrow_mut(), raw.sha256, raw.size, raw.packed)?;
+            let mut packs = scope.packs.map(|p| p.borrow_mut());
+            mails::store_raw(scope.conn, packs.as_deref_mut(), raw.sha256, raw.size, raw.packed)?;
             Some(mails::insert_mail(scope.conn, &mail, recorded, scope.stamp)?)
         }
         Journal::Replay { mail_id } => {

@@ -1,16 +1,21 @@
-//! Content-addressed files: attachment bytes under `data_dir/blobs/ab/abcdef…` named by
-//! their SHA-256, written atomically (temporary file, then rename) and stored once.
+//! Content-addressed attachment bytes, named by their SHA-256 and stored once.
 //!
-//! Blobs are written *before* the database transaction that references them commits: if
-//! it rolls back, an unreferenced file is left behind, which is harmless (and identical
-//! content arriving later reuses it).
+//! On SQLite they are files under `data_dir/blobs/ab/abcdef…`, written atomically
+//! (temporary file, then rename) *before* the database transaction that references them
+//! commits: if it rolls back, an unreferenced file is left behind, which is harmless (and
+//! identical content arriving later reuses it). On PostgreSQL they are rows of the table
+//! `blobs`, written in the transaction that references them, so every node reads every
+//! case's files. Either way, [`read`] checks the bytes against the size and hash they were
+//! stored with.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use super::db::Db;
 use crate::digest::sha256_hex;
+use crate::vals;
 
 /// The blob directory's name under `data_dir`.
 pub const DIR: &str = "blobs";
@@ -77,6 +82,76 @@ impl BlobSink for BlobStore {
         debug_assert_eq!(sha256, sha256_hex(data));
         self.put_hashed(sha256, data)
     }
+}
+
+/// A sink that writes into the transaction of a unit of work (PostgreSQL): the bytes are
+/// committed, or rolled back, with the rows that reference them.
+pub struct InTransaction<'t>(pub Db<'t>);
+
+impl BlobSink for InTransaction<'_> {
+    fn put(&self, sha256: &str, data: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(sha256, sha256_hex(data));
+        // A failure here is the database's: the unit stops (an I/O error is systemic).
+        self.0
+            .execute(
+                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (sha256) DO NOTHING",
+                vals![sha256, data.len(), data],
+            )
+            .map(drop)
+            .map_err(io::Error::other)
+    }
+}
+
+/// Why a blob could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobError {
+    /// The blob is gone or does not hold what it should: reading again will not help.
+    Damaged(String),
+    /// Reading failed; it may work later.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for BlobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobError::Damaged(why) | BlobError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for BlobError {}
+
+/// A blob's bytes — from the blob directory `root` on SQLite, from the `blobs` table on
+/// PostgreSQL — checked against the size and hash they were stored with.
+pub fn read(db: Db<'_>, root: &Path, sha: &str, size: u64) -> Result<Vec<u8>, BlobError> {
+    let (bytes, place) = match db {
+        Db::Sqlite(_) => {
+            let path = path_in(root, sha);
+            match fs::read(&path) {
+                Ok(b) => (b, format!("attachment file {}", path.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(BlobError::Damaged(format!("attachment file {} is missing", path.display())))
+                }
+                Err(e) => {
+                    return Err(BlobError::Unavailable(format!("cannot read attachment file {}: {e}", path.display())))
+                }
+            }
+        }
+        Db::Postgres(_) => {
+            let found =
+                db.query_row("SELECT data FROM blobs WHERE sha256 = ?1", vals![sha], |r| r.get::<Vec<u8>>(0)).map_err(
+                    |e| BlobError::Unavailable(format!("cannot read attachment {sha} from the database: {e}")),
+                )?;
+            match found {
+                Some(bytes) => (bytes, format!("attachment {sha} in the database")),
+                None => return Err(BlobError::Damaged(format!("attachment {sha} is missing from the database"))),
+            }
+        }
+    };
+    if bytes.len() as u64 != size || sha256_hex(&bytes) != sha {
+        return Err(BlobError::Damaged(format!("{place} does not hold what was stored")));
+    }
+    Ok(bytes)
 }
 
 /// A sink that hands the bytes to a writer thread.

@@ -1,48 +1,58 @@
 //! Cases, their participants, thread messages, attachment metadata and the Message-IDs
 //! that route replies to them; plus the read models shown by `cases list/show`.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::db::{Db, DbError, DbResult, Row};
 use crate::address::Address;
 use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
 use crate::decide::NewCase;
 use crate::parse::Disposition;
+use crate::vals;
 
 /// Opens a case (status New) and returns its number.
-pub fn insert_case(conn: &Connection, case: &NewCase, now: &str) -> rusqlite::Result<CaseId> {
-    conn.prepare_cached(
+pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
+    db.insert(
         "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist)
          VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-    )?
-    .execute(params![
-        case.subject,
-        case.impact.as_db(),
-        case.account,
-        case.environment,
-        case.linked_case,
-        now,
-        case.opening_gist
-    ])?;
-    Ok(conn.last_insert_rowid())
+        vals![
+            &case.subject,
+            case.impact.as_db(),
+            case.account.as_deref(),
+            case.environment.as_deref(),
+            case.linked_case,
+            now,
+            case.opening_gist.as_deref()
+        ],
+    )
 }
 
 pub use crate::case::CaseRow;
 
-pub fn case_row(conn: &Connection, id: CaseId) -> rusqlite::Result<Option<CaseRow>> {
-    conn.prepare_cached(
-        "SELECT id, subject, status, impact, account, environment, linked_case, created_at, updated_at FROM cases WHERE id = ?1",
-    )?
-    .query_row([id], row_to_case)
-    .optional()
+const CASE_COLUMNS: &str = "id, subject, status, impact, account, environment, linked_case, created_at, updated_at";
+
+pub fn case_row(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
+    db.query_row(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"), vals![id], row_to_case)
 }
 
-fn row_to_case(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
+/// [`case_row`] for a decision about to change the case: on PostgreSQL the row is locked
+/// until the unit of work ends, so two nodes that got mail for one case at once decide
+/// one after the other, each on what the other wrote. (SQLite has one writer at a time.)
+pub fn case_row_to_change(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
+    match db {
+        Db::Sqlite(_) => case_row(db, id),
+        Db::Postgres(_) => {
+            db.query_row(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1 FOR UPDATE"), vals![id], row_to_case)
+        }
+    }
+}
+
+fn row_to_case(r: &Row<'_>) -> DbResult<CaseRow> {
     Ok(CaseRow {
         id: r.get(0)?,
         subject: r.get(1)?,
-        status: parse_col(r, 2)?,
-        impact: parse_col(r, 3)?,
+        status: r.parse(2)?,
+        impact: r.parse(3)?,
         account: r.get(4)?,
         environment: r.get(5)?,
         linked_case: r.get(6)?,
@@ -51,86 +61,71 @@ fn row_to_case(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     })
 }
 
-fn parse_col<T: std::str::FromStr<Err = String>>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let s: String = r.get(i)?;
-    s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))
-}
-
-pub fn set_status(conn: &Connection, id: CaseId, status: Status, now: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1")?.execute(params![
-        id,
-        status.as_db(),
-        now
-    ])?;
+pub fn set_status(db: Db<'_>, id: CaseId, status: Status, now: &str) -> DbResult<()> {
+    db.execute("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
     Ok(())
 }
 
 /// Updates one of the editable scalar fields (`impact`, `account`, `environment`, `subject`).
-pub fn set_field(conn: &Connection, id: CaseId, field: &str, value: Option<&str>, now: &str) -> rusqlite::Result<()> {
+pub fn set_field(db: Db<'_>, id: CaseId, field: &str, value: Option<&str>, now: &str) -> DbResult<()> {
     let column = match field {
         "impact" | "account" | "environment" | "subject" => field,
-        other => return Err(rusqlite::Error::InvalidColumnName(other.to_string())),
+        other => return Err(DbError::column(0, format!("{other} is not an editable field of a case"))),
     };
-    conn.execute(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), params![id, value, now])?;
+    db.execute(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
     Ok(())
 }
 
-pub fn touch(conn: &Connection, id: CaseId, now: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
+pub fn touch(db: Db<'_>, id: CaseId, now: &str) -> DbResult<()> {
+    db.execute("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
     Ok(())
 }
 
 /// Adds a participant; returns false when they already held that role (active).
 /// A watcher who had left and is added again becomes active again.
 pub fn add_participant(
-    conn: &Connection,
+    db: Db<'_>,
     case: CaseId,
     address: &Address,
     role: ParticipantRole,
     via: &str,
     by: Option<&Address>,
     now: &str,
-) -> rusqlite::Result<bool> {
-    let changed = conn
-        .prepare_cached(
-            "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (case_id, role, address) DO UPDATE
-               SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
-             WHERE participants.removed_at IS NOT NULL",
-        )?
-        .execute(params![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now])?;
+) -> DbResult<bool> {
+    let changed = db.execute(
+        "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (case_id, role, address) DO UPDATE
+           SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
+         WHERE participants.removed_at IS NOT NULL",
+        vals![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now],
+    )?;
     Ok(changed > 0)
 }
 
 /// Marks a participant as gone; returns false when they did not hold that role.
 pub fn remove_participant(
-    conn: &Connection,
+    db: Db<'_>,
     case: CaseId,
     address: &Address,
     role: ParticipantRole,
     now: &str,
-) -> rusqlite::Result<bool> {
-    let changed = conn
-        .prepare_cached("UPDATE participants SET removed_at = ?4 WHERE case_id = ?1 AND address = ?2 AND role = ?3 AND removed_at IS NULL")?
-        .execute(params![case, address.as_str(), role.as_db(), now])?;
+) -> DbResult<bool> {
+    let changed = db.execute(
+        "UPDATE participants SET removed_at = ?4 WHERE case_id = ?1 AND address = ?2 AND role = ?3 AND removed_at IS NULL",
+        vals![case, address.as_str(), role.as_db(), now],
+    )?;
     Ok(changed > 0)
 }
 
 /// Active participants of a case: (address, role), in the order they were added.
-pub fn participants(conn: &Connection, case: CaseId) -> rusqlite::Result<Vec<(Address, ParticipantRole)>> {
-    let mut stmt = conn.prepare_cached(
+pub fn participants(db: Db<'_>, case: CaseId) -> DbResult<Vec<(Address, ParticipantRole)>> {
+    let rows = db.query_map(
         "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
+        vals![case],
+        |r| Ok((r.get::<String>(0)?, r.parse::<ParticipantRole>(1)?)),
     )?;
-    let rows = stmt.query_map([case], |r| Ok((r.get::<_, String>(0)?, parse_col::<ParticipantRole>(r, 1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (addr, role) = row?;
-        // Stored addresses were validated on the way in; skip anything that no longer parses.
-        if let Some(a) = Address::parse(&addr) {
-            out.push((a, role));
-        }
-    }
-    Ok(out)
+    // Stored addresses were validated on the way in; skip anything that no longer parses.
+    Ok(rows.into_iter().filter_map(|(addr, role)| Address::parse(&addr).map(|a| (a, role))).collect())
 }
 
 /// Fields of a thread entry being added.
@@ -144,12 +139,11 @@ pub struct NewMessage<'a> {
     pub body: &'a str,
 }
 
-pub fn insert_message(conn: &Connection, m: &NewMessage<'_>, now: &str) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
+pub fn insert_message(db: Db<'_>, m: &NewMessage<'_>, now: &str) -> DbResult<i64> {
+    db.insert(
         "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now])?;
-    Ok(conn.last_insert_rowid())
+        vals![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now],
+    )
 }
 
 /// Attachment metadata as stored and shown.
@@ -162,90 +156,89 @@ pub struct AttachmentView {
     pub disposition: Disposition,
 }
 
-pub fn insert_attachment(
-    conn: &Connection,
-    message: i64,
-    a: &AttachmentView,
-    content_id: Option<&str>,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+pub fn insert_attachment(db: Db<'_>, message: i64, a: &AttachmentView, content_id: Option<&str>) -> DbResult<()> {
+    db.execute(
         "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![message, a.filename, a.content_type, a.disposition.as_str(), content_id, a.size as i64, a.sha256])?;
+        vals![message, &a.filename, &a.content_type, a.disposition.as_str(), content_id, a.size, &a.sha256],
+    )?;
     Ok(())
 }
 
 /// The newest case that follows up a closed one and is not closed itself.
-pub fn open_follow_up(conn: &Connection, closed: CaseId) -> rusqlite::Result<Option<CaseId>> {
-    conn.prepare_cached("SELECT id FROM cases WHERE linked_case = ?1 AND status <> 'closed' ORDER BY id DESC LIMIT 1")?
-        .query_row([closed], |r| r.get(0))
-        .optional()
+pub fn open_follow_up(db: Db<'_>, closed: CaseId) -> DbResult<Option<CaseId>> {
+    db.query_row(
+        "SELECT id FROM cases WHERE linked_case = ?1 AND status <> 'closed' ORDER BY id DESC LIMIT 1",
+        vals![closed],
+        |r| r.get(0),
+    )
 }
 
 /// Remembers that the Message-ID of a mail on a case's thread belongs to the case (first
 /// writer wins). Our own notifications need no row here: their outbox row names the case.
-pub fn link_message_id(conn: &Connection, message_id: &str, case: CaseId) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO case_message_ids (message_id, case_id, direction)
-         SELECT ?1, ?2, 'in' WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)",
-    )?
-    .execute(params![message_id, case])?;
+pub fn link_message_id(db: Db<'_>, message_id: &str, case: CaseId) -> DbResult<()> {
+    // The casts tell PostgreSQL the parameters' types, which a select list does not.
+    db.execute(
+        "INSERT INTO case_message_ids (message_id, case_id, direction)
+         SELECT CAST(?1 AS TEXT), CAST(?2 AS BIGINT), 'in'
+         WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)
+         ON CONFLICT (message_id) DO NOTHING",
+        vals![message_id, case],
+    )?;
     Ok(())
 }
 
 /// A Message-ID that mails on different cases share (their senders reused it): it no
 /// longer routes replies to any case, now or later.
-pub fn forget_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO ambiguous_message_ids (message_id) VALUES (?1)")?
-        .execute([message_id])?;
-    conn.prepare_cached("DELETE FROM case_message_ids WHERE message_id = ?1 AND direction = 'in'")?
-        .execute([message_id])?;
+pub fn forget_message_id(db: Db<'_>, message_id: &str) -> DbResult<()> {
+    db.execute(
+        "INSERT INTO ambiguous_message_ids (message_id) VALUES (?1) ON CONFLICT (message_id) DO NOTHING",
+        vals![message_id],
+    )?;
+    db.execute("DELETE FROM case_message_ids WHERE message_id = ?1 AND direction = 'in'", vals![message_id])?;
     Ok(())
 }
 
 /// The case a Message-ID belongs to: a mail on its thread, or a notification about it
 /// (`out` rows written before notifications were found through the outbox still count).
-pub fn case_for_message_id(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<CaseId>> {
-    conn.prepare_cached(
+pub fn case_for_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option<CaseId>> {
+    db.query_row(
         "SELECT case_id FROM case_message_ids WHERE message_id = ?1
          UNION ALL SELECT case_id FROM outbox WHERE message_id = ?1 AND case_id IS NOT NULL
          LIMIT 1",
-    )?
-    .query_row([message_id], |r| r.get(0))
-    .optional()
+        vals![message_id],
+        |r| r.get(0),
+    )
 }
 
 /// The Message-IDs of the people's mail on a case's thread (customer and staff entries,
 /// in thread order), for the References of outgoing mail: the first one (the thread's
 /// root) and up to `recent` of the newest. Left out: our own notifications (each went to
 /// one recipient; the others never saw it), internal notes, and automatic replies.
-pub fn inbound_thread_ids(conn: &Connection, case: CaseId, recent: usize) -> rusqlite::Result<Vec<String>> {
+pub fn inbound_thread_ids(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Vec<String>> {
     // Two plain index walks (messages_by_case, by id): SQLite evaluates the equivalent
     // single query with a CTE far more slowly, and this runs for every notification.
     const INBOUND: &str = "case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff')";
-    let first: Option<(i64, String)> = conn
-        .prepare_cached(&format!("SELECT id, message_id FROM messages WHERE {INBOUND} ORDER BY id LIMIT 1"))?
-        .query_row([case], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let first: Option<(i64, String)> = db.query_row(
+        &format!("SELECT id, message_id FROM messages WHERE {INBOUND} ORDER BY id LIMIT 1"),
+        vals![case],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let Some(first) = first else { return Ok(Vec::new()) };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, message_id FROM messages WHERE {INBOUND} AND id > ?3 ORDER BY id DESC LIMIT ?2"
-    ))?;
-    let mut newest: Vec<(i64, String)> = stmt
-        .query_map(params![case, recent as i64, first.0], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let mut newest: Vec<(i64, String)> = db.query_map(
+        &format!("SELECT id, message_id FROM messages WHERE {INBOUND} AND id > ?3 ORDER BY id DESC LIMIT ?2"),
+        vals![case, recent, first.0],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     newest.reverse();
     Ok(std::iter::once(first).chain(newest).map(|(_, id)| id).collect())
 }
 
 /// Whether `address` takes part in a case in any role.
-pub fn is_participant(conn: &Connection, case: CaseId, address: &Address) -> rusqlite::Result<bool> {
-    conn.prepare_cached(
+pub fn is_participant(db: Db<'_>, case: CaseId, address: &Address) -> DbResult<bool> {
+    db.exists(
         "SELECT 1 FROM participants WHERE case_id = ?1 AND address = ?2 AND removed_at IS NULL LIMIT 1",
-    )?
-    .query_row(params![case, address.as_str()], |_| Ok(()))
-    .optional()
-    .map(|found| found.is_some())
+        vals![case, address.as_str()],
+    )
 }
 
 /// One thread entry, as a notification shows it.
@@ -258,24 +251,22 @@ pub struct MessageEntry {
     pub attachments: Vec<String>,
 }
 
-pub fn message_entry(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageEntry>> {
-    let Some((kind, from, body)) = conn
-        .prepare_cached("SELECT kind, from_addr, body FROM messages WHERE id = ?1")?
-        .query_row([id], |r| Ok((parse_col::<MessageKind>(r, 0)?, r.get(1)?, r.get(2)?)))
-        .optional()?
+pub fn message_entry(db: Db<'_>, id: i64) -> DbResult<Option<MessageEntry>> {
+    let Some((kind, from, body)) =
+        db.query_row("SELECT kind, from_addr, body FROM messages WHERE id = ?1", vals![id], |r| {
+            Ok((r.parse::<MessageKind>(0)?, r.get(1)?, r.get(2)?))
+        })?
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached("SELECT filename FROM attachments WHERE message = ?1 ORDER BY id")?;
-    let attachments = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let attachments =
+        db.query_map("SELECT filename FROM attachments WHERE message = ?1 ORDER BY id", vals![id], |r| r.get(0))?;
     Ok(Some(MessageEntry { kind, from, body, attachments }))
 }
 
 /// What a case was opened with: the body of its first thread entry.
-pub fn description(conn: &Connection, case: CaseId) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT body FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1")?
-        .query_row([case], |r| r.get(0))
-        .optional()
+pub fn description(db: Db<'_>, case: CaseId) -> DbResult<Option<String>> {
+    db.query_row("SELECT body FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1", vals![case], |r| r.get(0))
 }
 
 /// A case someone takes part in (for the list of their cases).
@@ -291,25 +282,25 @@ pub struct CaseOfPerson {
 
 /// The cases `address` takes part in (as requester, contact or watcher), most recently
 /// active first, at most `limit`.
-pub fn cases_of(conn: &Connection, address: &Address, limit: usize) -> rusqlite::Result<Vec<CaseOfPerson>> {
-    let mut stmt = conn.prepare_cached(
+pub fn cases_of(db: Db<'_>, address: &Address, limit: usize) -> DbResult<Vec<CaseOfPerson>> {
+    let rows = db.query_map(
         "SELECT c.id, p.role, c.status, c.subject, c.updated_at FROM cases c
          JOIN participants p ON p.case_id = c.id AND p.address = ?1 AND p.removed_at IS NULL
          ORDER BY c.updated_at DESC, c.id DESC",
+        vals![address.as_str()],
+        |r| {
+            Ok(CaseOfPerson {
+                case: r.get(0)?,
+                role: r.parse(1)?,
+                status: r.parse(2)?,
+                subject: r.get(3)?,
+                updated_at: r.get(4)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map([address.as_str()], |r| {
-        Ok(CaseOfPerson {
-            case: r.get(0)?,
-            role: parse_col(r, 1)?,
-            status: parse_col(r, 2)?,
-            subject: r.get(3)?,
-            updated_at: r.get(4)?,
-        })
-    })?;
     let rank = |role: ParticipantRole| ParticipantRole::ALL.iter().position(|r| *r == role);
     let mut out: Vec<CaseOfPerson> = Vec::new();
     for row in rows {
-        let row = row?;
         if let Some(seen) = out.iter_mut().find(|o| o.case == row.case) {
             if rank(row.role) < rank(seen.role) {
                 seen.role = row.role;
@@ -381,23 +372,23 @@ fn view_of(row: CaseRow, prefix: &str, people: &[(String, String)]) -> CaseView 
 }
 
 /// All cases (optionally of one status), newest first.
-pub fn list_cases(conn: &Connection, prefix: &str, status: Option<Status>) -> rusqlite::Result<Vec<CaseView>> {
+pub fn list_cases(db: Db<'_>, prefix: &str, status: Option<Status>) -> DbResult<Vec<CaseView>> {
     let mut people: std::collections::HashMap<CaseId, Vec<(String, String)>> = std::collections::HashMap::new();
-    let mut stmt = conn.prepare(
+    let rows = db.query_map(
         "SELECT case_id, address, role FROM participants WHERE removed_at IS NULL ORDER BY added_at, address",
+        vals![],
+        |r| Ok((r.get::<CaseId>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
     )?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, CaseId>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-        let (case, addr, role) = row?;
+    for (case, addr, role) in rows {
         people.entry(case).or_default().push((addr, role));
     }
-    let mut stmt = conn.prepare(
-        "SELECT id, subject, status, impact, account, environment, linked_case, created_at, updated_at FROM cases
-         WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC",
+    let rows = db.query_map(
+        &format!("SELECT {CASE_COLUMNS} FROM cases WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY id DESC"),
+        vals![status.map(Status::as_db)],
+        row_to_case,
     )?;
-    let rows = stmt.query_map([status.map(Status::as_db)], row_to_case)?;
     let mut out = Vec::new();
     for row in rows {
-        let row = row?;
         let p = people.remove(&row.id).unwrap_or_default();
         out.push(view_of(row, prefix, &p));
     }
@@ -405,58 +396,57 @@ pub fn list_cases(conn: &Connection, prefix: &str, status: Option<Status>) -> ru
 }
 
 /// One case with its description and whole thread.
-pub fn show_case(conn: &Connection, prefix: &str, id: CaseId) -> rusqlite::Result<Option<CaseView>> {
-    let Some(row) = case_row(conn, id)? else {
+pub fn show_case(db: Db<'_>, prefix: &str, id: CaseId) -> DbResult<Option<CaseView>> {
+    let Some(row) = case_row(db, id)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
+    let people: Vec<(String, String)> = db.query_map(
         "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
+        vals![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let people: Vec<(String, String)> =
-        stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut view = view_of(row, prefix, &people);
     // The description is the opening entry of the thread.
-    view.description = Some(description(conn, id)?.unwrap_or_default());
+    view.description = Some(description(db, id)?.unwrap_or_default());
 
-    let mut stmt = conn.prepare(
+    let mut messages: Vec<MessageView> = db.query_map(
         "SELECT id, message_id, from_addr, kind, body, created_at FROM messages WHERE case_id = ?1 ORDER BY id",
-    )?;
-    let mut messages: Vec<MessageView> = stmt
-        .query_map([id], |r| {
+        vals![id],
+        |r| {
             Ok(MessageView {
                 id: r.get(0)?,
                 message_id: r.get(1)?,
                 from: r.get(2)?,
-                kind: parse_col(r, 3)?,
+                kind: r.parse(3)?,
                 body: r.get(4)?,
                 created_at: r.get(5)?,
                 attachments: Vec::new(),
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare(
+        },
+    )?;
+    let rows = db.query_map(
         "SELECT a.message, a.filename, a.content_type, a.size, a.sha256, a.disposition FROM attachments a
          JOIN messages m ON m.id = a.message WHERE m.case_id = ?1 ORDER BY a.id",
-    )?;
-    let rows = stmt.query_map([id], |r| {
-        let disposition: String = r.get(5)?;
-        Ok((
-            r.get::<_, i64>(0)?,
-            AttachmentView {
-                filename: r.get(1)?,
-                content_type: r.get(2)?,
-                size: r.get::<_, i64>(3)? as u64,
-                sha256: r.get(4)?,
-                disposition: match disposition.as_str() {
-                    "inline" => Disposition::Inline,
-                    "message" => Disposition::Message,
-                    _ => Disposition::Attachment,
+        vals![id],
+        |r| {
+            let disposition: String = r.get(5)?;
+            Ok((
+                r.get::<i64>(0)?,
+                AttachmentView {
+                    filename: r.get(1)?,
+                    content_type: r.get(2)?,
+                    size: r.get::<i64>(3)? as u64,
+                    sha256: r.get(4)?,
+                    disposition: match disposition.as_str() {
+                        "inline" => Disposition::Inline,
+                        "message" => Disposition::Message,
+                        _ => Disposition::Attachment,
+                    },
                 },
-            },
-        ))
-    })?;
-    for row in rows {
-        let (message, att) = row?;
+            ))
+        },
+    )?;
+    for (message, att) in rows {
         if let Some(m) = messages.iter_mut().find(|m| m.id == message) {
             m.attachments.push(att);
         }

@@ -128,7 +128,9 @@ impl Idle {
 /// Compacts the packs of `store`; `progress(done, total)` is told how many packs were
 /// looked at.
 pub fn compact(store: &mut Store, mode: Mode, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Compacted> {
-    let dir = store.packs.borrow().dir().to_path_buf();
+    // On PostgreSQL raw mails are rows: there are no packs to compact.
+    let Some(packs) = store.packs() else { return Ok(Compacted::default()) };
+    let dir = packs.borrow().dir().to_path_buf();
     let lock = File::create(dir.join(LOCK)).with_context(|| format!("cannot create {}", dir.join(LOCK).display()))?;
     let mut done = Compacted::default();
     if let Err(e) = lock.try_lock() {
@@ -152,7 +154,7 @@ pub fn compact(store: &mut Store, mode: Mode, progress: &mut dyn FnMut(u64, u64)
             done.bytes_after += size;
             continue;
         };
-        let records = live_records(Db::Sqlite(&store.conn), &name)?;
+        let records = live_records(store.db(), &name)?;
         let idle = Idle { name, size, records, _lock: lock };
         let live = idle.live_bytes();
         if idle.records.is_empty() {
@@ -318,10 +320,10 @@ fn verifies(record: &[u8], sha256: &str) -> bool {
 /// Step 2: points the rows at the new pack in one durable transaction. Returns the new
 /// pack's ranges whose rows had changed meanwhile (their mails were removed).
 fn switch(store: &mut Store, name: &str, moves: &[Move]) -> anyhow::Result<Vec<(u64, u64)>> {
-    let setting = Db::Sqlite(&store.conn).query_row("PRAGMA synchronous", vals![], |r| r.get::<i64>(0))?.unwrap_or(2);
-    Db::Sqlite(&store.conn).batch("PRAGMA synchronous = FULL")?;
+    let setting = store.db().query_row("PRAGMA synchronous", vals![], |r| r.get::<i64>(0))?.unwrap_or(2);
+    store.db().batch("PRAGMA synchronous = FULL")?;
     let switched = store.write(false, |unit| {
-        let db = Db::Sqlite(unit.scope().conn);
+        let db = unit.scope().conn;
         let mut stale = Vec::new();
         for m in moves {
             let changed = db.execute(
@@ -336,7 +338,7 @@ fn switch(store: &mut Store, name: &str, moves: &[Move]) -> anyhow::Result<Vec<(
         Ok(Some(stale))
     });
     // Back to the store's setting (a number: 1 NORMAL, 2 FULL).
-    Db::Sqlite(&store.conn).batch(&format!("PRAGMA synchronous = {setting}"))?;
+    store.db().batch(&format!("PRAGMA synchronous = {setting}"))?;
     Ok(switched?.unwrap_or_default())
 }
 

@@ -4,18 +4,24 @@
 //! PostgreSQL the text is translated once and the prepared statement kept.
 //!
 //! The dialect both understand is used on purpose: `INSERT … ON CONFLICT … DO NOTHING`
-//! rather than `INSERT OR IGNORE`, `RETURNING id` rather than `last_insert_rowid()`,
-//! `COALESCE`, times as RFC 3339 text (compared as text), integers as 64-bit. The few
-//! spellings that differ are translated: `?N` → `$N`, and the null-safe comparison
-//! `x IS ?N` → `x IS NOT DISTINCT FROM $N`.
+//! rather than `INSERT OR IGNORE`, `COALESCE`, times as RFC 3339 text (compared as text:
+//! PostgreSQL's text columns are declared `COLLATE "C"`, so they compare byte by byte as
+//! SQLite's do), integers as 64-bit, `CASE WHEN flag THEN 1 ELSE 0 END` rather than
+//! summing a flag. The few spellings that differ are translated: `?N` → `$N`, and the
+//! null-safe comparisons `x IS ?N` → `x IS NOT DISTINCT FROM $N`, `x IS NOT ?N` →
+//! `x IS DISTINCT FROM $N`. A new row's id comes back from [`Db::insert`] (SQLite's
+//! `last_insert_rowid`, PostgreSQL's `RETURNING id`).
 //!
 //! Values go in as [`Value`] and come out through [`Col`], which knows both drivers.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
+
+use super::target::Target;
 
 /// A value bound to a query parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +86,12 @@ impl<'a> From<&'a [u8]> for Value<'a> {
     }
 }
 
+impl<'a> From<&'a Vec<u8>> for Value<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Value::Blob(Cow::Borrowed(v))
+    }
+}
+
 impl From<Vec<u8>> for Value<'_> {
     fn from(v: Vec<u8>) -> Self {
         Value::Blob(Cow::Owned(v))
@@ -126,10 +138,15 @@ impl postgres_types::ToSql for Value<'_> {
                 Type::BOOL => (*v != 0).to_sql(ty, out),
                 _ => v.to_sql(ty, out),
             },
+            // PostgreSQL's text cannot hold NUL, which SQLite's can (a mail's text may
+            // carry one): it is stored as U+FFFD, the character for "unreadable".
+            Value::Text(s) if s.contains('\0') => s.replace('\0', "\u{FFFD}").to_sql(ty, out),
             Value::Text(s) => s.as_ref().to_sql(ty, out),
             Value::Blob(b) => b.as_ref().to_sql(ty, out),
             Value::Bool(b) => match *ty {
-                Type::INT2 | Type::INT4 | Type::INT8 => i64::from(*b).to_sql(&Type::INT8, out),
+                Type::INT2 => i16::from(*b).to_sql(ty, out),
+                Type::INT4 => i32::from(*b).to_sql(ty, out),
+                Type::INT8 => i64::from(*b).to_sql(ty, out),
                 _ => b.to_sql(ty, out),
             },
         }
@@ -149,7 +166,7 @@ impl postgres_types::ToSql for Value<'_> {
 pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error(transparent)]
+    #[error("{}", postgres_words(.0))]
     Postgres(#[from] postgres::Error),
     #[error("column {column}: {problem}")]
     Column { column: usize, problem: String },
@@ -157,7 +174,25 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// A PostgreSQL error with the server's own words (the driver's `Display` says only
+/// "db error" for them).
+fn postgres_words(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} ({detail})", db.severity(), db.message()),
+            None => format!("{}: {}", db.severity(), db.message()),
+        },
+        None => e.to_string(),
+    }
+}
+
 impl DbError {
+    /// A column that holds something the store cannot read (a value edited by hand, a
+    /// database from an incompatible version).
+    pub fn column(column: usize, problem: impl Into<String>) -> DbError {
+        DbError::Column { column, problem: problem.into() }
+    }
+
     /// Whether the database refused the statement because it would break a uniqueness
     /// rule (another writer recorded the same thing first).
     pub fn is_unique_violation(&self) -> bool {
@@ -170,6 +205,75 @@ impl DbError {
             DbError::Column { .. } => false,
         }
     }
+
+    /// Whether another writer got in the way and doing the same work again will succeed
+    /// (PostgreSQL only: SQLite has one writer at a time): it recorded the same thing
+    /// first (a uniqueness rule), or the two waited for each other (a deadlock), or the
+    /// database could not order them (a serialization failure).
+    pub fn is_conflict(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            DbError::Postgres(e) => e.code().is_some_and(|c| {
+                [SqlState::UNIQUE_VIOLATION, SqlState::T_R_DEADLOCK_DETECTED, SqlState::T_R_SERIALIZATION_FAILURE]
+                    .contains(c)
+            }),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure is the installation's (the database or its connection: busy,
+    /// full, read only, gone, in the way of another writer) rather than the work's. See
+    /// `store::is_systemic`.
+    pub fn is_systemic(&self) -> bool {
+        match self {
+            DbError::Sqlite(e) => sqlite_is_systemic(e),
+            DbError::Postgres(e) => match e.code() {
+                // No code: the connection failed (closed, refused, timed out, I/O).
+                None => true,
+                Some(code) => postgres_is_systemic(code.code()),
+            },
+            DbError::Column { .. } => false,
+        }
+    }
+}
+
+pub(crate) fn sqlite_is_systemic(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    e.sqlite_error_code().is_some_and(|code| {
+        matches!(
+            code,
+            C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::OutOfMemory
+                | C::ReadOnly
+                | C::OperationInterrupted
+                | C::SystemIoFailure
+                | C::DatabaseCorrupt
+                | C::DiskFull
+                | C::CannotOpen
+                | C::FileLockingProtocolFailed
+                | C::SchemaChanged
+                | C::NotADatabase
+        )
+    })
+}
+
+/// SQLSTATE classes that are the installation's: the connection (08, and 25P03/25P04: a
+/// session ended for sitting in a transaction too long), another writer in
+/// the way (40, 55 — a lock not available —, and 23505: the same mail recorded first
+/// elsewhere), resources (53), an operator (57), the system (58), the server itself (XX),
+/// its configuration (F0) and a missing privilege (42501). A data exception (22), a
+/// broken rule (23), a limit a value exceeds (54: an index entry too large) are the
+/// work's; so is 25P02 — a statement refused because an earlier one of the same work
+/// failed.
+fn postgres_is_systemic(code: &str) -> bool {
+    code == "23505"
+        || code == "42501"
+        // The server ended a session that sat too long inside a transaction (idle, or in
+        // all): the connection is gone, not the work wrong.
+        || code == "25P03"
+        || code == "25P04"
+        || ["08", "40", "53", "55", "57", "58", "XX", "F0"].iter().any(|class| code.starts_with(class))
 }
 
 /// A column value read back, by either driver.
@@ -190,7 +294,65 @@ macro_rules! col_same {
         }
     )*};
 }
-col_same!(i64, Option<i64>, String, Option<String>, Vec<u8>, Option<Vec<u8>>, bool, Option<bool>);
+col_same!(String, Option<String>, Vec<u8>, Option<Vec<u8>>);
+
+/// An integer of any width PostgreSQL returns (`smallint`, `integer`, `bigint`), or a
+/// boolean as 0 or 1: SQLite has one integer type, and the store reads every integer
+/// as `i64`.
+struct PgInt(i64);
+
+impl<'a> postgres_types::FromSql<'a> for PgInt {
+    fn from_sql(ty: &postgres_types::Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres_types::Type;
+        Ok(PgInt(match *ty {
+            Type::INT2 => i64::from(i16::from_sql(ty, raw)?),
+            Type::INT4 => i64::from(i32::from_sql(ty, raw)?),
+            Type::BOOL => i64::from(bool::from_sql(ty, raw)?),
+            _ => i64::from_sql(ty, raw)?,
+        }))
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        use postgres_types::Type;
+        matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::BOOL)
+    }
+}
+
+impl Col for i64 {
+    fn sqlite(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        row.get(i)
+    }
+    fn postgres(row: &postgres::Row, i: usize) -> Result<Self, postgres::Error> {
+        row.try_get::<_, PgInt>(i).map(|v| v.0)
+    }
+}
+
+impl Col for Option<i64> {
+    fn sqlite(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        row.get(i)
+    }
+    fn postgres(row: &postgres::Row, i: usize) -> Result<Self, postgres::Error> {
+        row.try_get::<_, Option<PgInt>>(i).map(|v| v.map(|v| v.0))
+    }
+}
+
+impl Col for bool {
+    fn sqlite(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        row.get(i)
+    }
+    fn postgres(row: &postgres::Row, i: usize) -> Result<Self, postgres::Error> {
+        row.try_get::<_, PgInt>(i).map(|v| v.0 != 0)
+    }
+}
+
+impl Col for Option<bool> {
+    fn sqlite(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        row.get(i)
+    }
+    fn postgres(row: &postgres::Row, i: usize) -> Result<Self, postgres::Error> {
+        row.try_get::<_, Option<PgInt>>(i).map(|v| v.map(|v| v.0 != 0))
+    }
+}
 
 /// One row of a result.
 pub enum Row<'r> {
@@ -205,18 +367,64 @@ impl Row<'_> {
             Row::Postgres(r) => Ok(T::postgres(r, i)?),
         }
     }
+
+    /// A text column parsed into `T` (a status, a kind, a role).
+    pub fn parse<T: std::str::FromStr<Err = String>>(&self, i: usize) -> DbResult<T> {
+        let text: String = self.get(i)?;
+        text.parse().map_err(|e: String| DbError::column(i, e))
+    }
 }
 
 /// A PostgreSQL connection as the store uses it: one session (transactions are begun and
-/// ended with plain statements), with its prepared statements kept by their text.
+/// ended with plain statements), with its prepared statements kept by their text. A
+/// session that broke (the server restarted, the network failed) is opened again before
+/// the next transaction or statement outside one: the work in hand fails, the next
+/// attempt gets a new session.
 pub struct PgConn {
     client: RefCell<postgres::Client>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    target: Arc<Target>,
+    /// Whether a transaction is open (begun by [`Db::begin`], not yet ended).
+    in_transaction: Cell<bool>,
 }
 
 impl PgConn {
-    pub fn new(client: postgres::Client) -> PgConn {
-        PgConn { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) }
+    /// Opens a session to `target`.
+    pub fn connect(target: Arc<Target>) -> DbResult<PgConn> {
+        let client = target.connect()?;
+        Ok(PgConn {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            target,
+            in_transaction: Cell::new(false),
+        })
+    }
+
+    /// Where this session connects to.
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// Whether the session can no longer be used (the connection broke).
+    pub fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction.get()
+    }
+
+    /// Opens the session again if it broke, unless a transaction was under way on it
+    /// (that transaction is lost; its work fails, and the next attempt reconnects).
+    fn reconnect_if_closed(&self) -> DbResult<()> {
+        if !self.is_closed() || self.in_transaction.get() {
+            return Ok(());
+        }
+        tracing::info!(database = %self.target, "PostgreSQL session lost; connecting again");
+        let client = self.target.connect()?;
+        *self.client.borrow_mut() = client;
+        self.statements.borrow_mut().clear();
+        Ok(())
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
@@ -231,6 +439,22 @@ impl PgConn {
     fn params<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn postgres_types::ToSql + Sync)> {
         values.iter().map(|v| v as &(dyn postgres_types::ToSql + Sync)).collect()
     }
+
+    fn query(&self, sql: &str, params: &[Value<'_>]) -> DbResult<Vec<postgres::Row>> {
+        self.reconnect_if_closed()?;
+        let statement = self.statement(sql)?;
+        Ok(self.client.borrow_mut().query(&statement, &PgConn::params(params))?)
+    }
+}
+
+/// How a transaction begun by [`Db::begin`] treats the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// Reads only (SQLite: `BEGIN DEFERRED`).
+    Read,
+    /// Reads, then writes: SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// it waits for another writer rather than failing when one committed meanwhile.
+    Write,
 }
 
 /// Where queries run: a SQLite connection or a PostgreSQL session. Cheap to copy.
@@ -246,15 +470,37 @@ impl<'a> From<&'a rusqlite::Connection> for Db<'a> {
     }
 }
 
+impl<'a> From<&'a PgConn> for Db<'a> {
+    fn from(conn: &'a PgConn) -> Self {
+        Db::Postgres(conn)
+    }
+}
+
 impl Db<'_> {
     /// Runs a statement; the number of rows it changed.
     pub fn execute(&self, sql: &str, params: &[Value<'_>]) -> DbResult<usize> {
         match self {
             Db::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?),
             Db::Postgres(p) => {
+                p.reconnect_if_closed()?;
                 let statement = p.statement(sql)?;
                 let changed = p.client.borrow_mut().execute(&statement, &PgConn::params(params))?;
                 Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+            }
+        }
+    }
+
+    /// Runs an `INSERT` into a table whose key is `id`, and returns the new row's id.
+    pub fn insert(&self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+        match self {
+            Db::Sqlite(c) => {
+                c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?;
+                Ok(c.last_insert_rowid())
+            }
+            Db::Postgres(p) => {
+                let rows = p.query(&format!("{sql} RETURNING id"), params)?;
+                let row = rows.first().ok_or_else(|| DbError::column(0, "the insert returned no id"))?;
+                Row::Postgres(row).get(0)
             }
         }
     }
@@ -276,11 +522,25 @@ impl Db<'_> {
                 }
             }
             Db::Postgres(p) => {
-                let statement = p.statement(sql)?;
-                let rows = p.client.borrow_mut().query(&statement, &PgConn::params(params))?;
+                let rows = p.query(sql, params)?;
                 rows.first().map(|row| read(&Row::Postgres(row))).transpose()
             }
         }
+    }
+
+    /// The one row a query always returns (an aggregate: `count(*)`, `min(…)`).
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        read: impl FnOnce(&Row<'_>) -> DbResult<T>,
+    ) -> DbResult<T> {
+        self.query_row(sql, params, read)?.ok_or_else(|| DbError::column(0, "the query returned no row"))
+    }
+
+    /// Whether the query returns a row.
+    pub fn exists(&self, sql: &str, params: &[Value<'_>]) -> DbResult<bool> {
+        Ok(self.query_row(sql, params, |_| Ok(()))?.is_some())
     }
 
     /// Every row, each read by `read`.
@@ -301,8 +561,7 @@ impl Db<'_> {
                 Ok(out)
             }
             Db::Postgres(p) => {
-                let statement = p.statement(sql)?;
-                let rows = p.client.borrow_mut().query(&statement, &PgConn::params(params))?;
+                let rows = p.query(sql, params)?;
                 rows.iter().map(|row| read(&Row::Postgres(row))).collect()
             }
         }
@@ -313,7 +572,81 @@ impl Db<'_> {
     pub fn batch(&self, sql: &str) -> DbResult<()> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Postgres(p) => Ok(p.client.borrow_mut().batch_execute(sql)?),
+            Db::Postgres(p) => {
+                p.reconnect_if_closed()?;
+                Ok(p.client.borrow_mut().batch_execute(sql)?)
+            }
+        }
+    }
+
+    /// Begins a transaction on this connection (end it with [`Db::commit`] or
+    /// [`Db::rollback`]). For work that is not a unit of work: claims, reads that must
+    /// agree with each other, a page's answer.
+    pub fn begin(&self, mode: TxMode) -> DbResult<()> {
+        match (self, mode) {
+            (Db::Sqlite(c), TxMode::Read) => Ok(c.execute_batch("BEGIN DEFERRED")?),
+            (Db::Sqlite(c), TxMode::Write) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
+            (Db::Postgres(p), _) => {
+                p.reconnect_if_closed()?;
+                p.client.borrow_mut().batch_execute("BEGIN")?;
+                p.in_transaction.set(true);
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits the transaction begun by [`Db::begin`]. On PostgreSQL a transaction in
+    /// which a statement failed is refused here, rather than rolled back in silence (the
+    /// server answers `COMMIT` in such a transaction with a rollback, not an error).
+    pub fn commit(&self) -> DbResult<()> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
+            Db::Postgres(p) => {
+                let checked = p.client.borrow_mut().batch_execute("SELECT 1");
+                let result = checked.and_then(|()| p.client.borrow_mut().batch_execute("COMMIT"));
+                if result.is_err() {
+                    let _ = p.client.borrow_mut().batch_execute("ROLLBACK");
+                }
+                p.in_transaction.set(false);
+                Ok(result?)
+            }
+        }
+    }
+
+    /// Rolls back the transaction begun by [`Db::begin`] (errors are ignored: a broken
+    /// connection has nothing left to roll back).
+    pub fn rollback(&self) {
+        match self {
+            Db::Sqlite(c) => {
+                if !c.is_autocommit() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+            }
+            Db::Postgres(p) => {
+                let _ = p.client.borrow_mut().batch_execute("ROLLBACK");
+                p.in_transaction.set(false);
+            }
+        }
+    }
+
+    /// Runs `work` in a transaction of its own: committed when it returns `Ok`, rolled
+    /// back when it returns `Err` (or panics: the caller's connection is then not used
+    /// again, see `store::pool`).
+    pub fn transaction<T, E: From<DbError>>(
+        &self,
+        mode: TxMode,
+        work: impl FnOnce(Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.begin(mode)?;
+        match work(*self) {
+            Ok(value) => {
+                self.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
         }
     }
 
@@ -323,13 +656,13 @@ impl Db<'_> {
 }
 
 /// SQLite's spelling of a statement in PostgreSQL's: numbered parameters `?N` become
-/// `$N`, and `IS ?N` (SQLite's null-safe equality) `IS NOT DISTINCT FROM $N`. Text in
-/// quotes is left alone.
+/// `$N`, and SQLite's null-safe comparisons `IS ?N` and `IS NOT ?N` become `IS NOT
+/// DISTINCT FROM $N` and `IS DISTINCT FROM $N`. Text in quotes is left alone.
 pub fn postgres_dialect(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut chars = sql.char_indices().peekable();
     let mut quoted = false;
-    while let Some((i, c)) = chars.next() {
+    while let Some((_, c)) = chars.next() {
         if c == '\'' {
             quoted = !quoted;
             out.push(c);
@@ -339,7 +672,12 @@ pub fn postgres_dialect(sql: &str) -> String {
             out.push(c);
             continue;
         }
-        if out.trim_end().to_ascii_uppercase().ends_with(" IS") && !sql[..i].trim_end().ends_with("NOT") {
+        let before = out.trim_end().to_ascii_uppercase();
+        if before.ends_with(" IS NOT") {
+            let keep = out.trim_end().len() - " IS NOT".len();
+            out.truncate(keep);
+            out.push_str(" IS DISTINCT FROM ");
+        } else if before.ends_with(" IS") {
             let keep = out.trim_end().len();
             out.truncate(keep);
             out.push_str(" NOT DISTINCT FROM ");
@@ -368,9 +706,14 @@ mod tests {
             "SELECT 1 FROM t WHERE case_id IS NOT DISTINCT FROM $2"
         );
         assert_eq!(
+            postgres_dialect("SELECT 1 FROM t WHERE c.id IS NOT ?3 ORDER BY c.id"),
+            "SELECT 1 FROM t WHERE c.id IS DISTINCT FROM $3 ORDER BY c.id"
+        );
+        assert_eq!(
             postgres_dialect("SELECT 'is ?1' FROM t WHERE x IS NULL AND y = ?1"),
             "SELECT 'is ?1' FROM t WHERE x IS NULL AND y = $1"
         );
+        assert_eq!(postgres_dialect("WHERE ?1 IS NULL OR s = ?1"), "WHERE $1 IS NULL OR s = $1");
     }
 
     #[test]
@@ -398,5 +741,50 @@ mod tests {
             .batch("CREATE UNIQUE INDEX u ON t(i)")
             .and_then(|()| db.execute("INSERT INTO t (i) VALUES (42)", vals![]));
         assert!(dup.unwrap_err().is_unique_violation());
+    }
+
+    #[test]
+    fn inserts_return_the_new_id_and_transactions_commit_or_roll_back() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let db = Db::Sqlite(&conn);
+        db.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)").unwrap();
+        assert_eq!(db.insert("INSERT INTO t (s) VALUES (?1)", vals!["a"]).unwrap(), 1);
+        let failed: DbResult<()> = db.transaction(TxMode::Write, |db| {
+            db.insert("INSERT INTO t (s) VALUES (?1)", vals!["b"])?;
+            Err(DbError::column(0, "the work failed"))
+        });
+        assert!(failed.is_err());
+        let kept: DbResult<i64> =
+            db.transaction(TxMode::Write, |db| db.insert("INSERT INTO t (s) VALUES ('c')", vals![]));
+        assert_eq!(kept.unwrap(), 2, "the rolled back row's id is free again");
+        assert_eq!(db.query_one("SELECT count(*) FROM t", vals![], |r| r.get::<i64>(0)).unwrap(), 2);
+        assert!(db.exists("SELECT 1 FROM t WHERE s = ?1", vals!["c"]).unwrap());
+        assert!(!db.exists("SELECT 1 FROM t WHERE s = ?1", vals!["b"]).unwrap());
+    }
+
+    #[test]
+    fn errors_of_the_installation_are_told_from_errors_of_the_work() {
+        for (code, systemic) in [
+            ("23505", true),
+            ("40P01", true),
+            ("40001", true),
+            ("08006", true),
+            ("53100", true),
+            ("57P01", true),
+            ("22021", false),
+            ("23503", false),
+            ("23514", false),
+            ("25P02", false),
+            ("25P03", true),
+            ("42703", false),
+            ("54000", false),
+        ] {
+            assert_eq!(postgres_is_systemic(code), systemic, "{code}");
+        }
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(DbError::from(busy).is_systemic());
+        let constraint =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
+        assert!(!DbError::from(constraint).is_systemic());
     }
 }

@@ -1,38 +1,36 @@
 //! What the loop breaker (`notify::limits`) reads: who wrote a case's latest entries and
 //! when, and whether a sender's latest cases were opened with the same words.
 
-use rusqlite::{params, Connection};
-
+use super::db::{Db, DbResult};
 use crate::address::Address;
 use crate::case::CaseId;
+use crate::vals;
 
 /// Authors and times of a case's newest thread entries (newest first, at most `limit`).
-pub fn recent_authors(
-    conn: &Connection,
-    case: CaseId,
-    limit: usize,
-) -> rusqlite::Result<Vec<(Option<String>, String)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT from_addr, created_at FROM messages WHERE case_id = ?1 ORDER BY id DESC LIMIT ?2")?;
-    let rows = stmt.query_map(params![case, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+pub fn recent_authors(db: Db<'_>, case: CaseId, limit: usize) -> DbResult<Vec<(Option<String>, String)>> {
+    db.query_map(
+        "SELECT from_addr, created_at FROM messages WHERE case_id = ?1 ORDER BY id DESC LIMIT ?2",
+        vals![case, limit],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// How many of the cases `requester` opened since `since` (other than `except`) were
 /// opened with a mail whose words have the key `key` (`classify::gist_key`): found
 /// through the key's index, so the cost does not grow with the sender's cases.
 pub fn openings_saying(
-    conn: &Connection,
+    db: Db<'_>,
     requester: &Address,
     key: &str,
     since: &str,
     except: Option<CaseId>,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
+) -> DbResult<usize> {
+    let n: i64 = db.query_one(
         "SELECT count(*) FROM cases c JOIN participants p ON p.case_id = c.id
          WHERE c.opening_gist = ?1 AND p.address = ?2 AND p.role = 'requester'
            AND c.created_at >= ?3 AND c.id IS NOT ?4",
-    )?
-    .query_row(params![key, requester.as_str(), since, except], |r| r.get::<_, i64>(0))
-    .map(|n| usize::try_from(n).unwrap_or(0))
+        vals![key, requester.as_str(), since, except],
+        |r| r.get(0),
+    )?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }

@@ -2,15 +2,18 @@
 //!
 //! The journal is what makes ingest exactly-once: each distinct mail has one row, found
 //! again by its source position (IMAP UID, file) or by its dedupe key (Message-ID, or a
-//! content hash when there is none).
+//! content hash when there is none). Both are unique in the database, so two writers
+//! (two nodes on one PostgreSQL) can never both record one mail: the second is refused
+//! and finds the mail a duplicate when it tries again.
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::db::{Db, DbResult, Row};
 use super::packs::{self, Place, RawPacks};
+use crate::vals;
 
 use crate::case::{CaseId, Outcome};
 
@@ -28,7 +31,7 @@ pub struct MailRecord {
 
 const MAIL_COLUMNS: &str = "id, message_id, outcome, case_id, reason, raw_sha256, origin";
 
-fn row_to_mail(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailRecord> {
+fn row_to_mail(r: &Row<'_>) -> DbResult<MailRecord> {
     let outcome: String = r.get(2)?;
     Ok(MailRecord {
         id: r.get(0)?,
@@ -41,59 +44,61 @@ fn row_to_mail(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailRecord> {
     })
 }
 
-pub fn find_by_position(conn: &Connection, source: &str, key: &str) -> rusqlite::Result<Option<MailRecord>> {
-    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE source = ?1 AND source_key = ?2"))?
-        .query_row([source, key], row_to_mail)
-        .optional()
+pub fn find_by_position(db: Db<'_>, source: &str, key: &str) -> DbResult<Option<MailRecord>> {
+    db.query_row(
+        &format!("SELECT {MAIL_COLUMNS} FROM mails WHERE source = ?1 AND source_key = ?2"),
+        vals![source, key],
+        row_to_mail,
+    )
 }
 
-pub fn find_by_dedupe_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<MailRecord>> {
-    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE dedupe_key = ?1"))?
-        .query_row([key], row_to_mail)
-        .optional()
+pub fn find_by_dedupe_key(db: Db<'_>, key: &str) -> DbResult<Option<MailRecord>> {
+    db.query_row(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE dedupe_key = ?1"), vals![key], row_to_mail)
 }
 
 /// Every journal row whose dedupe key is `prefix` or starts with `prefix` and a space:
 /// the mails of one Message-ID (`mid:<id>`), with their keys. One range of the unique
 /// index on the key (`!` is the character after the space).
-pub fn find_by_message_id_key(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<(MailRecord, String)>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MAIL_COLUMNS}, dedupe_key FROM mails WHERE dedupe_key >= ?1 AND dedupe_key < ?2 ORDER BY id"
-    ))?
-    .query_map([prefix, &format!("{prefix}!")], |r| Ok((row_to_mail(r)?, r.get::<_, String>(7)?)))?
-    .filter(|row| !matches!(row, Ok((_, key)) if key != prefix && !key.starts_with(&format!("{prefix} "))))
-    .collect()
+pub fn find_by_message_id_key(db: Db<'_>, prefix: &str) -> DbResult<Vec<(MailRecord, String)>> {
+    let rows = db.query_map(
+        &format!("SELECT {MAIL_COLUMNS}, dedupe_key FROM mails WHERE dedupe_key >= ?1 AND dedupe_key < ?2 ORDER BY id"),
+        vals![prefix, format!("{prefix}!")],
+        |r| Ok((row_to_mail(r)?, r.get::<String>(7)?)),
+    )?;
+    Ok(rows.into_iter().filter(|(_, key)| key == prefix || key.starts_with(&format!("{prefix} "))).collect())
 }
 
-pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MailRecord>> {
-    conn.prepare_cached(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE id = ?1"))?
-        .query_row([id], row_to_mail)
-        .optional()
+pub fn find_by_id(db: Db<'_>, id: i64) -> DbResult<Option<MailRecord>> {
+    db.query_row(&format!("SELECT {MAIL_COLUMNS} FROM mails WHERE id = ?1"), vals![id], row_to_mail)
 }
 
 /// Raw bytes as stored: LZ4-compressed. Mail text shrinks to about a third, which is
-/// what the pack file then holds.
+/// what the pack file (or, on PostgreSQL, the row) then holds.
 pub fn pack_raw(raw: &[u8]) -> Vec<u8> {
     lz4_flex::compress_prepend_size(raw)
 }
 
-/// Stores raw bytes (packed by [`pack_raw`]) once per content: the record is staged in
-/// `packs` only when its row is new, and is written before the transaction commits
-/// ([`RawPacks::flush`]).
+/// Stores raw bytes (packed by [`pack_raw`]) once per content. With `packs` (SQLite) the
+/// record is staged in a pack file only when its row is new, and is written before the
+/// transaction commits ([`RawPacks::flush`]); without (PostgreSQL, where every node must
+/// read every mail) the bytes go into the row itself.
 pub fn store_raw(
-    conn: &Connection,
-    packs: &mut RawPacks,
+    db: Db<'_>,
+    packs: Option<&mut RawPacks>,
     sha256: &str,
     size: usize,
     packed: &[u8],
 ) -> anyhow::Result<()> {
+    const INSERT: &str = "INSERT INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256) DO NOTHING";
+    let Some(packs) = packs else {
+        let none: Option<i64> = None;
+        db.execute(INSERT, vals![sha256, size, packed, none, none, none])?;
+        return Ok(());
+    };
     let place = packs.next_place(packed.len()).context("cannot open a pack file for raw mails")?;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
-             VALUES (?1, ?2, X'', ?3, ?4, ?5)",
-        )?
-        .execute(params![sha256, size as i64, place.pack, place.offset as i64, place.length as i64])?;
+    let empty: &[u8] = &[];
+    let inserted = db.execute(INSERT, vals![sha256, size, empty, &place.pack, place.offset, place.length])?;
     // Staged only when the row is new: the same content may be stored already.
     if inserted > 0 {
         packs.stage(packed).context("cannot hand the raw mail to its pack file")?;
@@ -101,48 +106,57 @@ pub fn store_raw(
     Ok(())
 }
 
-/// The raw bytes of a stored mail (`packs_dir` is `data_dir/raw`), checked against the
-/// hash they are stored under. `None` when there is no such mail, or when its raw copy was
+/// A raw mail's row: the bytes kept in the row (before packs, and on PostgreSQL), and its
+/// place in a pack.
+fn raw_row(db: Db<'_>, sha256: &str) -> DbResult<Option<(Vec<u8>, Option<Place>)>> {
+    db.query_row("SELECT data, pack, pack_offset, pack_length FROM raw_mails WHERE sha256 = ?1", vals![sha256], |r| {
+        let place = match (r.get::<Option<String>>(1)?, r.get::<Option<i64>>(2)?, r.get::<Option<i64>>(3)?) {
+            (Some(pack), Some(offset), Some(length)) => {
+                Some(Place { pack, offset: offset as u64, length: length as u64 })
+            }
+            _ => None,
+        };
+        Ok((r.get::<Vec<u8>>(0)?, place))
+    })
+}
+
+/// The packed bytes of a stored mail as its row says where they are (`packs_dir` is
+/// `data_dir/raw`), unchecked; `None` when there is no such row, or when its raw copy was
 /// removed (retention, purge, erasure: the row is kept, empty and in no pack).
-pub fn raw(conn: &Connection, packs_dir: &Path, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    let Some((mut data, mut place)) = raw_row(conn, sha256)? else { return Ok(None) };
+pub fn packed_raw(db: Db<'_>, packs_dir: &Path, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some((mut data, mut place)) = raw_row(db, sha256)? else { return Ok(None) };
     let mut read = place.as_ref().map(|at| packs::read(packs_dir, at));
     // Compaction may move the record to a new pack between reading the row and opening the
     // old pack, which it then deletes: the row, read again, names the new place.
     if matches!(&read, Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound) {
-        let Some(again) = raw_row(conn, sha256)? else { return Ok(None) };
+        let Some(again) = raw_row(db, sha256)? else { return Ok(None) };
         (data, place) = again;
         read = place.as_ref().map(|at| packs::read(packs_dir, at));
     }
-    let packed = match (place, read) {
-        (Some(place), Some(read)) => read
-            .with_context(|| format!("cannot read raw mail {sha256} from {}", packs_dir.join(&place.pack).display()))?,
-        (None, _) if data.is_empty() => return Ok(None),
-        // Stored before packs existed (schema version 5 and older).
-        _ => data,
-    };
-    let raw = lz4_flex::decompress_size_prepended(&packed)
+    Ok(match (place, read) {
+        (Some(place), Some(read)) => Some(read.with_context(|| {
+            format!("cannot read raw mail {sha256} from {}", packs_dir.join(&place.pack).display())
+        })?),
+        (None, _) if data.is_empty() => None,
+        // Stored before packs existed (schema version 5 and older), or on PostgreSQL.
+        _ => Some(data),
+    })
+}
+
+/// Unpacks stored bytes and checks them against the hash they are stored under.
+pub fn unpack_raw(sha256: &str, packed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let raw = lz4_flex::decompress_size_prepended(packed)
         .with_context(|| format!("the stored raw mail {sha256} is damaged (cannot decompress)"))?;
     if crate::digest::sha256_hex(&raw) != sha256 {
         anyhow::bail!("the stored raw mail {sha256} is damaged (its content does not match its hash)");
     }
-    Ok(Some(raw))
+    Ok(raw)
 }
 
-/// A raw mail's row: the bytes kept in the row (before packs), and its place in a pack.
-fn raw_row(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<(Vec<u8>, Option<Place>)>> {
-    conn.prepare_cached("SELECT data, pack, pack_offset, pack_length FROM raw_mails WHERE sha256 = ?1")?
-        .query_row([sha256], |r| {
-            let place = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?)
-            {
-                (Some(pack), Some(offset), Some(length)) => {
-                    Some(Place { pack, offset: offset as u64, length: length as u64 })
-                }
-                _ => None,
-            };
-            Ok((r.get::<_, Vec<u8>>(0)?, place))
-        })
-        .optional()
+/// The raw bytes of a stored mail (`packs_dir` is `data_dir/raw`), checked against the
+/// hash they are stored under; `None` when there is no such mail or its raw copy was removed.
+pub fn raw(db: Db<'_>, packs_dir: &Path, sha256: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    packed_raw(db, packs_dir, sha256)?.map(|packed| unpack_raw(sha256, &packed)).transpose()
 }
 
 /// A journal row being written: where the mail came from and what identifies it.
@@ -156,6 +170,8 @@ pub struct NewMail<'a> {
     pub raw_sha256: &'a str,
     pub from: Option<&'a str>,
     pub subject: Option<&'a str>,
+    /// The node that recorded it (`[storage] node`).
+    pub node: Option<&'a str>,
 }
 
 /// The outcome a journal row records.
@@ -166,66 +182,59 @@ pub struct Recorded<'a> {
     pub reason: Option<&'a str>,
 }
 
-pub fn insert_mail(conn: &Connection, m: &NewMail<'_>, recorded: Recorded<'_>, now: &str) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        now,
-        m.origin,
-        m.source,
-        m.source_key,
-        m.message_id,
-        m.dedupe_key,
-        m.raw_sha256,
-        m.from,
-        m.subject,
-        recorded.outcome.as_str(),
-        recorded.case,
-        recorded.reason
-    ])?;
-    Ok(conn.last_insert_rowid())
+pub fn insert_mail(db: Db<'_>, m: &NewMail<'_>, recorded: Recorded<'_>, now: &str) -> DbResult<i64> {
+    db.insert(
+        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        vals![
+            now,
+            m.origin,
+            m.source,
+            m.source_key,
+            m.message_id,
+            m.dedupe_key,
+            m.raw_sha256,
+            m.from,
+            m.subject,
+            recorded.outcome.as_str(),
+            recorded.case,
+            recorded.reason,
+            m.node
+        ],
+    )
 }
 
 /// Records a new outcome on a journal row (a quarantined mail released).
-pub fn set_outcome(conn: &Connection, id: i64, recorded: Recorded<'_>) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1")?.execute(params![
-        id,
-        recorded.outcome.as_str(),
-        recorded.case,
-        recorded.reason
-    ])?;
+pub fn set_outcome(db: Db<'_>, id: i64, recorded: Recorded<'_>) -> DbResult<()> {
+    db.execute(
+        "UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1",
+        vals![id, recorded.outcome.as_str(), recorded.case, recorded.reason],
+    )?;
     Ok(())
 }
 
 /// Appends to the audit log.
 pub fn audit(
-    conn: &Connection,
+    db: Db<'_>,
     mail: Option<i64>,
     case: Option<CaseId>,
     actor: Option<&str>,
     action: &str,
     detail: Option<&str>,
     now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> DbResult<()> {
+    db.execute(
         "INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![now, mail, case, actor, action, detail])?;
+        vals![now, mail, case, actor, action, detail],
+    )?;
     Ok(())
 }
 
-pub fn quarantine(
-    conn: &Connection,
-    mail: i64,
-    reason: &str,
-    detail: Option<&str>,
-    now: &str,
-) -> rusqlite::Result<i64> {
-    conn.prepare_cached("INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![mail, reason, detail, now])?;
-    Ok(conn.last_insert_rowid())
+pub fn quarantine(db: Db<'_>, mail: i64, reason: &str, detail: Option<&str>, now: &str) -> DbResult<i64> {
+    db.insert(
+        "INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+        vals![mail, reason, detail, now],
+    )
 }
 
 /// One quarantined mail, for `quarantine list`.
@@ -245,39 +254,41 @@ pub struct QuarantineView {
     pub released_outcome: Option<String>,
 }
 
-pub fn list_quarantine(conn: &Connection, include_released: bool) -> rusqlite::Result<Vec<QuarantineView>> {
-    let mut stmt = conn.prepare(
+pub fn list_quarantine(db: Db<'_>, include_released: bool) -> DbResult<Vec<QuarantineView>> {
+    db.query_map(
         "SELECT q.id, q.mail_id, q.reason, q.detail, m.message_id, m.from_addr, m.subject, m.origin, r.size, q.created_at,
                 q.released_at, q.released_outcome
          FROM quarantine q JOIN mails m ON m.id = q.mail_id JOIN raw_mails r ON r.sha256 = m.raw_sha256
          WHERE ?1 OR q.released_at IS NULL ORDER BY q.id",
+        vals![include_released],
+        |r| {
+            Ok(QuarantineView {
+                id: r.get(0)?,
+                mail_id: r.get(1)?,
+                reason: r.get(2)?,
+                detail: r.get(3)?,
+                message_id: r.get(4)?,
+                from: r.get(5)?,
+                subject: r.get(6)?,
+                origin: r.get(7)?,
+                size: r.get(8)?,
+                created_at: r.get(9)?,
+                released_at: r.get(10)?,
+                released_outcome: r.get(11)?,
+            })
+        },
+    )
+}
+
+pub fn get_quarantine(db: Db<'_>, id: i64) -> DbResult<Option<QuarantineView>> {
+    Ok(list_quarantine(db, true)?.into_iter().find(|q| q.id == id))
+}
+
+pub fn mark_released(db: Db<'_>, id: i64, outcome: Outcome, now: &str) -> DbResult<()> {
+    db.execute(
+        "UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1",
+        vals![id, now, outcome.as_str()],
     )?;
-    let rows = stmt.query_map([include_released], |r| {
-        Ok(QuarantineView {
-            id: r.get(0)?,
-            mail_id: r.get(1)?,
-            reason: r.get(2)?,
-            detail: r.get(3)?,
-            message_id: r.get(4)?,
-            from: r.get(5)?,
-            subject: r.get(6)?,
-            origin: r.get(7)?,
-            size: r.get(8)?,
-            created_at: r.get(9)?,
-            released_at: r.get(10)?,
-            released_outcome: r.get(11)?,
-        })
-    })?;
-    rows.collect()
-}
-
-pub fn get_quarantine(conn: &Connection, id: i64) -> rusqlite::Result<Option<QuarantineView>> {
-    Ok(list_quarantine(conn, true)?.into_iter().find(|q| q.id == id))
-}
-
-pub fn mark_released(conn: &Connection, id: i64, outcome: Outcome, now: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE quarantine SET released_at = ?2, released_outcome = ?3 WHERE id = ?1")?
-        .execute(params![id, now, outcome.as_str()])?;
     Ok(())
 }
 
@@ -288,33 +299,34 @@ mod tests {
     #[test]
     fn raw_mails_stored_inside_the_database_before_packs_are_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut conn).unwrap();
         let mail = b"From: a@x.example\r\nSubject: old\r\n\r\nkept in the row\r\n";
         let sha = crate::digest::sha256_hex(mail);
         // As written before migration 6: the bytes in `data`, no pack.
         conn.execute(
             "INSERT INTO raw_mails (sha256, size, data) VALUES (?1, ?2, ?3)",
-            params![sha, mail.len() as i64, pack_raw(mail)],
+            rusqlite::params![sha, mail.len() as i64, pack_raw(mail)],
         )
         .unwrap();
-        assert_eq!(raw(&conn, dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
-        assert_eq!(raw(&conn, dir.path(), &"0".repeat(64)).unwrap(), None);
+        assert_eq!(raw(Db::Sqlite(&conn), dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
+        assert_eq!(raw(Db::Sqlite(&conn), dir.path(), &"0".repeat(64)).unwrap(), None);
     }
 
     #[test]
     fn the_same_content_is_staged_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::migrations::migrate(&mut conn).unwrap();
+        let db = Db::Sqlite(&conn);
         let mut packs = RawPacks::open(dir.path(), false).unwrap();
         let mail = b"Subject: twice\r\n\r\nsame bytes\r\n";
         let sha = crate::digest::sha256_hex(mail);
-        store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();
+        store_raw(db, Some(&mut packs), &sha, mail.len(), &pack_raw(mail)).unwrap();
         let once = packs.mark();
-        store_raw(&conn, &mut packs, &sha, mail.len(), &pack_raw(mail)).unwrap();
+        store_raw(db, Some(&mut packs), &sha, mail.len(), &pack_raw(mail)).unwrap();
         assert_eq!(packs.mark(), once, "the second copy was not staged");
         packs.flush().unwrap();
-        assert_eq!(raw(&conn, dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
+        assert_eq!(raw(db, dir.path(), &sha).unwrap().as_deref(), Some(&mail[..]));
     }
 }

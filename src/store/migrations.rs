@@ -282,6 +282,38 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     ),
+    // 13: several nodes (src/store/nodes.rs): the nodes that run, the lease of each
+    // mailbox with its fencing number, the periodic jobs that run once across nodes; the
+    // journal names the node that recorded each mail. The same tables as PostgreSQL's
+    // (src/store/pg_migrations.rs), so one node on SQLite works as one of many.
+    Migration::Sql(
+        r#"
+    CREATE TABLE nodes (
+        name        TEXT PRIMARY KEY,
+        instance    TEXT NOT NULL,      -- random for each start of the process
+        started_at  TEXT NOT NULL,
+        seen_at     TEXT NOT NULL,      -- the heartbeat
+        stopped_at  TEXT,               -- stopped cleanly, leases handed back
+        detail      TEXT                -- host, process, version
+    );
+    CREATE TABLE mailbox_leases (
+        mailbox      TEXT PRIMARY KEY,
+        node         TEXT,              -- NULL: free
+        instance     TEXT,
+        fencing      INTEGER NOT NULL,  -- raised by every takeover; checked by every commit
+        acquired_at  TEXT NOT NULL,
+        renewed_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    CREATE TABLE periodic_jobs (
+        name    TEXT PRIMARY KEY,
+        due_at  TEXT NOT NULL,
+        node    TEXT,                   -- who ran it last
+        ran_at  TEXT
+    );
+    ALTER TABLE mails ADD COLUMN node TEXT;
+    "#,
+    ),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through

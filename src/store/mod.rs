@@ -1,12 +1,16 @@
-//! SQLite storage: the schema ([`migrations`]), cases and threads ([`cases`]), the
-//! processed-mail journal, raw mails, quarantine and audit ([`mails`]), notifications
-//! waiting to be sent ([`outbox`]), bounces and suppressed addresses ([`bounces`]), attachment bytes on disk ([`blobs`]) and raw mails in
-//! pack files ([`packs`], rewritten without removed records by [`compaction`]); retention,
-//! purges, erasure and cases that close themselves ([`lifecycle`]).
+//! Storage, on SQLite (the embedded default: one file under `data_dir`) or PostgreSQL
+//! (several nodes on one database): the schema ([`migrations`] for SQLite,
+//! [`pg_migrations`] for PostgreSQL), cases and threads ([`cases`]), the processed-mail
+//! journal, raw mails, quarantine and audit ([`mails`]), notifications waiting to be sent
+//! ([`outbox`]), bounces and suppressed addresses ([`bounces`]), attachment bytes
+//! ([`blobs`]: files under `data_dir`, or rows on PostgreSQL) and raw mails (in pack files
+//! ([`packs`], rewritten without removed records by [`compaction`]), or rows on PostgreSQL);
+//! retention, purges, erasure and cases that close themselves ([`lifecycle`]).
 //!
 //! All of it is synchronous: the daemon calls it from a dedicated thread (never from the
 //! async runtime's workers), and the CLI calls it directly. Query functions take a
-//! `&rusqlite::Connection`, so they work the same inside a transaction.
+//! [`Db`] — a SQLite connection or a PostgreSQL session — so they work the same
+//! on both, and inside a transaction.
 
 pub mod apply;
 pub mod blobs;
@@ -18,15 +22,21 @@ pub mod lifecycle;
 pub mod loops;
 pub mod mails;
 pub mod migrations;
+pub mod nodes;
 pub mod outbox;
 pub mod packs;
+pub mod pg_migrations;
+pub mod postgres;
 pub mod records;
 pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;
+pub mod target;
 pub mod unit;
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,20 +44,48 @@ use rusqlite::Connection;
 
 use crate::config::Config;
 pub use blobs::{BlobSink, BlobStore};
-pub use unit::{is_systemic, Scope, UnitOfWork};
+use db::{Db, PgConn};
+pub use unit::{is_conflict, is_systemic, Scope, UnitOfWork};
 
-/// An open database plus the blob directory and raw mail packs beside it.
+/// An open database, with what lives beside it on SQLite (attachment files, raw mail
+/// packs). Units of work run through [`Store::write`]; queries through [`Store::db`].
 pub struct Store {
-    pub conn: Connection,
-    pub blobs: BlobStore,
-    /// Where this process appends raw mails (the ingest writer stages them per batch).
-    pub packs: std::cell::RefCell<packs::RawPacks>,
+    backend: Backend,
 }
 
+enum Backend {
+    Sqlite {
+        conn: Connection,
+        blobs: BlobStore,
+        /// Where this process appends raw mails (the ingest writer stages them per batch).
+        packs: RefCell<packs::RawPacks>,
+    },
+    Postgres(PgSession),
+}
+
+/// Sessions kept open by the pool of each process (see [`postgres::Pool`]): the outbox
+/// sender, the web pages, metrics and the periodic jobs share them.
+const POOL_SIZE: usize = 8;
+
 impl Store {
-    /// Opens (creating and migrating if needed) the database under `config.data_dir`.
+    /// Opens the database the configuration names, creating and migrating it if needed:
+    /// PostgreSQL with a session of its own when `[storage] database_url` is set, else
+    /// SQLite under `config.data_dir`.
     pub fn open(config: &Config) -> anyhow::Result<Store> {
-        Store::open_dir(&config.data_dir, config.fsync)
+        match database_url(config)? {
+            Some(url) => Store::open_postgres(&url),
+            None => Store::open_dir(&config.data_dir, config.fsync),
+        }
+    }
+
+    /// A store for a short piece of work beside the writer (a page's action, a periodic
+    /// job): on PostgreSQL a session from this process's pool, on SQLite the file opened
+    /// as by [`Store::open`].
+    pub fn shared(config: &Config) -> anyhow::Result<Store> {
+        match database_url(config)? {
+            Some(url) => Ok(Store { backend: Backend::Postgres(PgSession::Pooled(pooled(&url)?)) }),
+            None => Store::open_dir(&config.data_dir, config.fsync),
+        }
     }
 
     pub fn open_dir(data_dir: &Path, fsync: bool) -> anyhow::Result<Store> {
@@ -61,7 +99,111 @@ impl Store {
             .with_context(|| format!("cannot create blob directory under {}", data_dir.display()))?;
         let packs = packs::RawPacks::open(&data_dir.join(packs::DIR), fsync)
             .with_context(|| format!("cannot create raw mail directory under {}", data_dir.display()))?;
-        Ok(Store { conn, blobs, packs: std::cell::RefCell::new(packs) })
+        Ok(Store { backend: Backend::Sqlite { conn, blobs, packs: RefCell::new(packs) } })
+    }
+
+    /// Opens (migrating if needed) the PostgreSQL database `url` names, on a session of
+    /// its own.
+    pub fn open_postgres(url: &str) -> anyhow::Result<Store> {
+        let target = Arc::new(target::Target::parse(url).map_err(|e| anyhow::anyhow!("database URL: {e}"))?);
+        let conn = PgConn::connect(Arc::clone(&target)).with_context(|| format!("cannot connect to {target}"))?;
+        pg_migrations::migrate(Db::Postgres(&conn)).with_context(|| format!("cannot migrate database {target}"))?;
+        Ok(Store { backend: Backend::Postgres(PgSession::Own(conn)) })
+    }
+
+    /// Where queries run.
+    pub fn db(&self) -> Db<'_> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Db::Sqlite(conn),
+            Backend::Postgres(session) => Db::Postgres(session.conn()),
+        }
+    }
+
+    /// The SQLite connection, on SQLite.
+    pub fn sqlite(&self) -> Option<&Connection> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Some(conn),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The raw mail packs, on SQLite (PostgreSQL keeps raw mails in their rows).
+    pub fn packs(&self) -> Option<&RefCell<packs::RawPacks>> {
+        match &self.backend {
+            Backend::Sqlite { packs, .. } => Some(packs),
+            Backend::Postgres(_) => None,
+        }
+    }
+}
+
+/// Whether this node runs the periodic job `name` (due every `every`) this time: the job
+/// runs once across the nodes sharing a database, by whichever claims its round first
+/// (see [`nodes::claim_job`]). Alone, a node claims every round.
+pub fn once_across_nodes(config: &Config, name: &str, every: Duration) -> anyhow::Result<bool> {
+    let session = Session::open(config)?;
+    let now = chrono::Utc::now();
+    // A little early, so the node whose timer fires first each time finds the round due.
+    let next = now + chrono::Duration::from_std(every.mul_f64(0.9))?;
+    Ok(nodes::claim_job(session.db(), name, &config.storage.node, &stamp(now), &stamp(next))?)
+}
+
+/// The PostgreSQL URL of `[storage]`, if one is configured (read from where the
+/// configuration says: the file, an environment variable, a file of its own).
+pub fn database_url(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(secret) = &config.storage.database_url else { return Ok(None) };
+    target::limit_idle_transactions(config.storage.lease);
+    Ok(Some(secret.read(&config.path)?))
+}
+
+/// A session of this process's pool for `url` (made, and the database migrated, on first
+/// use).
+fn pooled(url: &str) -> anyhow::Result<postgres::Pooled> {
+    let pool = postgres::pool(url, POOL_SIZE)?;
+    let session = pool.get()?;
+    pool.migrated_once(|| pg_migrations::migrate(session.db()).map(drop))
+        .with_context(|| format!("cannot migrate database {}", pool.target()))?;
+    Ok(session)
+}
+
+/// A way into the database for a short read or write beside the writer: a SQLite
+/// connection to the existing file (never created or migrated here), or a PostgreSQL
+/// session (from the pool, or of its own).
+pub enum Session {
+    Sqlite(Connection),
+    Postgres(Box<PgSession>),
+}
+
+/// A PostgreSQL session: one of its own (the writer's, a command's), or one borrowed
+/// from the pool.
+pub enum PgSession {
+    Own(PgConn),
+    Pooled(postgres::Pooled),
+}
+
+impl PgSession {
+    pub fn conn(&self) -> &PgConn {
+        match self {
+            PgSession::Own(conn) => conn,
+            PgSession::Pooled(pooled) => pooled.conn(),
+        }
+    }
+}
+
+impl Session {
+    /// A session to the database the configuration names, which must exist: the daemon
+    /// (or `Store::open`) made and migrated it.
+    pub fn open(config: &Config) -> anyhow::Result<Session> {
+        match database_url(config)? {
+            Some(url) => Ok(Session::Postgres(Box::new(PgSession::Pooled(pooled(&url)?)))),
+            None => Ok(Session::Sqlite(connect(&config.database_path(), config.fsync)?)),
+        }
+    }
+
+    pub fn db(&self) -> Db<'_> {
+        match self {
+            Session::Sqlite(conn) => Db::Sqlite(conn),
+            Session::Postgres(session) => Db::Postgres(session.conn()),
+        }
     }
 }
 
@@ -128,10 +270,12 @@ const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 impl Checkpointer {
-    /// Starts checkpointing the database of `store` in the background.
+    /// Starts checkpointing the database of `store` in the background; on PostgreSQL,
+    /// which checkpoints by itself, nothing.
     pub fn start(store: &Store) -> anyhow::Result<Checkpointer> {
-        let path = store.conn.path().map(std::path::PathBuf::from).context("database has no file path")?;
-        store.conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+        let Some(writer) = store.sqlite() else { return Ok(Checkpointer { stop: None, thread: None }) };
+        let path = writer.path().map(std::path::PathBuf::from).context("database has no file path")?;
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {} for checkpoints", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -175,10 +319,10 @@ impl Drop for Checkpointer {
 /// A small committed write (table `health_probe`), for health checks: it fails as the
 /// writes of mail would when the disk is full, the file system read-only, or another
 /// process holds the database's lock for too long.
-pub fn probe_write(conn: &Connection) -> anyhow::Result<()> {
-    conn.execute(
+pub fn probe_write(db: Db<'_>) -> anyhow::Result<()> {
+    db.execute(
         "INSERT INTO health_probe (id, checked_at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET checked_at = ?1",
-        [now()],
+        crate::vals![now()],
     )
     .context("the database is not writable")?;
     Ok(())
@@ -209,7 +353,7 @@ mod tests {
             "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
             "SELECT id, message_id FROM messages WHERE case_id = ?1 AND message_id IS NOT NULL ORDER BY id DESC LIMIT ?2",
         ] {
-            let mut stmt = store.conn.prepare_cached(sql).unwrap();
+            let mut stmt = store.sqlite().unwrap().prepare_cached(sql).unwrap();
             for case in 1..=5_i64 {
                 let params: Vec<&dyn rusqlite::ToSql> =
                     if stmt.parameter_count() == 2 { vec![&case, &case] } else { vec![&case] };

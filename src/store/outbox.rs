@@ -14,14 +14,18 @@
 //!
 //! Rows are *claimed* before they are sent: the claim moves `next_attempt_at` a lease into
 //! the future inside a write transaction, so the daemon's worker and an operator's
-//! `outbox flush` never send the same row at once. Should a sender die mid-send, the lease
-//! runs out and the row is sent again, with the same Message-ID.
+//! `outbox flush` never send the same row at once — nor, on PostgreSQL, the outbox
+//! workers of several nodes: each locks the rows it claims and passes over those another
+//! has locked (`FOR UPDATE SKIP LOCKED`), so each notification is claimed by one. Should
+//! a sender die mid-send, the lease runs out and the row is sent again, with the same
+//! Message-ID.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
+use super::db::{Db, DbResult, TxMode};
 use crate::address::Address;
 use crate::case::CaseId;
+use crate::vals;
 
 /// A notification being written.
 #[derive(Debug, Clone)]
@@ -43,23 +47,36 @@ pub struct NewNotification<'a> {
     pub not_before: Option<&'a str>,
 }
 
-pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: &str) -> rusqlite::Result<i64> {
+pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
     let recipients = recipients_json(n.to);
     let status = if n.error.is_none() && (n.payload.is_some() || n.spec.is_some()) { "queued" } else { "failed" };
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
-    conn.prepare_cached(
+    db.insert(
         "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![n.case, n.event, recipients, n.subject, n.message_id, payload, n.spec, status, n.error, n.not_before.unwrap_or(now), now])?;
-    Ok(conn.last_insert_rowid())
+        vals![
+            n.case,
+            n.event,
+            recipients,
+            n.subject,
+            n.message_id,
+            payload,
+            n.spec,
+            status,
+            n.error,
+            n.not_before.unwrap_or(now),
+            now
+        ],
+    )
 }
 
 /// Stores the mail rendered from a row's spec, and its subject, so every later attempt
 /// sends these bytes.
-pub fn store_payload(conn: &Connection, id: i64, subject: &str, payload: &[u8]) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE outbox SET payload = ?2, subject = ?3, spec = NULL WHERE id = ?1")?
-        .execute(params![id, lz4_flex::compress_prepend_size(payload), subject])?;
+pub fn store_payload(db: Db<'_>, id: i64, subject: &str, payload: &[u8]) -> DbResult<()> {
+    db.execute(
+        "UPDATE outbox SET payload = ?2, subject = ?3, spec = NULL WHERE id = ?1",
+        vals![id, lz4_flex::compress_prepend_size(payload), subject],
+    )?;
     Ok(())
 }
 
@@ -73,38 +90,35 @@ pub(crate) fn recipients_json(to: &Address) -> String {
 /// Whether `to` was already sent (or is about to be sent) a `not-applied` answer about
 /// this case (or about no case) since `since`. Used to answer a sender at most once
 /// a day, so a forged or looping sender cannot make casegate a source of backscatter.
-pub fn not_applied_answered_since(
-    conn: &Connection,
-    to: &Address,
-    case: Option<CaseId>,
-    since: &str,
-) -> rusqlite::Result<bool> {
+pub fn not_applied_answered_since(db: Db<'_>, to: &Address, case: Option<CaseId>, since: &str) -> DbResult<bool> {
     // `event` is written out so that the partial index `outbox_not_applied` serves it.
-    conn.prepare_cached(
+    db.exists(
         "SELECT 1 FROM outbox WHERE recipients = ?1 AND event = 'not-applied' AND case_id IS ?2 AND created_at >= ?3 LIMIT 1",
-    )?
-    .query_row(params![recipients_json(to), case, since], |_| Ok(()))
-    .optional()
-    .map(|found| found.is_some())
+        vals![recipients_json(to), case, since],
+    )
 }
 
 /// The automatic answers (see `notify::limits::AUTOMATIC`) `to` was sent, or is about to
 /// be sent, since `since`; the ones held back do not count.
-pub fn automatic_answers_since(conn: &Connection, to: &Address, since: &str) -> rusqlite::Result<u32> {
+pub fn automatic_answers_since(db: Db<'_>, to: &Address, since: &str) -> DbResult<u32> {
     // The event condition is written out as the partial index `outbox_automatic` has it,
     // so that SQLite uses the index.
-    conn.prepare_cached(
+    let count: i64 = db.query_one(
         "SELECT count(*) FROM outbox WHERE recipients = ?1 AND created_at >= ?2 AND status != 'suppressed'
            AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
            OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')",
-    )?
-    .query_row(params![recipients_json(to), since], |r| r.get(0))
+        vals![recipients_json(to), since],
+        |r| r.get(0),
+    )?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
 /// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
-pub fn hold_back(conn: &Connection, message_id: &str, reason: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1")?
-        .execute(params![message_id, reason])?;
+pub fn hold_back(db: Db<'_>, message_id: &str, reason: &str) -> DbResult<()> {
+    db.execute(
+        "UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1",
+        vals![message_id, reason],
+    )?;
     Ok(())
 }
 
@@ -129,16 +143,18 @@ pub struct Due {
 
 /// Claims up to `limit` queued notifications due at `now` (oldest first) until
 /// `lease_until`, in one write transaction.
-pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usize) -> rusqlite::Result<Vec<Due>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut due = Vec::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, recipients, message_id, payload, attempts, spec, subject, case_id FROM outbox
+pub fn claim_due(db: Db<'_>, now: &str, lease_until: &str, limit: usize) -> DbResult<Vec<Due>> {
+    const DUE: &str = "SELECT id, recipients, message_id, payload, attempts, spec, subject, case_id FROM outbox
              WHERE status = 'queued' AND next_attempt_at <= ?1 AND (payload IS NOT NULL OR spec IS NOT NULL)
-             ORDER BY next_attempt_at, id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit as i64], |r| {
+             ORDER BY next_attempt_at, id LIMIT ?2";
+    // PostgreSQL: rows another node is claiming right now are passed over, not waited
+    // for (they are its to send); once its claim commits they are no longer due.
+    let sql = match db {
+        Db::Sqlite(_) => DUE.to_string(),
+        Db::Postgres(_) => format!("{DUE} FOR UPDATE SKIP LOCKED"),
+    };
+    db.transaction(TxMode::Write, |db| {
+        let due = db.query_map(&sql, vals![now, limit], |r| {
             let recipients: String = r.get(1)?;
             Ok(Due {
                 id: r.get(0)?,
@@ -146,24 +162,19 @@ pub fn claim_due(conn: &mut Connection, now: &str, lease_until: &str, limit: usi
                 // someone edited by hand, sent to nobody and failed by the sender.
                 recipients: serde_json::from_str(&recipients).unwrap_or_default(),
                 message_id: r.get(2)?,
-                payload: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|p| lz4_flex::decompress_size_prepended(&p).ok()),
-                attempts: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
+                payload: r.get::<Option<Vec<u8>>>(3)?.and_then(|p| lz4_flex::decompress_size_prepended(&p).ok()),
+                attempts: r.get::<i64>(4)?.try_into().unwrap_or(0),
                 spec: r.get(5)?,
                 build_error: None,
                 subject: r.get(6)?,
                 case: r.get(7)?,
             })
         })?;
-        for row in rows {
-            due.push(row?);
-        }
-        let mut claim = tx.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
         for d in &due {
-            claim.execute(params![d.id, lease_until])?;
+            db.execute("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1", vals![d.id, lease_until])?;
         }
-    }
-    tx.commit()?;
-    Ok(due)
+        Ok(due)
+    })
 }
 
 /// What became of one send attempt.
@@ -182,35 +193,35 @@ pub enum Attempt {
 }
 
 /// Records the outcome of attempts, all in one transaction.
-pub fn record(conn: &mut Connection, results: &[(i64, Attempt)], now: &str) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut sent = tx.prepare_cached(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
-        )?;
-        let mut retry = tx.prepare_cached(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-        )?;
-        let mut failed = tx.prepare_cached(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-        )?;
+pub fn record(db: Db<'_>, results: &[(i64, Attempt)], now: &str) -> DbResult<()> {
+    db.transaction(TxMode::Write, |db| {
         for (id, attempt) in results {
             match attempt {
-                Attempt::Sent => sent.execute(params![id, now])?,
-                Attempt::Retry { at, error } => retry.execute(params![id, at, error])?,
-                Attempt::Failed { error } => failed.execute(params![id, error])?,
+                Attempt::Sent => db.execute(
+                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?2, last_error = NULL WHERE id = ?1",
+                    vals![*id, now],
+                )?,
+                Attempt::Retry { at, error } => db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                    vals![*id, at, error],
+                )?,
+                Attempt::Failed { error } => db.execute(
+                    "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                    vals![*id, error],
+                )?,
             };
         }
-    }
-    tx.commit()
+        Ok(())
+    })
 }
 
 /// When the next queued notification falls due (it may be in the past).
-pub fn next_due_at(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
+pub fn next_due_at(db: Db<'_>) -> DbResult<Option<String>> {
+    db.query_one(
         "SELECT min(next_attempt_at) FROM outbox WHERE status = 'queued' AND (payload IS NOT NULL OR spec IS NOT NULL)",
-    )?
-    .query_row([], |r| r.get(0))
+        vals![],
+        |r| r.get(0),
+    )
 }
 
 /// A notification as `outbox list` shows it.
@@ -234,30 +245,30 @@ pub struct OutboxView {
 }
 
 /// Every notification (optionally of one status), oldest first.
-pub fn list(conn: &Connection, prefix: &str, status: Option<&str>) -> rusqlite::Result<Vec<OutboxView>> {
-    let mut stmt = conn.prepare(
+pub fn list(db: Db<'_>, prefix: &str, status: Option<&str>) -> DbResult<Vec<OutboxView>> {
+    db.query_map(
         "SELECT id, case_id, event, recipients, subject, message_id, status, attempts, last_error, next_attempt_at, created_at, sent_at, spec
-         FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([status], |r| {
-        let recipients: String = r.get(3)?;
-        Ok(OutboxView {
-            id: r.get(0)?,
-            case: r.get::<_, Option<CaseId>>(1)?.map(|c| format!("{prefix}-{c}")),
-            event: r.get(2)?,
-            to: serde_json::from_str(&recipients).unwrap_or_default(),
-            subject: r.get(4)?,
-            message_id: r.get(5)?,
-            status: r.get(6)?,
-            attempts: r.get::<_, i64>(7)?.try_into().unwrap_or(0),
-            last_error: r.get(8)?,
-            next_attempt_at: r.get(9)?,
-            created_at: r.get(10)?,
-            sent_at: r.get(11)?,
-            spec: r.get(12)?,
-        })
-    })?;
-    rows.collect()
+         FROM outbox WHERE CAST(?1 AS TEXT) IS NULL OR status = ?1 ORDER BY id",
+        vals![status],
+        |r| {
+            let recipients: String = r.get(3)?;
+            Ok(OutboxView {
+                id: r.get(0)?,
+                case: r.get::<Option<CaseId>>(1)?.map(|c| format!("{prefix}-{c}")),
+                event: r.get(2)?,
+                to: serde_json::from_str(&recipients).unwrap_or_default(),
+                subject: r.get(4)?,
+                message_id: r.get(5)?,
+                status: r.get(6)?,
+                attempts: r.get::<i64>(7)?.try_into().unwrap_or(0),
+                last_error: r.get(8)?,
+                next_attempt_at: r.get(9)?,
+                created_at: r.get(10)?,
+                sent_at: r.get(11)?,
+                spec: r.get(12)?,
+            })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -265,17 +276,17 @@ mod tests {
     use super::*;
     use crate::store::migrations;
 
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         migrations::migrate(&mut conn).unwrap();
         conn
     }
 
-    fn add(conn: &Connection, to: &str, id: &str, now: &str) -> i64 {
+    fn add(conn: &rusqlite::Connection, to: &str, id: &str, now: &str) -> i64 {
         add_event(conn, to, id, now, "not-applied")
     }
 
-    fn add_event(conn: &Connection, to: &str, id: &str, now: &str, event: &str) -> i64 {
+    fn add_event(conn: &rusqlite::Connection, to: &str, id: &str, now: &str, event: &str) -> i64 {
         let to = Address::parse(to).unwrap();
         let n = NewNotification {
             case: None,
@@ -288,38 +299,41 @@ mod tests {
             error: None,
             not_before: None,
         };
-        insert(conn, &n, now).unwrap()
+        insert(conn.into(), &n, now).unwrap()
     }
 
     #[test]
     fn claimed_rows_are_not_due_again_until_their_lease_ends() {
-        let mut conn = db();
+        let conn = db();
         let a = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
         let b = add(&conn, "b@x.example", "2@x", "2026-01-01T00:00:00.000Z");
         let now = "2026-01-01T00:00:01.000Z";
         let lease = "2026-01-01T00:05:00.000Z";
-        let first = claim_due(&mut conn, now, lease, 1).unwrap();
+        let first = claim_due((&conn).into(), now, lease, 1).unwrap();
         assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), [a]);
         assert_eq!(first[0].recipients, ["a@x.example"]);
         assert_eq!(first[0].payload.as_deref(), Some(&b"mail"[..]), "stored compressed, claimed as written");
-        let second = claim_due(&mut conn, now, lease, 10).unwrap();
+        let second = claim_due((&conn).into(), now, lease, 10).unwrap();
         assert_eq!(second.iter().map(|d| d.id).collect::<Vec<_>>(), [b]);
-        assert!(claim_due(&mut conn, now, lease, 10).unwrap().is_empty());
-        assert_eq!(claim_due(&mut conn, "2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", 10).unwrap().len(), 2);
+        assert!(claim_due((&conn).into(), now, lease, 10).unwrap().is_empty());
+        assert_eq!(
+            claim_due((&conn).into(), "2026-01-01T00:05:00.000Z", "2026-01-01T00:10:00.000Z", 10).unwrap().len(),
+            2
+        );
     }
 
     #[test]
     fn a_damaged_stored_mail_is_claimed_without_payload() {
-        let mut conn = db();
+        let conn = db();
         let id = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
         conn.execute("UPDATE outbox SET payload = x'ff00' WHERE id = ?1", [id]).unwrap();
-        let due = claim_due(&mut conn, "2026-01-01T00:00:01.000Z", "2026-01-01T00:05:00.000Z", 10).unwrap();
+        let due = claim_due((&conn).into(), "2026-01-01T00:00:01.000Z", "2026-01-01T00:05:00.000Z", 10).unwrap();
         assert_eq!((due[0].id, due[0].payload.is_none()), (id, true));
     }
 
     #[test]
     fn outcomes_are_recorded_with_attempts_and_errors() {
-        let mut conn = db();
+        let conn = db();
         let a = add(&conn, "a@x.example", "1@x", "2026-01-01T00:00:00.000Z");
         let b = add(&conn, "b@x.example", "2@x", "2026-01-01T00:00:00.000Z");
         let c = add(&conn, "c@x.example", "3@x", "2026-01-01T00:00:00.000Z");
@@ -328,14 +342,14 @@ mod tests {
             (b, Attempt::Retry { at: "2026-01-01T01:00:00.000Z".into(), error: "451 later".into() }),
             (c, Attempt::Failed { error: "550 no such user".into() }),
         ];
-        record(&mut conn, &results, "2026-01-01T00:00:02.000Z").unwrap();
-        let rows = list(&conn, "CASE", None).unwrap();
+        record((&conn).into(), &results, "2026-01-01T00:00:02.000Z").unwrap();
+        let rows = list((&conn).into(), "CASE", None).unwrap();
         assert_eq!((rows[0].status.as_str(), rows[0].attempts, rows[0].sent_at.is_some()), ("sent", 1, true));
         assert_eq!((rows[1].status.as_str(), rows[1].last_error.as_deref()), ("queued", Some("451 later")));
         assert_eq!(rows[1].next_attempt_at, "2026-01-01T01:00:00.000Z");
         assert_eq!((rows[2].status.as_str(), rows[2].last_error.as_deref()), ("failed", Some("550 no such user")));
-        assert_eq!(next_due_at(&conn).unwrap().as_deref(), Some("2026-01-01T01:00:00.000Z"));
-        assert_eq!(list(&conn, "CASE", Some("failed")).unwrap().len(), 1);
+        assert_eq!(next_due_at((&conn).into()).unwrap().as_deref(), Some("2026-01-01T01:00:00.000Z"));
+        assert_eq!(list((&conn).into(), "CASE", Some("failed")).unwrap().len(), 1);
     }
 
     #[test]
@@ -345,10 +359,13 @@ mod tests {
         add_event(&conn, "b@x.example", "2@x", "2026-01-01T10:00:00.000Z", "reply");
         let (a, b) = (Address::parse("A@x.example").unwrap(), Address::parse("b@x.example").unwrap());
         let day = "2026-01-01T00:00:00.000Z";
-        assert!(not_applied_answered_since(&conn, &a, None, day).unwrap());
-        assert!(!not_applied_answered_since(&conn, &a, None, "2026-01-01T11:00:00.000Z").unwrap());
-        assert!(!not_applied_answered_since(&conn, &a, Some(3), day).unwrap());
-        assert!(!not_applied_answered_since(&conn, &b, None, day).unwrap(), "other notifications do not count");
+        assert!(not_applied_answered_since((&conn).into(), &a, None, day).unwrap());
+        assert!(!not_applied_answered_since((&conn).into(), &a, None, "2026-01-01T11:00:00.000Z").unwrap());
+        assert!(!not_applied_answered_since((&conn).into(), &a, Some(3), day).unwrap());
+        assert!(
+            !not_applied_answered_since((&conn).into(), &b, None, day).unwrap(),
+            "other notifications do not count"
+        );
         // As the store's connections run it: with stable plans (see store::configure).
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).unwrap();
         let plan: String = conn
@@ -369,12 +386,12 @@ mod tests {
         add_event(&conn, "a@x.example", "2@x", t, "case-list");
         add_event(&conn, "a@x.example", "3@x", t, "reply");
         add_event(&conn, "a@x.example", "4@x", t, "not-applied");
-        hold_back(&conn, "4@x", "loop breaker: test").unwrap();
+        hold_back((&conn).into(), "4@x", "loop breaker: test").unwrap();
         add_event(&conn, "b@x.example", "5@x", t, "acknowledgement");
         let a = Address::parse("a@x.example").unwrap();
-        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T00:00:00.000Z").unwrap(), 2);
-        assert_eq!(automatic_answers_since(&conn, &a, "2026-01-01T11:00:00.000Z").unwrap(), 0);
-        let held = list(&conn, "CASE", Some("suppressed")).unwrap();
+        assert_eq!(automatic_answers_since((&conn).into(), &a, "2026-01-01T00:00:00.000Z").unwrap(), 2);
+        assert_eq!(automatic_answers_since((&conn).into(), &a, "2026-01-01T11:00:00.000Z").unwrap(), 0);
+        let held = list((&conn).into(), "CASE", Some("suppressed")).unwrap();
         assert_eq!((held.len(), held[0].last_error.as_deref()), (1, Some("loop breaker: test")));
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).unwrap();
         let plan: String = conn

@@ -2,10 +2,10 @@
 //! notifications that show it: the public thread (no internal notes), the files on it with
 //! their blob references, and the one file a download link names.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::db::{Db, DbResult, Row};
 use crate::case::{CaseId, MessageKind};
 use crate::parse::Disposition;
+use crate::vals;
 
 /// One stored attachment: its metadata and the blob (by SHA-256) that holds its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl StoredFile {
 
 const FILE_COLUMNS: &str = "a.id, a.message, a.filename, a.content_type, a.disposition, a.content_id, a.size, a.sha256";
 
-fn file_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFile> {
+fn file_of(r: &Row<'_>) -> DbResult<StoredFile> {
     let disposition: String = r.get(4)?;
     Ok(StoredFile {
         id: r.get(0)?,
@@ -44,17 +44,18 @@ fn file_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFile> {
             _ => Disposition::Attachment,
         },
         content_id: r.get(5)?,
-        size: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+        size: u64::try_from(r.get::<i64>(6)?).unwrap_or(0),
         sha256: r.get(7)?,
     })
 }
 
 /// The files of one thread entry, in the order they came.
-pub fn files_of(conn: &Connection, message: i64) -> rusqlite::Result<Vec<StoredFile>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {FILE_COLUMNS} FROM attachments a WHERE a.message = ?1 ORDER BY a.id"))?;
-    let rows = stmt.query_map([message], file_of)?;
-    rows.collect()
+pub fn files_of(db: Db<'_>, message: i64) -> DbResult<Vec<StoredFile>> {
+    db.query_map(
+        &format!("SELECT {FILE_COLUMNS} FROM attachments a WHERE a.message = ?1 ORDER BY a.id"),
+        vals![message],
+        file_of,
+    )
 }
 
 /// A file with the case and the kind of entry it belongs to (who may download it).
@@ -66,22 +67,14 @@ pub struct FileRecord {
 }
 
 /// The file a download link names, if it exists.
-pub fn file(conn: &Connection, id: i64) -> rusqlite::Result<Option<FileRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {FILE_COLUMNS}, m.case_id, m.kind FROM attachments a JOIN messages m ON m.id = a.message WHERE a.id = ?1"
-    ))?
-    .query_row([id], |r| {
-        let kind: String = r.get(9)?;
-        Ok((file_of(r)?, r.get::<_, CaseId>(8)?, kind))
-    })
-    .optional()?
-    .map(|(file, case, kind)| {
-        let kind = kind.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, e.into())
-        })?;
-        Ok(FileRecord { file, case, kind })
-    })
-    .transpose()
+pub fn file(db: Db<'_>, id: i64) -> DbResult<Option<FileRecord>> {
+    db.query_row(
+        &format!(
+            "SELECT {FILE_COLUMNS}, m.case_id, m.kind FROM attachments a JOIN messages m ON m.id = a.message WHERE a.id = ?1"
+        ),
+        vals![id],
+        |r| Ok(FileRecord { file: file_of(r)?, case: r.get(8)?, kind: r.parse(9)? }),
+    )
 }
 
 /// One entry of the public thread.
@@ -112,31 +105,36 @@ const PUBLIC: &str = "m.kind = 'customer' OR m.kind = 'staff' OR m.kind = 'syste
 
 /// The public thread of `case`: its opening entry and the newest `limit` after it, each
 /// with its files.
-pub fn public_thread(conn: &Connection, case: CaseId, limit: usize) -> rusqlite::Result<PublicThread> {
-    let entry = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, Option<String>, String, String)> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+pub fn public_thread(db: Db<'_>, case: CaseId, limit: usize) -> DbResult<PublicThread> {
+    let entry = |r: &Row<'_>| -> DbResult<(i64, MessageKind, Option<String>, String, String)> {
+        Ok((r.get(0)?, r.parse(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT m.id, m.kind, m.from_addr, m.body, m.created_at FROM messages m
-         WHERE m.case_id = ?1 AND ({PUBLIC}) ORDER BY m.id LIMIT 1"
-    ))?;
-    let Some(first) = stmt.query_row([case], entry).optional()? else { return Ok(PublicThread::default()) };
-    let later_total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM messages m WHERE m.case_id = ?1 AND ({PUBLIC}) AND m.id > ?2"))?
-        .query_row(params![case, first.0], |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT m.id, m.kind, m.from_addr, m.body, m.created_at FROM messages m
-         WHERE m.case_id = ?1 AND ({PUBLIC}) AND m.id > ?2 ORDER BY m.id DESC LIMIT ?3"
-    ))?;
-    let mut rows: Vec<_> =
-        stmt.query_map(params![case, first.0, limit as i64], entry)?.collect::<rusqlite::Result<_>>()?;
+    let first = db.query_row(
+        &format!(
+            "SELECT m.id, m.kind, m.from_addr, m.body, m.created_at FROM messages m
+             WHERE m.case_id = ?1 AND ({PUBLIC}) ORDER BY m.id LIMIT 1"
+        ),
+        vals![case],
+        entry,
+    )?;
+    let Some(first) = first else { return Ok(PublicThread::default()) };
+    let later_total: i64 = db.query_one(
+        &format!("SELECT count(*) FROM messages m WHERE m.case_id = ?1 AND ({PUBLIC}) AND m.id > ?2"),
+        vals![case, first.0],
+        |r| r.get(0),
+    )?;
+    let mut rows = db.query_map(
+        &format!(
+            "SELECT m.id, m.kind, m.from_addr, m.body, m.created_at FROM messages m
+             WHERE m.case_id = ?1 AND ({PUBLIC}) AND m.id > ?2 ORDER BY m.id DESC LIMIT ?3"
+        ),
+        vals![case, first.0, limit],
+        entry,
+    )?;
     rows.reverse();
     let mut entries = Vec::with_capacity(rows.len() + 1);
     for (id, kind, from, body, created_at) in std::iter::once(first).chain(rows) {
-        let kind = kind
-            .parse()
-            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?;
-        entries.push(PublicEntry { id, kind, from, body, created_at, files: files_of(conn, id)? });
+        entries.push(PublicEntry { id, kind, from, body, created_at, files: files_of(db, id)? });
     }
     let opening = Some(entries.remove(0));
     Ok(PublicThread { opening, later: entries, later_total: usize::try_from(later_total).unwrap_or(0) })
@@ -151,16 +149,16 @@ mod tests {
     use crate::store::cases::{self, AttachmentView, NewMessage};
     use crate::store::migrations;
 
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         migrations::migrate(&mut conn).unwrap();
         conn
     }
 
-    fn entry(conn: &Connection, case: CaseId, kind: MessageKind, body: &str, files: &[&str]) -> i64 {
+    fn entry(conn: &rusqlite::Connection, case: CaseId, kind: MessageKind, body: &str, files: &[&str]) -> i64 {
         let from = Address::parse("jane@customer.example").unwrap();
         let m = NewMessage { case, mail_id: None, message_id: None, kind, from: Some(&from), body };
-        let id = cases::insert_message(conn, &m, "2030-01-01T00:00:00.000Z").unwrap();
+        let id = cases::insert_message(conn.into(), &m, "2030-01-01T00:00:00.000Z").unwrap();
         for name in files {
             let view = AttachmentView {
                 filename: name.to_string(),
@@ -169,7 +167,7 @@ mod tests {
                 sha256: "ab".repeat(32),
                 disposition: Disposition::Inline,
             };
-            cases::insert_attachment(conn, id, &view, Some("cid-1")).unwrap();
+            cases::insert_attachment(conn.into(), id, &view, Some("cid-1")).unwrap();
         }
         id
     }
@@ -185,7 +183,7 @@ mod tests {
             linked_case: None,
             opening_gist: None,
         };
-        let case = cases::insert_case(&conn, &new, "2030-01-01T00:00:00.000Z").unwrap();
+        let case = cases::insert_case((&conn).into(), &new, "2030-01-01T00:00:00.000Z").unwrap();
         entry(&conn, case, MessageKind::Note, "forwarder's words", &["secret.png"]);
         let opening = entry(&conn, case, MessageKind::Customer, "It drops.", &["shot.png"]);
         entry(&conn, case, MessageKind::Auto, "I am out of office", &[]);
@@ -194,7 +192,7 @@ mod tests {
         }
         entry(&conn, case, MessageKind::Note, "internal", &["internal.png"]);
 
-        let thread = public_thread(&conn, case, 3).unwrap();
+        let thread = public_thread((&conn).into(), case, 3).unwrap();
         let first = thread.opening.unwrap();
         assert_eq!((first.id, first.body.as_str()), (opening, "It drops."));
         assert_eq!(first.files[0].filename, "shot.png");
@@ -203,8 +201,8 @@ mod tests {
         assert_eq!(later, ["answer 2", "answer 3", "answer 4"]);
         assert_eq!(thread.later_total, 5);
 
-        let secret = file(&conn, 1).unwrap().unwrap();
+        let secret = file((&conn).into(), 1).unwrap().unwrap();
         assert_eq!((secret.file.filename.as_str(), secret.kind, secret.case), ("secret.png", MessageKind::Note, case));
-        assert!(file(&conn, 99).unwrap().is_none());
+        assert!(file((&conn).into(), 99).unwrap().is_none());
     }
 }

@@ -3,8 +3,7 @@
 //! with its participants and open follow-up, the survey invitation the mail answers, the
 //! notifications a bounce names, and whether a sender that failed DMARC is known.
 
-use rusqlite::Connection;
-
+use super::db::{Db, DbResult};
 use super::{bounces, cases, surveys};
 use crate::case::{CaseId, Status};
 use crate::config::Config;
@@ -12,78 +11,81 @@ use crate::decide::{CaseFacts, Routed, Snapshot, SurveyInvitation};
 use crate::parse::InboundMail;
 use crate::prepare::Analyzed;
 use crate::route::{self, Route};
+use crate::vals;
 
 /// The snapshot a decision about `analyzed` is made on: [`for_mail`], with the
 /// notifications it bounces and, when DMARC failed for it, whether its sender is known.
 pub fn for_analyzed(
-    conn: &Connection,
+    db: Db<'_>,
     config: &Config,
     analyzed: &Analyzed,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Snapshot> {
-    let mut snapshot = for_mail(conn, config, &analyzed.mail)?;
+    let mut snapshot = for_mail(db, config, &analyzed.mail)?;
     let ids = analyzed.bounce.as_ref().map_or(&[][..], |b| b.returned_ids.as_slice());
     if analyzed.return_path_row.is_some() || !ids.is_empty() {
         let window = chrono::Duration::from_std(config.bounces.soft_window).unwrap_or(chrono::Duration::days(36_500));
         let since = super::stamp(now - window);
-        snapshot.bounced = bounces::sent_rows(conn, analyzed.return_path_row, ids, &since, &super::stamp(now))?;
+        snapshot.bounced = bounces::sent_rows(db, analyzed.return_path_row, ids, &since, &super::stamp(now))?;
     }
     if let (Some(_), Some(from)) = (&analyzed.dmarc_failure, analyzed.mail.from_address()) {
-        snapshot.sender_known =
-            Some(takes_part_anywhere(conn, from)? || config.is_staff(from) || config.is_admin(from));
+        snapshot.sender_known = Some(takes_part_anywhere(db, from)? || config.is_staff(from) || config.is_admin(from));
     }
     Ok(snapshot)
 }
 
 /// The snapshot a decision about `mail` is made on.
-pub fn for_mail(conn: &Connection, config: &Config, mail: &InboundMail) -> anyhow::Result<Snapshot> {
+pub fn for_mail(db: Db<'_>, config: &Config, mail: &InboundMail) -> anyhow::Result<Snapshot> {
     let route = route::route(
         mail,
         &config.tokens,
         &config.token_prefix,
-        |n| cases::case_row(conn, n).map(|r| r.is_some()),
-        |id| cases::case_for_message_id(conn, id),
+        |n| cases::case_row(db, n).map(|r| r.is_some()),
+        |id| cases::case_for_message_id(db, id),
     )?;
     let case = match route {
         Route::New { note } => return Ok(Snapshot::routed(Routed::New { note })),
         Route::Existing { case, .. } => case,
     };
-    let facts = case_facts(conn, case)?
+    let facts = case_facts_to_change(db, case)?
         .ok_or_else(|| anyhow::anyhow!("routing chose case {case}, which the store does not have"))?;
     let follow_up = match facts.row.status {
-        Status::Closed => match cases::open_follow_up(conn, case)? {
-            Some(next) => case_facts(conn, next)?.map(Box::new),
+        Status::Closed => match cases::open_follow_up(db, case)? {
+            Some(next) => case_facts_to_change(db, next)?.map(Box::new),
             None => None,
         },
         _ => None,
     };
-    let invitation = invitation(conn, mail)?;
+    let invitation = invitation(db, mail)?;
     let mut snapshot = Snapshot::routed(Routed::Existing { case: Box::new(facts), follow_up });
     snapshot.invitation = invitation;
     Ok(snapshot)
 }
 
 /// Whether `address` takes (or took) part in any case: someone casegate has seen before.
-fn takes_part_anywhere(conn: &Connection, address: &crate::address::Address) -> rusqlite::Result<bool> {
-    use rusqlite::OptionalExtension;
-    let found = conn
-        .prepare_cached("SELECT 1 FROM participants WHERE address = ?1 LIMIT 1")?
-        .query_row([address.as_str()], |_| Ok(()))
-        .optional()?;
-    Ok(found.is_some())
+fn takes_part_anywhere(db: Db<'_>, address: &crate::address::Address) -> DbResult<bool> {
+    db.exists("SELECT 1 FROM participants WHERE address = ?1 LIMIT 1", vals![address.as_str()])
 }
 
-/// A case's fields and active participants, if it exists.
-pub fn case_facts(conn: &Connection, case: CaseId) -> rusqlite::Result<Option<CaseFacts>> {
-    let Some(row) = cases::case_row(conn, case)? else { return Ok(None) };
-    Ok(Some(CaseFacts { row, participants: cases::participants(conn, case)? }))
+/// A case's fields and active participants, if it exists: what a page shows.
+pub fn case_facts(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
+    let Some(row) = cases::case_row(db, case)? else { return Ok(None) };
+    Ok(Some(CaseFacts { row, participants: cases::participants(db, case)? }))
+}
+
+/// [`case_facts`] for a decision that may change the case: the case is held for the
+/// unit of work (see [`cases::case_row_to_change`]), so the decision is made on what
+/// is there, not on what another node is changing.
+pub fn case_facts_to_change(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
+    let Some(row) = cases::case_row_to_change(db, case)? else { return Ok(None) };
+    Ok(Some(CaseFacts { row, participants: cases::participants(db, case)? }))
 }
 
 /// The first survey invitation whose mail `mail` refers to (In-Reply-To first).
-fn invitation(conn: &Connection, mail: &InboundMail) -> rusqlite::Result<Option<SurveyInvitation>> {
+fn invitation(db: Db<'_>, mail: &InboundMail) -> DbResult<Option<SurveyInvitation>> {
     for id in mail.ancestors() {
-        if let Some(found) = surveys::invitation_by_message_id(conn, id)? {
-            let answered = surveys::current_answer(conn, found.case, &found.recipient)?.is_some();
+        if let Some(found) = surveys::invitation_by_message_id(db, id)? {
+            let answered = surveys::current_answer(db, found.case, &found.recipient)?.is_some();
             return Ok(Some(SurveyInvitation {
                 case: found.case,
                 recipient: found.recipient,

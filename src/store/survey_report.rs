@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
-use super::surveys::time_col;
+use super::db::{Db, DbResult};
+use super::surveys::{score_col, time_col};
 use crate::case::CaseId;
-use crate::survey::answer::{Answer, Channel, Score};
+use crate::survey::answer::{Channel, Score};
+use crate::vals;
 
 /// Which invitations the report covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,46 +106,38 @@ fn ratio(part: u64, whole: u64, decimals: i32) -> Option<f64> {
 }
 
 /// Reads the invitations and answers `filter` selects and summarizes them.
-pub fn load(conn: &Connection, token_prefix: &str, filter: &Filter) -> rusqlite::Result<Report> {
+pub fn load(db: Db<'_>, token_prefix: &str, filter: &Filter) -> DbResult<Report> {
     let since = filter.since.map(|d| crate::store::stamp(d.and_time(chrono::NaiveTime::MIN).and_utc()));
     let account = filter.account.as_deref().map(str::trim);
-    let sent: i64 = conn.query_row(
+    // Accounts match whatever their case (`lower` on both sides: ASCII, as SQLite's NOCASE).
+    let sent: i64 = db.query_one(
         "SELECT count(*) FROM survey_invitations i JOIN cases c ON c.id = i.case_id
-         WHERE (?1 IS NULL OR i.created_at >= ?1) AND (?2 IS NULL OR c.account = ?2 COLLATE NOCASE)",
-        params![since, account],
+         WHERE (CAST(?1 AS TEXT) IS NULL OR i.created_at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR lower(c.account) = lower(?2))",
+        vals![since.as_deref(), account],
         |r| r.get(0),
     )?;
-    let mut stmt = conn.prepare(
+    let answers = db.query_map(
         "SELECT a.case_id, a.recipient, a.score, a.solved, a.comment, a.channel, a.answered_at, a.updated_at
          FROM survey_answers a
          JOIN survey_invitations i ON i.case_id = a.case_id AND i.recipient = a.recipient
          JOIN cases c ON c.id = a.case_id
-         WHERE (?1 IS NULL OR i.created_at >= ?1) AND (?2 IS NULL OR c.account = ?2 COLLATE NOCASE)
+         WHERE (CAST(?1 AS TEXT) IS NULL OR i.created_at >= ?1) AND (CAST(?2 AS TEXT) IS NULL OR lower(c.account) = lower(?2))
          ORDER BY a.updated_at",
+        vals![since.as_deref(), account],
+        |r| {
+            let case: CaseId = r.get(0)?;
+            Ok(ReportAnswer {
+                case: format!("{token_prefix}-{case}"),
+                recipient: r.get(1)?,
+                score: score_col(r, 2)?,
+                solved: r.get(3)?,
+                comment: r.get(4)?,
+                channel: r.parse(5)?,
+                answered_at: time_col(r, 6)?,
+                updated_at: time_col(r, 7)?,
+            })
+        },
     )?;
-    let rows = stmt.query_map(params![since, account], |r| {
-        let case: CaseId = r.get(0)?;
-        let score: u8 = r.get(2)?;
-        let channel: String = r.get(5)?;
-        let bad =
-            |i: usize, m: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, m.into());
-        let answer = Answer {
-            score: Score::new(score).ok_or_else(|| bad(2, format!("score {score} out of range")))?,
-            solved: r.get(3)?,
-            comment: r.get(4)?,
-        };
-        Ok(ReportAnswer {
-            case: format!("{token_prefix}-{case}"),
-            recipient: r.get(1)?,
-            score: answer.score,
-            solved: answer.solved,
-            comment: answer.comment,
-            channel: channel.parse().map_err(|e: String| bad(5, e))?,
-            answered_at: time_col(r, 6)?,
-            updated_at: time_col(r, 7)?,
-        })
-    })?;
-    let answers = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(summarize(filter, u64::try_from(sent).unwrap_or(0), &answers))
 }
 
@@ -153,6 +146,7 @@ mod tests {
     use super::*;
     use crate::store::surveys::tests::{addr, at, case, config, db};
     use crate::store::surveys::{invite, record_answer};
+    use crate::survey::answer::Answer;
 
     fn answer(case: &str, score: u8, solved: Option<bool>, comment: Option<&str>, day: u32) -> ReportAnswer {
         let t: DateTime<Utc> = format!("2030-01-{day:02}T12:00:00Z").parse().unwrap();
@@ -204,24 +198,25 @@ mod tests {
         let acme = case(&conn, Some("ACME"));
         let other = case(&conn, Some("Customer Inc"));
         let jane = addr("jane@customer.example");
-        invite(&conn, &config, acme, &jane, at("2030-01-01T00:00:00Z")).unwrap();
-        invite(&conn, &config, other, &jane, at("2030-02-01T00:00:00Z")).unwrap();
-        invite(&conn, &config, other, &addr("joe@customer.example"), at("2030-02-01T00:00:00Z")).unwrap();
+        invite((&conn).into(), &config, acme, &jane, at("2030-01-01T00:00:00Z")).unwrap();
+        invite((&conn).into(), &config, other, &jane, at("2030-02-01T00:00:00Z")).unwrap();
+        invite((&conn).into(), &config, other, &addr("joe@customer.example"), at("2030-02-01T00:00:00Z")).unwrap();
         let a = |s, c| Answer::new(Score::new(s).unwrap(), Some(true), c);
-        record_answer(&conn, acme, &jane, &a(5, Some("ok")), Channel::Web, at("2030-01-02T00:00:00Z")).unwrap();
-        record_answer(&conn, other, &jane, &a(3, None), Channel::Mail, at("2030-02-02T00:00:00Z")).unwrap();
+        record_answer((&conn).into(), acme, &jane, &a(5, Some("ok")), Channel::Web, at("2030-01-02T00:00:00Z"))
+            .unwrap();
+        record_answer((&conn).into(), other, &jane, &a(3, None), Channel::Mail, at("2030-02-02T00:00:00Z")).unwrap();
 
-        let all = load(&conn, "CASE", &Filter::default()).unwrap();
+        let all = load((&conn).into(), "CASE", &Filter::default()).unwrap();
         assert_eq!((all.sent, all.answered, all.average_score), (3, 2, Some(4.0)));
         assert_eq!(all.comments.len(), 1);
         assert_eq!(all.comments[0].case, format!("CASE-{acme}"));
 
         let since = Filter { since: NaiveDate::from_ymd_opt(2030, 1, 15), account: None };
-        let r = load(&conn, "CASE", &since).unwrap();
+        let r = load((&conn).into(), "CASE", &since).unwrap();
         assert_eq!((r.sent, r.answered, r.response_rate), (2, 1, Some(0.5)));
 
         let acme_only = Filter { since: None, account: Some("acme".into()) };
-        let r = load(&conn, "CASE", &acme_only).unwrap();
+        let r = load((&conn).into(), "CASE", &acme_only).unwrap();
         assert_eq!((r.sent, r.answered, r.average_score), (1, 1, Some(5.0)));
     }
 }

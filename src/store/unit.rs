@@ -1,10 +1,12 @@
-//! The one way to write: a unit of work. It is a write transaction (`BEGIN IMMEDIATE`)
-//! with everything that must become durable with it — the attachment files, written by a
-//! second thread while the transaction runs, and the raw mails staged for their pack —
-//! plus the time of the unit and an audit recorder bound to it. Committing waits for the
-//! files, writes the packs, then commits; a unit that is not committed leaves nothing
-//! behind (files already written are unreferenced, which is harmless; staged raw mails
-//! are never written).
+//! The one way to write: a unit of work. It is a write transaction with everything that
+//! must become durable with it, plus the time of the unit and an audit recorder bound to
+//! it. On SQLite (`BEGIN IMMEDIATE`) that is the attachment files, written by a second
+//! thread while the transaction runs, and the raw mails staged for their pack: committing
+//! waits for the files, writes the packs, then commits; a unit that is not committed
+//! leaves nothing behind (files already written are unreferenced, which is harmless;
+//! staged raw mails are never written). On PostgreSQL the attachment bytes and raw mails
+//! are rows of the same transaction, so every node reads them and a rollback takes them
+//! back too.
 //!
 //! Inside a unit, [`UnitOfWork::guarded`] runs a piece of work (one mail) in a savepoint:
 //! a failure or a panic there undoes that piece alone.
@@ -14,19 +16,20 @@ use std::panic::{self, AssertUnwindSafe};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::blobs::{self, BlobSink};
+use super::db::{Db, DbError, TxMode};
 use super::packs::RawPacks;
-use super::{mails, Store};
+use super::{mails, Backend, Store};
 use crate::case::{AuditAction, CaseId};
 
 /// What the writes of a unit go through: the transaction (or a savepoint in it), where
-/// attachment bytes go, where raw mails are staged, and the time of the unit.
+/// attachment bytes go, where raw mails are staged (SQLite), and the time of the unit.
 pub struct Scope<'a> {
-    pub conn: &'a Connection,
+    pub conn: Db<'a>,
     pub blobs: &'a dyn BlobSink,
-    pub packs: &'a RefCell<RawPacks>,
+    /// The packs raw mails are staged for; `None` on PostgreSQL, where they are rows.
+    pub packs: Option<&'a RefCell<RawPacks>>,
     pub now: DateTime<Utc>,
     /// `now` as stored.
     pub stamp: &'a str,
@@ -44,7 +47,7 @@ pub struct AuditRecord<'a> {
 
 impl Scope<'_> {
     /// Appends to the audit log, at the unit's time.
-    pub fn audit(&self, record: &AuditRecord<'_>) -> rusqlite::Result<()> {
+    pub fn audit(&self, record: &AuditRecord<'_>) -> Result<(), DbError> {
         let AuditRecord { mail, case, actor, action, detail } = *record;
         mails::audit(self.conn, mail, case, actor, action.as_str(), detail, self.stamp)
     }
@@ -52,9 +55,9 @@ impl Scope<'_> {
 
 /// A write transaction and what must be durable with it; see the module documentation.
 pub struct UnitOfWork<'t, 'b> {
-    tx: Transaction<'t>,
+    db: Db<'t>,
     blobs: &'b dyn BlobSink,
-    packs: &'t RefCell<RawPacks>,
+    packs: Option<&'t RefCell<RawPacks>>,
     now: DateTime<Utc>,
     stamp: String,
 }
@@ -70,7 +73,7 @@ pub struct Undone {
 impl UnitOfWork<'_, '_> {
     /// The writes of the unit, straight in its transaction.
     pub fn scope(&self) -> Scope<'_> {
-        Scope { conn: &self.tx, blobs: self.blobs, packs: self.packs, now: self.now, stamp: &self.stamp }
+        Scope { conn: self.db, blobs: self.blobs, packs: self.packs, now: self.now, stamp: &self.stamp }
     }
 
     /// Runs `work` in a savepoint: kept when it succeeds; undone, with the raw mails it
@@ -81,23 +84,44 @@ impl UnitOfWork<'_, '_> {
         &mut self,
         work: impl FnOnce(&Scope<'_>) -> anyhow::Result<R>,
     ) -> anyhow::Result<Result<R, Undone>> {
-        let (blobs, packs, now) = (self.blobs, self.packs, self.now);
-        let sp = self.tx.savepoint()?;
-        let mark = packs.borrow().mark();
-        let scope = Scope { conn: &sp, blobs, packs, now, stamp: &self.stamp };
+        let (blobs, packs, now, db) = (self.blobs, self.packs, self.now, self.db);
+        db.batch("SAVEPOINT guarded")?;
+        let mark = packs.map(|p| p.borrow().mark());
+        let scope = Scope { conn: db, blobs, packs, now, stamp: &self.stamp };
         let result = panic::catch_unwind(AssertUnwindSafe(|| work(&scope)));
         let undone = match result {
-            Ok(Ok(value)) => {
-                sp.commit()?;
-                return Ok(Ok(value));
-            }
+            Ok(Ok(value)) => match db.batch("RELEASE SAVEPOINT guarded") {
+                Ok(()) => return Ok(Ok(value)),
+                // PostgreSQL: a statement of the work failed and its error was not
+                // passed on; the transaction refuses to go on until the savepoint is
+                // undone. The work failed, whatever it said.
+                Err(e) if !e.is_systemic() => Undone { what: format!("{e:#}"), panicked: false },
+                Err(e) => return Err(e.into()),
+            },
             Ok(Err(e)) if is_systemic(&e) => return Err(e),
             Ok(Err(e)) => Undone { what: format!("{e:#}"), panicked: false },
             Err(panic) => Undone { what: crate::prepare::panic_message(&panic), panicked: true },
         };
-        drop(sp);
-        packs.borrow_mut().unstage(mark);
+        db.batch("ROLLBACK TO SAVEPOINT guarded; RELEASE SAVEPOINT guarded")?;
+        if let (Some(packs), Some(mark)) = (packs, mark) {
+            packs.borrow_mut().unstage(mark);
+        }
         Ok(Err(undone))
+    }
+}
+
+/// Rolls the transaction back unless it was committed, however the unit ends (an error,
+/// or a panic outside a guarded piece).
+struct Open<'t> {
+    db: Db<'t>,
+    done: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.db.rollback();
+        }
     }
 }
 
@@ -113,58 +137,64 @@ impl Store {
         pack_early: bool,
         work: impl FnOnce(&mut UnitOfWork<'_, '_>) -> anyhow::Result<Option<R>>,
     ) -> anyhow::Result<Option<R>> {
-        let files = self.blobs.clone();
-        let packs = &self.packs;
-        packs.borrow_mut().hand_off_early(pack_early);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let db = self.db();
         let now = Utc::now();
-        let ((result, tx), written) = blobs::with_background_writer(&files, |sink| {
-            let mut unit = UnitOfWork { tx, blobs: sink, packs, now, stamp: super::stamp(now) };
-            let result = work(&mut unit);
-            (result, unit.tx)
-        });
-        let value = match result {
-            Ok(Some(value)) => value,
-            other => {
-                // Dropping the transaction rolls it back.
-                packs.borrow_mut().discard();
-                return other;
+        let stamp = super::stamp(now);
+        match &self.backend {
+            Backend::Sqlite { blobs: files, packs, .. } => {
+                packs.borrow_mut().hand_off_early(pack_early);
+                db.begin(TxMode::Write)?;
+                let mut open = Open { db, done: false };
+                let (result, written) = blobs::with_background_writer(files, |sink| {
+                    let mut unit = UnitOfWork { db, blobs: sink, packs: Some(packs), now, stamp };
+                    work(&mut unit)
+                });
+                let value = match result {
+                    Ok(Some(value)) => value,
+                    other => {
+                        packs.borrow_mut().discard();
+                        return other;
+                    }
+                };
+                written.context("cannot write attachment files")?;
+                packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
+                db.commit()?;
+                open.done = true;
+                Ok(Some(value))
             }
-        };
-        written.context("cannot write attachment files")?;
-        packs.borrow_mut().flush().context("cannot write raw mails to their pack file")?;
-        tx.commit()?;
-        Ok(Some(value))
+            Backend::Postgres(_) => {
+                db.begin(TxMode::Write)?;
+                let mut open = Open { db, done: false };
+                let sink = blobs::InTransaction(db);
+                let mut unit = UnitOfWork { db, blobs: &sink, packs: None, now, stamp };
+                let Some(value) = work(&mut unit)? else { return Ok(None) };
+                db.commit()?;
+                open.done = true;
+                Ok(Some(value))
+            }
+        }
     }
 }
 
 /// Whether an error is the installation's (the database or the disk: busy, full, read
-/// only, unreadable) rather than the work's. Such an error stops the whole unit, which
-/// the caller may retry, instead of undoing good work because of a bad moment.
+/// only, unreadable, its connection gone, another node in the way) rather than the
+/// work's. Such an error stops the whole unit, which the caller may retry, instead of
+/// undoing good work because of a bad moment.
 pub fn is_systemic(e: &anyhow::Error) -> bool {
-    use rusqlite::ErrorCode as C;
     e.chain().any(|cause| {
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        cause.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code).is_some_and(|code| {
-            matches!(
-                code,
-                C::DatabaseBusy
-                    | C::DatabaseLocked
-                    | C::OutOfMemory
-                    | C::ReadOnly
-                    | C::OperationInterrupted
-                    | C::SystemIoFailure
-                    | C::DatabaseCorrupt
-                    | C::DiskFull
-                    | C::CannotOpen
-                    | C::FileLockingProtocolFailed
-                    | C::SchemaChanged
-                    | C::NotADatabase
-            )
-        })
+        cause.downcast_ref::<std::io::Error>().is_some()
+            || cause.downcast_ref::<DbError>().is_some_and(DbError::is_systemic)
+            // A driver error not wrapped in `DbError` is judged the same way.
+            || cause.downcast_ref::<rusqlite::Error>().is_some_and(super::db::sqlite_is_systemic)
+            || cause.downcast_ref::<super::nodes::LeaseLost>().is_some()
     })
+}
+
+/// Whether an error means another writer got in the way (PostgreSQL: the same mail
+/// recorded first by another node, a deadlock, a serialization failure): doing the same
+/// work again, at once, will succeed or find the other's result.
+pub fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.downcast_ref::<DbError>().is_some_and(DbError::is_conflict))
 }
 
 #[cfg(test)]
@@ -176,19 +206,22 @@ mod tests {
         let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
         assert!(is_systemic(&anyhow::Error::new(busy).context("cannot write the journal")));
         let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
-        assert!(is_systemic(&anyhow::Error::new(full)));
+        assert!(is_systemic(&anyhow::Error::new(DbError::from(full))));
         assert!(is_systemic(&anyhow::Error::new(std::io::Error::other("no space left on device"))));
         let constraint =
             rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT), None);
-        assert!(!is_systemic(&anyhow::Error::new(constraint)));
+        assert!(!is_systemic(&anyhow::Error::new(DbError::from(constraint))));
         assert!(!is_systemic(&anyhow::anyhow!("a template failed")));
+        let lost = super::super::nodes::LeaseLost { mailbox: "support".into() };
+        assert!(is_systemic(&anyhow::Error::new(lost).context("the batch")));
     }
 
     #[test]
     fn a_unit_that_is_not_committed_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open_dir(dir.path(), false).unwrap();
-        let count = |s: &Store| s.conn.query_row("SELECT count(*) FROM audit", [], |r| r.get::<_, i64>(0)).unwrap();
+        let count =
+            |s: &Store| s.db().query_one("SELECT count(*) FROM audit", crate::vals![], |r| r.get::<i64>(0)).unwrap();
         let record = AuditRecord { mail: None, case: None, actor: None, action: AuditAction::Ignored, detail: None };
         let none: Option<()> = store
             .write(false, |unit| {
@@ -211,5 +244,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!(count(&store), 1, "only the piece that succeeded");
+        let failed: anyhow::Result<Option<()>> = store.write(false, |unit| {
+            unit.scope().audit(&record)?;
+            anyhow::bail!("the unit fails")
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(&store), 1, "a unit that fails is rolled back");
     }
 }

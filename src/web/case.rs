@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
 
 use super::case_page::{self as page, Allowed, CasePage, EntryView, FileLink, Said};
@@ -30,9 +29,9 @@ use crate::consequences;
 use crate::decide::request::{self, Request};
 use crate::decide::{CaseFacts, CaseRef, Plan};
 use crate::links::Signer;
-use crate::notify::files::FileError;
 use crate::signed::{self, Claims, TokenError};
 use crate::store::apply::{self, Journal};
+use crate::store::db::{Db, TxMode};
 use crate::store::records::{self, PublicEntry, PublicThread};
 use crate::store::unit::AuditRecord;
 use crate::store::{cases as case_store, snapshot, Store};
@@ -59,7 +58,7 @@ enum Found {
     Unknown,
 }
 
-fn load(conn: &Connection, case: i64, person: &Address) -> anyhow::Result<Found> {
+fn load(conn: Db<'_>, case: i64, person: &Address) -> anyhow::Result<Found> {
     let Some(facts) = snapshot::case_facts(conn, case)? else { return Ok(Found::Unknown) };
     if !facts.participants.iter().any(|(a, _)| a == person) {
         return Ok(Found::Gone { subject: facts.row.subject });
@@ -74,7 +73,7 @@ pub(super) async fn show(State(state): State<WebState>, Path(token): Path<String
         Err(response) => return *response,
     };
     let (case, person) = (claims.id, claims.address.clone());
-    let found = state.with_db(TransactionBehavior::Deferred, move |conn| load(conn, case, &person)).await;
+    let found = state.with_db(TxMode::Read, move |conn| load(conn, case, &person)).await;
     match found {
         Ok(found) => respond(&state, &token, &claims, found, None, &Typed::default()),
         Err(e) => server_error(e),
@@ -280,7 +279,7 @@ pub(super) async fn act(
         Ok(w) => w,
         Err((status, why)) => {
             let (case, person) = (claims.id, claims.address.clone());
-            let found = state.with_db(TransactionBehavior::Deferred, move |conn| load(conn, case, &person)).await;
+            let found = state.with_db(TxMode::Read, move |conn| load(conn, case, &person)).await;
             return match found {
                 Ok(found) => respond(&state, &token, &claims, found, Some((status, Said::Refused(why))), &typed),
                 Err(e) => server_error(e),
@@ -428,7 +427,7 @@ fn perform(store: &mut Store, config: &Config, claims: &Claims, wanted: &Wanted)
     let (case, person) = (claims.id, &claims.address);
     let acted = store.write(true, |unit| {
         let scope = unit.scope();
-        let Some(facts) = snapshot::case_facts(scope.conn, case)? else { return Ok(Some(Acted::NotThere)) };
+        let Some(facts) = snapshot::case_facts_to_change(scope.conn, case)? else { return Ok(Some(Acted::NotThere)) };
         if !facts.participants.iter().any(|(a, _)| a == person) {
             return Ok(Some(Acted::NotThere));
         }
@@ -464,9 +463,7 @@ fn perform(store: &mut Store, config: &Config, claims: &Claims, wanted: &Wanted)
         }
     })?;
     let acted = acted.unwrap_or(Acted::NotThere);
-    let tx = store.conn.transaction()?;
-    let found = load(&tx, case, person)?;
-    drop(tx);
+    let found = store.db().transaction(TxMode::Read, |db| load(db, case, person))?;
     Ok((acted, found))
 }
 
@@ -559,9 +556,7 @@ pub(super) async fn my_cases(State(state): State<WebState>, Path(token): Path<St
     };
     let filter = uri.query().and_then(status_filter);
     let person = claims.address.clone();
-    let found = state
-        .with_db(TransactionBehavior::Deferred, move |conn| Ok(case_store::cases_of(conn, &person, MY_CASES_MAX)?))
-        .await;
+    let found = state.with_db(TxMode::Read, move |conn| Ok(case_store::cases_of(conn, &person, MY_CASES_MAX)?)).await;
     let cases = match found {
         Ok(c) => c,
         Err(e) => return server_error(e),
@@ -608,34 +603,35 @@ pub(super) async fn download(State(state): State<WebState>, Path(token): Path<St
     };
     let config = state.config().clone();
     let db_claims = claims.clone();
+    let blobs = state.config().data_dir.join(crate::store::blobs::DIR);
     let found = state
-        .with_db(TransactionBehavior::Deferred, move |conn| {
-            let Some(record) = records::file(conn, db_claims.id)? else { return Ok(None) };
+        .with_db(TxMode::Read, move |db| {
+            let Some(record) = records::file(db, db_claims.id)? else { return Ok(None) };
             let a = &db_claims.address;
             let staff = config.is_staff(a) || config.is_admin(a) || config.notify.staff_recipients.contains(a);
-            let customer = record.kind != MessageKind::Note && case_store::is_participant(conn, record.case, a)?;
-            Ok((staff || customer).then_some(record))
+            let customer = record.kind != MessageKind::Note && case_store::is_participant(db, record.case, a)?;
+            if !(staff || customer) {
+                return Ok(None);
+            }
+            // Read here: on PostgreSQL the bytes are a row, on SQLite a file.
+            let bytes = crate::store::blobs::read(db, &blobs, &record.file.sha256, record.file.size);
+            Ok(Some((record.file, bytes)))
         })
         .await;
-    let record = match found {
-        Ok(Some(r)) => r,
+    let (file, bytes) = match found {
+        Ok(Some(found)) => found,
         Ok(None) => {
             tracing::info!(file = claims.id, person = %claims.address, "Download refused: not this person's file");
             return unknown_link();
         }
         Err(e) => return server_error(e),
     };
-    let blobs = state.config().data_dir.join(crate::store::blobs::DIR);
-    let file = record.file;
-    let (sha, size) = (file.sha256.clone(), file.size);
-    let read = tokio::task::spawn_blocking(move || crate::notify::files::read_blob(&blobs, &sha, size)).await;
-    match read {
-        Ok(Ok(bytes)) => {
+    match bytes {
+        Ok(bytes) => {
             tracing::info!(file = file.id, person = %claims.address, "File downloaded");
             file_response(&file.filename, &file.content_type, bytes)
         }
-        Ok(Err(FileError::Damaged(why) | FileError::Io(why))) => server_error(anyhow::anyhow!(why)),
-        Err(e) => server_error(anyhow::anyhow!("reading attachment {} failed: {e}", file.id)),
+        Err(why) => server_error(anyhow::anyhow!(why)),
     }
 }
 

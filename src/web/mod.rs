@@ -22,8 +22,10 @@
 //! - Bodies over [`MAX_BODY_BYTES`] are refused; each connection serves one request
 //!   (no idle keep-alive), must send its headers within [`HEADER_TIMEOUT`] and finish
 //!   within [`CONNECTION_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are served at once.
-//! - SQLite runs on the blocking pool with a connection of its own per request, never on
-//!   the async workers, and no connection lives across an `.await`.
+//! - The database is reached on the blocking pool with a session per request (SQLite: a
+//!   connection of its own; PostgreSQL: one of the pool's), never on the async workers,
+//!   and no session lives across an `.await`. Every node sharing a PostgreSQL database
+//!   serves the same pages: a link works whichever node answers it.
 
 pub mod case;
 pub mod case_page;
@@ -31,7 +33,6 @@ pub mod html;
 pub mod survey;
 pub mod survey_page;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,12 +42,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use rusqlite::{Connection, TransactionBehavior};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::store::db::{Db, TxMode};
 
 /// Largest request body accepted (the forms are a few hundred bytes; a full comment or
 /// reason in a non-Latin script, percent-encoded, stays under 16 KiB).
@@ -62,7 +63,8 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// After shutdown is requested, connections in flight get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the handlers share: the configuration, the link secret, the database path.
+/// What the handlers share: the configuration (which says where the database is) and the
+/// link secret.
 #[derive(Clone)]
 pub struct WebState {
     inner: Arc<Inner>,
@@ -71,7 +73,6 @@ pub struct WebState {
 struct Inner {
     config: Arc<Config>,
     secret: Vec<u8>,
-    db_path: PathBuf,
     /// `scheme://host[:port]` of `web.base_url`: the only origin allowed to post.
     origin: String,
     csp: HeaderValue,
@@ -93,7 +94,6 @@ impl WebState {
         );
         WebState {
             inner: Arc::new(Inner {
-                db_path: config.database_path(),
                 config,
                 secret,
                 origin,
@@ -112,24 +112,21 @@ impl WebState {
         &self.inner.secret
     }
 
-    /// Runs `f` on a blocking thread in one transaction of its own: `Deferred` to read,
-    /// `Immediate` to read and then write (it waits for the writer's lock up front rather
-    /// than failing when the daemon committed in between).
-    async fn with_db<T, F>(&self, behavior: TransactionBehavior, f: F) -> anyhow::Result<T>
+    /// Runs `f` on a blocking thread in one transaction of its own: `Read` to read,
+    /// `Write` to read and then write (on SQLite it waits for the writer's lock up front
+    /// rather than failing when the daemon committed in between).
+    async fn with_db<T, F>(&self, mode: TxMode, f: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(Db<'_>) -> anyhow::Result<T> + Send + 'static,
     {
         // A permit, not a connection or a lock, is what lives across the awaits here.
         let _permit = self.inner.db_jobs.acquire().await.context("the web pages are shutting down")?;
-        let (path, fsync) = (self.inner.db_path.clone(), self.inner.config.fsync);
+        let config = Arc::clone(&self.inner.config);
         tokio::task::spawn_blocking(move || {
             // Never creates: the daemon (or `Store::open` in `serve`) made and migrated it.
-            let mut conn = crate::store::connect(&path, fsync)?;
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let result = f(&tx)?;
-            tx.commit()?;
-            Ok(result)
+            let session = crate::store::Session::open(&config)?;
+            session.db().transaction(mode, f)
         })
         .await
         .context("database task failed")?
@@ -144,7 +141,7 @@ impl WebState {
     {
         let _permit = self.inner.db_jobs.acquire().await.context("the web pages are shutting down")?;
         let config = self.inner.config.clone();
-        tokio::task::spawn_blocking(move || f(&mut crate::store::Store::open(&config)?))
+        tokio::task::spawn_blocking(move || f(&mut crate::store::Store::shared(&config)?))
             .await
             .context("database task failed")?
     }

@@ -1,13 +1,13 @@
 //! The survey page's handlers: `GET /survey/{token}` shows the form, `POST` records the
 //! answer and thanks (see [`super::survey_page`] for the HTML).
 
+use crate::store::db::{Db, TxMode};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
 
 use super::survey_page::{self as page, CaseHeading, Values};
@@ -28,7 +28,7 @@ struct Found {
 /// Looks up the invitation behind verified claims, and the case it is about. `None`
 /// when there is none: a genuine signature but no invitation (another installation with
 /// the same secret, or a database restored from before the invitation).
-fn find(conn: &Connection, config: &Config, claims: &Claims) -> anyhow::Result<Option<Found>> {
+fn find(conn: Db<'_>, config: &Config, claims: &Claims) -> anyhow::Result<Option<Found>> {
     let Some(invitation) = store::invitation(conn, claims.case, &claims.recipient)? else {
         return Ok(None);
     };
@@ -53,7 +53,7 @@ pub(super) async fn show(State(state): State<WebState>, Path(token): Path<String
         Err(e) => return refused(e),
     };
     let config = state.config().clone();
-    let found = match state.with_db(TransactionBehavior::Deferred, move |conn| find(conn, &config, &claims)).await {
+    let found = match state.with_db(TxMode::Read, move |conn| find(conn, &config, &claims)).await {
         Ok(Some(f)) => f,
         Ok(None) => return unknown_link(),
         Err(e) => return server_error(e),
@@ -97,7 +97,7 @@ pub(super) async fn answer(
     let db_claims = claims.clone();
     let to_record = checked.clone().ok();
     let result = state
-        .with_db(TransactionBehavior::Immediate, move |conn| {
+        .with_db(TxMode::Write, move |conn| {
             let Some(found) = find(conn, &config, &db_claims)? else {
                 return Ok(Err(None));
             };

@@ -300,7 +300,7 @@ fn verify_raw_mails(install: &Installation) -> usize {
     let shas: Vec<String> = q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     let packs = install.path().join("var/raw");
     for sha in &shas {
-        match casegate::store::mails::raw(&db, &packs, sha) {
+        match casegate::store::mails::raw(casegate::store::db::Db::Sqlite(&db), &packs, sha) {
             Ok(Some(_)) => {}
             other => panic!("raw mail {sha}: {other:?}"),
         }

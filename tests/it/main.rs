@@ -21,6 +21,7 @@ mod oauth2;
 mod operators;
 mod reply_corpus;
 mod scenarios;
+mod several_nodes;
 mod spam;
 mod support;
 mod survey_browser;

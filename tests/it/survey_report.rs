@@ -24,7 +24,7 @@ fn installation_with_answers() -> Installation {
     }
     let config = Config::load(&install.config).unwrap();
     let store = Store::open(&config).unwrap();
-    let conn = &store.conn;
+    let conn = store.db();
     let addr = |s: &str| Address::parse(s).unwrap();
     let invite = |case: i64, who: &str, when: &str| {
         casegate::store::surveys::invite(conn, &config, case, &addr(who), at(when)).unwrap().unwrap();

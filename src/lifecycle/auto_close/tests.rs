@@ -28,7 +28,7 @@ fn ingest(g: &mut Gateway, from: &str, subject: &str, id: &str, body: &str) -> S
 }
 
 fn count(g: &Gateway, sql: &str) -> i64 {
-    g.store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    g.store.sqlite().expect("a SQLite store").query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Jane's CASE-1, resolved by Ann now.
@@ -52,10 +52,11 @@ fn a_resolved_case_is_reminded_once_then_closes_once_with_its_survey() {
     assert_eq!(count(&g, "SELECT count(*) FROM audit WHERE action = 'close-reminded'"), 1);
     assert_eq!(run(&g.config, now + Duration::days(8)).unwrap(), Swept::default(), "one reminder");
     // What keeps two processes from both reminding or both closing: the claims.
-    let db = Db::Sqlite(&g.store.conn);
+    let db = g.store.db();
     let stored: (String, String, String) = g
         .store
-        .conn
+        .sqlite()
+        .expect("a SQLite store")
         .query_row("SELECT waiting_since, reminded_at, closes_at FROM close_reminders WHERE case_id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
@@ -66,11 +67,17 @@ fn a_resolved_case_is_reminded_once_then_closes_once_with_its_survey() {
 
     let swept = run(&g.config, now + Duration::days(10) + Duration::minutes(1)).unwrap();
     assert_eq!(swept.closed, [1]);
-    let status: String = g.store.conn.query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0)).unwrap();
+    let status: String = g
+        .store
+        .sqlite()
+        .expect("a SQLite store")
+        .query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(status, "closed");
     let line: String = g
         .store
-        .conn
+        .sqlite()
+        .expect("a SQLite store")
         .query_row(
             "SELECT body FROM messages WHERE case_id = 1 AND kind = 'system' ORDER BY id DESC LIMIT 1",
             [],
@@ -96,7 +103,12 @@ fn a_customer_reply_stops_the_clock_until_staff_answer_again() {
     assert_eq!(swept.reminded, [1]);
     assert_eq!(ingest(&mut g, JANE, "Re: [CASE-1] Printer", "reply", "Still testing, give me a week."), "replied");
     assert_eq!(run(&g.config, now + Duration::days(60)).unwrap(), Swept::default(), "the clock stopped");
-    let status: String = g.store.conn.query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0)).unwrap();
+    let status: String = g
+        .store
+        .sqlite()
+        .expect("a SQLite store")
+        .query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(status, "resolved");
 
     // Staff answer: the case waits again, from that answer, and is reminded afresh.

@@ -59,7 +59,7 @@ fn three_packs_with_dead_records(dir: &Path) -> Vec<String> {
     let mut store = Store::open(&config).unwrap();
     store
         .write(false, |unit| {
-            let db = Db::Sqlite(unit.scope().conn);
+            let db = unit.scope().conn;
             for (pack, i) in dead {
                 let subject = format!("Mail {pack}-{i}");
                 let id: i64 = db
@@ -89,11 +89,10 @@ fn pack_files(dir: &Path) -> Vec<String> {
 /// Every mail whose raw copy is kept reads back and matches its hash; how many.
 fn verify_live(dir: &Path) -> usize {
     let store = Store::open(&config(dir)).unwrap();
-    let shas: Vec<String> = Db::Sqlite(&store.conn)
-        .query_map("SELECT raw_sha256 FROM mails WHERE removed_at IS NULL", vals![], |r| r.get(0))
-        .unwrap();
+    let shas: Vec<String> =
+        store.db().query_map("SELECT raw_sha256 FROM mails WHERE removed_at IS NULL", vals![], |r| r.get(0)).unwrap();
     for sha in &shas {
-        let raw = mails::raw(&store.conn, &dir.join("var/raw"), sha).unwrap_or_else(|e| panic!("{sha}: {e:#}"));
+        let raw = mails::raw(store.db(), &dir.join("var/raw"), sha).unwrap_or_else(|e| panic!("{sha}: {e:#}"));
         assert!(raw.is_some(), "{sha} has no raw copy");
     }
     shas.len()

@@ -63,7 +63,7 @@ impl SurveySite {
     pub fn invite_at(&self, case: i64, recipient: &str, now: DateTime<Utc>) -> String {
         let store = Store::open(&self.config).expect("open store");
         let recipient = Address::parse(recipient).expect("address");
-        casegate::store::surveys::invite(&store.conn, &self.config, case, &recipient, now)
+        casegate::store::surveys::invite(store.db(), &self.config, case, &recipient, now)
             .expect("invite")
             .expect("not invited before")
             .url

@@ -1,0 +1,190 @@
+//! The PostgreSQL database a `postgres://` URL names ([`Target`]): where it is, how to
+//! sign in, and TLS with rustls.
+//!
+//! TLS follows the URL's `sslmode`: `disable` never encrypts; `prefer` (the default)
+//! encrypts when the server offers it; `require`, `verify-ca` and `verify-full` refuse a
+//! server that does not. Whenever TLS is used the server's certificate is checked for its
+//! host name against the public roots and, if the URL names one with `sslrootcert=FILE`,
+//! a private CA — as `verify-full` does in libpq: a certificate that cannot be checked is
+//! refused rather than trusted.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+/// How long connecting may take unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a session of this process may sit idle inside a transaction before the server
+/// ends it (milliseconds; 0: no limit).
+static IDLE_IN_TRANSACTION_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Limits how long this process's sessions may sit idle inside a transaction: to a
+/// node's lease. A node that stalls mid-transaction (paused, swapping, cut off) would
+/// otherwise keep its row locks, and the node that took its mailbox over would wait for
+/// them for as long as it stalls; past its lease it has lost the mailbox anyway, so the
+/// server ends its session and its transaction with it.
+pub fn limit_idle_transactions(limit: Duration) {
+    let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    IDLE_IN_TRANSACTION_MS.store(ms, Ordering::Relaxed);
+}
+
+/// A PostgreSQL database as a URL names it: where it is, how to sign in, and TLS.
+pub struct Target {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The URL as it may be shown: without the password.
+    shown: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target").field("url", &self.shown).finish()
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+impl Target {
+    /// Reads a `postgres://user:password@host:port/database?sslmode=…` URL. The error
+    /// says what is wrong without repeating the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<Target, String> {
+        if !is_postgres_url(url) {
+            return Err("not a PostgreSQL URL: it must start with postgres:// or postgresql://".into());
+        }
+        let mut parsed = url::Url::parse(url.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
+        let mut sslmode = String::from("prefer");
+        let mut rootcert = None;
+        let mut kept: Vec<(String, String)> = Vec::new();
+        for (key, value) in parsed.query_pairs() {
+            match key.as_ref() {
+                "sslmode" => sslmode = value.into_owned(),
+                "sslrootcert" => rootcert = Some(value.into_owned()),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        let mode = match sslmode.as_str() {
+            "disable" => postgres::config::SslMode::Disable,
+            "prefer" | "allow" => postgres::config::SslMode::Prefer,
+            "require" | "verify-ca" | "verify-full" => postgres::config::SslMode::Require,
+            other => {
+                return Err(format!("sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"))
+            }
+        };
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(&kept);
+        }
+        let mut config: postgres::Config = parsed.as_str().parse().map_err(|e: postgres::Error| {
+            // The driver's own words are in the source ("unknown option `colour`").
+            match std::error::Error::source(&e) {
+                Some(why) => format!("{e}: {why}"),
+                None => e.to_string(),
+            }
+        })?;
+        config.ssl_mode(mode);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("casegate");
+        }
+        let tls = match mode {
+            postgres::config::SslMode::Disable => None,
+            _ => Some(tls(rootcert.as_deref().map(Path::new))?),
+        };
+        let _ = parsed.set_password(None);
+        Ok(Target { config, tls, shown: parsed.to_string() })
+    }
+
+    /// Opens a new session, limited in how long it may sit idle inside a transaction
+    /// (see [`limit_idle_transactions`]).
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(postgres::NoTls),
+        }?;
+        let ms = IDLE_IN_TRANSACTION_MS.load(Ordering::Relaxed);
+        if ms > 0 {
+            client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))?;
+        }
+        Ok(client)
+    }
+}
+
+/// The rustls connector: public roots, plus the CA in `rootcert` if given.
+fn tls(rootcert: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = rootcert {
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("sslrootcert {} is not a PEM certificate: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("sslrootcert {} holds an unusable certificate: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("sslrootcert {} holds no PEM certificate", path.display()));
+        }
+    }
+    // Named provider: two are in the dependency graph, and `builder()` would refuse.
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_and_shown_without_their_password() {
+        let t = Target::parse("postgres://casegate:s3cret@db.example:6543/cases?sslmode=verify-full&connect_timeout=3")
+            .unwrap();
+        assert!(!t.to_string().contains("s3cret"), "{t}");
+        assert!(t.to_string().contains("db.example:6543/cases"), "{t}");
+        assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(t.config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert!(t.tls.is_some());
+        let plain = Target::parse("postgresql://u@127.0.0.1/x?sslmode=disable").unwrap();
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_repeating_them() {
+        for (url, words) in [
+            ("mysql://u:pw@h/db", "postgres://"),
+            ("postgres://u:pw@h/db?sslmode=maybe", "sslmode=maybe"),
+            ("postgres://u:pw@h/db?colour=blue", "colour"),
+            ("postgres://u:pw@h/db?sslmode=require&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
+        ] {
+            let err = Target::parse(url).unwrap_err();
+            assert!(err.contains(words), "{url}: {err}");
+            assert!(!err.contains(":pw@"), "{err}");
+        }
+    }
+}
