@@ -122,12 +122,14 @@ pub async fn run(config: Arc<Config>, options: Options, shutdown: CancellationTo
 
     let mut tasks = Tasks::start(&config, &options, &shutdown, handle, credentials);
     let notifier = Arc::new(Notifier::from_env());
-    tasks.operators(listener, probe, &notifier, &shutdown);
+    // READY before the watchdog's first WATCHDOG=1 (its task would race this one); the
+    // metrics port is bound already, so a scrape right after READY waits in its backlog.
     notifier.ready(&format!(
         "Watching {} mailbox(es) and {} maildir(s)",
         config.mailboxes.len(),
         config.maildirs.len()
     ));
+    tasks.operators(listener, probe, &notifier, &shutdown);
     let mut failures = Failures::default();
     tasks.supervise(&writer, &options, &shutdown, &mut failures).await;
     notifier.stopping();
