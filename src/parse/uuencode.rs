@@ -148,12 +148,22 @@ fn decode_base64(lines: &[&str]) -> Result<(Vec<u8>, usize), usize> {
 
 /// The six bits a uuencode character stands for (a backquote is zero, like a blank).
 fn sixbit(c: u8) -> Option<u8> {
-    (0x20..=0x60).contains(&c).then_some((c - 0x20) & 0x3F)
+    (0x20..=0x60).contains(&c).then(|| (c - 0x20) & 0x3F)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn characters_out_of_range_stand_for_nothing() {
+        assert_eq!(sixbit(b'\n'), None);
+        assert_eq!(sixbit(0x00), None);
+        assert_eq!(sixbit(0x7F), None);
+        assert_eq!(sixbit(b' '), Some(0));
+        assert_eq!(sixbit(b'`'), Some(0));
+        assert_eq!(sixbit(b'_'), Some(63));
+    }
 
     /// Classic uuencoding, as the `uuencode` program writes it (backquote for zero).
     pub(crate) fn encode(name: &str, data: &[u8]) -> String {
