@@ -266,14 +266,20 @@ impl Mailboxes {
         let done: Vec<String> = held.iter().filter(|(_, h)| h.is_done()).map(|(n, _)| n.clone()).collect();
         for name in done {
             let Some(h) = held.remove(&name) else { continue };
-            match h.watcher.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("mailbox {name}: {e:#}")),
-                Err(e) => failures.push(format!("mailbox {name}: the watcher failed: {e}")),
-            }
-            if !h.lease.is_lost() {
-                self.release(&h.lease.fence).await;
-            }
+            self.settle(&name, h, failures).await;
+        }
+    }
+
+    /// Waits for a finished (or stopping) watcher, records how it ended, and hands its
+    /// lease back unless it was lost already.
+    async fn settle(&self, name: &str, h: Held, failures: &mut Vec<String>) {
+        match h.watcher.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("mailbox {name}: {e:#}")),
+            Err(e) => failures.push(format!("mailbox {name}: the watcher failed: {e}")),
+        }
+        if !h.lease.is_lost() {
+            self.release(&h.lease.fence).await;
         }
     }
 
@@ -284,14 +290,7 @@ impl Mailboxes {
             h.lease.stop().cancel();
         }
         for (name, h) in std::mem::take(&mut held) {
-            match h.watcher.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(format!("mailbox {name}: {e:#}")),
-                Err(e) => failures.push(format!("mailbox {name}: the watcher failed: {e}")),
-            }
-            if !h.lease.is_lost() {
-                self.release(&h.lease.fence).await;
-            }
+            self.settle(&name, h, failures).await;
         }
         let node = node.clone();
         let stopped = self.blocking(move |db| Ok(nodes::stopped(db, &node, &store::now())?)).await;

@@ -28,6 +28,11 @@ fn ingest(g: &mut Gateway, from: &str, subject: &str, id: &str, body: &str) -> S
 }
 
 fn count(g: &Gateway, sql: &str) -> i64 {
+    one(g, sql)
+}
+
+/// The one value `sql` selects.
+fn one<T: rusqlite::types::FromSql>(g: &Gateway, sql: &str) -> T {
     g.store.sqlite().expect("a SQLite store").query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -67,23 +72,10 @@ fn a_resolved_case_is_reminded_once_then_closes_once_with_its_survey() {
 
     let swept = run(&g.config, now + Duration::days(10) + Duration::minutes(1)).unwrap();
     assert_eq!(swept.closed, [1]);
-    let status: String = g
-        .store
-        .sqlite()
-        .expect("a SQLite store")
-        .query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0))
-        .unwrap();
+    let status: String = one(&g, "SELECT status FROM cases WHERE id = 1");
     assert_eq!(status, "closed");
-    let line: String = g
-        .store
-        .sqlite()
-        .expect("a SQLite store")
-        .query_row(
-            "SELECT body FROM messages WHERE case_id = 1 AND kind = 'system' ORDER BY id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let line: String =
+        one(&g, "SELECT body FROM messages WHERE case_id = 1 AND kind = 'system' ORDER BY id DESC LIMIT 1");
     assert!(line.starts_with("The case closed itself") && line.contains("Resolved → Closed"), "{line}");
     assert_eq!(count(&g, "SELECT count(*) FROM outbox WHERE event = 'closed' AND recipients LIKE '%jane@%'"), 1);
     assert_eq!(count(&g, "SELECT count(*) FROM survey_invitations WHERE case_id = 1"), 1);
@@ -103,12 +95,7 @@ fn a_customer_reply_stops_the_clock_until_staff_answer_again() {
     assert_eq!(swept.reminded, [1]);
     assert_eq!(ingest(&mut g, JANE, "Re: [CASE-1] Printer", "reply", "Still testing, give me a week."), "replied");
     assert_eq!(run(&g.config, now + Duration::days(60)).unwrap(), Swept::default(), "the clock stopped");
-    let status: String = g
-        .store
-        .sqlite()
-        .expect("a SQLite store")
-        .query_row("SELECT status FROM cases WHERE id = 1", [], |r| r.get(0))
-        .unwrap();
+    let status: String = one(&g, "SELECT status FROM cases WHERE id = 1");
     assert_eq!(status, "resolved");
 
     // Staff answer: the case waits again, from that answer, and is reminded afresh.
