@@ -113,7 +113,7 @@ pub fn erase(
         let db = scope.conn;
         let done = sql::erase(db, address, &pseudonym, &found, &mentions, scope.stamp, &mut dead)?;
         dead.blobs = crate::store::lifecycle::unused_blobs(db, std::mem::take(&mut dead.blobs))?;
-        overwritten = scrub_unless(dry_run, &bytes, &dead)?;
+        overwritten = scrub_unless(dry_run, bytes.as_ref(), db, &dead)?;
         erased = Some(done);
         Ok((!dry_run).then_some(()))
     })?;
@@ -130,7 +130,7 @@ pub fn erase(
             mails = report.erased.mails,
             "Personal data of one person erased"
         );
-        report.space = give_back_space(&mut store, &bytes, Mode::Thorough, true, progress)?;
+        report.space = give_back_space(&mut store, bytes.as_ref(), Mode::Thorough, true, progress)?;
     }
     Ok(report)
 }
