@@ -13,6 +13,7 @@
 //! A dry run is the same work in a unit that is rolled back: it lists exactly what a real
 //! run would change, and changes nothing (it makes no pseudonym key either).
 
+use anyhow::Context as _;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Serialize;
 
@@ -74,7 +75,9 @@ pub fn erase(
     }
     let key = match dry_run {
         true => pseudonym::existing_key(&config.data_dir)?,
-        false => Some(pseudonym::key(&config.data_dir)?),
+        false => Some(pseudonym::key(&config.data_dir).with_context(|| {
+            format!("cannot make the erasure key {}", config.data_dir.join(pseudonym::KEY_FILE).display())
+        })?),
     };
     let shown = key.as_deref().map(|k| pseudonym::of(k, address));
     // A dry run before the first erasure still needs some pseudonym for the rolled-back
@@ -113,7 +116,7 @@ pub fn erase(
         let db = scope.conn;
         let done = sql::erase(db, address, &pseudonym, &found, &mentions, scope.stamp, &mut dead)?;
         dead.blobs = crate::store::lifecycle::unused_blobs(db, std::mem::take(&mut dead.blobs))?;
-        overwritten = scrub_unless(dry_run, &bytes, &dead)?;
+        overwritten = scrub_unless(dry_run, bytes.as_ref(), db, &dead)?;
         erased = Some(done);
         Ok((!dry_run).then_some(()))
     })?;
@@ -130,7 +133,7 @@ pub fn erase(
             mails = report.erased.mails,
             "Personal data of one person erased"
         );
-        report.space = give_back_space(&mut store, &bytes, Mode::Thorough, true, progress)?;
+        report.space = give_back_space(&mut store, bytes.as_ref(), Mode::Thorough, true, progress)?;
     }
     Ok(report)
 }

@@ -11,9 +11,11 @@
 //! - Compaction of the raw-mail packs (`casegate compact`, and after each of the above)
 //!   is `store::compaction`.
 //!
-//! The daemon calls [`run_due`] every minute. The daily retention is claimed in the
-//! database first (`store::lifecycle::jobs`), so it runs once a day, across restarts and
-//! across nodes sharing a database; the auto-close sweep runs every time and is idempotent.
+//! The daemon calls [`run_due`] every minute. Each job claims its round in the database
+//! first (`periodic_jobs`, through `store::nodes::claim_job`, as every periodic job of
+//! the daemon): the retention runs once a day and the auto-close sweep once a minute,
+//! across restarts and across the nodes sharing a database. The sweep is also safe
+//! without its claim: each reminder and each closing claims its case (see [`auto_close`]).
 
 pub mod auto_close;
 pub mod erase;
@@ -26,14 +28,21 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::store::lifecycle::{jobs, Bytes, Dead};
+use crate::store::lifecycle::{Bytes, Dead};
 use crate::store::{self, compaction, Store};
 
 /// How often the daemon looks whether a job is due.
 pub const TICK: Duration = Duration::from_secs(60);
 
-/// The daily retention job's name in `job_runs`.
+/// The daily retention job's name in `periodic_jobs`.
 pub const RETENTION_JOB: &str = "retention";
+
+/// The auto-close sweep's name in `periodic_jobs`.
+pub const AUTO_CLOSE_JOB: &str = "auto-close";
+
+/// How long after a run the retention is due again (a little under a day, so the node
+/// whose timer fires first each day finds it due).
+const RETENTION_EVERY: chrono::Duration = chrono::Duration::hours(23);
 
 /// A failed retention run is tried again after this, not a day later.
 const RETRY_AFTER: chrono::Duration = chrono::Duration::hours(1);
@@ -56,22 +65,22 @@ impl Progress for Silent {
 }
 
 /// Runs the jobs that are due at `now` and configured: the auto-close sweep every
-/// [`TICK`], retention once a day (claimed, so once however many processes call this).
+/// [`TICK`], retention once a day — each claimed, so run once however many processes call
+/// this.
 pub fn run_due(config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
     let mut failures = Vec::new();
-    // The sweep needs no claim: it is one unit of work that finds nothing left to do once
-    // another process has done it.
-    if config.workflow.auto_close.is_some() {
+    // A little under a tick, so the node whose timer fires first each time finds it due.
+    let sweep_every = chrono::Duration::from_std(TICK.mul_f64(0.9))?;
+    if config.workflow.auto_close.is_some() && claim(config, AUTO_CLOSE_JOB, now, now + sweep_every)? {
         if let Err(e) = auto_close::run(config, now) {
             failures.push(format!("auto-close: {e:#}"));
         }
     }
-    if config.retention.any() && claim(config, RETENTION_JOB, now, chrono::Duration::hours(23))? {
+    if config.retention.any() && claim(config, RETENTION_JOB, now, now + RETENTION_EVERY)? {
         if let Err(e) = retention::run(config, now, &Silent) {
             // Tried again in an hour rather than tomorrow.
-            let again = store::stamp(now - chrono::Duration::hours(23) + RETRY_AFTER);
-            let store = Store::open(config)?;
-            jobs::set_last_run(store.db(), RETENTION_JOB, &again)?;
+            let session = store::Session::open(config)?;
+            store::nodes::reschedule(session.db(), RETENTION_JOB, &store::stamp(now + RETRY_AFTER))?;
             failures.push(format!("retention: {e:#}"));
         }
     }
@@ -82,23 +91,21 @@ pub fn run_due(config: &Config, now: DateTime<Utc>) -> anyhow::Result<()> {
     }
 }
 
-/// Claims job `name` if it last ran at least `every` before `now`.
-fn claim(config: &Config, name: &str, now: DateTime<Utc>, every: chrono::Duration) -> anyhow::Result<bool> {
-    let store = Store::open(config)?;
-    Ok(jobs::claim(store.db(), name, &store::stamp(now), &store::stamp(now - every))?)
+/// Claims this round of job `name` for this node if it is due at `now`; it is next due
+/// at `next`.
+fn claim(config: &Config, name: &str, now: DateTime<Utc>, next: DateTime<Utc>) -> anyhow::Result<bool> {
+    let session = store::Session::open(config)?;
+    Ok(store::nodes::claim_job(session.db(), name, &config.storage.node, &store::stamp(now), &store::stamp(next))?)
 }
 
-/// The store, opened for removing: its connection zeroes what it frees.
-pub(crate) fn open_for_removal(config: &Config) -> anyhow::Result<(Store, store::lifecycle::bytes::Files)> {
+/// The store, opened for removing, with where its removed bytes are: packs and files
+/// beside SQLite (whose connection then zeroes what it frees), or rows of PostgreSQL.
+pub(crate) fn open_for_removal(config: &Config) -> anyhow::Result<(Store, Box<dyn Bytes>)> {
     let store = Store::open(config)?;
-    if store.sqlite().is_none() {
-        anyhow::bail!(
-            "removing data (purge, erase, retention) is not available on PostgreSQL in this version: \
-             its storage keeps raw mails and files as rows, which these commands do not yet scrub; \
-             remove [storage] database_url to work on the SQLite store, or wait for the next release"
-        );
-    }
-    let bytes = store::lifecycle::bytes::Files::new(&config.data_dir);
+    let bytes: Box<dyn Bytes> = match store.sqlite() {
+        Some(_) => Box::new(store::lifecycle::bytes::Files::new(&config.data_dir)),
+        None => Box::new(store::lifecycle::rows::Rows),
+    };
     bytes.prepare(store.db())?;
     Ok((store, bytes))
 }
@@ -116,7 +123,7 @@ pub struct Space {
 /// the removal done; they are reported for a later `casegate compact`.
 pub(crate) fn give_back_space(
     store: &mut Store,
-    bytes: &impl Bytes,
+    bytes: &dyn Bytes,
     mode: compaction::Mode,
     rewrite: bool,
     progress: &dyn Progress,
@@ -140,15 +147,16 @@ pub(crate) fn give_back_space(
     Ok(Space { compacted: Some(compacted), reclaimed: Some(reclaimed) })
 }
 
-/// Makes `dead` unreadable just before the unit that removed it commits (or does nothing
+/// Makes `dead` unreadable just before the unit (on `db`) that removed it commits (or does nothing
 /// for a dry run, which is rolled back).
 pub(crate) fn scrub_unless(
     dry_run: bool,
-    bytes: &impl Bytes,
+    bytes: &dyn Bytes,
+    db: store::db::Db<'_>,
     dead: &Dead,
 ) -> anyhow::Result<store::lifecycle::bytes::Scrubbed> {
     if dry_run {
         return Ok(Default::default());
     }
-    bytes.scrub(dead)
+    bytes.scrub(db, dead)
 }

@@ -61,6 +61,8 @@ pub fn key(data_dir: &Path) -> io::Result<Vec<u8>> {
         return Ok(key);
     }
     let path = key_path(data_dir);
+    // On PostgreSQL nothing else may have made the data directory yet.
+    fs::create_dir_all(data_dir)?;
     let key: [u8; KEY_LEN] = rand::random();
     let tmp = data_dir.join(format!(".{KEY_FILE}.{:08x}", rand::random::<u32>()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;

@@ -52,9 +52,9 @@ pub fn purge(
     progress: &dyn Progress,
 ) -> anyhow::Result<PurgeReport> {
     let (mut store, bytes) = open_for_removal(config)?;
-    let mut report = purge_cases(&mut store, &bytes, config, before, why, dry_run, progress)?;
+    let mut report = purge_cases(&mut store, bytes.as_ref(), config, before, why, dry_run, progress)?;
     if !dry_run && report.removed.cases > 0 {
-        report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, true, progress)?;
+        report.space = give_back_space(&mut store, bytes.as_ref(), Mode::Worthwhile, true, progress)?;
     }
     Ok(report)
 }
@@ -63,7 +63,7 @@ pub fn purge(
 /// space is given back by the caller.
 pub(crate) fn purge_cases(
     store: &mut Store,
-    bytes: &impl Bytes,
+    bytes: &dyn Bytes,
     config: &Config,
     before: DateTime<Utc>,
     why: &str,
@@ -93,7 +93,7 @@ pub(crate) fn purge_cases(
                 }
             }
             dead.blobs = crate::store::lifecycle::unused_blobs(db, std::mem::take(&mut dead.blobs))?;
-            overwritten = scrub_unless(dry_run, bytes, &dead)?;
+            overwritten = scrub_unless(dry_run, bytes, db, &dead)?;
             Ok((!dry_run).then_some(()))
         })?;
         if committed.is_none() && !dry_run {

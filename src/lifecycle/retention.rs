@@ -53,13 +53,13 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
     let mut report = RetentionReport::default();
     if let Some(keep) = keys.closed_cases {
         let why = format!("retention.closed_cases_days = {}", keep.as_secs() / 86_400);
-        let purged = purge_cases(&mut store, &bytes, config, cutoff(now, keep), &why, false, progress)?;
+        let purged = purge_cases(&mut store, bytes.as_ref(), config, cutoff(now, keep), &why, false, progress)?;
         report.overwritten += purged.overwritten;
         report.purge = Some(purged);
     }
     if let Some(keep) = keys.quarantine {
         let before = crate::store::stamp(cutoff(now, keep));
-        report.quarantined_mails = remove_in_chunks(&mut store, &bytes, &mut report.overwritten, |db| {
+        report.quarantined_mails = remove_in_chunks(&mut store, bytes.as_ref(), &mut report.overwritten, |db| {
             sql::old_quarantine(db, &before, CHUNK)
         })?;
         report.released_quarantine_rows =
@@ -67,8 +67,9 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
     }
     if let Some(keep) = keys.raw_mails {
         let before = crate::store::stamp(cutoff(now, keep));
-        report.raw_mails =
-            remove_in_chunks(&mut store, &bytes, &mut report.overwritten, |db| sql::old_mails(db, &before, CHUNK))?;
+        report.raw_mails = remove_in_chunks(&mut store, bytes.as_ref(), &mut report.overwritten, |db| {
+            sql::old_mails(db, &before, CHUNK)
+        })?;
     }
     if let Some(keep) = keys.sent_outbox {
         let before = crate::store::stamp(cutoff(now, keep));
@@ -78,7 +79,7 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
         (report.notifications_cleared, report.notifications_removed) = (cleared, removed);
     }
     let removed = record(&mut store, &report)?;
-    report.space = give_back_space(&mut store, &bytes, Mode::Worthwhile, removed, progress)?;
+    report.space = give_back_space(&mut store, bytes.as_ref(), Mode::Worthwhile, removed, progress)?;
     Ok(report)
 }
 
@@ -86,7 +87,7 @@ pub fn run(config: &Config, now: DateTime<Utc>, progress: &dyn Progress) -> anyh
 /// many. Each chunk's dead bytes are overwritten before its unit commits.
 fn remove_in_chunks(
     store: &mut Store,
-    bytes: &impl Bytes,
+    bytes: &dyn Bytes,
     overwritten: &mut Scrubbed,
     mut next: impl FnMut(Db<'_>) -> crate::store::db::DbResult<Vec<i64>>,
 ) -> anyhow::Result<u64> {
@@ -103,7 +104,7 @@ fn remove_in_chunks(
                 return Ok(Some(0));
             }
             let raw = remove_mails(db, &ids, scope.stamp)?;
-            *overwritten += scrub_unless(false, bytes, &Dead { raw, ..Dead::default() })?;
+            *overwritten += scrub_unless(false, bytes, db, &Dead { raw, ..Dead::default() })?;
             Ok(Some(ids.len() as u64))
         })?;
         match removed {

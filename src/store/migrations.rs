@@ -314,6 +314,10 @@ pub const MIGRATIONS: &[Migration] = &[
     ALTER TABLE mails ADD COLUMN node TEXT;
     "#,
     ),
+    // 14: the data lifecycle's daily retention claims its run in `periodic_jobs`, as every
+    // periodic job does; `job_runs` goes (a retention due by it runs once more, which
+    // removes only what is due).
+    Migration::Sql("DROP TABLE job_runs;"),
 ];
 
 /// Migration 9: the outbox's status constraint gains `bounced` and `suppressed` (through

@@ -190,6 +190,13 @@ pub fn claim_job(db: Db<'_>, name: &str, node: &str, now: &str, next: &str) -> D
     Ok(claimed > 0)
 }
 
+/// Makes the periodic job `name` due at `at` (a failed run is tried again sooner than
+/// its next round).
+pub fn reschedule(db: Db<'_>, name: &str, at: &str) -> DbResult<()> {
+    db.execute("UPDATE periodic_jobs SET due_at = ?2 WHERE name = ?1", vals![name, at])?;
+    Ok(())
+}
+
 /// A mailbox's checkpoint (`uidvalidity`, `last_uid`), if one was saved.
 pub fn checkpoint(db: Db<'_>, source: &str) -> DbResult<Option<(i64, i64)>> {
     db.query_row("SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?1", vals![source], |r| {

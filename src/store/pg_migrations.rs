@@ -267,6 +267,8 @@ pub const MIGRATIONS: &[&str] = &[
         closes_at      TEXT COLLATE "C" NOT NULL
     );
     "#,
+    // 4: the daily retention claims its run in `periodic_jobs`, as SQLite's migration 14.
+    "DROP TABLE job_runs;",
 ];
 
 /// Brings the database up to the newest schema, in one transaction. Returns (from, to)

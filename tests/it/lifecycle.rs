@@ -14,7 +14,15 @@ use crate::support::survey::by_mail::{install, mail, outbox_mails, ANN, BOB, JAN
 const WENDY: &str = "wendy@other.example";
 
 /// A mail with a text attachment (8bit, so its words are in the raw mail as written).
-fn with_file(from: &str, subject: &str, id: &str, body: &str, name: &str, file: &str, headers: &str) -> Vec<u8> {
+pub(crate) fn with_file(
+    from: &str,
+    subject: &str,
+    id: &str,
+    body: &str,
+    name: &str,
+    file: &str,
+    headers: &str,
+) -> Vec<u8> {
     format!(
         "From: <{from}>\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{id}@mail.example>\r\n\
          Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n{headers}\
@@ -48,13 +56,13 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     hits
 }
 
-fn tomorrow() -> String {
+pub(crate) fn tomorrow() -> String {
     (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string()
 }
 
 /// CASE-1: Jane's, with a file only she sent and one Bob sends too, resolved, accepted,
 /// its survey answered with a comment. CASE-2: Bob's, open, with the shared file.
-fn a_closed_and_an_open_case(install: &Installation, phrase: &str) {
+pub(crate) fn a_closed_and_an_open_case(install: &Installation, phrase: &str) {
     let open = with_file(
         JANE,
         &format!("Printer {phrase}-subject"),
@@ -369,7 +377,7 @@ fn compaction_killed_at_random_points_loses_no_live_mail() {
 }
 
 /// Waits until the outbox folder holds a mail whose subject contains `needle`.
-async fn outbox_mail(install: &Installation, needle: &str) -> casegate::parse::InboundMail {
+pub(crate) async fn outbox_mail(install: &Installation, needle: &str) -> casegate::parse::InboundMail {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some((_, m)) = outbox_mails(install).into_iter().find(|(_, m)| m.subject.contains(needle)) {
@@ -406,8 +414,9 @@ async fn the_daemon_reminds_then_closes_a_case_left_resolved() {
     daemon.terminate().await;
     assert_eq!(install.case("CASE-1")["status"], "Resolved");
 
-    // The promised day has come.
+    // The promised day has come (and the sweep's next round, claimed a minute at a time).
     rw().execute("UPDATE close_reminders SET closes_at = ?1", [&ago]).unwrap();
+    rw().execute("UPDATE periodic_jobs SET due_at = ?1 WHERE name = 'auto-close'", [&ago]).unwrap();
     let mut daemon = Daemon::start(&install, &[]);
     daemon.wait_log("Resolved case closed itself", 1, Duration::from_secs(30)).await;
     outbox_mail(&install, "How did we do?").await;

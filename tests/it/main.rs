@@ -13,6 +13,7 @@ mod corpus_ingest;
 mod daemon;
 mod ingest;
 mod lifecycle;
+mod lifecycle_postgres;
 mod loops;
 mod mailstack_smoke;
 mod notify;

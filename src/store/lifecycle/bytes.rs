@@ -25,8 +25,9 @@
 //! blocks after an overwrite. Full-disk encryption covers that layer.
 //!
 //! A database that keeps raw mails and attachments in its own tables (PostgreSQL: rows of
-//! `raw_mails.data` and a `blobs` table) is a second implementation: emptying the rows in
-//! the unit is the whole scrub, and reclaiming is a `VACUUM FULL` of the tables touched.
+//! `raw_mails.data` and a `blobs` table) is the second implementation,
+//! [`super::rows::Rows`]: emptying and deleting the rows in the unit is the whole scrub,
+//! and reclaiming is a `VACUUM FULL` of casegate's tables.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -46,9 +47,9 @@ use crate::vals;
 pub trait Bytes {
     /// Readies a connection that removes data (SQLite: `secure_delete`).
     fn prepare(&self, db: Db<'_>) -> anyhow::Result<()>;
-    /// Makes what `dead` names unreadable; called inside the unit that removed the rows,
-    /// just before it commits.
-    fn scrub(&self, dead: &Dead) -> anyhow::Result<Scrubbed>;
+    /// Makes what `dead` names unreadable; called inside the unit that removed the rows
+    /// (on its connection `db`), just before it commits.
+    fn scrub(&self, db: Db<'_>, dead: &Dead) -> anyhow::Result<Scrubbed>;
     /// After the commit: gives the database's free space back, overwritten.
     fn reclaim(&self, db: Db<'_>) -> anyhow::Result<Reclaimed>;
 }
@@ -161,7 +162,7 @@ impl Bytes for Files {
         Ok(())
     }
 
-    fn scrub(&self, dead: &Dead) -> anyhow::Result<Scrubbed> {
+    fn scrub(&self, _: Db<'_>, dead: &Dead) -> anyhow::Result<Scrubbed> {
         let mut by_pack: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
         for raw in dead.raw.iter() {
             if let Some(place) = &raw.place {

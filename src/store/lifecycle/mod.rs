@@ -1,14 +1,13 @@
-//! The data lifecycle's storage: what retention, purges and erasures remove, how cases
-//! that close themselves are found, and the claims of periodic jobs. Every statement goes
-//! through [`Db`], in the dialect both databases understand, inside the caller's unit of
-//! work.
+//! The data lifecycle's storage: what retention, purges and erasures remove, and how cases
+//! that close themselves are found and claimed. Every statement goes through [`Db`], in
+//! the dialect both databases understand, inside the caller's unit of work.
 //!
 //! Removing something is two steps. The rows go in the unit of work, and what they leave
 //! behind — raw-mail records in packs and attachment files nobody names any more — is
 //! collected as [`Dead`]; where those bytes live is the business of one [`Bytes`]
-//! implementation per installation ([`bytes::Files`]: packs and blob files beside SQLite),
-//! which makes them unreadable before the unit commits and reclaims the database's free
-//! space afterwards.
+//! implementation per installation ([`bytes::Files`]: packs and blob files beside SQLite;
+//! [`rows::Rows`]: rows of PostgreSQL), which makes them unreadable before the unit
+//! commits and reclaims the database's free space afterwards.
 //!
 //! A removed mail keeps its journal row as a tombstone (see [`remove_mails`]): the journal
 //! is what recognises a mail delivered again, and without it `reconcile --fix` or a
@@ -16,10 +15,10 @@
 
 pub mod bytes;
 pub mod erase;
-pub mod jobs;
 pub mod purge;
 pub mod resolved;
 pub mod retention;
+pub mod rows;
 
 use std::collections::BTreeSet;
 
@@ -57,6 +56,8 @@ pub struct DeadRaw {
     /// packs, and on a database that keeps raw mails in rows), which emptying the row
     /// already removed.
     pub place: Option<Place>,
+    /// How many bytes the row itself held (and emptying it removed).
+    pub in_row: u64,
 }
 
 /// Removes mails (journal row ids): each row keeps what recognises the mail again (source
@@ -100,7 +101,7 @@ pub fn remove_mails(db: Db<'_>, ids: &[i64], now: &str) -> DbResult<Vec<DeadRaw>
             "UPDATE raw_mails SET data = ?2, pack = NULL, pack_offset = NULL, pack_length = NULL WHERE sha256 = ?1",
             vals![&sha, empty],
         )?;
-        dead.push(DeadRaw { sha256: sha, place });
+        dead.push(DeadRaw { sha256: sha, place, in_row: u64::try_from(bytes_in_row).unwrap_or(0) });
     }
     Ok(dead)
 }

@@ -134,6 +134,11 @@ impl Cluster {
         Err(format!("PostgreSQL did not accept connections within 30 s; see {log}"))
     }
 
+    /// The cluster's data directory (`PGDATA`): what the server writes to disk.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// `postgres://casegate@127.0.0.1:PORT/NAME`
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
