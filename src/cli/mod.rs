@@ -9,6 +9,7 @@ mod cases;
 mod doctor;
 mod ingest;
 mod lifecycle;
+mod migrate;
 mod nodes;
 mod oauth;
 mod outbox;
@@ -78,6 +79,8 @@ pub enum Command {
     Compact(lifecycle::CompactArgs),
     /// The nodes sharing the database, the mailboxes each holds, and their lease ages
     Nodes(nodes::Args),
+    /// Copy this installation's SQLite store into an empty PostgreSQL database, verified
+    MigrateStore(migrate::Args),
 }
 
 impl Command {
@@ -89,7 +92,7 @@ impl Command {
             // Its progress and what it fixed are the point of running it.
             Command::Reconcile(_) => "info",
             // What they removed is logged; the log is their record.
-            Command::Purge(_) | Command::Erase(_) | Command::Compact(_) => "info",
+            Command::Purge(_) | Command::Erase(_) | Command::Compact(_) | Command::MigrateStore(_) => "info",
             _ => "warn",
         }
     }
@@ -137,6 +140,7 @@ pub fn run(cli: Cli, config: anyhow::Result<Arc<Config>>) -> anyhow::Result<()> 
         Command::Erase(args) => lifecycle::erase(config, args),
         Command::Compact(args) => lifecycle::compact(config, args),
         Command::Nodes(args) => nodes::run(config, args),
+        Command::MigrateStore(args) => migrate::run(config, args),
     }
 }
 

@@ -567,6 +567,38 @@ impl Db<'_> {
         }
     }
 
+    /// Every row, each handed to `each` as it arrives rather than collected first: for
+    /// reading whole tables (`casegate migrate-store`). `each` must not use this
+    /// connection.
+    pub fn for_each(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+        mut each: impl FnMut(&Row<'_>) -> DbResult<()>,
+    ) -> DbResult<()> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut statement = c.prepare(sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = rows.next()? {
+                    each(&Row::Sqlite(row))?;
+                }
+                Ok(())
+            }
+            Db::Postgres(p) => {
+                use postgres::fallible_iterator::FallibleIterator as _;
+                p.reconnect_if_closed()?;
+                let statement = p.statement(sql)?;
+                let mut client = p.client.borrow_mut();
+                let mut rows = client.query_raw(&statement, PgConn::params(params))?;
+                while let Some(row) = rows.next()? {
+                    each(&Row::Postgres(&row))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Runs statements without parameters, separated by semicolons (transaction control,
     /// migrations).
     pub fn batch(&self, sql: &str) -> DbResult<()> {

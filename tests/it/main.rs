@@ -16,6 +16,7 @@ mod lifecycle;
 mod lifecycle_postgres;
 mod loops;
 mod mailstack_smoke;
+mod migrate_store;
 mod notify;
 mod notify_delivery;
 mod oauth2;
