@@ -166,13 +166,25 @@ impl postgres_types::ToSql for Value<'_> {
 pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// Not the error's source: its words already say all the driver's chain would, and
+    /// `{:#}` would print them again.
     #[error("{}", postgres_words(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
     #[error("column {column}: {problem}")]
     Column { column: usize, problem: String },
+    /// No session: the server's TLS certificate could not be verified (the words say why
+    /// and what to check; see `Target::connect`).
+    #[error("{0}")]
+    Unverified(String),
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> DbError {
+        DbError::Postgres(e)
+    }
+}
 
 /// A PostgreSQL error with the server's own words (the driver's `Display` says only
 /// "db error" for them).
@@ -202,7 +214,7 @@ impl DbError {
                     && e.to_string().contains("UNIQUE")
             }
             DbError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Column { .. } => false,
+            DbError::Column { .. } | DbError::Unverified(_) => false,
         }
     }
 
@@ -232,6 +244,8 @@ impl DbError {
                 None => true,
                 Some(code) => postgres_is_systemic(code.code()),
             },
+            // The installation's to mend (its CA file, the URL, the server's certificate).
+            DbError::Unverified(_) => true,
             DbError::Column { .. } => false,
         }
     }

@@ -9,7 +9,7 @@
 //! refused rather than trusted.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::CertificateDer;
+
+use super::db::DbError;
 
 /// How long connecting may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +41,8 @@ pub fn limit_idle_transactions(limit: Duration) {
 pub struct Target {
     config: postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The private CA the URL names (`sslrootcert`), for the words of a refusal.
+    rootcert: Option<PathBuf>,
     /// The URL as it may be shown: without the password.
     shown: String,
 }
@@ -111,22 +115,78 @@ impl Target {
             _ => Some(tls(rootcert.as_deref().map(Path::new))?),
         };
         let _ = parsed.set_password(None);
-        Ok(Target { config, tls, shown: parsed.to_string() })
+        Ok(Target { config, tls, rootcert: rootcert.map(PathBuf::from), shown: parsed.to_string() })
     }
 
     /// Opens a new session, limited in how long it may sit idle inside a transaction
     /// (see [`limit_idle_transactions`]).
-    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        let mut client = match &self.tls {
+    /// A server certificate that cannot be verified is refused with words that name the
+    /// CA file and what to check ([`DbError::Unverified`]).
+    pub fn connect(&self) -> Result<postgres::Client, DbError> {
+        let connected = match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
-        }?;
+        };
+        let mut client = connected.map_err(|e| match certificate_error(&e) {
+            Some(why) => DbError::Unverified(self.unverified(why)),
+            None => DbError::Postgres(e),
+        })?;
         let ms = IDLE_IN_TRANSACTION_MS.load(Ordering::Relaxed);
         if ms > 0 {
             client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))?;
         }
         Ok(client)
     }
+}
+
+impl Target {
+    /// Why the server's certificate was refused (`why`, from rustls), and what to check.
+    fn unverified(&self, why: &rustls::CertificateError) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(name)) => name.clone(),
+            _ => "the host".to_string(),
+        };
+        let name = format!(
+            "that {host}, the host in the URL, is a name (DNS) or address (IP) in the \
+             subjectAltName of the server's certificate"
+        );
+        let why = match why {
+            rustls::CertificateError::UnknownIssuer => "no CA casegate trusts signed it (UnknownIssuer)".to_string(),
+            rustls::CertificateError::BadSignature => {
+                "it names a CA casegate trusts as its issuer, but that CA's key did not sign it (BadSignature)"
+                    .to_string()
+            }
+            other => other.to_string(),
+        };
+        match &self.rootcert {
+            Some(file) => format!(
+                "the server's TLS certificate could not be verified: {why}; check that sslrootcert {} holds \
+                 the CA certificate that signed the server's certificate, and {name}",
+                file.display()
+            ),
+            None => format!(
+                "the server's TLS certificate could not be verified: {why}; without sslrootcert only public CAs \
+                 are trusted: name the CA that signed the server's certificate with sslrootcert=FILE (PEM) in \
+                 the URL, and check {name}"
+            ),
+        }
+    }
+}
+
+/// The certificate problem that made a TLS handshake fail, if that is why `e` happened.
+fn certificate_error(e: &postgres::Error) -> Option<&rustls::CertificateError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        // tokio-rustls hands rustls's error on inside an io::Error, whose `source` skips it.
+        let inner = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &dyn std::error::Error);
+        for candidate in [Some(c), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(why)) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(why);
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The rustls connector: public roots, plus the CA in `rootcert` if given.

@@ -6,14 +6,20 @@
 //! test gets a database of its own from [`database`]. The cluster is stopped when the test
 //! process ends: a small shell watchdog beside it waits for the process and then stops the
 //! server, so no cluster outlives a run, even one that was killed.
+//!
+//! A second cluster, started only by the tests that ask for it ([`tls_cluster`]), lets
+//! clients in over TLS alone: `ssl=on` with a certificate for 127.0.0.1 and localhost from
+//! a throw-away CA, and a pg_hba.conf of one `hostssl` line with SCRAM passwords, so the
+//! server itself refuses every unencrypted connection.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::mailstack::free_port;
+use super::mailstack::{free_port, TestCa};
 
 /// The one cluster of this test process.
 pub struct Cluster {
@@ -21,12 +27,24 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
+    /// On the TLS cluster: its CA and the password of [`USER`].
+    tls: Option<Tls>,
+}
+
+/// What a client needs to reach the TLS cluster.
+#[derive(Clone)]
+pub struct Tls {
+    /// The CA that signed the server's certificate (PEM; not a public root).
+    pub ca_pem: PathBuf,
+    /// The password of [`USER`] (SCRAM; the only way in).
+    pub password: String,
 }
 
 /// The user the tests connect as (trust authentication, loopback only).
 pub const USER: &str = "casegate";
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 /// Where Debian's PostgreSQL programs are (the newest version installed).
 fn bin_dir() -> Option<PathBuf> {
@@ -42,7 +60,7 @@ fn bin_dir() -> Option<PathBuf> {
 /// The running cluster, started on first use; `None` (with the reason printed) when
 /// PostgreSQL is not installed, so a test can say it skipped.
 pub fn cluster() -> Option<&'static Cluster> {
-    match CLUSTER.get_or_init(Cluster::start) {
+    match CLUSTER.get_or_init(|| Cluster::start(false)) {
         Ok(c) => Some(c),
         Err(why) => {
             println!("skipping: no PostgreSQL for the tests: {why}");
@@ -51,39 +69,83 @@ pub fn cluster() -> Option<&'static Cluster> {
     }
 }
 
+/// The cluster that lets clients in over TLS only (see the module's words), started on
+/// first use; `None` (with the reason printed) when PostgreSQL is not installed.
+pub fn tls_cluster() -> Option<&'static Cluster> {
+    match TLS_CLUSTER.get_or_init(|| Cluster::start(true)) {
+        Ok(c) => Some(c),
+        Err(why) => {
+            println!("skipping: no PostgreSQL with TLS for the tests: {why}");
+            None
+        }
+    }
+}
+
 /// A new, empty database on the shared cluster; its connection URL.
 pub fn database() -> Option<String> {
-    static N: AtomicU32 = AtomicU32::new(0);
     let cluster = cluster()?;
-    let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-    cluster.psql("postgres", &format!("CREATE DATABASE {name}"));
-    Some(cluster.url(&name))
+    Some(cluster.url(&cluster.new_database()))
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, String> {
+    /// Makes and starts a cluster: the shared one (trust, plain connections), or with
+    /// `tls` the one that takes only TLS connections with a password.
+    fn start(tls: bool) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no /usr/lib/postgresql/*/bin/postgres (install Debian's postgresql)")?;
         let dir = tempfile::Builder::new().prefix("casegate-pg.").tempdir().map_err(|e| e.to_string())?.keep();
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let tls = if tls {
+            let ca = TestCa::generate(&dir.join("tls"));
+            // The server reads its key only when no one else may (0600, its own user's).
+            std::fs::set_permissions(&ca.key_pem, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            let password = format!("Tls-pw-{}-{}", std::process::id(), rand::random::<u32>());
+            std::fs::write(dir.join("pwfile"), format!("{password}\n")).map_err(|e| e.to_string())?;
+            Some((ca, password))
+        } else {
+            None
+        };
         let as_root = unsafe { libc::geteuid() } == 0;
         if as_root {
             // The server refuses to run as root: its files belong to `nobody`.
             chown_tree(&dir, 65534, 65534)?;
         }
-        let initdb = run_as(
-            as_root,
-            &bin.join("initdb"),
-            &["-D", &path(&data), "-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"],
-        )
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
+        let mut args = vec!["-D".to_string(), path(&data), "-U".into(), USER.into()];
+        match &tls {
+            None => args.push("--auth=trust".into()),
+            Some(_) => args.extend(["--auth=scram-sha-256".into(), format!("--pwfile={}", path(&dir.join("pwfile")))]),
+        }
+        args.extend(["--no-sync", "-E", "UTF8", "--locale=C"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let initdb = run_as(as_root, &bin.join("initdb"), &args).output().map_err(|e| format!("initdb: {e}"))?;
         if !initdb.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
         }
+        let tls = match tls {
+            None => None,
+            Some((ca, password)) => {
+                // TLS or nothing: no `host` line, no `local` line.
+                let hba = data.join("pg_hba.conf");
+                std::fs::write(&hba, "hostssl all all 127.0.0.1/32 scram-sha-256\n").map_err(|e| e.to_string())?;
+                if as_root {
+                    std::os::unix::fs::chown(&hba, Some(65534), Some(65534)).map_err(|e| e.to_string())?;
+                }
+                let conf = format!(
+                    "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nlog_connections = on\n",
+                    path(&ca.cert_pem),
+                    path(&ca.key_pem)
+                );
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(data.join("postgresql.conf"))
+                    .map_err(|e| e.to_string())?;
+                std::io::Write::write_all(&mut file, conf.as_bytes()).map_err(|e| e.to_string())?;
+                Some(Tls { ca_pem: ca.ca_pem, password })
+            }
+        };
         for attempt in 0..5 {
             let port = free_port();
-            let cluster = Cluster { dir: dir.clone(), port, bin: bin.clone() };
+            let cluster = Cluster { dir: dir.clone(), port, bin: bin.clone(), tls: tls.clone() };
             match cluster.launch(as_root) {
                 Ok(()) => return Ok(cluster),
                 Err(e) if attempt < 4 => eprintln!("PostgreSQL did not start on port {port}, trying another: {e}"),
@@ -134,6 +196,24 @@ impl Cluster {
         Err(format!("PostgreSQL did not accept connections within 30 s; see {log}"))
     }
 
+    /// Makes a new, empty database; its name (unique in this process, across clusters).
+    pub fn new_database(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+
+    /// The CA and password of the TLS cluster ([`tls_cluster`]); `None` on the shared one.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// What the server logged so far (on the TLS cluster, every connection it let in).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("postgres-{}.log", self.port))).unwrap_or_default()
+    }
+
     /// The cluster's data directory (`PGDATA`): what the server writes to disk.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
@@ -144,9 +224,19 @@ impl Cluster {
         format!("postgres://{USER}@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Runs one SQL statement with psql; panics with psql's words when it fails.
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs one SQL statement with psql; panics with psql's words when it fails. On the
+    /// TLS cluster psql signs in with the password over TLS, checking the certificate.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
+        let mut psql = Command::new(self.bin.join("psql"));
+        if let Some(tls) = &self.tls {
+            psql.env("PGPASSWORD", &tls.password).env("PGSSLMODE", "verify-full").env("PGSSLROOTCERT", &tls.ca_pem);
+        }
+        let out = psql
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-d", database])
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
