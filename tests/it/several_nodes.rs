@@ -292,59 +292,151 @@ async fn folder_settles(dovecot: &Dovecot, user: &str, folder: &str, n: u32) -> 
 }
 
 const SECOND: &str = "second@example.com";
+const THIRD: &str = "third@example.com";
+
+/// The Message-IDs the SMTP sink received, without angle brackets, each with how often.
+fn received_ids(sink: &SmtpSink) -> std::collections::BTreeMap<String, usize> {
+    let mut ids = std::collections::BTreeMap::new();
+    for m in sink.messages() {
+        let id = casegate::parse::parse(&m.data).and_then(|p| p.message_id).expect("a notification has a Message-ID");
+        *ids.entry(id.trim_matches(['<', '>']).to_string()).or_default() += 1;
+    }
+    ids
+}
+
+/// Message-IDs from the outbox (`sql` selects one column), without angle brackets.
+fn outbox_ids(url: &str, sql: &str) -> BTreeSet<String> {
+    query(url, sql).lines().map(|l| l.trim().trim_matches(['<', '>']).to_string()).filter(|l| !l.is_empty()).collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_s_mailbox_is_taken_over_and_nothing_is_lost_or_doubled() {
+async fn a_killed_node_s_mailboxes_are_taken_over_and_no_mail_or_notification_is_lost_or_doubled() {
     let Some(url) = postgres::database() else { return };
-    let dovecot = Dovecot::builder().user(SECOND, PASSWORD).start();
-    let boxes = format!("{}{}", mailbox(&dovecot, "support", SUPPORT), mailbox(&dovecot, "second", SECOND));
-    let (a, b) = (on_postgres(&url, "node-a", &boxes), on_postgres(&url, "node-b", &boxes));
+    let started = Instant::now();
+    let dovecot = Dovecot::builder().user(SECOND, PASSWORD).user(THIRD, PASSWORD).start();
+    let sink = SmtpSink::start(SinkOptions::plain());
+    let users = [("support", SUPPORT), ("second", SECOND), ("third", THIRD)];
+    // The nodes send from different system addresses: the sink tells who sent what.
+    let tables = |from: &str| {
+        let mut tables = format!(
+            "[notify]\nstaff_recipients = [\"ann@support.example.com\"]\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_secs = 5\nfrom = \"{from}\"\n\
+             [outbox]\nretry_base_secs = 1\nretry_max_secs = 1\n",
+            sink.port()
+        );
+        for (name, user) in users {
+            tables.push_str(&mailbox(&dovecot, name, user));
+        }
+        tables
+    };
+    const FROM_A: &str = "help@example.com";
+    let sent_by_a = || sink.messages().iter().filter(|m| m.mail_from == FROM_A).count();
+    let (a, b) = (on_postgres(&url, "node-a", &tables(FROM_A)), on_postgres(&url, "node-b", &tables(SUPPORT)));
     let mut node_a = Daemon::start(&a, &[]);
-    node_a.wait_log("Mailbox taken", 2, WAIT).await;
+    node_a.wait_log("Mailbox taken", 3, WAIT).await;
     let node_b = Daemon::start(&b, &[]);
-    // The fair share: one mailbox each.
+    // The fair share of three mailboxes on two nodes: node-a hands one over.
     node_b.wait_log("Mailbox taken", 1, WAIT).await;
+    node_a.wait_log("Handing a mailbox to another node", 1, WAIT).await;
     let held = a.json(&["nodes", "--json"]);
-    let owners: Vec<(String, usize)> = held["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["name"].as_str().unwrap().to_string(), n["mailboxes"].as_array().unwrap().len()))
-        .collect();
-    assert_eq!(owners, [("node-a".to_string(), 1), ("node-b".to_string(), 1)], "{held}");
+    let holds = |node: &str| -> Vec<String> {
+        let n = held["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap();
+        n["mailboxes"].as_array().unwrap().iter().map(|m| m["mailbox"].as_str().unwrap().to_string()).collect()
+    };
+    let (a_holds, b_holds) = (holds("node-a"), holds("node-b"));
+    assert_eq!((a_holds.len(), b_holds.len()), (2, 1), "{held}");
 
-    let a_holds = held["nodes"][0]["mailboxes"][0]["mailbox"].as_str().unwrap().to_string();
-
-    const N: usize = 150;
-    dovecot.append_many(SUPPORT, "INBOX", &customer_mails("support", N)).await;
-    dovecot.append_many(SECOND, "INBOX", &customer_mails("second", N)).await;
-    let of_a = format!("SELECT count(*) FROM mails WHERE source = '{a_holds}'");
-    wait_until("node-a at work", WAIT, || count(&url, &of_a) >= 15).await;
+    const N: usize = 300;
+    const ALL: usize = 3 * N;
+    for (name, user) in users {
+        dovecot.append_many(user, "INBOX", &customer_mails(name, N)).await;
+    }
+    let of_a = format!(
+        "SELECT count(*) FROM mails WHERE source IN ({})",
+        a_holds.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")
+    );
+    // Killed while it reads mail and sends notifications.
+    wait_until("node-a at work", WAIT, || count(&url, &of_a) >= 30 && sent_by_a() >= 10).await;
     node_a.kill();
     let killed = Instant::now();
     let done_by_a = count(&url, &of_a);
-    assert!(done_by_a < N as i64, "node-a was killed before it finished ({done_by_a} of {N})");
+    // What node-a may have sent without recording it: the notifications claimed and not
+    // yet recorded when it died (claims hold a row for a minute; due rows are not held).
+    let claimed = outbox_ids(
+        &url,
+        &format!(
+            "SELECT message_id FROM outbox WHERE status = 'queued' AND next_attempt_at > '{}'",
+            casegate::store::stamp(chrono::Utc::now() + chrono::Duration::seconds(20))
+        ),
+    );
+    let a_sent = sent_by_a();
+    assert!(done_by_a < 2 * N as i64, "node-a was killed mid-run ({done_by_a} of its {} mails)", 2 * N);
+    let all_before = count(&url, "SELECT count(*) FROM mails");
+    assert!(all_before < ALL as i64, "the kill landed mid-run ({all_before} of {ALL} mails recorded)");
 
-    node_b.wait_log("Mailbox taken", 2, WAIT).await;
-    assert!(killed.elapsed() < Duration::from_secs(15), "taken over within the lease and a few seconds");
-    wait_until("every mail recorded", WAIT, || count(&url, "SELECT count(*) FROM mails") == 2 * N as i64).await;
-    for user in [SUPPORT, SECOND] {
+    node_b.wait_log("Mailbox taken", 3, WAIT).await;
+    let took_over = killed.elapsed();
+    assert!(took_over < Duration::from_secs(3 + 5), "taken over within the lease and a few seconds: {took_over:?}");
+    wait_until("every mail recorded", 3 * WAIT, || count(&url, "SELECT count(*) FROM mails") == ALL as i64).await;
+    let mails_done = started.elapsed();
+    for (_, user) in users {
         assert_eq!(folder_settles(&dovecot, user, "INBOX", 0).await, 0, "{user}: nothing left behind");
         assert_eq!(dovecot.folder_count(user, "Processed").await, N as u32, "{user}: each mail moved once");
     }
-    assert_eq!(count(&url, "SELECT count(*) FROM cases"), 2 * N as i64);
-    assert_eq!(count(&url, "SELECT count(DISTINCT message_id) FROM mails"), 2 * N as i64);
+    assert_eq!(count(&url, "SELECT count(*) FROM cases"), ALL as i64);
+    assert_eq!(count(&url, "SELECT count(DISTINCT message_id) FROM mails"), ALL as i64);
     let by_b = count(&url, &format!("{of_a} AND node = 'node-b'"));
-    assert!(by_b > 0, "node-b finished what node-a left of {a_holds}");
+    assert!(by_b > 0, "node-b finished what node-a left of {a_holds:?}");
+
+    // Every notification goes out: node-a's claims come free after their minute.
+    wait_until("no notification left queued", 3 * WAIT, || {
+        count(&url, "SELECT count(*) FROM outbox WHERE status = 'queued'") == 0
+    })
+    .await;
+    let sent = outbox_ids(&url, "SELECT message_id FROM outbox WHERE status = 'sent'");
+    assert_eq!(
+        query(&url, "SELECT string_agg(DISTINCT status, ',') FROM outbox WHERE status NOT IN ('sent', 'suppressed')"),
+        "",
+        "every notification was sent or held back by the loop breaker"
+    );
+    let alerts = count(&url, "SELECT count(*) FROM outbox WHERE event = 'new-case' AND status = 'sent'");
+    assert_eq!(alerts, ALL as i64, "a staff alert per case, sent");
+    let received = sink.wait_for(sent.len(), WAIT).await.len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids = received_ids(&sink);
+    let unknown: Vec<&String> = ids.keys().filter(|id| !sent.contains(*id)).collect();
+    assert!(unknown.is_empty(), "received, but no sent row of the outbox: {unknown:?}");
+    let missing: Vec<&String> = sent.iter().filter(|id| !ids.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "sent, but never received: {missing:?}");
+    // Exactly once, but for what node-a was sending when it died: the sink may have taken
+    // such a mail before node-a could record it, and node-b sends it again.
+    let doubled: Vec<(&String, &usize)> = ids.iter().filter(|(id, n)| **n > 1 && !claimed.contains(*id)).collect();
+    assert!(doubled.is_empty(), "sent more than once: {doubled:?}");
+    let in_doubt = ids.iter().filter(|(_, n)| **n == 2).count();
+    let (by_a, all) = (sent_by_a(), sink.messages().len());
+    assert!(by_a >= a_sent && by_a < all, "both nodes sent: {by_a} of {all} by node-a");
+    assert!(ids.values().all(|n| *n <= 2), "{ids:?}");
+    println!(
+        "{ALL} mails and {} notifications in {:.1} s (mails recorded after {:.1} s); node-a killed after \
+         {done_by_a} mails and {a_sent} notifications, {} claimed; taken over in {:.1} s; \
+         {in_doubt} notification(s) sent twice across the kill; {received} received",
+        sent.len(),
+        started.elapsed().as_secs_f64(),
+        mails_done.as_secs_f64(),
+        claimed.len(),
+        took_over.as_secs_f64()
+    );
+
     let leases = b.json(&["nodes", "--json"]);
-    let b_holds = leases["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-b").unwrap();
-    assert_eq!(b_holds["mailboxes"].as_array().unwrap().len(), 2, "{leases}");
+    let b_now = leases["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "node-b").unwrap();
+    assert_eq!(b_now["mailboxes"].as_array().unwrap().len(), 3, "{leases}");
     let doctor = b.run(&["doctor"]);
     let report = String::from_utf8_lossy(&doctor.stdout);
     let version = casegate::store::pg_migrations::MIGRATIONS.len();
     assert!(report.contains("PostgreSQL postgres://casegate@127.0.0.1"), "{report}");
-    assert!(report.contains(&format!("(schema {version}; {} case(s)", 2 * N)), "{report}");
-    assert!(report.contains("held: second by node-b, support by node-b"), "{report}");
+    assert!(report.contains(&format!("(schema {version}; {ALL} case(s)")), "{report}");
+    assert!(report.contains("0 notification(s) queued)"), "{report}");
+    assert!(report.contains("held: second by node-b, support by node-b, third by node-b"), "{report}");
     assert!(doctor.status.success(), "{report}");
     drop(node_b);
 }
