@@ -43,7 +43,7 @@ use crate::store::outbox::{self, Attempt, Due};
 
 /// Mails in flight at once (and SMTP connections in the pool).
 pub const CONCURRENCY: usize = 8;
-/// Notifications claimed per step; their outcomes are committed together.
+/// Notifications claimed per step (their outcomes are committed as they come in).
 const CHUNK: usize = 64;
 
 /// What one [`Sender::send_due`] did.
@@ -136,7 +136,10 @@ impl Sender {
             if due.is_empty() {
                 return Ok(summary);
             }
-            let results: Vec<(i64, String, Result<(), Failure>, u32)> = futures::stream::iter(due)
+            // Outcomes are recorded as they come in, a few at a time, not when the whole
+            // chunk is through: a node that dies mid-chunk leaves at most those few sent
+            // and unrecorded (another node sends them again once the claim runs out).
+            let mut results = futures::stream::iter(due)
                 .map(|d| async move {
                     let started = std::time::Instant::now();
                     let result = self.deliver(&d).await;
@@ -144,47 +147,52 @@ impl Sender {
                     (d.id, d.message_id, result, d.attempts + 1)
                 })
                 .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+                .ready_chunks(CONCURRENCY);
 
             let mut connection_failed = false;
-            let mut records = Vec::with_capacity(results.len());
-            for (id, message_id, result, attempt) in results {
-                let outcome = match result {
-                    Ok(()) => {
-                        summary.sent += 1;
-                        tracing::info!(id, message_id = %message_id, "Notification sent");
-                        Attempt::Sent
-                    }
-                    Err(Failure::Permanent(error)) => {
-                        summary.failed += 1;
-                        crate::metrics::global().notification_outcome("failed");
-                        tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
-                        Attempt::Failed { error }
-                    }
-                    Err(Failure::Transient(error) | Failure::Connection(error)) if attempt >= self.max_attempts() => {
-                        summary.failed += 1;
-                        crate::metrics::global().notification_outcome("failed");
-                        let error = format!("gave up after {attempt} attempts; last: {error}");
-                        tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
-                        Attempt::Failed { error }
-                    }
-                    Err(failure) => {
-                        connection_failed |= matches!(failure, Failure::Connection(_));
-                        let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) =
-                            failure;
-                        summary.deferred += 1;
-                        crate::metrics::global().notification_outcome("deferred");
-                        let delay = retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
-                        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
-                        tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
-                        Attempt::Retry { at: crate::store::stamp(at), error }
-                    }
-                };
-                records.push((id, outcome));
+            while let Some(done) = results.next().await {
+                let mut records = Vec::with_capacity(done.len());
+                for (id, message_id, result, attempt) in done {
+                    let outcome = match result {
+                        Ok(()) => {
+                            summary.sent += 1;
+                            tracing::info!(id, message_id = %message_id, "Notification sent");
+                            Attempt::Sent
+                        }
+                        Err(Failure::Permanent(error)) => {
+                            summary.failed += 1;
+                            crate::metrics::global().notification_outcome("failed");
+                            tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
+                            Attempt::Failed { error }
+                        }
+                        Err(Failure::Transient(error) | Failure::Connection(error))
+                            if attempt >= self.max_attempts() =>
+                        {
+                            summary.failed += 1;
+                            crate::metrics::global().notification_outcome("failed");
+                            let error = format!("gave up after {attempt} attempts; last: {error}");
+                            tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
+                            Attempt::Failed { error }
+                        }
+                        Err(failure) => {
+                            connection_failed |= matches!(failure, Failure::Connection(_));
+                            let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) =
+                                failure;
+                            summary.deferred += 1;
+                            crate::metrics::global().notification_outcome("deferred");
+                            let delay =
+                                retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
+                            let at =
+                                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                            tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
+                            Attempt::Retry { at: crate::store::stamp(at), error }
+                        }
+                    };
+                    records.push((id, outcome));
+                }
+                let now_text = crate::store::stamp(Utc::now());
+                with_db(&self.config, move |db| outbox::record(db, &records, &now_text)).await?;
             }
-            let now_text = crate::store::stamp(Utc::now());
-            with_db(&self.config, move |db| outbox::record(db, &records, &now_text)).await?;
             if connection_failed {
                 return Ok(summary);
             }

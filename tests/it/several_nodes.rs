@@ -409,10 +409,14 @@ async fn a_killed_node_s_mailboxes_are_taken_over_and_no_mail_or_notification_is
     let missing: Vec<&String> = sent.iter().filter(|id| !ids.contains_key(*id)).collect();
     assert!(missing.is_empty(), "sent, but never received: {missing:?}");
     // Exactly once, but for what node-a was sending when it died: the sink may have taken
-    // such a mail before node-a could record it, and node-b sends it again.
+    // such a mail before node-a could record it, and node-b sends it again once node-a's
+    // claim runs out.
     let doubled: Vec<(&String, &usize)> = ids.iter().filter(|(id, n)| **n > 1 && !claimed.contains(*id)).collect();
     assert!(doubled.is_empty(), "sent more than once: {doubled:?}");
     let in_doubt = ids.iter().filter(|(_, n)| **n == 2).count();
+    // Outcomes are recorded as they come in: the doubles are a few, not a whole claim.
+    let few = 2 * casegate::notify::send::CONCURRENCY;
+    assert!(in_doubt <= few, "{in_doubt} notifications sent twice (at most {few} were sent and unrecorded)");
     let (by_a, all) = (sent_by_a(), sink.messages().len());
     assert!(by_a >= a_sent && by_a < all, "both nodes sent: {by_a} of {all} by node-a");
     assert!(ids.values().all(|n| *n <= 2), "{ids:?}");
