@@ -469,3 +469,42 @@ pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+#[test]
+fn the_storage_keys_go_into_the_storage_table_or_the_root_table() {
+    let url = "postgres://casegate@127.0.0.1:5/t1";
+    let keys = |text: &str| -> toml::Table { with_storage(text, url).parse().expect("valid TOML") };
+    // A config that ends inside a table (here an array of tables) keeps its table.
+    let ends_in_table = keys("data_dir = \"var\"\n[[mailbox]]\nname = \"a\"\n");
+    assert_eq!(ends_in_table["storage"]["database_url"].as_str(), Some(url));
+    assert_eq!(ends_in_table["mailbox"][0].as_table().unwrap().len(), 1, "nothing added to the mailbox");
+    // A `[storage]` table of its own gets the keys, and keeps its others.
+    let own = keys("[storage] # tuned\nfsync = true\n[limits]\nmax_message_bytes = 1\n");
+    assert_eq!(own["storage"]["database_url"].as_str(), Some(url));
+    assert_eq!(own["storage"]["node"].as_str(), Some(NODE));
+    assert_eq!(own["storage"]["fsync"].as_bool(), Some(true));
+    assert!(own["limits"].get("database_url").is_none());
+    // Dotted keys at the top stay valid.
+    let dotted = keys("storage.fsync = true\n[web]\nlisten = \"x\"\n");
+    assert_eq!(dotted["storage"]["fsync"].as_bool(), Some(true));
+    assert_eq!(dotted["storage"]["database_url"].as_str(), Some(url));
+}
+
+#[test]
+fn an_installation_stores_where_the_test_backend_says() {
+    let install = Installation::new("");
+    let raw = b"From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Hi\r\nMessage-ID: <b@c.example>\r\n\r\nhi\r\n";
+    assert_eq!(install.ingest_bytes("hi.eml", raw)["outcome"], "created");
+    assert_eq!(install.on_postgres(), on_postgres());
+    assert_eq!(install.path().join("var/casegate.db").exists(), !on_postgres(), "the store is where it should be");
+    assert_eq!(install.count("SELECT count(*) FROM cases WHERE subject = ?1", ["Hi"]), 1);
+    install.execute("UPDATE cases SET subject = ?1 WHERE id = 1", ["It's me"]);
+    assert_eq!(install.rows("SELECT subject, linked_case FROM cases", []), [[Some("It's me".to_string()), None]]);
+    let copy = install.copy();
+    copy.execute("UPDATE cases SET subject = 'Copied'", []);
+    assert_eq!(
+        install.count("SELECT count(*) FROM cases WHERE subject = 'It''s me'", []),
+        1,
+        "a copy has data of its own"
+    );
+}
