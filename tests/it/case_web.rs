@@ -50,10 +50,8 @@ fn watchers(site: &WebSite, case: i64) -> Vec<String> {
 }
 
 fn audit(site: &WebSite, action: &str) -> Vec<(Option<String>, Option<String>)> {
-    let db = site.install.db();
-    let mut stmt = db.prepare("SELECT actor, detail FROM audit WHERE action = ?1 ORDER BY id").unwrap();
-    let rows = stmt.query_map([action], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    rows.map(|r| r.unwrap()).collect()
+    let rows = site.install.rows("SELECT actor, detail FROM audit WHERE action = ?1 ORDER BY id", [action]);
+    rows.into_iter().map(|r| (r[0].clone(), r[1].clone())).collect()
 }
 
 /// (recipient, event) of every queued notification, in order.

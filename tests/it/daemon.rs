@@ -606,7 +606,7 @@ fn demo_config_runs_without_any_server() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(repo.join("config/demo.toml"), dir.path().join("config/demo.toml")).unwrap();
     std::os::unix::fs::symlink(fixtures().join("demo/inbox"), dir.path().join("fixtures/demo/inbox")).unwrap();
-    let inst = Installation { config: dir.path().join("config/demo.toml"), dir };
+    let inst = Installation { config: dir.path().join("config/demo.toml"), dir, database: None };
 
     inst.ok(&["run", "--once"]);
 

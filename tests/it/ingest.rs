@@ -157,8 +157,7 @@ fn hostile_attachment_names_are_made_safe_and_bytes_stored_by_hash() {
     assert_eq!(names[1], "invoicefdp.exe", "bidi override removed, so the real extension shows");
     assert!(names[2].len() <= 200 && names[2].ends_with(".txt"), "{}", names[2]);
     let sha = atts[0]["sha256"].as_str().unwrap();
-    let stored = std::fs::read(install.path().join("var/blobs").join(&sha[..2]).join(sha)).unwrap();
-    assert_eq!(stored, b"root:x:0:0");
+    assert_eq!(install.blob(sha), b"root:x:0:0");
     assert!(!install.path().join("etc").exists() && !install.path().join("var/etc").exists());
 }
 
@@ -212,10 +211,7 @@ fn forged_staff_mail_is_treated_as_a_customers_when_authentication_is_required()
 fn a_reply_to_a_closed_case_opens_a_new_case_that_links_it() {
     let install = Installation::new("");
     install.ingest_bytes("open.eml", &opener());
-    install.db();
-    let db = rusqlite::Connection::open(install.path().join("var/casegate.db")).unwrap();
-    db.execute("UPDATE cases SET status = 'closed' WHERE id = 1", []).unwrap();
-    drop(db);
+    install.execute("UPDATE cases SET status = 'closed' WHERE id = 1", []);
     let reply = mail(
         "From: jane@customer.example\r\nTo: support@example.com\r\nSubject: Re: [CASE-1] VPN drops\r\nMessage-ID: <after-close@customer.example>",
         "It is back.",
@@ -306,9 +302,11 @@ fn a_mail_copied_to_hundreds_adds_only_the_configured_number_of_watchers() {
     assert_eq!(watchers(&install), 15);
 
     // Each mail that hit the limit says so once in the audit log.
-    let db = install.db();
-    let mut stmt = db.prepare("SELECT detail FROM audit WHERE action = 'watchers-limited' ORDER BY id").unwrap();
-    let details: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let details: Vec<String> = install
+        .rows("SELECT detail FROM audit WHERE action = 'watchers-limited' ORDER BY id", [])
+        .into_iter()
+        .map(|r| r[0].clone().expect("a detail"))
+        .collect();
     assert_eq!(details.len(), 3, "{details:?}");
     assert!(details[0].starts_with("295 more addresses were not added"), "{details:?}");
     assert!(details[1].starts_with("15 more") && details[2].starts_with("5 more"), "{details:?}");
@@ -334,10 +332,8 @@ fn mails_that_reuse_a_message_id_with_other_content_are_each_processed() {
     assert_eq!(line["case"], "CASE-2");
     assert_eq!(install.case("CASE-2")["subject"], "Scanner is slow");
 
-    let audit: String = install
-        .db()
-        .query_row("SELECT detail FROM audit WHERE action = 'message-id-reused'", [], |r| r.get(0))
-        .expect("the reuse is audited");
+    let audit = install.rows("SELECT detail FROM audit WHERE action = 'message-id-reused'", []);
+    let audit = audit.first().and_then(|r| r[0].clone()).expect("the reuse is audited");
     assert!(audit.contains("mail #1 (CASE-1)") && audit.contains("no longer routes"), "{audit}");
 
     let reply = mail(

@@ -135,7 +135,6 @@ fn ingesting_the_same_files_twice_leaves_the_database_unchanged() {
     let first = install.ingest(&refs);
     assert!(first.iter().any(|l| l["outcome"] == "created"));
     let snapshot = |i: &Installation| -> Vec<String> {
-        let db = i.db();
         let mut out = Vec::new();
         for table in [
             "mails",
@@ -149,14 +148,8 @@ fn ingesting_the_same_files_twice_leaves_the_database_unchanged() {
             "outbox",
             "audit",
         ] {
-            let mut stmt = db.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((0..n).map(|c| format!("{:?}", r.get_ref(c).unwrap())).collect::<Vec<_>>().join("|"))
-                })
-                .unwrap();
-            out.extend(rows.map(|r| format!("{table}: {}", r.unwrap())));
+            let rows = i.rows(&format!("SELECT * FROM {table} ORDER BY 1"), []);
+            out.extend(rows.iter().map(|r| format!("{table}: {r:?}")));
         }
         out
     };

@@ -87,6 +87,20 @@ pub fn database() -> Option<String> {
     Some(cluster.url(&cluster.new_database()))
 }
 
+/// A new database with the tables and rows of `name` (which nobody may be connected to);
+/// its connection URL.
+pub fn copy_of(name: &str) -> String {
+    let cluster = cluster().expect("the cluster runs: the database to copy is on it");
+    let copy = new_name();
+    cluster.psql("postgres", &format!("CREATE DATABASE {copy} TEMPLATE {name}"));
+    cluster.url(&copy)
+}
+
+fn new_name() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
 impl Cluster {
     /// Makes and starts a cluster: the shared one (trust, plain connections), or with
     /// `tls` the one that takes only TLS connections with a password.
@@ -198,8 +212,8 @@ impl Cluster {
 
     /// Makes a new, empty database; its name (unique in this process, across clusters).
     pub fn new_database(&self) -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        // One sequence of names for every cluster and copy: no two databases share one.
+        let name = new_name();
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         name
     }
@@ -244,6 +258,39 @@ impl Cluster {
         assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// Separators of [`Cluster::rows`]: ASCII unit, record and group separators, which no
+/// value the tests read contains.
+const FIELD_SEP: &str = "\u{1f}";
+const RECORD_SEP: &str = "\u{1e}";
+const NULL_MARK: &str = "\u{1d}";
+
+impl Cluster {
+    /// Runs SQL with psql; the rows of its last statement, every value as psql prints it
+    /// (`None` for NULL).
+    pub fn rows(&self, database: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "-d", database])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", FIELD_SEP, "-R", RECORD_SEP])
+            .args(["-P", &format!("null={NULL_MARK}"), "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).expect("utf-8 from psql");
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        if text.is_empty() {
+            return Vec::new();
+        }
+        text.split(RECORD_SEP)
+            .map(|row| row.split(FIELD_SEP).map(|v| if v == NULL_MARK { None } else { Some(v.to_string()) }).collect())
+            .collect()
+    }
+}
+
+/// The database name at the end of a URL of [`Cluster::url`].
+pub fn database_name(url: &str) -> &str {
+    url.rsplit('/').next().expect("a database name")
 }
 
 /// `program args…`, as `nobody` when we are root.

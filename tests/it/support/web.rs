@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::survey::http::{form_encode, http, Reply};
-use crate::support::casegate::Installation;
+use crate::support::casegate::{off_runtime, Installation};
 
 /// The link secret of every [`WebSite`].
 pub const SECRET: &str = "integration-test web secret 0123456789";
@@ -47,7 +47,7 @@ impl WebSite {
         let addr = listener.local_addr().expect("local addr");
         let config = Arc::new(Config::load(&install.config).expect("load config"));
         let base_url = config.web.base_url.clone();
-        Store::open(&config).expect("create the database");
+        off_runtime(|| Store::open(&config).map(drop)).expect("create the database");
         let (shutdown, server) = serve_pages(config.clone(), listener);
         WebSite { install, config, addr, base_url, shutdown, server: Some(server) }
     }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::http::{form_encode, http, Reply};
-use crate::support::casegate::Installation;
+use crate::support::casegate::{off_runtime, Installation};
 use crate::support::mail::to_support;
 
 /// (case, recipient, score, solved 0/1/NULL, comment, channel) of one `survey_answers` row.
@@ -42,7 +42,7 @@ impl SurveySite {
             "[survey]\nbase_url = \"{base_url}\"\nlisten = \"{addr}\"\nsecret = \"{SECRET}\"\nlink_valid_days = 30\n"
         ));
         let config = Arc::new(Config::load(&install.config).expect("load config"));
-        Store::open(&config).expect("create the database");
+        off_runtime(|| Store::open(&config).map(drop)).expect("create the database");
         let shutdown = CancellationToken::new();
         let state = WebState::new(config.clone()).expect("web state");
         let server = tokio::spawn(serve_on(listener, state, shutdown.clone()));
@@ -61,12 +61,14 @@ impl SurveySite {
 
     /// Invites `recipient` to the survey of `case` as of `now`; returns the link.
     pub fn invite_at(&self, case: i64, recipient: &str, now: DateTime<Utc>) -> String {
-        let store = Store::open(&self.config).expect("open store");
         let recipient = Address::parse(recipient).expect("address");
-        casegate::store::surveys::invite(store.db(), &self.config, case, &recipient, now)
-            .expect("invite")
-            .expect("not invited before")
-            .url
+        off_runtime(|| {
+            let store = Store::open(&self.config).expect("open store");
+            casegate::store::surveys::invite(store.db(), &self.config, case, &recipient, now)
+                .expect("invite")
+                .expect("not invited before")
+                .url
+        })
     }
 
     pub fn invite(&self, case: i64, recipient: &str) -> String {
@@ -78,18 +80,20 @@ impl SurveySite {
         url.strip_prefix(&self.base_url).unwrap_or_else(|| panic!("{url} is not under {}", self.base_url)).to_string()
     }
 
-    /// Stored answers, as SQLite holds them.
+    /// Stored answers (`solved` as 1 or 0 on either store).
     pub fn answers(&self) -> Vec<AnswerRow> {
-        let db = self.install.db();
-        let mut stmt = db
-            .prepare(
-                "SELECT case_id, recipient, score, solved, comment, channel FROM survey_answers ORDER BY case_id, recipient",
-            )
-            .expect("prepare");
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-            .expect("query");
-        rows.map(|r| r.expect("row")).collect()
+        let rows = self.install.rows(
+            "SELECT case_id, recipient, score, CASE WHEN solved THEN 1 WHEN NOT solved THEN 0 END, comment, channel \
+             FROM survey_answers ORDER BY case_id, recipient",
+            [],
+        );
+        let number = |v: &Option<String>| v.as_deref().map(|n| n.parse::<i64>().expect("a number"));
+        rows.iter()
+            .map(|r| {
+                let text = |v: &Option<String>| v.clone().expect("a value");
+                (number(&r[0]).unwrap(), text(&r[1]), number(&r[2]).unwrap(), number(&r[3]), r[4].clone(), text(&r[5]))
+            })
+            .collect()
     }
 
     pub async fn get(&self, path: &str) -> Reply {
