@@ -93,10 +93,14 @@ impl<'h> Items<'h> {
             let start = at + offset;
             let rest = &html[start + 1..];
             if let Some(comment) = rest.strip_prefix("!--") {
-                let end = comment.find("-->").map_or(html.len(), |i| start + 4 + i + 3);
-                return Some((start, end, Item::Other));
+                return Some((start, start + 4 + comment_length(comment), Item::Other));
             }
-            if rest.starts_with('!') || rest.starts_with('?') {
+            // `<!…>`, `<?…>`, and `</` followed by anything but a letter are bogus comments
+            // to the HTML parser, up to the next `>` (so `</<!--` opens no real comment).
+            let bogus_end_tag = rest
+                .strip_prefix('/')
+                .is_some_and(|r| !r.is_empty() && !r.starts_with(|c: char| c.is_ascii_alphabetic()));
+            if rest.starts_with('!') || rest.starts_with('?') || bogus_end_tag {
                 let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
                 return Some((start, end, Item::Other));
             }
@@ -121,6 +125,31 @@ impl<'h> Items<'h> {
         }
         None
     }
+}
+
+/// The length of a comment's content and end after its `<!--`, as the HTML parser reads
+/// it: `<!-->` and `<!--->` end at once, others at the first `-->` or `--!>`, an unended
+/// one with the document.
+fn comment_length(comment: &str) -> usize {
+    if comment.starts_with('>') {
+        return 1;
+    }
+    if comment.starts_with("->") {
+        return 2;
+    }
+    let bytes = comment.as_bytes();
+    let mut at = 0;
+    while let Some(offset) = memchr(b'-', &bytes[at..]) {
+        let i = at + offset;
+        if bytes[i..].starts_with(b"-->") {
+            return i + 3;
+        }
+        if bytes[i..].starts_with(b"--!>") {
+            return i + 4;
+        }
+        at = i + 1;
+    }
+    comment.len()
 }
 
 /// Where the end tag `</name` (any case) starts, at or after `from`.
@@ -443,6 +472,24 @@ mod tests {
         let script = "<script>if (a <b) { x = '<div>'; }</SCRIPT><div>after</div>";
         assert_eq!(scan(script).max_depth, 1);
         assert!(strip_tags(script).contains("after") && !strip_tags(script).contains("x ="));
+    }
+
+    #[test]
+    fn comments_end_where_the_html_parser_ends_them() {
+        // Each opener below hides nothing from the HTML parser: the quotes after it nest,
+        // and the bounds must see them (fixtures/fuzz/009.eml: `</<!--` made 2,800 nested
+        // quotes look like one comment, and html2text took a minute over them).
+        let n = 2_000;
+        let quotes = "<blockquote>x".repeat(n);
+        for opener in ["</<!--", "<!-->", "<!--->", "<!-- a --!>", "</ <!--", "<? x <!-- ?>"] {
+            let html = format!("<p>{opener}</p>{quotes}deep text<!-- end -->");
+            assert_eq!(scan(&html).max_depth, n, "{opener}");
+            let text = to_text(&html, html2text);
+            assert!(text.contains("deep text"), "{opener}");
+        }
+        // A real comment still hides what is in it, and `</b>` is an end tag.
+        let hidden = format!("<!-- {quotes} --><p>after</p></b>");
+        assert!(scan(&hidden).max_depth < 2, "the comment's quotes were counted");
     }
 
     #[test]
