@@ -944,6 +944,19 @@ pub fn gist_key(gist: &str) -> Option<String> {
     (!gist.is_empty()).then(|| hex::encode(&Sha256::digest(gist.as_bytes())[..12]))
 }
 
+/// The key stored with a case a mail opens ([`gist_key`] of its words, bound to its
+/// requester): the loop breaker finds a sender's cases that opened with the same words by
+/// this one key, so the lookup costs the same however many cases the sender has or share
+/// the words (a template many senders send).
+pub fn opening_key(gist_key: &str, requester: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(gist_key.as_bytes());
+    h.update(b"\n");
+    h.update(requester.to_ascii_lowercase().as_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
 /// What a mail says as an autoresponder would repeat it: its [`gist`] and the gist's
 /// [`gist_key`], worked out once while the mail is prepared (off the database writer).
 #[derive(Debug, Clone, Default)]

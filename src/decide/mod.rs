@@ -129,7 +129,7 @@ pub struct NewCase {
     pub account: Option<String>,
     pub environment: Option<String>,
     pub linked_case: Option<CaseId>,
-    /// The key of the opening mail's words (`classify::gist_key`), for the loop breaker.
+    /// The opening key of the mail's words and its requester (`classify::opening_key`), for the loop breaker.
     pub opening_gist: Option<String>,
 }
 

@@ -71,7 +71,7 @@ pub(super) fn plan<'m>(
         account: shape.account.clone().or_else(|| origin_account.map(str::to_string)),
         environment: shape.environment.clone(),
         linked_case: linked,
-        opening_gist: analyzed.gist.key.clone(),
+        opening_gist: analyzed.gist.key.as_deref().map(|key| crate::classify::opening_key(key, sender.as_str())),
     }));
     let via = match (&shape.forwarded, on_behalf) {
         (Some(_), _) => "forward",

@@ -160,7 +160,7 @@ impl<'a> Limits<'a> {
     fn repeats(&self, mail: &InboundMail, key: Option<&str>, case: Option<CaseId>) -> anyhow::Result<Option<String>> {
         let (Some(from), Some(key)) = (mail.from_address(), key) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
-        let same = loops::openings_saying(self.conn, from, key, &since, case)?;
+        let same = loops::openings_saying(self.conn, &crate::classify::opening_key(key, from.as_str()), &since, case)?;
         Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
     }
 
