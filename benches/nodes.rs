@@ -16,7 +16,7 @@
 //! `cargo test --all-targets` it makes a quick smoke run. Without PostgreSQL installed it
 //! says so and measures SQLite only.
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/it/support/mailstack/mod.rs"]
 mod mailstack;
 #[allow(dead_code)]
