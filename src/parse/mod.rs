@@ -139,11 +139,54 @@ impl InboundMail {
 
 /// Parses a raw mail. `None` only when there is nothing resembling a mail (no headers).
 pub fn parse(raw: &[u8]) -> Option<InboundMail> {
-    let message = MessageParser::default().parse(skip_preamble(raw))?;
+    let bounded = opaque_messages_beyond(skip_preamble(raw), MAX_PARSED_MESSAGES);
+    let message = MessageParser::default().parse(bounded.as_ref())?;
     if message.headers().is_empty() {
         return None;
     }
     Some(convert(&message, 0))
+}
+
+/// Attached messages (`message/rfc822`, `message/global` parts) that mail-parser parses
+/// as messages; the rest are kept as `.eml` files without being parsed. mail-parser gives
+/// each attached message whose boundary is broken the text of the rest of the mail, so
+/// hundreds nested in each other took a hundred times the mail's size in memory
+/// (fixtures/fuzz/010.eml).
+pub const MAX_PARSED_MESSAGES: usize = 8;
+
+/// The marks that make a `Content-Type` of an attached message opaque to mail-parser (one
+/// byte changed, so every offset stays), and the types they stand for.
+const OPAQUE_TYPES: [(&str, &str); 2] = [("message/rfc82-", "message/rfc822"), ("message/globa-", "message/global")];
+
+/// `raw` with the `Content-Type` lines of attached messages after the first `keep` made
+/// opaque to mail-parser ([`OPAQUE_TYPES`]); `raw` itself when it has no more than `keep`.
+fn opaque_messages_beyond(raw: &[u8], keep: usize) -> Cow<'_, [u8]> {
+    use std::sync::OnceLock;
+    static TYPES: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
+    let types = TYPES.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(OPAQUE_TYPES.map(|(_, real)| real))
+            .expect("two constant patterns")
+    });
+    let is_content_type = |at: usize| {
+        let line = raw[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let head = &raw[line..at];
+        let name = head.iter().position(|&b| b == b':').map(|i| head[..i].trim_ascii());
+        name.is_some_and(|n| n.eq_ignore_ascii_case(b"content-type"))
+    };
+    let mut seen = 0;
+    let mut out: Option<Vec<u8>> = None;
+    for found in types.find_iter(raw) {
+        if !is_content_type(found.start()) {
+            continue;
+        }
+        seen += 1;
+        if seen > keep {
+            out.get_or_insert_with(|| raw.to_vec())[found.end() - 1] = b'-';
+        }
+    }
+    out.map_or(Cow::Borrowed(raw), Cow::Owned)
 }
 
 /// Parses only the headers (for mail too large to process, so it can still be listed and
@@ -382,6 +425,11 @@ fn content_type_of(part: &MessagePart<'_>) -> Option<String> {
     let value = format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase();
     // Hostile or broken values (Yahoo once sent filenames in here) are cut to a sane token.
     let clean: String = value.chars().filter(|c| c.is_ascii_alphanumeric() || "/-+.".contains(*c)).take(100).collect();
+    // An attached message beyond those parsed ([`opaque_messages_beyond`]) is still one.
+    let clean = match OPAQUE_TYPES.iter().find(|(mark, _)| *mark == clean) {
+        Some((_, real)) => real.to_string(),
+        None => clean,
+    };
     Some(clean).filter(|c| c.contains('/'))
 }
 
@@ -463,6 +511,41 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A digest: `n` forwarded mails side by side, each a `message/rfc822` part.
+    fn digest(n: usize) -> Vec<u8> {
+        let mut mail = String::from(
+            "From: list@example.org\r\nTo: support@example.com\r\nSubject: Digest\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"d\"\r\n\r\n--d\r\nContent-Type: text/plain\r\n\r\nThe digest.\r\n",
+        );
+        for i in 0..n {
+            mail.push_str(&format!(
+                "--d\r\nContent-Type: Message/RFC822\r\n\r\nFrom: m{i}@example.org\r\nSubject: Post {i}\r\n\r\nBody {i}.\r\n"
+            ));
+        }
+        mail.push_str("--d--\r\n");
+        mail.into_bytes()
+    }
+
+    #[test]
+    fn attached_messages_beyond_those_parsed_are_kept_as_messages() {
+        let mail = parse(&digest(12)).unwrap();
+        assert_eq!(mail.attached_messages.len(), MAX_PARSED_MESSAGES);
+        assert_eq!(mail.attached_messages[0].subject, "Post 0");
+        let messages: Vec<&Attachment> =
+            mail.attachments.iter().filter(|a| a.content_type == "message/rfc822").collect();
+        assert_eq!(messages.len(), 12, "{:?}", mail.attachments.iter().map(|a| &a.content_type).collect::<Vec<_>>());
+        assert!(messages.iter().all(|a| a.disposition == Disposition::Message));
+        assert_eq!(messages[11].filename, "Post 11.eml");
+        assert!(String::from_utf8_lossy(&messages[11].data).contains("Body 11."));
+        // At most that many, the mail is given to mail-parser as it came.
+        assert!(matches!(opaque_messages_beyond(&digest(8), MAX_PARSED_MESSAGES), Cow::Borrowed(_)));
+        // The scan does not parse MIME: a header-like line in a body counts, prose does not.
+        let text = b"Subject: x\r\n\r\nContent-Type: message/rfc822 is how mail is attached.\r\n".repeat(20);
+        assert!(matches!(opaque_messages_beyond(&text, 0), Cow::Owned(_)), "a header-like line in a body counts");
+        let prose = b"Subject: x\r\n\r\nAttach it as message/rfc822, please.\r\n".repeat(20);
+        assert!(matches!(opaque_messages_beyond(&prose, 0), Cow::Borrowed(_)));
+    }
 
     fn parse_str(s: &str) -> InboundMail {
         parse(s.as_bytes()).expect("parses")
