@@ -26,7 +26,8 @@
 //!    XOAUTH2/OAUTHBEARER, for the IMAP source and the SMTP sender); for operators,
 //!    [`metrics`] (Prometheus metrics and health checks), [`systemd`] (readiness and
 //!    watchdog for the service manager) and [`reconcile`] (server folders against the
-//!    journal).
+//!    journal); [`lifecycle`] (retention, purges, erasure, cases that close themselves) and
+//!    [`migrate`] (moving an installation from SQLite into PostgreSQL).
 //!
 //! Underneath everything: [`case`] (the case model: statuses, events, reasons, tokens),
 //! [`address`], [`digest`], [`backoff`], [`signed`] (signed personal links; [`links`] makes them). Nothing imports a module above it; a test
@@ -49,6 +50,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod links;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod oauth;
 pub mod ownership;

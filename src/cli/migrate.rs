@@ -1,13 +1,13 @@
 //! `casegate migrate-store [--to URL | --to-env VAR] [--json]`: copies the SQLite store
 //! under `data_dir` into an empty PostgreSQL database and verifies the copy (see
-//! [`crate::store::migrate`]).
+//! [`crate::migrate`]).
 
 use std::sync::Arc;
 
 use super::progress::Progress;
 use super::{print_json, UsageError};
 use crate::config::Config;
-use crate::store::migrate;
+use crate::migrate;
 use crate::store::postgres::is_postgres_url;
 
 #[derive(Debug, clap::Args)]

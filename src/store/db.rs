@@ -180,6 +180,15 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+impl From<super::target::ConnectError> for DbError {
+    fn from(e: super::target::ConnectError) -> DbError {
+        match e {
+            super::target::ConnectError::Unverified(why) => DbError::Unverified(why),
+            super::target::ConnectError::Postgres(e) => DbError::Postgres(e),
+        }
+    }
+}
+
 impl From<postgres::Error> for DbError {
     fn from(e: postgres::Error) -> DbError {
         DbError::Postgres(e)

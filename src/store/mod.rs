@@ -21,7 +21,6 @@ pub mod db;
 pub mod lifecycle;
 pub mod loops;
 pub mod mails;
-pub mod migrate;
 pub mod migrations;
 pub mod nodes;
 pub mod outbox;

@@ -18,8 +18,6 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use super::db::DbError;
-
 /// How long connecting may take unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,6 +55,15 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target").field("url", &self.shown).finish()
     }
+}
+
+/// Why a session could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server's TLS certificate could not be verified: the words say why and what to
+    /// check.
+    Unverified(String),
+    Postgres(postgres::Error),
 }
 
 /// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
@@ -121,19 +128,21 @@ impl Target {
     /// Opens a new session, limited in how long it may sit idle inside a transaction
     /// (see [`limit_idle_transactions`]).
     /// A server certificate that cannot be verified is refused with words that name the
-    /// CA file and what to check ([`DbError::Unverified`]).
-    pub fn connect(&self) -> Result<postgres::Client, DbError> {
+    /// CA file and what to check ([`ConnectError::Unverified`]).
+    pub fn connect(&self) -> Result<postgres::Client, ConnectError> {
         let connected = match &self.tls {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(postgres::NoTls),
         };
         let mut client = connected.map_err(|e| match certificate_error(&e) {
-            Some(why) => DbError::Unverified(self.unverified(why)),
-            None => DbError::Postgres(e),
+            Some(why) => ConnectError::Unverified(self.unverified(why)),
+            None => ConnectError::Postgres(e),
         })?;
         let ms = IDLE_IN_TRANSACTION_MS.load(Ordering::Relaxed);
         if ms > 0 {
-            client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))?;
+            client
+                .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+                .map_err(ConnectError::Postgres)?;
         }
         Ok(client)
     }

@@ -16,9 +16,9 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::db::{Db, DbError, DbResult, Row, TxMode, Value};
-use super::{blobs, mails, packs, Store};
 use crate::reconcile::Progress;
+use crate::store::db::{Db, DbError, DbResult, Row, TxMode, Value};
+use crate::store::{blobs, mails, packs, Store};
 use crate::vals;
 
 /// The tables copied, each after the tables its foreign keys name.
@@ -177,8 +177,8 @@ fn copy_all(
 
 /// `casegate run` on the old store would go on changing it during the copy.
 fn refuse_running_daemon(db: Db<'_>) -> anyhow::Result<()> {
-    let since = super::stamp(chrono::Utc::now() - chrono::Duration::seconds(RUNNING_WITHIN_SECS));
-    for node in super::nodes::nodes(db)? {
+    let since = crate::store::stamp(chrono::Utc::now() - chrono::Duration::seconds(RUNNING_WITHIN_SECS));
+    for node in crate::store::nodes::nodes(db)? {
         if node.stopped_at.is_none() && node.seen_at >= since {
             bail!(
                 "casegate run is running on this installation (node {}, last seen {}): stop it, then run migrate-store again",
