@@ -147,7 +147,7 @@ pub fn parse(raw: &[u8]) -> Option<InboundMail> {
     Some(convert(&message, 0))
 }
 
-/// Attached messages (`message/rfc822`, `message/global` parts) that mail-parser parses
+/// Attached messages (`message/rfc822`, `message/global` parts, and digests of them) that mail-parser parses
 /// as messages; the rest are kept as `.eml` files without being parsed. mail-parser gives
 /// each attached message whose boundary is broken the text of the rest of the mail, so
 /// hundreds nested in each other took a hundred times the mail's size in memory
@@ -156,7 +156,12 @@ pub const MAX_PARSED_MESSAGES: usize = 8;
 
 /// The marks that make a `Content-Type` of an attached message opaque to mail-parser (one
 /// byte changed, so every offset stays), and the types they stand for.
-const OPAQUE_TYPES: [(&str, &str); 2] = [("message/rfc82-", "message/rfc822"), ("message/globa-", "message/global")];
+/// (`multipart/digest` counts too: mail-parser takes its parts without a type for messages.)
+const OPAQUE_TYPES: [(&str, &str); 3] = [
+    ("message/rfc82-", "message/rfc822"),
+    ("message/globa-", "message/global"),
+    ("multipart/diges-", "multipart/digest"),
+];
 
 /// `raw` with the `Content-Type` lines of attached messages after the first `keep` made
 /// opaque to mail-parser ([`OPAQUE_TYPES`]); `raw` itself when it has no more than `keep`.
@@ -167,7 +172,7 @@ fn opaque_messages_beyond(raw: &[u8], keep: usize) -> Cow<'_, [u8]> {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .build(OPAQUE_TYPES.map(|(_, real)| real))
-            .expect("two constant patterns")
+            .expect("constant patterns")
     });
     let is_content_type = |at: usize| {
         let line = raw[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -540,6 +545,10 @@ mod tests {
         assert!(String::from_utf8_lossy(&messages[11].data).contains("Body 11."));
         // At most that many, the mail is given to mail-parser as it came.
         assert!(matches!(opaque_messages_beyond(&digest(8), MAX_PARSED_MESSAGES), Cow::Borrowed(_)));
+        // Digests nested in digests count as well.
+        let digests = b"Content-Type: multipart/digest; boundary=x\r\n\r\n--x\r\n\r\n".repeat(20);
+        let bounded = opaque_messages_beyond(&digests, MAX_PARSED_MESSAGES);
+        assert_eq!(String::from_utf8_lossy(&bounded).matches("multipart/diges-").count(), 20 - MAX_PARSED_MESSAGES);
         // The scan does not parse MIME: a header-like line in a body counts, prose does not.
         let text = b"Subject: x\r\n\r\nContent-Type: message/rfc822 is how mail is attached.\r\n".repeat(20);
         assert!(matches!(opaque_messages_beyond(&text, 0), Cow::Owned(_)), "a header-like line in a body counts");
