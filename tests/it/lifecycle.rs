@@ -350,8 +350,14 @@ fn compaction_killed_at_random_points_loses_no_live_mail() {
         |dir: &Path| -> u64 { std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
     let before = size(&install.path().join("var/raw"));
 
-    let mut killed_running = 0;
-    for _ in 0..8 {
+    // Kills at random points; a run that finished before its kill (an earlier run may
+    // have compacted everything) makes the next ones sooner, so kills keep landing while
+    // a run is under way however fast the machine is.
+    let (mut killed_running, mut upper) = (0, 80u64);
+    for _ in 0..30 {
+        if killed_running >= 6 {
+            break;
+        }
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_casegate"))
             .arg("--config")
             .arg(&install.config)
@@ -360,9 +366,13 @@ fn compaction_killed_at_random_points_loses_no_live_mail() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(5..80)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(1..=upper)));
         // SIGKILL: nothing of the process runs after it.
-        killed_running += child.try_wait().unwrap().is_none() as u32;
+        let running = child.try_wait().unwrap().is_none();
+        killed_running += running as u32;
+        if !running {
+            upper = (upper / 2).max(2);
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(verify_raw_mails(&install), 60, "after a kill");
