@@ -121,6 +121,17 @@ impl Sender {
     /// call). This is the single step the daemon repeats and `outbox flush` runs once.
     pub async fn send_due(&self) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
+        // Outcomes are recorded a few at a time, each in a short session of its own. On
+        // SQLite the last connection to close checkpoints the write-ahead log into the
+        // database file: one kept open while sending (the daemon's writer holds one
+        // anyway) makes each of those sessions cheap for `outbox flush` too.
+        let _open = match self.config.storage.database_url {
+            None => {
+                let config = Arc::clone(&self.config);
+                Some(tokio::task::spawn_blocking(move || crate::store::Session::open(&config)).await??)
+            }
+            Some(_) => None,
+        };
         loop {
             let now = Utc::now();
             // The lease covers the worst case of a step: every connection timing out.
@@ -150,8 +161,11 @@ impl Sender {
                 .ready_chunks(CONCURRENCY);
 
             let mut connection_failed = false;
+            // One write of outcomes at a time, beside the sending: what comes in while it
+            // runs waits for the next.
+            let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
+            let mut waiting: Vec<(i64, Attempt)> = Vec::new();
             while let Some(done) = results.next().await {
-                let mut records = Vec::with_capacity(done.len());
                 for (id, message_id, result, attempt) in done {
                     let outcome = match result {
                         Ok(()) => {
@@ -188,10 +202,21 @@ impl Sender {
                             Attempt::Retry { at: crate::store::stamp(at), error }
                         }
                     };
-                    records.push((id, outcome));
+                    waiting.push((id, outcome));
                 }
-                let now_text = crate::store::stamp(Utc::now());
-                with_db(&self.config, move |db| outbox::record(db, &records, &now_text)).await?;
+                if writing.as_ref().is_none_or(|w| w.is_finished()) {
+                    if let Some(write) = writing.take() {
+                        write.await.context("the outbox recording task panicked")??;
+                    }
+                    writing =
+                        Some(tokio::spawn(record_outcomes(Arc::clone(&self.config), std::mem::take(&mut waiting))));
+                }
+            }
+            if let Some(write) = writing.take() {
+                write.await.context("the outbox recording task panicked")??;
+            }
+            if !waiting.is_empty() {
+                record_outcomes(Arc::clone(&self.config), waiting).await?;
             }
             if connection_failed {
                 return Ok(summary);
@@ -599,6 +624,12 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
 
 /// Runs `f` on the blocking pool with a database session (SQLite: a connection of its
 /// own; PostgreSQL: one of the pool's).
+/// Records the outcomes of sent (or failed) notifications.
+async fn record_outcomes(config: Arc<Config>, records: Vec<(i64, Attempt)>) -> anyhow::Result<()> {
+    let now_text = crate::store::stamp(Utc::now());
+    with_db(&config, move |db| outbox::record(db, &records, &now_text)).await
+}
+
 async fn with_db<T, F>(config: &Arc<Config>, f: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
