@@ -116,6 +116,49 @@ impl Sender {
         Ok(Sender { envelope_from: from.email, config, transport })
     }
 
+    /// What one delivery's result makes of its row, counted in `summary`, logged;
+    /// `connection_failed` is set when the server could not be reached.
+    fn outcome(
+        &self,
+        id: i64,
+        message_id: &str,
+        result: Result<(), Failure>,
+        attempt: u32,
+        summary: &mut Summary,
+        connection_failed: &mut bool,
+    ) -> Attempt {
+        match result {
+            Ok(()) => {
+                summary.sent += 1;
+                tracing::info!(id, message_id = %message_id, "Notification sent");
+                Attempt::Sent
+            }
+            Err(Failure::Permanent(error)) => {
+                summary.failed += 1;
+                crate::metrics::global().notification_outcome("failed");
+                tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
+                Attempt::Failed { error }
+            }
+            Err(Failure::Transient(error) | Failure::Connection(error)) if attempt >= self.max_attempts() => {
+                summary.failed += 1;
+                crate::metrics::global().notification_outcome("failed");
+                let error = format!("gave up after {attempt} attempts; last: {error}");
+                tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
+                Attempt::Failed { error }
+            }
+            Err(failure) => {
+                *connection_failed |= matches!(failure, Failure::Connection(_));
+                let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) = failure;
+                summary.deferred += 1;
+                crate::metrics::global().notification_outcome("deferred");
+                let delay = retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
+                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
+                Attempt::Retry { at: crate::store::stamp(at), error }
+            }
+        }
+    }
+
     /// Sends every notification that is due now, then returns what happened. Stops early
     /// when the connection to the SMTP server fails (the rest stays due for the next
     /// call). This is the single step the daemon repeats and `outbox flush` runs once.
@@ -167,41 +210,7 @@ impl Sender {
             let mut waiting: Vec<(i64, Attempt)> = Vec::new();
             while let Some(done) = results.next().await {
                 for (id, message_id, result, attempt) in done {
-                    let outcome = match result {
-                        Ok(()) => {
-                            summary.sent += 1;
-                            tracing::info!(id, message_id = %message_id, "Notification sent");
-                            Attempt::Sent
-                        }
-                        Err(Failure::Permanent(error)) => {
-                            summary.failed += 1;
-                            crate::metrics::global().notification_outcome("failed");
-                            tracing::error!(id, message_id = %message_id, error = %error, "Notification refused for good");
-                            Attempt::Failed { error }
-                        }
-                        Err(Failure::Transient(error) | Failure::Connection(error))
-                            if attempt >= self.max_attempts() =>
-                        {
-                            summary.failed += 1;
-                            crate::metrics::global().notification_outcome("failed");
-                            let error = format!("gave up after {attempt} attempts; last: {error}");
-                            tracing::error!(id, message_id = %message_id, error = %error, "Notification failed");
-                            Attempt::Failed { error }
-                        }
-                        Err(failure) => {
-                            connection_failed |= matches!(failure, Failure::Connection(_));
-                            let (Failure::Transient(error) | Failure::Connection(error) | Failure::Permanent(error)) =
-                                failure;
-                            summary.deferred += 1;
-                            crate::metrics::global().notification_outcome("deferred");
-                            let delay =
-                                retry_delay(attempt, self.config.outbox.retry_base, self.config.outbox.retry_max);
-                            let at =
-                                Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
-                            tracing::warn!(id, message_id = %message_id, attempt, retry_in = ?delay, error = %error, "Notification deferred");
-                            Attempt::Retry { at: crate::store::stamp(at), error }
-                        }
-                    };
+                    let outcome = self.outcome(id, &message_id, result, attempt, &mut summary, &mut connection_failed);
                     waiting.push((id, outcome));
                 }
                 if writing.as_ref().is_none_or(|w| w.is_finished()) {
