@@ -631,14 +631,14 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     capped.mul_f64(1.0 - 0.2 * rand::thread_rng().gen::<f64>())
 }
 
-/// Runs `f` on the blocking pool with a database session (SQLite: a connection of its
-/// own; PostgreSQL: one of the pool's).
 /// Records the outcomes of sent (or failed) notifications.
 async fn record_outcomes(config: Arc<Config>, records: Vec<(i64, Attempt)>) -> anyhow::Result<()> {
     let now_text = crate::store::stamp(Utc::now());
     with_db(&config, move |db| outbox::record(db, &records, &now_text)).await
 }
 
+/// Runs `f` on the blocking pool with a database session (SQLite: a connection of its
+/// own; PostgreSQL: one of the pool's).
 async fn with_db<T, F>(config: &Arc<Config>, f: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
