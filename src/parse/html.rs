@@ -111,7 +111,7 @@ impl<'h> Items<'h> {
                 continue;
             }
             let name = &rest[name_from..name_from + name_len];
-            let end = rest.find('>').map_or(html.len(), |i| start + 1 + i + 1);
+            let end = tag_end(bytes, start + 1 + name_from);
             let item = if closing {
                 Item::Close { name }
             } else {
@@ -125,6 +125,55 @@ impl<'h> Items<'h> {
         }
         None
     }
+}
+
+/// Where a tag whose name starts at `from` ends (after its `>`), as the HTML parser's
+/// tokenizer finds it (its tag and attribute states, WHATWG HTML 13.2.5): a `>` inside a
+/// quoted attribute value does not end the tag (broken mail has `style="-moz-hyph<table> …"`),
+/// a quote anywhere but right after `=` opens nothing, and a quoted value that never ends
+/// runs to the end of the document.
+fn tag_end(bytes: &[u8], from: usize) -> usize {
+    #[derive(Clone, Copy)]
+    enum State {
+        TagName,
+        BeforeName,
+        Name,
+        AfterName,
+        BeforeValue,
+        Unquoted,
+        AfterQuoted,
+        SelfClosing,
+    }
+    let space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+    let mut state = State::TagName;
+    let mut at = from;
+    while let Some(&b) = bytes.get(at) {
+        // Each arm either takes the byte (`at` moves on) or hands it to the next state.
+        let (next, taken) = match (state, b) {
+            (State::AfterName | State::BeforeValue | State::Unquoted | State::AfterQuoted, b'>')
+            | (State::TagName | State::SelfClosing, b'>') => return at + 1,
+            (State::TagName, b) if space(b) => (State::BeforeName, true),
+            (State::TagName | State::AfterName | State::AfterQuoted, b'/') => (State::SelfClosing, true),
+            (State::TagName, _) => (State::TagName, true),
+            (State::BeforeName | State::AfterName | State::BeforeValue, b) if space(b) => (state, true),
+            (State::BeforeName, b'/' | b'>') | (State::Name, b'/' | b'>') => (State::AfterName, false),
+            (State::Name, b) if space(b) => (State::AfterName, false),
+            (State::Name | State::AfterName, b'=') => (State::BeforeValue, true),
+            (State::BeforeName | State::Name, _) | (State::AfterName, _) => (State::Name, true),
+            (State::BeforeValue, b'"' | b'\'') => {
+                let Some(close) = memchr(b, &bytes[at + 1..]) else { return bytes.len() };
+                at += close + 1;
+                (State::AfterQuoted, true)
+            }
+            (State::BeforeValue, _) => (State::Unquoted, false),
+            (State::Unquoted | State::AfterQuoted, b) if space(b) => (State::BeforeName, true),
+            (State::Unquoted, _) => (State::Unquoted, true),
+            (State::AfterQuoted | State::SelfClosing, _) => (State::BeforeName, false),
+        };
+        state = next;
+        at += usize::from(taken);
+    }
+    bytes.len()
 }
 
 /// The length of a comment's content and end after its `<!--`, as the HTML parser reads
@@ -490,6 +539,32 @@ mod tests {
         // A real comment still hides what is in it, and `</b>` is an end tag.
         let hidden = format!("<!-- {quotes} --><p>after</p></b>");
         assert!(scan(&hidden).max_depth < 2, "the comment's quotes were counted");
+    }
+
+    #[test]
+    fn tags_end_where_the_html_parser_ends_them() {
+        let end = |tag: &str| tag_end(tag.as_bytes(), 1);
+        // A `>` inside a quoted value is the value's.
+        assert_eq!(end(r#"<td style="a>b" x='c>d'>after"#), r#"<td style="a>b" x='c>d'>"#.len());
+        assert_eq!(end(r#"<td style = "a>b">"#), r#"<td style = "a>b">"#.len());
+        // A quote that does not follow `=` opens nothing.
+        for tag in [r#"<td"a>"#, r#"<td x"a>"#, r#"<a href=x"y>"#, r#"<a x/="y>"#, r#"<a ="y>"#, r#"<a x="1""b>"#] {
+            assert_eq!(end(&format!("{tag}\">")), tag.len(), "{tag}");
+        }
+        // A quoted value that never ends runs to the end of the document.
+        assert_eq!(end(r#"<td x="a>b"#), r#"<td x="a>b"#.len());
+        assert_eq!(tag_end(b"</td x='>'>", 2), 11, "end tags have attributes too");
+        // A tag inside a quoted value is the value's (fixtures/fuzz/011.eml, damaged in the
+        // middle of an attribute): taken for a `<style>`, it hid the tables after it from
+        // the bounds, and html2text padded every line to the width of the widest cell.
+        let damaged = format!(
+            r#"<p title="a><style>b">x</p><table><tr><td>{}</td></tr><tr><td>y</td></tr></table>"#,
+            "word ".repeat(2_000)
+        );
+        assert_eq!(scan(&damaged).tables, 1);
+        let flat = flatten(&damaged);
+        assert!(!flat.contains("<table") && !flat.contains("<td"), "{flat}");
+        assert!(to_text(&damaged, html2text).len() < 2 * damaged.len());
     }
 
     #[test]
