@@ -28,6 +28,7 @@ struct Found {
 
 pub(super) fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail, depth: usize) {
     let mut found = Vec::new();
+    let charsets = super::charset::MailCharsets::new(message);
     for id in kept_part_ids(message, mail) {
         let Some(part) = message.parts.get(id) else {
             continue;
@@ -54,7 +55,7 @@ pub(super) fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail,
             _ if matches!(part.body, PartType::Html(_)) => "text/html".into(),
             _ => "application/octet-stream".into(),
         });
-        let raw_name = super::charset::file_name(message, part).or_else(|| match &part.body {
+        let raw_name = super::charset::file_name(&charsets, part).or_else(|| match &part.body {
             PartType::Message(nested) => super::subject_of(nested).map(|s| format!("{s}.eml")),
             _ => None,
         });

@@ -11,6 +11,7 @@
 
 mod applefile;
 mod attachments;
+mod bounds;
 mod charset;
 pub mod forward;
 mod html;
@@ -21,6 +22,7 @@ mod uuencode;
 
 use attachments::collect_attachments;
 pub use attachments::{safe_filename, type_for_name};
+pub use bounds::{MAX_PARSED_MESSAGES, MAX_PARSED_MULTIPARTS};
 
 use std::borrow::Cow;
 
@@ -139,59 +141,12 @@ impl InboundMail {
 
 /// Parses a raw mail. `None` only when there is nothing resembling a mail (no headers).
 pub fn parse(raw: &[u8]) -> Option<InboundMail> {
-    let bounded = opaque_messages_beyond(skip_preamble(raw), MAX_PARSED_MESSAGES);
+    let bounded = bounds::bounded(skip_preamble(raw));
     let message = MessageParser::default().parse(bounded.as_ref())?;
     if message.headers().is_empty() {
         return None;
     }
     Some(convert(&message, 0))
-}
-
-/// Attached messages (`message/rfc822`, `message/global` parts, and digests of them) that mail-parser parses
-/// as messages; the rest are kept as `.eml` files without being parsed. mail-parser gives
-/// each attached message whose boundary is broken the text of the rest of the mail, so
-/// hundreds nested in each other took a hundred times the mail's size in memory
-/// (fixtures/fuzz/010.eml).
-pub const MAX_PARSED_MESSAGES: usize = 8;
-
-/// The marks that make a `Content-Type` of an attached message opaque to mail-parser (one
-/// byte changed, so every offset stays), and the types they stand for.
-/// (`multipart/digest` counts too: mail-parser takes its parts without a type for messages.)
-const OPAQUE_TYPES: [(&str, &str); 3] = [
-    ("message/rfc82-", "message/rfc822"),
-    ("message/globa-", "message/global"),
-    ("multipart/diges-", "multipart/digest"),
-];
-
-/// `raw` with the `Content-Type` lines of attached messages after the first `keep` made
-/// opaque to mail-parser ([`OPAQUE_TYPES`]); `raw` itself when it has no more than `keep`.
-fn opaque_messages_beyond(raw: &[u8], keep: usize) -> Cow<'_, [u8]> {
-    use std::sync::OnceLock;
-    static TYPES: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
-    let types = TYPES.get_or_init(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(OPAQUE_TYPES.map(|(_, real)| real))
-            .expect("constant patterns")
-    });
-    let is_content_type = |at: usize| {
-        let line = raw[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let head = &raw[line..at];
-        let name = head.iter().position(|&b| b == b':').map(|i| head[..i].trim_ascii());
-        name.is_some_and(|n| n.eq_ignore_ascii_case(b"content-type"))
-    };
-    let mut seen = 0;
-    let mut out: Option<Vec<u8>> = None;
-    for found in types.find_iter(raw) {
-        if !is_content_type(found.start()) {
-            continue;
-        }
-        seen += 1;
-        if seen > keep {
-            out.get_or_insert_with(|| raw.to_vec())[found.end() - 1] = b'-';
-        }
-    }
-    out.map_or(Cow::Borrowed(raw), Cow::Owned)
 }
 
 /// Parses only the headers (for mail too large to process, so it can still be listed and
@@ -430,11 +385,8 @@ fn content_type_of(part: &MessagePart<'_>) -> Option<String> {
     let value = format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase();
     // Hostile or broken values (Yahoo once sent filenames in here) are cut to a sane token.
     let clean: String = value.chars().filter(|c| c.is_ascii_alphanumeric() || "/-+.".contains(*c)).take(100).collect();
-    // An attached message beyond those parsed ([`opaque_messages_beyond`]) is still one.
-    let clean = match OPAQUE_TYPES.iter().find(|(mark, _)| *mark == clean) {
-        Some((_, real)) => real.to_string(),
-        None => clean,
-    };
+    // An attached message or a multipart beyond those parsed ([`bounds`]) is still one.
+    let clean = bounds::real_type(&clean).unwrap_or(clean);
     Some(clean).filter(|c| c.contains('/'))
 }
 
@@ -543,17 +495,6 @@ mod tests {
         assert!(messages.iter().all(|a| a.disposition == Disposition::Message));
         assert_eq!(messages[11].filename, "Post 11.eml");
         assert!(String::from_utf8_lossy(&messages[11].data).contains("Body 11."));
-        // At most that many, the mail is given to mail-parser as it came.
-        assert!(matches!(opaque_messages_beyond(&digest(8), MAX_PARSED_MESSAGES), Cow::Borrowed(_)));
-        // Digests nested in digests count as well.
-        let digests = b"Content-Type: multipart/digest; boundary=x\r\n\r\n--x\r\n\r\n".repeat(20);
-        let bounded = opaque_messages_beyond(&digests, MAX_PARSED_MESSAGES);
-        assert_eq!(String::from_utf8_lossy(&bounded).matches("multipart/diges-").count(), 20 - MAX_PARSED_MESSAGES);
-        // The scan does not parse MIME: a header-like line in a body counts, prose does not.
-        let text = b"Subject: x\r\n\r\nContent-Type: message/rfc822 is how mail is attached.\r\n".repeat(20);
-        assert!(matches!(opaque_messages_beyond(&text, 0), Cow::Owned(_)), "a header-like line in a body counts");
-        let prose = b"Subject: x\r\n\r\nAttach it as message/rfc822, please.\r\n".repeat(20);
-        assert!(matches!(opaque_messages_beyond(&prose, 0), Cow::Borrowed(_)));
     }
 
     fn parse_str(s: &str) -> InboundMail {

@@ -163,6 +163,42 @@ fn inputs_that_broke_the_budget_before_keep_it_now() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// What `fixtures/fuzz/012` would be, were it not 8 MB: random bytes in a bounce then its
+/// parts repeated, 1,897 times a `multipart/related` whose boundary (damaged into 8-bit
+/// bytes) never comes, each holding HTML, text and a named image. mail-parser searched the
+/// rest of the mail for each boundary (3.3 s), and each attachment's file name guessed the
+/// mail's charset from its 8-bit header values again.
+fn broken_multiparts(count: usize) -> Vec<u8> {
+    let mut mail = b"From: mailer-daemon@example.org\r\nTo: support@example.com\r\nSubject: Undelivered\r\n\
+                     Message-ID: <broken-multiparts@example.org>\r\nMIME-Version: 1.0\r\n\
+                     Content-Type: multipart/report; boundary=\"r\"; report-type=delivery-status\r\n\r\n"
+        .to_vec();
+    for i in 0..count {
+        mail.extend_from_slice(
+            b"--r\r\nContent-Type: multipart/related; boundary=\"rel\xc3\xa9\xd6\xa7\xfe\x01\"\r\n\r\n",
+        );
+        mail.extend_from_slice(b"--alt\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n");
+        mail.extend_from_slice(format!("Delivery to user{i}@example.net failed.\r\n").repeat(20).as_bytes());
+        mail.extend_from_slice(b"--alt\r\nContent-Type: text/html; charset=\"UTF-8\"\r\n\r\n<p>");
+        mail.extend_from_slice(b"The message could not be delivered. ".repeat(60).as_slice());
+        mail.extend_from_slice(b"</p>\r\n--alt\r\nContent-Type: image/png; name=\"\xe9t\xe9 ");
+        mail.extend_from_slice(&[0xb7; 1_000]);
+        mail.extend_from_slice(b".png\"\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n");
+    }
+    mail.extend_from_slice(b"--r--\r\n");
+    mail
+}
+
+#[test]
+fn thousands_of_multiparts_whose_boundary_never_comes_keep_the_budget() {
+    let mail = broken_multiparts(1_900);
+    assert!(mail.len() > 7_000_000, "{} bytes", mail.len());
+    let result = with_harness(|harness| harness.check(&mail, time_limit()));
+    if let Err(finding) = result {
+        panic!("{finding}");
+    }
+}
+
 /// Every fixture and corpus mail as it is.
 #[test]
 fn every_fixture_and_corpus_mail_keeps_the_budget() {
