@@ -52,7 +52,9 @@ pub fn bounded(raw: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// The scan does not parse MIME: every `Content-Type` header line (folded ones included)
-/// anywhere counts, also one in a body, which can only make it stop parsing sooner.
+/// anywhere counts, also one in a body, which can only make it stop parsing sooner. It
+/// walks the lines (a look at the first bytes of each) and searches only those of a
+/// `Content-Type` header for the types, so base64 bodies cost next to nothing.
 fn opaque_beyond(raw: &[u8], keep_messages: usize, keep_multiparts: usize) -> Cow<'_, [u8]> {
     static TYPES: OnceLock<AhoCorasick> = OnceLock::new();
     let types = TYPES.get_or_init(|| {
@@ -68,12 +70,11 @@ fn opaque_beyond(raw: &[u8], keep_messages: usize, keep_multiparts: usize) -> Co
     let mut in_content_type = false;
     let mut start = 0;
     while start < raw.len() {
-        let end = raw[start..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| start + i + 1);
+        let end = memchr::memchr(b'\n', &raw[start..]).map_or(raw.len(), |i| start + i + 1);
         let line = &raw[start..end];
         // A line starting with white space continues the header before it.
-        if !line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            let name = line.iter().position(|&b| b == b':').map(|i| line[..i].trim_ascii());
-            in_content_type = name.is_some_and(|n| n.eq_ignore_ascii_case(b"content-type"));
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            in_content_type = names_content_type(line);
         }
         if in_content_type {
             for found in types.find_iter(line) {
@@ -91,6 +92,14 @@ fn opaque_beyond(raw: &[u8], keep_messages: usize, keep_multiparts: usize) -> Co
         start = end;
     }
     out.map_or(Cow::Borrowed(raw), Cow::Owned)
+}
+
+/// Whether a header line is a `Content-Type` (any case, white space before the colon).
+fn names_content_type(line: &[u8]) -> bool {
+    const NAME: &[u8] = b"content-type";
+    line.len() > NAME.len()
+        && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+        && line[NAME.len()..].trim_ascii_start().first() == Some(&b':')
 }
 
 #[cfg(test)]
