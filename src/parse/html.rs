@@ -105,7 +105,12 @@ impl<'h> Items<'h> {
                 return Some((start, end, Item::Other));
             }
             let (closing, name_from) = if rest.starts_with('/') { (true, 1) } else { (false, 0) };
-            let name_len = rest[name_from..].bytes().take_while(|b| b.is_ascii_alphanumeric()).count();
+            // A tag's name runs to white space, `/` or `>`, whatever it holds (`<style</o:p>`
+            // is no `style`: what follows it is not hidden as a style's content is).
+            let name_len = rest[name_from..]
+                .bytes()
+                .take_while(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>'))
+                .count();
             if name_len == 0 || !rest.as_bytes()[name_from].is_ascii_alphabetic() {
                 at = start + 1;
                 continue;
@@ -562,6 +567,10 @@ mod tests {
             "word ".repeat(2_000)
         );
         assert_eq!(scan(&damaged).tables, 1);
+        // A name runs to white space, `/` or `>` (fixtures/fuzz/013.eml): `<style</o:p>` is
+        // no style, so the table after it is no style's content either.
+        assert_eq!(scan("<style</o:p><table><tr><td>x</td></tr></table>").tables, 1);
+        assert_eq!(scan("<style\x0c><table></table></style>").tables, 0, "a style is a style");
         let flat = flatten(&damaged);
         assert!(!flat.contains("<table") && !flat.contains("<td"), "{flat}");
         assert!(to_text(&damaged, html2text).len() < 2 * damaged.len());
