@@ -8,6 +8,8 @@
 //! reason.
 //!
 //! - `CASEGATE_FUZZ_SECS`: how long the mutation test runs (default 60).
+//! - `CASEGATE_FUZZ_RUNS`: at most this many mutated inputs (default: no limit), so that
+//!   a run is the same on a faster machine (`scripts/test` sets it).
 //! - `CASEGATE_FUZZ_SEED`: the seed (decimal or 0x-hex; default: from the clock, printed).
 //! - `CASEGATE_FUZZ_TRACE=1`: print each input before it runs (for a crash that kills
 //!   the process, such as a stack overflow).
@@ -234,6 +236,7 @@ fn every_fixture_and_corpus_mail_keeps_the_budget() {
 #[test]
 fn mutated_mails_keep_the_budget() {
     let secs = env_number("CASEGATE_FUZZ_SECS").unwrap_or(60);
+    let max_runs = env_number("CASEGATE_FUZZ_RUNS").unwrap_or(u64::MAX);
     let seed = env_number("CASEGATE_FUZZ_SEED").unwrap_or_else(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         now.as_nanos() as u64
@@ -279,7 +282,7 @@ fn mutated_mails_keep_the_budget() {
             let started = Instant::now();
             let (mut runs, mut bytes) = (0u64, 0u64);
             let mut findings = Vec::new();
-            while started.elapsed() < deadline && findings.len() < 5 {
+            while started.elapsed() < deadline && runs < max_runs && findings.len() < 5 {
                 let which = rng.below(seeds.len());
                 let mutant = mutate::mutate(&mut rng, &seed_bytes[which], &seed_bytes);
                 let index = runs;
