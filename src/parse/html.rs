@@ -9,7 +9,8 @@
 //!   tables become text flow — a line per row, the cells side by side — because html2text
 //!   pads every line of a table to the width of its widest line (a 6,000-character cell
 //!   made 974 KB of text out of 36 KB of HTML) and lays out nested tables again inside
-//!   their cells;
+//!   their cells; formatting elements left open beyond [`MAX_FORMATTING`] lose their tags
+//!   too (the parser opens them again before every run of text);
 //! - HTML with more tags than html2text can render within the budget is rendered by
 //!   [`strip_tags`], a single pass that keeps the text, line breaks and `> ` quote marks.
 
@@ -18,6 +19,54 @@ use std::borrow::Cow;
 /// Nesting beyond this is dropped: real quote chains reach a few dozen levels of quotes,
 /// `div`s and tables only in ancient history that reply trimming drops anyway.
 pub const MAX_DEPTH: usize = 32;
+
+/// Formatting elements (`<b>`, `<font>`, …) open at once beyond this lose their tags.
+/// The HTML parser keeps a list of those open and, before each run of text, opens again
+/// the ones an ending block closed: hundreds of `<font>`s never closed made that quadratic
+/// (fixtures/fuzz/014, 8 MB: over a minute in the test build).
+pub const MAX_FORMATTING: usize = 12;
+
+/// The formatting elements of the HTML parser's list of active ones.
+const FORMATTING: [&str; 14] =
+    ["a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"];
+
+/// The formatting elements open at a point of a document, and how many of each were
+/// dropped (their end tags go too). An end tag closes the last open one of its name.
+#[derive(Default)]
+struct Formatting {
+    open: Vec<usize>,
+    dropped: [usize; FORMATTING.len()],
+}
+
+impl Formatting {
+    fn kind(name: &str) -> Option<usize> {
+        FORMATTING.iter().position(|f| name.eq_ignore_ascii_case(f))
+    }
+
+    /// A start tag: `false` when it is dropped (too many open).
+    fn opens(&mut self, name: &str) -> bool {
+        let Some(kind) = Formatting::kind(name) else { return true };
+        if self.open.len() >= MAX_FORMATTING {
+            self.dropped[kind] += 1;
+            return false;
+        }
+        self.open.push(kind);
+        true
+    }
+
+    /// An end tag: `false` when its start tag was dropped.
+    fn closes(&mut self, name: &str) -> bool {
+        let Some(kind) = Formatting::kind(name) else { return true };
+        if self.dropped[kind] > 0 {
+            self.dropped[kind] -= 1;
+            return false;
+        }
+        if let Some(at) = self.open.iter().rposition(|&k| k == kind) {
+            self.open.remove(at);
+        }
+        true
+    }
+}
 
 /// [`strip_tags`] marks quoted blocks nested up to this deep: enough to tell quotes from new
 /// text, and a line of HTML never grows by more than this many `> `.
@@ -34,7 +83,7 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
     if scan.tags > BASE_TAGS + html.len() / BYTES_PER_TAG {
         return strip_tags(html);
     }
-    if scan.max_depth > MAX_DEPTH || scan.tables > 0 {
+    if scan.max_depth > MAX_DEPTH || scan.tables > 0 || scan.max_formatting > MAX_FORMATTING {
         return render(&flatten(html));
     }
     render(html)
@@ -44,6 +93,8 @@ pub fn to_text(html: &str, render: impl FnOnce(&str) -> String) -> String {
 struct Scan {
     tags: usize,
     max_depth: usize,
+    /// The most formatting elements open at once (see [`Formatting`]).
+    max_formatting: usize,
     /// How many tables (tags that open one).
     tables: usize,
 }
@@ -240,74 +291,104 @@ fn nests(name: &str) -> bool {
 }
 
 fn scan(html: &str) -> Scan {
-    let (mut tags, mut depth, mut max_depth, mut tables) = (0, 0usize, 0, 0);
+    let (mut tags, mut tables) = (0, 0);
+    let (mut nesting, mut formatting, mut max_formatting) = (Nesting::default(), Formatting::default(), 0);
     let (mut items, mut at) = (Items::new(html), 0);
     while let Some((_, end, item)) = items.next(at) {
         match item {
-            Item::Open { name, self_closing } => {
+            Item::Open { name, .. } => {
                 tags += 1;
                 tables += usize::from(name.eq_ignore_ascii_case("table"));
-                if nests(name) && !self_closing {
-                    depth += 1;
-                    max_depth = max_depth.max(depth);
+                let kept = formatting.opens(name);
+                max_formatting = max_formatting.max(formatting.open.len() + usize::from(!kept));
+                if nests(name) {
+                    nesting.opens(name);
                 }
             }
             Item::Close { name } => {
                 tags += 1;
+                formatting.closes(name);
                 if nests(name) {
-                    depth = depth.saturating_sub(1);
+                    nesting.closes(name);
                 }
             }
             Item::Other => {}
         }
         at = end;
     }
-    Scan { tags, max_depth, tables }
+    Scan { tags, max_depth: nesting.max, max_formatting, tables }
 }
 
-/// What a table's tag becomes in text flow: a table, a row or a caption a block of its
-/// own; a cell an inline run followed by a space, so cells stay words apart.
-fn as_flow(name: &str, closing: bool) -> Option<&'static str> {
+/// What a table's tag becomes in text flow: a table, a row or a caption a line break, a
+/// cell a space, so rows stay lines and cells words apart. Nothing that opens an element:
+/// cells and rows end without end tags, and elements made of them would stay open.
+fn as_flow(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
-    Some(match (lower.as_str(), closing) {
-        ("table" | "tr" | "caption", false) => "<div>",
-        ("table" | "tr" | "caption", true) => "</div>",
-        ("td" | "th", false) => "<span>",
-        ("td" | "th", true) => "</span> ",
-        ("tbody" | "thead" | "tfoot" | "colgroup" | "col", _) => "",
+    Some(match lower.as_str() {
+        "table" | "tr" | "caption" => "<br>",
+        "td" | "th" => " ",
+        "tbody" | "thead" | "tfoot" | "colgroup" | "col" => "",
         _ => return None,
     })
 }
 
-/// The document without the tags of elements nested deeper than [`MAX_DEPTH`] (counted as
-/// [`scan`] counts, so an end tag closes the innermost open element whatever its name),
-/// and with its tables as text flow (see [`as_flow`]).
+/// The elements open at a point of a document, as far as nesting goes ([`nests`]): an end
+/// tag closes the last open element of its name and those opened after it, and one whose
+/// name is not open closes nothing, as the HTML parser reads end tags. Elements beyond
+/// [`MAX_DEPTH`] are only counted; an end tag while there are such closes one of them.
+#[derive(Default)]
+struct Nesting<'h> {
+    open: Vec<&'h str>,
+    beyond: usize,
+    max: usize,
+}
+
+impl<'h> Nesting<'h> {
+    /// A start tag: `false` when it is beyond [`MAX_DEPTH`].
+    fn opens(&mut self, name: &'h str) -> bool {
+        let kept = self.open.len() < MAX_DEPTH;
+        if kept {
+            self.open.push(name);
+        } else {
+            self.beyond += 1;
+        }
+        self.max = self.max.max(self.open.len() + self.beyond);
+        kept
+    }
+
+    /// An end tag: `false` when it closes an element beyond [`MAX_DEPTH`].
+    fn closes(&mut self, name: &str) -> bool {
+        if self.beyond > 0 {
+            self.beyond -= 1;
+            return false;
+        }
+        if let Some(at) = self.open.iter().rposition(|open| open.eq_ignore_ascii_case(name)) {
+            self.open.truncate(at);
+        }
+        true
+    }
+}
+
+/// The document without the tags of elements nested deeper than [`MAX_DEPTH`] (see
+/// [`Nesting`]) and of formatting elements beyond [`MAX_FORMATTING`] open at once (see
+/// [`Formatting`]), and with its tables as text flow (see [`as_flow`]).
 fn flatten(html: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(html.len());
-    let (mut depth, mut copied, mut at, mut items) = (0usize, 0, 0, Items::new(html));
+    let (mut copied, mut at, mut items) = (0, 0, Items::new(html));
+    let (mut nesting, mut formatting) = (Nesting::default(), Formatting::default());
     while let Some((start, end, item)) = items.next(at) {
-        let replacement = match item {
-            Item::Open { name, self_closing } if nests(name) && !self_closing => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    Some("")
-                } else {
-                    as_flow(name, false)
-                }
+        let (kept, replacement) = match item {
+            Item::Open { name, .. } => {
+                let kept = formatting.opens(name) & (!nests(name) || nesting.opens(name));
+                (kept, as_flow(name))
             }
-            Item::Close { name } if nests(name) => {
-                depth = depth.saturating_sub(1);
-                if depth >= MAX_DEPTH {
-                    Some("")
-                } else {
-                    as_flow(name, true)
-                }
+            Item::Close { name } => {
+                let kept = formatting.closes(name) & (!nests(name) || nesting.closes(name));
+                (kept, as_flow(name))
             }
-            Item::Open { name, .. } => as_flow(name, false),
-            Item::Close { name } => as_flow(name, true),
-            Item::Other => None,
+            Item::Other => (true, None),
         };
-        if let Some(replacement) = replacement {
+        if let Some(replacement) = if kept { replacement } else { Some("") } {
             out.push_str(&html[copied..start]);
             out.push_str(replacement);
             copied = end;
@@ -594,6 +675,37 @@ mod tests {
         let wide =
             format!("<table>{}<tr><td>{}</td></tr></table>", "<tr><td>x</td></tr>".repeat(200), "word ".repeat(1200));
         assert!(to_text(&wide, html2text).len() < 2 * wide.len());
+    }
+
+    #[test]
+    fn text_flow_and_end_tags_leave_no_element_open() {
+        // Cells and rows end without end tags; as text flow they open nothing either.
+        let rows = "<table><tr><td>a<td>b<tr><td>c</table>".repeat(500);
+        let flat = flatten(&rows);
+        assert!(!flat.contains("<span") && !flat.contains("<div"), "{}", &flat[..200]);
+        assert_eq!(scan(&flat).max_depth, 0);
+        // An end tag whose name is not open closes nothing, as the HTML parser reads it.
+        let unmatched = "<div>x</span>".repeat(100);
+        assert!(scan(&unmatched).max_depth > MAX_DEPTH);
+        assert_eq!(scan(&flatten(&unmatched)).max_depth, MAX_DEPTH);
+        // `</div>` closes the `<b>` opened inside it too.
+        assert_eq!(scan(&"<div><b>x</div>".repeat(100)).max_depth, 2);
+    }
+
+    #[test]
+    fn formatting_elements_left_open_are_bounded() {
+        // (fixtures/fuzz/014: hundreds of `<font>`s never closed, in 8 MB of HTML.)
+        let fonts: String = (0..300).map(|i| format!("<p><font color=\"#{i:06}\">line {i}</p>")).collect();
+        assert!(scan(&fonts).max_formatting > MAX_FORMATTING);
+        let flat = flatten(&fonts);
+        assert_eq!(flat.matches("<font").count(), MAX_FORMATTING);
+        assert!(flat.contains("line 299"));
+        // Closed ones are no matter however many; their end tags go with dropped ones.
+        let closed = "<b>x</b><i>y</i>".repeat(1_000);
+        assert!(scan(&closed).max_formatting <= 1);
+        let nested = format!("{}deep{}", "<b>".repeat(20), "</b>".repeat(20));
+        let flat = flatten(&nested);
+        assert_eq!((flat.matches("<b>").count(), flat.matches("</b>").count()), (MAX_FORMATTING, MAX_FORMATTING));
     }
 
     #[test]

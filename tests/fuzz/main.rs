@@ -201,6 +201,24 @@ fn thousands_of_multiparts_whose_boundary_never_comes_keep_the_budget() {
     }
 }
 
+/// What `fixtures/fuzz/014` would be, were it not 8 MB: `011.eml` (a bounce whose
+/// attached messages overlap) with its first part repeated to 8 MB, found by the suite's
+/// mutation run (seed 0xc8220d3403ffae31, input 546: duplicate-parts). Its HTML, 8 MB of
+/// it, left thousands of table cells open once they were made text flow, and hundreds of
+/// `<font>`s: the HTML parser's work for each run of text grew with them (1.2 s in a
+/// release build, over a minute in the test build).
+#[test]
+fn a_report_repeated_to_eight_megabytes_keeps_the_budget() {
+    let report = std::fs::read(fixtures_dir().join("fuzz/011.eml")).expect("fixture 011 is readable");
+    let boundary = mutate::boundary_of(&report).expect("011 is multipart");
+    let mail = mutate::repeat_first_part(report, &boundary, 5_000);
+    assert!(mail.len() > 8_000_000, "{} bytes", mail.len());
+    let result = with_harness(|harness| harness.check(&mail, time_limit()));
+    if let Err(finding) = result {
+        panic!("{finding}");
+    }
+}
+
 /// Every fixture and corpus mail as it is.
 #[test]
 fn every_fixture_and_corpus_mail_keeps_the_budget() {

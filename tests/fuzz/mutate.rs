@@ -464,7 +464,7 @@ fn deep_rfc822(rng: &mut Rng, mail: Vec<u8>, _: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The boundary a multipart mail declares, if it has one.
-fn boundary_of(mail: &[u8]) -> Option<Vec<u8>> {
+pub fn boundary_of(mail: &[u8]) -> Option<Vec<u8>> {
     let head = &mail[..body_start(mail)];
     let at = find(&head.to_ascii_lowercase(), b"boundary=")? + "boundary=".len();
     let rest = &head[at..];
@@ -493,8 +493,14 @@ fn duplicate_parts(rng: &mut Rng, mail: Vec<u8>, _: &[Vec<u8>]) -> Vec<u8> {
         body.extend_from_slice(b"--d--\r\n");
         return mail_with("multipart/mixed; boundary=d", "", &body);
     };
+    repeat_first_part(mail, &boundary, times)
+}
+
+/// `mail` with the first part of its multipart (`boundary`) repeated `times` more times
+/// after it (while the mail stays under `MAX_GROWN`).
+pub fn repeat_first_part(mail: Vec<u8>, boundary: &[u8], times: usize) -> Vec<u8> {
     let mut delimiter = b"--".to_vec();
-    delimiter.extend_from_slice(&boundary);
+    delimiter.extend_from_slice(boundary);
     let Some(first) = find(&mail, &delimiter) else { return mail };
     let after = first + delimiter.len();
     let Some(next) = find(&mail[after..], &delimiter).map(|i| after + i) else { return mail };
