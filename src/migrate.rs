@@ -356,6 +356,11 @@ impl TableDigest {
     }
 }
 
+/// A row's cells, column by column.
+fn read_cells(row: &Row<'_>, table: &str, columns: &[Column]) -> DbResult<Vec<Cell>> {
+    columns.iter().enumerate().map(|(i, column)| Cell::read(row, i, column, table)).collect()
+}
+
 fn select(table: &str, columns: &[Column]) -> String {
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     format!("SELECT {} FROM {table}", names.join(", "))
@@ -378,7 +383,7 @@ fn copy_rows(
     let mut digest = TableDigest::default();
     let order = if table == "cases" { " ORDER BY id" } else { "" };
     src.for_each(&format!("{}{order}", select(table, columns)), &[], |row| {
-        let cells = (0..columns.len()).map(|i| Cell::read(row, i, &columns[i], table)).collect::<DbResult<Vec<_>>>()?;
+        let cells = read_cells(row, table, columns)?;
         digest.add(&cells);
         let mut values: Vec<Value<'_>> = cells.iter().map(Cell::value).collect();
         if let Some(at) = link {
@@ -402,7 +407,7 @@ fn copy_rows(
 fn table_digest(db: Db<'_>, table: &str, columns: &[Column]) -> anyhow::Result<[u8; 32]> {
     let mut digest = TableDigest::default();
     db.for_each(&select(table, columns), &[], |row| {
-        let cells = (0..columns.len()).map(|i| Cell::read(row, i, &columns[i], table)).collect::<DbResult<Vec<_>>>()?;
+        let cells = read_cells(row, table, columns)?;
         digest.add(&cells);
         Ok(())
     })
