@@ -6,8 +6,8 @@
 //! attached message whose boundary is never found gets the text of the rest of the mail
 //! (862 nested in each other took 104 MB for 238 KB, fixtures/fuzz/010.eml), and each
 //! multipart whose boundary is never found is searched for it to the end of the mail
-//! before being read as text (1,897 such took 3.3 s for 8 MB, fixtures/fuzz/012.eml is
-//! its shape). Real mail stays far inside both: the shared corpus has at most 6
+//! before being read as text (1,897 such took 3.3 s for 8 MB, the generated fixture 012 in
+//! tests/fuzz has its shape). Real mail stays far inside both: the shared corpus has at most 6
 //! multipart containers in one mail.
 
 use std::borrow::Cow;
