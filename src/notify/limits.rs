@@ -299,6 +299,7 @@ mod tests {
                 spec: None,
                 error: None,
                 not_before: None,
+                held_back: None,
             };
             outbox::insert(conn, &n, "2026-01-01T10:00:00.000Z").unwrap();
         }

@@ -124,16 +124,16 @@ pub fn enqueue(
         return Ok(Vec::new());
     }
     let mut facts = Facts::new(conn, config, trigger)?;
+    facts.preload(events)?;
     let mut limits = limits::Limits::new(conn, config, facts.now, facts.trigger, trigger.and_then(|t| t.said), events);
     let mut queued = Vec::new();
     for (index, recipient) in plan(events, &mut facts)? {
         // Checked before writing, so that what this batch already queued counts.
         let held = limits.held_back(&events[index], &recipient)?;
-        let message_id = write_one(&mut facts, &events[index], &recipient)?;
-        if let Some(reason) = held {
+        if let Some(reason) = &held {
             tracing::info!(to = %recipient.address, event = recipient.rule.template, reason = %reason, "Notification held back");
-            outbox::hold_back(conn, &message_id, &reason)?;
         }
+        let message_id = write_one(&mut facts, &events[index], &recipient, held.as_deref())?;
         queued.push(Queued { event: index, to: recipient.address, message_id });
     }
     Ok(queued)
@@ -277,7 +277,7 @@ struct Target<'a> {
 /// Queues one notification: its Message-ID now (so that replies route back at once), the
 /// mail itself, subject included, rendered from the spec when it is sent. Returns the
 /// Message-ID.
-fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Result<String> {
+fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient, held_back: Option<&str>) -> anyhow::Result<String> {
     let (conn, config) = (facts.conn, facts.config);
     let case = case_of(event);
     let token = case.map(|c| config.case_token(c));
@@ -314,6 +314,7 @@ fn write_one(facts: &mut Facts<'_>, event: &Event, r: &Recipient) -> anyhow::Res
         spec: Some(&spec),
         error: None,
         not_before: not_before.as_deref(),
+        held_back,
     };
     // The row's Message-ID routes replies to the case (`case_store::case_for_message_id`).
     let id = outbox::insert(conn, &row, &facts.now_text)?;
@@ -452,6 +453,8 @@ struct Facts<'a> {
     /// Where replies and the `mailto:` links go.
     support: Address,
     participants: HashMap<CaseId, Vec<(Address, ParticipantRole)>>,
+    /// Case rows read ahead ([`Facts::preload`]), until their view is made.
+    rows: HashMap<CaseId, case_store::CaseRow>,
     cases: HashMap<CaseId, CaseView>,
     /// Per case: the inbound Message-IDs for References (the same for every recipient).
     threads: HashMap<CaseId, Vec<String>>,
@@ -490,6 +493,7 @@ impl<'a> Facts<'a> {
             reply_to,
             support,
             participants: HashMap::new(),
+            rows: HashMap::new(),
             cases: HashMap::new(),
             threads: HashMap::new(),
             messages: HashMap::new(),
@@ -499,6 +503,23 @@ impl<'a> Facts<'a> {
             }),
             your_subject: trigger.map(|m| crate::parse::one_line(&m.subject)).filter(|s| !s.is_empty()),
         })
+    }
+
+    /// Reads what the notifications about `events` show of their cases — each case's
+    /// row, participants and thread — at once (one round trip a case on PostgreSQL),
+    /// rather than piece by piece as they are needed.
+    fn preload(&mut self, events: &[Event]) -> DbResult<()> {
+        for case in events.iter().filter_map(case_of) {
+            if self.participants.contains_key(&case) {
+                continue;
+            }
+            if let Some(found) = case_store::case_for_mail(self.conn, case, REFERENCES_RECENT)? {
+                self.participants.insert(case, found.participants);
+                self.threads.insert(case, found.thread);
+                self.rows.insert(case, found.row);
+            }
+        }
+        Ok(())
     }
 
     fn participants(&mut self, case: CaseId) -> DbResult<&[(Address, ParticipantRole)]> {
@@ -523,8 +544,11 @@ impl<'a> Facts<'a> {
         if let Some(v) = self.cases.get(&case) {
             return Ok(v.clone());
         }
-        let row = case_store::case_row(self.conn, case)?
-            .ok_or_else(|| anyhow::anyhow!("event for case {case}, which does not exist"))?;
+        let row = match self.rows.remove(&case) {
+            Some(row) => row,
+            None => case_store::case_row(self.conn, case)?
+                .ok_or_else(|| anyhow::anyhow!("event for case {case}, which does not exist"))?,
+        };
         let people = self.participants(case)?;
         let first = |role| people.iter().find(|(_, r)| *r == role).map(|(a, _)| a.to_string());
         let (requester, contact) = (first(ParticipantRole::Requester), first(ParticipantRole::Contact));

@@ -93,11 +93,10 @@ impl BlobSink for InTransaction<'_> {
         debug_assert_eq!(sha256, sha256_hex(data));
         // A failure here is the database's: the unit stops (an I/O error is systemic).
         self.0
-            .execute(
+            .defer(
                 "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (sha256) DO NOTHING",
                 vals![sha256, data.len(), data],
             )
-            .map(drop)
             .map_err(io::Error::other)
     }
 }

@@ -100,6 +100,7 @@ pub struct Suppression {
 /// Suppresses `address` until `until` (replacing an earlier suppression), and holds back
 /// the mail still queued for it.
 pub fn suppress(db: Db<'_>, address: &Address, reason: &str, now: &str, until: &str) -> DbResult<()> {
+    db.forget(ANY_SUPPRESSION);
     db.execute(
         "INSERT INTO suppressions (address, reason, since, until) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (address) DO UPDATE SET reason = ?2, since = ?3, until = ?4, lifted_at = NULL, lifted_by = NULL",
@@ -121,13 +122,23 @@ pub fn suppression(db: Db<'_>, address: &Address, now: &str) -> DbResult<Option<
     )
 }
 
-/// Whether any suppression is in force at `now`.
+/// What a transaction remembers of [`any_suppression`]'s answer (see `Db::remembered`):
+/// every write to the suppressions forgets it. Time passing cannot make the answer wrong
+/// in the direction that matters: "none" stays true until one is written, and "some"
+/// only makes each address be looked up.
+pub(crate) const ANY_SUPPRESSION: &str = "any suppression";
+
+/// Whether any suppression is in force at `now` (or, within a transaction, was when it
+/// was first asked: see [`ANY_SUPPRESSION`]).
 pub fn any_suppression(db: Db<'_>, now: &str) -> DbResult<bool> {
-    let found =
-        db.query_row("SELECT 1 FROM suppressions WHERE lifted_at IS NULL AND until > ?1 LIMIT 1", vals![now], |r| {
-            r.get::<i64>(0)
-        })?;
-    Ok(found.is_some())
+    db.remembered(ANY_SUPPRESSION, || {
+        let found = db.query_row(
+            "SELECT 1 FROM suppressions WHERE lifted_at IS NULL AND until > ?1 LIMIT 1",
+            vals![now],
+            |r| r.get::<i64>(0),
+        )?;
+        Ok(found.is_some())
+    })
 }
 
 /// Every suppression in force at `now`, newest first.
@@ -142,6 +153,7 @@ pub fn suppressions(db: Db<'_>, now: &str) -> DbResult<Vec<Suppression>> {
 /// Lifts the suppression of `address` (by `by`, at `now`); whether there was one in force.
 /// The address's earlier bounces stop counting towards a new suppression.
 pub fn lift(db: Db<'_>, address: &Address, by: Option<&str>, now: &str) -> DbResult<bool> {
+    db.forget(ANY_SUPPRESSION);
     let lifted = db.execute(
         "UPDATE suppressions SET lifted_at = ?2, lifted_by = ?3 WHERE address = ?1 AND lifted_at IS NULL AND until > ?2",
         vals![address.as_str(), now, by],
@@ -176,6 +188,7 @@ mod tests {
             spec: None,
             error: None,
             not_before: None,
+            held_back: None,
         };
         outbox::insert(conn.into(), &n, "2026-01-01T00:00:00.000Z").unwrap()
     }

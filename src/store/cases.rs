@@ -62,7 +62,7 @@ fn row_to_case(r: &Row<'_>) -> DbResult<CaseRow> {
 }
 
 pub fn set_status(db: Db<'_>, id: CaseId, status: Status, now: &str) -> DbResult<()> {
-    db.execute("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
+    db.defer("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
     Ok(())
 }
 
@@ -72,17 +72,17 @@ pub fn set_field(db: Db<'_>, id: CaseId, field: &str, value: Option<&str>, now: 
         "impact" | "account" | "environment" | "subject" => field,
         other => return Err(DbError::column(0, format!("{other} is not an editable field of a case"))),
     };
-    db.execute(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
+    db.defer(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
     Ok(())
 }
 
 pub fn touch(db: Db<'_>, id: CaseId, now: &str) -> DbResult<()> {
-    db.execute("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
+    db.defer("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
     Ok(())
 }
 
-/// Adds a participant; returns false when they already held that role (active).
-/// A watcher who had left and is added again becomes active again.
+/// Adds a participant (nothing changes when they already hold that role). A watcher who
+/// had left and is added again becomes active again.
 pub fn add_participant(
     db: Db<'_>,
     case: CaseId,
@@ -91,15 +91,14 @@ pub fn add_participant(
     via: &str,
     by: Option<&Address>,
     now: &str,
-) -> DbResult<bool> {
-    let changed = db.execute(
+) -> DbResult<()> {
+    db.defer(
         "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (case_id, role, address) DO UPDATE
            SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
          WHERE participants.removed_at IS NOT NULL",
         vals![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now],
-    )?;
-    Ok(changed > 0)
+    )
 }
 
 /// Marks a participant as gone; returns false when they did not hold that role.
@@ -117,15 +116,49 @@ pub fn remove_participant(
     Ok(changed > 0)
 }
 
+/// An active participant: address and role.
+pub type Participant = (Address, ParticipantRole);
+
+const PARTICIPANTS: &str =
+    "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address";
+
 /// Active participants of a case: (address, role), in the order they were added.
 pub fn participants(db: Db<'_>, case: CaseId) -> DbResult<Vec<(Address, ParticipantRole)>> {
-    let rows = db.query_map(
-        "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address",
-        vals![case],
-        |r| Ok((r.get::<String>(0)?, r.parse::<ParticipantRole>(1)?)),
-    )?;
-    // Stored addresses were validated on the way in; skip anything that no longer parses.
-    Ok(rows.into_iter().filter_map(|(addr, role)| Address::parse(&addr).map(|a| (a, role))).collect())
+    let mut people = Vec::new();
+    db.query_many(&[(PARTICIPANTS, vals![case])], |_, r| read_participant(r, &mut people))?;
+    Ok(people)
+}
+
+/// One row of [`PARTICIPANTS`] into `people`. Stored addresses were validated on the
+/// way in; one that no longer parses is skipped.
+fn read_participant(r: &Row<'_>, people: &mut Vec<(Address, ParticipantRole)>) -> DbResult<()> {
+    let (address, role) = (r.get::<String>(0)?, r.parse::<ParticipantRole>(1)?);
+    if let Some(address) = Address::parse(&address) {
+        people.push((address, role));
+    }
+    Ok(())
+}
+
+/// A case's row and active participants, read together (one round trip on PostgreSQL);
+/// with `to_change`, the row is held as [`case_row_to_change`] holds it.
+pub fn row_and_participants(
+    db: Db<'_>,
+    case: CaseId,
+    to_change: bool,
+) -> DbResult<Option<(CaseRow, Vec<Participant>)>> {
+    let row_sql = match db {
+        Db::Postgres(_) if to_change => format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1 FOR UPDATE"),
+        _ => format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"),
+    };
+    let (mut row, mut people) = (None, Vec::new());
+    db.query_many(&[(&row_sql, vals![case]), (PARTICIPANTS, vals![case])], |i, r| match i {
+        0 => {
+            row = Some(row_to_case(r)?);
+            Ok(())
+        }
+        _ => read_participant(r, &mut people),
+    })?;
+    Ok(row.map(|row| (row, people)))
 }
 
 /// Fields of a thread entry being added.
@@ -140,8 +173,9 @@ pub struct NewMessage<'a> {
 }
 
 pub fn insert_message(db: Db<'_>, m: &NewMessage<'_>, now: &str) -> DbResult<i64> {
-    db.insert(
-        "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    db.insert_with_id(
+        "messages",
+        "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         vals![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now],
     )
 }
@@ -157,7 +191,7 @@ pub struct AttachmentView {
 }
 
 pub fn insert_attachment(db: Db<'_>, message: i64, a: &AttachmentView, content_id: Option<&str>) -> DbResult<()> {
-    db.execute(
+    db.defer(
         "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         vals![message, &a.filename, &a.content_type, a.disposition.as_str(), content_id, a.size, &a.sha256],
     )?;
@@ -177,7 +211,7 @@ pub fn open_follow_up(db: Db<'_>, closed: CaseId) -> DbResult<Option<CaseId>> {
 /// writer wins). Our own notifications need no row here: their outbox row names the case.
 pub fn link_message_id(db: Db<'_>, message_id: &str, case: CaseId) -> DbResult<()> {
     // The casts tell PostgreSQL the parameters' types, which a select list does not.
-    db.execute(
+    db.defer(
         "INSERT INTO case_message_ids (message_id, case_id, direction)
          SELECT CAST(?1 AS TEXT), CAST(?2 AS BIGINT), 'in'
          WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)
@@ -190,11 +224,11 @@ pub fn link_message_id(db: Db<'_>, message_id: &str, case: CaseId) -> DbResult<(
 /// A Message-ID that mails on different cases share (their senders reused it): it no
 /// longer routes replies to any case, now or later.
 pub fn forget_message_id(db: Db<'_>, message_id: &str) -> DbResult<()> {
-    db.execute(
+    db.defer(
         "INSERT INTO ambiguous_message_ids (message_id) VALUES (?1) ON CONFLICT (message_id) DO NOTHING",
         vals![message_id],
     )?;
-    db.execute("DELETE FROM case_message_ids WHERE message_id = ?1 AND direction = 'in'", vals![message_id])?;
+    db.defer("DELETE FROM case_message_ids WHERE message_id = ?1 AND direction = 'in'", vals![message_id])?;
     Ok(())
 }
 
@@ -215,22 +249,75 @@ pub fn case_for_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option<Case
 /// root) and up to `recent` of the newest. Left out: our own notifications (each went to
 /// one recipient; the others never saw it), internal notes, and automatic replies.
 pub fn inbound_thread_ids(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Vec<String>> {
-    // Two plain index walks (messages_by_case, by id): SQLite evaluates the equivalent
-    // single query with a CTE far more slowly, and this runs for every notification.
-    const INBOUND: &str = "case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff')";
-    let first: Option<(i64, String)> = db.query_row(
-        &format!("SELECT id, message_id FROM messages WHERE {INBOUND} ORDER BY id LIMIT 1"),
-        vals![case],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let Some(first) = first else { return Ok(Vec::new()) };
-    let mut newest: Vec<(i64, String)> = db.query_map(
-        &format!("SELECT id, message_id FROM messages WHERE {INBOUND} AND id > ?3 ORDER BY id DESC LIMIT ?2"),
-        vals![case, recent, first.0],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (mut first, mut newest) = (None, Vec::new());
+    db.query_many(&[(THREAD_FIRST, vals![case]), (THREAD_NEWEST, vals![case, recent])], |i, r| {
+        read_thread_entry(i == 0, r, &mut first, &mut newest)
+    })?;
+    Ok(thread_ids(first, newest))
+}
+
+// Two plain index walks (messages_by_case, by id), asked at once (one round trip on
+// PostgreSQL): SQLite evaluates the equivalent single query with a CTE far more slowly,
+// and this runs for every notification. The newest may include the first.
+const THREAD_FIRST: &str = "SELECT id, message_id FROM messages
+    WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff') ORDER BY id LIMIT 1";
+const THREAD_NEWEST: &str = "SELECT id, message_id FROM messages
+    WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff') ORDER BY id DESC LIMIT ?2";
+
+type ThreadEntry = (i64, String);
+
+/// One row of [`THREAD_FIRST`] (`first`) or [`THREAD_NEWEST`].
+fn read_thread_entry(
+    is_first: bool,
+    r: &Row<'_>,
+    first: &mut Option<ThreadEntry>,
+    newest: &mut Vec<ThreadEntry>,
+) -> DbResult<()> {
+    let entry = (r.get(0)?, r.get(1)?);
+    match is_first {
+        true => *first = Some(entry),
+        false => newest.push(entry),
+    }
+    Ok(())
+}
+
+/// The thread's root, then the newest after it, oldest first.
+fn thread_ids(first: Option<ThreadEntry>, mut newest: Vec<ThreadEntry>) -> Vec<String> {
+    let Some(first) = first else { return Vec::new() };
+    newest.retain(|(id, _)| *id > first.0);
     newest.reverse();
-    Ok(std::iter::once(first).chain(newest).map(|(_, id)| id).collect())
+    std::iter::once(first).chain(newest).map(|(_, id)| id).collect()
+}
+
+/// What a mail about a case shows and how it threads: the case's row, its active
+/// participants and [`inbound_thread_ids`].
+pub struct CaseForMail {
+    pub row: CaseRow,
+    pub participants: Vec<(Address, ParticipantRole)>,
+    pub thread: Vec<String>,
+}
+
+/// [`CaseForMail`] of `case`, read together (one round trip on PostgreSQL); `None` when
+/// the case does not exist.
+pub fn case_for_mail(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Option<CaseForMail>> {
+    let row_sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1");
+    let (mut row, mut participants, mut first, mut newest) = (None, Vec::new(), None, Vec::new());
+    let queries: [(&str, &[super::db::Value<'_>]); 4] = [
+        (&row_sql, vals![case]),
+        (PARTICIPANTS, vals![case]),
+        (THREAD_FIRST, vals![case]),
+        (THREAD_NEWEST, vals![case, recent]),
+    ];
+    db.query_many(&queries, |i, r| match i {
+        0 => {
+            row = Some(row_to_case(r)?);
+            Ok(())
+        }
+        1 => read_participant(r, &mut participants),
+        _ => read_thread_entry(i == 2, r, &mut first, &mut newest),
+    })?;
+    let thread = thread_ids(first, newest);
+    Ok(row.map(|row| CaseForMail { row, participants, thread }))
 }
 
 /// Whether `address` takes part in a case in any role.

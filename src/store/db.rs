@@ -33,6 +33,19 @@ pub enum Value<'a> {
     Bool(bool),
 }
 
+impl Value<'_> {
+    /// The same value, owning its text or bytes (to be sent later).
+    pub fn to_owned_value(&self) -> Value<'static> {
+        match self {
+            Value::Null => Value::Null,
+            Value::Int(v) => Value::Int(*v),
+            Value::Text(s) => Value::Text(Cow::Owned(s.to_string())),
+            Value::Blob(b) => Value::Blob(Cow::Owned(b.to_vec())),
+            Value::Bool(b) => Value::Bool(*b),
+        }
+    }
+}
+
 macro_rules! from_int {
     ($($t:ty),*) => {$(
         impl From<$t> for Value<'_> {
@@ -172,6 +185,9 @@ pub enum DbError {
     Postgres(postgres::Error),
     #[error("column {column}: {problem}")]
     Column { column: usize, problem: String },
+    /// No runtime for the session (the system refused a thread's resources).
+    #[error("cannot start the PostgreSQL session's runtime: {0}")]
+    Runtime(std::io::Error),
     /// No session: the server's TLS certificate could not be verified (the words say why
     /// and what to check; see `Target::connect`).
     #[error("{0}")]
@@ -223,7 +239,7 @@ impl DbError {
                     && e.to_string().contains("UNIQUE")
             }
             DbError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            DbError::Column { .. } | DbError::Unverified(_) => false,
+            DbError::Column { .. } | DbError::Unverified(_) | DbError::Runtime(_) => false,
         }
     }
 
@@ -254,7 +270,7 @@ impl DbError {
                 Some(code) => postgres_is_systemic(code.code()),
             },
             // The installation's to mend (its CA file, the URL, the server's certificate).
-            DbError::Unverified(_) => true,
+            DbError::Unverified(_) | DbError::Runtime(_) => true,
             DbError::Column { .. } => false,
         }
     }
@@ -403,23 +419,74 @@ impl Row<'_> {
 /// session that broke (the server restarted, the network failed) is opened again before
 /// the next transaction or statement outside one: the work in hand fails, the next
 /// attempt gets a new session.
+///
+/// Inside a transaction, writes whose answer nobody reads ([`Db::defer`],
+/// [`Db::insert_with_id`]) are not sent at once: they wait, in order, and go to the
+/// server together with the next statement whose answer is needed (a read, the commit),
+/// without waiting for each one's answer in between (a pipeline). A unit of work that
+/// writes ten rows a mail and reads a few thus waits for the server a few times a mail
+/// instead of a dozen and more. A deferred write that fails makes the statement it was
+/// sent with fail with its error: the transaction is broken either way, and the unit's
+/// work is undone (see `store::unit`).
 pub struct PgConn {
-    client: RefCell<postgres::Client>,
+    /// The session's own runtime, on which its connection is a task: driven while a
+    /// statement waits for its answer.
+    runtime: tokio::runtime::Runtime,
+    session: RefCell<Option<super::target::Session>>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
     target: Arc<Target>,
     /// Whether a transaction is open (begun by [`Db::begin`], not yet ended).
     in_transaction: Cell<bool>,
+    /// Writes not sent yet, in order (inside a transaction only).
+    deferred: RefCell<Vec<(postgres::Statement, Vec<Value<'static>>)>>,
+    /// Row ids drawn from a table's sequence for this transaction and not used yet, by
+    /// table; what is left at its end is dropped (a gap in the numbers, as a rollback
+    /// leaves), so ids follow the order rows are written in as closely as before.
+    ids: RefCell<HashMap<&'static str, IdBlock>>,
+    /// What the transaction remembers ([`Db::remembered`]).
+    memo: RefCell<HashMap<&'static str, bool>>,
 }
+
+/// Ids drawn from a sequence: the unused ones, and how many to draw next time.
+#[derive(Default)]
+struct IdBlock {
+    free: std::collections::VecDeque<i64>,
+    next_draw: i64,
+}
+
+/// The most ids drawn at once: a batch's rows of one table are drawn in a few steps.
+const MAX_ID_DRAW: i64 = 512;
+
+/// The statement sent after the deferred writes, whose answer is waited for.
+enum Request<'s, 'v> {
+    Query(postgres::Statement, &'s [Value<'v>]),
+    Execute(postgres::Statement, &'s [Value<'v>]),
+    Batch(&'s str),
+}
+
+/// What the server answered to a [`Request`].
+enum Answer {
+    Rows(Vec<postgres::Row>),
+    Changed(u64),
+    Done,
+}
+
+type PgFuture<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, postgres::Error>> + 'f>>;
 
 impl PgConn {
     /// Opens a session to `target`.
     pub fn connect(target: Arc<Target>) -> DbResult<PgConn> {
-        let client = target.connect()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DbError::Runtime)?;
+        let session = target.connect(&runtime)?;
         Ok(PgConn {
-            client: RefCell::new(client),
+            runtime,
+            session: RefCell::new(Some(session)),
             statements: RefCell::new(HashMap::new()),
             target,
             in_transaction: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+            ids: RefCell::new(HashMap::new()),
+            memo: RefCell::new(HashMap::new()),
         })
     }
 
@@ -430,7 +497,7 @@ impl PgConn {
 
     /// Whether the session can no longer be used (the connection broke).
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.session.borrow().as_ref().is_none_or(|s| s.client.is_closed())
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -444,17 +511,23 @@ impl PgConn {
             return Ok(());
         }
         tracing::info!(database = %self.target, "PostgreSQL session lost; connecting again");
-        let client = self.target.connect()?;
-        *self.client.borrow_mut() = client;
+        let session = self.target.connect(&self.runtime)?;
+        *self.session.borrow_mut() = Some(session);
         self.statements.borrow_mut().clear();
         Ok(())
+    }
+
+    /// The client of the session (present until the connection is dropped).
+    fn client(&self) -> std::cell::Ref<'_, tokio_postgres::Client> {
+        std::cell::Ref::map(self.session.borrow(), |s| &s.as_ref().expect("a session until dropped").client)
     }
 
     fn statement(&self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client.borrow_mut().prepare(&postgres_dialect(sql))?;
+        let client = self.client();
+        let statement = self.runtime.block_on(client.prepare(&postgres_dialect(sql)))?;
         self.statements.borrow_mut().insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
@@ -463,10 +536,158 @@ impl PgConn {
         values.iter().map(|v| v as &(dyn postgres_types::ToSql + Sync)).collect()
     }
 
+    /// Sends the deferred writes and then `requests`, in this order and without waiting
+    /// in between, and waits for all the answers: the requests', or the first error in
+    /// order.
+    fn send(&self, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        let client = self.client();
+        let client: &tokio_postgres::Client = &client;
+        let params: Vec<_> = deferred.iter().map(|(_, values)| PgConn::params(values)).collect();
+        let request_params: Vec<_> = requests
+            .iter()
+            .map(|r| match r {
+                Request::Query(_, values) | Request::Execute(_, values) => PgConn::params(values),
+                Request::Batch(_) => Vec::new(),
+            })
+            .collect();
+        let mut writes: Vec<PgFuture<'_, Answer>> = deferred
+            .iter()
+            .zip(&params)
+            .map(|((statement, _), params)| {
+                Box::pin(async { client.execute(statement, params).await.map(Answer::Changed) }) as PgFuture<'_, Answer>
+            })
+            .collect();
+        writes.extend(requests.iter().zip(&request_params).map(|(request, params)| -> PgFuture<'_, Answer> {
+            match request {
+                Request::Query(statement, _) => {
+                    Box::pin(async { client.query(statement, params).await.map(Answer::Rows) })
+                }
+                Request::Execute(statement, _) => {
+                    Box::pin(async { client.execute(statement, params).await.map(Answer::Changed) })
+                }
+                Request::Batch(sql) => Box::pin(async { client.batch_execute(sql).await.map(|()| Answer::Done) }),
+            }
+        }));
+        let mut pending: Vec<Option<PgFuture<'_, Answer>>> = writes.into_iter().map(Some).collect();
+        let mut answers: Vec<Option<Result<Answer, postgres::Error>>> = pending.iter().map(|_| None).collect();
+        // Each request is sent when its future is first polled; polling in order sends
+        // them in order. Then every answer is read, whatever the order they finish in.
+        self.runtime.block_on(std::future::poll_fn(|cx| {
+            for (slot, answer) in pending.iter_mut().zip(answers.iter_mut()) {
+                if let Some(future) = slot {
+                    if let std::task::Poll::Ready(result) = future.as_mut().poll(cx) {
+                        *answer = Some(result);
+                        *slot = None;
+                    }
+                }
+            }
+            if pending.iter().all(Option::is_none) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        }));
+        let mut out = Vec::with_capacity(requests.len());
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answer = answer.expect("the pipeline ends only when every answer is in")?;
+            if i >= deferred.len() {
+                out.push(answer);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Several queries sent together (after the deferred writes); their rows, in order.
+    fn query_many(&self, queries: &[(&str, &[Value<'_>])]) -> DbResult<Vec<Vec<postgres::Row>>> {
+        self.reconnect_if_closed()?;
+        let requests = queries
+            .iter()
+            .map(|(sql, params)| Ok(Request::Query(self.statement(sql)?, params)))
+            .collect::<DbResult<Vec<_>>>()?;
+        self.send(&requests)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Rows(rows) => Ok(rows),
+                _ => unreachable!("a query answers with rows"),
+            })
+            .collect()
+    }
+
     fn query(&self, sql: &str, params: &[Value<'_>]) -> DbResult<Vec<postgres::Row>> {
         self.reconnect_if_closed()?;
+        Ok(self.query_many(&[(sql, params)])?.pop().unwrap_or_default())
+    }
+
+    fn execute(&self, sql: &str, params: &[Value<'_>]) -> DbResult<u64> {
+        self.reconnect_if_closed()?;
         let statement = self.statement(sql)?;
-        Ok(self.client.borrow_mut().query(&statement, &PgConn::params(params))?)
+        match self.send(&[Request::Execute(statement, params)])?.pop() {
+            Some(Answer::Changed(n)) => Ok(n),
+            _ => unreachable!("a statement answers with the rows it changed"),
+        }
+    }
+
+    /// Queues a write to be sent with the next statement (inside a transaction), or runs
+    /// it at once (outside one).
+    fn defer(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
+        if !self.in_transaction.get() {
+            return self.execute(sql, params).map(drop);
+        }
+        let statement = self.statement(sql)?;
+        let owned = params.iter().map(Value::to_owned_value).collect();
+        self.deferred.borrow_mut().push((statement, owned));
+        Ok(())
+    }
+
+    /// The next id of `table`'s sequence for this transaction.
+    fn next_id(&self, table: &'static str) -> DbResult<i64> {
+        if let Some(id) = self.ids.borrow_mut().get_mut(table).and_then(|b| b.free.pop_front()) {
+            return Ok(id);
+        }
+        let draw = {
+            let mut ids = self.ids.borrow_mut();
+            let block = ids.entry(table).or_default();
+            // Outside a transaction, one at a time: nothing would be left for later.
+            let draw = if self.in_transaction.get() { block.next_draw.clamp(8, MAX_ID_DRAW) } else { 1 };
+            block.next_draw = (draw * 2).min(MAX_ID_DRAW);
+            draw
+        };
+        let sql = format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?1)");
+        let drawn: Vec<i64> = self
+            .query(&sql, &[Value::Int(draw)])?
+            .iter()
+            .map(|row| Row::Postgres(row).get(0))
+            .collect::<DbResult<_>>()?;
+        let mut ids = self.ids.borrow_mut();
+        let block = ids.entry(table).or_default();
+        block.free.extend(drawn);
+        block.free.pop_front().ok_or_else(|| DbError::column(0, "the sequence gave no id"))
+    }
+
+    /// Ends the transaction's deferred writes and unused ids (after a commit or rollback).
+    fn end_transaction(&self) {
+        self.deferred.borrow_mut().clear();
+        self.ids.borrow_mut().clear();
+        self.memo.borrow_mut().clear();
+        self.in_transaction.set(false);
+    }
+
+    /// Runs statements without parameters (simple protocol), after the deferred writes.
+    fn batch(&self, sql: &str) -> DbResult<()> {
+        self.send(&[Request::Batch(sql)]).map(drop)
+    }
+}
+
+impl Drop for PgConn {
+    /// Says goodbye to the server (the connection task sends its farewell once the
+    /// client is gone), waiting a moment at most.
+    fn drop(&mut self) {
+        if let Some(session) = self.session.get_mut().take() {
+            drop(session.client);
+            let wait = async { tokio::time::timeout(std::time::Duration::from_secs(1), session.connection).await };
+            let _ = self.runtime.block_on(wait);
+        }
     }
 }
 
@@ -505,10 +726,40 @@ impl Db<'_> {
         match self {
             Db::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?),
             Db::Postgres(p) => {
-                p.reconnect_if_closed()?;
-                let statement = p.statement(sql)?;
-                let changed = p.client.borrow_mut().execute(&statement, &PgConn::params(params))?;
+                let changed = p.execute(sql, params)?;
                 Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+            }
+        }
+    }
+
+    /// Runs a write whose answer is not needed (how many rows it changed). On PostgreSQL,
+    /// inside a transaction, it is sent with the next statement whose answer is (see
+    /// [`PgConn`]); an error it meets fails that statement, or the commit.
+    pub fn defer(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
+        match self {
+            Db::Sqlite(_) => self.execute(sql, params).map(drop),
+            Db::Postgres(p) => p.defer(sql, params),
+        }
+    }
+
+    /// Runs an `INSERT` into `table`, whose key is `id`, and returns the new row's id.
+    /// `sql` names `id` as the last column, its value the parameter after `params`. On
+    /// SQLite the id is left to the database (`NULL`); on PostgreSQL it is drawn from the
+    /// table's sequence ahead (in blocks, for the transaction) and the insert deferred
+    /// like [`Db::defer`]'s.
+    pub fn insert_with_id(&self, table: &'static str, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+        let mut all = params.to_vec();
+        match self {
+            Db::Sqlite(c) => {
+                all.push(Value::Null);
+                c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(&all))?;
+                Ok(c.last_insert_rowid())
+            }
+            Db::Postgres(p) => {
+                let id = p.next_id(table)?;
+                all.push(Value::Int(id));
+                p.defer(sql, &all)?;
+                Ok(id)
             }
         }
     }
@@ -590,6 +841,60 @@ impl Db<'_> {
         }
     }
 
+    /// Several queries at once, each row handed to `read` with the index of its query. On
+    /// PostgreSQL they are sent together (with the deferred writes before them) and the
+    /// answers waited for once: one round trip to the server instead of one a query.
+    pub fn query_many(
+        &self,
+        queries: &[(&str, &[Value<'_>])],
+        mut read: impl FnMut(usize, &Row<'_>) -> DbResult<()>,
+    ) -> DbResult<()> {
+        match self {
+            Db::Sqlite(c) => {
+                for (i, (sql, params)) in queries.iter().enumerate() {
+                    let mut statement = c.prepare_cached(sql)?;
+                    let mut rows = statement.query(rusqlite::params_from_iter(*params))?;
+                    while let Some(row) = rows.next()? {
+                        read(i, &Row::Sqlite(row))?;
+                    }
+                }
+                Ok(())
+            }
+            Db::Postgres(p) => {
+                for (i, rows) in p.query_many(queries)?.iter().enumerate() {
+                    for row in rows {
+                        read(i, &Row::Postgres(row))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A yes or no the transaction remembers under `key` once `compute` found it, until
+    /// [`Db::forget`] or the transaction's end (PostgreSQL, where asking again is a round
+    /// trip; SQLite asks every time).
+    pub fn remembered(&self, key: &'static str, compute: impl FnOnce() -> DbResult<bool>) -> DbResult<bool> {
+        match self {
+            Db::Postgres(p) if p.in_transaction() => {
+                if let Some(known) = p.memo.borrow().get(key) {
+                    return Ok(*known);
+                }
+                let value = compute()?;
+                p.memo.borrow_mut().insert(key, value);
+                Ok(value)
+            }
+            _ => compute(),
+        }
+    }
+
+    /// Forgets what [`Db::remembered`] knows under `key` (a write changed it).
+    pub fn forget(&self, key: &'static str) {
+        if let Db::Postgres(p) = self {
+            p.memo.borrow_mut().remove(key);
+        }
+    }
+
     /// Every row, each handed to `each` as it arrives rather than collected first: for
     /// reading whole tables (`casegate migrate-store`). `each` must not use this
     /// connection.
@@ -609,13 +914,16 @@ impl Db<'_> {
                 Ok(())
             }
             Db::Postgres(p) => {
-                use postgres::fallible_iterator::FallibleIterator as _;
+                use futures::StreamExt as _;
                 p.reconnect_if_closed()?;
                 let statement = p.statement(sql)?;
-                let mut client = p.client.borrow_mut();
-                let mut rows = client.query_raw(&statement, PgConn::params(params))?;
-                while let Some(row) = rows.next()? {
-                    each(&Row::Postgres(&row))?;
+                // Nothing deferred may wait behind a statement streamed this way.
+                p.batch("")?;
+                let client = p.client();
+                let rows = p.runtime.block_on(client.query_raw(&statement, PgConn::params(params)))?;
+                let mut rows = std::pin::pin!(rows);
+                while let Some(row) = p.runtime.block_on(rows.next()) {
+                    each(&Row::Postgres(&row?))?;
                 }
                 Ok(())
             }
@@ -629,7 +937,7 @@ impl Db<'_> {
             Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
             Db::Postgres(p) => {
                 p.reconnect_if_closed()?;
-                Ok(p.client.borrow_mut().batch_execute(sql)?)
+                p.batch(sql)
             }
         }
     }
@@ -643,7 +951,9 @@ impl Db<'_> {
             (Db::Sqlite(c), TxMode::Write) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
             (Db::Postgres(p), _) => {
                 p.reconnect_if_closed()?;
-                p.client.borrow_mut().batch_execute("BEGIN")?;
+                p.batch("BEGIN")?;
+                p.ids.borrow_mut().clear();
+                p.memo.borrow_mut().clear();
                 p.in_transaction.set(true);
                 Ok(())
             }
@@ -657,13 +967,14 @@ impl Db<'_> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
             Db::Postgres(p) => {
-                let checked = p.client.borrow_mut().batch_execute("SELECT 1");
-                let result = checked.and_then(|()| p.client.borrow_mut().batch_execute("COMMIT"));
+                // The deferred writes go with the check: one that failed fails it.
+                let checked = p.batch("SELECT 1");
+                let result = checked.and_then(|()| p.batch("COMMIT"));
                 if result.is_err() {
-                    let _ = p.client.borrow_mut().batch_execute("ROLLBACK");
+                    let _ = p.batch("ROLLBACK");
                 }
-                p.in_transaction.set(false);
-                Ok(result?)
+                p.end_transaction();
+                result
             }
         }
     }
@@ -678,8 +989,9 @@ impl Db<'_> {
                 }
             }
             Db::Postgres(p) => {
-                let _ = p.client.borrow_mut().batch_execute("ROLLBACK");
-                p.in_transaction.set(false);
+                p.deferred.borrow_mut().clear();
+                let _ = p.batch("ROLLBACK");
+                p.end_transaction();
             }
         }
     }

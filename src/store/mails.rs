@@ -93,7 +93,7 @@ pub fn store_raw(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256) DO NOTHING";
     let Some(packs) = packs else {
         let none: Option<i64> = None;
-        db.execute(INSERT, vals![sha256, size, packed, none, none, none])?;
+        db.defer(INSERT, vals![sha256, size, packed, none, none, none])?;
         return Ok(());
     };
     let place = packs.next_place(packed.len()).context("cannot open a pack file for raw mails")?;
@@ -183,9 +183,10 @@ pub struct Recorded<'a> {
 }
 
 pub fn insert_mail(db: Db<'_>, m: &NewMail<'_>, recorded: Recorded<'_>, now: &str) -> DbResult<i64> {
-    db.insert(
-        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    db.insert_with_id(
+        "mails",
+        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason, node, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         vals![
             now,
             m.origin,
@@ -206,7 +207,7 @@ pub fn insert_mail(db: Db<'_>, m: &NewMail<'_>, recorded: Recorded<'_>, now: &st
 
 /// Records a new outcome on a journal row (a quarantined mail released).
 pub fn set_outcome(db: Db<'_>, id: i64, recorded: Recorded<'_>) -> DbResult<()> {
-    db.execute(
+    db.defer(
         "UPDATE mails SET outcome = ?2, case_id = ?3, reason = ?4 WHERE id = ?1",
         vals![id, recorded.outcome.as_str(), recorded.case, recorded.reason],
     )?;
@@ -223,16 +224,16 @@ pub fn audit(
     detail: Option<&str>,
     now: &str,
 ) -> DbResult<()> {
-    db.execute(
+    db.defer(
         "INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         vals![now, mail, case, actor, action, detail],
-    )?;
-    Ok(())
+    )
 }
 
 pub fn quarantine(db: Db<'_>, mail: i64, reason: &str, detail: Option<&str>, now: &str) -> DbResult<i64> {
-    db.insert(
-        "INSERT INTO quarantine (mail_id, reason, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+    db.insert_with_id(
+        "quarantine",
+        "INSERT INTO quarantine (mail_id, reason, detail, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)",
         vals![mail, reason, detail, now],
     )
 }

@@ -45,15 +45,23 @@ pub struct NewNotification<'a> {
     pub error: Option<&'a str>,
     /// Not to be sent before this time (default: at once).
     pub not_before: Option<&'a str>,
+    /// Why the loop breaker holds it back: it is stored `suppressed`, with this reason,
+    /// and never sent (see [`hold_back`]).
+    pub held_back: Option<&'a str>,
 }
 
 pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
     let recipients = recipients_json(n.to);
-    let status = if n.error.is_none() && (n.payload.is_some() || n.spec.is_some()) { "queued" } else { "failed" };
+    let status = match n.held_back {
+        Some(_) => "suppressed",
+        None if n.error.is_none() && (n.payload.is_some() || n.spec.is_some()) => "queued",
+        None => "failed",
+    };
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
-    db.insert(
-        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    db.insert_with_id(
+        "outbox",
+        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         vals![
             n.case,
             n.event,
@@ -63,7 +71,7 @@ pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
             payload,
             n.spec,
             status,
-            n.error,
+            n.held_back.or(n.error),
             n.not_before.unwrap_or(now),
             now
         ],
@@ -115,11 +123,10 @@ pub fn automatic_answers_since(db: Db<'_>, to: &Address, since: &str) -> DbResul
 
 /// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
 pub fn hold_back(db: Db<'_>, message_id: &str, reason: &str) -> DbResult<()> {
-    db.execute(
+    db.defer(
         "UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1",
         vals![message_id, reason],
-    )?;
-    Ok(())
+    )
 }
 
 /// A claimed notification, ready to send.
@@ -298,6 +305,7 @@ mod tests {
             spec: None,
             error: None,
             not_before: None,
+            held_back: None,
         };
         insert(conn.into(), &n, now).unwrap()
     }

@@ -36,19 +36,28 @@ pub fn for_analyzed(
 
 /// The snapshot a decision about `mail` is made on.
 pub fn for_mail(db: Db<'_>, config: &Config, mail: &InboundMail) -> anyhow::Result<Snapshot> {
+    // A case a token names is read whole, and held, as it is checked: routing takes the
+    // first that exists, whose facts are then at hand.
+    let mut named: Option<CaseFacts> = None;
     let route = route::route(
         mail,
         &config.tokens,
         &config.token_prefix,
-        |n| cases::case_row(db, n).map(|r| r.is_some()),
+        |n| {
+            named = case_facts_to_change(db, n)?;
+            Ok::<_, crate::store::db::DbError>(named.is_some())
+        },
         |id| cases::case_for_message_id(db, id),
     )?;
     let case = match route {
         Route::New { note } => return Ok(Snapshot::routed(Routed::New { note })),
         Route::Existing { case, .. } => case,
     };
-    let facts = case_facts_to_change(db, case)?
-        .ok_or_else(|| anyhow::anyhow!("routing chose case {case}, which the store does not have"))?;
+    let facts = match named.filter(|f| f.row.id == case) {
+        Some(facts) => facts,
+        None => case_facts_to_change(db, case)?
+            .ok_or_else(|| anyhow::anyhow!("routing chose case {case}, which the store does not have"))?,
+    };
     let follow_up = match facts.row.status {
         Status::Closed => match cases::open_follow_up(db, case)? {
             Some(next) => case_facts_to_change(db, next)?.map(Box::new),
@@ -69,16 +78,14 @@ fn takes_part_anywhere(db: Db<'_>, address: &crate::address::Address) -> DbResul
 
 /// A case's fields and active participants, if it exists: what a page shows.
 pub fn case_facts(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
-    let Some(row) = cases::case_row(db, case)? else { return Ok(None) };
-    Ok(Some(CaseFacts { row, participants: cases::participants(db, case)? }))
+    Ok(cases::row_and_participants(db, case, false)?.map(|(row, participants)| CaseFacts { row, participants }))
 }
 
 /// [`case_facts`] for a decision that may change the case: the case is held for the
 /// unit of work (see [`cases::case_row_to_change`]), so the decision is made on what
 /// is there, not on what another node is changing.
 pub fn case_facts_to_change(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
-    let Some(row) = cases::case_row_to_change(db, case)? else { return Ok(None) };
-    Ok(Some(CaseFacts { row, participants: cases::participants(db, case)? }))
+    Ok(cases::row_and_participants(db, case, true)?.map(|(row, participants)| CaseFacts { row, participants }))
 }
 
 /// The first survey invitation whose mail `mail` refers to (In-Reply-To first).

@@ -37,7 +37,7 @@ pub fn limit_idle_transactions(limit: Duration) {
 
 /// A PostgreSQL database as a URL names it: where it is, how to sign in, and TLS.
 pub struct Target {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The private CA the URL names (`sslrootcert`), for the words of a refusal.
     rootcert: Option<PathBuf>,
@@ -63,7 +63,7 @@ pub enum ConnectError {
     /// The server's TLS certificate could not be verified: the words say why and what to
     /// check.
     Unverified(String),
-    Postgres(postgres::Error),
+    Postgres(tokio_postgres::Error),
 }
 
 /// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
@@ -91,9 +91,9 @@ impl Target {
             }
         }
         let mode = match sslmode.as_str() {
-            "disable" => postgres::config::SslMode::Disable,
-            "prefer" | "allow" => postgres::config::SslMode::Prefer,
-            "require" | "verify-ca" | "verify-full" => postgres::config::SslMode::Require,
+            "disable" => tokio_postgres::config::SslMode::Disable,
+            "prefer" | "allow" => tokio_postgres::config::SslMode::Prefer,
+            "require" | "verify-ca" | "verify-full" => tokio_postgres::config::SslMode::Require,
             other => {
                 return Err(format!("sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"))
             }
@@ -103,7 +103,7 @@ impl Target {
         } else {
             parsed.query_pairs_mut().clear().extend_pairs(&kept);
         }
-        let mut config: postgres::Config = parsed.as_str().parse().map_err(|e: postgres::Error| {
+        let mut config: tokio_postgres::Config = parsed.as_str().parse().map_err(|e: tokio_postgres::Error| {
             // The driver's own words are in the source ("unknown option `colour`").
             match std::error::Error::source(&e) {
                 Some(why) => format!("{e}: {why}"),
@@ -118,33 +118,63 @@ impl Target {
             config.application_name("casegate");
         }
         let tls = match mode {
-            postgres::config::SslMode::Disable => None,
+            tokio_postgres::config::SslMode::Disable => None,
             _ => Some(tls(rootcert.as_deref().map(Path::new))?),
         };
         let _ = parsed.set_password(None);
         Ok(Target { config, tls, rootcert: rootcert.map(PathBuf::from), shown: parsed.to_string() })
     }
 
-    /// Opens a new session, limited in how long it may sit idle inside a transaction
-    /// (see [`limit_idle_transactions`]).
+    /// Opens a new session on `runtime` (a current-thread runtime of the caller's: the
+    /// session's connection is a task on it, driven whenever the caller waits on it),
+    /// limited in how long it may sit idle inside a transaction (see
+    /// [`limit_idle_transactions`]).
     /// A server certificate that cannot be verified is refused with words that name the
     /// CA file and what to check ([`ConnectError::Unverified`]).
-    pub fn connect(&self) -> Result<postgres::Client, ConnectError> {
-        let connected = match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
-            None => self.config.connect(postgres::NoTls),
-        };
-        let mut client = connected.map_err(|e| match certificate_error(&e) {
+    pub fn connect(&self, runtime: &tokio::runtime::Runtime) -> Result<Session, ConnectError> {
+        let connected = runtime.block_on(async {
+            match &self.tls {
+                Some(tls) => {
+                    let (client, connection) = self.config.connect(tls.clone()).await?;
+                    Ok((client, tokio::spawn(drive(connection))))
+                }
+                None => {
+                    let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                    Ok((client, tokio::spawn(drive(connection))))
+                }
+            }
+        });
+        let (client, connection) = connected.map_err(|e| match certificate_error(&e) {
             Some(why) => ConnectError::Unverified(self.unverified(why)),
             None => ConnectError::Postgres(e),
         })?;
         let ms = IDLE_IN_TRANSACTION_MS.load(Ordering::Relaxed);
         if ms > 0 {
-            client
-                .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+            runtime
+                .block_on(client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}")))
                 .map_err(ConnectError::Postgres)?;
         }
-        Ok(client)
+        Ok(Session { client, connection })
+    }
+}
+
+/// An open session: the client that sends requests, and the task that carries them to
+/// the server and its answers back (it ends when the client is dropped, after telling
+/// the server goodbye, or when the connection breaks).
+pub struct Session {
+    pub client: tokio_postgres::Client,
+    pub connection: tokio::task::JoinHandle<()>,
+}
+
+/// Carries a session's requests and answers until it ends; a connection that broke is
+/// seen by the client (its requests fail, `is_closed`).
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "PostgreSQL connection ended");
     }
 }
 
@@ -152,7 +182,7 @@ impl Target {
     /// Why the server's certificate was refused (`why`, from rustls), and what to check.
     fn unverified(&self, why: &rustls::CertificateError) -> String {
         let host = match self.config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(name)) => name.clone(),
+            Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
             _ => "the host".to_string(),
         };
         let name = format!(
@@ -183,7 +213,7 @@ impl Target {
 }
 
 /// The certificate problem that made a TLS handshake fail, if that is why `e` happened.
-fn certificate_error(e: &postgres::Error) -> Option<&rustls::CertificateError> {
+fn certificate_error(e: &tokio_postgres::Error) -> Option<&rustls::CertificateError> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(c) = cause {
         // tokio-rustls hands rustls's error on inside an io::Error, whose `source` skips it.
@@ -235,7 +265,7 @@ mod tests {
             .unwrap();
         assert!(!t.to_string().contains("s3cret"), "{t}");
         assert!(t.to_string().contains("db.example:6543/cases"), "{t}");
-        assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(t.config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
         assert_eq!(t.config.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert!(t.tls.is_some());
         let plain = Target::parse("postgresql://u@127.0.0.1/x?sslmode=disable").unwrap();
