@@ -154,7 +154,7 @@ impl Harness {
         let mut report = None;
         // The unit is never committed: the next mail finds the seeded state.
         self.gateway.store.write(false, |unit| {
-            let step = Step { config: &config, prepared: &prepared, passage: Passage::New(&origin) };
+            let step = Step { config: &config, prepared: &prepared, passage: Passage::New(&origin), known: None };
             report = Some(step.run(&unit.scope())?);
             Ok(None::<()>)
         })?;

@@ -1,11 +1,13 @@
 //! The journal's side of a mail's passage: is it a mail seen before (a duplicate, which
 //! writes nothing), a new mail, or a new mail that reuses an earlier one's Message-ID?
 
+use std::collections::{HashMap, HashSet};
+
 use super::{IngestReport, Origin, Prepared};
 use crate::case::{AuditAction, Outcome};
 use crate::config::Config;
 use crate::prepare::{self, Parsed};
-use crate::store::db::{Db, DbResult};
+use crate::store::db::{Db, DbResult, Value};
 use crate::store::mails::{self, MailRecord};
 use crate::store::unit::AuditRecord;
 use crate::store::{packs, Scope};
@@ -32,29 +34,139 @@ pub(super) enum Seen {
     IdReused(Vec<MailRecord>),
 }
 
+/// What the journal held for the mails of a batch when the batch began, read in one round
+/// trip (PostgreSQL, where a lookup per mail is a round trip each), and what the batch
+/// wrote since: a key the batch wrote is looked up in the database again, where the
+/// batch's own rows are; any other key's answer is what the database would say (a row
+/// another node writes meanwhile under the same key is refused by the journal's unique
+/// keys, and the batch written again).
+#[derive(Default)]
+pub(super) struct Known {
+    by_position: HashMap<(String, String), MailRecord>,
+    by_key: HashMap<String, MailRecord>,
+    by_message_id: HashMap<String, Vec<(MailRecord, String)>>,
+    /// The lookup keys (see [`Known::keys`]) the batch has written under.
+    written: HashSet<String>,
+}
+
+impl Known {
+    /// Reads what the journal holds for `mails`, in one round trip.
+    pub(super) fn read(tx: Db<'_>, mails: &[(Prepared, &Origin)]) -> DbResult<Known> {
+        let (mut positions, mut keys, mut prefixes) = (Vec::new(), Vec::new(), Vec::new());
+        for (prepared, origin) in mails {
+            if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
+                positions.push((source.as_str(), key.as_str()));
+            }
+            match prepared.message_id() {
+                Some(id) => prefixes.push(format!("mid:{id}")),
+                None => keys.push(dedupe_key(None, prepared)),
+            }
+        }
+        // The lists go as text, a line each (no key holds a line break: see `listable`).
+        let lines = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join("\n");
+        let queries: [(&str, &[Value<'_>]); 3] = [
+            (
+                mails::BY_POSITIONS,
+                crate::vals![lines(&mut positions.iter().map(|p| p.0)), lines(&mut positions.iter().map(|p| p.1))],
+            ),
+            (mails::BY_KEYS, crate::vals![lines(&mut keys.iter().map(String::as_str))]),
+            (mails::BY_PREFIXES, crate::vals![lines(&mut prefixes.iter().map(String::as_str))]),
+        ];
+        let mut known = Known::default();
+        tx.query_many(&queries, |i, r| {
+            let (found, key) = mails::journal_row(r)?;
+            match i {
+                0 => {
+                    let position: (String, String) = (r.get(8)?, r.get(9)?);
+                    known.by_position.insert(position, found);
+                }
+                1 => {
+                    known.by_key.insert(key, found);
+                }
+                _ => {
+                    let prefix: String = r.get(8)?;
+                    if mails::is_of_message_id(&key, &prefix) {
+                        known.by_message_id.entry(prefix).or_default().push((found, key));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(known)
+    }
+
+    /// Whether every key of `mails` can go in a list of lines.
+    pub(super) fn listable(mails: &[(Prepared, &Origin)]) -> bool {
+        mails.iter().all(|(prepared, origin)| {
+            let texts = [prepared.message_id(), origin.source.as_deref(), origin.source_key.as_deref()];
+            texts.into_iter().flatten().all(|t| !t.contains(['\n', '\r']))
+        })
+    }
+
+    /// The lookup keys of a mail: its position, its Message-ID or its bytes' key.
+    fn keys(origin: &Origin, message_id: Option<&str>, prepared: &Prepared) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
+            keys.push(format!("position {source} {key}"));
+        }
+        keys.push(match message_id {
+            Some(id) => format!("mid:{id}"),
+            None => dedupe_key(None, prepared),
+        });
+        keys
+    }
+
+    /// Notes that the batch wrote (or may have written) a mail's journal row.
+    pub(super) fn wrote(&mut self, origin: &Origin, message_id: Option<&str>, prepared: &Prepared) {
+        self.written.extend(Known::keys(origin, message_id, prepared));
+    }
+
+    /// Whether the answers for this mail are as read when the batch began.
+    fn still_holds(&self, origin: &Origin, message_id: Option<&str>, prepared: &Prepared) -> bool {
+        Known::keys(origin, message_id, prepared).iter().all(|k| !self.written.contains(k))
+    }
+}
+
 /// A mail is a duplicate only when it is the same mail: from the same source position, or
 /// with the same Message-ID and the same content fingerprint (or, without a Message-ID,
-/// the same bytes). The same Message-ID with other content is another mail.
+/// the same bytes). The same Message-ID with other content is another mail. `known`: what
+/// the journal held when the batch began, if it was read ahead.
 pub(super) fn seen_before(
     tx: Db<'_>,
     config: &Config,
     origin: &Origin,
     message_id: Option<&str>,
     prepared: &Prepared,
+    known: Option<&Known>,
 ) -> anyhow::Result<Seen> {
+    let known = known.filter(|k| k.still_holds(origin, message_id, prepared));
     if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
-        if let Some(found) = mails::find_by_position(tx, source, key)? {
+        let found = match known {
+            Some(k) => k.by_position.get(&(source.clone(), key.clone())).cloned(),
+            None => mails::find_by_position(tx, source, key)?,
+        };
+        if let Some(found) = found {
             return Ok(Seen::Duplicate(found, "already processed from this source position"));
         }
     }
     let Some(id) = message_id else {
-        return Ok(match mails::find_by_dedupe_key(tx, &dedupe_key(None, prepared))? {
+        let key = dedupe_key(None, prepared);
+        let found = match known {
+            Some(k) => k.by_key.get(&key).cloned(),
+            None => mails::find_by_dedupe_key(tx, &key)?,
+        };
+        return Ok(match found {
             Some(found) => Seen::Duplicate(found, "identical mail already processed"),
             None => Seen::New,
         });
     };
+    let prefix = format!("mid:{id}");
+    let rows = match known {
+        Some(k) => k.by_message_id.get(&prefix).cloned().unwrap_or_default(),
+        None => mails::find_by_message_id_key(tx, &prefix)?,
+    };
     let mut others = Vec::new();
-    for (found, key) in mails::find_by_message_id_key(tx, &format!("mid:{id}"))? {
+    for (found, key) in rows {
         let same = match key.split_once(' ') {
             Some((_, fingerprint)) => fingerprint == prepared.fingerprint,
             // Journalled before fingerprints: the same bytes, or the same content once

@@ -46,7 +46,7 @@ use crate::store::apply::{self as applying, Journal, RawMail};
 use crate::store::mails::{self, NewMail};
 use crate::store::nodes::{self, Fence};
 use crate::store::{self, is_conflict, is_systemic, packs, Scope, Store, UnitOfWork};
-use journal::Seen;
+use journal::{Known, Seen};
 
 /// Mails per transaction in bulk ingest: large enough that commits are cheap (a page that
 /// many mails touch — an index leaf, the WAL's — is written once per batch), small enough
@@ -204,8 +204,12 @@ impl Gateway {
         // written before the batch ends; otherwise the pack is written as the batch goes.
         self.store.write(matches!(guard, Guard::Batch), |unit| {
             let mut reports = Vec::with_capacity(mails.len());
+            // On PostgreSQL the journal is asked about the whole batch at once.
+            let conn = unit.scope().conn;
+            let mut known =
+                if conn.is_postgres() && Known::listable(mails) { Some(Known::read(conn, mails)?) } else { None };
             for (prepared, origin) in mails {
-                let step = Step { config: &config, prepared, passage: Passage::New(origin) };
+                let step = Step { config: &config, prepared, passage: Passage::New(origin), known: known.as_ref() };
                 let report = match guard {
                     Guard::PerMail => step.run_guarded(unit)?,
                     Guard::Batch => match step.run_unguarded(&unit.scope())? {
@@ -213,6 +217,9 @@ impl Gateway {
                         None => return Ok(None),
                     },
                 };
+                if let Some(known) = &mut known {
+                    known.wrote(origin, prepared.message_id(), prepared);
+                }
                 reports.push(report);
             }
             // Last, so that the lease row is held (PostgreSQL) only until the commit.
@@ -243,7 +250,8 @@ impl Gateway {
         }
         let config = Arc::clone(&self.config);
         let report = self.store.write(false, |unit| {
-            let step = Step { config: &config, prepared: &prepared, passage: Passage::Replay { mail_id: record.id } };
+            let passage = Passage::Replay { mail_id: record.id };
+            let step = Step { config: &config, prepared: &prepared, passage, known: None };
             let report = step.run_guarded(unit)?;
             let scope = unit.scope();
             mails::mark_released(scope.conn, quarantine_id, report.outcome, scope.stamp)?;
@@ -309,6 +317,8 @@ struct Step<'a> {
     config: &'a Config,
     prepared: &'a Prepared,
     passage: Passage<'a>,
+    /// What the journal held for the batch's mails when it began, if read ahead.
+    known: Option<&'a Known>,
 }
 
 impl Step<'_> {
@@ -392,7 +402,7 @@ impl Step<'_> {
     fn seen(&self, scope: &Scope<'_>) -> anyhow::Result<Result<Vec<mails::MailRecord>, IngestReport>> {
         let Passage::New(origin) = self.passage else { return Ok(Ok(Vec::new())) };
         let message_id = self.prepared.message_id();
-        Ok(match journal::seen_before(scope.conn, self.config, origin, message_id, self.prepared)? {
+        Ok(match journal::seen_before(scope.conn, self.config, origin, message_id, self.prepared, self.known)? {
             Seen::Duplicate(found, why) => Err(journal::duplicate_report(found, why, message_id, self.config)),
             Seen::IdReused(earlier) => Ok(earlier),
             Seen::New => Ok(Vec::new()),

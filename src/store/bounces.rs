@@ -129,7 +129,7 @@ pub fn suppression(db: Db<'_>, address: &Address, now: &str) -> DbResult<Option<
 pub(crate) const ANY_SUPPRESSION: &str = "any suppression";
 
 /// Whether any suppression is in force at `now` (or, within a transaction, was when it
-/// was first asked: see [`ANY_SUPPRESSION`]).
+/// was first asked: the answer is remembered, and forgotten by every write to them).
 pub fn any_suppression(db: Db<'_>, now: &str) -> DbResult<bool> {
     db.remembered(ANY_SUPPRESSION, || {
         let found = db.query_row(

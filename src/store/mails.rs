@@ -65,7 +65,43 @@ pub fn find_by_message_id_key(db: Db<'_>, prefix: &str) -> DbResult<Vec<(MailRec
         vals![prefix, format!("{prefix}!")],
         |r| Ok((row_to_mail(r)?, r.get::<String>(7)?)),
     )?;
-    Ok(rows.into_iter().filter(|(_, key)| key == prefix || key.starts_with(&format!("{prefix} "))).collect())
+    Ok(rows.into_iter().filter(|(_, key)| is_of_message_id(key, prefix)).collect())
+}
+
+/// PostgreSQL only: the journal rows at any of a batch's source positions (two lists of
+/// lines: sources, positions), with the source and position after the row.
+pub const BY_POSITIONS: &str = "SELECT m.id, m.message_id, m.outcome, m.case_id, m.reason, m.raw_sha256, m.origin,
+        m.dedupe_key, m.source, m.source_key
+    FROM unnest(string_to_array(?1, chr(10)), string_to_array(?2, chr(10))) AS p(source, source_key)
+    JOIN mails m ON m.source = p.source COLLATE \"C\" AND m.source_key = p.source_key COLLATE \"C\"";
+
+/// PostgreSQL only: the journal rows under any of a batch's keys (a list of lines).
+pub const BY_KEYS: &str = "SELECT id, message_id, outcome, case_id, reason, raw_sha256, origin, dedupe_key
+    FROM mails WHERE dedupe_key = ANY(string_to_array(?1, chr(10)) COLLATE \"C\")";
+
+/// PostgreSQL only: [`find_by_message_id_key`] for each of a batch's prefixes (a list of
+/// lines), with the prefix after the row; by id.
+pub const BY_PREFIXES: &str = "SELECT m.id, m.message_id, m.outcome, m.case_id, m.reason, m.raw_sha256, m.origin,
+        m.dedupe_key, p.prefix
+    FROM unnest(string_to_array(?1, chr(10))) AS p(prefix)
+    CROSS JOIN LATERAL (
+        SELECT * FROM mails
+        WHERE dedupe_key >= p.prefix COLLATE \"C\" AND dedupe_key < (p.prefix || '!') COLLATE \"C\"
+        -- In the key's order, with a limit no Message-ID reaches: what makes the planner
+        -- walk the key's index for each prefix rather than read the whole journal.
+        ORDER BY dedupe_key LIMIT 100000
+    ) m
+    ORDER BY m.id";
+
+/// A row of [`BY_POSITIONS`], [`BY_KEYS`] or [`BY_PREFIXES`]: the record and its key.
+pub fn journal_row(r: &Row<'_>) -> DbResult<(MailRecord, String)> {
+    Ok((row_to_mail(r)?, r.get(7)?))
+}
+
+/// Whether a journal key belongs to the mails of Message-ID key `prefix` (see
+/// [`find_by_message_id_key`]).
+pub fn is_of_message_id(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
 }
 
 pub fn find_by_id(db: Db<'_>, id: i64) -> DbResult<Option<MailRecord>> {
