@@ -24,11 +24,24 @@ pub struct StorageConfig {
     /// How long a node's hold on a mailbox lasts unless renewed; another node takes the
     /// mailbox over once it ran out (a node renews every third of it).
     pub lease: Duration,
+    /// How many database writers `run` uses on PostgreSQL, each with a session of its
+    /// own (`writers`, default 4): a mailbox's batches always go to the same one, so its
+    /// mail is written in order, while other mailboxes' mail is written beside it. SQLite
+    /// has one writer at a time, and `run` one writer thread there.
+    pub writers: usize,
 }
+
+/// The default of `storage.writers`.
+pub const DEFAULT_WRITERS: usize = 4;
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
-        StorageConfig { database_url: None, node: host_name(), lease: Duration::from_secs(DEFAULT_LEASE_SECS) }
+        StorageConfig {
+            database_url: None,
+            node: host_name(),
+            lease: Duration::from_secs(DEFAULT_LEASE_SECS),
+            writers: DEFAULT_WRITERS,
+        }
     }
 }
 
@@ -41,6 +54,7 @@ pub(super) struct RawStorage {
     database_url_file: Option<String>,
     node: Option<String>,
     lease_secs: Option<u64>,
+    writers: Option<usize>,
 }
 
 pub(super) fn storage(check: &Check, raw: RawStorage) -> Result<StorageConfig, ConfigError> {
@@ -76,7 +90,18 @@ pub(super) fn storage(check: &Check, raw: RawStorage) -> Result<StorageConfig, C
             ))
         }
     };
-    Ok(StorageConfig { database_url, node, lease })
+    let writers =
+        match raw.writers {
+            None => DEFAULT_WRITERS,
+            Some(n @ 1..=64) => n,
+            Some(n) => return Err(check.invalid(
+                "storage.writers",
+                format!(
+                    "{n} is outside 1..=64 (the default is {DEFAULT_WRITERS}; each writer holds a PostgreSQL session)"
+                ),
+            )),
+        };
+    Ok(StorageConfig { database_url, node, lease, writers })
 }
 
 /// The machine's name, as the default node name.
@@ -110,6 +135,8 @@ mod tests {
             matches!(&c.storage.database_url, Some(crate::config::Secret::Env { var, .. }) if var == "CASEGATE_DATABASE_URL")
         );
         assert_eq!((c.storage.node.as_str(), c.storage.lease.as_secs()), ("node-a", 10));
+        assert_eq!(c.storage.writers, super::DEFAULT_WRITERS);
+        assert_eq!(load("[storage]\nwriters = 2\n").unwrap().storage.writers, 2);
     }
 
     #[test]
@@ -118,6 +145,7 @@ mod tests {
             ("[storage]\ndatabase_url = \"mysql://x\"\n", "storage.database_url"),
             ("[storage]\ndatabase_url = \"postgres://x\"\ndatabase_url_env = \"X\"\n", "storage.database_url"),
             ("[storage]\nlease_secs = 1\n", "storage.lease_secs"),
+            ("[storage]\nwriters = 0\n", "storage.writers"),
             ("[storage]\nnode = \"\"\n", "storage.node"),
         ] {
             let err = load(text).unwrap_err().to_string();

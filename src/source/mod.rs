@@ -1,11 +1,19 @@
 //! Where mail comes from in `casegate run`: IMAP folders ([`imap`]) and local Maildirs
 //! ([`maildir`]), and the one database writer they all share ([`Writer`]).
 //!
-//! The [`Gateway`] is synchronous (rusqlite), so it lives on ONE dedicated OS thread that
+//! The [`Gateway`] is synchronous (rusqlite), so it lives on a dedicated OS thread that
 //! owns it. Sources talk to it through a bounded channel of jobs and get each answer
 //! back on a oneshot: no SQLite call ever runs on the async runtime's worker threads, and
 //! no connection is held across an `.await`. The bounded channel is the backpressure: a
 //! source that fetches faster than the database commits waits in `send().await`.
+//!
+//! On SQLite there is one such thread (SQLite has one writer at a time). On PostgreSQL
+//! there are `storage.writers` of them (lanes), each with a session of its own: every job
+//! of one source goes to the same lane, in order, so a mailbox's mail and checkpoints are
+//! written in the order it hands them over, while other mailboxes' mail is written beside
+//! it — as two nodes would, and with the same guards (a case's row is held while mail for
+//! it is decided, the journal's keys are unique, a batch another writer got in the way
+//! of is written again).
 //!
 //! The contract every source keeps (see `docs/daemon.md` for the crash-point argument):
 //!
@@ -28,7 +36,8 @@ pub mod imap;
 pub mod lease;
 pub mod maildir;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -120,7 +129,10 @@ enum Job {
 /// that the sources have stopped.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Job>,
+    /// One queue a lane.
+    lanes: Vec<mpsc::Sender<Job>>,
+    /// The lane of each source seen so far (sources are spread over the lanes in turn).
+    assigned: Arc<Mutex<HashMap<String, usize>>>,
     config: Arc<Config>,
 }
 
@@ -129,11 +141,20 @@ impl WriterHandle {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// The queue of the lane that writes for `source` (jobs of no source: the first).
+    fn lane(&self, source: Option<&str>) -> &mpsc::Sender<Job> {
+        let Some(source) = source.filter(|_| self.lanes.len() > 1) else { return &self.lanes[0] };
+        let mut assigned = self.assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = assigned.len() % self.lanes.len();
+        let lane = *assigned.entry(source.to_string()).or_insert(next);
+        &self.lanes[lane]
+    }
 }
 
-/// The writer thread itself; [`Writer::join`] waits for it after the last handle is dropped.
+/// The writer threads; [`Writer::join`] waits for them after the last handle is dropped.
 pub struct Writer {
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     /// Cancelled if the thread dies of a panic (a bug): the daemon then stops rather
     /// than let every source retry against a writer that is gone.
     died: CancellationToken,
@@ -153,30 +174,56 @@ impl Pending {
 }
 
 impl Writer {
-    /// Opens (and migrates) the database on a new thread that owns it from then on.
+    /// Opens (and migrates) the database on new threads that own their connections from
+    /// then on: one on SQLite, `storage.writers` on PostgreSQL (see the module's
+    /// documentation).
     pub async fn start(config: Arc<Config>) -> anyhow::Result<(Writer, WriterHandle)> {
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let handle_config = Arc::clone(&config);
+        let count = if config.storage.database_url.is_some() { config.storage.writers.max(1) } else { 1 };
         let died = CancellationToken::new();
-        let guard = DeathNotice(died.clone());
-        let thread = std::thread::Builder::new()
-            .name("casegate-writer".into())
-            .spawn(move || {
-                let _guard = guard;
-                writer_thread(config, rx, ready_tx)
-            })
-            .context("cannot start the database writer thread")?;
-        match ready_rx.await {
-            Ok(Ok(())) => Ok((Writer { thread: Some(thread), died }, WriterHandle { tx, config: handle_config })),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
+        let mut writer = Writer { threads: Vec::with_capacity(count), died: died.clone() };
+        let mut lanes = Vec::with_capacity(count);
+        let mut opened = Vec::with_capacity(count);
+        for lane in 0..count {
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let (config, guard) = (Arc::clone(&config), DeathNotice(died.clone()));
+            let name = if count == 1 { "casegate-writer".to_string() } else { format!("casegate-writer-{lane}") };
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let _guard = guard;
+                    writer_thread(config, rx, ready_tx)
+                })
+                .context("cannot start the database writer thread")?;
+            writer.threads.push(thread);
+            lanes.push(tx);
+            opened.push(ready_rx);
+            // The first opens (and migrates) the database before the others connect.
+            if lane == 0 {
+                let first = opened.pop().expect("just pushed");
+                if let Err(e) = Writer::opened(first).await {
+                    drop(lanes);
+                    writer.join().await;
+                    return Err(e);
+                }
             }
-            Err(_) => {
-                let _ = thread.join();
-                anyhow::bail!("the database writer thread failed while opening the database")
+        }
+        for ready in opened {
+            if let Err(e) = Writer::opened(ready).await {
+                drop(lanes);
+                writer.join().await;
+                return Err(e);
             }
+        }
+        let handle = WriterHandle { lanes, assigned: Arc::default(), config };
+        Ok((writer, handle))
+    }
+
+    /// Waits until a writer thread has opened the database, or says why it could not.
+    async fn opened(ready: oneshot::Receiver<anyhow::Result<()>>) -> anyhow::Result<()> {
+        match ready.await {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("the database writer thread failed while opening the database"),
         }
     }
 
@@ -192,8 +239,8 @@ impl Writer {
 
     /// Waits (without blocking the runtime) until the thread has finished every queued
     /// job and closed the database. Call it after all handles are dropped.
-    pub async fn join(mut self) {
-        if let Some(thread) = self.thread.take() {
+    pub async fn join(self) {
+        for thread in self.threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
@@ -229,7 +276,8 @@ impl WriterHandle {
         .await
         .context("preparing mail failed")?;
         let (reply, rx) = oneshot::channel();
-        self.tx
+        let source = mails.first().and_then(|(_, origin)| origin.source.clone());
+        self.lane(source.as_deref())
             .send(Job::Ingest { mails, arrived, reply, permit, fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
@@ -243,7 +291,7 @@ impl WriterHandle {
 
     pub async fn load_checkpoint(&self, source: &str) -> anyhow::Result<Option<Checkpoint>> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.lane(Some(source))
             .send(Job::LoadCheckpoint { source: source.to_string(), reply })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
@@ -258,7 +306,7 @@ impl WriterHandle {
         fence: Option<Fence>,
     ) -> anyhow::Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.lane(Some(source))
             .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: Some(reply), fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?;
@@ -268,7 +316,10 @@ impl WriterHandle {
     /// A way to ask the writer for its health that does not keep it running: the writer
     /// ends when the sources' handles are gone, whoever still holds a probe.
     pub fn probe(&self) -> WriterProbe {
-        WriterProbe { tx: self.tx.downgrade(), config: Arc::clone(&self.config) }
+        WriterProbe {
+            lanes: self.lanes.iter().map(mpsc::Sender::downgrade).collect(),
+            config: Arc::clone(&self.config),
+        }
     }
 
     /// Queues a checkpoint without waiting for it. Jobs run in order, so it is written
@@ -280,7 +331,7 @@ impl WriterHandle {
         checkpoint: Checkpoint,
         fence: Option<Fence>,
     ) -> anyhow::Result<()> {
-        self.tx
+        self.lane(Some(source))
             .send(Job::SaveCheckpoint { source: source.to_string(), checkpoint, reply: None, fence })
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))
@@ -290,7 +341,7 @@ impl WriterHandle {
 /// Asks the writer thread whether it works (see [`WriterHandle::probe`]).
 #[derive(Clone)]
 pub struct WriterProbe {
-    tx: mpsc::WeakSender<Job>,
+    lanes: Vec<mpsc::WeakSender<Job>>,
     /// For when the writer has ended: with no source configured it ends at once, and the
     /// database is then probed on a session of the probe's own.
     config: Arc<Config>,
@@ -300,19 +351,26 @@ impl WriterProbe {
     /// Answers once the writer has taken the probe from its queue (after the jobs before
     /// it) and, with `write`, committed a small write to the database. `Err` says what
     /// went wrong, in words.
+    /// Every lane is asked; the first that fails says why.
     pub async fn check(&self, write: bool) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        // Upgraded only to queue the probe: holding the sender would keep the writer alive.
-        let Some(tx) = self.tx.upgrade() else { return self.directly(write).await };
-        if tx.send(Job::Probe { write, reply }).await.is_err() {
-            return self.directly(write).await;
+        let mut answers = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            let (reply, rx) = oneshot::channel();
+            // Upgraded only to queue the probe: holding the sender would keep the writer alive.
+            let Some(tx) = lane.upgrade() else { return self.directly(write).await };
+            if tx.send(Job::Probe { write, reply }).await.is_err() {
+                return self.directly(write).await;
+            }
+            answers.push(rx);
         }
-        drop(tx);
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{e:#}")),
-            Err(_) => Err("the database writer stopped before answering".into()),
+        for rx in answers {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("{e:#}")),
+                Err(_) => return Err("the database writer stopped before answering".into()),
+            }
         }
+        Ok(())
     }
 }
 
@@ -499,6 +557,26 @@ mod tests {
             },
             arrived: None,
         }
+    }
+
+    #[test]
+    fn each_source_keeps_its_lane_and_sources_are_spread_over_the_lanes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lanes, mut queues): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel::<Job>(4)).unzip();
+        let handle = WriterHandle { lanes, assigned: Arc::default(), config: config(dir.path()) };
+        let mut lane_of = |source: Option<&str>| {
+            let (reply, _) = oneshot::channel();
+            handle.lane(source).try_send(Job::LoadCheckpoint { source: String::new(), reply }).unwrap();
+            let got: Vec<usize> =
+                queues.iter_mut().enumerate().filter_map(|(i, q)| q.try_recv().ok().map(|_| i)).collect();
+            assert_eq!(got.len(), 1, "one lane took the job");
+            got[0]
+        };
+        let first: Vec<usize> = ["a", "b", "c", "d"].iter().map(|s| lane_of(Some(s))).collect();
+        assert_eq!(first, [0, 1, 2, 0], "new sources go to the lanes in turn");
+        assert_eq!(lane_of(Some("b")), 1, "a source stays on its lane");
+        assert_eq!(lane_of(Some("d")), 0);
+        assert_eq!(lane_of(None), 0, "jobs of no source go to the first lane");
     }
 
     #[tokio::test]

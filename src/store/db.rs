@@ -942,6 +942,17 @@ impl Db<'_> {
         }
     }
 
+    /// Undoes the work since savepoint `name` (begun with `SAVEPOINT name` in
+    /// [`Db::batch`]) and ends the savepoint. On PostgreSQL the writes of that work not
+    /// sent yet are dropped rather than sent: they would be undone anyway, and one that
+    /// fails must not fail the undoing.
+    pub fn undo_savepoint(&self, name: &str) -> DbResult<()> {
+        if let Db::Postgres(p) = self {
+            p.deferred.borrow_mut().clear();
+        }
+        self.batch(&format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"))
+    }
+
     /// Begins a transaction on this connection (end it with [`Db::commit`] or
     /// [`Db::rollback`]). For work that is not a unit of work: claims, reads that must
     /// agree with each other, a page's answer.

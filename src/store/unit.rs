@@ -102,7 +102,7 @@ impl UnitOfWork<'_, '_> {
             Ok(Err(e)) => Undone { what: format!("{e:#}"), panicked: false },
             Err(panic) => Undone { what: crate::prepare::panic_message(&panic), panicked: true },
         };
-        db.batch("ROLLBACK TO SAVEPOINT guarded; RELEASE SAVEPOINT guarded")?;
+        db.undo_savepoint("guarded")?;
         if let (Some(packs), Some(mark)) = (packs, mark) {
             packs.borrow_mut().unstage(mark);
         }

@@ -21,6 +21,7 @@ mod notify;
 mod notify_delivery;
 mod oauth2;
 mod operators;
+mod postgres_pipeline;
 mod postgres_tls;
 mod reply_corpus;
 mod scenarios;
