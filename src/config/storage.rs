@@ -90,17 +90,18 @@ pub(super) fn storage(check: &Check, raw: RawStorage) -> Result<StorageConfig, C
             ))
         }
     };
-    let writers =
-        match raw.writers {
-            None => DEFAULT_WRITERS,
-            Some(n @ 1..=64) => n,
-            Some(n) => return Err(check.invalid(
+    let writers = match raw.writers {
+        None => DEFAULT_WRITERS,
+        Some(n @ 1..=64) => n,
+        Some(n) => {
+            return Err(check.invalid(
                 "storage.writers",
                 format!(
                     "{n} is outside 1..=64 (the default is {DEFAULT_WRITERS}; each writer holds a PostgreSQL session)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok(StorageConfig { database_url, node, lease, writers })
 }
 

@@ -758,7 +758,7 @@ impl<'a> Facts<'a> {
         let mut refs = match case_of(event) {
             Some(c) if !private => {
                 if !self.threads.contains_key(&c) {
-                    let ids = case_store::inbound_thread_ids(self.conn, c, REFERENCES_RECENT)?;
+                    let ids = crate::store::thread::inbound_thread_ids(self.conn, c, REFERENCES_RECENT)?;
                     self.threads.insert(c, ids);
                 }
                 self.threads[&c].clone()

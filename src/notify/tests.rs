@@ -110,7 +110,7 @@ fn references_name_the_people_s_mail_not_other_recipients_notifications() {
         .unwrap();
     g.ingest(&mail("jane@customer.example", "Re: [CASE-1] printer", "", "still"), &Origin::file("b")).unwrap();
     let store = Store::open(&g.config).unwrap();
-    let ids = case_store::inbound_thread_ids(store.db(), 1, 10).unwrap();
+    let ids = crate::store::thread::inbound_thread_ids(store.db(), 1, 10).unwrap();
     assert_eq!(ids, ["1@test.example", "2@test.example"]);
 }
 

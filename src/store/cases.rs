@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::db::{Db, DbError, DbResult, Row};
+use super::{held, thread};
 use crate::address::Address;
 use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
 use crate::decide::NewCase;
@@ -12,7 +13,7 @@ use crate::vals;
 
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
-    db.insert(
+    let id = db.insert(
         "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist)
          VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
         vals![
@@ -24,7 +25,20 @@ pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
             now,
             case.opening_gist.as_deref()
         ],
-    )
+    )?;
+    let row = CaseRow {
+        id,
+        subject: case.subject.clone(),
+        status: Status::New,
+        impact: case.impact,
+        account: case.account.clone(),
+        environment: case.environment.clone(),
+        linked_case: case.linked_case,
+        created_at: now.to_string(),
+        updated_at: now.to_string(),
+    };
+    held::hold_new(db, row);
+    Ok(id)
 }
 
 pub use crate::case::CaseRow;
@@ -32,6 +46,9 @@ pub use crate::case::CaseRow;
 const CASE_COLUMNS: &str = "id, subject, status, impact, account, environment, linked_case, created_at, updated_at";
 
 pub fn case_row(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
+    if let Some((row, _)) = held::facts(db, id) {
+        return Ok(Some(row));
+    }
     db.query_row(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"), vals![id], row_to_case)
 }
 
@@ -39,6 +56,9 @@ pub fn case_row(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
 /// until the unit of work ends, so two nodes that got mail for one case at once decide
 /// one after the other, each on what the other wrote. (SQLite has one writer at a time.)
 pub fn case_row_to_change(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
+    if let Some((row, _)) = held::facts(db, id) {
+        return Ok(Some(row));
+    }
     match db {
         Db::Sqlite(_) => case_row(db, id),
         Db::Postgres(_) => {
@@ -63,6 +83,7 @@ fn row_to_case(r: &Row<'_>) -> DbResult<CaseRow> {
 
 pub fn set_status(db: Db<'_>, id: CaseId, status: Status, now: &str) -> DbResult<()> {
     db.defer("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
+    held::set_status(db, id, status, now);
     Ok(())
 }
 
@@ -73,11 +94,13 @@ pub fn set_field(db: Db<'_>, id: CaseId, field: &str, value: Option<&str>, now: 
         other => return Err(DbError::column(0, format!("{other} is not an editable field of a case"))),
     };
     db.defer(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
+    held::set_field(db, id, column, value, now);
     Ok(())
 }
 
 pub fn touch(db: Db<'_>, id: CaseId, now: &str) -> DbResult<()> {
     db.defer("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
+    held::touch(db, id, now);
     Ok(())
 }
 
@@ -98,7 +121,9 @@ pub fn add_participant(
            SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
          WHERE participants.removed_at IS NOT NULL",
         vals![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now],
-    )
+    )?;
+    held::add_participant(db, case, address, role, now);
+    Ok(())
 }
 
 /// Marks a participant as gone; returns false when they did not hold that role.
@@ -113,30 +138,38 @@ pub fn remove_participant(
         "UPDATE participants SET removed_at = ?4 WHERE case_id = ?1 AND address = ?2 AND role = ?3 AND removed_at IS NULL",
         vals![case, address.as_str(), role.as_db(), now],
     )?;
+    held::remove_participant(db, case, address, role);
     Ok(changed > 0)
 }
 
 /// An active participant: address and role.
 pub type Participant = (Address, ParticipantRole);
 
-const PARTICIPANTS: &str =
-    "SELECT address, role FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address";
+const PARTICIPANTS: &str = "SELECT address, role, added_at FROM participants
+    WHERE case_id = ?1 AND removed_at IS NULL ORDER BY added_at, address";
 
 /// Active participants of a case: (address, role), in the order they were added.
 pub fn participants(db: Db<'_>, case: CaseId) -> DbResult<Vec<(Address, ParticipantRole)>> {
+    if let Some((_, people)) = held::facts(db, case) {
+        return Ok(people);
+    }
     let mut people = Vec::new();
     db.query_many(&[(PARTICIPANTS, vals![case])], |_, r| read_participant(r, &mut people))?;
-    Ok(people)
+    Ok(without_times(people))
 }
 
 /// One row of [`PARTICIPANTS`] into `people`. Stored addresses were validated on the
 /// way in; one that no longer parses is skipped.
-fn read_participant(r: &Row<'_>, people: &mut Vec<(Address, ParticipantRole)>) -> DbResult<()> {
-    let (address, role) = (r.get::<String>(0)?, r.parse::<ParticipantRole>(1)?);
+fn read_participant(r: &Row<'_>, people: &mut Vec<held::Kept>) -> DbResult<()> {
+    let (address, role, added_at) = (r.get::<String>(0)?, r.parse::<ParticipantRole>(1)?, r.get::<String>(2)?);
     if let Some(address) = Address::parse(&address) {
-        people.push((address, role));
+        people.push((address, role, added_at));
     }
     Ok(())
+}
+
+fn without_times(people: Vec<held::Kept>) -> Vec<Participant> {
+    people.into_iter().map(|(address, role, _)| (address, role)).collect()
 }
 
 /// A case's row and active participants, read together (one round trip on PostgreSQL);
@@ -146,6 +179,9 @@ pub fn row_and_participants(
     case: CaseId,
     to_change: bool,
 ) -> DbResult<Option<(CaseRow, Vec<Participant>)>> {
+    if let Some(found) = held::facts(db, case) {
+        return Ok(Some(found));
+    }
     let row_sql = match db {
         Db::Postgres(_) if to_change => format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1 FOR UPDATE"),
         _ => format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"),
@@ -158,7 +194,12 @@ pub fn row_and_participants(
         }
         _ => read_participant(r, &mut people),
     })?;
-    Ok(row.map(|row| (row, people)))
+    let Some(row) = row else { return Ok(None) };
+    if to_change {
+        // Locked until the transaction ends (on PostgreSQL): held, and read from memory.
+        held::hold(db, row.clone(), people.clone());
+    }
+    Ok(Some((row, without_times(people))))
 }
 
 /// Fields of a thread entry being added.
@@ -173,11 +214,13 @@ pub struct NewMessage<'a> {
 }
 
 pub fn insert_message(db: Db<'_>, m: &NewMessage<'_>, now: &str) -> DbResult<i64> {
-    db.insert_with_id(
+    let id = db.insert_with_id(
         "messages",
         "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         vals![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now],
-    )
+    )?;
+    held::add_entry(db, m.case, (id, m.message_id, m.kind), m.from, now);
+    Ok(id)
 }
 
 /// Attachment metadata as stored and shown.
@@ -244,80 +287,37 @@ pub fn case_for_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option<Case
     )
 }
 
-/// The Message-IDs of the people's mail on a case's thread (customer and staff entries,
-/// in thread order), for the References of outgoing mail: the first one (the thread's
-/// root) and up to `recent` of the newest. Left out: our own notifications (each went to
-/// one recipient; the others never saw it), internal notes, and automatic replies.
-pub fn inbound_thread_ids(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Vec<String>> {
-    let (mut first, mut newest) = (None, Vec::new());
-    db.query_many(&[(THREAD_FIRST, vals![case]), (THREAD_NEWEST, vals![case, recent])], |i, r| {
-        read_thread_entry(i == 0, r, &mut first, &mut newest)
-    })?;
-    Ok(thread_ids(first, newest))
-}
-
-// Two plain index walks (messages_by_case, by id), asked at once (one round trip on
-// PostgreSQL): SQLite evaluates the equivalent single query with a CTE far more slowly,
-// and this runs for every notification. The newest may include the first.
-const THREAD_FIRST: &str = "SELECT id, message_id FROM messages
-    WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff') ORDER BY id LIMIT 1";
-const THREAD_NEWEST: &str = "SELECT id, message_id FROM messages
-    WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff') ORDER BY id DESC LIMIT ?2";
-
-type ThreadEntry = (i64, String);
-
-/// One row of [`THREAD_FIRST`] (`first`) or [`THREAD_NEWEST`].
-fn read_thread_entry(
-    is_first: bool,
-    r: &Row<'_>,
-    first: &mut Option<ThreadEntry>,
-    newest: &mut Vec<ThreadEntry>,
-) -> DbResult<()> {
-    let entry = (r.get(0)?, r.get(1)?);
-    match is_first {
-        true => *first = Some(entry),
-        false => newest.push(entry),
-    }
-    Ok(())
-}
-
-/// The thread's root, then the newest after it, oldest first.
-fn thread_ids(first: Option<ThreadEntry>, mut newest: Vec<ThreadEntry>) -> Vec<String> {
-    let Some(first) = first else { return Vec::new() };
-    newest.retain(|(id, _)| *id > first.0);
-    newest.reverse();
-    std::iter::once(first).chain(newest).map(|(_, id)| id).collect()
-}
-
 /// What a mail about a case shows and how it threads: the case's row, its active
-/// participants and [`inbound_thread_ids`].
+/// participants and [`thread::inbound_thread_ids`].
 pub struct CaseForMail {
     pub row: CaseRow,
     pub participants: Vec<(Address, ParticipantRole)>,
     pub thread: Vec<String>,
 }
 
-/// [`CaseForMail`] of `case`, read together (one round trip on PostgreSQL); `None` when
-/// the case does not exist.
+/// [`CaseForMail`] of `case`: from what the transaction holds (see [`held`]), or read
+/// together (one round trip on PostgreSQL); `None` when the case does not exist.
 pub fn case_for_mail(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Option<CaseForMail>> {
+    if let Some((row, participants)) = held::facts(db, case) {
+        let thread = thread::inbound_thread_ids(db, case, recent)?;
+        return Ok(Some(CaseForMail { row, participants, thread }));
+    }
     let row_sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1");
-    let (mut row, mut participants, mut first, mut newest) = (None, Vec::new(), None, Vec::new());
-    let queries: [(&str, &[super::db::Value<'_>]); 4] = [
-        (&row_sql, vals![case]),
-        (PARTICIPANTS, vals![case]),
-        (THREAD_FIRST, vals![case]),
-        (THREAD_NEWEST, vals![case, recent]),
-    ];
+    let (mut row, mut participants, mut ends) = (None, Vec::new(), held::Thread::default());
+    let limit = [super::db::Value::from(case), super::db::Value::from(recent)];
+    let [first, newest] = thread::queries(&limit);
+    let queries: [(&str, &[super::db::Value<'_>]); 4] =
+        [(&row_sql, vals![case]), (PARTICIPANTS, vals![case]), first, newest];
     db.query_many(&queries, |i, r| match i {
         0 => {
             row = Some(row_to_case(r)?);
             Ok(())
         }
         1 => read_participant(r, &mut participants),
-        _ => read_thread_entry(i == 2, r, &mut first, &mut newest),
+        i => thread::read(&mut ends, i - 2, r),
     })?;
-    let thread = thread_ids(first, newest);
-    Ok(row.map(|row| CaseForMail { row, participants, thread }))
+    let thread = thread::ids(&ends, recent);
+    Ok(row.map(|row| CaseForMail { row, participants: without_times(participants), thread }))
 }
 
 /// Whether `address` takes part in a case in any role.

@@ -437,7 +437,15 @@ pub struct PgConn {
     target: Arc<Target>,
     /// Whether a transaction is open (begun by [`Db::begin`], not yet ended).
     in_transaction: Cell<bool>,
-    /// Writes not sent yet, in order (inside a transaction only).
+    /// What lives for the current transaction only (boxed: a connection is often moved
+    /// and kept in enums beside smaller ones).
+    tx: Box<TxState>,
+}
+
+/// What a [`PgConn`] keeps for its current transaction; see its documentation.
+#[derive(Default)]
+struct TxState {
+    /// Writes not sent yet, in order.
     deferred: RefCell<Vec<(postgres::Statement, Vec<Value<'static>>)>>,
     /// Row ids drawn from a table's sequence for this transaction and not used yet, by
     /// table; what is left at its end is dropped (a gap in the numbers, as a rollback
@@ -445,6 +453,18 @@ pub struct PgConn {
     ids: RefCell<HashMap<&'static str, IdBlock>>,
     /// What the transaction remembers ([`Db::remembered`]).
     memo: RefCell<HashMap<&'static str, bool>>,
+    /// What the store keeps for the transaction ([`Db::kept`]), by type.
+    kept: RefCell<HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>>,
+}
+
+impl TxState {
+    /// Everything dropped: a transaction begins or ends.
+    fn clear(&self) {
+        self.deferred.borrow_mut().clear();
+        self.ids.borrow_mut().clear();
+        self.memo.borrow_mut().clear();
+        self.kept.borrow_mut().clear();
+    }
 }
 
 /// Ids drawn from a sequence: the unused ones, and how many to draw next time.
@@ -484,9 +504,7 @@ impl PgConn {
             statements: RefCell::new(HashMap::new()),
             target,
             in_transaction: Cell::new(false),
-            deferred: RefCell::new(Vec::new()),
-            ids: RefCell::new(HashMap::new()),
-            memo: RefCell::new(HashMap::new()),
+            tx: Box::default(),
         })
     }
 
@@ -540,7 +558,7 @@ impl PgConn {
     /// in between, and waits for all the answers: the requests', or the first error in
     /// order.
     fn send(&self, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
-        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        let deferred = std::mem::take(&mut *self.tx.deferred.borrow_mut());
         let client = self.client();
         let client: &tokio_postgres::Client = &client;
         let params: Vec<_> = deferred.iter().map(|(_, values)| PgConn::params(values)).collect();
@@ -636,17 +654,17 @@ impl PgConn {
         }
         let statement = self.statement(sql)?;
         let owned = params.iter().map(Value::to_owned_value).collect();
-        self.deferred.borrow_mut().push((statement, owned));
+        self.tx.deferred.borrow_mut().push((statement, owned));
         Ok(())
     }
 
     /// The next id of `table`'s sequence for this transaction.
     fn next_id(&self, table: &'static str) -> DbResult<i64> {
-        if let Some(id) = self.ids.borrow_mut().get_mut(table).and_then(|b| b.free.pop_front()) {
+        if let Some(id) = self.tx.ids.borrow_mut().get_mut(table).and_then(|b| b.free.pop_front()) {
             return Ok(id);
         }
         let draw = {
-            let mut ids = self.ids.borrow_mut();
+            let mut ids = self.tx.ids.borrow_mut();
             let block = ids.entry(table).or_default();
             // Outside a transaction, one at a time: nothing would be left for later.
             let draw = if self.in_transaction.get() { block.next_draw.clamp(8, MAX_ID_DRAW) } else { 1 };
@@ -659,7 +677,7 @@ impl PgConn {
             .iter()
             .map(|row| Row::Postgres(row).get(0))
             .collect::<DbResult<_>>()?;
-        let mut ids = self.ids.borrow_mut();
+        let mut ids = self.tx.ids.borrow_mut();
         let block = ids.entry(table).or_default();
         block.free.extend(drawn);
         block.free.pop_front().ok_or_else(|| DbError::column(0, "the sequence gave no id"))
@@ -667,9 +685,7 @@ impl PgConn {
 
     /// Ends the transaction's deferred writes and unused ids (after a commit or rollback).
     fn end_transaction(&self) {
-        self.deferred.borrow_mut().clear();
-        self.ids.borrow_mut().clear();
-        self.memo.borrow_mut().clear();
+        self.tx.clear();
         self.in_transaction.set(false);
     }
 
@@ -877,21 +893,36 @@ impl Db<'_> {
     pub fn remembered(&self, key: &'static str, compute: impl FnOnce() -> DbResult<bool>) -> DbResult<bool> {
         match self {
             Db::Postgres(p) if p.in_transaction() => {
-                if let Some(known) = p.memo.borrow().get(key) {
+                if let Some(known) = p.tx.memo.borrow().get(key) {
                     return Ok(*known);
                 }
                 let value = compute()?;
-                p.memo.borrow_mut().insert(key, value);
+                p.tx.memo.borrow_mut().insert(key, value);
                 Ok(value)
             }
             _ => compute(),
         }
     }
 
+    /// What the store keeps of type `T` for the transaction (PostgreSQL, inside a
+    /// transaction: `None` otherwise), handed to `use_it`. It starts as `T::default()` and
+    /// is dropped at the transaction's end and when a savepoint is undone
+    /// ([`Db::undo_savepoint`]): what the transaction's own writes made it stays true
+    /// only while nothing of them is undone.
+    pub fn kept<T: Default + Send + 'static, R>(&self, use_it: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let Db::Postgres(p) = self else { return None };
+        if !p.in_transaction() {
+            return None;
+        }
+        let mut kept = p.tx.kept.borrow_mut();
+        let slot = kept.entry(std::any::TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
+        slot.downcast_mut::<T>().map(use_it)
+    }
+
     /// Forgets what [`Db::remembered`] knows under `key` (a write changed it).
     pub fn forget(&self, key: &'static str) {
         if let Db::Postgres(p) = self {
-            p.memo.borrow_mut().remove(key);
+            p.tx.memo.borrow_mut().remove(key);
         }
     }
 
@@ -948,7 +979,9 @@ impl Db<'_> {
     /// fails must not fail the undoing.
     pub fn undo_savepoint(&self, name: &str) -> DbResult<()> {
         if let Db::Postgres(p) = self {
-            p.deferred.borrow_mut().clear();
+            p.tx.deferred.borrow_mut().clear();
+            // What was kept may have been changed by the undone work.
+            p.tx.kept.borrow_mut().clear();
         }
         self.batch(&format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"))
     }
@@ -963,8 +996,7 @@ impl Db<'_> {
             (Db::Postgres(p), _) => {
                 p.reconnect_if_closed()?;
                 p.batch("BEGIN")?;
-                p.ids.borrow_mut().clear();
-                p.memo.borrow_mut().clear();
+                p.tx.clear();
                 p.in_transaction.set(true);
                 Ok(())
             }
@@ -1000,7 +1032,7 @@ impl Db<'_> {
                 }
             }
             Db::Postgres(p) => {
-                p.deferred.borrow_mut().clear();
+                p.tx.deferred.borrow_mut().clear();
                 let _ = p.batch("ROLLBACK");
                 p.end_transaction();
             }

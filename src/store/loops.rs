@@ -7,11 +7,7 @@ use crate::vals;
 
 /// Authors and times of a case's newest thread entries (newest first, at most `limit`).
 pub fn recent_authors(db: Db<'_>, case: CaseId, limit: usize) -> DbResult<Vec<(Option<String>, String)>> {
-    db.query_map(
-        "SELECT from_addr, created_at FROM messages WHERE case_id = ?1 ORDER BY id DESC LIMIT ?2",
-        vals![case, limit],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    super::thread::recent_authors(db, case, limit)
 }
 
 /// How many cases opened since `since` (other than `except`) have the opening key `key`

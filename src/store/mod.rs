@@ -18,6 +18,7 @@ pub mod bounces;
 pub mod cases;
 pub mod compaction;
 pub mod db;
+mod held;
 pub mod lifecycle;
 pub mod loops;
 pub mod mails;
@@ -32,6 +33,7 @@ pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;
 pub mod target;
+pub mod thread;
 pub mod unit;
 
 use std::cell::RefCell;
