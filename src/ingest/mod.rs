@@ -208,6 +208,9 @@ impl Gateway {
             let conn = unit.scope().conn;
             let mut known =
                 if conn.is_postgres() && Known::listable(mails) { Some(Known::read(conn, mails)?) } else { None };
+            if conn.is_postgres() {
+                read_ahead_for_loops(conn, mails, unit.scope().now)?;
+            }
             for (prepared, origin) in mails {
                 let step = Step { config: &config, prepared, passage: Passage::New(origin), known: known.as_ref() };
                 let report = match guard {
@@ -452,6 +455,33 @@ impl Step<'_> {
             events: applied.events,
         })
     }
+}
+
+/// What the loop breaker will ask about the batch's mails, read ahead in one round trip
+/// (PostgreSQL): the cases their senders opened with the same words, and the automatic
+/// answers their senders were sent, within the loop breaker's day.
+fn read_ahead_for_loops(
+    conn: crate::store::db::Db<'_>,
+    mails: &[(Prepared, &Origin)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let (mut keys, mut senders) = (Vec::new(), Vec::new());
+    for (prepared, _) in mails {
+        let Parsed::Mail(analyzed) = &prepared.parsed else { continue };
+        let Some(from) = analyzed.mail.from_address() else { continue };
+        if let Some(key) = &analyzed.gist.key {
+            keys.push(crate::classify::opening_key(key, from.as_str()));
+        }
+        senders.push(crate::store::outbox::recipients_json(from));
+    }
+    keys.sort();
+    keys.dedup();
+    senders.sort();
+    senders.dedup();
+    // The loop breaker's window is a day; an hour more covers a batch that runs long.
+    let since = crate::store::stamp(now - chrono::Duration::hours(25));
+    crate::store::loops::read_ahead(conn, &keys, &senders, &since)?;
+    Ok(())
 }
 
 fn log_report(report: &IngestReport, origin: &str, config: &Config) {

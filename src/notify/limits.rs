@@ -44,8 +44,7 @@ use crate::store::{bounces, loops, outbox, stamp};
 
 /// The notification kinds that answer a mail automatically; the daily limit counts them
 /// (and the store's `outbox_automatic` index lists the same kinds).
-pub const AUTOMATIC: &[&str] =
-    &["acknowledgement", "follow-up-opened", "not-applied", "command-refused", "reason-required", "case-list"];
+pub const AUTOMATIC: &[&str] = &outbox::AUTOMATIC_EVENTS;
 
 /// Earlier mails opening cases today with the same words that make a loop.
 pub const REPEATS: usize = 2;

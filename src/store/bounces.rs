@@ -101,6 +101,7 @@ pub struct Suppression {
 /// the mail still queued for it.
 pub fn suppress(db: Db<'_>, address: &Address, reason: &str, now: &str, until: &str) -> DbResult<()> {
     db.forget(ANY_SUPPRESSION);
+    super::loops::forget_answers(db, Some(&recipients_json(address)));
     db.execute(
         "INSERT INTO suppressions (address, reason, since, until) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (address) DO UPDATE SET reason = ?2, since = ?3, until = ?4, lifted_at = NULL, lifted_by = NULL",

@@ -13,9 +13,10 @@ use crate::vals;
 
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
-    let id = db.insert(
-        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist)
-         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+    let id = db.insert_numbered(
+        "cases",
+        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist, id)
+         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
         vals![
             &case.subject,
             case.impact.as_db(),
@@ -38,6 +39,9 @@ pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
         updated_at: now.to_string(),
     };
     held::hold_new(db, row);
+    if let Some(key) = &case.opening_gist {
+        super::loops::opened(db, key, id, now);
+    }
     Ok(id)
 }
 

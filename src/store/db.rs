@@ -558,7 +558,16 @@ impl PgConn {
     /// in between, and waits for all the answers: the requests', or the first error in
     /// order.
     fn send(&self, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
-        let deferred = std::mem::take(&mut *self.tx.deferred.borrow_mut());
+        self.send_after(std::mem::take(&mut *self.tx.deferred.borrow_mut()), requests)
+    }
+
+    /// [`PgConn::send`] with the writes `deferred` sent first (none: the deferred writes
+    /// wait for a later statement).
+    fn send_after(
+        &self,
+        deferred: Vec<(postgres::Statement, Vec<Value<'static>>)>,
+        requests: &[Request<'_, '_>],
+    ) -> DbResult<Vec<Answer>> {
         let client = self.client();
         let client: &tokio_postgres::Client = &client;
         let params: Vec<_> = deferred.iter().map(|(_, values)| PgConn::params(values)).collect();
@@ -587,25 +596,27 @@ impl PgConn {
                 Request::Batch(sql) => Box::pin(async { client.batch_execute(sql).await.map(|()| Answer::Done) }),
             }
         }));
-        let mut pending: Vec<Option<PgFuture<'_, Answer>>> = writes.into_iter().map(Some).collect();
-        let mut answers: Vec<Option<Result<Answer, postgres::Error>>> = pending.iter().map(|_| None).collect();
-        // Each request is sent when its future is first polled; polling in order sends
-        // them in order. Then every answer is read, whatever the order they finish in.
+        let mut answers: Vec<Option<Result<Answer, postgres::Error>>> = writes.iter().map(|_| None).collect();
+        // Each request is sent when its future is first polled: a first pass polls them
+        // in order, which sends them in order. Then only the futures an answer woke are
+        // polled again, whatever the order they finish in (a pass over all of them at
+        // every wake-up would cost the square of their number).
+        let mut waiting = futures::stream::FuturesUnordered::new();
         self.runtime.block_on(std::future::poll_fn(|cx| {
-            for (slot, answer) in pending.iter_mut().zip(answers.iter_mut()) {
-                if let Some(future) = slot {
-                    if let std::task::Poll::Ready(result) = future.as_mut().poll(cx) {
-                        *answer = Some(result);
-                        *slot = None;
-                    }
+            for (i, mut future) in std::mem::take(&mut writes).into_iter().enumerate() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(result) => answers[i] = Some(result),
+                    std::task::Poll::Pending => waiting.push(async move { (i, future.await) }),
                 }
             }
-            if pending.iter().all(Option::is_none) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
+            std::task::Poll::Ready(())
         }));
+        self.runtime.block_on(async {
+            use futures::StreamExt as _;
+            while let Some((i, result)) = waiting.next().await {
+                answers[i] = Some(result);
+            }
+        });
         let mut out = Vec::with_capacity(requests.len());
         for (i, answer) in answers.into_iter().enumerate() {
             let answer = answer.expect("the pipeline ends only when every answer is in")?;
@@ -658,8 +669,10 @@ impl PgConn {
         Ok(())
     }
 
-    /// The next id of `table`'s sequence for this transaction.
-    fn next_id(&self, table: &'static str) -> DbResult<i64> {
+    /// The next id of `table`'s sequence for this transaction: drawn in blocks, or with
+    /// `one`, a single one (numbers people see, such as case numbers, are not skipped).
+    /// Drawing waits for no deferred write: the sequence does not depend on them.
+    fn next_id(&self, table: &'static str, one: bool) -> DbResult<i64> {
         if let Some(id) = self.tx.ids.borrow_mut().get_mut(table).and_then(|b| b.free.pop_front()) {
             return Ok(id);
         }
@@ -667,16 +680,19 @@ impl PgConn {
             let mut ids = self.tx.ids.borrow_mut();
             let block = ids.entry(table).or_default();
             // Outside a transaction, one at a time: nothing would be left for later.
-            let draw = if self.in_transaction.get() { block.next_draw.clamp(8, MAX_ID_DRAW) } else { 1 };
+            let draw = if self.in_transaction.get() && !one { block.next_draw.clamp(8, MAX_ID_DRAW) } else { 1 };
             block.next_draw = (draw * 2).min(MAX_ID_DRAW);
             draw
         };
         let sql = format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?1)");
-        let drawn: Vec<i64> = self
-            .query(&sql, &[Value::Int(draw)])?
-            .iter()
-            .map(|row| Row::Postgres(row).get(0))
-            .collect::<DbResult<_>>()?;
+        self.reconnect_if_closed()?;
+        let statement = self.statement(&sql)?;
+        let params = [Value::Int(draw)];
+        let rows = match self.send_after(Vec::new(), &[Request::Query(statement, &params)])?.pop() {
+            Some(Answer::Rows(rows)) => rows,
+            _ => unreachable!("a query answers with rows"),
+        };
+        let drawn: Vec<i64> = rows.iter().map(|row| Row::Postgres(row).get(0)).collect::<DbResult<_>>()?;
         let mut ids = self.tx.ids.borrow_mut();
         let block = ids.entry(table).or_default();
         block.free.extend(drawn);
@@ -764,6 +780,16 @@ impl Db<'_> {
     /// table's sequence ahead (in blocks, for the transaction) and the insert deferred
     /// like [`Db::defer`]'s.
     pub fn insert_with_id(&self, table: &'static str, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+        self.insert_drawn(table, false, sql, params)
+    }
+
+    /// [`Db::insert_with_id`] for a table whose ids people see (case numbers): on
+    /// PostgreSQL the id is drawn alone, as it is needed, so that none is skipped.
+    pub fn insert_numbered(&self, table: &'static str, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+        self.insert_drawn(table, true, sql, params)
+    }
+
+    fn insert_drawn(&self, table: &'static str, one: bool, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
         let mut all = params.to_vec();
         match self {
             Db::Sqlite(c) => {
@@ -772,7 +798,7 @@ impl Db<'_> {
                 Ok(c.last_insert_rowid())
             }
             Db::Postgres(p) => {
-                let id = p.next_id(table)?;
+                let id = p.next_id(table, one)?;
                 all.push(Value::Int(id));
                 p.defer(sql, &all)?;
                 Ok(id)

@@ -58,14 +58,14 @@ pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
         None => "failed",
     };
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
-    db.insert_with_id(
+    let id = db.insert_with_id(
         "outbox",
         "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at, id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         vals![
             n.case,
             n.event,
-            recipients,
+            &recipients,
             n.subject,
             n.message_id,
             payload,
@@ -75,8 +75,17 @@ pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
             n.not_before.unwrap_or(now),
             now
         ],
-    )
+    )?;
+    if status != "suppressed" && AUTOMATIC_EVENTS.contains(&n.event) {
+        super::loops::answered(db, &recipients, now);
+    }
+    Ok(id)
 }
+
+/// The notification kinds that answer a mail automatically (`notify::limits::AUTOMATIC`),
+/// as [`automatic_answers_since`] counts them.
+pub const AUTOMATIC_EVENTS: [&str; 6] =
+    ["acknowledgement", "follow-up-opened", "not-applied", "command-refused", "reason-required", "case-list"];
 
 /// Stores the mail rendered from a row's spec, and its subject, so every later attempt
 /// sends these bytes.
@@ -109,6 +118,9 @@ pub fn not_applied_answered_since(db: Db<'_>, to: &Address, case: Option<CaseId>
 /// The automatic answers (see `notify::limits::AUTOMATIC`) `to` was sent, or is about to
 /// be sent, since `since`; the ones held back do not count.
 pub fn automatic_answers_since(db: Db<'_>, to: &Address, since: &str) -> DbResult<u32> {
+    if let Some(n) = super::loops::answers_read_ahead(db, &recipients_json(to), since) {
+        return Ok(u32::try_from(n).unwrap_or(u32::MAX));
+    }
     // The event condition is written out as the partial index `outbox_automatic` has it,
     // so that SQLite uses the index.
     let count: i64 = db.query_one(
@@ -123,6 +135,7 @@ pub fn automatic_answers_since(db: Db<'_>, to: &Address, since: &str) -> DbResul
 
 /// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
 pub fn hold_back(db: Db<'_>, message_id: &str, reason: &str) -> DbResult<()> {
+    super::loops::forget_answers(db, None);
     db.defer(
         "UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1",
         vals![message_id, reason],
