@@ -84,6 +84,14 @@ impl BlobSink for BlobStore {
     }
 }
 
+static BLOB: super::grouping::Appendable = super::grouping::Appendable {
+    rank: 1,
+    one: "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (sha256) DO NOTHING",
+    many: "INSERT INTO blobs (sha256, size, data) SELECT * FROM unnest(?1::text[], ?2::bigint[], ?3::bytea[])
+         ON CONFLICT (sha256) DO NOTHING",
+    key: &[0],
+};
+
 /// A sink that writes into the transaction of a unit of work (PostgreSQL): the bytes are
 /// committed, or rolled back, with the rows that reference them.
 pub struct InTransaction<'t>(pub Db<'t>);
@@ -92,12 +100,7 @@ impl BlobSink for InTransaction<'_> {
     fn put(&self, sha256: &str, data: &[u8]) -> io::Result<()> {
         debug_assert_eq!(sha256, sha256_hex(data));
         // A failure here is the database's: the unit stops (an I/O error is systemic).
-        self.0
-            .defer(
-                "INSERT INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (sha256) DO NOTHING",
-                vals![sha256, data.len(), data],
-            )
-            .map_err(io::Error::other)
+        self.0.defer_row(&BLOB, vals![sha256, data.len(), data]).map_err(io::Error::other)
     }
 }
 

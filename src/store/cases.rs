@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::db::{Db, DbError, DbResult, Row};
+use super::grouping::Appendable;
 use super::{held, thread};
 use crate::address::Address;
 use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
@@ -11,12 +12,68 @@ use crate::decide::NewCase;
 use crate::parse::Disposition;
 use crate::vals;
 
+static CASE: Appendable = Appendable {
+    rank: 0,
+    one: "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist, id)
+         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+    many: "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist, id)
+         SELECT s, 'new', i, a, e, l, c, c, g, n
+         FROM unnest(?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::bigint[], ?6::text[], ?7::text[], ?8::bigint[])
+           AS u(s, i, a, e, l, c, g, n)",
+    key: &[],
+};
+
+static PARTICIPANT: Appendable = Appendable {
+    rank: 4,
+    one: "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (case_id, role, address) DO UPDATE
+           SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
+         WHERE participants.removed_at IS NOT NULL",
+    many: "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at)
+         SELECT * FROM unnest(?1::bigint[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[])
+         ON CONFLICT (case_id, role, address) DO UPDATE
+           SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
+         WHERE participants.removed_at IS NOT NULL",
+    key: &[0, 1, 2],
+};
+
+static MESSAGE: Appendable = Appendable {
+    rank: 5,
+    one: "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    many: "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at, id)
+         SELECT * FROM unnest(?1::bigint[], ?2::bigint[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[], ?8::bigint[])",
+    key: &[],
+};
+
+static ATTACHMENT: Appendable = Appendable {
+    rank: 6,
+    one: "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    many: "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256)
+         SELECT * FROM unnest(?1::bigint[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::bigint[], ?7::text[])",
+    key: &[],
+};
+
+// The casts tell PostgreSQL the parameters' types, which a select list does not.
+static MESSAGE_ID_LINK: Appendable = Appendable {
+    rank: 7,
+    one: "INSERT INTO case_message_ids (message_id, case_id, direction)
+         SELECT CAST(?1 AS TEXT), CAST(?2 AS BIGINT), 'in'
+         WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)
+         ON CONFLICT (message_id) DO NOTHING",
+    many: "INSERT INTO case_message_ids (message_id, case_id, direction)
+         SELECT u.m, u.c, 'in' FROM unnest(?1::text[], ?2::bigint[]) AS u(m, c)
+         WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids a WHERE a.message_id = u.m COLLATE \"C\")
+         ON CONFLICT (message_id) DO NOTHING",
+    key: &[0],
+};
+
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
     let id = db.insert_numbered(
         "cases",
-        "INSERT INTO cases (subject, status, impact, account, environment, linked_case, created_at, updated_at, opening_gist, id)
-         VALUES (?1, 'new', ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+        &CASE,
         vals![
             &case.subject,
             case.impact.as_db(),
@@ -86,7 +143,7 @@ fn row_to_case(r: &Row<'_>) -> DbResult<CaseRow> {
 }
 
 pub fn set_status(db: Db<'_>, id: CaseId, status: Status, now: &str) -> DbResult<()> {
-    db.defer("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
+    db.defer_late("UPDATE cases SET status = ?2, updated_at = ?3 WHERE id = ?1", vals![id, status.as_db(), now])?;
     held::set_status(db, id, status, now);
     Ok(())
 }
@@ -97,13 +154,13 @@ pub fn set_field(db: Db<'_>, id: CaseId, field: &str, value: Option<&str>, now: 
         "impact" | "account" | "environment" | "subject" => field,
         other => return Err(DbError::column(0, format!("{other} is not an editable field of a case"))),
     };
-    db.defer(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
+    db.defer_late(&format!("UPDATE cases SET {column} = ?2, updated_at = ?3 WHERE id = ?1"), vals![id, value, now])?;
     held::set_field(db, id, column, value, now);
     Ok(())
 }
 
 pub fn touch(db: Db<'_>, id: CaseId, now: &str) -> DbResult<()> {
-    db.defer("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
+    db.defer_late("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
     held::touch(db, id, now);
     Ok(())
 }
@@ -119,13 +176,7 @@ pub fn add_participant(
     by: Option<&Address>,
     now: &str,
 ) -> DbResult<()> {
-    db.defer(
-        "INSERT INTO participants (case_id, address, role, added_via, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (case_id, role, address) DO UPDATE
-           SET removed_at = NULL, added_via = excluded.added_via, added_by = excluded.added_by, added_at = excluded.added_at
-         WHERE participants.removed_at IS NOT NULL",
-        vals![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now],
-    )?;
+    db.defer_row(&PARTICIPANT, vals![case, address.as_str(), role.as_db(), via, by.map(Address::as_str), now])?;
     held::add_participant(db, case, address, role, now);
     Ok(())
 }
@@ -220,7 +271,7 @@ pub struct NewMessage<'a> {
 pub fn insert_message(db: Db<'_>, m: &NewMessage<'_>, now: &str) -> DbResult<i64> {
     let id = db.insert_with_id(
         "messages",
-        "INSERT INTO messages (case_id, mail_id, message_id, kind, from_addr, body, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &MESSAGE,
         vals![m.case, m.mail_id, m.message_id, m.kind.as_db(), m.from.map(Address::as_str), m.body, now],
     )?;
     held::add_entry(db, m.case, (id, m.message_id, m.kind), m.from, now);
@@ -238,8 +289,8 @@ pub struct AttachmentView {
 }
 
 pub fn insert_attachment(db: Db<'_>, message: i64, a: &AttachmentView, content_id: Option<&str>) -> DbResult<()> {
-    db.defer(
-        "INSERT INTO attachments (message, filename, content_type, disposition, content_id, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    db.defer_row(
+        &ATTACHMENT,
         vals![message, &a.filename, &a.content_type, a.disposition.as_str(), content_id, a.size, &a.sha256],
     )?;
     Ok(())
@@ -257,14 +308,7 @@ pub fn open_follow_up(db: Db<'_>, closed: CaseId) -> DbResult<Option<CaseId>> {
 /// Remembers that the Message-ID of a mail on a case's thread belongs to the case (first
 /// writer wins). Our own notifications need no row here: their outbox row names the case.
 pub fn link_message_id(db: Db<'_>, message_id: &str, case: CaseId) -> DbResult<()> {
-    // The casts tell PostgreSQL the parameters' types, which a select list does not.
-    db.defer(
-        "INSERT INTO case_message_ids (message_id, case_id, direction)
-         SELECT CAST(?1 AS TEXT), CAST(?2 AS BIGINT), 'in'
-         WHERE NOT EXISTS (SELECT 1 FROM ambiguous_message_ids WHERE message_id = ?1)
-         ON CONFLICT (message_id) DO NOTHING",
-        vals![message_id, case],
-    )?;
+    db.defer_row(&MESSAGE_ID_LINK, vals![message_id, case])?;
     Ok(())
 }
 

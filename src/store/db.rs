@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
+use super::grouping::{self, Appendable, Item, Step};
 use super::target::Target;
 
 /// A value bound to a query parameter.
@@ -445,8 +446,8 @@ pub struct PgConn {
 /// What a [`PgConn`] keeps for its current transaction; see its documentation.
 #[derive(Default)]
 struct TxState {
-    /// Writes not sent yet, in order.
-    deferred: RefCell<Vec<(postgres::Statement, Vec<Value<'static>>)>>,
+    /// Writes not sent yet, in order (grouped as they are sent: see `store::grouping`).
+    deferred: RefCell<Vec<Deferred>>,
     /// Row ids drawn from a table's sequence for this transaction and not used yet, by
     /// table; what is left at its end is dropped (a gap in the numbers, as a rollback
     /// leaves), so ids follow the order rows are written in as closely as before.
@@ -476,6 +477,9 @@ struct IdBlock {
 
 /// The most ids drawn at once: a batch's rows of one table are drawn in a few steps.
 const MAX_ID_DRAW: i64 = 512;
+
+/// A deferred write.
+type Deferred = Item<postgres::Statement, Value<'static>>;
 
 /// The statement sent after the deferred writes, whose answer is waited for.
 enum Request<'s, 'v> {
@@ -563,14 +567,25 @@ impl PgConn {
 
     /// [`PgConn::send`] with the writes `deferred` sent first (none: the deferred writes
     /// wait for a later statement).
-    fn send_after(
-        &self,
-        deferred: Vec<(postgres::Statement, Vec<Value<'static>>)>,
-        requests: &[Request<'_, '_>],
-    ) -> DbResult<Vec<Answer>> {
+    fn send_after(&self, deferred: Vec<Deferred>, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
+        let steps = grouping::group(deferred);
+        // Each kind of row's statement is prepared before anything is sent.
+        let many: Vec<Option<postgres::Statement>> = steps
+            .iter()
+            .map(|step| match step {
+                Step::Many(kind, _) => self.statement(kind.many).map(Some),
+                Step::One(..) => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
         let client = self.client();
         let client: &tokio_postgres::Client = &client;
-        let params: Vec<_> = deferred.iter().map(|(_, values)| PgConn::params(values)).collect();
+        let params: Vec<Vec<&(dyn postgres_types::ToSql + Sync)>> = steps
+            .iter()
+            .map(|step| match step {
+                Step::One(_, values) => PgConn::params(values),
+                Step::Many(_, columns) => columns.iter().map(|c| c as &(dyn postgres_types::ToSql + Sync)).collect(),
+            })
+            .collect();
         let request_params: Vec<_> = requests
             .iter()
             .map(|r| match r {
@@ -578,10 +593,16 @@ impl PgConn {
                 Request::Batch(_) => Vec::new(),
             })
             .collect();
-        let mut writes: Vec<PgFuture<'_, Answer>> = deferred
+        let mut writes: Vec<PgFuture<'_, Answer>> = steps
             .iter()
+            .zip(&many)
             .zip(&params)
-            .map(|((statement, _), params)| {
+            .map(|((step, many), params)| {
+                let statement = match (step, many) {
+                    (Step::One(statement, _), _) => statement,
+                    (Step::Many(..), Some(statement)) => statement,
+                    (Step::Many(..), None) => unreachable!("prepared above"),
+                };
                 Box::pin(async { client.execute(statement, params).await.map(Answer::Changed) }) as PgFuture<'_, Answer>
             })
             .collect();
@@ -620,7 +641,7 @@ impl PgConn {
         let mut out = Vec::with_capacity(requests.len());
         for (i, answer) in answers.into_iter().enumerate() {
             let answer = answer.expect("the pipeline ends only when every answer is in")?;
-            if i >= deferred.len() {
+            if i >= steps.len() {
                 out.push(answer);
             }
         }
@@ -665,7 +686,29 @@ impl PgConn {
         }
         let statement = self.statement(sql)?;
         let owned = params.iter().map(Value::to_owned_value).collect();
-        self.tx.deferred.borrow_mut().push((statement, owned));
+        self.tx.deferred.borrow_mut().push(Item::Barrier(statement, owned));
+        Ok(())
+    }
+
+    /// [`PgConn::defer`] for a write nothing deferred after it depends on: it may go
+    /// after the rows deferred around it (see `store::grouping`).
+    fn defer_late(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
+        if !self.in_transaction.get() {
+            return self.execute(sql, params).map(drop);
+        }
+        let statement = self.statement(sql)?;
+        let owned = params.iter().map(Value::to_owned_value).collect();
+        self.tx.deferred.borrow_mut().push(Item::Late(statement, owned));
+        Ok(())
+    }
+
+    /// [`PgConn::defer`] for a row of a kind written together with others of its kind.
+    fn defer_row(&self, kind: &'static Appendable, params: &[Value<'_>]) -> DbResult<()> {
+        if !self.in_transaction.get() {
+            return self.execute(kind.one, params).map(drop);
+        }
+        let owned = params.iter().map(Value::to_owned_value).collect();
+        self.tx.deferred.borrow_mut().push(Item::Row(kind, owned));
         Ok(())
     }
 
@@ -774,33 +817,68 @@ impl Db<'_> {
         }
     }
 
-    /// Runs an `INSERT` into `table`, whose key is `id`, and returns the new row's id.
-    /// `sql` names `id` as the last column, its value the parameter after `params`. On
-    /// SQLite the id is left to the database (`NULL`); on PostgreSQL it is drawn from the
-    /// table's sequence ahead (in blocks, for the transaction) and the insert deferred
-    /// like [`Db::defer`]'s.
-    pub fn insert_with_id(&self, table: &'static str, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-        self.insert_drawn(table, false, sql, params)
+    /// [`Db::defer`] for a write that nothing deferred after it depends on (a case's
+    /// fields): on PostgreSQL it may go after the rows deferred around it.
+    pub fn defer_late(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
+        match self {
+            Db::Sqlite(_) => self.execute(sql, params).map(drop),
+            Db::Postgres(p) => p.defer_late(sql, params),
+        }
+    }
+
+    /// Writes a row of `kind` (its `one` statement, with `params`); on PostgreSQL, inside
+    /// a transaction, deferred and written together with the other rows of its kind
+    /// (see `store::grouping`).
+    pub fn defer_row(&self, kind: &'static Appendable, params: &[Value<'_>]) -> DbResult<()> {
+        match self {
+            Db::Sqlite(_) => self.execute(kind.one, params).map(drop),
+            Db::Postgres(p) => p.defer_row(kind, params),
+        }
+    }
+
+    /// Writes a row of `kind` into `table`, whose key is `id`, and returns the new row's
+    /// id: `kind` names `id` as the last column, its value the parameter after `params`.
+    /// On SQLite the id is left to the database (`NULL`); on PostgreSQL it is drawn from
+    /// the table's sequence ahead (in blocks, for the transaction) and the row deferred
+    /// like [`Db::defer_row`]'s.
+    pub fn insert_with_id(
+        &self,
+        table: &'static str,
+        kind: &'static Appendable,
+        params: &[Value<'_>],
+    ) -> DbResult<i64> {
+        self.insert_drawn(table, false, kind, params)
     }
 
     /// [`Db::insert_with_id`] for a table whose ids people see (case numbers): on
     /// PostgreSQL the id is drawn alone, as it is needed, so that none is skipped.
-    pub fn insert_numbered(&self, table: &'static str, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-        self.insert_drawn(table, true, sql, params)
+    pub fn insert_numbered(
+        &self,
+        table: &'static str,
+        kind: &'static Appendable,
+        params: &[Value<'_>],
+    ) -> DbResult<i64> {
+        self.insert_drawn(table, true, kind, params)
     }
 
-    fn insert_drawn(&self, table: &'static str, one: bool, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
+    fn insert_drawn(
+        &self,
+        table: &'static str,
+        one: bool,
+        kind: &'static Appendable,
+        params: &[Value<'_>],
+    ) -> DbResult<i64> {
         let mut all = params.to_vec();
         match self {
             Db::Sqlite(c) => {
                 all.push(Value::Null);
-                c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(&all))?;
+                c.prepare_cached(kind.one)?.execute(rusqlite::params_from_iter(&all))?;
                 Ok(c.last_insert_rowid())
             }
             Db::Postgres(p) => {
                 let id = p.next_id(table, one)?;
                 all.push(Value::Int(id));
-                p.defer(sql, &all)?;
+                p.defer_row(kind, &all)?;
                 Ok(id)
             }
         }

@@ -43,10 +43,7 @@ pub fn read_ahead(db: Db<'_>, keys: &[String], recipients: &[String], since: &st
              WHERE opening_gist = ANY(string_to_array(?1, chr(10)) COLLATE \"C\") AND created_at >= ?2",
             vals![&keys_text, since],
         ),
-        (
-            const_automatic(),
-            vals![&recipients_text, since],
-        ),
+        (const_automatic(), vals![&recipients_text, since]),
     ];
     db.query_many(&queries, |i, r| {
         let key: String = r.get(0)?;

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::db::{Db, DbResult, Row};
+use super::grouping::Appendable;
 use super::packs::{self, Place, RawPacks};
 use crate::vals;
 
@@ -129,7 +130,7 @@ pub fn store_raw(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256) DO NOTHING";
     let Some(packs) = packs else {
         let none: Option<i64> = None;
-        db.defer(INSERT, vals![sha256, size, packed, none, none, none])?;
+        db.defer_row(&RAW, vals![sha256, size, packed, none, none, none])?;
         return Ok(());
     };
     let place = packs.next_place(packed.len()).context("cannot open a pack file for raw mails")?;
@@ -218,11 +219,49 @@ pub struct Recorded<'a> {
     pub reason: Option<&'a str>,
 }
 
+static MAIL: Appendable = Appendable {
+    rank: 2,
+    one: "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject,
+           outcome, case_id, reason, node, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    many: "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject,
+           outcome, case_id, reason, node, id)
+         SELECT * FROM unnest(?1::text[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::text[], ?7::text[],
+           ?8::text[], ?9::text[], ?10::text[], ?11::bigint[], ?12::text[], ?13::text[], ?14::bigint[])",
+    key: &[],
+};
+
+static AUDIT: Appendable = Appendable {
+    rank: 8,
+    one: "INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    many: "INSERT INTO audit (at, mail_id, case_id, actor, action, detail)
+         SELECT * FROM unnest(?1::text[], ?2::bigint[], ?3::bigint[], ?4::text[], ?5::text[], ?6::text[])",
+    key: &[],
+};
+
+static QUARANTINED: Appendable = Appendable {
+    rank: 3,
+    one: "INSERT INTO quarantine (mail_id, reason, detail, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    many: "INSERT INTO quarantine (mail_id, reason, detail, created_at, id)
+         SELECT * FROM unnest(?1::bigint[], ?2::text[], ?3::text[], ?4::text[], ?5::bigint[])",
+    key: &[],
+};
+
+/// A raw mail's bytes in its row (PostgreSQL).
+static RAW: Appendable = Appendable {
+    rank: 1,
+    one: "INSERT INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256) DO NOTHING",
+    many: "INSERT INTO raw_mails (sha256, size, data, pack, pack_offset, pack_length)
+         SELECT * FROM unnest(?1::text[], ?2::bigint[], ?3::bytea[], ?4::text[], ?5::bigint[], ?6::bigint[])
+         ON CONFLICT (sha256) DO NOTHING",
+    key: &[0],
+};
+
 pub fn insert_mail(db: Db<'_>, m: &NewMail<'_>, recorded: Recorded<'_>, now: &str) -> DbResult<i64> {
     db.insert_with_id(
         "mails",
-        "INSERT INTO mails (received_at, origin, source, source_key, message_id, dedupe_key, raw_sha256, from_addr, subject, outcome, case_id, reason, node, id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        &MAIL,
         vals![
             now,
             m.origin,
@@ -260,18 +299,11 @@ pub fn audit(
     detail: Option<&str>,
     now: &str,
 ) -> DbResult<()> {
-    db.defer(
-        "INSERT INTO audit (at, mail_id, case_id, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        vals![now, mail, case, actor, action, detail],
-    )
+    db.defer_row(&AUDIT, vals![now, mail, case, actor, action, detail])
 }
 
 pub fn quarantine(db: Db<'_>, mail: i64, reason: &str, detail: Option<&str>, now: &str) -> DbResult<i64> {
-    db.insert_with_id(
-        "quarantine",
-        "INSERT INTO quarantine (mail_id, reason, detail, created_at, id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        vals![mail, reason, detail, now],
-    )
+    db.insert_with_id("quarantine", &QUARANTINED, vals![mail, reason, detail, now])
 }
 
 /// One quarantined mail, for `quarantine list`.

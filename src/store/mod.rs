@@ -18,6 +18,7 @@ pub mod bounces;
 pub mod cases;
 pub mod compaction;
 pub mod db;
+pub mod grouping;
 mod held;
 pub mod lifecycle;
 pub mod loops;

@@ -23,6 +23,7 @@
 use serde::Serialize;
 
 use super::db::{Db, DbResult, TxMode};
+use super::grouping::Appendable;
 use crate::address::Address;
 use crate::case::CaseId;
 use crate::vals;
@@ -50,6 +51,18 @@ pub struct NewNotification<'a> {
     pub held_back: Option<&'a str>,
 }
 
+static ROW: Appendable = Appendable {
+    rank: 9,
+    one: "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error,
+           next_attempt_at, created_at, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    many: "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error,
+           next_attempt_at, created_at, id)
+         SELECT * FROM unnest(?1::bigint[], ?2::text[], ?3::text[], ?4::text[], ?5::text[], ?6::bytea[], ?7::text[],
+           ?8::text[], ?9::text[], ?10::text[], ?11::text[], ?12::bigint[])",
+    key: &[],
+};
+
 pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
     let recipients = recipients_json(n.to);
     let status = match n.held_back {
@@ -60,8 +73,7 @@ pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
     let payload = n.payload.map(lz4_flex::compress_prepend_size);
     let id = db.insert_with_id(
         "outbox",
-        "INSERT INTO outbox (case_id, event, recipients, subject, message_id, payload, spec, status, last_error, next_attempt_at, created_at, id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        &ROW,
         vals![
             n.case,
             n.event,

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use casegate::store::db::{Db, DbError, PgConn, TxMode};
+use casegate::store::grouping::Appendable;
 use casegate::store::target::Target;
 use casegate::vals;
 
@@ -24,6 +25,30 @@ fn session() -> Option<PgConn> {
         .unwrap();
     Some(conn)
 }
+
+/// A row of `t`: its key and its id (drawn from `t`'s sequence).
+static KEY_AND_ID: Appendable = Appendable {
+    rank: 0,
+    one: "INSERT INTO t (k, id) VALUES (?1, ?2)",
+    many: "INSERT INTO t (k, id) SELECT * FROM unnest(?1::text[], ?2::bigint[])",
+    key: &[],
+};
+
+/// A row of `t` that leaves an existing key alone, and one that brings a key back to life
+/// (as a participant who left is added again): what a row does once, a second row of
+/// the same key finds done.
+static KEY_ONCE: Appendable = Appendable {
+    rank: 1,
+    one: "INSERT INTO t (k, n) VALUES (?1, ?2) ON CONFLICT (k) DO NOTHING",
+    many: "INSERT INTO t (k, n) SELECT * FROM unnest(?1::text[], ?2::bigint[]) ON CONFLICT (k) DO NOTHING",
+    key: &[0],
+};
+static KEY_REVIVED: Appendable = Appendable {
+    rank: 1,
+    one: "INSERT INTO t (k, n) VALUES (?1, 1) ON CONFLICT (k) DO UPDATE SET n = -t.n WHERE t.n < 0",
+    many: "INSERT INTO t (k, n) SELECT k, 1 FROM unnest(?1::text[]) AS u(k) ON CONFLICT (k) DO UPDATE SET n = -t.n WHERE t.n < 0",
+    key: &[0],
+};
 
 fn keys(db: Db<'_>) -> Vec<String> {
     db.query_map("SELECT k FROM t ORDER BY id", vals![], |r| r.get(0)).unwrap()
@@ -100,7 +125,7 @@ fn a_deferred_write_that_fails_fails_the_statement_it_went_with_and_nothing_of_i
 fn ids_drawn_ahead_are_the_rows_ids_and_a_savepoint_undone_drops_its_unsent_writes() {
     let Some(conn) = session() else { return };
     let db = Db::Postgres(&conn);
-    let insert = "INSERT INTO t (k, id) VALUES (?1, ?2)";
+    let insert = &KEY_AND_ID;
 
     db.begin(TxMode::Write).unwrap();
     let ids: Vec<i64> = (0..40).map(|i| db.insert_with_id("t", insert, vals![format!("k{i}")]).unwrap()).collect();
@@ -129,6 +154,38 @@ fn ids_drawn_ahead_are_the_rows_ids_and_a_savepoint_undone_drops_its_unsent_writ
     assert_eq!(rows_seen_elsewhere(&conn), 42);
     let stored: i64 = db.query_one("SELECT id FROM t WHERE k = 'alone'", vals![], |r| r.get(0)).unwrap();
     assert_eq!(stored, alone);
+}
+
+#[test]
+fn rows_written_together_end_as_written_one_by_one() {
+    let Some(conn) = session() else { return };
+    let db = Db::Postgres(&conn);
+    let state = |db: Db<'_>| -> Vec<(String, Option<i64>)> {
+        db.query_map("SELECT k, n FROM t ORDER BY k", vals![], |r| Ok((r.get(0)?, r.get(1)?))).unwrap()
+    };
+    let work = |db: Db<'_>| -> Result<(), DbError> {
+        db.defer_row(&KEY_ONCE, vals!["a", 1_i64])?;
+        db.defer_late("UPDATE t SET n = n * 10 WHERE k = ?1", vals!["a"])?;
+        db.defer_row(&KEY_ONCE, vals!["a", 2_i64])?;
+        db.defer_row(&KEY_ONCE, vals!["b", 3_i64])?;
+        db.defer_row(&KEY_REVIVED, vals!["neg"])?;
+        db.defer_row(&KEY_REVIVED, vals!["neg"])?;
+        db.defer("UPDATE t SET n = -5 WHERE k = 'b'", vals![])?;
+        db.defer_row(&KEY_REVIVED, vals!["b"])?;
+        db.defer_row(&KEY_REVIVED, vals!["b"])?;
+        Ok(())
+    };
+    // Outside a transaction every write is made at once, one by one: the reference.
+    work(db).unwrap();
+    let one_by_one = state(db);
+    assert_eq!(
+        one_by_one,
+        [("a".to_string(), Some(10)), ("b".to_string(), Some(5)), ("neg".to_string(), Some(1))],
+        "the reference itself is what the statements say"
+    );
+    db.execute("DELETE FROM t", vals![]).unwrap();
+    db.transaction(TxMode::Write, work).unwrap();
+    assert_eq!(state(db), one_by_one);
 }
 
 #[test]
