@@ -343,7 +343,7 @@ pub struct CaseForMail {
     pub thread: Vec<String>,
 }
 
-/// [`CaseForMail`] of `case`: from what the transaction holds (see [`held`]), or read
+/// [`CaseForMail`] of `case`: from what the transaction holds (see `store::held`), or read
 /// together (one round trip on PostgreSQL); `None` when the case does not exist.
 pub fn case_for_mail(db: Db<'_>, case: CaseId, recent: usize) -> DbResult<Option<CaseForMail>> {
     if let Some((row, participants)) = held::facts(db, case) {

@@ -1,7 +1,7 @@
 //! The ends of a case's thread that outgoing mail and the loop breaker read: the
 //! Message-IDs of its first and newest inbound entries (for References), and who wrote
 //! its newest entries, and when (for the per-case brake). Read from what the transaction
-//! holds when it holds the case (see [`held`]), else from the database.
+//! holds when it holds the case (see `store::held`), else from the database.
 
 use super::db::{Db, DbResult, Row, Value};
 use super::held::{self, Thread, NEWEST_INBOUND, RECENT_ENTRIES};
