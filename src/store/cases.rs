@@ -69,6 +69,18 @@ static MESSAGE_ID_LINK: Appendable = Appendable {
     key: &[0],
 };
 
+// Last among the rows of a stretch: it changes a case opened before it. A case touched
+// more than once gets the latest time, as one touch after another leaves it; a status or
+// field change (which writes the unit's time too) may come before or after it.
+static TOUCH: Appendable = Appendable {
+    rank: 10,
+    one: "UPDATE cases SET updated_at = ?2 WHERE id = ?1",
+    many: "UPDATE cases SET updated_at = u.t
+         FROM (SELECT id, max(t) AS t FROM unnest(?1::bigint[], ?2::text[]) AS x(id, t) GROUP BY id) AS u
+         WHERE cases.id = u.id",
+    key: &[0, 1],
+};
+
 /// Opens a case (status New) and returns its number.
 pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
     let id = db.insert_numbered(
@@ -160,7 +172,7 @@ pub fn set_field(db: Db<'_>, id: CaseId, field: &str, value: Option<&str>, now: 
 }
 
 pub fn touch(db: Db<'_>, id: CaseId, now: &str) -> DbResult<()> {
-    db.defer_late("UPDATE cases SET updated_at = ?2 WHERE id = ?1", vals![id, now])?;
+    db.defer_row(&TOUCH, vals![id, now])?;
     held::touch(db, id, now);
     Ok(())
 }
