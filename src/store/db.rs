@@ -679,26 +679,16 @@ impl PgConn {
     }
 
     /// Queues a write to be sent with the next statement (inside a transaction), or runs
-    /// it at once (outside one).
-    fn defer(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
+    /// it at once (outside one). `late`: nothing deferred after it depends on it, so it
+    /// may go after the rows deferred around it (see `store::grouping`).
+    fn defer(&self, sql: &str, params: &[Value<'_>], late: bool) -> DbResult<()> {
         if !self.in_transaction.get() {
             return self.execute(sql, params).map(drop);
         }
         let statement = self.statement(sql)?;
         let owned = params.iter().map(Value::to_owned_value).collect();
-        self.tx.deferred.borrow_mut().push(Item::Barrier(statement, owned));
-        Ok(())
-    }
-
-    /// [`PgConn::defer`] for a write nothing deferred after it depends on: it may go
-    /// after the rows deferred around it (see `store::grouping`).
-    fn defer_late(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
-        if !self.in_transaction.get() {
-            return self.execute(sql, params).map(drop);
-        }
-        let statement = self.statement(sql)?;
-        let owned = params.iter().map(Value::to_owned_value).collect();
-        self.tx.deferred.borrow_mut().push(Item::Late(statement, owned));
+        let item = if late { Item::Late(statement, owned) } else { Item::Barrier(statement, owned) };
+        self.tx.deferred.borrow_mut().push(item);
         Ok(())
     }
 
@@ -813,7 +803,7 @@ impl Db<'_> {
     pub fn defer(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
         match self {
             Db::Sqlite(_) => self.execute(sql, params).map(drop),
-            Db::Postgres(p) => p.defer(sql, params),
+            Db::Postgres(p) => p.defer(sql, params, false),
         }
     }
 
@@ -822,7 +812,7 @@ impl Db<'_> {
     pub fn defer_late(&self, sql: &str, params: &[Value<'_>]) -> DbResult<()> {
         match self {
             Db::Sqlite(_) => self.execute(sql, params).map(drop),
-            Db::Postgres(p) => p.defer_late(sql, params),
+            Db::Postgres(p) => p.defer(sql, params, true),
         }
     }
 
