@@ -232,3 +232,89 @@ fn queries_sent_together_answer_each_in_turn_after_the_writes_before_them() {
     assert_eq!(asked, 2);
     db.commit().unwrap();
 }
+
+#[test]
+fn a_case_the_transaction_holds_reads_as_the_database_has_it_and_an_undone_piece_leaves_nothing_of_it() {
+    use casegate::address::Address;
+    use casegate::case::{Impact, MessageKind, ParticipantRole as Role, Status};
+    use casegate::decide::NewCase;
+    use casegate::store::{cases, thread, Store};
+
+    let Some(url) = postgres::database() else { return };
+    let mut store = Store::open_postgres(&url).unwrap();
+    let jane = Address::parse("jane@customer.example").unwrap();
+    let bob = Address::parse("bob@customer.example").unwrap();
+    let new = NewCase {
+        subject: "Printer".into(),
+        impact: Impact::High,
+        account: None,
+        environment: None,
+        linked_case: None,
+        opening_gist: None,
+    };
+    // What the database itself says, asked in ways the store's held cases do not answer.
+    let direct = |db: Db<'_>, case: i64| -> (String, Vec<String>, Vec<Option<String>>) {
+        let status = db.query_one("SELECT status FROM cases WHERE id = ?1", vals![case], |r| r.get(0)).unwrap();
+        let people = db
+            .query_map(
+                "SELECT role || ' ' || address FROM participants WHERE case_id = ?1 AND removed_at IS NULL ORDER BY 1",
+                vals![case],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let ids = db
+            .query_map("SELECT message_id FROM messages WHERE case_id = ?1 ORDER BY id", vals![case], |r| r.get(0))
+            .unwrap();
+        (status, people, ids)
+    };
+    let case = store
+        .write(false, |unit| {
+            let scope = unit.scope();
+            let case = cases::insert_case(scope.conn, &new, scope.stamp)?;
+            cases::add_participant(scope.conn, case, &jane, Role::Requester, "sender", None, scope.stamp)?;
+            // A piece of work undone: what it did to the case is gone from memory too.
+            let undone = unit.guarded(|piece| -> anyhow::Result<()> {
+                cases::add_participant(piece.conn, case, &bob, Role::Watcher, "cc", None, piece.stamp)?;
+                cases::set_status(piece.conn, case, Status::Open, piece.stamp)?;
+                anyhow::bail!("this piece fails")
+            })?;
+            assert!(undone.is_err());
+            let scope = unit.scope();
+            let (row, people) = cases::row_and_participants(scope.conn, case, true)?.unwrap();
+            assert_eq!((row.status, people), (Status::New, vec![(jane.clone(), Role::Requester)]));
+            let first = cases::NewMessage {
+                case,
+                mail_id: None,
+                message_id: Some("m1@customer.example"),
+                kind: MessageKind::Customer,
+                from: Some(&jane),
+                body: "It jams.",
+            };
+            cases::insert_message(scope.conn, &first, scope.stamp)?;
+            let note = cases::NewMessage { message_id: None, kind: MessageKind::Note, ..first.clone() };
+            cases::insert_message(scope.conn, &note, scope.stamp)?;
+            cases::add_participant(scope.conn, case, &bob, Role::Watcher, "cc", None, scope.stamp)?;
+            cases::set_status(scope.conn, case, Status::Open, scope.stamp)?;
+            // Held answers, then the database's within the same transaction: the same.
+            let facts = cases::case_for_mail(scope.conn, case, 10)?.unwrap();
+            let held_people: Vec<String> =
+                facts.participants.iter().map(|(a, r)| format!("{} {a}", r.as_db())).collect();
+            assert_eq!(facts.thread, ["m1@customer.example"]);
+            assert_eq!(thread::recent_authors(scope.conn, case, 10)?.len(), 2);
+            let (status, mut people, ids) = direct(scope.conn, case);
+            assert_eq!(status, facts.row.status.as_db());
+            people.sort();
+            let mut held_sorted = held_people.clone();
+            held_sorted.sort();
+            assert_eq!(people, held_sorted);
+            assert_eq!(ids, [Some("m1@customer.example".to_string()), None]);
+            Ok(Some(case))
+        })
+        .unwrap()
+        .unwrap();
+    // Committed: what another session reads is what the transaction held.
+    let other = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
+    let (status, people, _) = direct(Db::Postgres(&other), case);
+    assert_eq!(status, "open");
+    assert_eq!(people, ["requester jane@customer.example", "watcher bob@customer.example"]);
+}
