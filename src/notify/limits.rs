@@ -170,7 +170,7 @@ impl<'a> Limits<'a> {
         if !self.authors.contains_key(&case) {
             let since = stamp(self.now - window);
             let mut by: HashMap<String, usize> = HashMap::new();
-            for (from, at) in loops::recent_authors(self.conn, case, BRAKE_ENTRIES)? {
+            for (from, at) in crate::store::thread::recent_authors(self.conn, case, BRAKE_ENTRIES)? {
                 if at < since {
                     break;
                 }

@@ -100,8 +100,8 @@ pub struct Suppression {
 /// Suppresses `address` until `until` (replacing an earlier suppression), and holds back
 /// the mail still queued for it.
 pub fn suppress(db: Db<'_>, address: &Address, reason: &str, now: &str, until: &str) -> DbResult<()> {
-    db.forget(ANY_SUPPRESSION);
-    super::loops::forget_answers(db, Some(&recipients_json(address)));
+    forget_any_suppression(db);
+    super::loops::forget_answers(db, &recipients_json(address));
     db.execute(
         "INSERT INTO suppressions (address, reason, since, until) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (address) DO UPDATE SET reason = ?2, since = ?3, until = ?4, lifted_at = NULL, lifted_by = NULL",
@@ -123,23 +123,30 @@ pub fn suppression(db: Db<'_>, address: &Address, now: &str) -> DbResult<Option<
     )
 }
 
-/// What a transaction remembers of [`any_suppression`]'s answer (see `Db::remembered`):
-/// every write to the suppressions forgets it. Time passing cannot make the answer wrong
-/// in the direction that matters: "none" stays true until one is written, and "some"
-/// only makes each address be looked up.
-pub(crate) const ANY_SUPPRESSION: &str = "any suppression";
+/// What a transaction (PostgreSQL) keeps of [`any_suppression`]'s answer (`Db::kept`);
+/// every write to the suppressions forgets it ([`forget_any_suppression`]). Time passing
+/// cannot make the answer wrong in the direction that matters: "none" stays true until
+/// one is written, and "some" only makes each address be looked up.
+#[derive(Default)]
+struct AnySuppression(Option<bool>);
 
 /// Whether any suppression is in force at `now` (or, within a transaction, was when it
-/// was first asked: the answer is remembered, and forgotten by every write to them).
+/// was first asked: it is kept until a suppression is written).
 pub fn any_suppression(db: Db<'_>, now: &str) -> DbResult<bool> {
-    db.remembered(ANY_SUPPRESSION, || {
-        let found = db.query_row(
-            "SELECT 1 FROM suppressions WHERE lifted_at IS NULL AND until > ?1 LIMIT 1",
-            vals![now],
-            |r| r.get::<i64>(0),
-        )?;
-        Ok(found.is_some())
-    })
+    if let Some(Some(known)) = db.kept(|k: &mut AnySuppression| k.0) {
+        return Ok(known);
+    }
+    let found =
+        db.query_row("SELECT 1 FROM suppressions WHERE lifted_at IS NULL AND until > ?1 LIMIT 1", vals![now], |r| {
+            r.get::<i64>(0)
+        })?;
+    db.kept(|k: &mut AnySuppression| k.0 = Some(found.is_some()));
+    Ok(found.is_some())
+}
+
+/// Forgets what the transaction knew of [`any_suppression`] (a suppression was written).
+pub(crate) fn forget_any_suppression(db: Db<'_>) {
+    db.kept(|k: &mut AnySuppression| k.0 = None);
 }
 
 /// Every suppression in force at `now`, newest first.
@@ -154,7 +161,7 @@ pub fn suppressions(db: Db<'_>, now: &str) -> DbResult<Vec<Suppression>> {
 /// Lifts the suppression of `address` (by `by`, at `now`); whether there was one in force.
 /// The address's earlier bounces stop counting towards a new suppression.
 pub fn lift(db: Db<'_>, address: &Address, by: Option<&str>, now: &str) -> DbResult<bool> {
-    db.forget(ANY_SUPPRESSION);
+    forget_any_suppression(db);
     let lifted = db.execute(
         "UPDATE suppressions SET lifted_at = ?2, lifted_by = ?3 WHERE address = ?1 AND lifted_at IS NULL AND until > ?2",
         vals![address.as_str(), now, by],

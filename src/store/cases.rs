@@ -96,18 +96,20 @@ pub fn insert_case(db: Db<'_>, case: &NewCase, now: &str) -> DbResult<CaseId> {
             case.opening_gist.as_deref()
         ],
     )?;
-    let row = CaseRow {
-        id,
-        subject: case.subject.clone(),
-        status: Status::New,
-        impact: case.impact,
-        account: case.account.clone(),
-        environment: case.environment.clone(),
-        linked_case: case.linked_case,
-        created_at: now.to_string(),
-        updated_at: now.to_string(),
-    };
-    held::hold_new(db, row);
+    if held::active(db) {
+        let row = CaseRow {
+            id,
+            subject: case.subject.clone(),
+            status: Status::New,
+            impact: case.impact,
+            account: case.account.clone(),
+            environment: case.environment.clone(),
+            linked_case: case.linked_case,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+        };
+        held::hold_new(db, row);
+    }
     if let Some(key) = &case.opening_gist {
         super::loops::opened(db, key, id, now);
     }
@@ -123,21 +125,6 @@ pub fn case_row(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
         return Ok(Some(row));
     }
     db.query_row(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1"), vals![id], row_to_case)
-}
-
-/// [`case_row`] for a decision about to change the case: on PostgreSQL the row is locked
-/// until the unit of work ends, so two nodes that got mail for one case at once decide
-/// one after the other, each on what the other wrote. (SQLite has one writer at a time.)
-pub fn case_row_to_change(db: Db<'_>, id: CaseId) -> DbResult<Option<CaseRow>> {
-    if let Some((row, _)) = held::facts(db, id) {
-        return Ok(Some(row));
-    }
-    match db {
-        Db::Sqlite(_) => case_row(db, id),
-        Db::Postgres(_) => {
-            db.query_row(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = ?1 FOR UPDATE"), vals![id], row_to_case)
-        }
-    }
 }
 
 fn row_to_case(r: &Row<'_>) -> DbResult<CaseRow> {
@@ -239,8 +226,11 @@ fn without_times(people: Vec<held::Kept>) -> Vec<Participant> {
     people.into_iter().map(|(address, role, _)| (address, role)).collect()
 }
 
-/// A case's row and active participants, read together (one round trip on PostgreSQL);
-/// with `to_change`, the row is held as [`case_row_to_change`] holds it.
+/// A case's row and active participants, read together (one round trip on PostgreSQL).
+/// With `to_change`, for a decision about to change the case: on PostgreSQL the row is
+/// locked until the unit of work ends, so two nodes that got mail for one case at once
+/// decide one after the other, each on what the other wrote (SQLite has one writer at a
+/// time), and the case is held in memory for the transaction (`store::held`).
 pub fn row_and_participants(
     db: Db<'_>,
     case: CaseId,
@@ -262,8 +252,7 @@ pub fn row_and_participants(
         _ => read_participant(r, &mut people),
     })?;
     let Some(row) = row else { return Ok(None) };
-    if to_change {
-        // Locked until the transaction ends (on PostgreSQL): held, and read from memory.
+    if to_change && held::active(db) {
         held::hold(db, row.clone(), people.clone());
     }
     Ok(Some((row, without_times(people))))

@@ -9,8 +9,9 @@
 //! SQLite's do), integers as 64-bit, `CASE WHEN flag THEN 1 ELSE 0 END` rather than
 //! summing a flag. The few spellings that differ are translated: `?N` → `$N`, and the
 //! null-safe comparisons `x IS ?N` → `x IS NOT DISTINCT FROM $N`, `x IS NOT ?N` →
-//! `x IS DISTINCT FROM $N`. A new row's id comes back from [`Db::insert`] (SQLite's
-//! `last_insert_rowid`, PostgreSQL's `RETURNING id`).
+//! `x IS DISTINCT FROM $N`. A new row's id comes back from [`Db::insert_with_id`] (SQLite's
+//! `last_insert_rowid`; on PostgreSQL drawn from the table's sequence before the row is
+//! written).
 //!
 //! Values go in as [`Value`] and come out through [`Col`], which knows both drivers.
 
@@ -452,8 +453,6 @@ struct TxState {
     /// table; what is left at its end is dropped (a gap in the numbers, as a rollback
     /// leaves), so ids follow the order rows are written in as closely as before.
     ids: RefCell<HashMap<&'static str, IdBlock>>,
-    /// What the transaction remembers ([`Db::remembered`]).
-    memo: RefCell<HashMap<&'static str, bool>>,
     /// What the store keeps for the transaction ([`Db::kept`]), by type.
     kept: RefCell<HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>>,
 }
@@ -463,7 +462,6 @@ impl TxState {
     fn clear(&self) {
         self.deferred.borrow_mut().clear();
         self.ids.borrow_mut().clear();
-        self.memo.borrow_mut().clear();
         self.kept.borrow_mut().clear();
     }
 }
@@ -569,23 +567,20 @@ impl PgConn {
     /// wait for a later statement).
     fn send_after(&self, deferred: Vec<Deferred>, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
         let steps = grouping::group(deferred);
-        // Each kind of row's statement is prepared before anything is sent.
-        let many: Vec<Option<postgres::Statement>> = steps
+        // Each write's statement (a kind of row's, prepared now) and its parameters (a
+        // kind of row's: one array a column).
+        let writes: Vec<(postgres::Statement, Vec<&(dyn postgres_types::ToSql + Sync)>)> = steps
             .iter()
             .map(|step| match step {
-                Step::Many(kind, _) => self.statement(kind.many).map(Some),
-                Step::One(..) => Ok(None),
+                Step::One(statement, values) => Ok((statement.clone(), PgConn::params(values))),
+                Step::Many(kind, columns) => Ok((
+                    self.statement(kind.many)?,
+                    columns.iter().map(|c| c as &(dyn postgres_types::ToSql + Sync)).collect(),
+                )),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, postgres::Error>>()?;
         let client = self.client();
         let client: &tokio_postgres::Client = &client;
-        let params: Vec<Vec<&(dyn postgres_types::ToSql + Sync)>> = steps
-            .iter()
-            .map(|step| match step {
-                Step::One(_, values) => PgConn::params(values),
-                Step::Many(_, columns) => columns.iter().map(|c| c as &(dyn postgres_types::ToSql + Sync)).collect(),
-            })
-            .collect();
         let request_params: Vec<_> = requests
             .iter()
             .map(|r| match r {
@@ -593,20 +588,13 @@ impl PgConn {
                 Request::Batch(_) => Vec::new(),
             })
             .collect();
-        let mut writes: Vec<PgFuture<'_, Answer>> = steps
+        let mut futures: Vec<PgFuture<'_, Answer>> = writes
             .iter()
-            .zip(&many)
-            .zip(&params)
-            .map(|((step, many), params)| {
-                let statement = match (step, many) {
-                    (Step::One(statement, _), _) => statement,
-                    (Step::Many(..), Some(statement)) => statement,
-                    (Step::Many(..), None) => unreachable!("prepared above"),
-                };
+            .map(|(statement, params)| {
                 Box::pin(async { client.execute(statement, params).await.map(Answer::Changed) }) as PgFuture<'_, Answer>
             })
             .collect();
-        writes.extend(requests.iter().zip(&request_params).map(|(request, params)| -> PgFuture<'_, Answer> {
+        futures.extend(requests.iter().zip(&request_params).map(|(request, params)| -> PgFuture<'_, Answer> {
             match request {
                 Request::Query(statement, _) => {
                     Box::pin(async { client.query(statement, params).await.map(Answer::Rows) })
@@ -617,14 +605,14 @@ impl PgConn {
                 Request::Batch(sql) => Box::pin(async { client.batch_execute(sql).await.map(|()| Answer::Done) }),
             }
         }));
-        let mut answers: Vec<Option<Result<Answer, postgres::Error>>> = writes.iter().map(|_| None).collect();
+        let mut answers: Vec<Option<Result<Answer, postgres::Error>>> = futures.iter().map(|_| None).collect();
         // Each request is sent when its future is first polled: a first pass polls them
         // in order, which sends them in order. Then only the futures an answer woke are
         // polled again, whatever the order they finish in (a pass over all of them at
         // every wake-up would cost the square of their number).
         let mut waiting = futures::stream::FuturesUnordered::new();
         self.runtime.block_on(std::future::poll_fn(|cx| {
-            for (i, mut future) in std::mem::take(&mut writes).into_iter().enumerate() {
+            for (i, mut future) in std::mem::take(&mut futures).into_iter().enumerate() {
                 match future.as_mut().poll(cx) {
                     std::task::Poll::Ready(result) => answers[i] = Some(result),
                     std::task::Poll::Pending => waiting.push(async move { (i, future.await) }),
@@ -641,7 +629,7 @@ impl PgConn {
         let mut out = Vec::with_capacity(requests.len());
         for (i, answer) in answers.into_iter().enumerate() {
             let answer = answer.expect("the pipeline ends only when every answer is in")?;
-            if i >= steps.len() {
+            if i >= writes.len() {
                 out.push(answer);
             }
         }
@@ -650,12 +638,22 @@ impl PgConn {
 
     /// Several queries sent together (after the deferred writes); their rows, in order.
     fn query_many(&self, queries: &[(&str, &[Value<'_>])]) -> DbResult<Vec<Vec<postgres::Row>>> {
+        self.query_after(std::mem::take(&mut *self.tx.deferred.borrow_mut()), queries)
+    }
+
+    /// [`PgConn::query_many`] after the writes `deferred` (none: the deferred writes wait
+    /// for a later statement).
+    fn query_after(
+        &self,
+        deferred: Vec<Deferred>,
+        queries: &[(&str, &[Value<'_>])],
+    ) -> DbResult<Vec<Vec<postgres::Row>>> {
         self.reconnect_if_closed()?;
         let requests = queries
             .iter()
             .map(|(sql, params)| Ok(Request::Query(self.statement(sql)?, params)))
             .collect::<DbResult<Vec<_>>>()?;
-        self.send(&requests)?
+        self.send_after(deferred, &requests)?
             .into_iter()
             .map(|answer| match answer {
                 Answer::Rows(rows) => Ok(rows),
@@ -665,7 +663,6 @@ impl PgConn {
     }
 
     fn query(&self, sql: &str, params: &[Value<'_>]) -> DbResult<Vec<postgres::Row>> {
-        self.reconnect_if_closed()?;
         Ok(self.query_many(&[(sql, params)])?.pop().unwrap_or_default())
     }
 
@@ -718,13 +715,7 @@ impl PgConn {
             draw
         };
         let sql = format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?1)");
-        self.reconnect_if_closed()?;
-        let statement = self.statement(&sql)?;
-        let params = [Value::Int(draw)];
-        let rows = match self.send_after(Vec::new(), &[Request::Query(statement, &params)])?.pop() {
-            Some(Answer::Rows(rows)) => rows,
-            _ => unreachable!("a query answers with rows"),
-        };
+        let rows = self.query_after(Vec::new(), &[(&sql, &[Value::Int(draw)])])?.pop().unwrap_or_default();
         let drawn: Vec<i64> = rows.iter().map(|row| Row::Postgres(row).get(0)).collect::<DbResult<_>>()?;
         let mut ids = self.tx.ids.borrow_mut();
         let block = ids.entry(table).or_default();
@@ -736,6 +727,14 @@ impl PgConn {
     fn end_transaction(&self) {
         self.tx.clear();
         self.in_transaction.set(false);
+    }
+
+    /// Sends the deferred writes, if there are any, and waits for their answers.
+    fn flush(&self) -> DbResult<()> {
+        if self.tx.deferred.borrow().is_empty() {
+            return Ok(());
+        }
+        self.send(&[]).map(drop)
     }
 
     /// Runs statements without parameters (simple protocol), after the deferred writes.
@@ -874,21 +873,6 @@ impl Db<'_> {
         }
     }
 
-    /// Runs an `INSERT` into a table whose key is `id`, and returns the new row's id.
-    pub fn insert(&self, sql: &str, params: &[Value<'_>]) -> DbResult<i64> {
-        match self {
-            Db::Sqlite(c) => {
-                c.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?;
-                Ok(c.last_insert_rowid())
-            }
-            Db::Postgres(p) => {
-                let rows = p.query(&format!("{sql} RETURNING id"), params)?;
-                let row = rows.first().ok_or_else(|| DbError::column(0, "the insert returned no id"))?;
-                Row::Postgres(row).get(0)
-            }
-        }
-    }
-
     /// The first row, read by `read`, if there is one.
     pub fn query_row<T>(
         &self,
@@ -981,23 +965,6 @@ impl Db<'_> {
         }
     }
 
-    /// A yes or no the transaction remembers under `key` once `compute` found it, until
-    /// [`Db::forget`] or the transaction's end (PostgreSQL, where asking again is a round
-    /// trip; SQLite asks every time).
-    pub fn remembered(&self, key: &'static str, compute: impl FnOnce() -> DbResult<bool>) -> DbResult<bool> {
-        match self {
-            Db::Postgres(p) if p.in_transaction() => {
-                if let Some(known) = p.tx.memo.borrow().get(key) {
-                    return Ok(*known);
-                }
-                let value = compute()?;
-                p.tx.memo.borrow_mut().insert(key, value);
-                Ok(value)
-            }
-            _ => compute(),
-        }
-    }
-
     /// What the store keeps of type `T` for the transaction (PostgreSQL, inside a
     /// transaction: `None` otherwise), handed to `use_it`. It starts as `T::default()` and
     /// is dropped at the transaction's end and when a savepoint is undone
@@ -1011,13 +978,6 @@ impl Db<'_> {
         let mut kept = p.tx.kept.borrow_mut();
         let slot = kept.entry(std::any::TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
         slot.downcast_mut::<T>().map(use_it)
-    }
-
-    /// Forgets what [`Db::remembered`] knows under `key` (a write changed it).
-    pub fn forget(&self, key: &'static str) {
-        if let Db::Postgres(p) = self {
-            p.tx.memo.borrow_mut().remove(key);
-        }
     }
 
     /// Every row, each handed to `each` as it arrives rather than collected first: for
@@ -1043,7 +1003,7 @@ impl Db<'_> {
                 p.reconnect_if_closed()?;
                 let statement = p.statement(sql)?;
                 // Nothing deferred may wait behind a statement streamed this way.
-                p.batch("")?;
+                p.flush()?;
                 let client = p.client();
                 let rows = p.runtime.block_on(client.query_raw(&statement, PgConn::params(params)))?;
                 let mut rows = std::pin::pin!(rows);
@@ -1251,15 +1211,16 @@ mod tests {
     fn inserts_return_the_new_id_and_transactions_commit_or_roll_back() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let db = Db::Sqlite(&conn);
+        static ROW: Appendable =
+            Appendable { rank: 0, one: "INSERT INTO t (s, id) VALUES (?1, ?2)", many: "", key: &[] };
         db.batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)").unwrap();
-        assert_eq!(db.insert("INSERT INTO t (s) VALUES (?1)", vals!["a"]).unwrap(), 1);
+        assert_eq!(db.insert_with_id("t", &ROW, vals!["a"]).unwrap(), 1);
         let failed: DbResult<()> = db.transaction(TxMode::Write, |db| {
-            db.insert("INSERT INTO t (s) VALUES (?1)", vals!["b"])?;
+            db.insert_with_id("t", &ROW, vals!["b"])?;
             Err(DbError::column(0, "the work failed"))
         });
         assert!(failed.is_err());
-        let kept: DbResult<i64> =
-            db.transaction(TxMode::Write, |db| db.insert("INSERT INTO t (s) VALUES ('c')", vals![]));
+        let kept: DbResult<i64> = db.transaction(TxMode::Write, |db| db.insert_with_id("t", &ROW, vals!["c"]));
         assert_eq!(kept.unwrap(), 2, "the rolled back row's id is free again");
         assert_eq!(db.query_one("SELECT count(*) FROM t", vals![], |r| r.get::<i64>(0)).unwrap(), 2);
         assert!(db.exists("SELECT 1 FROM t WHERE s = ?1", vals!["c"]).unwrap());

@@ -56,6 +56,12 @@ struct Held {
     cases: HashMap<CaseId, HeldCase>,
 }
 
+/// Whether this transaction can hold cases (PostgreSQL, inside a transaction): what is
+/// only worth building for a held case is built only then.
+pub(super) fn active(db: Db<'_>) -> bool {
+    db.kept(|_: &mut Held| ()).is_some()
+}
+
 /// Runs `change` on the held case `case`, if it is held.
 fn with_case<R>(db: Db<'_>, case: CaseId, change: impl FnOnce(&mut HeldCase) -> R) -> Option<R> {
     db.kept(|held: &mut Held| held.cases.get_mut(&case).map(change)).flatten()

@@ -1,6 +1,6 @@
-//! What the loop breaker (`notify::limits`) reads: who wrote a case's latest entries and
-//! when, whether a sender's latest cases were opened with the same words, and how many
-//! automatic answers an address was sent.
+//! What the loop breaker (`notify::limits`) reads: whether a sender's latest cases were
+//! opened with the same words, and how many automatic answers an address was sent (who
+//! wrote a case's latest entries is `store::thread`'s).
 //!
 //! On PostgreSQL a batch of mail reads the last two ahead, for all its mails in one round
 //! trip ([`read_ahead`]): the rows since the start of the window, kept for the
@@ -43,7 +43,7 @@ pub fn read_ahead(db: Db<'_>, keys: &[String], recipients: &[String], since: &st
              WHERE opening_gist = ANY(string_to_array(?1, chr(10)) COLLATE \"C\") AND created_at >= ?2",
             vals![&keys_text, since],
         ),
-        (const_automatic(), vals![&recipients_text, since]),
+        (AUTOMATIC_ANSWERS, vals![&recipients_text, since]),
     ];
     db.query_many(&queries, |i, r| {
         let key: String = r.get(0)?;
@@ -58,13 +58,12 @@ pub fn read_ahead(db: Db<'_>, keys: &[String], recipients: &[String], since: &st
 }
 
 /// The automatic answers to any of a list of recipients since a time, as
-/// [`super::outbox::automatic_answers_since`] counts them.
-fn const_automatic() -> &'static str {
-    "SELECT recipients, created_at FROM outbox
+/// [`super::outbox::automatic_answers_since`] counts them (the kinds written out as the
+/// partial index `outbox_automatic` has them).
+const AUTOMATIC_ANSWERS: &str = "SELECT recipients, created_at FROM outbox
      WHERE recipients = ANY(string_to_array(?1, chr(10)) COLLATE \"C\") AND created_at >= ?2 AND status != 'suppressed'
        AND (event = 'acknowledgement' OR event = 'follow-up-opened' OR event = 'not-applied'
-       OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')"
-}
+       OR event = 'command-refused' OR event = 'reason-required' OR event = 'case-list')";
 
 /// Notes a case the transaction opened with opening key `key`, at `now`.
 pub fn opened(db: Db<'_>, key: &str, case: CaseId, now: &str) {
@@ -77,24 +76,15 @@ pub fn answered(db: Db<'_>, recipient: &str, now: &str) {
     db.kept(|a: &mut Ahead| a.answers.get_mut(recipient).map(|rows| rows.push(now.to_string())));
 }
 
-/// Forgets what was read ahead about `recipient`'s answers (their rows changed), or
-/// about every recipient's.
-pub fn forget_answers(db: Db<'_>, recipient: Option<&str>) {
-    db.kept(|a: &mut Ahead| match recipient {
-        Some(r) => drop(a.answers.remove(r)),
-        None => a.answers.clear(),
-    });
+/// Forgets what was read ahead about `recipient`'s answers (their rows changed).
+pub fn forget_answers(db: Db<'_>, recipient: &str) {
+    db.kept(|a: &mut Ahead| a.answers.remove(recipient));
 }
 
 /// The automatic answers to `recipient` since `since`, if they were read ahead.
 pub fn answers_read_ahead(db: Db<'_>, recipient: &str, since: &str) -> Option<usize> {
     db.kept(|a: &mut Ahead| a.answers.get(recipient).map(|at| at.iter().filter(|t| t.as_str() >= since).count()))
         .flatten()
-}
-
-/// Authors and times of a case's newest thread entries (newest first, at most `limit`).
-pub fn recent_authors(db: Db<'_>, case: CaseId, limit: usize) -> DbResult<Vec<(Option<String>, String)>> {
-    super::thread::recent_authors(db, case, limit)
 }
 
 /// How many cases opened since `since` (other than `except`) have the opening key `key`

@@ -47,7 +47,7 @@ pub struct NewNotification<'a> {
     /// Not to be sent before this time (default: at once).
     pub not_before: Option<&'a str>,
     /// Why the loop breaker holds it back: it is stored `suppressed`, with this reason,
-    /// and never sent (see [`hold_back`]).
+    /// and never sent.
     pub held_back: Option<&'a str>,
 }
 
@@ -143,15 +143,6 @@ pub fn automatic_answers_since(db: Db<'_>, to: &Address, since: &str) -> DbResul
         |r| r.get(0),
     )?;
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
-}
-
-/// Holds a notification back: it is kept, `suppressed`, with the reason, and never sent.
-pub fn hold_back(db: Db<'_>, message_id: &str, reason: &str) -> DbResult<()> {
-    super::loops::forget_answers(db, None);
-    db.defer(
-        "UPDATE outbox SET status = 'suppressed', last_error = ?2 WHERE message_id = ?1",
-        vals![message_id, reason],
-    )
 }
 
 /// A claimed notification, ready to send.
@@ -319,6 +310,10 @@ mod tests {
     }
 
     fn add_event(conn: &rusqlite::Connection, to: &str, id: &str, now: &str, event: &str) -> i64 {
+        add_held(conn, to, id, now, event, None)
+    }
+
+    fn add_held(conn: &rusqlite::Connection, to: &str, id: &str, now: &str, event: &str, held: Option<&str>) -> i64 {
         let to = Address::parse(to).unwrap();
         let n = NewNotification {
             case: None,
@@ -330,7 +325,7 @@ mod tests {
             spec: None,
             error: None,
             not_before: None,
-            held_back: None,
+            held_back: held,
         };
         insert(conn.into(), &n, now).unwrap()
     }
@@ -418,8 +413,7 @@ mod tests {
         add_event(&conn, "a@x.example", "1@x", t, "acknowledgement");
         add_event(&conn, "a@x.example", "2@x", t, "case-list");
         add_event(&conn, "a@x.example", "3@x", t, "reply");
-        add_event(&conn, "a@x.example", "4@x", t, "not-applied");
-        hold_back((&conn).into(), "4@x", "loop breaker: test").unwrap();
+        add_held(&conn, "a@x.example", "4@x", t, "not-applied", Some("loop breaker: test"));
         add_event(&conn, "b@x.example", "5@x", t, "acknowledgement");
         let a = Address::parse("a@x.example").unwrap();
         assert_eq!(automatic_answers_since((&conn).into(), &a, "2026-01-01T00:00:00.000Z").unwrap(), 2);

@@ -82,7 +82,7 @@ pub fn case_facts(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
 }
 
 /// [`case_facts`] for a decision that may change the case: the case is held for the
-/// unit of work (see [`cases::case_row_to_change`]), so the decision is made on what
+/// unit of work (see [`cases::row_and_participants`]), so the decision is made on what
 /// is there, not on what another node is changing.
 pub fn case_facts_to_change(db: Db<'_>, case: CaseId) -> DbResult<Option<CaseFacts>> {
     Ok(cases::row_and_participants(db, case, true)?.map(|(row, participants)| CaseFacts { row, participants }))

@@ -189,7 +189,7 @@ fn rows_written_together_end_as_written_one_by_one() {
 }
 
 #[test]
-fn queries_sent_together_answer_each_in_turn_after_the_writes_before_them() {
+fn queries_sent_together_answer_each_in_turn_and_what_the_store_keeps_lasts_its_transaction() {
     let Some(conn) = session() else { return };
     let db = Db::Postgres(&conn);
     db.begin(TxMode::Write).unwrap();
@@ -211,25 +211,23 @@ fn queries_sent_together_answer_each_in_turn_after_the_writes_before_them() {
     let expected = [(0, "y"), (0, "z"), (2, "x")].map(|(i, k)| (i, k.to_string()));
     assert_eq!(seen, expected);
 
-    // Remembered answers last the transaction, or until forgotten.
-    db.begin(TxMode::Read).unwrap();
-    let mut asked = 0;
+    // What the store keeps lasts the transaction: not outside one, not past its end, not
+    // past an undone savepoint.
+    #[derive(Default)]
+    struct Count(u32);
+    assert_eq!(db.kept(|c: &mut Count| c.0), None, "no transaction: nothing kept");
+    db.begin(TxMode::Write).unwrap();
     for _ in 0..3 {
-        assert!(db
-            .remembered("any rows", || {
-                asked += 1;
-                db.exists("SELECT 1 FROM t", vals![])
-            })
-            .unwrap());
+        db.kept(|c: &mut Count| c.0 += 1);
     }
-    assert_eq!(asked, 1);
-    db.forget("any rows");
-    db.remembered("any rows", || {
-        asked += 1;
-        Ok(true)
-    })
-    .unwrap();
-    assert_eq!(asked, 2);
+    assert_eq!(db.kept(|c: &mut Count| c.0), Some(3));
+    db.batch("SAVEPOINT piece").unwrap();
+    db.undo_savepoint("piece").unwrap();
+    assert_eq!(db.kept(|c: &mut Count| c.0), Some(0), "an undone savepoint drops it");
+    db.kept(|c: &mut Count| c.0 += 1);
+    db.commit().unwrap();
+    db.begin(TxMode::Write).unwrap();
+    assert_eq!(db.kept(|c: &mut Count| c.0), Some(0), "a new transaction starts afresh");
     db.commit().unwrap();
 }
 

@@ -374,7 +374,7 @@ fn notifications(db: Db<'_>, a: &str, p: &str, cases: &[CaseId], naming: &[i64])
 /// Their suppression goes; the pseudonym is suppressed for good, so that no mail about a
 /// case they took part in is sent to it.
 fn suppressions(db: Db<'_>, a: &str, p: &str, now: &str) -> DbResult<()> {
-    db.forget(crate::store::bounces::ANY_SUPPRESSION);
+    crate::store::bounces::forget_any_suppression(db);
     db.execute("DELETE FROM suppressions WHERE address = ?1", vals![a])?;
     db.execute("UPDATE suppressions SET lifted_by = ?2 WHERE lifted_by = ?1", vals![a, p])?;
     db.execute(
