@@ -709,8 +709,11 @@ impl PgConn {
         let draw = {
             let mut ids = self.tx.ids.borrow_mut();
             let block = ids.entry(table).or_default();
+            // One first, then twice as many each time: a transaction that writes one row
+            // (a mail of a quiet mailbox, a release) leaves no gap in the ids people see
+            // (`mail #…`, quarantine and outbox ids), and a batch draws in a few steps.
             // Outside a transaction, one at a time: nothing would be left for later.
-            let draw = if self.in_transaction.get() && !one { block.next_draw.clamp(8, MAX_ID_DRAW) } else { 1 };
+            let draw = if self.in_transaction.get() && !one { block.next_draw.clamp(1, MAX_ID_DRAW) } else { 1 };
             block.next_draw = (draw * 2).min(MAX_ID_DRAW);
             draw
         };
