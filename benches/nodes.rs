@@ -40,7 +40,7 @@ fn main() {
 
     let mails_dir = tempfile::tempdir().unwrap();
     for i in 0..count {
-        std::fs::write(mails_dir.path().join(format!("{i:06}.eml")), mail("file", i)).unwrap();
+        std::fs::write(mails_dir.path().join(format!("{i:06}.eml")), mail("file", i, Reply::Token)).unwrap();
     }
     println!("1. casegate ingest DIR, {count} mails");
     let sqlite = ingest(mails_dir.path(), "", count);
@@ -68,15 +68,33 @@ fn main() {
     });
 }
 
-/// A customer's mail; every second one replies by token to a case an earlier mail opened.
-fn mail(prefix: &str, i: usize) -> Vec<u8> {
-    let subject = match i % 2 {
-        0 => format!("Scanner {i} in hall {} jams", i % 7),
-        _ => format!("Re: [CASE-{}] Scanner {} in hall {} jams", i / 2 + 1, i - 1, (i - 1) % 7),
+/// How a reply names its case.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// By the token of the case the mail before it opened, `[CASE-n]` (one writer numbers
+    /// the cases in the order the mails come).
+    Token,
+    /// By `In-Reply-To` the mail before it (in the same mailbox): with several writers
+    /// no one knows a case's number ahead, and a token guessing one may name a case
+    /// another writer is still opening, which no customer could have heard of.
+    InReplyTo,
+}
+
+/// A customer's mail; every second one replies to the case the mail before it opened.
+fn mail(prefix: &str, i: usize, reply: Reply) -> Vec<u8> {
+    let (subject, refers) = match (i % 2, reply) {
+        (0, _) => (format!("Scanner {i} in hall {} jams", i % 7), String::new()),
+        (_, Reply::Token) => {
+            (format!("Re: [CASE-{}] Scanner {} in hall {} jams", i / 2 + 1, i - 1, (i - 1) % 7), String::new())
+        }
+        (_, Reply::InReplyTo) => (
+            format!("Re: Scanner {} in hall {} jams", i - 1, (i - 1) % 7),
+            format!("In-Reply-To: <{prefix}-{}@customer.example>\r\n", i - 1),
+        ),
     };
     format!(
         "From: Customer {c} <customer{c}@customer.example>\r\nTo: Support <support@example.com>\r\n\
-         Subject: {subject}\r\nMessage-ID: <{prefix}-{i}@customer.example>\r\n\
+         Subject: {subject}\r\n{refers}Message-ID: <{prefix}-{i}@customer.example>\r\n\
          Date: Tue, 01 Dec 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
          Hello,\r\n\r\nthe scanner feeds two sheets at once and stops with code J-{j:03}. We cleaned the\r\n\
          rollers as the manual says; it still happens every few pages. Can someone look at it?\r\n\r\nRegards,\r\n\
@@ -121,6 +139,8 @@ fn ingest(mails: &Path, extra: &str, count: usize) -> f64 {
     assert!(out.status.success(), "casegate ingest failed: {}", String::from_utf8_lossy(&out.stderr));
     let lines = out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
     assert_eq!(lines, count, "one outcome line per mail");
+    let replied = String::from_utf8_lossy(&out.stdout).matches("\"outcome\":\"replied\"").count();
+    assert_eq!(replied, count / 2, "every second mail replies to a case");
     count as f64 / secs
 }
 
@@ -161,19 +181,20 @@ async fn run_nodes(users: &[String], per_box: usize, cluster: Option<&Cluster>, 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let committed = || -> usize {
+    let count = |sql: &str| -> usize {
         match (&url, cluster) {
             (Some(url), Some(cluster)) => {
                 let db = url.rsplit('/').next().unwrap();
-                cluster.psql(db, "SELECT count(*) FROM mails").parse().unwrap_or(0)
+                cluster.psql(db, sql).parse().unwrap_or(0)
             }
-            _ => running[0].sqlite_count(),
+            _ => running[0].sqlite_count(sql),
         }
     };
+    let committed = || count("SELECT count(*) FROM mails");
     let total = users.len() * per_box;
     let started = Instant::now();
     let appends = users.iter().enumerate().map(|(b, user)| {
-        let mails: Vec<Vec<u8>> = (0..per_box).map(|i| mail(&format!("box{b}"), i)).collect();
+        let mails: Vec<Vec<u8>> = (0..per_box).map(|i| mail(&format!("box{b}"), i, Reply::InReplyTo)).collect();
         let dovecot = &dovecot;
         async move { dovecot.append_many(user, "INBOX", &mails).await }
     });
@@ -183,8 +204,16 @@ async fn run_nodes(users: &[String], per_box: usize, cluster: Option<&Cluster>, 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    // Each backend did the same work: every reply went to the case its mail named.
+    let replied = count("SELECT count(*) FROM mails WHERE outcome = 'replied'");
+    assert_eq!(replied, users.len() * (per_box / 2), "every second mail replies to a case");
+    let mut retried = 0;
     for node in &mut running {
         node.stop();
+        retried += node.log().matches("Another writer got in the way").count();
+    }
+    if retried > 0 {
+        println!("   ({retried} batches written again after a conflict with another writer)");
     }
     rate
 }
@@ -242,10 +271,10 @@ impl Node {
         held
     }
 
-    fn sqlite_count(&self) -> usize {
+    fn sqlite_count(&self, sql: &str) -> usize {
         let path: PathBuf = self.dir.path().join("var/casegate.db");
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|db| db.query_row("SELECT count(*) FROM mails", [], |r| r.get::<_, i64>(0)))
+            .and_then(|db| db.query_row(sql, [], |r| r.get::<_, i64>(0)))
             .map_or(0, |n| n as usize)
     }
 
