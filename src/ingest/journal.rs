@@ -7,7 +7,7 @@ use super::{IngestReport, Origin, Prepared};
 use crate::case::{AuditAction, Outcome};
 use crate::config::Config;
 use crate::prepare::{self, Parsed};
-use crate::store::db::{Db, DbResult, Value};
+use crate::store::db::{Db, DbResult, Row, Value};
 use crate::store::mails::{self, MailRecord};
 use crate::store::unit::AuditRecord;
 use crate::store::{packs, Scope};
@@ -40,6 +40,25 @@ pub(super) enum Seen {
 /// batch's own rows are; any other key's answer is what the database would say (a row
 /// another node writes meanwhile under the same key is refused by the journal's unique
 /// keys, and the batch written again).
+/// A batch's questions to the journal (see [`Known::lists`]).
+pub(super) struct Lists {
+    sources: String,
+    source_keys: String,
+    keys: String,
+    prefixes: String,
+}
+
+impl Lists {
+    /// The queries, in the order [`Known::take`] numbers them.
+    pub(super) fn queries(&self) -> [(&'static str, Vec<Value<'_>>); 3] {
+        [
+            (mails::BY_POSITIONS, vec![Value::from(&self.sources), Value::from(&self.source_keys)]),
+            (mails::BY_KEYS, vec![Value::from(&self.keys)]),
+            (mails::BY_PREFIXES, vec![Value::from(&self.prefixes)]),
+        ]
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Known {
     by_position: HashMap<(String, String), MailRecord>,
@@ -50,12 +69,14 @@ pub(super) struct Known {
 }
 
 impl Known {
-    /// Reads what the journal holds for `mails`, in one round trip.
-    pub(super) fn read(tx: Db<'_>, mails: &[(Prepared, &Origin)]) -> DbResult<Known> {
-        let (mut positions, mut keys, mut prefixes) = (Vec::new(), Vec::new(), Vec::new());
+    /// The questions to the journal about `mails`, to be sent in one round trip with
+    /// others; their rows go to [`Known::take`].
+    pub(super) fn lists(mails: &[(Prepared, &Origin)]) -> Lists {
+        let (mut sources, mut source_keys, mut keys, mut prefixes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (prepared, origin) in mails {
             if let (Some(source), Some(key)) = (&origin.source, &origin.source_key) {
-                positions.push((source.as_str(), key.as_str()));
+                sources.push(source.as_str());
+                source_keys.push(key.as_str());
             }
             match prepared.message_id() {
                 Some(id) => prefixes.push(format!("mid:{id}")),
@@ -63,36 +84,33 @@ impl Known {
             }
         }
         // The lists go as text, a line each (no key holds a line break: see `listable`).
-        let lines = |items: &mut dyn Iterator<Item = &str>| items.collect::<Vec<_>>().join("\n");
-        let queries: [(&str, &[Value<'_>]); 3] = [
-            (
-                mails::BY_POSITIONS,
-                crate::vals![lines(&mut positions.iter().map(|p| p.0)), lines(&mut positions.iter().map(|p| p.1))],
-            ),
-            (mails::BY_KEYS, crate::vals![lines(&mut keys.iter().map(String::as_str))]),
-            (mails::BY_PREFIXES, crate::vals![lines(&mut prefixes.iter().map(String::as_str))]),
-        ];
-        let mut known = Known::default();
-        tx.query_many(&queries, |i, r| {
-            let (found, key) = mails::journal_row(r)?;
-            match i {
-                0 => {
-                    let position: (String, String) = (r.get(8)?, r.get(9)?);
-                    known.by_position.insert(position, found);
-                }
-                1 => {
-                    known.by_key.insert(key, found);
-                }
-                _ => {
-                    let prefix: String = r.get(8)?;
-                    if mails::is_of_message_id(&key, &prefix) {
-                        known.by_message_id.entry(prefix).or_default().push((found, key));
-                    }
+        Lists {
+            sources: sources.join("\n"),
+            source_keys: source_keys.join("\n"),
+            keys: keys.join("\n"),
+            prefixes: prefixes.join("\n"),
+        }
+    }
+
+    /// A row of query `i` of [`Lists::queries`].
+    pub(super) fn take(&mut self, i: usize, r: &Row<'_>) -> DbResult<()> {
+        let (found, key) = mails::journal_row(r)?;
+        match i {
+            0 => {
+                let position: (String, String) = (r.get(8)?, r.get(9)?);
+                self.by_position.insert(position, found);
+            }
+            1 => {
+                self.by_key.insert(key, found);
+            }
+            _ => {
+                let prefix: String = r.get(8)?;
+                if mails::is_of_message_id(&key, &prefix) {
+                    self.by_message_id.entry(prefix).or_default().push((found, key));
                 }
             }
-            Ok(())
-        })?;
-        Ok(known)
+        }
+        Ok(())
     }
 
     /// Whether every key of `mails` can go in a list of lines.

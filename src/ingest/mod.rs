@@ -204,13 +204,10 @@ impl Gateway {
         // written before the batch ends; otherwise the pack is written as the batch goes.
         self.store.write(matches!(guard, Guard::Batch), |unit| {
             let mut reports = Vec::with_capacity(mails.len());
-            // On PostgreSQL the journal is asked about the whole batch at once.
+            // On PostgreSQL the journal and the loop breaker are asked about the whole
+            // batch at once.
             let conn = unit.scope().conn;
-            let mut known =
-                if conn.is_postgres() && Known::listable(mails) { Some(Known::read(conn, mails)?) } else { None };
-            if conn.is_postgres() {
-                read_ahead_for_loops(conn, mails, unit.scope().now)?;
-            }
+            let mut known = if conn.is_postgres() { read_ahead(conn, mails, unit.scope().now)? } else { None };
             for (prepared, origin) in mails {
                 let step = Step { config: &config, prepared, passage: Passage::New(origin), known: known.as_ref() };
                 let report = match guard {
@@ -460,11 +457,14 @@ impl Step<'_> {
 /// What the loop breaker will ask about the batch's mails, read ahead in one round trip
 /// (PostgreSQL): the cases their senders opened with the same words, and the automatic
 /// answers their senders were sent, within the loop breaker's day.
-fn read_ahead_for_loops(
+/// Asks the journal (what it holds for the batch's mails) and the loop breaker (see
+/// `store::loops::ReadAhead`) about a whole batch, in one round trip; the journal's
+/// answers, unless a key of the batch cannot be listed.
+fn read_ahead(
     conn: crate::store::db::Db<'_>,
     mails: &[(Prepared, &Origin)],
     now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Known>> {
     let (mut keys, mut senders) = (Vec::new(), Vec::new());
     for (prepared, _) in mails {
         let Parsed::Mail(analyzed) = &prepared.parsed else { continue };
@@ -480,8 +480,28 @@ fn read_ahead_for_loops(
     senders.dedup();
     // The loop breaker's window is a day; an hour more covers a batch that runs long.
     let since = crate::store::stamp(now - chrono::Duration::hours(25));
-    crate::store::loops::read_ahead(conn, &keys, &senders, &since)?;
-    Ok(())
+    let mut loops = crate::store::loops::ReadAhead::new(conn, &keys, &senders, &since);
+    let journal = Known::listable(mails).then(|| Known::lists(mails));
+    let mut queries: Vec<(&str, Vec<crate::store::db::Value<'_>>)> = Vec::new();
+    if let Some(journal) = &journal {
+        queries.extend(journal.queries());
+    }
+    let asked_journal = queries.len();
+    if let Some(loops) = &loops {
+        queries.extend(loops.queries());
+    }
+    let queries: Vec<(&str, &[crate::store::db::Value<'_>])> =
+        queries.iter().map(|(sql, params)| (*sql, params.as_slice())).collect();
+    let mut known = journal.as_ref().map(|_| Known::default());
+    conn.query_many(&queries, |i, row| match (&mut known, &mut loops) {
+        (Some(known), _) if i < asked_journal => known.take(i, row),
+        (_, Some(loops)) => loops.take(i - asked_journal, row),
+        _ => unreachable!("a row answers a query asked"),
+    })?;
+    if let Some(loops) = loops {
+        loops.keep(conn);
+    }
+    Ok(known)
 }
 
 fn log_report(report: &IngestReport, origin: &str, config: &Config) {

@@ -160,7 +160,9 @@ impl<'a> Limits<'a> {
         let (Some(from), Some(key)) = (mail.from_address(), key) else { return Ok(None) };
         let since = stamp(self.now - Duration::hours(24));
         let same = loops::openings_saying(self.conn, &crate::classify::opening_key(key, from.as_str()), &since, case)?;
-        Ok((same >= REPEATS).then(|| format!("{from} sent the same text {same} times before today")))
+        let more = if same.or_more { " or more" } else { "" };
+        Ok((same.count >= REPEATS)
+            .then(|| format!("{from} sent the same text {}{more} times before today", same.count)))
     }
 
     /// The per-case brake (see the module documentation).
