@@ -442,6 +442,13 @@ pub struct PgConn {
     /// What lives for the current transaction only (boxed: a connection is often moved
     /// and kept in enums beside smaller ones).
     tx: Box<TxState>,
+    /// How many ids of each table the last transaction that wrote used (and whether they
+    /// are numbers people see): the first draw of the next, made with its first read.
+    used: RefCell<HashMap<&'static str, (i64, bool)>>,
+    /// The transaction writes and has not drawn ahead yet (see [`PgConn::draws_ahead`]).
+    draw_ahead: Cell<bool>,
+    /// The transaction was begun to write ([`TxMode::Write`]).
+    writing: Cell<bool>,
 }
 
 /// What a [`PgConn`] keeps for its current transaction; see its documentation.
@@ -450,11 +457,15 @@ struct TxState {
     /// Writes not sent yet, in order (grouped as they are sent: see `store::grouping`).
     deferred: RefCell<Vec<Deferred>>,
     /// Row ids drawn from a table's sequence for this transaction and not used yet, by
-    /// table; what is left at its end is dropped (a gap in the numbers, as a rollback
-    /// leaves), so ids follow the order rows are written in as closely as before.
+    /// table. What is left at the commit is dropped (a gap in the numbers, as a rollback
+    /// leaves), except numbers people see: those are kept as spares (`spare_ids`) for
+    /// the next transaction that opens a case, so none is skipped.
     ids: RefCell<HashMap<&'static str, IdBlock>>,
     /// What the store keeps for the transaction ([`Db::kept`]), by type.
     kept: RefCell<HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>>,
+    /// Writes sent ahead, in order, whose answers are awaited at the next statement
+    /// that waits (see [`PgConn::send_ahead`]).
+    in_flight: RefCell<Vec<InFlight>>,
 }
 
 impl TxState {
@@ -463,6 +474,7 @@ impl TxState {
         self.deferred.borrow_mut().clear();
         self.ids.borrow_mut().clear();
         self.kept.borrow_mut().clear();
+        self.in_flight.borrow_mut().clear();
     }
 }
 
@@ -471,13 +483,77 @@ impl TxState {
 struct IdBlock {
     free: std::collections::VecDeque<i64>,
     next_draw: i64,
+    /// How many were drawn in all (what the transaction used is this less `free`).
+    drawn: i64,
+    /// Numbers people see (case numbers): the unused ones are spares at the commit.
+    numbered: bool,
 }
 
+/// A number drawn for a transaction and not used by it, kept for the next one (see
+/// [`PgConn::next_id`]).
+static SPARE: Appendable = Appendable {
+    rank: 11,
+    one: "INSERT INTO spare_ids (seq_table, id) VALUES (?1, ?2)",
+    many: "INSERT INTO spare_ids (seq_table, id) SELECT * FROM unnest(?1::text[], ?2::bigint[])",
+    key: &[],
+};
+
+/// Draws ?2 numbers of table ?1: the lowest spares first (those another transaction
+/// holds are skipped), then new ones from the table's sequence. Newly drawn numbers are
+/// higher than any spare, which was drawn before them. (The sequence is looked up once:
+/// `nextval` of a name would look it up for every number.)
+const DRAW_NUMBERED: &str = "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence(?1, 'id')::regclass AS s),
+     spare AS (
+         DELETE FROM spare_ids WHERE seq_table = ?1 AND id IN (
+             SELECT id FROM spare_ids WHERE seq_table = ?1 ORDER BY id LIMIT ?2 FOR UPDATE SKIP LOCKED)
+         RETURNING id)
+     SELECT id FROM spare
+     UNION ALL
+     SELECT nextval(seq.s) FROM seq, generate_series(1, ?2 - (SELECT count(*) FROM spare))
+     ORDER BY 1";
+
 /// The most ids drawn at once: a batch's rows of one table are drawn in a few steps.
-const MAX_ID_DRAW: i64 = 512;
+const MAX_ID_DRAW: i64 = 4096;
 
 /// A deferred write.
 type Deferred = Item<postgres::Statement, Value<'static>>;
+
+/// Ids of a table to draw from its sequence (see [`PgConn::next_id`]).
+struct Draw {
+    table: &'static str,
+    count: i64,
+    numbered: bool,
+}
+
+impl Draw {
+    fn sql(&self) -> Cow<'static, str> {
+        match self.numbered {
+            true => Cow::Borrowed(DRAW_NUMBERED),
+            // The sequence is looked up once: `nextval` of a name would look it up for
+            // every id.
+            false => Cow::Owned(format!(
+                "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence('{}', 'id')::regclass AS s)
+                 SELECT nextval(seq.s) FROM seq, generate_series(1, ?1)",
+                self.table
+            )),
+        }
+    }
+
+    fn params(&self) -> Vec<Value<'static>> {
+        if self.numbered {
+            vec![Value::from(self.table), Value::Int(self.count)]
+        } else {
+            vec![Value::Int(self.count)]
+        }
+    }
+}
+
+/// A write sent, and how many rows it changed once its answer is in.
+type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, postgres::Error>> + Send>>;
+
+/// How many deferred writes make the session send them ahead, without waiting for their
+/// answers: the server writes them while casegate goes on with the transaction's work.
+pub const SEND_AHEAD_AT: usize = 1024;
 
 /// The statement sent after the deferred writes, whose answer is waited for.
 enum Request<'s, 'v> {
@@ -498,7 +574,14 @@ type PgFuture<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result
 impl PgConn {
     /// Opens a session to `target`.
     pub fn connect(target: Arc<Target>) -> DbResult<PgConn> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DbError::Runtime)?;
+        // The connection is a task on a thread of its own, so that writes sent ahead go to
+        // the server and their answers come in while this thread works on.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("casegate-postgres")
+            .enable_all()
+            .build()
+            .map_err(DbError::Runtime)?;
         let session = target.connect(&runtime)?;
         Ok(PgConn {
             runtime,
@@ -507,6 +590,9 @@ impl PgConn {
             target,
             in_transaction: Cell::new(false),
             tx: Box::default(),
+            used: RefCell::new(HashMap::new()),
+            draw_ahead: Cell::new(false),
+            writing: Cell::new(false),
         })
     }
 
@@ -538,13 +624,18 @@ impl PgConn {
     }
 
     /// The client of the session (present until the connection is dropped).
-    fn client(&self) -> std::cell::Ref<'_, tokio_postgres::Client> {
-        std::cell::Ref::map(self.session.borrow(), |s| &s.as_ref().expect("a session until dropped").client)
+    fn client(&self) -> Arc<tokio_postgres::Client> {
+        Arc::clone(&self.session.borrow().as_ref().expect("a session until dropped").client)
     }
 
-    fn statement(&self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+    fn statement(&self, sql: &str) -> DbResult<postgres::Statement> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
+        }
+        // Writes sent ahead answer first: an error of theirs is the transaction's error,
+        // not the refusal of this statement that would follow it.
+        if !self.tx.in_flight.borrow().is_empty() {
+            self.send_after(Vec::new(), &[])?;
         }
         let client = self.client();
         let statement = self.runtime.block_on(client.prepare(&postgres_dialect(sql)))?;
@@ -563,22 +654,68 @@ impl PgConn {
         self.send_after(std::mem::take(&mut *self.tx.deferred.borrow_mut()), requests)
     }
 
-    /// [`PgConn::send`] with the writes `deferred` sent first (none: the deferred writes
-    /// wait for a later statement).
-    fn send_after(&self, deferred: Vec<Deferred>, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
-        let steps = grouping::group(deferred);
-        // Each write's statement (a kind of row's, prepared now) and its parameters (a
-        // kind of row's: one array a column).
-        let writes: Vec<(postgres::Statement, Vec<&(dyn postgres_types::ToSql + Sync)>)> = steps
-            .iter()
-            .map(|step| match step {
-                Step::One(statement, values) => Ok((statement.clone(), PgConn::params(values))),
-                Step::Many(kind, columns) => Ok((
-                    self.statement(kind.many)?,
-                    columns.iter().map(|c| c as &(dyn postgres_types::ToSql + Sync)).collect(),
-                )),
+    /// The writes `deferred`, grouped (see `store::grouping`), each a request of its own
+    /// that is sent when first polled.
+    fn write_futures(&self, deferred: Vec<Deferred>) -> DbResult<Vec<InFlight>> {
+        let client = self.client();
+        grouping::group(deferred)
+            .into_iter()
+            .map(|step| {
+                let client = Arc::clone(&client);
+                Ok(match step {
+                    Step::One(statement, values) => {
+                        Box::pin(async move { client.execute(&statement, &PgConn::params(&values)).await }) as InFlight
+                    }
+                    // A kind of row's: one array a column.
+                    Step::Many(kind, columns) => {
+                        let statement = self.statement(kind.many)?;
+                        Box::pin(async move {
+                            let params: Vec<&(dyn postgres_types::ToSql + Sync)> =
+                                columns.iter().map(|c| c as &(dyn postgres_types::ToSql + Sync)).collect();
+                            client.execute(&statement, &params).await
+                        })
+                    }
+                })
             })
-            .collect::<Result<_, postgres::Error>>()?;
+            .collect()
+    }
+
+    /// Sends the deferred writes now, without waiting for their answers: the server works
+    /// on them while this thread goes on. Their answers are awaited, in order, at the
+    /// next statement that waits (a read, the commit), whose error an error of theirs
+    /// becomes.
+    fn send_ahead(&self) -> DbResult<()> {
+        let deferred = std::mem::take(&mut *self.tx.deferred.borrow_mut());
+        let mut writes = self.write_futures(deferred)?;
+        let mut sent: Vec<InFlight> = Vec::with_capacity(writes.len());
+        // A request goes when its future is first polled, in order.
+        self.runtime.block_on(std::future::poll_fn(|cx| {
+            for mut write in std::mem::take(&mut writes) {
+                match write.as_mut().poll(cx) {
+                    std::task::Poll::Ready(result) => sent.push(Box::pin(std::future::ready(result))),
+                    std::task::Poll::Pending => sent.push(write),
+                }
+            }
+            std::task::Poll::Ready(())
+        }));
+        self.tx.in_flight.borrow_mut().extend(sent);
+        Ok(())
+    }
+
+    /// Waits for the writes sent ahead and drops their answers (the work they belong to
+    /// is being undone, or the transaction rolled back).
+    fn forget_in_flight(&self) {
+        let in_flight = std::mem::take(&mut *self.tx.in_flight.borrow_mut());
+        if !in_flight.is_empty() {
+            self.runtime.block_on(futures::future::join_all(in_flight));
+        }
+    }
+
+    /// [`PgConn::send`] with the writes `deferred` sent first (none: the deferred writes
+    /// wait for a later statement), after those sent ahead.
+    fn send_after(&self, deferred: Vec<Deferred>, requests: &[Request<'_, '_>]) -> DbResult<Vec<Answer>> {
+        let writes = self.write_futures(deferred)?;
+        let ahead = std::mem::take(&mut *self.tx.in_flight.borrow_mut());
         let client = self.client();
         let client: &tokio_postgres::Client = &client;
         let request_params: Vec<_> = requests
@@ -588,12 +725,12 @@ impl PgConn {
                 Request::Batch(_) => Vec::new(),
             })
             .collect();
-        let mut futures: Vec<PgFuture<'_, Answer>> = writes
-            .iter()
-            .map(|(statement, params)| {
-                Box::pin(async { client.execute(statement, params).await.map(Answer::Changed) }) as PgFuture<'_, Answer>
-            })
+        let mut futures: Vec<PgFuture<'_, Answer>> = ahead
+            .into_iter()
+            .chain(writes)
+            .map(|write| Box::pin(async move { write.await.map(Answer::Changed) }) as PgFuture<'_, Answer>)
             .collect();
+        let written = futures.len();
         futures.extend(requests.iter().zip(&request_params).map(|(request, params)| -> PgFuture<'_, Answer> {
             match request {
                 Request::Query(statement, _) => {
@@ -629,7 +766,7 @@ impl PgConn {
         let mut out = Vec::with_capacity(requests.len());
         for (i, answer) in answers.into_iter().enumerate() {
             let answer = answer.expect("the pipeline ends only when every answer is in")?;
-            if i >= writes.len() {
+            if i >= written {
                 out.push(answer);
             }
         }
@@ -649,17 +786,60 @@ impl PgConn {
         queries: &[(&str, &[Value<'_>])],
     ) -> DbResult<Vec<Vec<postgres::Row>>> {
         self.reconnect_if_closed()?;
+        let draws = self.draws_ahead();
+        let draw_queries: Vec<(Cow<'static, str>, Vec<Value<'_>>)> =
+            draws.iter().map(|d| (d.sql(), d.params())).collect();
         let requests = queries
             .iter()
+            .map(|(sql, params)| (*sql, *params))
+            .chain(draw_queries.iter().map(|(sql, params)| (sql.as_ref(), params.as_slice())))
             .map(|(sql, params)| Ok(Request::Query(self.statement(sql)?, params)))
             .collect::<DbResult<Vec<_>>>()?;
-        self.send_after(deferred, &requests)?
+        let mut answers = self
+            .send_after(deferred, &requests)?
             .into_iter()
             .map(|answer| match answer {
-                Answer::Rows(rows) => Ok(rows),
+                Answer::Rows(rows) => rows,
                 _ => unreachable!("a query answers with rows"),
             })
-            .collect()
+            .collect::<Vec<_>>();
+        for (draw, rows) in draws.iter().zip(answers.split_off(queries.len())) {
+            self.drawn(draw.table, &rows)?;
+        }
+        Ok(answers)
+    }
+
+    /// With the first read of a transaction that writes, the ids of each table that the
+    /// session's last such transaction used are drawn too, as many as it used: a batch
+    /// then draws nothing on its own, where every draw would wait for the writes sent
+    /// ahead of it.
+    fn draws_ahead(&self) -> Vec<Draw> {
+        if !self.draw_ahead.replace(false) {
+            return Vec::new();
+        }
+        let used = self.used.borrow();
+        let mut ids = self.tx.ids.borrow_mut();
+        let mut draws: Vec<Draw> = used
+            .iter()
+            .filter(|(_, (count, _))| *count > 0)
+            .map(|(table, (count, numbered))| {
+                let block = ids.entry(table).or_default();
+                let count = (*count).min(MAX_ID_DRAW);
+                block.numbered = *numbered;
+                block.drawn = count;
+                block.next_draw = (count * 2).min(MAX_ID_DRAW);
+                Draw { table, count, numbered: *numbered }
+            })
+            .collect();
+        draws.sort_by_key(|d| d.table);
+        draws
+    }
+
+    /// Adds ids drawn for `table` (the rows of a [`Draw`]) to the transaction's.
+    fn drawn(&self, table: &'static str, rows: &[postgres::Row]) -> DbResult<()> {
+        let drawn: Vec<i64> = rows.iter().map(|row| Row::Postgres(row).get(0)).collect::<DbResult<_>>()?;
+        self.tx.ids.borrow_mut().entry(table).or_default().free.extend(drawn);
+        Ok(())
     }
 
     fn query(&self, sql: &str, params: &[Value<'_>]) -> DbResult<Vec<postgres::Row>> {
@@ -685,7 +865,19 @@ impl PgConn {
         let statement = self.statement(sql)?;
         let owned = params.iter().map(Value::to_owned_value).collect();
         let item = if late { Item::Late(statement, owned) } else { Item::Barrier(statement, owned) };
-        self.tx.deferred.borrow_mut().push(item);
+        self.push_deferred(item)
+    }
+
+    /// Adds a deferred write; many waiting go ahead ([`PgConn::send_ahead`]).
+    fn push_deferred(&self, item: Deferred) -> DbResult<()> {
+        let waiting = {
+            let mut deferred = self.tx.deferred.borrow_mut();
+            deferred.push(item);
+            deferred.len()
+        };
+        if waiting >= SEND_AHEAD_AT {
+            self.send_ahead()?;
+        }
         Ok(())
     }
 
@@ -695,46 +887,77 @@ impl PgConn {
             return self.execute(kind.one, params).map(drop);
         }
         let owned = params.iter().map(Value::to_owned_value).collect();
-        self.tx.deferred.borrow_mut().push(Item::Row(kind, owned));
-        Ok(())
+        self.push_deferred(Item::Row(kind, owned))
     }
 
-    /// The next id of `table`'s sequence for this transaction: drawn in blocks, or with
-    /// `one`, a single one (numbers people see, such as case numbers, are not skipped).
+    /// The next id of `table`'s sequence for this transaction. Drawn in blocks: one
+    /// first, then twice as many each time, so a transaction that writes one row (a mail
+    /// of a quiet mailbox, a release) leaves no gap in the ids people see (`mail #…`,
+    /// quarantine and outbox ids), and a batch draws in a few steps. Outside a
+    /// transaction, one at a time: nothing would be left for later. With `numbered`
+    /// (case numbers), spares left by earlier transactions go first and this
+    /// transaction's unused numbers become spares at its commit: none is skipped.
     /// Drawing waits for no deferred write: the sequence does not depend on them.
-    fn next_id(&self, table: &'static str, one: bool) -> DbResult<i64> {
+    fn next_id(&self, table: &'static str, numbered: bool) -> DbResult<i64> {
         if let Some(id) = self.tx.ids.borrow_mut().get_mut(table).and_then(|b| b.free.pop_front()) {
             return Ok(id);
         }
-        let draw = {
+        let count = {
             let mut ids = self.tx.ids.borrow_mut();
             let block = ids.entry(table).or_default();
-            // One first, then twice as many each time: a transaction that writes one row
-            // (a mail of a quiet mailbox, a release) leaves no gap in the ids people see
-            // (`mail #…`, quarantine and outbox ids), and a batch draws in a few steps.
-            // Outside a transaction, one at a time: nothing would be left for later.
-            let draw = if self.in_transaction.get() && !one { block.next_draw.clamp(1, MAX_ID_DRAW) } else { 1 };
+            block.numbered = numbered;
+            if block.drawn == 0 {
+                block.next_draw = self.used.borrow().get(table).map_or(1, |(count, _)| *count);
+            }
+            let draw = if self.in_transaction.get() { block.next_draw.clamp(1, MAX_ID_DRAW) } else { 1 };
             block.next_draw = (draw * 2).min(MAX_ID_DRAW);
+            block.drawn += draw;
             draw
         };
-        let sql = format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?1)");
-        let rows = self.query_after(Vec::new(), &[(&sql, &[Value::Int(draw)])])?.pop().unwrap_or_default();
-        let drawn: Vec<i64> = rows.iter().map(|row| Row::Postgres(row).get(0)).collect::<DbResult<_>>()?;
+        // Alone: drawing waits for no deferred write, nor for the other tables' draws.
+        self.draw_ahead.set(false);
+        let draw = Draw { table, count, numbered };
+        let rows = self.query_after(Vec::new(), &[(&draw.sql(), &draw.params())])?.pop().unwrap_or_default();
+        self.drawn(table, &rows)?;
         let mut ids = self.tx.ids.borrow_mut();
         let block = ids.entry(table).or_default();
-        block.free.extend(drawn);
         block.free.pop_front().ok_or_else(|| DbError::column(0, "the sequence gave no id"))
+    }
+
+    /// Defers the transaction's unused numbers people see as spares (before its commit).
+    fn keep_spares(&self) -> DbResult<()> {
+        let spares: Vec<(&'static str, i64)> = self
+            .tx
+            .ids
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, block)| block.numbered)
+            .flat_map(|(table, block)| block.free.drain(..).map(|id| (*table, id)))
+            .collect();
+        for (table, id) in spares {
+            self.defer_row(&SPARE, &[Value::from(table), Value::Int(id)])?;
+        }
+        Ok(())
     }
 
     /// Ends the transaction's deferred writes and unused ids (after a commit or rollback).
     fn end_transaction(&self) {
+        if self.writing.get() {
+            let mut used = self.used.borrow_mut();
+            used.clear();
+            for (table, block) in self.tx.ids.borrow().iter() {
+                let count = block.drawn - i64::try_from(block.free.len()).unwrap_or(0);
+                used.insert(*table, (count, block.numbered));
+            }
+        }
+        self.draw_ahead.set(false);
         self.tx.clear();
         self.in_transaction.set(false);
     }
 
     /// Sends the deferred writes, if there are any, and waits for their answers.
     fn flush(&self) -> DbResult<()> {
-        if self.tx.deferred.borrow().is_empty() {
+        if self.tx.deferred.borrow().is_empty() && self.tx.in_flight.borrow().is_empty() {
             return Ok(());
         }
         self.send(&[]).map(drop)
@@ -843,7 +1066,8 @@ impl Db<'_> {
     }
 
     /// [`Db::insert_with_id`] for a table whose ids people see (case numbers): on
-    /// PostgreSQL the id is drawn alone, as it is needed, so that none is skipped.
+    /// PostgreSQL the numbers a transaction drew and did not use are kept for the next
+    /// one (table `spare_ids`), so that none is skipped.
     pub fn insert_numbered(
         &self,
         table: &'static str,
@@ -1037,6 +1261,7 @@ impl Db<'_> {
     pub fn undo_savepoint(&self, name: &str) -> DbResult<()> {
         if let Db::Postgres(p) = self {
             p.tx.deferred.borrow_mut().clear();
+            p.forget_in_flight();
             // What was kept may have been changed by the undone work.
             p.tx.kept.borrow_mut().clear();
         }
@@ -1050,11 +1275,13 @@ impl Db<'_> {
         match (self, mode) {
             (Db::Sqlite(c), TxMode::Read) => Ok(c.execute_batch("BEGIN DEFERRED")?),
             (Db::Sqlite(c), TxMode::Write) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
-            (Db::Postgres(p), _) => {
+            (Db::Postgres(p), mode) => {
                 p.reconnect_if_closed()?;
                 p.batch("BEGIN")?;
                 p.tx.clear();
                 p.in_transaction.set(true);
+                p.writing.set(mode == TxMode::Write);
+                p.draw_ahead.set(mode == TxMode::Write);
                 Ok(())
             }
         }
@@ -1068,7 +1295,7 @@ impl Db<'_> {
             Db::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
             Db::Postgres(p) => {
                 // The deferred writes go with the check: one that failed fails it.
-                let checked = p.batch("SELECT 1");
+                let checked = p.keep_spares().and_then(|()| p.batch("SELECT 1"));
                 let result = checked.and_then(|()| p.batch("COMMIT"));
                 if result.is_err() {
                     let _ = p.batch("ROLLBACK");
@@ -1090,6 +1317,7 @@ impl Db<'_> {
             }
             Db::Postgres(p) => {
                 p.tx.deferred.borrow_mut().clear();
+                p.forget_in_flight();
                 let _ = p.batch("ROLLBACK");
                 p.end_transaction();
             }

@@ -269,6 +269,15 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 4: the daily retention claims its run in `periodic_jobs`, as SQLite's migration 14.
     "DROP TABLE job_runs;",
+    // 5: case numbers drawn for a transaction and not used by it, for the next one
+    // (PostgreSQL only: SQLite numbers a case as it inserts it).
+    r#"
+    CREATE TABLE spare_ids (
+        seq_table  TEXT COLLATE "C" NOT NULL,
+        id         BIGINT NOT NULL,
+        PRIMARY KEY (seq_table, id)
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema, in one transaction. Returns (from, to)

@@ -125,8 +125,8 @@ impl Target {
         Ok(Target { config, tls, rootcert: rootcert.map(PathBuf::from), shown: parsed.to_string() })
     }
 
-    /// Opens a new session on `runtime` (a current-thread runtime of the caller's: the
-    /// session's connection is a task on it, driven whenever the caller waits on it),
+    /// Opens a new session on `runtime` (the caller's: the session's connection is a task
+    /// on it),
     /// limited in how long it may sit idle inside a transaction (see
     /// [`limit_idle_transactions`]).
     /// A server certificate that cannot be verified is refused with words that name the
@@ -154,7 +154,7 @@ impl Target {
                 .block_on(client.batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}")))
                 .map_err(ConnectError::Postgres)?;
         }
-        Ok(Session { client, connection })
+        Ok(Session { client: Arc::new(client), connection })
     }
 }
 
@@ -162,7 +162,8 @@ impl Target {
 /// the server and its answers back (it ends when the client is dropped, after telling
 /// the server goodbye, or when the connection breaks).
 pub struct Session {
-    pub client: tokio_postgres::Client,
+    /// Shared with the writes sent ahead of their answers (see `store::db::PgConn`).
+    pub client: Arc<tokio_postgres::Client>,
     pub connection: tokio::task::JoinHandle<()>,
 }
 

@@ -100,7 +100,7 @@ fn the_postgres_schema_is_made_from_empty_once_and_has_sqlite_tables_and_columns
         .db()
         .query_map(
             "SELECT table_name::text, column_name::text FROM information_schema.columns
-             WHERE table_schema = 'public' AND table_name NOT IN ('casegate_schema', 'blobs')",
+             WHERE table_schema = 'public' AND table_name NOT IN ('casegate_schema', 'blobs', 'spare_ids')",
             vals![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
