@@ -890,11 +890,13 @@ impl PgConn {
         self.push_deferred(Item::Row(kind, owned))
     }
 
-    /// The next id of `table`'s sequence for this transaction. Drawn in blocks: one
-    /// first, then twice as many each time, so a transaction that writes one row (a mail
-    /// of a quiet mailbox, a release) leaves no gap in the ids people see (`mail #…`,
-    /// quarantine and outbox ids), and a batch draws in a few steps. Outside a
-    /// transaction, one at a time: nothing would be left for later. With `numbered`
+    /// The next id of `table`'s sequence for this transaction. Drawn in blocks: first as
+    /// many as the session's last writing transaction used (one, the first time; drawn
+    /// with the transaction's first read: see [`PgConn::draws_ahead`]), then twice as many
+    /// each time. A session that writes one row a transaction (a quiet mailbox's mail, a
+    /// release) leaves no gap in the ids people see (`mail #…`, quarantine and outbox
+    /// ids); a batch draws once; a smaller transaction after a larger one leaves the
+    /// difference as a gap, once. Outside a transaction, one at a time. With `numbered`
     /// (case numbers), spares left by earlier transactions go first and this
     /// transaction's unused numbers become spares at its commit: none is skipped.
     /// Drawing waits for no deferred write: the sequence does not depend on them.
@@ -973,6 +975,8 @@ impl Drop for PgConn {
     /// Says goodbye to the server (the connection task sends its farewell once the
     /// client is gone), waiting a moment at most.
     fn drop(&mut self) {
+        // Writes sent ahead hold the client too; they are abandoned with the session.
+        self.tx.in_flight.get_mut().clear();
         if let Some(session) = self.session.get_mut().take() {
             drop(session.client);
             let wait = async { tokio::time::timeout(std::time::Duration::from_secs(1), session.connection).await };

@@ -100,7 +100,7 @@ const AUTOMATIC_ANSWERS: &str = "SELECT recipients, created_at FROM outbox
 const OPENINGS_READ: usize = 16;
 
 /// How many cases were opened with a key: exactly `count`, or, with `or_more`, at least
-/// that many (read ahead, where only the newest [`OPENINGS_READ`] are read).
+/// that many (read ahead, where only the newest `OPENINGS_READ` are read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Openings {
     pub count: usize,
