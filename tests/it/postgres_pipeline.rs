@@ -419,14 +419,23 @@ fn many_deferred_writes_go_ahead_without_waiting_and_one_that_fails_fails_the_ne
     for i in 0..rows {
         db.defer_row(&KEY_AND_N, vals![format!("k{i:05}"), i as i64]).unwrap();
     }
-    let waiting: i64 = blocker
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO t%'",
-            vals![],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(waiting, 1, "the writes sent ahead are at the server, waiting for the lock");
+    // A third session watches the server (each of its reads a snapshot of its own),
+    // while this one waits for nothing: its writes reach the server on their own.
+    let observer = PgConn::connect(Arc::clone(conn.target())).unwrap();
+    let waiting_at_server = || -> i64 {
+        Db::Postgres(&observer)
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO t%'",
+                vals![],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let asked = std::time::Instant::now();
+    while waiting_at_server() == 0 && asked.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(waiting_at_server(), 1, "the writes sent ahead are at the server, waiting for the lock");
     blocker.commit().unwrap();
     let stored: Vec<(String, i64)> =
         db.query_map("SELECT k, n FROM t ORDER BY k", vals![], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
