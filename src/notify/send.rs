@@ -205,7 +205,9 @@ impl Sender {
 
             let mut connection_failed = false;
             // One write of outcomes at a time, beside the sending: what comes in while it
-            // runs waits for the next.
+            // runs waits for the next, but [`CONCURRENCY`] outcomes at most: then sending
+            // pauses until the write is through (on a busy machine a write may take longer
+            // than many sends, and each outcome waiting is a mail sent and not recorded).
             let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
             let mut waiting: Vec<(i64, Attempt)> = Vec::new();
             while let Some(done) = results.next().await {
@@ -213,13 +215,13 @@ impl Sender {
                     let outcome = self.outcome(id, &message_id, result, attempt, &mut summary, &mut connection_failed);
                     waiting.push((id, outcome));
                 }
-                if writing.as_ref().is_none_or(|w| w.is_finished()) {
-                    if let Some(write) = writing.take() {
-                        write.await.context("the outbox recording task panicked")??;
-                    }
-                    writing =
-                        Some(tokio::spawn(record_outcomes(Arc::clone(&self.config), std::mem::take(&mut waiting))));
+                if writing.as_ref().is_some_and(|w| !w.is_finished()) && waiting.len() < CONCURRENCY {
+                    continue;
                 }
+                if let Some(write) = writing.take() {
+                    write.await.context("the outbox recording task panicked")??;
+                }
+                writing = Some(tokio::spawn(record_outcomes(Arc::clone(&self.config), std::mem::take(&mut waiting))));
             }
             if let Some(write) = writing.take() {
                 write.await.context("the outbox recording task panicked")??;

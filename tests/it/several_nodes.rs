@@ -414,8 +414,11 @@ async fn a_killed_node_s_mailboxes_are_taken_over_and_no_mail_or_notification_is
     let doubled: Vec<(&String, &usize)> = ids.iter().filter(|(id, n)| **n > 1 && !claimed.contains(*id)).collect();
     assert!(doubled.is_empty(), "sent more than once: {doubled:?}");
     let in_doubt = ids.iter().filter(|(_, n)| **n == 2).count();
-    // Outcomes are recorded as they come in: the doubles are a few, not a whole claim.
-    let few = 2 * casegate::notify::send::CONCURRENCY;
+    // Outcomes are recorded as they come in: the doubles are a few, not a whole claim. At
+    // most, when node-a died: a write of outcomes under way and the outcomes waiting for
+    // the next (each fewer than twice CONCURRENCY: sending pauses at CONCURRENCY waiting,
+    // and a chunk of results adds up to CONCURRENCY), and the mails still being sent.
+    let few = 5 * casegate::notify::send::CONCURRENCY;
     assert!(in_doubt <= few, "{in_doubt} notifications sent twice (at most {few} were sent and unrecorded)");
     let (by_a, all) = (sent_by_a(), sink.messages().len());
     assert!(by_a >= a_sent && by_a < all, "both nodes sent: {by_a} of {all} by node-a");

@@ -764,11 +764,19 @@ impl Running {
         signal_group(&self.lifeline, signal);
     }
 
-    /// SIGKILL to the whole group, then reap the master and (last) the lifeline.
+    /// SIGKILL to the whole group, then reap the master and (last) the lifeline, and wait
+    /// (a moment at most) until the group's other processes are gone too: a login process
+    /// still exiting on a busy machine holds the listening ports.
     fn kill(&mut self) {
         self.signal(libc::SIGKILL);
         let _ = self.master.wait();
+        let pgid = libc::pid_t::try_from(self.lifeline.id()).expect("pid fits in pid_t");
         let _ = self.lifeline.wait();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        // SAFETY: kill with signal 0 only asks whether the group still has a process.
+        while unsafe { libc::kill(-pgid, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
