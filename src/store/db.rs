@@ -449,6 +449,9 @@ pub struct PgConn {
     draw_ahead: Cell<bool>,
     /// The transaction was begun to write ([`TxMode::Write`]).
     writing: Cell<bool>,
+    /// The transaction's `BEGIN` is still to be sent: it goes first, with the first
+    /// statement sent in the transaction.
+    begin_pending: Cell<bool>,
 }
 
 /// What a [`PgConn`] keeps for its current transaction; see its documentation.
@@ -593,6 +596,7 @@ impl PgConn {
             used: RefCell::new(HashMap::new()),
             draw_ahead: Cell::new(false),
             writing: Cell::new(false),
+            begin_pending: Cell::new(false),
         })
     }
 
@@ -658,7 +662,11 @@ impl PgConn {
     /// that is sent when first polled.
     fn write_futures(&self, deferred: Vec<Deferred>) -> DbResult<Vec<InFlight>> {
         let client = self.client();
-        grouping::group(deferred)
+        let begin = self.begin_pending.replace(false).then(|| {
+            let client = Arc::clone(&client);
+            Box::pin(async move { client.batch_execute("BEGIN").await.map(|()| 0_u64) }) as InFlight
+        });
+        let writes = grouping::group(deferred)
             .into_iter()
             .map(|step| {
                 let client = Arc::clone(&client);
@@ -677,7 +685,8 @@ impl PgConn {
                     }
                 })
             })
-            .collect()
+            .collect::<DbResult<Vec<InFlight>>>()?;
+        Ok(begin.into_iter().chain(writes).collect())
     }
 
     /// Sends the deferred writes now, without waiting for their answers: the server works
@@ -953,13 +962,14 @@ impl PgConn {
             }
         }
         self.draw_ahead.set(false);
+        self.begin_pending.set(false);
         self.tx.clear();
         self.in_transaction.set(false);
     }
 
     /// Sends the deferred writes, if there are any, and waits for their answers.
     fn flush(&self) -> DbResult<()> {
-        if self.tx.deferred.borrow().is_empty() && self.tx.in_flight.borrow().is_empty() {
+        if self.tx.deferred.borrow().is_empty() && self.tx.in_flight.borrow().is_empty() && !self.begin_pending.get() {
             return Ok(());
         }
         self.send(&[]).map(drop)
@@ -1281,8 +1291,9 @@ impl Db<'_> {
             (Db::Sqlite(c), TxMode::Write) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
             (Db::Postgres(p), mode) => {
                 p.reconnect_if_closed()?;
-                p.batch("BEGIN")?;
                 p.tx.clear();
+                // Sent with the transaction's first statement (see `PgConn::write_futures`).
+                p.begin_pending.set(true);
                 p.in_transaction.set(true);
                 p.writing.set(mode == TxMode::Write);
                 p.draw_ahead.set(mode == TxMode::Write);
@@ -1298,9 +1309,9 @@ impl Db<'_> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
             Db::Postgres(p) => {
-                // The deferred writes go with the check: one that failed fails it.
-                let checked = p.keep_spares().and_then(|()| p.batch("SELECT 1"));
-                let result = checked.and_then(|()| p.batch("COMMIT"));
+                // The deferred writes go with the check, and the commit with them: one
+                // that failed fails the check, and the commit behind it is not run.
+                let result = p.keep_spares().and_then(|()| p.batch("SELECT 1; COMMIT"));
                 if result.is_err() {
                     let _ = p.batch("ROLLBACK");
                 }
