@@ -454,9 +454,6 @@ impl Step<'_> {
     }
 }
 
-/// What the loop breaker will ask about the batch's mails, read ahead in one round trip
-/// (PostgreSQL): the cases their senders opened with the same words, and the automatic
-/// answers their senders were sent, within the loop breaker's day.
 /// Asks the journal (what it holds for the batch's mails) and the loop breaker (see
 /// `store::loops::ReadAhead`) about a whole batch, in one round trip; the journal's
 /// answers, unless a key of the batch cannot be listed.

@@ -445,9 +445,7 @@ pub struct PgConn {
     /// How many ids of each table the last transaction that wrote used (and whether they
     /// are numbers people see): the first draw of the next, made with its first read.
     used: RefCell<HashMap<&'static str, (i64, bool)>>,
-    /// The transaction writes and has not drawn ahead yet (see [`PgConn::draws_ahead`]).
-    draw_ahead: Cell<bool>,
-    /// The transaction was begun to write ([`TxMode::Write`]).
+    /// A transaction begun to write ([`TxMode::Write`]) is under way.
     writing: Cell<bool>,
     /// The transaction's `BEGIN` is still to be sent: it goes first, with the first
     /// statement sent in the transaction.
@@ -492,6 +490,20 @@ struct IdBlock {
     numbered: bool,
 }
 
+impl IdBlock {
+    /// How many to draw now: the first time `first` (what the session's last writing
+    /// transaction used), then twice as many as the last time.
+    fn next_count(&mut self, first: i64) -> i64 {
+        if self.drawn == 0 {
+            self.next_draw = first;
+        }
+        let count = self.next_draw.clamp(1, MAX_ID_DRAW);
+        self.next_draw = (count * 2).min(MAX_ID_DRAW);
+        self.drawn += count;
+        count
+    }
+}
+
 /// A number drawn for a transaction and not used by it, kept for the next one (see
 /// [`PgConn::next_id`]).
 static SPARE: Appendable = Appendable {
@@ -501,11 +513,11 @@ static SPARE: Appendable = Appendable {
     key: &[],
 };
 
-/// Draws ?2 numbers of table ?1: the lowest spares first (those another transaction
-/// holds are skipped), then new ones from the table's sequence. Newly drawn numbers are
-/// higher than any spare, which was drawn before them. (The sequence is looked up once:
-/// `nextval` of a name would look it up for every number.)
-const DRAW_NUMBERED: &str = "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence(?1, 'id')::regclass AS s),
+/// Draws ?2 ids of table ?1: the lowest spares first (only numbers people see have
+/// spares; those another transaction holds are skipped), then new ones from the table's
+/// sequence. Newly drawn ids are higher than any spare, which was drawn before them. (The
+/// sequence is looked up once: `nextval` of a name would look it up for every id.)
+const DRAW: &str = "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence(?1, 'id')::regclass AS s),
      spare AS (
          DELETE FROM spare_ids WHERE seq_table = ?1 AND id IN (
              SELECT id FROM spare_ids WHERE seq_table = ?1 ORDER BY id LIMIT ?2 FOR UPDATE SKIP LOCKED)
@@ -520,36 +532,6 @@ const MAX_ID_DRAW: i64 = 4096;
 
 /// A deferred write.
 type Deferred = Item<postgres::Statement, Value<'static>>;
-
-/// Ids of a table to draw from its sequence (see [`PgConn::next_id`]).
-struct Draw {
-    table: &'static str,
-    count: i64,
-    numbered: bool,
-}
-
-impl Draw {
-    fn sql(&self) -> Cow<'static, str> {
-        match self.numbered {
-            true => Cow::Borrowed(DRAW_NUMBERED),
-            // The sequence is looked up once: `nextval` of a name would look it up for
-            // every id.
-            false => Cow::Owned(format!(
-                "WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence('{}', 'id')::regclass AS s)
-                 SELECT nextval(seq.s) FROM seq, generate_series(1, ?1)",
-                self.table
-            )),
-        }
-    }
-
-    fn params(&self) -> Vec<Value<'static>> {
-        if self.numbered {
-            vec![Value::from(self.table), Value::Int(self.count)]
-        } else {
-            vec![Value::Int(self.count)]
-        }
-    }
-}
 
 /// A write sent, and how many rows it changed once its answer is in.
 type InFlight = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, postgres::Error>> + Send>>;
@@ -594,7 +576,6 @@ impl PgConn {
             in_transaction: Cell::new(false),
             tx: Box::default(),
             used: RefCell::new(HashMap::new()),
-            draw_ahead: Cell::new(false),
             writing: Cell::new(false),
             begin_pending: Cell::new(false),
         })
@@ -711,9 +692,10 @@ impl PgConn {
         Ok(())
     }
 
-    /// Waits for the writes sent ahead and drops their answers (the work they belong to
-    /// is being undone, or the transaction rolled back).
-    fn forget_in_flight(&self) {
+    /// Drops the deferred writes, and waits for the writes sent ahead and drops their
+    /// answers: the work they belong to is being undone, or the transaction rolled back.
+    fn drop_unsent(&self) {
+        self.tx.deferred.borrow_mut().clear();
         let in_flight = std::mem::take(&mut *self.tx.in_flight.borrow_mut());
         if !in_flight.is_empty() {
             self.runtime.block_on(futures::future::join_all(in_flight));
@@ -796,12 +778,12 @@ impl PgConn {
     ) -> DbResult<Vec<Vec<postgres::Row>>> {
         self.reconnect_if_closed()?;
         let draws = self.draws_ahead();
-        let draw_queries: Vec<(Cow<'static, str>, Vec<Value<'_>>)> =
-            draws.iter().map(|d| (d.sql(), d.params())).collect();
+        let draw_params: Vec<[Value<'_>; 2]> =
+            draws.iter().map(|(table, count)| [Value::from(*table), Value::Int(*count)]).collect();
         let requests = queries
             .iter()
             .map(|(sql, params)| (*sql, *params))
-            .chain(draw_queries.iter().map(|(sql, params)| (sql.as_ref(), params.as_slice())))
+            .chain(draw_params.iter().map(|params| (DRAW, &params[..])))
             .map(|(sql, params)| Ok(Request::Query(self.statement(sql)?, params)))
             .collect::<DbResult<Vec<_>>>()?;
         let mut answers = self
@@ -812,39 +794,37 @@ impl PgConn {
                 _ => unreachable!("a query answers with rows"),
             })
             .collect::<Vec<_>>();
-        for (draw, rows) in draws.iter().zip(answers.split_off(queries.len())) {
-            self.drawn(draw.table, &rows)?;
+        for ((table, _), rows) in draws.iter().zip(answers.split_off(queries.len())) {
+            self.drawn(table, &rows)?;
         }
         Ok(answers)
     }
 
     /// With the first read of a transaction that writes, the ids of each table that the
-    /// session's last such transaction used are drawn too, as many as it used: a batch
-    /// then draws nothing on its own, where every draw would wait for the writes sent
-    /// ahead of it.
-    fn draws_ahead(&self) -> Vec<Draw> {
-        if !self.draw_ahead.replace(false) {
+    /// session's last such transaction used are drawn too, as many as it used (table,
+    /// count): a batch then draws nothing on its own, where every draw would wait for the
+    /// writes sent ahead of it. Nothing once the transaction has drawn.
+    fn draws_ahead(&self) -> Vec<(&'static str, i64)> {
+        let mut ids = self.tx.ids.borrow_mut();
+        if !self.writing.get() || !ids.is_empty() {
             return Vec::new();
         }
-        let used = self.used.borrow();
-        let mut ids = self.tx.ids.borrow_mut();
-        let mut draws: Vec<Draw> = used
+        let mut draws: Vec<(&'static str, i64)> = self
+            .used
+            .borrow()
             .iter()
             .filter(|(_, (count, _))| *count > 0)
             .map(|(table, (count, numbered))| {
                 let block = ids.entry(table).or_default();
-                let count = (*count).min(MAX_ID_DRAW);
                 block.numbered = *numbered;
-                block.drawn = count;
-                block.next_draw = (count * 2).min(MAX_ID_DRAW);
-                Draw { table, count, numbered: *numbered }
+                (*table, block.next_count(*count))
             })
             .collect();
-        draws.sort_by_key(|d| d.table);
+        draws.sort_unstable();
         draws
     }
 
-    /// Adds ids drawn for `table` (the rows of a [`Draw`]) to the transaction's.
+    /// Adds ids drawn for `table` (the rows of a [`DRAW`]) to the transaction's.
     fn drawn(&self, table: &'static str, rows: &[postgres::Row]) -> DbResult<()> {
         let drawn: Vec<i64> = rows.iter().map(|row| Row::Postgres(row).get(0)).collect::<DbResult<_>>()?;
         self.tx.ids.borrow_mut().entry(table).or_default().free.extend(drawn);
@@ -917,18 +897,16 @@ impl PgConn {
             let mut ids = self.tx.ids.borrow_mut();
             let block = ids.entry(table).or_default();
             block.numbered = numbered;
-            if block.drawn == 0 {
-                block.next_draw = self.used.borrow().get(table).map_or(1, |(count, _)| *count);
+            let first = self.used.borrow().get(table).map_or(1, |(count, _)| *count);
+            if self.in_transaction.get() {
+                block.next_count(first)
+            } else {
+                1
             }
-            let draw = if self.in_transaction.get() { block.next_draw.clamp(1, MAX_ID_DRAW) } else { 1 };
-            block.next_draw = (draw * 2).min(MAX_ID_DRAW);
-            block.drawn += draw;
-            draw
         };
-        // Alone: drawing waits for no deferred write, nor for the other tables' draws.
-        self.draw_ahead.set(false);
-        let draw = Draw { table, count, numbered };
-        let rows = self.query_after(Vec::new(), &[(&draw.sql(), &draw.params())])?.pop().unwrap_or_default();
+        // Alone (the block is there now, so no other table's is drawn with it): drawing
+        // waits for no deferred write.
+        let rows = self.query_after(Vec::new(), &[(DRAW, vals![table, count])])?.pop().unwrap_or_default();
         self.drawn(table, &rows)?;
         let mut ids = self.tx.ids.borrow_mut();
         let block = ids.entry(table).or_default();
@@ -961,8 +939,8 @@ impl PgConn {
                 used.insert(*table, (count, block.numbered));
             }
         }
-        self.draw_ahead.set(false);
         self.begin_pending.set(false);
+        self.writing.set(false);
         self.tx.clear();
         self.in_transaction.set(false);
     }
@@ -1274,8 +1252,7 @@ impl Db<'_> {
     /// fails must not fail the undoing.
     pub fn undo_savepoint(&self, name: &str) -> DbResult<()> {
         if let Db::Postgres(p) = self {
-            p.tx.deferred.borrow_mut().clear();
-            p.forget_in_flight();
+            p.drop_unsent();
             // What was kept may have been changed by the undone work.
             p.tx.kept.borrow_mut().clear();
         }
@@ -1296,7 +1273,6 @@ impl Db<'_> {
                 p.begin_pending.set(true);
                 p.in_transaction.set(true);
                 p.writing.set(mode == TxMode::Write);
-                p.draw_ahead.set(mode == TxMode::Write);
                 Ok(())
             }
         }
@@ -1311,7 +1287,15 @@ impl Db<'_> {
             Db::Postgres(p) => {
                 // The deferred writes go with the check, and the commit with them: one
                 // that failed fails the check, and the commit behind it is not run.
-                let result = p.keep_spares().and_then(|()| p.batch("SELECT 1; COMMIT"));
+                // Nothing to send (not even its BEGIN, so it read nothing): nothing to commit.
+                let result = p.keep_spares().and_then(|()| {
+                    let untouched = p.begin_pending.get() && p.tx.deferred.borrow().is_empty();
+                    if untouched {
+                        Ok(())
+                    } else {
+                        p.batch("SELECT 1; COMMIT")
+                    }
+                });
                 if result.is_err() {
                     let _ = p.batch("ROLLBACK");
                 }
@@ -1331,9 +1315,11 @@ impl Db<'_> {
                 }
             }
             Db::Postgres(p) => {
-                p.tx.deferred.borrow_mut().clear();
-                p.forget_in_flight();
-                let _ = p.batch("ROLLBACK");
+                p.drop_unsent();
+                // Nothing sent yet (not even its BEGIN): nothing to roll back.
+                if !p.begin_pending.get() {
+                    let _ = p.batch("ROLLBACK");
+                }
                 p.end_transaction();
             }
         }

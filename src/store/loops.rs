@@ -59,8 +59,8 @@ impl ReadAhead {
             (
                 "SELECT k.key, c.id, c.created_at FROM unnest(string_to_array(?1, chr(10))) AS k(key),
                  LATERAL (SELECT id, created_at FROM cases WHERE opening_gist = k.key COLLATE \"C\" AND created_at >= ?2
-                          ORDER BY id DESC LIMIT 16) AS c",
-                vec![Value::from(self.keys.clone()), Value::from(self.since.clone())],
+                          ORDER BY id DESC LIMIT ?3) AS c",
+                vec![Value::from(self.keys.clone()), Value::from(self.since.clone()), Value::from(OPENINGS_READ)],
             ),
             (AUTOMATIC_ANSWERS, vec![Value::from(self.recipients.clone()), Value::from(self.since.clone())]),
         ]

@@ -14,9 +14,11 @@ use casegate::vals;
 
 use crate::support::postgres;
 
-/// A session on a new database with a table `t` (id from a sequence, a unique `k`).
+/// A session on a new database with casegate's schema (ids are drawn through its
+/// `spare_ids`) and a table `t` (id from a sequence, a unique `k`).
 fn session() -> Option<PgConn> {
     let url = postgres::database()?;
+    drop(casegate::store::Store::open_postgres(&url).unwrap());
     let conn = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
     Db::Postgres(&conn)
         .batch(
