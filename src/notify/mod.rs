@@ -589,6 +589,22 @@ impl<'a> Facts<'a> {
     /// The template data for one notification. `whole` is false when only the subject is
     /// rendered (at queueing time): the description, the thread entry, the case list and
     /// the links are then left empty.
+    /// Who `r` is to the case whose people are `people`.
+    fn recipient_view(&self, r: &Target<'_>, people: &[(Address, ParticipantRole)]) -> RecipientView {
+        let holds = |role| people.iter().any(|(a, rl)| a == r.address && *rl == role);
+        let is_staff = self.config.is_staff(r.address) || self.config.notify.staff_recipients.contains(r.address);
+        let is_watcher = holds(ParticipantRole::Watcher);
+        let can_decide = holds(ParticipantRole::Requester) || holds(ParticipantRole::Contact);
+        RecipientView {
+            address: r.address.to_string(),
+            role: r.role,
+            is_staff,
+            is_watcher,
+            can_decide,
+            can_add: is_staff || is_watcher || can_decide,
+        }
+    }
+
     fn view(&mut self, event: &Event, r: &Target<'_>, whole: bool) -> anyhow::Result<View> {
         let case = case_of(event);
         let mut case_view = match case {
@@ -602,14 +618,7 @@ impl<'a> Facts<'a> {
             Some(c) => self.participants(c)?.to_vec(),
             None => Vec::new(),
         };
-        let holds = |role| people.iter().any(|(a, rl)| a == r.address && *rl == role);
-        let recipient = RecipientView {
-            address: r.address.to_string(),
-            role: r.role,
-            is_staff: self.config.is_staff(r.address) || self.config.notify.staff_recipients.contains(r.address),
-            is_watcher: holds(ParticipantRole::Watcher),
-            can_decide: holds(ParticipantRole::Requester) || holds(ParticipantRole::Contact),
-        };
+        let recipient = self.recipient_view(r, &people);
         let actor = actor_of(event, &people).map(|a| self.person(&a));
         let message_id = match event {
             Event::Created { message, .. } | Event::Replied { message, .. } | Event::Bounced { message, .. } => {

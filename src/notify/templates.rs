@@ -341,6 +341,9 @@ pub struct RecipientView {
     pub is_watcher: bool,
     /// May accept or reject a proposed solution (requester or contact).
     pub can_decide: bool,
+    /// Takes part in the case (staff, requester, contact or watcher): may add to it by
+    /// replying. Someone who may not (the sender of a mail that was refused) is not told to.
+    pub can_add: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -522,6 +525,7 @@ fn sample(kind: &'static str, role: &'static str, full: bool, with_case: bool) -
             is_staff: role == "staff",
             is_watcher: role == "watcher",
             can_decide: matches!(role, "requester" | "contact"),
+            can_add: role != "sender",
         },
         case,
         actor: full.then(|| Person { address: text("ann@support.example.com"), name: text("Ann Analyst") }),

@@ -240,6 +240,7 @@ fn an_impact_change_is_announced_to_the_customer_side() {
     let change = got.iter().find(|d| d.to == JANE && d.event == "field-changed").unwrap();
     assert_well_formed(change, "CASE-1");
     assert!(change.mail.subject.contains("impact is now High"), "{}", change.mail.subject);
+    assert!(change.mail.text.contains("To add to CASE-1, reply to this mail"), "{}", change.mail.text);
     assert_reply_lands(&s, change, JANE, "CASE-1");
 }
 
@@ -259,6 +260,8 @@ fn a_stranger_gets_one_short_answer_per_case_a_day_that_reveals_nothing() {
         assert!(!answer.mail.text.contains(secret) && !answer.mail.subject.contains(secret), "leaks {secret:?}");
     }
     assert!(answer.mail.text.contains("you do not take part in this case"), "{}", answer.mail.text);
+    // Nor is she told how to add to the case, which she may not.
+    assert!(!answer.mail.text.contains("To add to CASE-1"), "{}", answer.mail.text);
 
     // Eve insists, twice: no second answer today (no backscatter loop).
     s.ingest(&mail(EVE, "Re: [CASE-1] status?", "", "Hello??"));
