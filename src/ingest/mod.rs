@@ -454,8 +454,9 @@ impl Step<'_> {
     }
 }
 
-/// Asks the journal (what it holds for the batch's mails) and the loop breaker (see
-/// `store::loops::ReadAhead`) about a whole batch, in one round trip; the journal's
+/// Asks the journal (what it holds for the batch's mails), the loop breaker (see
+/// `store::loops::ReadAhead`) and what the mails refer to (see
+/// `store::references::ReadAhead`) about a whole batch, in one round trip; the journal's
 /// answers, unless a key of the batch cannot be listed.
 fn read_ahead(
     conn: crate::store::db::Db<'_>,
@@ -463,8 +464,10 @@ fn read_ahead(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Option<Known>> {
     let (mut keys, mut senders) = (Vec::new(), Vec::new());
+    let mut ancestors: Vec<&str> = Vec::new();
     for (prepared, _) in mails {
         let Parsed::Mail(analyzed) = &prepared.parsed else { continue };
+        ancestors.extend(analyzed.mail.ancestors());
         let Some(from) = analyzed.mail.from_address() else { continue };
         if let Some(key) = &analyzed.gist.key {
             keys.push(crate::classify::opening_key(key, from.as_str()));
@@ -478,6 +481,7 @@ fn read_ahead(
     // The loop breaker's window is a day; an hour more covers a batch that runs long.
     let since = crate::store::stamp(now - chrono::Duration::hours(25));
     let mut loops = crate::store::loops::ReadAhead::new(conn, &keys, &senders, &since);
+    let mut references = crate::store::references::ReadAhead::new(conn, ancestors);
     let journal = Known::listable(mails).then(|| Known::lists(mails));
     let mut queries: Vec<(&str, Vec<crate::store::db::Value<'_>>)> = Vec::new();
     if let Some(journal) = &journal {
@@ -487,16 +491,24 @@ fn read_ahead(
     if let Some(loops) = &loops {
         queries.extend(loops.queries());
     }
+    let asked_loops = queries.len();
+    if let Some(references) = &references {
+        queries.extend(references.queries());
+    }
     let queries: Vec<(&str, &[crate::store::db::Value<'_>])> =
         queries.iter().map(|(sql, params)| (*sql, params.as_slice())).collect();
     let mut known = journal.as_ref().map(|_| Known::default());
-    conn.query_many(&queries, |i, row| match (&mut known, &mut loops) {
-        (Some(known), _) if i < asked_journal => known.take(i, row),
-        (_, Some(loops)) => loops.take(i - asked_journal, row),
+    conn.query_many(&queries, |i, row| match (&mut known, &mut loops, &mut references) {
+        (Some(known), _, _) if i < asked_journal => known.take(i, row),
+        (_, Some(loops), _) if i < asked_loops => loops.take(i - asked_journal, row),
+        (_, _, Some(references)) => references.take(i - asked_loops, row),
         _ => unreachable!("a row answers a query asked"),
     })?;
     if let Some(loops) = loops {
         loops.keep(conn);
+    }
+    if let Some(references) = references {
+        references.keep(conn);
     }
     Ok(known)
 }

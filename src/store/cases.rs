@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::db::{Db, DbError, DbResult, Row};
 use super::grouping::Appendable;
-use super::{held, thread};
+use super::{held, references, thread};
 use crate::address::Address;
 use crate::case::{CaseId, Impact, MessageKind, ParticipantRole, Status};
 use crate::decide::NewCase;
@@ -310,12 +310,14 @@ pub fn open_follow_up(db: Db<'_>, closed: CaseId) -> DbResult<Option<CaseId>> {
 /// writer wins). Our own notifications need no row here: their outbox row names the case.
 pub fn link_message_id(db: Db<'_>, message_id: &str, case: CaseId) -> DbResult<()> {
     db.defer_row(&MESSAGE_ID_LINK, vals![message_id, case])?;
+    references::linked(db, message_id, case);
     Ok(())
 }
 
 /// A Message-ID that mails on different cases share (their senders reused it): it no
 /// longer routes replies to any case, now or later.
 pub fn forget_message_id(db: Db<'_>, message_id: &str) -> DbResult<()> {
+    references::changed(db, message_id);
     db.defer(
         "INSERT INTO ambiguous_message_ids (message_id) VALUES (?1) ON CONFLICT (message_id) DO NOTHING",
         vals![message_id],
@@ -327,6 +329,9 @@ pub fn forget_message_id(db: Db<'_>, message_id: &str) -> DbResult<()> {
 /// The case a Message-ID belongs to: a mail on its thread, or a notification about it
 /// (`out` rows written before notifications were found through the outbox still count).
 pub fn case_for_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option<CaseId>> {
+    if let Some(found) = references::case_read_ahead(db, message_id) {
+        return Ok(found);
+    }
     db.query_row(
         "SELECT case_id FROM case_message_ids WHERE message_id = ?1
          UNION ALL SELECT case_id FROM outbox WHERE message_id = ?1 AND case_id IS NOT NULL

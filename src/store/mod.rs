@@ -30,6 +30,7 @@ pub mod packs;
 pub mod pg_migrations;
 pub mod postgres;
 pub mod records;
+pub mod references;
 pub mod snapshot;
 pub mod survey_report;
 pub mod surveys;

@@ -91,6 +91,7 @@ pub fn insert(db: Db<'_>, n: &NewNotification<'_>, now: &str) -> DbResult<i64> {
     if status != "suppressed" && AUTOMATIC_EVENTS.contains(&n.event) {
         super::loops::answered(db, &recipients, now);
     }
+    super::references::changed(db, n.message_id);
     Ok(id)
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::cases::participants;
 use super::db::{Db, DbError, DbResult, Row};
 use super::mails::audit;
+use super::references::InvitationColumns;
 use crate::address::Address;
 use crate::case::{AuditAction, CaseId, ParticipantRole};
 use crate::config::Config;
@@ -163,6 +164,7 @@ pub fn invite_with_secret(
 /// Remembers the Message-ID of the survey mail sent for an invitation, so that a reply to
 /// it can be recognised as an answer ([`invitation_by_message_id`]).
 pub fn set_message_id(db: Db<'_>, case: CaseId, recipient: &Address, message_id: &str) -> DbResult<()> {
+    super::references::changed(db, message_id);
     db.execute(
         "UPDATE survey_invitations SET message_id = ?3 WHERE case_id = ?1 AND recipient = ?2",
         vals![case, recipient.as_str(), message_id],
@@ -181,6 +183,9 @@ pub fn invitation(db: Db<'_>, case: CaseId, recipient: &Address) -> DbResult<Opt
 
 /// The invitation whose survey mail had this Message-ID (for replies to the survey mail).
 pub fn invitation_by_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option<InvitationRow>> {
+    if let Some(found) = super::references::invitation_read_ahead(db, message_id) {
+        return found.map(invitation_of).transpose();
+    }
     db.query_row(
         "SELECT case_id, recipient, created_at, expires_at, message_id FROM survey_invitations WHERE message_id = ?1",
         vals![message_id],
@@ -189,14 +194,25 @@ pub fn invitation_by_message_id(db: Db<'_>, message_id: &str) -> DbResult<Option
 }
 
 fn row_to_invitation(r: &Row<'_>) -> DbResult<InvitationRow> {
-    let recipient: String = r.get(1)?;
-    Ok(InvitationRow {
+    invitation_of(InvitationColumns {
         case: r.get(0)?,
-        recipient: Address::parse(&recipient)
-            .ok_or_else(|| DbError::column(1, format!("bad address {recipient:?}")))?,
-        created_at: time_col(r, 2)?,
-        expires_at: time_col(r, 3)?,
+        recipient: r.get(1)?,
+        created_at: r.get(2)?,
+        expires_at: r.get(3)?,
         message_id: r.get(4)?,
+    })
+}
+
+/// An invitation's row from its columns as stored.
+fn invitation_of(c: InvitationColumns) -> DbResult<InvitationRow> {
+    let recipient =
+        Address::parse(&c.recipient).ok_or_else(|| DbError::column(1, format!("bad address {:?}", c.recipient)))?;
+    Ok(InvitationRow {
+        case: c.case,
+        recipient,
+        created_at: parse_time(2, &c.created_at)?,
+        expires_at: parse_time(3, &c.expires_at)?,
+        message_id: c.message_id,
     })
 }
 
@@ -304,8 +320,12 @@ pub fn resolved_cases_due(db: Db<'_>, config: &Config, now: DateTime<Utc>) -> Db
 }
 
 pub(crate) fn time_col(r: &Row<'_>, i: usize) -> DbResult<DateTime<Utc>> {
-    let s: String = r.get(i)?;
-    DateTime::parse_from_rfc3339(&s)
+    parse_time(i, &r.get::<String>(i)?)
+}
+
+/// A time as stored (column `i`, for the error).
+fn parse_time(i: usize, s: &str) -> DbResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| DbError::column(i, format!("bad time {s:?}: {e}")))
 }

@@ -521,3 +521,108 @@ fn openings_read_ahead_count_exactly_up_to_the_most_read_and_say_when_there_may_
     // Asked outside the read-ahead, the database counts them all.
     assert_eq!(count("many", None), loops::Openings { count: 20, or_more: false });
 }
+
+#[test]
+fn what_referred_to_ids_name_is_read_ahead_answers_as_the_database_does_and_asks_it_nothing() {
+    use casegate::case::Impact;
+    use casegate::decide::NewCase;
+    use casegate::store::{cases, references, surveys};
+
+    let Some(url) = postgres::database() else { return };
+    let mut store = casegate::store::Store::open_postgres(&url).unwrap();
+    let new_case = NewCase {
+        subject: "Printer".into(),
+        impact: Impact::Low,
+        account: None,
+        environment: None,
+        linked_case: None,
+        opening_gist: None,
+    };
+    // <a@x> is linked to case 1; <n@x> was a notification about case 2; <amb@x> was
+    // linked and then found on two cases; <s@x> was a survey mail about case 1.
+    store
+        .write(false, |unit| {
+            let scope = unit.scope();
+            let (one, two) = (
+                cases::insert_case(scope.conn, &new_case, scope.stamp)?,
+                cases::insert_case(scope.conn, &new_case, scope.stamp)?,
+            );
+            cases::link_message_id(scope.conn, "<a@x>", one)?;
+            cases::link_message_id(scope.conn, "<amb@x>", one)?;
+            cases::forget_message_id(scope.conn, "<amb@x>")?;
+            scope.conn.execute(
+                "INSERT INTO outbox (case_id, event, recipients, subject, message_id, next_attempt_at, created_at)
+                 VALUES (?1, 'acknowledgement', '[]', 's', '<n@x>', ?2, ?2)",
+                vals![two, scope.stamp],
+            )?;
+            scope.conn.execute(
+                "INSERT INTO survey_invitations (case_id, recipient, created_at, expires_at, message_id)
+                 VALUES (?1, 'c@example.com', ?2, ?2, '<s@x>')",
+                vals![one, scope.stamp],
+            )?;
+            Ok(Some(()))
+        })
+        .unwrap();
+    let db = store.db();
+    db.begin(TxMode::Write).unwrap();
+    let asked = ["<a@x>", "<n@x>", "<amb@x>", "<s@x>", "<fresh@x>", "<line\nbreak@x>"];
+    let mut ahead = references::ReadAhead::new(db, asked).expect("read ahead on PostgreSQL");
+    let queries = ahead.queries();
+    let questions: Vec<(&str, &[casegate::store::db::Value<'_>])> =
+        queries.iter().map(|(sql, params)| (*sql, params.as_slice())).collect();
+    db.query_many(&questions, |i, r| ahead.take(i, r)).unwrap();
+    ahead.keep(db);
+
+    // The server ends this session: from now on, a question that goes to the database
+    // fails, and the answers below can only come from what was read ahead.
+    let other = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
+    let other = Db::Postgres(&other);
+    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    other
+        .query_one(
+            &format!("SELECT count(pg_terminate_backend(pid)) FROM ({}) s", others.replace("count(*)", "pid")),
+            vals![],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap();
+    let asked_at = std::time::Instant::now();
+    while other.query_one(others, vals![], |r| r.get::<i64>(0)).unwrap() > 0 {
+        assert!(asked_at.elapsed() < std::time::Duration::from_secs(20), "the session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let case_of = |id: &str| cases::case_for_message_id(db, id).unwrap();
+    assert_eq!(case_of("<a@x>"), Some(1));
+    assert_eq!(case_of("<n@x>"), Some(2));
+    assert_eq!(case_of("<amb@x>"), None);
+    assert_eq!(case_of("<s@x>"), None);
+    assert_eq!(case_of("<fresh@x>"), None);
+    let invited = surveys::invitation_by_message_id(db, "<s@x>").unwrap().expect("the survey mail's invitation");
+    assert_eq!((invited.case, invited.recipient.as_str()), (1, "c@example.com"));
+    assert!(surveys::invitation_by_message_id(db, "<a@x>").unwrap().is_none());
+    // Links the transaction writes count as the database would have them: a new one
+    // names its case, an existing link stays, an ambiguous id links to nothing.
+    cases::link_message_id(db, "<fresh@x>", 2).unwrap();
+    cases::link_message_id(db, "<a@x>", 2).unwrap();
+    cases::link_message_id(db, "<amb@x>", 2).unwrap();
+    assert_eq!((case_of("<fresh@x>"), case_of("<a@x>"), case_of("<amb@x>")), (Some(2), Some(1), None));
+    // An id that was not read ahead goes to the database, which has ended the session.
+    assert!(cases::case_for_message_id(db, "<line\nbreak@x>").is_err());
+    db.rollback();
+
+    // The same writes, committed, read from the database outside any read-ahead.
+    store
+        .write(false, |unit| {
+            let conn = unit.scope().conn;
+            for (id, case) in [("<fresh@x>", 2), ("<a@x>", 2), ("<amb@x>", 2)] {
+                cases::link_message_id(conn, id, case)?;
+            }
+            Ok(Some(()))
+        })
+        .unwrap();
+    let db = store.db();
+    let from_database: Vec<Option<i64>> = ["<fresh@x>", "<a@x>", "<amb@x>", "<n@x>", "<line\nbreak@x>"]
+        .iter()
+        .map(|id| cases::case_for_message_id(db, id).unwrap())
+        .collect();
+    assert_eq!(from_database, vec![Some(2), Some(1), None, Some(2), None]);
+}
