@@ -278,6 +278,20 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (seq_table, id)
     );
     "#,
+    // 6: the loop breaker reads a key's newest openings, a few (`store::loops`), and a
+    // case's first and newest thread entries are read for its mail (`store::thread`): in
+    // id order within the key or the case, the indexes hand over those and no more (the
+    // key's were all read, and sorted, for every batch; for a case's newest entries the
+    // planner could walk the whole table backwards by id, looking for the case's). Pages
+    // of `cases` keep room for the new versions of their rows (a reply changes
+    // `updated_at`), which then stay on their page and leave the indexes alone.
+    r#"
+    DROP INDEX cases_by_opening_gist;
+    CREATE INDEX cases_by_opening_gist ON cases (opening_gist, id) WHERE opening_gist IS NOT NULL;
+    DROP INDEX messages_by_case;
+    CREATE INDEX messages_by_case ON messages (case_id, id);
+    ALTER TABLE cases SET (fillfactor = 70);
+    "#,
 ];
 
 /// Brings the database up to the newest schema, in one transaction. Returns (from, to)
