@@ -204,10 +204,14 @@ impl Gateway {
         // written before the batch ends; otherwise the pack is written as the batch goes.
         self.store.write(matches!(guard, Guard::Batch), |unit| {
             let mut reports = Vec::with_capacity(mails.len());
-            // On PostgreSQL the journal and the loop breaker are asked about the whole
-            // batch at once.
+            // On PostgreSQL the journal, the loop breaker and what the mails refer to are
+            // asked about the whole batch at once, and then the cases the mails name.
             let conn = unit.scope().conn;
-            let mut known = if conn.is_postgres() { read_ahead(conn, mails, unit.scope().now)? } else { None };
+            let mut known = None;
+            if conn.is_postgres() {
+                known = read_ahead(conn, mails, unit.scope().now)?;
+                crate::store::cases::hold_ahead(conn, &named_cases(conn, &config, mails))?;
+            }
             for (prepared, origin) in mails {
                 let step = Step { config: &config, prepared, passage: Passage::New(origin), known: known.as_ref() };
                 let report = match guard {
@@ -511,6 +515,31 @@ fn read_ahead(
         references.keep(conn);
     }
     Ok(known)
+}
+
+/// The cases a batch's mails name, as routing will look for them (`route::route`): a
+/// mail's subject tokens (the first few), or else the case of the first Message-ID it
+/// refers to that names one (as read ahead: see `store::references`).
+fn named_cases(conn: crate::store::db::Db<'_>, config: &Config, mails: &[(Prepared, &Origin)]) -> Vec<CaseId> {
+    /// Routing takes the first token that names a case; more than a few tokens in one
+    /// subject are left to be read when routing gets to them.
+    const TOKENS_READ_AHEAD: usize = 4;
+    let mut named = Vec::new();
+    for (prepared, _) in mails {
+        let Parsed::Mail(analyzed) = &prepared.parsed else { continue };
+        let tokens = config.tokens.tokens(&analyzed.mail.subject);
+        if tokens.is_empty() {
+            let by_reference = analyzed
+                .mail
+                .ancestors()
+                .into_iter()
+                .find_map(|id| crate::store::references::case_read_ahead(conn, id).flatten());
+            named.extend(by_reference);
+        } else {
+            named.extend(tokens.into_iter().take(TOKENS_READ_AHEAD));
+        }
+    }
+    named
 }
 
 fn log_report(report: &IngestReport, origin: &str, config: &Config) {

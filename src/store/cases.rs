@@ -1,6 +1,8 @@
 //! Cases, their participants, thread messages, attachment metadata and the Message-IDs
 //! that route replies to them; plus the read models shown by `cases list/show`.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::db::{Db, DbError, DbResult, Row};
@@ -224,6 +226,55 @@ fn read_participant(r: &Row<'_>, people: &mut Vec<held::Kept>) -> DbResult<()> {
 
 fn without_times(people: Vec<held::Kept>) -> Vec<Participant> {
     people.into_iter().map(|(address, role, _)| (address, role)).collect()
+}
+
+/// Active participants of several cases (a list, `?1`, of numbers separated by commas),
+/// as [`PARTICIPANTS`] reads them, each row ending with its case's number.
+const PARTICIPANTS_OF: &str = "SELECT address, role, added_at, case_id FROM participants
+    WHERE case_id = ANY(string_to_array(?1, ',')::bigint[]) AND removed_at IS NULL ORDER BY case_id, added_at, address";
+
+/// Reads ahead, and holds for the transaction (see `store::held`), the cases a batch's
+/// mails name: each as [`row_and_participants`] reads a case to change (its row locked,
+/// here in number order), with the ends of its thread (`store::thread`), all in one
+/// round trip. Without it, each reply to a case the transaction did not hold yet cost
+/// two round trips of its own, each first sending the writes deferred before it.
+/// PostgreSQL inside a transaction only; cases held already, and numbers that name no
+/// case, are left alone.
+pub fn hold_ahead(db: Db<'_>, cases: &[CaseId]) -> DbResult<()> {
+    if !held::active(db) {
+        return Ok(());
+    }
+    let mut wanted: Vec<CaseId> = cases.iter().copied().filter(|c| !held::holds(db, *c)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let params = thread::of_many_params(list.join(","));
+    let rows_sql = format!(
+        "SELECT {CASE_COLUMNS} FROM cases WHERE id = ANY(string_to_array(?1, ',')::bigint[]) ORDER BY id FOR UPDATE"
+    );
+    let walks = thread::of_many_queries(&params);
+    let mut queries: Vec<(&str, &[super::db::Value<'_>])> =
+        vec![(&rows_sql, &params[..1]), (PARTICIPANTS_OF, &params[..1])];
+    queries.extend(walks.iter().map(|(sql, values)| (*sql, values.as_slice())));
+    let (mut rows, mut people) = (Vec::new(), HashMap::<CaseId, Vec<held::Kept>>::new());
+    let mut threads = HashMap::new();
+    db.query_many(&queries, |i, r| match i {
+        0 => {
+            rows.push(row_to_case(r)?);
+            Ok(())
+        }
+        1 => read_participant(r, people.entry(r.get(3)?).or_default()),
+        _ => thread::read_of_many(&mut threads, i - 2, r),
+    })?;
+    for row in rows {
+        let id = row.id;
+        held::hold(db, row, people.remove(&id).unwrap_or_default());
+        held::keep_thread(db, id, threads.remove(&id).unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// A case's row and active participants, read together (one round trip on PostgreSQL).

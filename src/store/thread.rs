@@ -3,6 +3,8 @@
 //! its newest entries, and when (for the per-case brake). Read from what the transaction
 //! holds when it holds the case (see `store::held`), else from the database.
 
+use std::collections::HashMap;
+
 use super::db::{Db, DbResult, Row, Value};
 use super::held::{self, Thread, NEWEST_INBOUND, RECENT_ENTRIES};
 use crate::case::CaseId;
@@ -16,6 +18,47 @@ const FIRST: &str = "SELECT id, message_id FROM messages
 const NEWEST: &str = "SELECT id, message_id FROM messages
     WHERE case_id = ?1 AND message_id IS NOT NULL AND kind IN ('customer', 'staff') ORDER BY id DESC LIMIT ?2";
 const RECENT: &str = "SELECT from_addr, created_at FROM messages WHERE case_id = ?1 ORDER BY id DESC LIMIT ?2";
+
+// The same three walks for several cases at once (`cases::hold_ahead`), each row led by
+// its case's number (a list, `?1`, of numbers separated by commas).
+const FIRST_OF: &str = "SELECT c.id, m.id, m.message_id FROM unnest(string_to_array(?1, ',')::bigint[]) AS c(id),
+    LATERAL (SELECT id, message_id FROM messages WHERE case_id = c.id AND message_id IS NOT NULL
+             AND kind IN ('customer', 'staff') ORDER BY id LIMIT 1) AS m";
+const NEWEST_OF: &str = "SELECT c.id, m.id, m.message_id FROM unnest(string_to_array(?1, ',')::bigint[]) AS c(id),
+    LATERAL (SELECT id, message_id FROM messages WHERE case_id = c.id AND message_id IS NOT NULL
+             AND kind IN ('customer', 'staff') ORDER BY id DESC LIMIT ?2) AS m
+    ORDER BY c.id, m.id DESC";
+const RECENT_OF: &str =
+    "SELECT c.id, m.from_addr, m.created_at FROM unnest(string_to_array(?1, ',')::bigint[]) AS c(id),
+    LATERAL (SELECT id, from_addr, created_at FROM messages WHERE case_id = c.id ORDER BY id DESC LIMIT ?2) AS m
+    ORDER BY c.id, m.id DESC";
+
+/// The walks of [`of_held`] for the cases of `list` (numbers separated by commas), whose
+/// rows [`read_of_many`] takes as `0`, `1` and `2`. `params` holds their parameters.
+pub(super) fn of_many_queries(params: &[Value<'static>; 3]) -> [(&'static str, Vec<Value<'static>>); 3] {
+    let [list, newest, recent] = params;
+    [
+        (FIRST_OF, vec![list.clone()]),
+        (NEWEST_OF, vec![list.clone(), newest.clone()]),
+        (RECENT_OF, vec![list.clone(), recent.clone()]),
+    ]
+}
+
+/// The parameters of [`of_many_queries`] for the cases of `list`.
+pub(super) fn of_many_params(list: String) -> [Value<'static>; 3] {
+    [Value::from(list), Value::from(NEWEST_INBOUND), Value::from(RECENT_ENTRIES)]
+}
+
+/// A row of the `query`th of [`of_many_queries`], into its case's thread.
+pub(super) fn read_of_many(threads: &mut HashMap<CaseId, Thread>, query: usize, r: &Row<'_>) -> DbResult<()> {
+    let thread = threads.entry(r.get(0)?).or_default();
+    match query {
+        0 => thread.first = Some((r.get(1)?, r.get(2)?)),
+        1 => thread.newest.push((r.get(1)?, r.get(2)?)),
+        _ => thread.recent.push((r.get(1)?, r.get(2)?)),
+    }
+    Ok(())
+}
 
 /// The queries for the first and the newest inbound entries (`case_and_limit`: the case
 /// and how many of the newest), whose rows [`read`] takes as `0` and `1`.

@@ -626,3 +626,82 @@ fn what_referred_to_ids_name_is_read_ahead_answers_as_the_database_does_and_asks
         .collect();
     assert_eq!(from_database, vec![Some(2), Some(1), None, Some(2), None]);
 }
+
+#[test]
+fn cases_held_ahead_read_as_the_database_has_them_without_asking_it_again() {
+    use casegate::address::Address;
+    use casegate::case::{Impact, MessageKind, ParticipantRole};
+    use casegate::decide::NewCase;
+    use casegate::store::{cases, thread};
+
+    let Some(url) = postgres::database() else { return };
+    let mut store = casegate::store::Store::open_postgres(&url).unwrap();
+    let new_case = NewCase {
+        subject: "Printer".into(),
+        impact: Impact::Low,
+        account: None,
+        environment: None,
+        linked_case: None,
+        opening_gist: None,
+    };
+    let (ann, bob) = (Address::parse("ann@customer.example").unwrap(), Address::parse("bob@support.example").unwrap());
+    // Case 1 has people and a thread (mails with and without Message-IDs, a note); case
+    // 2 has neither.
+    store
+        .write(false, |unit| {
+            let scope = unit.scope();
+            let one = cases::insert_case(scope.conn, &new_case, scope.stamp)?;
+            cases::insert_case(scope.conn, &new_case, scope.stamp)?;
+            cases::add_participant(scope.conn, one, &ann, ParticipantRole::Requester, "mail", None, scope.stamp)?;
+            cases::add_participant(scope.conn, one, &bob, ParticipantRole::Watcher, "cc", Some(&ann), scope.stamp)?;
+            let entries = [
+                (Some("<m1@x>"), MessageKind::Customer, &ann),
+                (None, MessageKind::Customer, &ann),
+                (Some("<m3@x>"), MessageKind::Staff, &bob),
+                (Some("<m4@x>"), MessageKind::Note, &bob),
+                (Some("<m5@x>"), MessageKind::Customer, &ann),
+            ];
+            for (message_id, kind, from) in entries {
+                let m = cases::NewMessage { case: one, mail_id: None, message_id, kind, from: Some(from), body: "text" };
+                cases::insert_message(scope.conn, &m, scope.stamp)?;
+            }
+            Ok(Some(()))
+        })
+        .unwrap();
+    let db = store.db();
+    let facts = |case| {
+        (
+            cases::row_and_participants(db, case, true).unwrap(),
+            thread::inbound_thread_ids(db, case, 2).unwrap(),
+            thread::recent_authors(db, case, 10).unwrap(),
+        )
+    };
+    // Outside a transaction nothing is held: each from the database.
+    let expected = [facts(1), facts(2)];
+    assert_eq!(expected[0].1, ["<m1@x>", "<m3@x>", "<m5@x>"]);
+    assert_eq!(expected[0].2.len(), 5);
+
+    db.begin(TxMode::Write).unwrap();
+    cases::hold_ahead(db, &[2, 1, 99, 1]).unwrap();
+    // The server ends this session: what follows can only come from what was held.
+    let other = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
+    let other = Db::Postgres(&other);
+    other
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            vals![],
+            |r| r.get::<i64>(0),
+        )
+        .unwrap();
+    let asked_at = std::time::Instant::now();
+    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    while other.query_one(others, vals![], |r| r.get::<i64>(0)).unwrap() > 0 {
+        assert!(asked_at.elapsed() < std::time::Duration::from_secs(20), "the session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!([facts(1), facts(2)], expected, "held ahead, as read one by one");
+    // A number that names no case is not held: asking about it goes to the database.
+    assert!(cases::row_and_participants(db, 99, true).is_err());
+    db.rollback();
+}
