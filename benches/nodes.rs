@@ -1,12 +1,13 @@
 //! PostgreSQL beside SQLite, and one node beside two, in one sitting on this machine:
 //!
 //! 1. **`casegate ingest DIR`** (the release binary) of N generated mails (≈700 B, half
-//!    of them replies to earlier ones by token; default 10,000) into a fresh SQLite
+//!    of them replies by token to cases opened a few batches earlier; default 10,000) into a fresh SQLite
 //!    installation, then into a fresh PostgreSQL database on a throw-away cluster (the
 //!    integration tests' harness: Debian's PostgreSQL on 127.0.0.1, `fsync` on as in
 //!    production). Mails per second, and PostgreSQL's rate as a share of SQLite's.
 //! 2. **`casegate run`** against a real Dovecot with M mailboxes (default 4) of K mails
-//!    each (default 2,500): on SQLite with one node, on PostgreSQL with one node, and on
+//!    each (default 2,500; half of them replies by In-Reply-To to cases opened a few
+//!    batches earlier in the same mailbox): on SQLite with one node, on PostgreSQL with one node, and on
 //!    PostgreSQL with two nodes sharing the database (each leases half the mailboxes).
 //!    The nodes are started on empty mailboxes and wait until their leases are settled;
 //!    then all mails are appended (MULTIAPPEND, the mailboxes in parallel) and the time is
@@ -71,25 +72,35 @@ fn main() {
 /// How a reply names its case.
 #[derive(Clone, Copy)]
 enum Reply {
-    /// By the token of the case the mail before it opened, `[CASE-n]` (one writer numbers
-    /// the cases in the order the mails come).
+    /// By the token of the case it answers, `[CASE-n]` (one writer numbers the cases in
+    /// the order the mails come).
     Token,
-    /// By `In-Reply-To` the mail before it (in the same mailbox): with several writers
-    /// no one knows a case's number ahead, and a token guessing one may name a case
-    /// another writer is still opening, which no customer could have heard of.
+    /// By `In-Reply-To` the mail that opened it (in the same mailbox): with several
+    /// writers no one knows a case's number ahead, and a token guessing one may name a
+    /// case another writer is still opening, which no customer could have heard of.
     InReplyTo,
 }
 
-/// A customer's mail; every second one replies to the case the mail before it opened.
+/// How many cases back a reply goes: its case was opened this many openings (twice as
+/// many mails) before it, a few batches earlier, as a customer answers a case opened
+/// some time ago. The first replies, with no case that far back, answer the case the
+/// mail before them opened.
+const REPLY_LAG: usize = 600;
+
+/// A customer's mail: every second one opens a case, and the others reply (see
+/// [`REPLY_LAG`]).
 fn mail(prefix: &str, i: usize, reply: Reply) -> Vec<u8> {
+    // The `opening`th case opened (from 0), by mail `2 × opening`.
+    let opening = (i / 2).checked_sub(REPLY_LAG).unwrap_or(i / 2);
+    let opener = 2 * opening;
     let (subject, refers) = match (i % 2, reply) {
         (0, _) => (format!("Scanner {i} in hall {} jams", i % 7), String::new()),
         (_, Reply::Token) => {
-            (format!("Re: [CASE-{}] Scanner {} in hall {} jams", i / 2 + 1, i - 1, (i - 1) % 7), String::new())
+            (format!("Re: [CASE-{}] Scanner {opener} in hall {} jams", opening + 1, opener % 7), String::new())
         }
         (_, Reply::InReplyTo) => (
-            format!("Re: Scanner {} in hall {} jams", i - 1, (i - 1) % 7),
-            format!("In-Reply-To: <{prefix}-{}@customer.example>\r\n", i - 1),
+            format!("Re: Scanner {opener} in hall {} jams", opener % 7),
+            format!("In-Reply-To: <{prefix}-{opener}@customer.example>\r\n"),
         ),
     };
     format!(

@@ -662,7 +662,8 @@ fn cases_held_ahead_read_as_the_database_has_them_without_asking_it_again() {
                 (Some("<m5@x>"), MessageKind::Customer, &ann),
             ];
             for (message_id, kind, from) in entries {
-                let m = cases::NewMessage { case: one, mail_id: None, message_id, kind, from: Some(from), body: "text" };
+                let m =
+                    cases::NewMessage { case: one, mail_id: None, message_id, kind, from: Some(from), body: "text" };
                 cases::insert_message(scope.conn, &m, scope.stamp)?;
             }
             Ok(Some(()))
