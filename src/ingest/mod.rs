@@ -49,9 +49,11 @@ use crate::store::{self, is_conflict, is_systemic, packs, Scope, Store, UnitOfWo
 use journal::{Known, Seen};
 
 /// Mails per transaction in bulk ingest: large enough that commits are cheap (a page that
-/// many mails touch — an index leaf, the WAL's — is written once per batch), small enough
-/// that a batch commits within about a tenth of a second.
-pub const DEFAULT_BATCH: usize = 400;
+/// many mails touch — an index leaf, the WAL's — is written once per batch; on PostgreSQL
+/// a batch's questions asked ahead and its round trips are shared by more mails: 1,000
+/// against 400 was about 7 % faster there, and the same on SQLite), small enough that a
+/// batch commits within about a tenth of a second.
+pub const DEFAULT_BATCH: usize = 1_000;
 /// A bulk-ingest batch also ends once it holds this many bytes of mail.
 pub const DEFAULT_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// How often a batch is written again at once when another writer got in the way (on
