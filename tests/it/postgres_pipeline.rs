@@ -524,20 +524,11 @@ fn openings_read_ahead_count_exactly_up_to_the_most_read_and_say_when_there_may_
 
 #[test]
 fn what_referred_to_ids_name_is_read_ahead_answers_as_the_database_does_and_asks_it_nothing() {
-    use casegate::case::Impact;
-    use casegate::decide::NewCase;
     use casegate::store::{cases, references, surveys};
 
     let Some(url) = postgres::database() else { return };
     let mut store = casegate::store::Store::open_postgres(&url).unwrap();
-    let new_case = NewCase {
-        subject: "Printer".into(),
-        impact: Impact::Low,
-        account: None,
-        environment: None,
-        linked_case: None,
-        opening_gist: None,
-    };
+    let new_case = printer_case();
     // <a@x> is linked to case 1; <n@x> was a notification about case 2; <amb@x> was
     // linked and then found on two cases; <s@x> was a survey mail about case 1.
     store
@@ -575,21 +566,7 @@ fn what_referred_to_ids_name_is_read_ahead_answers_as_the_database_does_and_asks
 
     // The server ends this session: from now on, a question that goes to the database
     // fails, and the answers below can only come from what was read ahead.
-    let other = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
-    let other = Db::Postgres(&other);
-    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    other
-        .query_one(
-            &format!("SELECT count(pg_terminate_backend(pid)) FROM ({}) s", others.replace("count(*)", "pid")),
-            vals![],
-            |r| r.get::<i64>(0),
-        )
-        .unwrap();
-    let asked_at = std::time::Instant::now();
-    while other.query_one(others, vals![], |r| r.get::<i64>(0)).unwrap() > 0 {
-        assert!(asked_at.elapsed() < std::time::Duration::from_secs(20), "the session did not end");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    end_other_sessions(&url);
     let case_of = |id: &str| cases::case_for_message_id(db, id).unwrap();
     assert_eq!(case_of("<a@x>"), Some(1));
     assert_eq!(case_of("<n@x>"), Some(2));
@@ -630,20 +607,12 @@ fn what_referred_to_ids_name_is_read_ahead_answers_as_the_database_does_and_asks
 #[test]
 fn cases_held_ahead_read_as_the_database_has_them_without_asking_it_again() {
     use casegate::address::Address;
-    use casegate::case::{Impact, MessageKind, ParticipantRole};
-    use casegate::decide::NewCase;
+    use casegate::case::{MessageKind, ParticipantRole};
     use casegate::store::{cases, thread};
 
     let Some(url) = postgres::database() else { return };
     let mut store = casegate::store::Store::open_postgres(&url).unwrap();
-    let new_case = NewCase {
-        subject: "Printer".into(),
-        impact: Impact::Low,
-        account: None,
-        environment: None,
-        linked_case: None,
-        opening_gist: None,
-    };
+    let new_case = printer_case();
     let (ann, bob) = (Address::parse("ann@customer.example").unwrap(), Address::parse("bob@support.example").unwrap());
     // Case 1 has people and a thread (mails with and without Message-IDs, a note); case
     // 2 has neither.
@@ -685,24 +654,37 @@ fn cases_held_ahead_read_as_the_database_has_them_without_asking_it_again() {
     db.begin(TxMode::Write).unwrap();
     cases::hold_ahead(db, &[2, 1, 99, 1]).unwrap();
     // The server ends this session: what follows can only come from what was held.
-    let other = PgConn::connect(Arc::new(Target::parse(&url).unwrap())).unwrap();
-    let other = Db::Postgres(&other);
-    other
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            vals![],
-            |r| r.get::<i64>(0),
-        )
-        .unwrap();
-    let asked_at = std::time::Instant::now();
-    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
-    while other.query_one(others, vals![], |r| r.get::<i64>(0)).unwrap() > 0 {
-        assert!(asked_at.elapsed() < std::time::Duration::from_secs(20), "the session did not end");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    end_other_sessions(&url);
     assert_eq!([facts(1), facts(2)], expected, "held ahead, as read one by one");
     // A number that names no case is not held: asking about it goes to the database.
     assert!(cases::row_and_participants(db, 99, true).is_err());
     db.rollback();
+}
+
+/// A case to open (no opening key).
+fn printer_case() -> casegate::decide::NewCase {
+    casegate::decide::NewCase {
+        subject: "Printer".into(),
+        impact: casegate::case::Impact::Low,
+        account: None,
+        environment: None,
+        linked_case: None,
+        opening_gist: None,
+    }
+}
+
+/// Has the server end every other session on the database of `url`, and waits until
+/// they are gone: whatever they ask the server after that fails.
+fn end_other_sessions(url: &str) {
+    let other = PgConn::connect(Arc::new(Target::parse(url).unwrap())).unwrap();
+    let other = Db::Postgres(&other);
+    let others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    other
+        .query_one(&format!("SELECT count(pg_terminate_backend(pid)) {others}"), vals![], |r| r.get::<i64>(0))
+        .unwrap();
+    let asked_at = std::time::Instant::now();
+    while other.query_one(&format!("SELECT count(*) {others}"), vals![], |r| r.get::<i64>(0)).unwrap() > 0 {
+        assert!(asked_at.elapsed() < std::time::Duration::from_secs(20), "the sessions did not end");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
