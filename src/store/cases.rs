@@ -250,14 +250,13 @@ pub fn hold_ahead(db: Db<'_>, cases: &[CaseId]) -> DbResult<()> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = wanted.iter().map(ToString::to_string).collect();
-    let params = thread::of_many_params(list.join(","));
+    let list = wanted.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let rows_sql = format!(
         "SELECT {CASE_COLUMNS} FROM cases WHERE id = ANY(string_to_array(?1, ',')::bigint[]) ORDER BY id FOR UPDATE"
     );
-    let walks = thread::of_many_queries(&params);
-    let mut queries: Vec<(&str, &[super::db::Value<'_>])> =
-        vec![(&rows_sql, &params[..1]), (PARTICIPANTS_OF, &params[..1])];
+    let walks = thread::of_many(&list);
+    let one = [super::db::Value::from(list.as_str())];
+    let mut queries: Vec<(&str, &[super::db::Value<'_>])> = vec![(&rows_sql, &one), (PARTICIPANTS_OF, &one)];
     queries.extend(walks.iter().map(|(sql, values)| (*sql, values.as_slice())));
     let (mut rows, mut people) = (Vec::new(), HashMap::<CaseId, Vec<held::Kept>>::new());
     let mut threads = HashMap::new();

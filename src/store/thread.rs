@@ -34,30 +34,19 @@ const RECENT_OF: &str =
     ORDER BY c.id, m.id DESC";
 
 /// The walks of [`of_held`] for the cases of `list` (numbers separated by commas), whose
-/// rows [`read_of_many`] takes as `0`, `1` and `2`. `params` holds their parameters.
-pub(super) fn of_many_queries(params: &[Value<'static>; 3]) -> [(&'static str, Vec<Value<'static>>); 3] {
-    let [list, newest, recent] = params;
+/// rows [`read_of_many`] takes as `0`, `1` and `2`.
+pub(super) fn of_many(list: &str) -> [(&'static str, Vec<Value<'static>>); 3] {
+    let list = || Value::from(list.to_string());
     [
-        (FIRST_OF, vec![list.clone()]),
-        (NEWEST_OF, vec![list.clone(), newest.clone()]),
-        (RECENT_OF, vec![list.clone(), recent.clone()]),
+        (FIRST_OF, vec![list()]),
+        (NEWEST_OF, vec![list(), Value::from(NEWEST_INBOUND)]),
+        (RECENT_OF, vec![list(), Value::from(RECENT_ENTRIES)]),
     ]
 }
 
-/// The parameters of [`of_many_queries`] for the cases of `list`.
-pub(super) fn of_many_params(list: String) -> [Value<'static>; 3] {
-    [Value::from(list), Value::from(NEWEST_INBOUND), Value::from(RECENT_ENTRIES)]
-}
-
-/// A row of the `query`th of [`of_many_queries`], into its case's thread.
+/// A row of the `query`th of [`of_many`], into its case's thread.
 pub(super) fn read_of_many(threads: &mut HashMap<CaseId, Thread>, query: usize, r: &Row<'_>) -> DbResult<()> {
-    let thread = threads.entry(r.get(0)?).or_default();
-    match query {
-        0 => thread.first = Some((r.get(1)?, r.get(2)?)),
-        1 => thread.newest.push((r.get(1)?, r.get(2)?)),
-        _ => thread.recent.push((r.get(1)?, r.get(2)?)),
-    }
-    Ok(())
+    read_from(threads.entry(r.get(0)?).or_default(), query, r, 1)
 }
 
 /// The queries for the first and the newest inbound entries (`case_and_limit`: the case
@@ -68,10 +57,15 @@ pub(super) fn queries<'a>(case_and_limit: &'a [Value<'a>; 2]) -> [(&'static str,
 
 /// A row of the `query`th of [`queries`] (0, 1) or of the newest entries' authors (2).
 pub(super) fn read(thread: &mut Thread, query: usize, r: &Row<'_>) -> DbResult<()> {
+    read_from(thread, query, r, 0)
+}
+
+/// [`read`] of a row whose columns start at `at`.
+fn read_from(thread: &mut Thread, query: usize, r: &Row<'_>, at: usize) -> DbResult<()> {
     match query {
-        0 => thread.first = Some((r.get(0)?, r.get(1)?)),
-        1 => thread.newest.push((r.get(0)?, r.get(1)?)),
-        _ => thread.recent.push((r.get(0)?, r.get(1)?)),
+        0 => thread.first = Some((r.get(at)?, r.get(at + 1)?)),
+        1 => thread.newest.push((r.get(at)?, r.get(at + 1)?)),
+        _ => thread.recent.push((r.get(at)?, r.get(at + 1)?)),
     }
     Ok(())
 }
