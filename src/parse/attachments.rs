@@ -46,6 +46,7 @@ pub(super) fn collect_attachments(message: &Message<'_>, mail: &mut InboundMail,
                 nested.raw_message().to_vec()
             }
             PartType::Text(_) | PartType::Html(_) => raw_decoded(message, part),
+            PartType::Binary(_) | PartType::InlineBinary(_) if left_encoded(part) => raw_decoded(message, part),
             PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
             PartType::Multipart(_) => continue,
         };
@@ -400,19 +401,40 @@ fn percent_decode(s: &str) -> Vec<u8> {
 }
 
 /// A text part's bytes with only the transfer encoding removed, so that a text file
-/// attachment is stored exactly as the sender's program wrote it (same checksum).
+/// attachment is stored exactly as the sender's program wrote it (same checksum); also
+/// any part whose encoding mail-parser left on (see [`left_encoded`]).
 fn raw_decoded(message: &Message<'_>, part: &MessagePart<'_>) -> Vec<u8> {
     let raw = message.raw_message();
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
     let Some(body) = raw.get(start..end.min(raw.len())) else {
         return part.contents().to_vec();
     };
-    let decoded = match part.encoding {
+    let encoding = if left_encoded(part) { declared_encoding(part).unwrap_or(Encoding::None) } else { part.encoding };
+    let decoded = match encoding {
         Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
         Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(body),
         Encoding::None => Some(body.to_vec()),
     };
     decoded.unwrap_or_else(|| part.contents().to_vec())
+}
+
+/// Whether mail-parser left a part's transfer encoding on: it does so for the last part of
+/// a multipart whose closing boundary never comes (a mail cut short), whose file would
+/// otherwise be stored as base64 text.
+fn left_encoded(part: &MessagePart<'_>) -> bool {
+    part.encoding == Encoding::None && declared_encoding(part).is_some()
+}
+
+/// The transfer encoding a part's header names, when it is one that must be removed.
+fn declared_encoding(part: &MessagePart<'_>) -> Option<Encoding> {
+    let declared = part.content_transfer_encoding()?.trim();
+    if declared.eq_ignore_ascii_case("base64") {
+        Some(Encoding::Base64)
+    } else if declared.eq_ignore_ascii_case("quoted-printable") {
+        Some(Encoding::QuotedPrintable)
+    } else {
+        None
+    }
 }
 
 /// Longest stored file name, in bytes.
@@ -679,6 +701,25 @@ mod tests {
         assert_eq!(m.attachments[0].data, b"%PDF-");
         assert_eq!(m.attachments[0].content_type, "application/pdf");
         assert_eq!(m.text, "body");
+    }
+
+    #[test]
+    fn a_file_in_a_mail_cut_short_before_its_closing_boundary_is_still_decoded() {
+        // mail-parser leaves the transfer encoding on for the last part when the closing
+        // boundary never comes; the file must not be stored as base64 or QP text.
+        for (encoding, body, want) in [
+            ("base64", "JVBERi0xLjQK\r\nAAEC/w==\r\n", &b"%PDF-1.4\n\x00\x01\x02\xff"[..]),
+            ("quoted-printable", "caf=C3=A9 =\r\nbar\r\n", &b"caf\xc3\xa9 bar\r\n"[..]),
+        ] {
+            let m = parse_str(&format!(
+                "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n\
+                 --XX\r\nContent-Type: text/plain\r\n\r\nbody\r\n\
+                 --XX\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=f.bin\r\n\
+                 Content-Transfer-Encoding: {encoding}\r\n\r\n{body}"
+            ));
+            assert_eq!(m.attachments.len(), 1, "{encoding}");
+            assert_eq!(m.attachments[0].data, want, "{encoding}");
+        }
     }
 
     #[test]
